@@ -1,0 +1,7 @@
+"""corral: what the reconciler, the node agent and the builder share.
+
+Sub-packages: ``spec`` (loading and validating manifests), ``store`` (the only
+code that speaks SQL), ``wire`` (the only code that imports zmq), ``settings``,
+and ``cli`` (the ``corral`` command).
+"""
+__version__ = "0.1.0"

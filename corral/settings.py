@@ -1,0 +1,42 @@
+"""Timings and addresses that every daemon reads once, at its entry point.
+
+Defaults are those of DESIGN.md. Tests shrink timings by passing a settings
+file (YAML mapping of the field names below) with ``--settings``; nothing deep
+inside the code reads the environment.
+"""
+import dataclasses
+
+import yaml
+
+
+@dataclasses.dataclass(frozen=True)
+class Timings:
+    """Every duration the cluster runs on, in seconds."""
+
+    heartbeat: float = 1.0          # agent -> reconcilers
+    heartbeat_timeout: float = 5.0  # node becomes unreachable
+    node_grace: float = 30.0        # node becomes lost; its instances are replaced
+    lease_ttl: float = 10.0         # leader lease
+    lease_renew: float = 2.0
+    loop_interval: float = 1.0      # leader loop runs at least this often
+    replay_window: float = 30.0     # wire: older messages are dropped
+    build_poll: float = 0.5         # builder: how often an idle builder looks for work
+
+
+def load_timings(path=None, **overrides):
+    """Timings from defaults, then the YAML file at ``path``, then ``overrides``.
+
+    Unknown keys are an error naming the key and the file.
+    """
+    values = {}
+    if path:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: settings must be a mapping of name to seconds")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(Timings)}
+    for key in values:
+        if key not in known:
+            raise ValueError(f"{path or 'settings'}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
+    return Timings(**{k: float(v) for k, v in values.items()})

@@ -1,0 +1,303 @@
+"""The store interface: every read and write of cluster state goes through it.
+
+Two backends implement it with the same schema and the same tests: SQLite (the
+embedded default, WAL mode) and PostgreSQL through psycopg2. Only modules under
+``corral/store`` speak SQL.
+
+Records are frozen dataclasses; JSON-valued fields (specs, statuses, phases)
+are plain dicts/lists that callers must treat as read-only.
+
+Fencing: writes of desired state and app status carry the writer's epoch. The
+backend checks, in the same transaction, that the ``leader`` lease still has
+that epoch, and raises :class:`Fenced` otherwise, so a stale leader can do no
+harm even if it still believes it leads.
+"""
+import abc
+import dataclasses
+from typing import Any, Optional
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (connection lost, timeout, ...)."""
+
+
+class Fenced(StoreError):
+    """The writer's epoch is no longer the leader lease's epoch."""
+
+
+class Conflict(StoreError):
+    """A compare-and-set failed: the object changed since it was read."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AppRecord:
+    """One ``kind: App`` as stored.
+
+    ``spec`` is the validated spec with defaults filled in; ``source_digest``
+    is the sha256 of the uploaded source archive. ``generation`` grows when
+    (labels, spec, source_digest) change, ``resource_version`` on every write
+    (status included). ``deleting`` is set by delete; the leader purges the
+    row once no instance remains. ``status`` is written by the leader only.
+    """
+
+    name: str
+    labels: dict
+    spec: dict
+    source_digest: str
+    generation: int
+    resource_version: int
+    deleting: bool
+    status: dict
+    created_at: float
+    updated_at: float
+    owner: Optional[str] = None  # e.g. "gitsource/NAME@commit"; None when applied by hand
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyResult:
+    """What one document of an apply did: ``created``, ``configured`` or ``unchanged``."""
+
+    name: str
+    action: str
+    generation: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DesiredInstance:
+    """One row of the desired instance table, written by the leader only.
+
+    ``spec`` holds what the agent needs to run it (command, env, port,
+    restart, drainPeriod, stopGracePeriod, resources, health) as decided at
+    placement; ``revision`` is the app revision number as a string.
+    """
+
+    id: str
+    app: str
+    process: str
+    node: str
+    revision: str
+    image: str
+    spec: dict
+    created_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeRecord:
+    """What the store remembers of a node; liveness is observed, not stored."""
+
+    name: str
+    address: str
+    labels: dict
+    capacity: dict
+    cordoned: bool
+    first_seen: float
+    last_seen: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRecord:
+    """One build job and its outcome.
+
+    ``key`` identifies the build inputs (source digest, requirements, python)
+    and is unique: enqueueing the same key twice returns the existing row.
+    ``image`` (``sha256:...``) is set by the builder when it knows it.
+    ``state``: queued | building | succeeded | failed.
+    """
+
+    id: int
+    key: str
+    app: str
+    inputs: dict
+    state: str
+    image: Optional[str]
+    artifact_url: Optional[str]
+    artifact_sha256: Optional[str]
+    cache: Optional[str]
+    phases: dict
+    error: Optional[str]
+    worker: Optional[str]
+    created_at: float
+    started_at: Optional[float]
+    finished_at: Optional[float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """Who did what to which object, and why."""
+
+    id: int
+    time: float
+    kind: str      # "app", "instance", "node", "build"
+    name: str
+    reason: str    # CamelCase, e.g. "Scheduled", "Stopped", "BuildFailed"
+    message: str
+    actor: str     # "reconciler/r1", "cli", "agent/node-1", ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    name: str
+    holder: Optional[str]
+    epoch: int
+    expires_at: float
+
+
+class Store(abc.ABC):
+    """The one interface over SQLite and PostgreSQL.
+
+    Every method is its own transaction. Times are seconds since the epoch
+    (floats). Methods raise :class:`StoreError` for backend failures, with
+    one sentence saying what failed.
+    """
+
+    # --- lifecycle -----------------------------------------------------
+    @abc.abstractmethod
+    def migrate(self) -> None:
+        """Create or upgrade the schema; idempotent, safe for two daemons at once."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    # --- apps ----------------------------------------------------------
+    @abc.abstractmethod
+    def apply_apps(self, docs: list, actor: str, dry_run: bool = False) -> list:
+        """Create or update apps in ONE transaction; return an ApplyResult per doc.
+
+        Each doc is a dict ``{"name", "labels", "spec", "source_digest"}``
+        (optionally ``"owner"``). An existing app whose labels, spec and
+        source digest are all equal is ``unchanged`` (no write at all, no
+        generation bump). A changed one is ``configured``: generation and
+        resource_version grow by one. Applying to an app that is being
+        deleted revives it (``deleting`` false, generation grows). Records an
+        event per created/configured app. With ``dry_run`` nothing is written.
+        """
+
+    @abc.abstractmethod
+    def get_app(self, name: str) -> Optional[AppRecord]:
+        """The app, or None."""
+
+    @abc.abstractmethod
+    def list_apps(self) -> list:
+        """All apps (including those being deleted), sorted by name."""
+
+    @abc.abstractmethod
+    def mark_app_deleting(self, name: str, actor: str) -> bool:
+        """Set ``deleting``; returns False when there is no such app."""
+
+    @abc.abstractmethod
+    def purge_app(self, name: str, epoch: int) -> None:
+        """Remove an app row (leader only, fenced)."""
+
+    @abc.abstractmethod
+    def set_app_status(self, name: str, status: dict, epoch: int) -> None:
+        """Replace the app's status (leader only, fenced); bumps resource_version only."""
+
+    @abc.abstractmethod
+    def apps_version(self) -> int:
+        """A number that changes whenever any app row changes (cheap change detection)."""
+
+    # --- source archives ---------------------------------------------------
+    @abc.abstractmethod
+    def has_source(self, digest: str) -> bool:
+        """Whether the source archive with this digest is stored."""
+
+    @abc.abstractmethod
+    def put_source(self, digest: str, data: bytes) -> None:
+        """Store a source archive (gzip'd tar); idempotent."""
+
+    @abc.abstractmethod
+    def get_source(self, digest: str) -> Optional[bytes]:
+        """The archive bytes, or None."""
+
+    # --- desired instances (leader only, fenced) ---------------------------
+    @abc.abstractmethod
+    def list_desired(self, app: Optional[str] = None) -> list:
+        """Desired instances (all, or one app's), sorted by id."""
+
+    @abc.abstractmethod
+    def write_desired(self, epoch: int, upsert: list, delete: list) -> None:
+        """Insert/replace DesiredInstances and delete ids, in one fenced transaction."""
+
+    # --- nodes ---------------------------------------------------------
+    @abc.abstractmethod
+    def upsert_node(self, name: str, address: str, labels: dict, capacity: dict, seen_at: float) -> None:
+        """Record a node's facts as last reported (cordon state is kept)."""
+
+    @abc.abstractmethod
+    def list_nodes(self) -> list:
+        """All known nodes, sorted by name."""
+
+    @abc.abstractmethod
+    def set_node_cordoned(self, name: str, cordoned: bool) -> bool:
+        """Cordon or uncordon; False when there is no such node."""
+
+    # --- builds --------------------------------------------------------
+    @abc.abstractmethod
+    def enqueue_build(self, key: str, app: str, inputs: dict) -> BuildRecord:
+        """Queue a build for ``key`` unless one exists; return the row either way.
+
+        A failed build with the same key stays failed (no retry loop); callers
+        that want a retry use :meth:`retry_build`.
+        """
+
+    @abc.abstractmethod
+    def retry_build(self, key: str) -> None:
+        """Put a failed build back to queued."""
+
+    @abc.abstractmethod
+    def claim_build(self, worker: str, stale_after: float) -> Optional[BuildRecord]:
+        """Take the oldest queued build (or one ``building`` whose worker went
+        silent for ``stale_after`` seconds) and mark it building by ``worker``.
+        Two builders never claim the same build (SKIP LOCKED / immediate lock)."""
+
+    @abc.abstractmethod
+    def heartbeat_build(self, build_id: int, worker: str) -> None:
+        """Mark that ``worker`` still works on the build."""
+
+    @abc.abstractmethod
+    def finish_build(self, build_id: int, worker: str, *, state: str, image: Optional[str] = None,
+                     artifact_url: Optional[str] = None, artifact_sha256: Optional[str] = None,
+                     cache: Optional[str] = None, phases: Optional[dict] = None,
+                     error: Optional[str] = None) -> None:
+        """Record the outcome (``succeeded`` or ``failed``) of a claimed build."""
+
+    @abc.abstractmethod
+    def get_build(self, key: str) -> Optional[BuildRecord]:
+        """The build for these inputs, or None."""
+
+    @abc.abstractmethod
+    def list_builds(self, app: Optional[str] = None) -> list:
+        """Builds, newest first."""
+
+    # --- events --------------------------------------------------------
+    @abc.abstractmethod
+    def add_event(self, kind: str, name: str, reason: str, message: str, actor: str) -> None:
+        """Append an event."""
+
+    @abc.abstractmethod
+    def list_events(self, kind: Optional[str] = None, name: Optional[str] = None, limit: int = 100) -> list:
+        """The newest ``limit`` events (optionally of one object), oldest first."""
+
+    # --- leases --------------------------------------------------------
+    @abc.abstractmethod
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> Optional[Lease]:
+        """Take or renew the lease for ``ttl`` seconds, using the store's clock.
+
+        Succeeds when the lease is free, expired, or already held by
+        ``holder``. The epoch grows by one whenever the holder changes (never
+        on a renewal). Returns the lease when held, None otherwise.
+        """
+
+    @abc.abstractmethod
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up at once (clean shutdown) if ``holder`` holds it."""
+
+    @abc.abstractmethod
+    def get_lease(self, name: str) -> Optional[Lease]:
+        """The lease row as it stands, or None."""
+
+
+def jsonable(record: Any) -> dict:
+    """A record as a plain dict (for the API)."""
+    return dataclasses.asdict(record)
