@@ -1,0 +1,280 @@
+"""Green ZeroMQ sockets that carry signed envelopes (see :mod:`corral.wire.envelope`).
+
+::
+
+    agent                                  reconciler
+    BusClient --DEALER(identity=sender)--> BusServer (ROUTER, bound)
+              <------- send(peer) -------
+
+Choices, and why:
+
+- Receive loops block in ``recv`` with ``RCVTIMEO`` and catch ``zmq.Again``
+  (``Poller.poll`` froze the eventlet hub, STACK.md); the timeout is also how a
+  loop notices ``close()``.
+- Every send is non-blocking. A message that cannot go at once (no peer, full
+  queue) is dropped and counted: reports and assignments are level-triggered
+  state, and the next heartbeat or loop carries a fresh one. ``IMMEDIATE=1`` on
+  the DEALER keeps messages from queueing for a reconciler that is down.
+- ``ROUTER_MANDATORY`` makes a send to an unknown peer fail at once (False)
+  instead of vanishing; ``ROUTER_HANDOVER`` lets a restarted agent, which comes
+  back with the same identity, take over its old routing entry.
+- ZMTP heartbeats (1 s, 3 s timeout) find a dead TCP peer, so a DEALER
+  reconnects to a reconciler that came back at the same endpoint.
+- The server drops (reason ``sender``) a message whose signed sender is not
+  the socket identity it came from, so replies can never be routed to a
+  socket that merely claims another node's name.
+- CurveZMQ encryption when keys are given (``curve_secret`` on the server,
+  ``curve_server_public`` on the client); HMAC signing is always on.
+"""
+import collections
+import logging
+import time
+
+import eventlet
+from eventlet.green import zmq
+
+from corral.wire.envelope import Opener, Rejected, seal
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 200            # how often a receive loop looks up to check for close()
+RECONNECT_MS = 100       # first reconnect delay of a DEALER
+RECONNECT_MAX_MS = 1000  # reconnect delay cap
+HEARTBEAT_MS = 1000      # ZMTP ping interval
+HEARTBEAT_TIMEOUT_MS = 3000
+SNDHWM = 1000            # per peer: more than this many unsent messages means the peer is stuck
+RCVHWM = 10000           # many agents report into one ROUTER
+YIELD_EVERY = 64         # sends between eventlet.sleep(0) in loops over many peers
+
+
+def _common_options(sock):
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, POLL_MS)
+    sock.setsockopt(zmq.SNDHWM, SNDHWM)
+    sock.setsockopt(zmq.RCVHWM, RCVHWM)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.MAXMSGSIZE, 8 * 1024 * 1024 + 1024)  # envelope limit plus routing frames
+
+
+def curve_keypair():
+    """Return a new CurveZMQ ``(public, secret)`` pair, both z85-encoded bytes."""
+    return zmq.curve_keypair()
+
+
+class _Endpoint:
+    """What BusServer and BusClient share: a receive loop, counters, close."""
+
+    def __init__(self, key, sender, handler, window, clock):
+        if not isinstance(sender, str) or not sender:
+            raise ValueError(f"bus: sender must be a non-empty string, not {sender!r}")
+        self._key = key
+        self.sender = sender
+        self._handler = handler
+        self._clock = clock
+        self._opener = Opener(key, window)
+        self._ctx = zmq.Context()
+        self._threads = []
+        self._closing = False
+        self.sent = 0
+        self.dropped = 0
+        self.extra_rejected = collections.Counter()
+
+    def _seal(self, type, body, epoch):
+        return seal(self._key, type, self.sender, epoch, body, now=self._clock())
+
+    def _receive_loop(self, sock, name):
+        while not self._closing:
+            try:
+                frames = sock.recv_multipart()
+            except zmq.Again:
+                continue
+            except zmq.ZMQError as e:
+                if self._closing or e.errno in (zmq.ETERM, zmq.ENOTSOCK):
+                    return
+                log.warning("bus %s: receive failed on %s: %s", self.sender, name, e)
+                eventlet.sleep(POLL_MS / 1000)
+                continue
+            try:
+                self._on_frames(frames, name)
+            except Exception:
+                log.exception("bus %s: message handler failed on %s", self.sender, name)
+            eventlet.sleep(0)
+
+    def _open(self, data, origin):
+        """Return the message in ``data``, or None (logged, counted) when it is rejected."""
+        try:
+            return self._opener.open(data, self._clock())
+        except Rejected as e:
+            log.debug("bus %s: dropped a message from %s: %s", self.sender, origin, e)
+            return None
+
+    def stats(self) -> dict:
+        """Return counters: ``accepted``, ``rejected`` (by reason), ``sent``, ``dropped``."""
+        rejected = collections.Counter(self._opener.rejected)
+        rejected.update(self.extra_rejected)
+        return {"accepted": self._opener.accepted, "rejected": dict(rejected),
+                "sent": self.sent, "dropped": self.dropped}
+
+    def _close_sockets(self, sockets):
+        self._closing = True
+        current = eventlet.getcurrent()
+        for gt in self._threads:
+            if gt is not current:
+                gt.wait()  # each loop looks up within POLL_MS
+        self._threads = []
+        for sock in sockets:
+            sock.close(linger=0)
+        self._ctx.term()
+
+
+class BusServer(_Endpoint):
+    """The reconciler's end: a ROUTER bound at ``endpoint``.
+
+    ``handler(peer: bytes, msg: Message)`` is called in the receive green
+    thread for every accepted message; ``peer`` is what :meth:`send` takes to
+    answer. ``endpoint`` may use port ``*``; :attr:`endpoint` is then the bound one.
+    """
+
+    def __init__(self, endpoint: str, key: bytes, sender: str, handler, window: float = 30.0,
+                 clock=time.time, *, curve_secret: bytes | None = None):
+        super().__init__(key, sender, handler, window, clock)
+        self._peers = {}
+        sock = self._ctx.socket(zmq.ROUTER)
+        _common_options(sock)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        if curve_secret is not None:
+            sock.curve_secretkey = curve_secret
+            sock.curve_server = True
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as e:
+            sock.close(linger=0)
+            self._ctx.term()
+            raise OSError(f"bus: cannot bind {endpoint}: {e}") from None
+        self._sock = sock
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def start(self):
+        """Start receiving in a green thread; returns at once."""
+        self._threads.append(eventlet.spawn(self._receive_loop, self._sock, self.endpoint))
+        return self
+
+    def _on_frames(self, frames, name):
+        if len(frames) != 2:
+            self.extra_rejected["malformed"] += 1
+            log.debug("bus %s: dropped a message of %d frames (expected identity + envelope)", self.sender, len(frames))
+            return
+        peer, data = frames
+        msg = self._open(data, peer)
+        if msg is None:
+            return
+        if msg.sender.encode("utf-8") != peer:
+            self.extra_rejected["sender"] += 1
+            log.debug("bus %s: dropped a message signed by %r that came from socket %r", self.sender, msg.sender, peer)
+            return
+        self._peers[peer] = self._clock()
+        self._handler(peer, msg)
+
+    def send(self, peer: bytes, type: str, body: dict, epoch: int) -> bool:
+        """Seal and send one message to the DEALER ``peer``; False if it cannot go now.
+
+        Never blocks: an unknown or disconnected peer (EHOSTUNREACH) or a full
+        queue (EAGAIN) drops the message and returns False.
+        """
+        data = self._seal(type, body, epoch)
+        try:
+            self._sock.send_multipart([peer, data], flags=zmq.NOBLOCK)
+        except zmq.ZMQError as e:
+            if e.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN):
+                raise
+            self.dropped += 1
+            return False
+        self.sent += 1
+        return True
+
+    def peers(self) -> dict:
+        """Return ``{peer identity: clock time of its last accepted message}``."""
+        return dict(self._peers)
+
+    def close(self):
+        """Stop receiving and release the endpoint; safe to call twice."""
+        if not self._closing:
+            self._close_sockets([self._sock])
+
+
+class BusClient(_Endpoint):
+    """The agent's end: one DEALER per reconciler endpoint, identity ``sender``.
+
+    ``handler(endpoint: str, msg: Message)`` is called in that endpoint's
+    receive green thread for every accepted message.
+    """
+
+    def __init__(self, endpoints: list[str], key: bytes, sender: str, handler, window: float = 30.0,
+                 clock=time.time, *, curve_server_public: bytes | None = None):
+        super().__init__(key, sender, handler, window, clock)
+        if not endpoints:
+            raise ValueError("bus: a client needs at least one reconciler endpoint")
+        self.endpoints = list(endpoints)
+        self._socks = {}
+        curve = curve_keypair() if curve_server_public is not None else None
+        for endpoint in self.endpoints:
+            sock = self._ctx.socket(zmq.DEALER)
+            _common_options(sock)
+            sock.setsockopt(zmq.IDENTITY, sender.encode("utf-8"))
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
+            if curve is not None:
+                sock.curve_publickey, sock.curve_secretkey = curve
+                sock.curve_serverkey = curve_server_public
+            try:
+                sock.connect(endpoint)
+            except zmq.ZMQError as e:
+                sock.close(linger=0)
+                for other in self._socks.values():
+                    other.close(linger=0)
+                self._ctx.term()
+                raise ValueError(f"bus: cannot connect to {endpoint}: {e}") from None
+            self._socks[endpoint] = sock
+
+    def start(self):
+        """Start one receiving green thread per endpoint; returns at once."""
+        for endpoint, sock in self._socks.items():
+            self._threads.append(eventlet.spawn(self._receive_loop, sock, endpoint))
+        return self
+
+    def _on_frames(self, frames, endpoint):
+        if len(frames) != 1:
+            self.extra_rejected["malformed"] += 1
+            log.debug("bus %s: dropped a message of %d frames from %s (expected 1)", self.sender, len(frames), endpoint)
+            return
+        msg = self._open(frames[0], endpoint)
+        if msg is not None:
+            self._handler(endpoint, msg)
+
+    def send_all(self, type: str, body: dict, epoch: int = 0) -> int:
+        """Seal and send one message to every reconciler; return how many took it.
+
+        Never blocks: a reconciler that is not connected, or whose queue is
+        full, misses this message (counted in ``dropped``).
+        """
+        taken = 0
+        for i, sock in enumerate(self._socks.values()):
+            data = self._seal(type, body, epoch)
+            try:
+                sock.send(data, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                self.dropped += 1
+            else:
+                self.sent += 1
+                taken += 1
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                eventlet.sleep(0)
+        return taken
+
+    def close(self):
+        """Stop receiving and disconnect from every endpoint; safe to call twice."""
+        if not self._closing:
+            self._close_sockets(list(self._socks.values()))

@@ -1,0 +1,282 @@
+"""Signed envelopes: the bytes of a bus message, and the checks that let one in.
+
+Pure: no sockets, no clock reads (``now`` is always passed in). The only
+outside input is ``os.urandom`` for a default nonce.
+
+Framing of the wire bytes (one ZeroMQ frame)::
+
+    <64 lowercase hex digits: HMAC-SHA256(key, payload)> "." <payload>
+
+``payload`` is the canonical JSON (UTF-8, sorted keys, no spaces) of
+``{"v", "type", "sender", "epoch", "ts", "nonce", "body"}``. The signature has
+a fixed length at a fixed place, so nothing has to be parsed before it is
+checked, and no payload can be mistaken for a signature or the other way round.
+
+:class:`Opener` checks, in this order, each failure raising :class:`Rejected`
+with its ``reason``:
+
+1. size (at most :data:`MAX_BYTES`) and framing -> ``malformed``
+2. signature, in constant time -> ``signature``
+3. JSON and field types -> ``malformed``; ``v`` -> ``version``
+4. ``ts`` within ``window`` seconds of ``now`` either way -> ``expired``
+5. nonce not seen before -> ``replayed``
+6. type known -> ``type``; body valid against its JSON Schema -> ``schema``
+
+Only a message that passes all of them is remembered (its nonce) and counted
+as accepted: a rejected message changes nothing but a counter.
+"""
+import collections
+import dataclasses
+import hashlib
+import heapq
+import hmac
+import json
+import math
+import os
+
+import jsonschema
+
+import schemas
+
+VERSION = 1
+MAX_BYTES = 8 * 1024 * 1024
+SIG_LEN = 64  # hex digits of an HMAC-SHA256
+MAX_NONCE_LEN = 128
+REASONS = frozenset({"malformed", "version", "signature", "expired", "replayed", "schema", "type"})
+
+PING_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "either way: a liveness probe; 'n' lets the sender match answers",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"n": {"type": "integer"}},
+}
+
+
+def default_schemas():
+    """Return the body schema of every message type the cluster speaks, by type."""
+    return {
+        "report": schemas.load("wire/report"),
+        "assign": schemas.load("wire/assign"),
+        "ping": PING_SCHEMA,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """One accepted message: who sent what, under which epoch, and when."""
+
+    type: str
+    sender: str
+    epoch: int
+    timestamp: float
+    nonce: str
+    body: dict
+
+
+class Rejected(Exception):
+    """A message that must be dropped; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason, detail):
+        assert reason in REASONS, reason
+        super().__init__(f"message rejected ({reason}): {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def canonical(obj):
+    """Return the canonical UTF-8 JSON bytes of ``obj`` (what is signed)."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _sign(key, payload):
+    return hmac.new(key, payload, hashlib.sha256).hexdigest().encode("ascii")
+
+
+def seal(key: bytes, type: str, sender: str, epoch: int, body: dict, now: float, nonce: str | None = None) -> bytes:
+    """Return the signed wire bytes of one message (framing: see the module docstring).
+
+    Raises ValueError naming the field when an argument could never be opened
+    (empty type or sender, negative epoch, a timestamp that is not finite, a
+    body that is not a JSON object, or one that is larger than MAX_BYTES).
+    """
+    if not isinstance(key, bytes) or not key:
+        raise ValueError("seal: the key must be non-empty bytes")
+    if not isinstance(type, str) or not type:
+        raise ValueError(f"seal: message type must be a non-empty string, not {type!r}")
+    if not isinstance(sender, str) or not sender:
+        raise ValueError(f"seal: sender must be a non-empty string, not {sender!r}")
+    if not _is_int(epoch) or epoch < 0:
+        raise ValueError(f"seal: epoch must be an integer >= 0, not {epoch!r}")
+    if not _is_number(now):
+        raise ValueError(f"seal: timestamp must be a finite number, not {now!r}")
+    if not isinstance(body, dict):
+        raise ValueError(f"seal: body of a {type!r} message must be a dict, not {body.__class__.__name__}")
+    if nonce is None:
+        nonce = os.urandom(16).hex()
+    if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_LEN:
+        raise ValueError(f"seal: nonce must be a string of 1 to {MAX_NONCE_LEN} characters")
+    payload = canonical(
+        {"v": VERSION, "type": type, "sender": sender, "epoch": epoch, "ts": now, "nonce": nonce, "body": body}
+    )
+    data = _sign(key, payload) + b"." + payload
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"seal: a {type!r} message of {len(data)} bytes is larger than the {MAX_BYTES} byte limit")
+    return data
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class NonceMemory:
+    """The nonces accepted within the replay window, at most ``limit`` of them.
+
+    A nonce is kept until its message's timestamp falls out of the window
+    (``ts < now - window``); after that a replay is refused as expired anyway.
+    When the memory is full of nonces still inside the window, the oldest is
+    dropped and ``floor`` rises to its timestamp: from then on any message no
+    newer than the floor counts as expired, so forgetting never lets a replay
+    in -- under a flood, old-but-valid messages are refused instead. This
+    assumes ``now`` does not run backwards by more than the window.
+    """
+
+    def __init__(self, window, limit):
+        self.window = window
+        self.limit = limit
+        self.floor = -math.inf
+        self._seen = {}   # nonce -> ts
+        self._heap = []   # (ts, nonce), oldest first
+
+    def __len__(self):
+        return len(self._seen)
+
+    def __contains__(self, nonce):
+        return nonce in self._seen
+
+    def forget_before(self, now):
+        """Drop every nonce whose timestamp is older than ``now - window``."""
+        horizon = now - self.window
+        while self._heap and self._heap[0][0] < horizon:
+            _, nonce = heapq.heappop(self._heap)
+            del self._seen[nonce]
+
+    def add(self, nonce, ts):
+        """Remember ``nonce`` (of a message stamped ``ts``), evicting the oldest when full."""
+        while len(self._seen) >= self.limit:
+            old_ts, old = heapq.heappop(self._heap)
+            del self._seen[old]
+            self.floor = max(self.floor, old_ts)
+        self._seen[nonce] = ts
+        heapq.heappush(self._heap, (ts, nonce))
+
+
+class Opener:
+    """Verifies wire bytes from the bus and turns them into :class:`Message`.
+
+    ``window``: how many seconds a timestamp may differ from ``now`` either
+    way. ``schemas``: body schema by message type (default:
+    :func:`default_schemas`); a type not in it is refused. Counters:
+    ``accepted`` (int) and ``rejected`` (a Counter by reason).
+    """
+
+    def __init__(self, key: bytes, window: float, schemas: dict[str, dict] | None = None, max_nonces: int = 100_000):
+        if not isinstance(key, bytes) or not key:
+            raise ValueError("Opener: the key must be non-empty bytes")
+        if not window > 0:
+            raise ValueError(f"Opener: the replay window must be > 0 seconds, not {window!r}")
+        if max_nonces < 1:
+            raise ValueError(f"Opener: max_nonces must be >= 1, not {max_nonces!r}")
+        self._key = key
+        self.window = float(window)
+        self.nonces = NonceMemory(self.window, max_nonces)
+        self._validators = {}
+        for type_, schema in (default_schemas() if schemas is None else schemas).items():
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            self._validators[type_] = cls(schema)
+        self.accepted = 0
+        self.rejected = collections.Counter()
+
+    def open(self, data: bytes, now: float) -> Message:
+        """Return the message in ``data`` if it passes every check, else raise :class:`Rejected`."""
+        try:
+            msg = self._check(data, now)
+        except Rejected as e:
+            self.rejected[e.reason] += 1
+            raise
+        self.nonces.add(msg.nonce, msg.timestamp)
+        self.accepted += 1
+        return msg
+
+    def _check(self, data, now):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise Rejected("malformed", f"expected bytes, got {data.__class__.__name__}")
+        data = bytes(data)
+        if len(data) > MAX_BYTES:
+            raise Rejected("malformed", f"{len(data)} bytes is more than the {MAX_BYTES} byte limit")
+        if len(data) <= SIG_LEN or data[SIG_LEN:SIG_LEN + 1] != b".":
+            raise Rejected("malformed", "not a signed envelope (expected 64 hex digits, '.', payload)")
+        sig, payload = data[:SIG_LEN], data[SIG_LEN + 1:]
+        if not hmac.compare_digest(sig, _sign(self._key, payload)):
+            raise Rejected("signature", "the HMAC does not match the payload under the cluster key")
+
+        try:
+            doc = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise Rejected("malformed", f"payload is not UTF-8 JSON ({e})") from None
+        if not isinstance(doc, dict):
+            raise Rejected("malformed", "payload is not a JSON object")
+        if doc.get("v") != VERSION or not _is_int(doc.get("v")):
+            raise Rejected("version", f"envelope version {doc.get('v')!r}, this end speaks {VERSION}")
+        fields = _fields(doc)
+
+        ts = fields["ts"]
+        if abs(ts - now) > self.window:
+            raise Rejected("expired", f"timestamp {ts} is {ts - now:+.3f}s from now, the window is {self.window}s")
+        if ts <= self.nonces.floor:
+            raise Rejected("expired", f"timestamp {ts} is older than the nonce memory reaches (full)")
+        self.nonces.forget_before(now)
+        if fields["nonce"] in self.nonces:
+            raise Rejected("replayed", f"nonce {fields['nonce']} was already seen within the window")
+
+        validator = self._validators.get(fields["type"])
+        if validator is None:
+            raise Rejected("type", f"unknown message type {fields['type']!r} from {fields['sender']!r}")
+        error = jsonschema.exceptions.best_match(validator.iter_errors(fields["body"]))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(body)"
+            raise Rejected("schema", f"{fields['type']} body from {fields['sender']!r} at {where}: {error.message}")
+        return Message(
+            type=fields["type"], sender=fields["sender"], epoch=fields["epoch"],
+            timestamp=float(ts), nonce=fields["nonce"], body=fields["body"],
+        )
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _fields(doc):
+    """Return the envelope fields of ``doc`` with their types checked, else raise malformed."""
+    checks = {
+        "type": lambda v: isinstance(v, str) and v != "",
+        "sender": lambda v: isinstance(v, str) and v != "",
+        "epoch": lambda v: _is_int(v) and v >= 0,
+        "ts": _is_number,
+        "nonce": lambda v: isinstance(v, str) and 0 < len(v) <= MAX_NONCE_LEN,
+        "body": lambda v: isinstance(v, dict),
+    }
+    for name, ok in checks.items():
+        if name not in doc or not ok(doc[name]):
+            raise Rejected("malformed", f"envelope field {name!r} is missing or of the wrong type")
+    extra = set(doc) - set(checks) - {"v"}
+    if extra:
+        raise Rejected("malformed", f"unknown envelope fields {sorted(extra)}")
+    return doc
