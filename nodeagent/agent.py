@@ -1,0 +1,160 @@
+"""The agent's shell: takes assigns, runs the diff, drives instance workers, sends reports.
+
+Flow (all green threads, one OS thread):
+
+    bus handler --enqueue--> inbox --control loop--> fence epoch, keep the latest
+                                                     assignment, diff, start/stop
+    instance workers --on change--> doorbell --reporter--> full report to every reconciler
+
+The bus handler only enqueues. The control loop is the only writer of the
+instance table; queued assigns collapse into the latest accepted one before
+it diffs.
+"""
+import logging
+import os
+import time
+
+import eventlet
+import eventlet.queue
+
+from nodeagent import facts
+from nodeagent.diff import diff
+from nodeagent.environ import base_env
+from nodeagent.images import ImageCache
+from nodeagent.instance import Instance, Wakeup
+from nodeagent.ports import PortAllocator
+from nodeagent.process import Launcher
+from nodeagent.state import EpochFence
+
+log = logging.getLogger(__name__)
+
+_RECONCILE = object()
+
+
+class Agent:
+    """One node's agent. ``send(type, body, epoch)`` delivers a message to every reconciler."""
+
+    def __init__(self, *, name, data_dir, images_dir, labels, address, heartbeat, send,
+                 launcher=None, parent_env=None):
+        self.name = name
+        self.data_dir = data_dir
+        self.address = address
+        self.labels = dict(labels)
+        self.heartbeat = heartbeat
+        self.send = send
+        self.launcher = launcher or Launcher()
+        self.fence = EpochFence(data_dir)
+        self.images = ImageCache(images_dir)
+        self.ports = PortAllocator(address)
+        self.base_env = base_env(os.environ if parent_env is None else parent_env)
+        self.instances = {}
+        self.assigned = []
+        self.counters = {"assign_accepted": 0, "assign_stale": 0, "assign_other_node": 0, "reports_sent": 0}
+        self.inbox = eventlet.queue.LightQueue()
+        self.changed = Wakeup()
+        self.closing = False
+        self._threads = []
+
+    # -- entry points ---------------------------------------------------------
+
+    def on_message(self, endpoint, msg):
+        """Bus handler: enqueue an ``assign`` for the control loop; anything else is ignored."""
+        if msg.type == "assign":
+            self.inbox.put(msg)
+
+    def start(self):
+        """Start the control loop and the reporter, and send a first report at once."""
+        self._threads = [eventlet.spawn(self._control_loop), eventlet.spawn(self._report_loop)]
+        self.changed.ring()
+
+    def shutdown(self):
+        """Stop every instance (each with its drain and grace, in parallel), report, and end the loops."""
+        self.closing = True
+        for inst in self.instances.values():
+            inst.request_stop()
+        for inst in list(self.instances.values()):
+            inst.wait()
+        self.send_report()
+        for t in self._threads:
+            t.kill()
+
+    # -- the control loop -----------------------------------------------------
+
+    def accept(self, msg):
+        """Decide one assign: True when it is for this node and not fenced off (then it is the latest)."""
+        body = msg.body
+        if body["node"] != self.name:
+            self.counters["assign_other_node"] += 1
+            log.warning("ignored an assign for node %r from %s: this node is %r", body["node"], msg.sender, self.name)
+            return False
+        if not self.fence.admit(msg.epoch):
+            self.counters["assign_stale"] += 1
+            log.warning("refused an assign from %s with epoch %d: epoch %d was already seen",
+                        msg.sender, msg.epoch, self.fence.highest)
+            return False
+        self.counters["assign_accepted"] += 1
+        self.assigned = list(body["instances"])
+        return True
+
+    def reconcile(self):
+        """Diff what runs against the latest assignment, then start and stop (idempotent)."""
+        if self.closing:
+            return
+        changes = diff({iid: inst.view() for iid, inst in self.instances.items()}, self.assigned)
+        for iid in changes.stop:
+            self.instances[iid].request_stop()
+        for entry in changes.start:
+            inst = Instance(entry, node=self.name, address=self.address, data_dir=self.data_dir,
+                            image_cache=self.images, launcher=self.launcher, ports=self.ports,
+                            base_env=self.base_env, on_change=self.changed.ring)
+            self.instances[inst.id] = inst
+            inst.start()
+        if changes.start or changes.stop:
+            self.changed.ring()
+
+    def _control_loop(self):
+        while True:
+            item = self.inbox.get()
+            batch = [item]
+            while True:
+                try:
+                    batch.append(self.inbox.get_nowait())
+                except eventlet.queue.Empty:
+                    break
+            for item in batch:
+                if item is not _RECONCILE:
+                    self.accept(item)
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("reconcile failed; the next assign or change retries it")
+
+    # -- reports --------------------------------------------------------------
+
+    def report(self):
+        """The body of a ``report`` message: node facts, the highest epoch seen, every instance held."""
+        return {
+            "node": {"name": self.name, "address": self.address, "labels": self.labels,
+                     "capacity": facts.capacity(self.data_dir)},
+            "epoch_seen": self.fence.highest,
+            "instances": [inst.report() for inst in self.instances.values()],
+        }
+
+    def send_report(self):
+        """Send one full report; instances whose stop finished are in it once, then forgotten."""
+        gone = [iid for iid, inst in self.instances.items() if inst.gone]
+        self.send("report", self.report(), self.fence.highest)
+        self.counters["reports_sent"] += 1
+        for iid in gone:
+            del self.instances[iid]
+        if gone:
+            self.inbox.put(_RECONCILE)  # an id deferred behind its own stop may start now
+
+    def _report_loop(self):
+        while True:
+            if self.changed.wait(self.heartbeat):
+                eventlet.sleep(0)  # let a burst of changes land in one report
+            try:
+                self.send_report()
+            except Exception:
+                log.exception("sending a report failed; the next heartbeat retries")
