@@ -1,0 +1,89 @@
+"""The builder daemon: a build worker and the image server, in one process.
+
+Two green threads: the worker (builder.worker) and the HTTP server
+(builder.web, eventlet.wsgi). SIGTERM or SIGINT stops both: the worker
+abandons its current build cleanly (another builder may claim it once it is
+stale), the server stops accepting, and run() returns.
+
+The caller calls ``corral.green.patch()`` before importing this module.
+"""
+import logging
+import os
+import signal
+
+import eventlet
+import eventlet.tpool
+import eventlet.wsgi
+
+from builder.pipeline import Workshop
+from builder.web import make_app
+from builder.worker import Worker
+from corral.settings import Timings
+from corral.store import open_store
+
+log = logging.getLogger("corral.builder")
+
+DEFAULT_STALE_AFTER = 60.0     # a build unheard of this long is claimable by another builder
+DEFAULT_PIP_TIMEOUT = 1800.0   # seconds one pip install may take
+
+
+def parse_listen(listen):
+    """``"HOST:PORT"`` (or ``"[v6]:PORT"``) as ``(host, port)``; ValueError naming the value otherwise."""
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen address {listen!r} is not of the form HOST:PORT")
+    return host, int(port)
+
+
+def run(*, store_dsn, listen, cache_dir, images_dir, name, advertise=None, timings=Timings(),
+        stale_after=DEFAULT_STALE_AFTER, pip_timeout=DEFAULT_PIP_TIMEOUT):
+    """Serve images on ``listen`` and work the store's build queue until SIGTERM/SIGINT.
+
+    ``advertise`` (``HOST:PORT``) is the address written into artifact URLs
+    when ``listen`` is not what others reach (e.g. ``0.0.0.0:7072``); by
+    default the bound address. Must be called from the main thread.
+    """
+    host, port = parse_listen(listen)
+    os.makedirs(cache_dir, exist_ok=True)
+    os.makedirs(images_dir, exist_ok=True)
+    stopping = _StopFlag()
+    previous = {sig: signal.signal(sig, stopping.set) for sig in (signal.SIGTERM, signal.SIGINT)}
+    store = open_store(store_dsn)
+    heartbeat_store = open_store(store_dsn, migrate=False)
+    sock = eventlet.listen((host, port), backlog=1024)
+    try:
+        bound = sock.getsockname()
+        address = advertise or (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
+        app = make_app(images_dir=images_dir, cache_dir=cache_dir)
+        server = eventlet.spawn(eventlet.wsgi.server, sock, app, log_output=False)
+        worker = Worker(store, Workshop(name=name, images_dir=images_dir, cache_dir=cache_dir,
+                                        pip_timeout=pip_timeout),
+                        artifact_base=f"http://{address}", stale_after=stale_after,
+                        heartbeat_store=heartbeat_store, offload=eventlet.tpool.execute)
+        working = eventlet.spawn(worker.run, stopping, timings.build_poll)
+        log.info("builder %s serving images on http://%s", name, address)
+        while not stopping() and not working.dead:
+            eventlet.sleep(0.2)
+        working.wait()
+        server.kill()
+        log.info("builder %s stopped", name)
+    finally:
+        sock.close()
+        store.close()
+        heartbeat_store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _StopFlag:
+    """Set by a signal handler; called to ask whether to stop."""
+
+    def __init__(self):
+        self._set = False
+
+    def set(self, *_):
+        self._set = True
+
+    def __call__(self):
+        return self._set

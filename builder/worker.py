@@ -1,0 +1,119 @@
+"""The build worker: claims jobs from the store's queue and records their outcome.
+
+::
+
+    idle:     claim_build(name, stale_after) every poll seconds
+    claimed:  heartbeat_build every stale_after/4 s   (green thread)
+              build_image(...)                        (builder.pipeline)
+              finish_build(succeeded|failed) + event "Built" | "BuildFailed"
+    stopping: the current build is abandoned (its commands killed, its folder
+              removed) and left "building"; once its heartbeats are older than
+              stale_after, another builder claims it.
+
+Several builders may share one queue: the store hands a job to one of them.
+"""
+import logging
+import time
+
+import eventlet
+
+from builder.failures import BuildAbandoned, BuildFailed
+from builder.pipeline import build_image, log_path, run_here
+from corral import images
+from corral.store import StoreError
+
+log = logging.getLogger("corral.builder")
+
+
+class Worker:
+    """Works build jobs one at a time for the builder ``workshop.name``."""
+
+    def __init__(self, store, workshop, *, artifact_base, stale_after, heartbeat_store=None,
+                 offload=run_here):
+        self.store = store
+        self.workshop = workshop
+        self.artifact_base = artifact_base.rstrip("/")
+        self.stale_after = stale_after
+        self.heartbeat_store = heartbeat_store or store
+        self.offload = offload
+        self.actor = f"builder/{workshop.name}"
+
+    def run(self, stopping, poll):
+        """Claim and work jobs until ``stopping()``; look for work every ``poll`` s when idle."""
+        while not stopping():
+            try:
+                job = self.work_next(stopping)
+            except StoreError as exc:
+                log.warning("builder %s could not reach the store: %s", self.workshop.name, exc)
+                job = None
+            if job is None:
+                _sleep_unless(stopping, poll)
+
+    def work_next(self, stopping=lambda: False):
+        """Claim the next job and work it; return the job, or None when the queue is empty."""
+        job = self.store.claim_build(self.workshop.name, stale_after=self.stale_after)
+        if job is None:
+            return None
+        self.work(job, stopping)
+        return job
+
+    def work(self, job, stopping=lambda: False):
+        """Build a claimed job and record the outcome; an abandoned job is left as it is."""
+        log.info("builder %s: build %s of app %s started", self.workshop.name, job.id, job.app)
+        started = time.monotonic()
+        beating = eventlet.spawn(self._heartbeats, job.id)
+        try:
+            outcome = build_image(job.id, job.inputs, store=self.store, workshop=self.workshop,
+                                  stopping=stopping, offload=self.offload)
+        except BuildAbandoned:
+            log.info("builder %s: build %s abandoned (stopping)", self.workshop.name, job.id)
+            return
+        except BuildFailed as exc:
+            self._failed(job, str(exc), exc.image, exc.phases)
+            return
+        except Exception as exc:  # a bug or a broken disk: the job still gets an answer
+            log.exception("builder %s: build %s crashed", self.workshop.name, job.id)
+            self._failed(job, f"builder {self.workshop.name} failed unexpectedly: {type(exc).__name__}: {exc}"
+                         f" (see {log_path(self.workshop, job.id)})", None, {})
+            return
+        finally:
+            beating.kill()
+        hex_digest = images.image_hex(outcome.image)
+        self._record(job, "Built",
+                     f"image {outcome.image} ready ({outcome.cache}, {time.monotonic() - started:.1f}s)"
+                     f" on builder {self.workshop.name}",
+                     state="succeeded", image=outcome.image,
+                     artifact_url=f"{self.artifact_base}/images/{hex_digest}.tar.gz",
+                     artifact_sha256=outcome.artifact_sha256, cache=outcome.cache, phases=outcome.phases)
+
+    def _failed(self, job, error, image, phases):
+        log.info("builder %s: build %s failed: %s", self.workshop.name, job.id, error)
+        self._record(job, "BuildFailed", error, state="failed", image=image,
+                     phases=phases, error=error)
+
+    def _record(self, job, reason, message, **outcome):
+        try:
+            self.store.finish_build(job.id, self.workshop.name, **outcome)
+            self.store.add_event("app", job.app, reason, message, self.actor)
+        except StoreError as exc:
+            # The job stays "building"; once stale, a builder claims it again and finds a cache hit.
+            log.warning("builder %s: could not record build %s: %s", self.workshop.name, job.id, exc)
+
+    def _heartbeats(self, build_id):
+        every = max(self.stale_after / 4.0, 0.05)
+        while True:
+            eventlet.sleep(every)
+            try:
+                self.heartbeat_store.heartbeat_build(build_id, self.workshop.name)
+            except StoreError as exc:
+                log.warning("builder %s: heartbeat of build %s failed: %s", self.workshop.name, build_id, exc)
+
+
+def _sleep_unless(stopping, seconds, step=0.1):
+    """Sleep ``seconds``, waking early when ``stopping()`` turns true."""
+    deadline = time.monotonic() + seconds
+    while not stopping():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        eventlet.sleep(min(step, left))
