@@ -1,0 +1,81 @@
+"""The image server's WSGI app, called directly: which requests get what."""
+import io
+import os
+
+import pytest
+
+from builder.artifacts import artifact_path
+from builder.web import make_app
+from corral.images import write_marker
+
+HEX = "ab" * 32
+BODY = b"\x1f\x8b not really gzip" * 10000
+
+
+def call(app, method, path):
+    seen = {}
+
+    def start_response(status, headers):
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    result = app({"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO()}, start_response)
+    body = b"".join(result)
+    getattr(result, "close", lambda: None)()
+    return seen["status"], seen["headers"], body
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    images, cache = tmp_path / "images", tmp_path / "cache"
+    (images / HEX).mkdir(parents=True)
+    return str(images), str(cache)
+
+
+def finish(images, cache):
+    path = artifact_path(cache, HEX)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(BODY)
+    write_marker(images, "sha256:" + HEX, {"image": "sha256:" + HEX, "artifact_sha256": "cd" * 32})
+
+
+def test_healthz(dirs):
+    assert call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "GET", "/healthz")[:1] == ("200 OK",)
+
+
+def test_finished_image_is_served_whole_with_length_and_sha(dirs):
+    finish(*dirs)
+    status, headers, body = call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "GET", f"/images/{HEX}.tar.gz")
+    assert status == "200 OK"
+    assert body == BODY
+    assert headers["Content-Length"] == str(len(BODY))
+    assert headers["X-Corral-Sha256"] == "cd" * 32
+
+
+def test_head_gives_headers_without_body(dirs):
+    finish(*dirs)
+    status, headers, body = call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "HEAD", f"/images/{HEX}.tar.gz")
+    assert (status, body, headers["Content-Length"]) == ("200 OK", b"", str(len(BODY)))
+
+
+def test_unfinished_image_is_not_served(dirs):
+    images, cache = dirs
+    finish(images, cache)
+    os.unlink(os.path.join(images, HEX, ".corral-image.json"))
+    assert call(make_app(images_dir=images, cache_dir=cache), "GET", f"/images/{HEX}.tar.gz")[0] == "404 Not Found"
+
+
+@pytest.mark.parametrize("path", [
+    "/images/" + "ef" * 32 + ".tar.gz",
+    "/images/../../etc/passwd",
+    "/images/" + "AB" * 32 + ".tar.gz",
+    "/",
+], ids=["unknown-image", "traversal", "uppercase", "root"])
+def test_other_paths_are_not_found(dirs, path):
+    finish(*dirs)
+    assert call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "GET", path)[0] == "404 Not Found"
+
+
+def test_writes_are_refused(dirs):
+    finish(*dirs)
+    assert call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "PUT", f"/images/{HEX}.tar.gz")[0].startswith("405")
