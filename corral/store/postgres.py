@@ -1,0 +1,158 @@
+"""The shared store: PostgreSQL through psycopg2, for clusters of several machines.
+
+Connections: a small pool of our own (psycopg2.pool is built on OS-thread
+locks that it takes at import time). The pool's lock and semaphore are made
+from ``threading`` when the store is created, so they are green once eventlet
+has patched the process, and plain thread primitives otherwise. psycopg2
+itself is cooperative after a bare ``eventlet.monkey_patch()`` (STACK.md).
+
+Timeouts: ``statement_timeout`` and ``connect_timeout`` are connection
+options. A query that runs too long is cancelled by the server, which leaves
+the connection usable after a rollback; queries are never wrapped in
+``eventlet.Timeout``, which kills the connection.
+
+Recovery: a connection that fails (server restarted, network gone) is
+dropped along with every idle one, since they share its fate. When the very
+first statement of a transaction fails on a connection taken from the pool,
+nothing reached the server, so the transaction is tried once more on a fresh
+connection: the first call after the server comes back succeeds. Otherwise
+the failure surfaces as ``StoreError("store unreachable: ...")`` and the next
+call reconnects.
+"""
+import threading
+import zlib
+
+import psycopg2
+import psycopg2.extensions
+
+from corral.store.base import StoreError
+from corral.store.sql import Cursor, SQLStore
+
+MIGRATION_LOCK = zlib.crc32(b"corral.store.migrate")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PostgresStore(SQLStore):
+    """The Store in the PostgreSQL database named by ``dsn`` (a libpq URI or key=value string).
+
+    ``pool_size``: most connections open at once (callers beyond it wait).
+    ``statement_timeout`` and ``connect_timeout``: seconds.
+    """
+
+    types = {"serial": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA", "real": "DOUBLE PRECISION",
+             "bool": "BOOLEAN"}
+    for_update = " FOR UPDATE"
+    for_share = " FOR SHARE"
+    skip_locked = " SKIP LOCKED"
+
+    def __init__(self, dsn: str, pool_size: int = 4, statement_timeout: float = 10.0,
+                 connect_timeout: float = 5.0):
+        try:
+            params = psycopg2.extensions.parse_dsn(dsn)
+        except psycopg2.ProgrammingError as exc:
+            raise ValueError(f"PostgreSQL DSN {dsn!r} is not valid: {_first_line(exc)}") from None
+        options = params.get("options", "")
+        params["options"] = f"{options} -c statement_timeout={int(statement_timeout * 1000)}".strip()
+        params.setdefault("connect_timeout", str(max(1, round(connect_timeout))))
+        params.setdefault("application_name", "corral")
+        self._params = params
+        self._where = (f"PostgreSQL at {params.get('host', 'local socket')}:{params.get('port', 5432)}"
+                       f"/{params.get('dbname', '')}")
+        self._idle = []
+        self._idle_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._closed = False
+
+    def __repr__(self):
+        return f"PostgresStore({self._where})"
+
+    # --- the pool --------------------------------------------------------
+    def _checkout(self, fresh: bool):
+        """A connection and whether it came from the pool (True) or was just opened."""
+        if not fresh:
+            with self._idle_lock:
+                if self._idle:
+                    return self._idle.pop(), True
+        return psycopg2.connect(**self._params), False
+
+    def _checkin(self, conn) -> None:
+        with self._idle_lock:
+            if not self._closed and not conn.closed:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _discard(self, conn) -> None:
+        """Close ``conn`` and every idle connection: they have probably lost the server too."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for each in [conn, *idle]:
+            try:
+                each.close()
+            except psycopg2.Error:
+                pass
+
+    def _rollback_and_checkin(self, conn) -> None:
+        try:
+            conn.rollback()
+        except psycopg2.Error:
+            self._discard(conn)
+        else:
+            self._checkin(conn)
+
+    # --- what SQLStore needs ------------------------------------------------
+    def _run(self, work, write: bool, commit: bool = True):
+        for attempt in (1, 2):
+            with self._slots:
+                try:
+                    conn, reused = self._checkout(fresh=attempt > 1)
+                except psycopg2.Error as exc:
+                    raise StoreError(f"store unreachable: {_first_line(exc)} ({self._where})") from exc
+                cur = None
+                try:
+                    cur = Cursor(conn.cursor(), "%s")
+                    result = work(cur)
+                    if commit:
+                        conn.commit()
+                    else:
+                        conn.rollback()
+                except psycopg2.extensions.QueryCanceledError as exc:
+                    self._rollback_and_checkin(conn)
+                    raise StoreError(f"store query cancelled after statement_timeout: "
+                                     f"{_first_line(exc)} ({self._where})") from exc
+                except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                    self._discard(conn)
+                    if reused and (cur is None or cur.executed == 0) and attempt == 1:
+                        continue  # nothing reached the server: try once on a new connection
+                    raise StoreError(f"store unreachable: {_first_line(exc)} ({self._where})") from exc
+                except psycopg2.Error as exc:
+                    self._rollback_and_checkin(conn)
+                    raise StoreError(f"store refused the operation: {_first_line(exc)} "
+                                     f"({self._where})") from exc
+                except BaseException:
+                    self._rollback_and_checkin(conn)
+                    raise
+                self._checkin(conn)
+                return result
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _now(self, cur: Cursor) -> float:
+        cur.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+        return cur.fetchone()[0]
+
+    def _lock_for_migration(self, cur: Cursor) -> None:
+        # Held until the migration transaction ends; a second daemon waits here
+        # and then finds the schema already at the current version.
+        cur.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+
+    def close(self) -> None:
+        """Close idle connections now, and busy ones as they come back."""
+        with self._idle_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()

@@ -1,0 +1,621 @@
+"""What the SQLite and PostgreSQL stores share: the schema, its migrations, every query.
+
+:class:`SQLStore` implements the whole :class:`~corral.store.base.Store`
+interface once. A backend says only what differs between the two databases:
+
+- how a transaction is opened, run and retried (:meth:`SQLStore._run`);
+- the placeholder style (``?`` or ``%s``; queries here are written with ``?``);
+- column types (``{serial}``, ``{blob}``, ``{real}``, ``{bool}`` in the DDL);
+- row locking: ``FOR UPDATE`` / ``FOR SHARE`` / ``SKIP LOCKED`` suffixes, which
+  SQLite does without because its writers take the database lock up front
+  (``BEGIN IMMEDIATE``);
+- the store's clock (:meth:`SQLStore._now`), used for every timestamp so that
+  leases and build heartbeats compare times from one clock;
+- the lock that makes :meth:`migrate` safe for two daemons at once.
+
+Upserts are spelled ``INSERT ... ON CONFLICT (...) DO ...`` and new ids come
+back through ``RETURNING``: both databases understand the same words.
+
+JSON columns hold canonical JSON text (sorted keys, no spaces) in both
+backends, so "unchanged" in :meth:`apply_apps` is a comparison of text.
+
+``apps_version()`` reads a one-row counter (``meta.apps_version``) that every
+write of an app row bumps in the same transaction. ``resource_version`` is
+per app and grows by one per write of that app.
+"""
+import abc
+import json
+from typing import Optional
+
+from corral.store.base import (
+    AppRecord, ApplyResult, BuildRecord, Conflict, DesiredInstance, Event, Fenced, Lease,
+    NodeRecord, Store,
+)
+
+LEADER = "leader"
+
+# Each entry upgrades the schema from version i to i + 1. Never edit one that
+# has shipped: append a new one.
+MIGRATIONS = [
+    [
+        """CREATE TABLE meta (
+            id INTEGER PRIMARY KEY,
+            apps_version BIGINT NOT NULL)""",
+        "INSERT INTO meta (id, apps_version) VALUES (1, 0)",
+        """CREATE TABLE apps (
+            name TEXT PRIMARY KEY,
+            labels TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            source_digest TEXT NOT NULL,
+            generation BIGINT NOT NULL,
+            resource_version BIGINT NOT NULL,
+            deleting {bool} NOT NULL,
+            status TEXT NOT NULL,
+            owner TEXT,
+            created_at {real} NOT NULL,
+            updated_at {real} NOT NULL)""",
+        """CREATE TABLE sources (
+            digest TEXT PRIMARY KEY,
+            data {blob} NOT NULL,
+            created_at {real} NOT NULL)""",
+        """CREATE TABLE desired_instances (
+            id TEXT PRIMARY KEY,
+            app TEXT NOT NULL,
+            process TEXT NOT NULL,
+            node TEXT NOT NULL,
+            revision TEXT NOT NULL,
+            image TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            created_at {real} NOT NULL)""",
+        "CREATE INDEX desired_instances_app ON desired_instances (app)",
+        """CREATE TABLE nodes (
+            name TEXT PRIMARY KEY,
+            address TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            capacity TEXT NOT NULL,
+            cordoned {bool} NOT NULL,
+            first_seen {real} NOT NULL,
+            last_seen {real} NOT NULL)""",
+        """CREATE TABLE builds (
+            id {serial},
+            key TEXT NOT NULL UNIQUE,
+            app TEXT NOT NULL,
+            inputs TEXT NOT NULL,
+            state TEXT NOT NULL,
+            image TEXT,
+            artifact_url TEXT,
+            artifact_sha256 TEXT,
+            cache TEXT,
+            phases TEXT NOT NULL,
+            error TEXT,
+            worker TEXT,
+            heartbeat_at {real},
+            created_at {real} NOT NULL,
+            started_at {real},
+            finished_at {real})""",
+        "CREATE INDEX builds_state ON builds (state, id)",
+        """CREATE TABLE events (
+            id {serial},
+            time {real} NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            message TEXT NOT NULL,
+            actor TEXT NOT NULL)""",
+        "CREATE INDEX events_object ON events (kind, name, id)",
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT,
+            epoch BIGINT NOT NULL,
+            expires_at {real} NOT NULL)""",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+APP_COLUMNS = ("name, labels, spec, source_digest, generation, resource_version, deleting, "
+               "status, owner, created_at, updated_at")
+BUILD_COLUMNS = ("id, key, app, inputs, state, image, artifact_url, artifact_sha256, cache, "
+                 "phases, error, worker, created_at, started_at, finished_at")
+DESIRED_COLUMNS = "id, app, process, node, revision, image, spec, created_at"
+NODE_COLUMNS = "name, address, labels, capacity, cordoned, first_seen, last_seen"
+EVENT_COLUMNS = "id, time, kind, name, reason, message, actor"
+
+
+def canonical_json(value) -> str:
+    """The one text form of a JSON value: sorted keys, no spaces, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _app(row) -> AppRecord:
+    return AppRecord(
+        name=row[0], labels=json.loads(row[1]), spec=json.loads(row[2]), source_digest=row[3],
+        generation=int(row[4]), resource_version=int(row[5]), deleting=bool(row[6]),
+        status=json.loads(row[7]), owner=row[8], created_at=row[9], updated_at=row[10])
+
+
+def _build(row) -> BuildRecord:
+    return BuildRecord(
+        id=int(row[0]), key=row[1], app=row[2], inputs=json.loads(row[3]), state=row[4],
+        image=row[5], artifact_url=row[6], artifact_sha256=row[7], cache=row[8],
+        phases=json.loads(row[9]), error=row[10], worker=row[11], created_at=row[12],
+        started_at=row[13], finished_at=row[14])
+
+
+def _desired(row) -> DesiredInstance:
+    return DesiredInstance(id=row[0], app=row[1], process=row[2], node=row[3], revision=row[4],
+                           image=row[5], spec=json.loads(row[6]), created_at=row[7])
+
+
+def _node(row) -> NodeRecord:
+    return NodeRecord(name=row[0], address=row[1], labels=json.loads(row[2]),
+                      capacity=json.loads(row[3]), cordoned=bool(row[4]), first_seen=row[5],
+                      last_seen=row[6])
+
+
+def _event(row) -> Event:
+    return Event(id=int(row[0]), time=row[1], kind=row[2], name=row[3], reason=row[4],
+                 message=row[5], actor=row[6])
+
+
+class Cursor:
+    """A DB-API cursor that takes ``?`` placeholders and counts the statements it ran.
+
+    The count lets a backend tell "failed before anything was sent" (safe to
+    retry on a fresh connection) from "failed midway" (not safe).
+    """
+
+    def __init__(self, raw, placeholder: str):
+        self.raw = raw
+        self.placeholder = placeholder
+        self.executed = 0
+
+    def execute(self, sql: str, params=()):
+        """Run one statement; ``?`` in ``sql`` becomes the backend's placeholder."""
+        if self.placeholder != "?":
+            sql = sql.replace("?", self.placeholder)
+        if params:
+            self.raw.execute(sql, tuple(params))
+        else:  # no parameters: psycopg2 then leaves a literal % alone
+            self.raw.execute(sql)
+        self.executed += 1
+        return self
+
+    def fetchone(self):
+        return self.raw.fetchone()
+
+    def fetchall(self):
+        return self.raw.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self.raw.rowcount
+
+
+class SQLStore(Store):
+    """The Store interface in SQL that both SQLite and PostgreSQL accept.
+
+    Subclasses set the class attributes below and implement :meth:`_run`,
+    :meth:`_now` and :meth:`_lock_for_migration`.
+    """
+
+    #: DDL type names, substituted into MIGRATIONS.
+    types = {"serial": "INTEGER PRIMARY KEY", "blob": "BLOB", "real": "REAL", "bool": "INTEGER"}
+    #: Appended to a SELECT that reads a row it is about to change.
+    for_update = ""
+    #: Appended to a SELECT that must see a row stay as it is until commit.
+    for_share = ""
+    #: Appended to the job-queue SELECT so concurrent claimers pass each other.
+    skip_locked = ""
+
+    # --- what a backend supplies -----------------------------------------
+    @abc.abstractmethod
+    def _run(self, work, write: bool, commit: bool = True):
+        """Run ``work(cursor)`` in one transaction and return what it returns.
+
+        ``write`` says the transaction will write (SQLite takes the write lock
+        at BEGIN); ``commit`` False rolls back even on success (dry runs).
+        Backend failures become StoreError; exceptions from ``work`` roll back
+        and propagate.
+        """
+
+    @abc.abstractmethod
+    def _now(self, cur: Cursor) -> float:
+        """The store's clock, in seconds since the epoch."""
+
+    @abc.abstractmethod
+    def _lock_for_migration(self, cur: Cursor) -> None:
+        """Make concurrent migrate() calls take turns, until the transaction ends."""
+
+    # --- lifecycle -----------------------------------------------------
+    def migrate(self) -> None:
+        """Create or upgrade the schema to SCHEMA_VERSION, all in one transaction."""
+        def work(cur):
+            self._lock_for_migration(cur)
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            cur.execute("SELECT version FROM schema_version")
+            row = cur.fetchone()
+            current = row[0] if row else 0
+            if current > SCHEMA_VERSION:
+                raise Conflict(f"the store's schema is version {current}, newer than this "
+                               f"corral's {SCHEMA_VERSION}; upgrade corral first")
+            for steps in MIGRATIONS[current:]:
+                for statement in steps:
+                    cur.execute(statement.format(**self.types))
+            if row is None:
+                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            else:
+                cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        self._run(work, write=True)
+
+    # --- apps ----------------------------------------------------------
+    def apply_apps(self, docs: list, actor: str, dry_run: bool = False) -> list:
+        """Create or update apps in one transaction; see Store.apply_apps."""
+        def work(cur):
+            # Serialise every apps writer on the counter row first, so two
+            # applies of the same new name cannot both decide "created".
+            cur.execute("SELECT apps_version FROM meta WHERE id = 1" + self.for_update)
+            now = self._now(cur)
+            results, changed = [], False
+            for doc in docs:
+                result = self._apply_one(cur, doc, actor, now)
+                results.append(result)
+                changed = changed or result.action != "unchanged"
+            if changed:
+                self._bump_apps_version(cur)
+            return results
+        return self._run(work, write=True, commit=not dry_run)
+
+    def _apply_one(self, cur: Cursor, doc: dict, actor: str, now: float) -> ApplyResult:
+        name = doc["name"]
+        labels = canonical_json(doc.get("labels") or {})
+        spec = canonical_json(doc["spec"])
+        digest = doc["source_digest"]
+        owner = doc.get("owner")
+        cur.execute("SELECT labels, spec, source_digest, generation, deleting FROM apps WHERE name = ?",
+                    (name,))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(
+                f"INSERT INTO apps ({APP_COLUMNS}) VALUES (?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)",
+                (name, labels, spec, digest, False, "{}", owner, now, now))
+            self._add_event(cur, now, "app", name, "Created", "app created (generation 1)", actor)
+            return ApplyResult(name=name, action="created", generation=1)
+        old_labels, old_spec, old_digest, generation, deleting = row
+        if (old_labels, old_spec, old_digest, bool(deleting)) == (labels, spec, digest, False):
+            return ApplyResult(name=name, action="unchanged", generation=int(generation))
+        generation = int(generation) + 1
+        cur.execute(
+            "UPDATE apps SET labels = ?, spec = ?, source_digest = ?, owner = ?, deleting = ?, "
+            "generation = ?, resource_version = resource_version + 1, updated_at = ? WHERE name = ?",
+            (labels, spec, digest, owner, False, generation, now, name))
+        how = "revived after delete" if deleting else "configured"
+        self._add_event(cur, now, "app", name, "Configured", f"app {how} (generation {generation})",
+                        actor)
+        return ApplyResult(name=name, action="configured", generation=generation)
+
+    def _bump_apps_version(self, cur: Cursor) -> None:
+        cur.execute("UPDATE meta SET apps_version = apps_version + 1 WHERE id = 1")
+
+    def get_app(self, name: str) -> Optional[AppRecord]:
+        """The app named ``name``, or None."""
+        def work(cur):
+            cur.execute(f"SELECT {APP_COLUMNS} FROM apps WHERE name = ?", (name,))
+            row = cur.fetchone()
+            return _app(row) if row else None
+        return self._run(work, write=False)
+
+    def list_apps(self) -> list:
+        """All apps, those being deleted included, sorted by name."""
+        def work(cur):
+            cur.execute(f"SELECT {APP_COLUMNS} FROM apps ORDER BY name")
+            return [_app(row) for row in cur.fetchall()]
+        return self._run(work, write=False)
+
+    def mark_app_deleting(self, name: str, actor: str) -> bool:
+        """Set ``deleting`` (a write: resource_version grows); False when there is no such app."""
+        def work(cur):
+            cur.execute("SELECT apps_version FROM meta WHERE id = 1" + self.for_update)
+            cur.execute("SELECT deleting FROM apps WHERE name = ?", (name,))
+            row = cur.fetchone()
+            if row is None:
+                return False
+            if not row[0]:
+                now = self._now(cur)
+                cur.execute("UPDATE apps SET deleting = ?, resource_version = resource_version + 1, "
+                            "updated_at = ? WHERE name = ?", (True, now, name))
+                self._bump_apps_version(cur)
+                self._add_event(cur, now, "app", name, "Deleting", "app marked for deletion", actor)
+            return True
+        return self._run(work, write=True)
+
+    def purge_app(self, name: str, epoch: int) -> None:
+        """Remove the app row (fenced on ``epoch``); a missing app is not an error."""
+        def work(cur):
+            self._check_epoch(cur, epoch)
+            cur.execute("DELETE FROM apps WHERE name = ?", (name,))
+            if cur.rowcount:
+                self._bump_apps_version(cur)
+        self._run(work, write=True)
+
+    def set_app_status(self, name: str, status: dict, epoch: int) -> None:
+        """Replace the app's status (fenced on ``epoch``); bumps resource_version, not generation.
+
+        Writing the status an app already has is no write at all. Raises
+        Conflict when there is no such app.
+        """
+        text = canonical_json(status)
+
+        def work(cur):
+            self._check_epoch(cur, epoch)
+            cur.execute("SELECT status FROM apps WHERE name = ?", (name,))
+            row = cur.fetchone()
+            if row is None:
+                raise Conflict(f"cannot set the status of app {name!r}: there is no such app")
+            if row[0] == text:
+                return
+            cur.execute("UPDATE apps SET status = ?, resource_version = resource_version + 1, "
+                        "updated_at = ? WHERE name = ?", (text, self._now(cur), name))
+            self._bump_apps_version(cur)
+        self._run(work, write=True)
+
+    def apps_version(self) -> int:
+        """The apps change counter: grows with every write of any app row."""
+        def work(cur):
+            cur.execute("SELECT apps_version FROM meta WHERE id = 1")
+            return int(cur.fetchone()[0])
+        return self._run(work, write=False)
+
+    # --- fencing -------------------------------------------------------
+    def _check_epoch(self, cur: Cursor, epoch: int) -> None:
+        """Raise Fenced unless the leader lease has exactly ``epoch``.
+
+        The lease row stays locked (FOR SHARE) until commit, so a takeover,
+        which updates that row, waits for this write to finish or goes first.
+        """
+        cur.execute("SELECT epoch FROM leases WHERE name = ?" + self.for_share, (LEADER,))
+        row = cur.fetchone()
+        current = int(row[0]) if row else None
+        if current != epoch:
+            raise Fenced(f"write refused: epoch {epoch} is stale, the {LEADER!r} lease is at "
+                         f"epoch {current}")
+
+    # --- source archives -------------------------------------------------
+    def has_source(self, digest: str) -> bool:
+        """Whether the archive with this digest is stored."""
+        def work(cur):
+            cur.execute("SELECT 1 FROM sources WHERE digest = ?", (digest,))
+            return cur.fetchone() is not None
+        return self._run(work, write=False)
+
+    def put_source(self, digest: str, data: bytes) -> None:
+        """Store an archive under its digest; storing it again changes nothing."""
+        def work(cur):
+            cur.execute("INSERT INTO sources (digest, data, created_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT (digest) DO NOTHING", (digest, self._blob(data), self._now(cur)))
+        self._run(work, write=True)
+
+    def get_source(self, digest: str) -> Optional[bytes]:
+        """The archive's bytes, or None."""
+        def work(cur):
+            cur.execute("SELECT data FROM sources WHERE digest = ?", (digest,))
+            row = cur.fetchone()
+            return bytes(row[0]) if row else None
+        return self._run(work, write=False)
+
+    def _blob(self, data: bytes):
+        """The parameter form of a binary value (bytes do for both drivers)."""
+        return bytes(data)
+
+    # --- desired instances -------------------------------------------------
+    def list_desired(self, app: Optional[str] = None) -> list:
+        """Desired instances, all or one app's, sorted by id."""
+        def work(cur):
+            if app is None:
+                cur.execute(f"SELECT {DESIRED_COLUMNS} FROM desired_instances ORDER BY id")
+            else:
+                cur.execute(f"SELECT {DESIRED_COLUMNS} FROM desired_instances WHERE app = ? "
+                            "ORDER BY id", (app,))
+            return [_desired(row) for row in cur.fetchall()]
+        return self._run(work, write=False)
+
+    def write_desired(self, epoch: int, upsert: list, delete: list) -> None:
+        """Insert or replace ``upsert`` and delete the ids in ``delete``, fenced on ``epoch``."""
+        def work(cur):
+            self._check_epoch(cur, epoch)
+            for inst in upsert:
+                cur.execute(
+                    f"INSERT INTO desired_instances ({DESIRED_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET app = excluded.app, process = excluded.process, "
+                    "node = excluded.node, revision = excluded.revision, image = excluded.image, "
+                    "spec = excluded.spec, created_at = excluded.created_at",
+                    (inst.id, inst.app, inst.process, inst.node, inst.revision, inst.image,
+                     canonical_json(inst.spec), inst.created_at))
+            for instance_id in delete:
+                cur.execute("DELETE FROM desired_instances WHERE id = ?", (instance_id,))
+        self._run(work, write=True)
+
+    # --- nodes ---------------------------------------------------------
+    def upsert_node(self, name: str, address: str, labels: dict, capacity: dict, seen_at: float) -> None:
+        """Record a node's reported facts; first_seen and cordoned are kept."""
+        def work(cur):
+            cur.execute(
+                f"INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET address = excluded.address, "
+                "labels = excluded.labels, capacity = excluded.capacity, last_seen = excluded.last_seen",
+                (name, address, canonical_json(labels), canonical_json(capacity), False, seen_at,
+                 seen_at))
+        self._run(work, write=True)
+
+    def list_nodes(self) -> list:
+        """All known nodes, sorted by name."""
+        def work(cur):
+            cur.execute(f"SELECT {NODE_COLUMNS} FROM nodes ORDER BY name")
+            return [_node(row) for row in cur.fetchall()]
+        return self._run(work, write=False)
+
+    def set_node_cordoned(self, name: str, cordoned: bool) -> bool:
+        """Cordon or uncordon; False when there is no such node."""
+        def work(cur):
+            cur.execute("UPDATE nodes SET cordoned = ? WHERE name = ?", (bool(cordoned), name))
+            return cur.rowcount > 0
+        return self._run(work, write=True)
+
+    # --- builds --------------------------------------------------------
+    def enqueue_build(self, key: str, app: str, inputs: dict) -> BuildRecord:
+        """Queue a build for ``key`` unless one exists; the row either way."""
+        def work(cur):
+            cur.execute(
+                "INSERT INTO builds (key, app, inputs, state, phases, created_at) "
+                "VALUES (?, ?, ?, 'queued', '{}', ?) ON CONFLICT (key) DO NOTHING",
+                (key, app, canonical_json(inputs), self._now(cur)))
+            cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds WHERE key = ?", (key,))
+            return _build(cur.fetchone())
+        return self._run(work, write=True)
+
+    def retry_build(self, key: str) -> None:
+        """Put a failed build back to queued, its outcome cleared; other states are left alone."""
+        def work(cur):
+            cur.execute(
+                "UPDATE builds SET state = 'queued', error = NULL, worker = NULL, heartbeat_at = NULL, "
+                "started_at = NULL, finished_at = NULL, image = NULL, artifact_url = NULL, "
+                "artifact_sha256 = NULL, cache = NULL, phases = '{}' WHERE key = ? AND state = 'failed'",
+                (key,))
+        self._run(work, write=True)
+
+    def claim_build(self, worker: str, stale_after: float) -> Optional[BuildRecord]:
+        """Take the oldest claimable build and mark it building by ``worker``; None if none.
+
+        Claimable: queued, or building with no heartbeat for ``stale_after``
+        seconds (its worker is presumed dead; the new worker starts over).
+        """
+        def work(cur):
+            now = self._now(cur)
+            cur.execute(
+                "SELECT id FROM builds WHERE state = 'queued' "
+                "OR (state = 'building' AND heartbeat_at < ?) ORDER BY id LIMIT 1"
+                + self.for_update + self.skip_locked, (now - stale_after,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            cur.execute("UPDATE builds SET state = 'building', worker = ?, started_at = ?, "
+                        "heartbeat_at = ? WHERE id = ?", (worker, now, now, row[0]))
+            cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds WHERE id = ?", (row[0],))
+            return _build(cur.fetchone())
+        return self._run(work, write=True)
+
+    def heartbeat_build(self, build_id: int, worker: str) -> None:
+        """Mark that ``worker`` still works on the build.
+
+        Raises Conflict when the build is no longer ``building`` by ``worker``
+        (it was reclaimed as stale): the worker should give it up.
+        """
+        def work(cur):
+            cur.execute("UPDATE builds SET heartbeat_at = ? WHERE id = ? AND worker = ? "
+                        "AND state = 'building'", (self._now(cur), build_id, worker))
+            if cur.rowcount == 0:
+                raise Conflict(f"build {build_id} is not being built by {worker!r} any more")
+        self._run(work, write=True)
+
+    def finish_build(self, build_id: int, worker: str, *, state: str, image: Optional[str] = None,
+                     artifact_url: Optional[str] = None, artifact_sha256: Optional[str] = None,
+                     cache: Optional[str] = None, phases: Optional[dict] = None,
+                     error: Optional[str] = None) -> None:
+        """Record the outcome of a build ``worker`` holds.
+
+        Raises ValueError for a state other than succeeded/failed, and
+        Conflict when ``worker`` no longer holds the build.
+        """
+        if state not in ("succeeded", "failed"):
+            raise ValueError(f"a build finishes as 'succeeded' or 'failed', not {state!r}")
+
+        def work(cur):
+            cur.execute(
+                "UPDATE builds SET state = ?, image = ?, artifact_url = ?, artifact_sha256 = ?, "
+                "cache = ?, phases = ?, error = ?, finished_at = ? "
+                "WHERE id = ? AND worker = ? AND state = 'building'",
+                (state, image, artifact_url, artifact_sha256, cache, canonical_json(phases or {}),
+                 error, self._now(cur), build_id, worker))
+            if cur.rowcount == 0:
+                raise Conflict(f"build {build_id} is not being built by {worker!r}, so it cannot "
+                               f"be finished by it")
+        self._run(work, write=True)
+
+    def get_build(self, key: str) -> Optional[BuildRecord]:
+        """The build for ``key``, or None."""
+        def work(cur):
+            cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds WHERE key = ?", (key,))
+            row = cur.fetchone()
+            return _build(row) if row else None
+        return self._run(work, write=False)
+
+    def list_builds(self, app: Optional[str] = None) -> list:
+        """Builds (all, or one app's), newest first."""
+        def work(cur):
+            if app is None:
+                cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds ORDER BY id DESC")
+            else:
+                cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds WHERE app = ? ORDER BY id DESC",
+                            (app,))
+            return [_build(row) for row in cur.fetchall()]
+        return self._run(work, write=False)
+
+    # --- events --------------------------------------------------------
+    def add_event(self, kind: str, name: str, reason: str, message: str, actor: str) -> None:
+        """Append an event stamped with the store's clock."""
+        def work(cur):
+            self._add_event(cur, self._now(cur), kind, name, reason, message, actor)
+        self._run(work, write=True)
+
+    def _add_event(self, cur, now, kind, name, reason, message, actor) -> None:
+        cur.execute("INSERT INTO events (time, kind, name, reason, message, actor) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (now, kind, name, reason, message, actor))
+
+    def list_events(self, kind: Optional[str] = None, name: Optional[str] = None, limit: int = 100) -> list:
+        """The newest ``limit`` events (filtered by kind and/or name), oldest first."""
+        def work(cur):
+            where, params = [], []
+            if kind is not None:
+                where.append("kind = ?")
+                params.append(kind)
+            if name is not None:
+                where.append("name = ?")
+                params.append(name)
+            clause = (" WHERE " + " AND ".join(where)) if where else ""
+            cur.execute(f"SELECT {EVENT_COLUMNS} FROM events{clause} ORDER BY id DESC LIMIT ?",
+                        (*params, int(limit)))
+            return [_event(row) for row in reversed(cur.fetchall())]
+        return self._run(work, write=False)
+
+    # --- leases --------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> Optional[Lease]:
+        """Take or renew the lease; see Store.acquire_lease."""
+        def work(cur):
+            cur.execute("INSERT INTO leases (name, holder, epoch, expires_at) VALUES (?, NULL, 0, 0) "
+                        "ON CONFLICT (name) DO NOTHING", (name,))
+            cur.execute("SELECT holder, epoch, expires_at FROM leases WHERE name = ?" + self.for_update,
+                        (name,))
+            current, epoch, expires_at = cur.fetchone()
+            now = self._now(cur)
+            if current is not None and current != holder and expires_at > now:
+                return None
+            epoch = int(epoch) if current == holder else int(epoch) + 1
+            cur.execute("UPDATE leases SET holder = ?, epoch = ?, expires_at = ? WHERE name = ?",
+                        (holder, epoch, now + ttl, name))
+            return Lease(name=name, holder=holder, epoch=epoch, expires_at=now + ttl)
+        return self._run(work, write=True)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Free the lease at once if ``holder`` holds it; the epoch stays."""
+        def work(cur):
+            cur.execute("UPDATE leases SET holder = NULL, expires_at = 0 WHERE name = ? AND holder = ?",
+                        (name, holder))
+        self._run(work, write=True)
+
+    def get_lease(self, name: str) -> Optional[Lease]:
+        """The lease row as it stands, or None."""
+        def work(cur):
+            cur.execute("SELECT name, holder, epoch, expires_at FROM leases WHERE name = ?", (name,))
+            row = cur.fetchone()
+            return Lease(name=row[0], holder=row[1], epoch=int(row[2]), expires_at=row[3]) if row else None
+        return self._run(work, write=False)
