@@ -1,0 +1,40 @@
+"""Creating and upgrading the schema, by one daemon or several at once."""
+import threading
+
+import pytest
+
+from corral.store import sql
+from corral.store.base import Conflict
+
+
+def test_migrate_twice_keeps_the_data(store):
+    store.apply_apps([{"name": "a", "labels": {}, "spec": {}, "source_digest": "d"}], actor="cli")
+    store.migrate()
+    assert [a.name for a in store.list_apps()] == ["a"]
+
+
+def test_concurrent_migrations_of_an_empty_store(open_twin):
+    stores = [open_twin() for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    errors = []
+
+    def migrate(s):
+        barrier.wait()
+        try:
+            s.migrate()
+        except Exception as exc:  # recorded, asserted below
+            errors.append(exc)
+    threads = [threading.Thread(target=migrate, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stores[0].apps_version() == 0
+
+
+def test_a_newer_schema_is_refused(store, monkeypatch):
+    monkeypatch.setattr(sql, "SCHEMA_VERSION", sql.SCHEMA_VERSION - 1)
+    monkeypatch.setattr(sql, "MIGRATIONS", sql.MIGRATIONS[:-1])
+    with pytest.raises(Conflict, match="newer than this corral"):
+        store.migrate()
