@@ -24,6 +24,7 @@ import dataclasses
 import os
 import shutil
 import sys
+import tarfile
 import time
 import uuid
 
@@ -120,7 +121,7 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
             raise BuildFailed(f"source {digest} is not in the store")
         try:
             offload(source.unpack_source, data, staging, digest)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, tarfile.TarError) as exc:
             raise BuildFailed(f"source {digest} could not be unpacked: {exc}") from None
         if kind == "file":
             text = read_requirements_file(staging, requirements)

@@ -6,6 +6,8 @@
     claimed:  heartbeat_build every stale_after/4 s   (green thread)
               build_image(...)                        (builder.pipeline)
               finish_build(succeeded|failed) + event "Built" | "BuildFailed"
+    reclaimed: a heartbeat answered Conflict (this builder went silent too
+              long and another took the job): the build is abandoned.
     stopping: the current build is abandoned (its commands killed, its folder
               removed) and left "building"; once its heartbeats are older than
               stale_after, another builder claims it.
@@ -20,7 +22,7 @@ import eventlet
 from builder.failures import BuildAbandoned, BuildFailed
 from builder.pipeline import build_image, log_path, run_here
 from corral import images
-from corral.store import StoreError
+from corral.store import Conflict, StoreError
 
 log = logging.getLogger("corral.builder")
 
@@ -61,12 +63,14 @@ class Worker:
         """Build a claimed job and record the outcome; an abandoned job is left as it is."""
         log.info("builder %s: build %s of app %s started", self.workshop.name, job.id, job.app)
         started = time.monotonic()
-        beating = eventlet.spawn(self._heartbeats, job.id)
+        lost = []  # set by the heartbeat when another builder has reclaimed the job
+        beating = eventlet.spawn(self._heartbeats, job.id, lost)
         try:
             outcome = build_image(job.id, job.inputs, store=self.store, workshop=self.workshop,
-                                  stopping=stopping, offload=self.offload)
+                                  stopping=lambda: bool(lost) or stopping(), offload=self.offload)
         except BuildAbandoned:
-            log.info("builder %s: build %s abandoned (stopping)", self.workshop.name, job.id)
+            log.info("builder %s: build %s abandoned (%s)", self.workshop.name, job.id,
+                     "reclaimed by another builder" if lost else "stopping")
             return
         except BuildFailed as exc:
             self._failed(job, str(exc), exc.image, exc.phases)
@@ -99,12 +103,15 @@ class Worker:
             # The job stays "building"; once stale, a builder claims it again and finds a cache hit.
             log.warning("builder %s: could not record build %s: %s", self.workshop.name, job.id, exc)
 
-    def _heartbeats(self, build_id):
+    def _heartbeats(self, build_id, lost):
         every = max(self.stale_after / 4.0, 0.05)
         while True:
             eventlet.sleep(every)
             try:
                 self.heartbeat_store.heartbeat_build(build_id, self.workshop.name)
+            except Conflict:
+                lost.append(True)
+                return
             except StoreError as exc:
                 log.warning("builder %s: heartbeat of build %s failed: %s", self.workshop.name, build_id, exc)
 

@@ -1,0 +1,103 @@
+"""The builder daemon as a real process: it takes queued work by itself, serves
+the image over HTTP, and stops cleanly on SIGTERM."""
+import hashlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from corral.source import pack_source
+from corral.store import open_store
+
+DAEMON = """
+import corral.green
+corral.green.patch()
+import sys
+from builder.daemon import run
+from corral.settings import Timings
+run(store_dsn=sys.argv[1], listen=sys.argv[2], cache_dir=sys.argv[3], images_dir=sys.argv[4],
+    name="b1", timings=Timings(build_poll=0.1), stale_after=5)
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout, what):
+    """Poll ``condition()`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def healthy(base):
+    try:
+        return requests.get(f"{base}/healthz", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    dsn = f"sqlite:///{tmp_path}/corral.db"
+    store = open_store(dsn)
+    listen = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-c", DAEMON, dsn, listen, str(tmp_path / "cache"),
+                             str(tmp_path / "images")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://{listen}"
+    try:
+        wait_for(lambda: healthy(base) or proc.poll() is not None, 30, "the builder to answer /healthz")
+        assert proc.poll() is None, proc.stdout.read().decode()
+        yield store, base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        store.close()
+
+
+def test_daemon_builds_a_queued_job_and_serves_the_image(daemon, tmp_path):
+    store, base, proc = daemon
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "app.py").write_text("print('hello')\n")
+    digest, data = pack_source(str(src))
+    store.put_source(digest, data)
+
+    store.enqueue_build("k1", "hello", {"source_digest": digest, "requirements": ["six"], "python": None})
+    rec = wait_for(lambda: (lambda r: r if r.state in ("succeeded", "failed") else None)(store.get_build("k1")),
+                   300, "the build to finish")
+
+    assert (rec.state, rec.worker, rec.error) == ("succeeded", "b1", None)
+    hex_digest = rec.image.split(":", 1)[1]
+    assert rec.artifact_url == f"{base}/images/{hex_digest}.tar.gz"
+    got = requests.get(rec.artifact_url, timeout=30)
+    assert got.status_code == 200
+    assert int(got.headers["Content-Length"]) == len(got.content)
+    assert hashlib.sha256(got.content).hexdigest() == rec.artifact_sha256 == got.headers["X-Corral-Sha256"]
+    head = requests.head(rec.artifact_url, timeout=30)
+    assert (head.status_code, head.headers["Content-Length"], head.content) == (200, str(len(got.content)), b"")
+    assert requests.get(f"{base}/images/{'0' * 64}.tar.gz", timeout=5).status_code == 404
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, proc.stdout.read().decode()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base}/healthz", timeout=2)
+
+
+def test_sigterm_when_idle_stops_the_daemon_cleanly(daemon):
+    store, base, proc = daemon
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, proc.stdout.read().decode()
