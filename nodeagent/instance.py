@@ -203,8 +203,9 @@ class Instance:
                 self._set(State.FAILED, message=f"command {argv[0]!r} could not be started ({e.strerror or e})")
                 return
             started = self.clock()
-            # PENDING/BACKOFF -> STARTING
-            self._set(State.STARTING, ready=False, started_at=started, exit_code=None, message=None)
+            # PENDING/BACKOFF -> STARTING (a restart keeps the last exit code on show)
+            self._set(State.STARTING, ready=False, started_at=started,
+                      message=f"last run: {restart.exit_message(self.exit_code)}" if self.restarts else None)
             code = self._until_ready()
             if code is None and not self.stop_requested:
                 self._set(State.RUNNING, ready=True)  # STARTING -> RUNNING
