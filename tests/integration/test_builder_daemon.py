@@ -1,6 +1,7 @@
 """The builder daemon as a real process: it takes queued work by itself, serves
 the image over HTTP, and stops cleanly on SIGTERM."""
 import hashlib
+import os
 import signal
 import socket
 import subprocess
@@ -101,3 +102,30 @@ def test_sigterm_when_idle_stops_the_daemon_cleanly(daemon):
     store, base, proc = daemon
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, proc.stdout.read().decode()
+
+
+def test_sigterm_mid_build_abandons_it_cleanly(daemon, tmp_path):
+    store, base, proc = daemon
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "app.py").write_text("print('hello')\n")
+    digest, data = pack_source(str(src))
+    store.put_source(digest, data)
+    # An index that accepts pip's connection and never answers: the install hangs until stopped.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(120)
+        wheel = f"http://127.0.0.1:{silent.getsockname()[1]}/slowpkg-1.0-py3-none-any.whl"
+        store.enqueue_build("k1", "hello", {"source_digest": digest, "requirements": [f"slowpkg @ {wheel}"],
+                                            "python": None})
+        conn, _ = silent.accept()  # pip is installing now
+        with conn:
+            assert store.get_build("k1").state == "building"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, proc.stdout.read().decode()
+
+    rec = store.get_build("k1")
+    assert (rec.state, rec.worker) == ("building", "b1")  # left for another builder once stale
+    images_dir = tmp_path / "images"
+    assert sorted(os.listdir(images_dir)) == []  # neither the half-made image nor the staging folder
