@@ -1,0 +1,1 @@
+"""The `corral` command: argument parsing, the API client, output, and `corral up`."""

@@ -1,0 +1,187 @@
+"""The user-facing verbs: apply, diff, get, describe, delete.
+
+Each takes parsed arguments and a :class:`Client`, prints, and returns the
+exit code. Manifests are loaded and validated here first (so errors name the
+file and line), each app's source folder is packed and uploaded once (the
+server never reads the client's disk), and the apply itself is one request:
+all documents or none.
+"""
+import os
+import sys
+import time
+
+from corral.cli.client import ClientError
+from corral.cli.output import render
+from corral.source import pack_source
+from corral.spec import load_paths, parse_duration
+
+RESOURCES = {"apps": "apps", "app": "apps", "instances": "instances", "instance": "instances",
+             "nodes": "nodes", "node": "nodes", "builds": "builds", "build": "builds",
+             "events": "events", "event": "events"}
+
+
+def _load(paths):
+    """Validated documents of ``paths`` ("-" reads stdin)."""
+    stdin = sys.stdin.read() if "-" in paths else None
+    return load_paths(paths, stdin=stdin)
+
+
+def _upload_sources(client, docs, upload=True):
+    """Pack every app's source folder; upload the ones the store lacks. Returns the request documents."""
+    out, packed = [], {}
+    for d in docs:
+        source = d.doc["spec"]["source"]
+        if not isinstance(source, str):
+            raise ClientError(f"{d.file}:{d.line}: spec.source: git sources are not supported yet; use a folder")
+        folder = os.path.normpath(os.path.join(d.base_dir, source))
+        if not os.path.isdir(folder):
+            raise ClientError(f"{d.file}:{d.line}: spec.source: folder {folder} does not exist")
+        if folder not in packed:
+            try:
+                packed[folder] = pack_source(folder)
+            except (OSError, ValueError) as e:
+                raise ClientError(f"{d.file}:{d.line}: spec.source: {e}")
+            digest, data = packed[folder]
+            if upload:
+                status, _ = client.request("HEAD", f"/v1/sources/{digest}", ok=(200, 404))
+                if status == 404:
+                    client.request("PUT", f"/v1/sources/{digest}", data=data)
+        out.append({"doc": d.doc, "source_digest": packed[folder][0]})
+    return out
+
+
+def cmd_apply(args, client):
+    docs = _load(args.filename)
+    body = {"documents": _upload_sources(client, docs), "dryRun": args.dry_run}
+    _, reply = client.request("POST", "/v1/apply", json=body)
+    suffix = " (dry run)" if args.dry_run else ""
+    for r in reply["results"]:
+        print(f"app/{r['name']} {r['action']}{suffix}")
+    if args.wait and not args.dry_run:
+        timeout = parse_duration(args.timeout)
+        for r in reply["results"]:
+            wait_available(client, r["name"], r["generation"], timeout)
+    return 0
+
+
+def wait_available(client, name, generation, timeout, poll=0.5, clock=time.monotonic):
+    """Return once ``name`` runs generation ``generation`` in full; ClientError when
+    its build fails or ``timeout`` passes (saying what is still missing)."""
+    deadline = clock() + timeout
+    app = None
+    while clock() < deadline:
+        app = client.get(f"/v1/apps/{name}")
+        conds = {c["type"]: c for c in app.get("conditions", [])}
+        current = app.get("observedGeneration", 0) >= generation
+        built = conds.get("Built", {})
+        if current and built.get("status") == "False":
+            raise ClientError(f"app {name}: the build failed: {built.get('message')}")
+        prog = conds.get("Progressing", {})
+        if current and prog.get("status") == "True" and prog.get("reason") == "Complete":
+            print(f"app/{name} available: {app['ready']} of {app['desired']} instances ready at revision {app['revision']}")
+            return app
+        time.sleep(poll)
+    why = "the reconciler has not seen it yet"
+    if app and app.get("observedGeneration", 0) >= generation:
+        conds = {c["type"]: c for c in app.get("conditions", [])}
+        why = conds.get("Progressing", {}).get("message") or conds.get("Available", {}).get("message") or why
+    raise ClientError(f"timed out after {timeout:g}s waiting for app {name}: {why}")
+
+
+def cmd_diff(args, client):
+    docs = _load(args.filename)
+    _, reply = client.request("POST", "/v1/diff", json={"documents": _upload_sources(client, docs)})
+    changed = False
+    for d in reply["diffs"]:
+        if d["action"] != "unchanged":
+            changed = True
+            if d["diff"]:
+                sys.stdout.write(d["diff"])
+            else:
+                print(f"app/{d['name']} {d['action']}")
+    return 1 if changed else 0
+
+
+def _fetch(client, resource, name):
+    if resource == "apps" and name:
+        return client.get(f"/v1/apps/{name}")
+    params = {}
+    if resource == "events" and name:
+        params = {"name": name}
+    items = client.get(f"/v1/{resource}", params=params)
+    if name and resource in ("instances", "nodes", "builds"):
+        key = "id" if resource in ("instances", "builds") else "name"
+        match = [i for i in items if str(i[key]) == name or (resource == "instances" and i["app"] == name)]
+        if not match:
+            raise ClientError(f"{resource[:-1]} {name!r} not found")
+        return match[0] if resource != "instances" or match[0]["id"] == name else match
+    return items
+
+
+def cmd_get(args, client):
+    resource = RESOURCES.get(args.resource)
+    if resource is None:
+        raise ClientError(f"unknown resource {args.resource!r}; one of apps, instances, nodes, builds, events")
+    last = None
+    while True:
+        text = render(resource, _fetch(client, resource, args.name), args.output)
+        if text != last:
+            print(text, flush=True)
+            last = text
+        if not args.watch:
+            return 0
+        time.sleep(1.0)
+
+
+def cmd_describe(args, client):
+    if args.kind not in ("app", "apps"):
+        raise ClientError(f"describe knows 'app', not {args.kind!r}")
+    app = client.get(f"/v1/apps/{args.name}")
+    instances = client.get("/v1/instances", params={"app": args.name})
+    events = client.get("/v1/events", params={"kind": "app", "name": args.name, "limit": 20})
+    spec = app["spec"]
+    lines = [f"Name:         {app['name']}",
+             f"Labels:       {', '.join(f'{k}={v}' for k, v in sorted(app['labels'].items())) or '-'}",
+             f"Generation:   {app['generation']} (observed {app['observedGeneration']})",
+             f"Revision:     {app.get('revision') or '-'}",
+             f"Image:        {app.get('image') or '-'}",
+             f"Source:       {app['source']}",
+             f"Instances:    {app['ready']} ready of {app['desired']} desired",
+             f"Deleting:     {'yes' if app['deleting'] else 'no'}",
+             "Processes:"]
+    for pname, p in sorted(spec["processes"].items()):
+        cmd = p["command"] if isinstance(p["command"], str) else " ".join(p["command"])
+        lines.append(f"  {pname}: {p.get('instances', 1)} x {cmd}" + ("  (port)" if p.get("port") else ""))
+    lines.append("Conditions:")
+    for c in app["conditions"]:
+        lines.append(f"  {c['type']:<12} {c['status']:<8} {c['reason']:<22} {c['message']}")
+    lines.append("Instances:")
+    lines.append("  " + (render("instances", instances, "table").replace("\n", "\n  ") if instances else "none"))
+    lines.append("Events:")
+    lines.append("  " + (render("events", events, "table").replace("\n", "\n  ") if events else "none"))
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_delete(args, client):
+    if args.filename:
+        names = [d.name for d in _load(args.filename)]
+    elif args.kind in ("app", "apps") and args.name:
+        names = [args.name]
+    else:
+        raise ClientError("say what to delete: `corral delete app NAME` or `corral delete -f PATH`")
+    for name in names:
+        client.request("DELETE", f"/v1/apps/{name}")
+        print(f"app/{name} deleting")
+    if args.wait:
+        deadline = time.monotonic() + parse_duration(args.timeout)
+        for name in names:
+            while True:
+                status, _ = client.request("GET", f"/v1/apps/{name}", ok=(200, 404))
+                if status == 404:
+                    print(f"app/{name} deleted")
+                    break
+                if time.monotonic() > deadline:
+                    raise ClientError(f"timed out after {args.timeout} waiting for app {name} to stop")
+                time.sleep(0.5)
+    return 0

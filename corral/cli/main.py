@@ -1,0 +1,146 @@
+"""`corral`: the one command. Parses arguments and dispatches; errors are one sentence.
+
+User verbs (apply, diff, get, describe, delete) talk to the API and never
+import eventlet. Daemon verbs (reconciler, agent, builder, up) patch eventlet
+first, before importing anything that touches sockets or threads.
+"""
+import argparse
+import logging
+import sys
+
+
+def _label(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"label {text!r} is not of the form key=value")
+    return key, value
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="corral", description="Run Python apps on your own servers, declaratively.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    a = sub.add_parser("apply", help="create or update apps from manifests")
+    a.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
+                   help="a manifest file, a folder of them, or - for stdin (repeatable)")
+    a.add_argument("--dry-run", action="store_true", help="validate and show what would change; write nothing")
+    a.add_argument("--wait", action="store_true", help="return when every app applied is available")
+    a.add_argument("--timeout", default="5m", help="how long --wait waits (default 5m)")
+
+    d = sub.add_parser("diff", help="what apply would change (exit 0: none, 1: changes, 2: error)")
+    d.add_argument("-f", "--filename", action="append", required=True, metavar="PATH")
+
+    g = sub.add_parser("get", help="list apps, instances, nodes, builds or events")
+    g.add_argument("resource", help="apps | instances | nodes | builds | events")
+    g.add_argument("name", nargs="?")
+    g.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
+    g.add_argument("-w", "--watch", action="store_true", help="keep printing as it changes")
+
+    s = sub.add_parser("describe", help="spec, status, conditions, instances and events of an app")
+    s.add_argument("kind", help="app")
+    s.add_argument("name")
+
+    x = sub.add_parser("delete", help="stop an app's instances (with their grace) and remove it")
+    x.add_argument("kind", nargs="?", help="app")
+    x.add_argument("name", nargs="?")
+    x.add_argument("-f", "--filename", action="append", metavar="PATH")
+    x.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="wait until the app is gone (default: yes)")
+    x.add_argument("--timeout", default="5m")
+
+    u = sub.add_parser("up", help="an all-in-one cluster on this machine, in the foreground")
+    u.add_argument("--data-dir", default=None, help="where the cluster keeps its state (default ~/.local/share/corral)")
+    u.add_argument("--nodes", type=int, default=2)
+    u.add_argument("--reconcilers", type=int, default=2)
+    u.add_argument("--store", default=None, help="a store DSN (default: SQLite in the data dir)")
+    u.add_argument("--apply", action="append", default=[], metavar="FILE", help="apply this manifest once up")
+    u.add_argument("--base-port", type=int, default=7070,
+                   help="API of reconciler i on BASE+10i, its bus on BASE+10i+1, the builder on BASE+2")
+    u.add_argument("--settings", help="a YAML file of timings (see corral/settings.py)")
+
+    r = sub.add_parser("reconciler", help="run one reconciler daemon")
+    r.add_argument("--store", required=True)
+    r.add_argument("--api", default="127.0.0.1:7070", metavar="HOST:PORT")
+    r.add_argument("--bus", default="tcp://127.0.0.1:7071", metavar="tcp://HOST:PORT")
+    r.add_argument("--secret-file", required=True)
+    r.add_argument("--name", default=None)
+    r.add_argument("--settings")
+
+    n = sub.add_parser("agent", help="run one node agent daemon")
+    n.add_argument("--name", required=True)
+    n.add_argument("--reconciler", action="append", required=True, metavar="tcp://HOST:PORT")
+    n.add_argument("--data-dir", required=True)
+    n.add_argument("--secret-file", required=True)
+    n.add_argument("--label", action="append", type=_label, default=[], metavar="KEY=VALUE")
+    n.add_argument("--images-dir", default="/var/lib/corral/images")
+    n.add_argument("--address", default="127.0.0.1")
+    n.add_argument("--settings")
+
+    b = sub.add_parser("builder", help="run one builder daemon")
+    b.add_argument("--store", required=True)
+    b.add_argument("--listen", default="127.0.0.1:7072", metavar="HOST:PORT")
+    b.add_argument("--cache-dir", required=True)
+    b.add_argument("--images-dir", default="/var/lib/corral/images")
+    b.add_argument("--secret-file", required=True)
+    b.add_argument("--name", default=None)
+    b.add_argument("--advertise", default=None, metavar="HOST:PORT")
+    b.add_argument("--settings")
+    return p
+
+
+def _daemon_logging(name):
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+
+
+def run_daemon(args):
+    """Patch eventlet, then run the daemon the arguments name (blocking)."""
+    from corral import green
+    green.patch()
+    from corral.settings import load_timings
+    timings = load_timings(args.settings)
+    if args.command == "reconciler":
+        from reconciler.daemon import run
+        name = args.name or args.api
+        _daemon_logging(f"reconciler/{name}")
+        run(store_dsn=args.store, api=args.api, bus=args.bus, secret_file=args.secret_file,
+            name=name, timings=timings)
+    elif args.command == "agent":
+        from nodeagent.daemon import run
+        _daemon_logging(f"agent/{args.name}")
+        run(name=args.name, reconcilers=args.reconciler, data_dir=args.data_dir,
+            secret_file=args.secret_file, images_dir=args.images_dir, labels=dict(args.label),
+            address=args.address, timings=timings)
+    elif args.command == "builder":
+        from builder.daemon import run
+        name = args.name or args.listen
+        _daemon_logging(f"builder/{name}")
+        run(store_dsn=args.store, listen=args.listen, cache_dir=args.cache_dir, images_dir=args.images_dir,
+            name=name, advertise=args.advertise, timings=timings)
+    elif args.command == "up":
+        from corral.cli.up import up
+        return up(args)
+    return 0
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    from corral.cli.client import ClientError
+    from corral.spec import SpecError
+    try:
+        if args.command in ("reconciler", "agent", "builder", "up"):
+            return run_daemon(args) or 0
+        from corral.cli import commands
+        from corral.cli.client import Client, load_config
+        client = Client(*load_config())
+        return getattr(commands, f"cmd_{args.command}")(args, client)
+    except (ClientError, SpecError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if args.command == "diff" else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

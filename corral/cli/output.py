@@ -1,0 +1,107 @@
+"""How `corral get` prints: aligned tables (``table``, ``wide``), or JSON/YAML as the API gave it.
+
+Columns per resource are data (:data:`COLUMNS`): a header and a function of
+the item; ``wide`` adds the extra columns. JSON output is the API's list (or
+the one item when a name was given) unchanged: that is the stable contract.
+"""
+import datetime
+import json
+
+import yaml
+
+
+def age(iso, now=None):
+    """``2026-11-26T15:20:38Z`` as a short age (``42s``, ``7m``, ``3h``, ``2d``)."""
+    if not iso:
+        return "-"
+    then = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    s = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def _cond(item, type_):
+    for c in item.get("conditions", []):
+        if c["type"] == type_:
+            return c["status"] if c["status"] != "False" else f"False({c['reason']})"
+    return "-"
+
+
+def _mem(n):
+    n = int(n or 0)
+    for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+COLUMNS = {
+    "apps": ([("NAME", lambda a: a["name"]),
+              ("READY", lambda a: f"{a['ready']}/{a['desired']}"),
+              ("REVISION", lambda a: a.get("revision") or "-"),
+              ("BUILT", lambda a: _cond(a, "Built")),
+              ("AVAILABLE", lambda a: _cond(a, "Available")),
+              ("AGE", lambda a: age(a.get("created_at")))],
+             [("GENERATION", lambda a: f"{a['observedGeneration']}/{a['generation']}"),
+              ("PROGRESSING", lambda a: _cond(a, "Progressing")),
+              ("IMAGE", lambda a: (a.get("image") or "-")[:19])]),
+    "instances": ([("ID", lambda i: i["id"]),
+                   ("APP", lambda i: i["app"]),
+                   ("PROCESS", lambda i: i["process"]),
+                   ("NODE", lambda i: i["node"]),
+                   ("STATE", lambda i: i["state"]),
+                   ("READY", lambda i: "yes" if i["ready"] else "no"),
+                   ("ADDRESS", lambda i: f"{i['address']}:{i['port']}" if i.get("port") else (i.get("address") or "-")),
+                   ("RESTARTS", lambda i: str(i.get("restarts", 0))),
+                   ("AGE", lambda i: age(i.get("started_at")))],
+                  [("REVISION", lambda i: i.get("revision") or "-"),
+                   ("PID", lambda i: str(i.get("pid") or "-")),
+                   ("MESSAGE", lambda i: i.get("message") or "")]),
+    "nodes": ([("NAME", lambda n: n["name"]),
+               ("STATE", lambda n: n["state"]),
+               ("ADDRESS", lambda n: n.get("address") or "-"),
+               ("INSTANCES", lambda n: str(n.get("instances", 0))),
+               ("CPU", lambda n: f"{n['allocated'].get('cpu', 0):g}/{n['capacity'].get('cpu', 0):g}"),
+               ("MEMORY", lambda n: f"{_mem(n['allocated'].get('memory'))}/{_mem(n['capacity'].get('memory'))}"),
+               ("LAST-SEEN", lambda n: age(n.get("last_seen")))],
+              [("LABELS", lambda n: ",".join(f"{k}={v}" for k, v in sorted((n.get("labels") or {}).items())) or "-")]),
+    "builds": ([("ID", lambda b: str(b["id"])),
+                ("APP", lambda b: b["app"]),
+                ("STATE", lambda b: b["state"]),
+                ("CACHE", lambda b: b.get("cache") or "-"),
+                ("DURATION", lambda b: f"{b['duration']:.1f}s" if b.get("duration") is not None else "-"),
+                ("IMAGE", lambda b: (b.get("image") or "-")[:19]),
+                ("ERROR", lambda b: b.get("error") or "")],
+               [("PHASES", lambda b: " ".join(f"{k}={v:.1f}s" for k, v in (b.get("phases") or {}).items()))]),
+    "events": ([("AGE", lambda e: age(e["time"])),
+                ("OBJECT", lambda e: f"{e['kind']}/{e['name']}"),
+                ("REASON", lambda e: e["reason"]),
+                ("MESSAGE", lambda e: e["message"])],
+               [("ACTOR", lambda e: e["actor"])]),
+}
+
+
+def table(rows, columns):
+    """``rows`` of cells under headers, left-aligned, two spaces apart."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(columns)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(columns, widths)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def render(resource, data, fmt):
+    """Text for ``data`` (a list, or one item) of ``resource`` in format ``fmt``."""
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=True)
+    if fmt == "yaml":
+        return yaml.safe_dump(data, sort_keys=True, default_flow_style=False).rstrip()
+    items = data if isinstance(data, list) else [data]
+    base, extra = COLUMNS[resource]
+    cols = base + (extra if fmt == "wide" else [])
+    if not items:
+        return f"No {resource} found."
+    return table([[fn(i) for _, fn in cols] for i in items], [h for h, _ in cols])

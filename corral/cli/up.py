@@ -1,0 +1,131 @@
+"""`corral up`: a whole cluster on this machine, each daemon its own OS process.
+
+Two reconcilers (API + bus each), one builder and N node agents, on the
+embedded SQLite store in the data dir unless ``--store`` names PostgreSQL.
+It makes the cluster key, writes the client config (API URLs and token) so
+that every other command finds the cluster, optionally applies manifests,
+and stays in the foreground. SIGINT or SIGTERM stops every daemon (agents
+stop their instances, each with its grace) and waits for them.
+
+The agents share one images folder with the builder: on one machine that is
+the "same path on every node" of DESIGN.md, so an image built here is used
+in place.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from corral.auth import api_token
+from corral.cli.client import Client, ClientError, write_config
+from corral.wire.keys import new_key_file, read_key
+
+
+def default_data_dir(environ=os.environ):
+    base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "corral")
+
+
+def daemon_commands(args, data_dir, secret, store):
+    """``[(name, argv)]`` of every daemon of the cluster. Pure."""
+    py = [sys.executable, "-m", "corral"]
+    settings = ["--settings", args.settings] if args.settings else []
+    images = os.path.join(data_dir, "images")
+    buses = []
+    cmds = []
+    for i in range(args.reconcilers):
+        api = f"127.0.0.1:{args.base_port + 10 * i}"
+        bus = f"tcp://127.0.0.1:{args.base_port + 10 * i + 1}"
+        buses.append(bus)
+        cmds.append((f"reconciler-{i + 1}", py + ["reconciler", "--name", f"r{i + 1}", "--store", store,
+                                                 "--api", api, "--bus", bus, "--secret-file", secret] + settings))
+    cmds.append(("builder", py + ["builder", "--name", "b1", "--store", store,
+                                  "--listen", f"127.0.0.1:{args.base_port + 2}",
+                                  "--cache-dir", os.path.join(data_dir, "builder"), "--images-dir", images,
+                                  "--secret-file", secret] + settings))
+    for n in range(args.nodes):
+        name = f"node-{n + 1}"
+        argv = py + ["agent", "--name", name, "--data-dir", os.path.join(data_dir, "nodes", name),
+                     "--secret-file", secret, "--images-dir", images, "--label", f"corral.up/node={name}"]
+        for bus in buses:
+            argv += ["--reconciler", bus]
+        cmds.append((name, argv + settings))
+    return cmds
+
+
+def _wait_healthy(urls, procs, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, p in procs:
+            if p.poll() is not None:
+                raise ClientError(f"{name} exited with status {p.returncode} while starting; see its log above")
+        try:
+            if requests.get(urls[0] + "/healthz", timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise ClientError(f"the API at {urls[0]} did not answer within {timeout:g}s")
+
+
+def stop_all(procs, timeout=60.0):
+    """SIGINT every daemon still running, wait, then SIGKILL what is left."""
+    for _, p in procs:
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    for _, p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def up(args):
+    """Run the cluster in the foreground; return the exit code."""
+    if args.nodes < 1 or args.reconcilers < 1:
+        raise ClientError("corral up needs at least one node and one reconciler")
+    data_dir = os.path.abspath(args.data_dir or default_data_dir())
+    os.makedirs(data_dir, exist_ok=True)
+    secret = os.path.join(data_dir, "secret")
+    if not os.path.exists(secret):
+        new_key_file(secret)
+    store = args.store or f"sqlite:///{os.path.join(data_dir, 'corral.db')}"
+    urls = [f"http://127.0.0.1:{args.base_port + 10 * i}" for i in range(args.reconcilers)]
+    token = api_token(read_key(secret))
+    config = write_config(urls, token)
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
+    signal.signal(signal.SIGINT, lambda s, f: stopping.append(s))
+    procs = []
+    try:
+        for name, argv in daemon_commands(args, data_dir, secret, store):
+            # Own process groups: a Ctrl-C reaches `up` alone, which stops the daemons in order.
+            procs.append((name, subprocess.Popen(argv, start_new_session=True)))
+        _wait_healthy(urls, procs)
+        print(f"corral is up: API {', '.join(urls)}; store {store}; data {data_dir}", flush=True)
+        print(f"client config written to {config}; try `corral get nodes`", flush=True)
+        if args.apply:
+            from corral.cli import commands
+            client = Client(urls, token)
+            ns = type("Args", (), {"filename": args.apply, "dry_run": False, "wait": False, "timeout": "5m"})
+            commands.cmd_apply(ns, client)
+        reported = set()
+        while not stopping:
+            for name, p in procs:
+                if p.poll() is not None and name not in reported:
+                    reported.add(name)
+                    print(f"corral up: {name} exited with status {p.returncode}", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+    finally:
+        print("corral up: stopping", file=sys.stderr, flush=True)
+        stop_all(procs)
+    return 0

@@ -1,0 +1,255 @@
+"""The HTTP/JSON API that every reconciler serves (WSGI, run by eventlet.wsgi).
+
+Every route but ``/healthz`` needs the bearer token. Errors are JSON
+``{"error": "<one sentence>"}`` with a 4xx/5xx status. Apply is server-side
+and idempotent: the store decides created / configured / unchanged, and an
+unchanged app is not written at all.
+
+Routes::
+
+    GET    /healthz
+    POST   /v1/apply            {"documents": [{"doc": {...}, "source_digest": "sha256:..."}], "dryRun": bool}
+    POST   /v1/diff             same body; per app the change as a unified diff
+    GET    /v1/apps             GET /v1/apps/NAME        DELETE /v1/apps/NAME
+    HEAD   /v1/sources/DIGEST   PUT /v1/sources/DIGEST   (gzip'd tar, digest checked)
+    GET    /v1/instances[?app=NAME]
+    GET    /v1/nodes            POST /v1/nodes/NAME/cordon|uncordon
+    GET    /v1/builds[?app=NAME]
+    GET    /v1/events[?kind=K&name=N&limit=L]
+"""
+import difflib
+import gzip
+import hashlib
+import json
+import logging
+import re
+
+import yaml
+
+from corral.auth import token_matches
+from corral.spec import SpecError, validate_document
+from corral.store import StoreError, jsonable  # noqa: F401
+from reconciler import views
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 8 << 20
+MAX_SOURCE = 100 << 20
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+class HttpError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
+            401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+            500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class Api:
+    """The WSGI application. ``state`` answers the questions only the daemon knows
+    (observed view, node states, leadership); ``kick()`` wakes the loop."""
+
+    def __init__(self, store, state, token, kick):
+        self.store = store
+        self.state = state
+        self.token = token
+        self.kick = kick
+        self.routes = [
+            ("GET", r"/healthz", self.healthz, False),
+            ("POST", r"/v1/apply", self.apply, True),
+            ("POST", r"/v1/diff", self.diff, True),
+            ("GET", r"/v1/apps", self.list_apps, True),
+            ("GET", r"/v1/apps/(?P<name>[^/]+)", self.get_app, True),
+            ("DELETE", r"/v1/apps/(?P<name>[^/]+)", self.delete_app, True),
+            ("HEAD", r"/v1/sources/(?P<digest>[^/]+)", self.has_source, True),
+            ("PUT", r"/v1/sources/(?P<digest>[^/]+)", self.put_source, True),
+            ("GET", r"/v1/instances", self.list_instances, True),
+            ("GET", r"/v1/nodes", self.list_nodes, True),
+            ("POST", r"/v1/nodes/(?P<name>[^/]+)/(?P<verb>cordon|uncordon)", self.cordon, True),
+            ("GET", r"/v1/builds", self.list_builds, True),
+            ("GET", r"/v1/events", self.list_events, True),
+        ]
+
+    # -- WSGI plumbing -------------------------------------------------------
+    def __call__(self, environ, start_response):
+        status, body = self._dispatch(environ)
+        payload = b"" if body is None else json.dumps(body).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        start_response(f"{status} {_REASONS.get(status, '')}", headers)
+        return [payload] if environ["REQUEST_METHOD"] != "HEAD" else [b""]
+
+    def _dispatch(self, environ):
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
+        allowed = False
+        for m, pattern, handler, auth in self.routes:
+            match = re.fullmatch(pattern, path)
+            if not match:
+                continue
+            allowed = True
+            if m != method:
+                continue
+            if auth and not token_matches(self.token, environ.get("HTTP_AUTHORIZATION")):
+                return 401, {"error": "missing or wrong API token (see CORRAL_TOKEN or the config corral up wrote)"}
+            try:
+                return handler(environ, _query(environ), **match.groupdict())
+            except HttpError as e:
+                return e.status, {"error": e.message}
+            except StoreError as e:
+                return 503, {"error": f"the store is unavailable: {e}"}
+            except Exception:  # a bug must not kill the server; it is logged with its traceback
+                log.exception("%s %s failed", method, path)
+                return 500, {"error": f"internal error while serving {method} {path}; see the reconciler's log"}
+        if allowed:
+            return 405, {"error": f"{method} is not allowed on {path}"}
+        return 404, {"error": f"no such API route: {method} {path}"}
+
+    # -- handlers ------------------------------------------------------------
+    def healthz(self, environ, query):
+        return 200, {"ok": True, **self.state.health()}
+
+    def _documents(self, environ):
+        body = _json_body(environ)
+        docs = body.get("documents")
+        if not isinstance(docs, list) or not docs:
+            raise HttpError(400, "the request has no documents to apply")
+        out, seen = [], set()
+        for i, item in enumerate(docs):
+            if not isinstance(item, dict) or not isinstance(item.get("doc"), dict):
+                raise HttpError(400, f"document {i + 1} is not an object with a 'doc' field")
+            try:
+                doc = validate_document(item["doc"])
+            except SpecError as e:
+                raise HttpError(400, str(e))
+            name = doc["metadata"]["name"]
+            if name in seen:
+                raise HttpError(400, f"app {name!r} is defined twice in one apply")
+            seen.add(name)
+            if not isinstance(doc["spec"]["source"], str):
+                raise HttpError(400, f"app {name!r}: spec.source from git is not supported yet; use a folder")
+            digest = item.get("source_digest")
+            if not isinstance(digest, str) or not _DIGEST.match(digest):
+                raise HttpError(400, f"app {name!r}: source_digest must be sha256:<64 hex digits>")
+            if not self.store.has_source(digest):
+                raise HttpError(400, f"app {name!r}: source {digest[:19]}... was not uploaded (PUT /v1/sources/DIGEST first)")
+            out.append({"name": name, "labels": doc["metadata"].get("labels") or {},
+                        "spec": doc["spec"], "source_digest": digest})
+        return out, bool(body.get("dryRun"))
+
+    def apply(self, environ, query):
+        docs, dry_run = self._documents(environ)
+        actor = environ.get("HTTP_X_CORRAL_ACTOR") or "cli"
+        results = self.store.apply_apps(docs, actor=actor, dry_run=dry_run)
+        if not dry_run and any(r.action != "unchanged" for r in results):
+            self.kick()
+        return 200, {"dryRun": dry_run, "results": [
+            {"kind": "App", "name": r.name, "action": r.action, "generation": r.generation} for r in results]}
+
+    def diff(self, environ, query):
+        docs, _ = self._documents(environ)
+        out = []
+        for d in docs:
+            rec = self.store.get_app(d["name"])
+            old = "" if rec is None else _diffable(rec.labels, rec.spec, rec.source_digest)
+            new = _diffable(d["labels"], d["spec"], d["source_digest"])
+            text = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                                f"live/{d['name']}", f"applied/{d['name']}"))
+            action = "created" if rec is None else ("unchanged" if not text else "configured")
+            if rec is not None and rec.deleting:
+                action = "configured"
+            out.append({"name": d["name"], "action": action, "diff": text})
+        return 200, {"diffs": out}
+
+    def list_apps(self, environ, query):
+        return 200, [views.app_json(r) for r in self.store.list_apps()]
+
+    def get_app(self, environ, query, name):
+        rec = self.store.get_app(name)
+        if rec is None:
+            raise HttpError(404, f"app {name!r} not found")
+        return 200, views.app_json(rec)
+
+    def delete_app(self, environ, query, name):
+        if not self.store.mark_app_deleting(name, actor=environ.get("HTTP_X_CORRAL_ACTOR") or "cli"):
+            raise HttpError(404, f"app {name!r} not found")
+        self.kick()
+        return 202, {"name": name, "deleting": True}
+
+    def has_source(self, environ, query, digest):
+        return (200 if _DIGEST.match(digest) and self.store.has_source(digest) else 404), None
+
+    def put_source(self, environ, query, digest):
+        if not _DIGEST.match(digest):
+            raise HttpError(400, f"{digest!r} is not a source digest (sha256:<64 hex digits>)")
+        data = _read_body(environ, MAX_SOURCE)
+        try:
+            tar = gzip.decompress(data)
+        except (OSError, EOFError):
+            raise HttpError(400, "the source archive is not gzip data")
+        actual = "sha256:" + hashlib.sha256(tar).hexdigest()
+        if actual != digest:
+            raise HttpError(400, f"the source archive's digest is {actual}, not {digest}")
+        self.store.put_source(digest, data)
+        return 201, {"digest": digest}
+
+    def list_instances(self, environ, query):
+        items = self.state.instances()
+        if query.get("app"):
+            items = [i for i in items if i["app"] == query["app"]]
+        return 200, items
+
+    def list_nodes(self, environ, query):
+        return 200, self.state.nodes()
+
+    def cordon(self, environ, query, name, verb):
+        if not self.store.set_node_cordoned(name, verb == "cordon"):
+            raise HttpError(404, f"node {name!r} not found")
+        self.store.add_event("node", name, verb.capitalize() + "ed", f"node {name} {verb}ed", "cli")
+        self.kick()
+        return 200, {"name": name, "cordoned": verb == "cordon"}
+
+    def list_builds(self, environ, query):
+        return 200, [views.build_json(b) for b in self.store.list_builds(app=query.get("app") or None)]
+
+    def list_events(self, environ, query):
+        try:
+            limit = max(1, min(1000, int(query.get("limit", 100))))
+        except ValueError:
+            raise HttpError(400, "limit must be a whole number")
+        events = self.store.list_events(kind=query.get("kind") or None, name=query.get("name") or None, limit=limit)
+        return 200, [views.event_json(e) for e in events]
+
+
+def _diffable(labels, spec, source_digest):
+    return yaml.safe_dump({"metadata": {"labels": labels}, "spec": spec, "source": source_digest},
+                          sort_keys=True, default_flow_style=False)
+
+
+def _query(environ):
+    from urllib.parse import parse_qsl
+    return dict(parse_qsl(environ.get("QUERY_STRING", "")))
+
+
+def _read_body(environ, limit):
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise HttpError(400, "Content-Length is not a number")
+    if length > limit:
+        raise HttpError(413, f"the request body is {length} bytes, over the limit of {limit}")
+    return environ["wsgi.input"].read(length) if length else b""
+
+
+def _json_body(environ):
+    raw = _read_body(environ, MAX_BODY)
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise HttpError(400, "the request body is not valid JSON")
+    if not isinstance(body, dict):
+        raise HttpError(400, "the request body must be a JSON object")
+    return body

@@ -1,0 +1,145 @@
+"""One reconciler process: API server, bus server, lease keeper and control loop.
+
+Every reconciler serves the API and hears every agent; only the one holding
+the leader lease runs the loop. Green threads:
+
+- bus: each verified ``report`` updates the observed view; a change kicks the loop;
+- lease: take/renew every ``lease_renew`` seconds;
+- loop: a pass when kicked or every ``loop_interval``, if (and only while) we lead;
+- api: eventlet.wsgi on the API address.
+"""
+import logging
+import signal
+import time
+
+import corral.green  # noqa: F401  (silences the banner before eventlet loads)
+import eventlet
+import eventlet.queue
+import eventlet.wsgi
+
+from corral.auth import api_token
+from corral.settings import Timings
+from corral.store import Fenced, StoreError, open_store
+from corral.wire.bus import BusServer
+from corral.wire.keys import read_key
+from reconciler import views
+from reconciler.api import Api
+from reconciler.leader import LeaderLease
+from reconciler.loop import Controller
+from reconciler.observed import Observed
+
+log = logging.getLogger(__name__)
+
+
+class ClusterState:
+    """What the API asks the daemon: observed view merged with the store."""
+
+    def __init__(self, name, store, observed, lease, timings, clock=time.time):
+        self.name, self.store, self.observed, self.lease, self.timings, self.clock = \
+            name, store, observed, lease, timings, clock
+
+    def _node_views(self):
+        stored = self.store.list_nodes()
+        desired = self.store.list_desired()
+        known = {n.name for n in stored} | {r.node for r in desired}
+        cordoned = {n.name for n in stored if n.cordoned}
+        return stored, desired, self.observed.node_views(known, cordoned, self.clock(), self.timings)
+
+    def health(self):
+        return {"name": self.name, "leader": self.lease.epoch is not None, "epoch": self.lease.epoch}
+
+    def instances(self):
+        _, desired, node_views = self._node_views()
+        return views.instances_json(desired, self.observed.instance_reports(),
+                                    {v.name: v.state for v in node_views})
+
+    def nodes(self):
+        stored, desired, node_views = self._node_views()
+        return views.nodes_json(node_views, stored, self.observed.reports(), desired, self.observed.last_seen)
+
+
+def open_store_retrying(dsn, stop_after=60.0):
+    """Open the store, retrying while it is unreachable (a daemon may start first)."""
+    deadline = time.monotonic() + stop_after
+    while True:
+        try:
+            return open_store(dsn)
+        except StoreError as e:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("store not ready (%s); retrying", e)
+            eventlet.sleep(1.0)
+
+
+def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
+    """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint."""
+    key = read_key(secret_file)
+    store = open_store_retrying(store_dsn)
+    observed = Observed(started_at=time.time())
+    kicks = eventlet.queue.LightQueue(maxsize=1)
+
+    def kick():
+        try:
+            kicks.put_nowait(True)
+        except eventlet.queue.Full:
+            pass
+
+    def on_message(peer, msg):
+        if msg.type == "report" and observed.record(msg.body, time.time()):
+            kick()
+
+    server = BusServer(bus, key, name, on_message, window=timings.replay_window)
+    lease = LeaderLease(store, name, timings)
+    controller = Controller(store, observed, server, timings, name)
+    state = ClusterState(name, store, observed, lease, timings)
+    stopping = eventlet.event.Event()
+
+    def lease_loop():
+        while not stopping.ready():
+            was = lease.epoch
+            if lease.tick() is not None and was is None:
+                kick()
+            eventlet.sleep(timings.lease_renew)
+
+    def control_loop():
+        while not stopping.ready():
+            try:
+                kicks.get(timeout=timings.loop_interval)
+            except eventlet.queue.Empty:
+                pass
+            epoch = lease.epoch
+            if epoch is None or stopping.ready():
+                continue
+            try:
+                controller.run_once(epoch)
+            except Fenced:
+                log.warning("%s was fenced at epoch %d: another reconciler leads", name, epoch)
+                lease.release()
+            except StoreError as e:
+                log.warning("loop pass failed: %s", e)
+            except Exception:
+                log.exception("loop pass failed")
+            eventlet.sleep(0)
+
+    host, _, port = api.rpartition(":")
+    sock = eventlet.listen((host or "127.0.0.1", int(port)), backlog=1024)
+    app = Api(store, state, api_token(key), kick)
+    server.start()
+    threads = [eventlet.spawn(lease_loop), eventlet.spawn(control_loop),
+               eventlet.spawn(eventlet.wsgi.server, sock, app, log=logging.getLogger("corral.api.access"),
+                              log_output=False, socket_timeout=60)]
+
+    def on_signal(signum, frame):
+        stopping.send(True) if not stopping.ready() else None
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log.info("reconciler %s: api http://%s, bus %s", name, api, bus)
+    stopping.wait()
+    lease.release()
+    for t in threads:
+        t.kill()
+    server.close()
+    sock.close()
+    store.close()
+    log.info("reconciler %s stopped", name)

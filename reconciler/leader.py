@@ -1,0 +1,65 @@
+"""The leader lease, held in the store, and the epoch that fences its holder.
+
+Both reconcilers call :meth:`LeaderLease.tick` every ``lease_renew`` seconds.
+Whoever holds the lease runs the loop; its epoch goes on every command and
+every write of desired state. A lease alone does not fence (a frozen leader
+wakes up still believing it leads): the store refuses writes with an old
+epoch and agents refuse commands with one. The local validity below is only
+there so that a leader that cannot reach the store stops acting on its own
+before the lease can have passed to someone else.
+"""
+import logging
+import time
+
+from corral.store import StoreError
+
+log = logging.getLogger(__name__)
+
+LEASE = "leader"
+
+
+class LeaderLease:
+    """Takes and renews the ``leader`` lease; says whether we lead, and at which epoch."""
+
+    def __init__(self, store, holder, timings, clock=time.monotonic):
+        self.store = store
+        self.holder = holder
+        self.timings = timings
+        self.clock = clock
+        self._epoch = None
+        self._valid_until = 0.0
+
+    def tick(self):
+        """Try to take or renew the lease once; return the epoch if we lead now."""
+        asked = self.clock()
+        try:
+            lease = self.store.acquire_lease(LEASE, self.holder, self.timings.lease_ttl)
+        except StoreError as e:
+            log.warning("lease renewal failed: %s", e)
+            return self.epoch
+        if lease is None:
+            if self._epoch is not None:
+                log.warning("%s lost the leader lease", self.holder)
+            self._epoch, self._valid_until = None, 0.0
+        else:
+            if self._epoch != lease.epoch:
+                log.info("%s leads at epoch %d", self.holder, lease.epoch)
+            # Counted from before the request: the store's expiry is at least this late.
+            self._epoch, self._valid_until = lease.epoch, asked + self.timings.lease_ttl - self.timings.lease_renew
+        return self.epoch
+
+    @property
+    def epoch(self):
+        """Our epoch while the lease is surely ours, else None."""
+        if self._epoch is not None and self.clock() < self._valid_until:
+            return self._epoch
+        return None
+
+    def release(self):
+        """Give the lease up (clean shutdown), so the other reconciler takes over at once."""
+        if self._epoch is not None:
+            try:
+                self.store.release_lease(LEASE, self.holder)
+            except StoreError:
+                pass
+        self._epoch, self._valid_until = None, 0.0

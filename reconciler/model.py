@@ -1,0 +1,79 @@
+"""Frozen views of desired and observed state: the planner's only inputs.
+
+The loop builds these from the store and from agent reports; the planner and
+the scheduler read them and never change them (Nomad's allocation sets, made
+immutable by construction).
+"""
+import dataclasses
+from typing import Optional
+
+# Node states, as `corral get nodes` shows them.
+READY, UNREACHABLE, LOST, CORDONED = "ready", "unreachable", "lost", "cordoned"
+
+
+@dataclasses.dataclass(frozen=True)
+class DesiredProcess:
+    """One process of an app as the planner needs it.
+
+    ``agent_spec`` is exactly what the agent receives (command, env, port,
+    restart, periods, resources, health); two instances with equal
+    ``agent_spec`` and image are interchangeable.
+    """
+
+    name: str
+    count: int
+    agent_spec: dict
+    cpu: float = 0.0
+    memory: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DesiredApp:
+    """An app as the planner sees it.
+
+    ``image`` is None until a build succeeded; ``artifact`` is
+    ``{"url", "sha256"}`` of that image. ``revision`` labels new instances.
+    """
+
+    name: str
+    deleting: bool
+    revision: str
+    image: Optional[str]
+    artifact: Optional[dict]
+    processes: tuple
+    node_selector: tuple = ()  # ((key, value), ...)
+    spread: bool = True
+
+    def process(self, name):
+        """The process called ``name``, or None."""
+        for p in self.processes:
+            if p.name == name:
+                return p
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeView:
+    """A node's placement-relevant facts: state, labels, capacity."""
+
+    name: str
+    state: str
+    labels: tuple = ()  # ((key, value), ...)
+    cpu: float = 0.0
+    memory: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ObservedInstance:
+    """What an agent last said about one instance."""
+
+    id: str
+    node: str
+    app: str
+    state: str
+    ready: bool
+
+
+def frozen_items(mapping):
+    """A dict as a sorted tuple of pairs, for frozen dataclass fields."""
+    return tuple(sorted((mapping or {}).items()))

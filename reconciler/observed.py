@@ -1,0 +1,91 @@
+"""Observed state: what agents last reported to this reconciler, in memory.
+
+Every agent reports to every reconciler, so each keeps its own view and any of
+them can answer `get nodes` and `get instances`. The view is written only by
+the bus handler (:meth:`Observed.record`) and read as immutable snapshots.
+
+A reconciler that has just started has heard from nobody yet; a node the
+store knows counts as last seen no earlier than this process's start, so a
+fresh leader never mistakes the silence of its own start for lost nodes.
+"""
+import dataclasses
+
+from reconciler.model import CORDONED, LOST, READY, UNREACHABLE, NodeView, ObservedInstance, frozen_items
+
+
+def node_state(last_seen, now, timings, cordoned):
+    """``ready``, ``cordoned``, ``unreachable`` (silent past the heartbeat
+    timeout) or ``lost`` (silent past the node grace period)."""
+    age = now - last_seen
+    if age > timings.node_grace:
+        return LOST
+    if age > timings.heartbeat_timeout:
+        return UNREACHABLE
+    return CORDONED if cordoned else READY
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeReport:
+    """One node's latest report and when it arrived (this reconciler's clock)."""
+
+    name: str
+    received_at: float
+    node: dict
+    instances: tuple
+    epoch_seen: int
+
+
+class Observed:
+    """The latest report of every node that has reported to this reconciler."""
+
+    def __init__(self, started_at):
+        self.started_at = started_at
+        self._reports = {}
+        self.version = 0  # grows when an instance set or state changes
+
+    def record(self, body, now):
+        """Keep ``body`` (a verified ``report``) as its node's latest; returns
+        True when it differs from the previous report in anything but time."""
+        name = body["node"]["name"]
+        prev = self._reports.get(name)
+        instances = tuple(sorted(({k: v for k, v in i.items()} for i in body["instances"]),
+                                 key=lambda i: i["id"]))
+        self._reports[name] = NodeReport(name, now, body["node"], instances, body.get("epoch_seen", 0))
+        changed = prev is None or prev.instances != instances or prev.node != body["node"]
+        if changed:
+            self.version += 1
+        return changed
+
+    def reports(self):
+        """Every node's latest report, by name."""
+        return dict(self._reports)
+
+    def last_seen(self, name):
+        """When ``name`` last reported, floored at this reconciler's start."""
+        r = self._reports.get(name)
+        return max(r.received_at if r else 0.0, self.started_at)
+
+    def node_views(self, known, cordoned, now, timings):
+        """NodeViews of every node reported or ``known`` (names from the store)."""
+        views = []
+        for name in sorted(set(self._reports) | set(known)):
+            r = self._reports.get(name)
+            cap = (r.node.get("capacity") if r else None) or {}
+            views.append(NodeView(
+                name=name, state=node_state(self.last_seen(name), now, timings, name in cordoned),
+                labels=frozen_items(r.node.get("labels") if r else {}),
+                cpu=float(cap.get("cpu", 0)), memory=int(cap.get("memory", 0))))
+        return views
+
+    def instances(self):
+        """ObservedInstances from every report."""
+        out = []
+        for r in self._reports.values():
+            for i in r.instances:
+                out.append(ObservedInstance(id=i["id"], node=r.name, app=i["app"],
+                                            state=i["state"], ready=bool(i["ready"])))
+        return out
+
+    def instance_reports(self):
+        """``{id: (node, instance dict)}`` of every reported instance."""
+        return {i["id"]: (r.name, i) for r in self._reports.values() for i in r.instances}

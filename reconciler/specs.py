@@ -1,0 +1,92 @@
+"""From a stored app to what the planner, the builder and the agents need. Pure.
+
+- :func:`build_inputs`: what an image is built from, and the key of that build;
+- :func:`agent_spec`: the part of a process's spec an agent runs with;
+- :func:`revision_hash`: what makes a new revision (image or any process's
+  agent spec; never the instance count);
+- :func:`desired_app`: the planner's frozen view of an app.
+"""
+import hashlib
+import json
+
+from corral.spec import parse_cpu, parse_duration, parse_memory, process_command
+from reconciler.model import DesiredApp, DesiredProcess, frozen_items
+
+
+def canonical(value):
+    """Canonical JSON text: the form every hash in the reconciler is taken over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _sha(value):
+    return hashlib.sha256(canonical(value).encode()).hexdigest()
+
+
+def build_inputs(record):
+    """``(key, inputs)`` of the build an app needs: same inputs, same key, one build."""
+    spec = record.spec
+    inputs = {
+        "source_digest": record.source_digest,
+        "requirements": spec.get("requirements"),
+        "python": spec.get("python"),
+    }
+    return "build-" + _sha(inputs)[:32], inputs
+
+
+def _resources(proc):
+    res = proc.get("resources") or {}
+    out = {}
+    if res.get("cpu") is not None:
+        out["cpu"] = parse_cpu(res["cpu"])
+    if res.get("memory") is not None:
+        out["memory"] = parse_memory(res["memory"])
+    return out
+
+
+def _health(proc):
+    health = proc.get("health")
+    if not health:
+        return None
+    out = {k: health[k] for k in ("http", "tcp", "exec") if k in health}
+    for k in ("interval", "timeout", "initialDelay"):
+        if k in health:
+            out[k] = parse_duration(health[k])
+    if "failures" in health:
+        out["failures"] = health["failures"]
+    return out
+
+
+def agent_spec(spec, process_name):
+    """What the agent needs to run one instance of ``process_name`` (schema: wire/assign)."""
+    proc = spec["processes"][process_name]
+    return {
+        "command": process_command(proc),
+        "env": dict(spec.get("env") or {}),
+        "port": bool(proc.get("port", False)),
+        "restart": proc.get("restart", "always"),
+        "drainPeriod": parse_duration(proc.get("drainPeriod", "2s")),
+        "stopGracePeriod": parse_duration(proc.get("stopGracePeriod", "30s")),
+        "resources": _resources(proc),
+        "health": _health(proc),
+    }
+
+
+def revision_hash(spec, image):
+    """The identity of a revision: the image and every process's agent spec."""
+    return _sha({"image": image, "processes": {n: agent_spec(spec, n) for n in sorted(spec["processes"])}})[:16]
+
+
+def desired_app(record, image, artifact, revision):
+    """The planner's view of ``record`` with its built ``image`` (or None)."""
+    spec = record.spec
+    processes = []
+    for name in sorted(spec["processes"]):
+        a = agent_spec(spec, name)
+        processes.append(DesiredProcess(
+            name=name, count=int(spec["processes"][name].get("instances", 1)), agent_spec=a,
+            cpu=a["resources"].get("cpu", 0.0), memory=a["resources"].get("memory", 0)))
+    placement = spec.get("placement") or {}
+    return DesiredApp(
+        name=record.name, deleting=record.deleting, revision=revision, image=image, artifact=artifact,
+        processes=tuple(processes), node_selector=frozen_items(placement.get("nodeSelector")),
+        spread=placement.get("spread", True))
