@@ -38,3 +38,13 @@ def test_a_newer_schema_is_refused(store, monkeypatch):
     monkeypatch.setattr(sql, "MIGRATIONS", sql.MIGRATIONS[:-1])
     with pytest.raises(Conflict, match="newer than this corral"):
         store.migrate()
+
+
+def test_open_store_creates_the_sqlite_folder_and_schema(tmp_path):
+    from corral.store import open_store
+    path = tmp_path / "deep" / "er" / "corral.db"
+    store = open_store(f"sqlite://{path}")
+    try:
+        assert path.exists() and store.apps_version() == 0
+    finally:
+        store.close()

@@ -1,0 +1,91 @@
+"""PostgreSQL going away and coming back, and queries that take too long.
+
+These tests crash and restart a private server (tests/pg.py ThrowawayPostgres).
+"""
+import threading
+
+import psycopg2
+import pytest
+
+from corral.store.base import DesiredInstance, StoreError
+from corral.store.postgres import PostgresStore
+from tests.pg import PostgresUnavailable, ThrowawayPostgres
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def server():
+    try:
+        pg = ThrowawayPostgres().start()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    yield pg
+    pg.destroy()
+
+
+@pytest.fixture
+def pg_store(server):
+    store = PostgresStore(server.dsn, connect_timeout=2)
+    store.migrate()
+    yield store
+    store.close()
+    conn = psycopg2.connect(server.dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    conn.close()
+
+
+def app(name):
+    return {"name": name, "labels": {}, "spec": {"processes": {}}, "source_digest": "d"}
+
+
+def test_crash_surfaces_as_store_unreachable_then_recovers(server, pg_store):
+    pg_store.apply_apps([app("before")], actor="cli")
+    server.stop("immediate")
+    try:
+        with pytest.raises(StoreError, match=r"^store unreachable: .*PostgreSQL at 127\.0\.0\.1"):
+            pg_store.list_apps()
+        with pytest.raises(StoreError, match="^store unreachable"):  # cannot even connect
+            pg_store.apply_apps([app("lost")], actor="cli")
+    finally:
+        server.start()
+    pg_store.apply_apps([app("after")], actor="cli")
+    assert [a.name for a in pg_store.list_apps()] == ["after", "before"]
+
+
+def test_first_call_after_a_restart_succeeds_on_pooled_connections(server, pg_store):
+    # fill the pool with several idle connections, all of which the restart kills
+    barrier = threading.Barrier(3)
+
+    def read():
+        barrier.wait()
+        pg_store.list_apps()
+    threads = [threading.Thread(target=read) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    server.restart()
+    assert pg_store.apply_apps([app("fresh")], actor="cli")[0].action == "created"
+    assert pg_store.get_app("fresh") is not None
+
+
+def test_statement_timeout_cancels_and_the_store_carries_on(server, pg_store):
+    pg_store.acquire_lease("leader", "r1", ttl=60)
+    slow = PostgresStore(server.dsn, statement_timeout=0.2, pool_size=1)
+    blocker = psycopg2.connect(server.dsn)  # holds the lease row so the fenced write must wait
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("SELECT 1 FROM leases WHERE name = 'leader' FOR UPDATE")
+        inst = DesiredInstance(id="a-web-1", app="a", process="web", node="n1", revision="1",
+                               image="sha256:i", spec={}, created_at=1.0)
+        with pytest.raises(StoreError, match="statement_timeout"):
+            slow.write_desired(1, upsert=[inst], delete=[])
+        blocker.rollback()
+        slow.write_desired(1, upsert=[inst], delete=[])  # the same pooled connection, usable again
+        assert [d.id for d in slow.list_desired()] == ["a-web-1"]
+    finally:
+        blocker.close()
+        slow.close()
