@@ -1,0 +1,49 @@
+"""The process seam against real processes: groups, signals, reaping."""
+import corral.green
+
+corral.green.patch()
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from nodeagent.process import Launcher  # noqa: E402
+
+PARENT_WITH_CHILD = ("import subprocess, sys, time; "
+                     "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+                     "print(c.pid, flush=True); time.sleep(600)")
+
+
+def wait_until(what, predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_spawn_runs_in_its_own_group_with_output_in_the_log(tmp_path):
+    launcher = Launcher()
+    log = tmp_path / "i.log"
+    log.write_bytes(b"earlier\n")
+    proc = launcher.spawn([sys.executable, "-c", "import os,sys; print(os.getpgid(0), flush=True); print('e', file=sys.stderr)"],
+                          {"PATH": "/usr/bin:/bin"}, str(tmp_path), str(log))
+    wait_until("exit", lambda: launcher.reap(proc) is not None)
+    assert log.read_text().split("\n")[:3] == ["earlier", str(proc.pid), "e"]
+
+
+def test_a_group_signal_reaches_the_child_and_reaping_leaves_no_zombie(tmp_path):
+    launcher = Launcher()
+    assert launcher.become_subreaper()
+    log = tmp_path / "i.log"
+    proc = launcher.spawn([sys.executable, "-c", PARENT_WITH_CHILD], dict(os.environ), str(tmp_path), str(log))
+    wait_until("the child's pid", lambda: log.read_text().strip())
+    child = int(log.read_text())
+    assert launcher.group_alive(proc.pid)
+    assert launcher.signal_group(proc.pid, signal.SIGKILL)
+    wait_until("the group gone", lambda: (launcher.reap(proc), not launcher.group_alive(proc.pid))[1])
+    assert proc.returncode == -signal.SIGKILL
+    assert not os.path.exists(f"/proc/{child}") and not os.path.exists(f"/proc/{proc.pid}")
+    assert launcher.signal_group(proc.pid, signal.SIGTERM) is False
