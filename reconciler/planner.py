@@ -97,10 +97,8 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0):
     # Allocation as the table will stand, so placements see each other.
     kept = [r for r in desired if r.id not in stopping]
     load = collections.Counter(r.node for r in kept)
-    same = collections.defaultdict(collections.Counter)
     cpu_used, mem_used = collections.Counter(), collections.Counter()
     for r in kept:
-        same[(r.app, r.process)][r.node] += 1
         res = (r.spec.get("resources") or {})
         cpu_used[r.node] += float(res.get("cpu") or 0)
         mem_used[r.node] += int(res.get("memory") or 0)
@@ -117,18 +115,20 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0):
             rows = rows_by_key.get((app.name, proc.name), [])
             current = [r for r in rows if r.image == app.image and r.spec == proc.agent_spec]
             old = [r for r in rows if r not in current]
+            # Spread counts the current revision only: old instances are on their way out.
+            same = collections.Counter(r.node for r in current)
             if len(current) > proc.count:
                 # not-ready first, then newest first
                 doomed = sorted(current, key=lambda r: (r.id in ready_ids, -r.created_at, r.id))
                 for r in doomed[:len(current) - proc.count]:
                     drop(r, f"scaled down to {proc.count}")
                     load[r.node] -= 1
-                    same[(app.name, proc.name)][r.node] -= 1
+                    same[r.node] -= 1
                 current = [r for r in current if r.id not in stopping]
             if app.image is not None:
                 missing = proc.count - len(current)
                 for _ in range(missing):
-                    p = place(app, proc, nodes, same[(app.name, proc.name)], load, cpu_used, mem_used)
+                    p = place(app, proc, nodes, same, load, cpu_used, mem_used)
                     if p.node is None:
                         unplaced.append(Unplaced(app.name, proc.name, proc.count - len(current), p.reason))
                         break
@@ -140,7 +140,7 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0):
                     boot.append(row)
                     current.append(row)
                     load[p.node] += 1
-                    same[(app.name, proc.name)][p.node] += 1
+                    same[p.node] += 1
                     cpu_used[p.node] += proc.cpu
                     mem_used[p.node] += proc.memory
             if old and len(current) == proc.count and all(r.id in ready_ids for r in current):
