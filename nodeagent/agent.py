@@ -12,7 +12,6 @@ it diffs.
 """
 import logging
 import os
-import time
 
 import eventlet
 import eventlet.queue

@@ -306,6 +306,21 @@ def test_removal_kills_the_whole_group_after_the_grace_period(agent, reconciler,
     assert pid_gone(leader) and pid_gone(child), "no process and no zombie of the group may be left"
 
 
+def test_a_removed_instance_is_reported_not_ready_and_keeps_serving_while_it_drains(agent, reconciler, image_server):
+    agent()
+    web = assignment("hello-web-1", image_server, HTTP_SERVER)
+    web["spec"]["drainPeriod"] = 3.0
+    reconciler.assign([web], epoch=1)
+    port = wait_for("hello-web-1 running", lambda: running(reconciler, "hello-web-1"))["port"]
+    reconciler.assign([], epoch=1)
+    inst = wait_for("a stopping report", lambda: (i := reconciler.instance("hello-web-1")) and i["state"] == "stopping" and i)
+    assert inst["ready"] is False
+    assert requests.get(f"http://127.0.0.1:{port}/hello.txt", timeout=1).status_code == 200
+    wait_for("the instance forgotten", lambda: reconciler.instance("hello-web-1") is None)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/hello.txt", timeout=1)
+
+
 def test_an_instance_that_exits_is_restarted_and_counted(agent, reconciler, image_server):
     agent()
     reconciler.assign([assignment("hello-crash-1", image_server, ["python", "-c", "raise SystemExit(3)"],
