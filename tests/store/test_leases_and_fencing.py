@@ -6,6 +6,7 @@ import psycopg2
 import pytest
 
 from corral.store.base import DesiredInstance, Fenced
+from corral.store.postgres import PostgresStore
 
 
 def instance(id="hello-web-1", node="node-1", revision="1"):
@@ -112,10 +113,14 @@ def test_two_contenders_get_one_lease(store, open_twin):
     assert store.get_lease("leader").epoch >= 10
 
 
-def test_takeover_waits_for_an_inflight_fenced_write(backend, store, store_dsn):
-    """PostgreSQL: a fenced write holds the lease row FOR SHARE, so a takeover queues behind it."""
-    if backend != "postgresql":
-        pytest.skip("SQLite serialises every writer with BEGIN IMMEDIATE; there is no row lock to see")
+def test_postgres_takeover_waits_for_an_inflight_fenced_write(pg_schema_dsn):
+    """A fenced write holds the lease row FOR SHARE, so a takeover queues behind it.
+
+    (SQLite has no row locks: BEGIN IMMEDIATE serialises every writer.)
+    """
+    store_dsn = pg_schema_dsn
+    store = PostgresStore(store_dsn)
+    store.migrate()
     store.acquire_lease("leader", "r1", ttl=0)
     inflight = psycopg2.connect(store_dsn)  # plays the old leader, mid-write
     with inflight.cursor() as cur:
@@ -140,3 +145,4 @@ def test_takeover_waits_for_an_inflight_fenced_write(backend, store, store_dsn):
     assert done and done[0].epoch == 2
     inflight.close()
     watcher.close()
+    store.close()
