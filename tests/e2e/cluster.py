@@ -1,0 +1,199 @@
+"""A whole corral cluster for end-to-end tests, started the way a user starts one.
+
+:class:`UpCluster` runs ``corral up`` in a scratch folder with its own ports,
+config and (short) timings, and drives it with the ``corral`` command. It
+finds the daemons it started and the instance processes of an app from
+/proc, so tests can kill them and check that nothing is left behind.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FAST = {"heartbeat": 0.5, "heartbeat_timeout": 3, "node_grace": 8, "lease_ttl": 3,
+        "lease_renew": 0.5, "loop_interval": 0.5, "build_poll": 0.2}
+
+
+def free_base_port(span=22):
+    """A base port whose next ``span`` ports are all free now."""
+    for base in range(20000, 60000, 97):
+        ok = True
+        for port in range(base, base + span):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range for a test cluster")
+
+
+def wait_for(what, predicate, timeout=60.0, interval=0.25):
+    """Poll ``predicate`` until it returns something truthy; fail saying ``what``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+
+
+def proc_environ(pid):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+    except OSError:
+        return {}
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        return stat[stat.rindex(")") + 2]
+    except OSError:
+        return None
+
+
+def instance_processes(app):
+    """PIDs of live (non-zombie) processes whose environment says CORRAL_APP=app."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and proc_environ(pid).get(b"CORRAL_APP") == app.encode():
+            if proc_state(pid) not in (None, "Z"):
+                found.append(int(pid))
+    return found
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode() for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+class UpCluster:
+    """``corral up`` in ``workdir``, with its own ports, config and timings."""
+
+    def __init__(self, workdir, nodes=2, store=None, timings=FAST):
+        self.workdir = str(workdir)
+        self.base = free_base_port()
+        settings = os.path.join(self.workdir, "settings.yaml")
+        with open(settings, "w") as f:
+            yaml.safe_dump(timings, f)
+        self.env = dict(os.environ, XDG_CONFIG_HOME=os.path.join(self.workdir, "config"))
+        self.env.pop("CORRAL_API", None)
+        self.env.pop("CORRAL_TOKEN", None)
+        self.log_path = os.path.join(self.workdir, "up.log")
+        argv = [sys.executable, "-m", "corral", "up", "--data-dir", os.path.join(self.workdir, "data"),
+                "--nodes", str(nodes), "--base-port", str(self.base), "--settings", settings]
+        if store:
+            argv += ["--store", store]
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=ROOT)
+        try:
+            wait_for(f"{nodes} ready nodes", lambda: self._ready_nodes() >= nodes, timeout=60)
+        except AssertionError:
+            self.down()
+            raise AssertionError("corral up did not come up: " + self.tail())
+
+    def _ready_nodes(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"corral up exited with {self.proc.returncode}: {self.tail()}")
+        r = self.corral("get", "nodes", "-o", "json", check=False)
+        if r.returncode:
+            return 0
+        return len([n for n in json.loads(r.stdout) if n["state"] == "ready"])
+
+    def tail(self, n=30):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return "".join(f.readlines()[-n:])
+
+    def corral(self, *args, check=True, timeout=240, input=None):
+        """Run the ``corral`` command against this cluster."""
+        r = subprocess.run([sys.executable, "-m", "corral", *args], env=self.env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=timeout, input=input)
+        if check and r.returncode:
+            raise AssertionError(f"corral {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}\n"
+                                 f"--- up.log ---\n{self.tail()}")
+        return r
+
+    def json(self, *args):
+        return json.loads(self.corral(*args, "-o", "json").stdout)
+
+    def instances(self, app):
+        return [i for i in self.json("get", "instances") if i["app"] == app]
+
+    def daemons(self, kind):
+        """``{name: pid}`` of this cluster's running daemons of one kind (reconciler, agent, builder)."""
+        out = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or proc_state(pid) in (None, "Z"):
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            argv = cmdline(pid)
+            if ppid == self.proc.pid and argv[1:4] == ["-m", "corral", kind]:
+                out[argv[argv.index("--name") + 1]] = int(pid)
+        return out
+
+    def leader(self):
+        """``(name, pid)`` of the reconciler that leads now."""
+        import requests
+        for name, pid in sorted(self.daemons("reconciler").items()):
+            try:  # reconciler rN serves its API on base + 10 (N - 1)
+                h = requests.get(f"http://127.0.0.1:{self.base + 10 * (int(name[1:]) - 1)}/healthz", timeout=2).json()
+            except requests.RequestException:
+                continue
+            if h.get("leader"):
+                return name, pid
+        return None
+
+    def down(self):
+        """Stop the cluster as Ctrl-C would; return up's exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def app_copy(workdir, name, instances=2, env=None):
+    """The hello example copied into ``workdir`` under another name; returns the manifest path."""
+    import shutil
+    src = os.path.join(ROOT, "manifests", "examples")
+    dest = os.path.join(str(workdir), "manifests")
+    if not os.path.exists(dest):
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".*"))
+    with open(os.path.join(src, "hello.yaml")) as f:
+        doc = yaml.safe_load(f)
+    doc["metadata"]["name"] = name
+    doc["spec"]["processes"]["web"]["instances"] = instances
+    if env:
+        doc["spec"]["env"].update(env)
+    path = os.path.join(dest, f"{name}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+    return path
