@@ -119,7 +119,7 @@ class Instance:
         a = self.assignment
         return {
             "id": self.id, "app": a["app"], "process": a["process"], "state": self.state.value,
-            "ready": self.ready, "pid": self.proc.pid if self.proc is not None else None,
+            "ready": self.ready, "pid": self.proc.pid if self.proc is not None and self.proc.returncode is None else None,
             "port": self.port, "address": self.address, "revision": a["revision"], "image": a["image"],
             "restarts": self.restarts, "started_at": self.started_at, "exit_code": self.exit_code,
             "message": self.message,

@@ -334,7 +334,7 @@ def test_an_instance_with_restart_never_stays_down(agent, reconciler, image_serv
     reconciler.assign([assignment("hello-once-1", image_server, ["python", "-c", "raise SystemExit(2)"],
                                   port=False, restart="never")], epoch=1)
     inst = wait_for("a failed instance", lambda: (i := reconciler.instance("hello-once-1")) and i["state"] == "failed" and i)
-    assert (inst["exit_code"], inst["message"], inst["restarts"]) == (2, "exited with code 2", 0)
+    assert (inst["exit_code"], inst["message"], inst["restarts"], inst["pid"]) == (2, "exited with code 2", 0, None)
 
 
 def test_a_missing_command_fails_with_a_message(agent, reconciler, image_server):
