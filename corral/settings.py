@@ -21,6 +21,11 @@ class Timings:
     loop_interval: float = 1.0      # leader loop runs at least this often
     replay_window: float = 30.0     # wire: older messages are dropped
     build_poll: float = 0.5         # builder: how often an idle builder looks for work
+    restart_backoff_first: float = 1.0    # agent: delay before the first restart, doubling per failure
+    restart_backoff_max: float = 300.0    # agent: cap of the restart delay
+    restart_backoff_reset: float = 600.0  # agent: an instance up this long starts its backoff over
+    log_max_bytes: float = 10 * 1024 * 1024  # agent: an instance log is rotated past this size
+    log_keep: float = 3                   # agent: rotated logs kept per instance (.1 .. .N)
 
 
 def load_timings(path=None, **overrides):
