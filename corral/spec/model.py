@@ -43,6 +43,7 @@ def register_kind(kind, api_version, schema):
 
 
 register_kind("App", "corral/v1", "app")
+register_kind("GitSource", "corral/v1", "gitsource")  # reconciler/gitops keeps the cluster equal to it
 
 
 @dataclasses.dataclass(frozen=True)

@@ -238,7 +238,7 @@ def test_validate_document_fills_defaults_without_touching_its_input():
         (lambda d: d["metadata"].update(nmae="x"), "app 'hello': metadata: unknown field 'nmae' (did you mean 'name'?)"),
         (lambda d: d.pop("spec"), "app 'hello': missing required field 'spec'"),
         (lambda d: d["metadata"].pop("name"), "app without a name: metadata: missing required field 'name'"),
-        (lambda d: d.update(kind="Pod"), "document 'hello': kind: unknown kind 'Pod' (known: App)"),
+        (lambda d: d.update(kind="Pod"), "document 'hello': kind: unknown kind 'Pod' (known: App, GitSource)"),
     ],
     ids=["minimum", "unknown-field", "missing-spec", "missing-name", "unknown-kind"],
 )
