@@ -60,6 +60,33 @@ class ApplyResult:
     name: str
     action: str
     generation: int
+    kind: str = "App"
+
+
+@dataclasses.dataclass(frozen=True)
+class GitSourceRecord:
+    """One ``kind: GitSource`` as stored.
+
+    ``spec`` is validated with defaults filled in; ``generation`` grows when
+    labels or spec change. ``status`` is written by the leader's sync only
+    (fetched and synced commit, last error, per-app sync state).
+    ``sync_requested_at`` is the store's time of the last `corral sync` or
+    webhook call, or None.
+    """
+
+    name: str
+    labels: dict
+    spec: dict
+    generation: int
+    status: dict
+    sync_requested_at: Optional[float]
+    created_at: float
+    updated_at: float
+
+
+def owner_source(owner: Optional[str]) -> Optional[str]:
+    """The ``gitsource/NAME`` part of an app's owner (``gitsource/NAME@COMMIT``), or None."""
+    return owner.partition("@")[0] if owner else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,13 +188,17 @@ class Store(abc.ABC):
 
     # --- apps ----------------------------------------------------------
     @abc.abstractmethod
-    def apply_apps(self, docs: list, actor: str, dry_run: bool = False) -> list:
-        """Create or update apps in ONE transaction; return an ApplyResult per doc.
+    def apply_apps(self, docs: list, actor: str, dry_run: bool = False, gitsources: tuple = ()) -> list:
+        """Create or update apps (and GitSources) in ONE transaction; return an ApplyResult per doc.
 
         Each doc is a dict ``{"name", "labels", "spec", "source_digest"}``
-        (optionally ``"owner"``). An existing app whose labels, spec and
+        (optionally ``"owner"``; without it an existing app keeps its owner,
+        so a hand apply of a synced app stays owned and shows as drift).
+        Each of ``gitsources`` is ``{"name", "labels", "spec"}``; their
+        results follow the apps'. An existing app whose labels, spec and
         source digest are all equal is ``unchanged`` (no write at all, no
-        generation bump). A changed one is ``configured``: generation and
+        generation bump; a new ``owner`` from another source is recorded
+        without a bump). A changed one is ``configured``: generation and
         resource_version grow by one. Applying to an app that is being
         deleted revives it (``deleting`` false, generation grows). Records an
         event per created/configured app. With ``dry_run`` nothing is written.
@@ -196,6 +227,34 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def apps_version(self) -> int:
         """A number that changes whenever any app row changes (cheap change detection)."""
+
+    # --- GitOps sources ---------------------------------------------------
+    @abc.abstractmethod
+    def get_gitsource(self, name: str) -> Optional[GitSourceRecord]:
+        """The GitSource, or None."""
+
+    @abc.abstractmethod
+    def list_gitsources(self) -> list:
+        """All GitSources, sorted by name."""
+
+    @abc.abstractmethod
+    def request_gitsource_sync(self, name: str) -> Optional[float]:
+        """Ask the leader to sync now; returns the store's time of the request, None when there is no such source."""
+
+    @abc.abstractmethod
+    def set_gitsource_status(self, name: str, status: dict, epoch: int) -> None:
+        """Replace the source's status (leader only, fenced); a missing source is not an error."""
+
+    @abc.abstractmethod
+    def sync_gitsource(self, name: str, epoch: int, apply: list, prune: list, status: dict, actor: str) -> tuple:
+        """Apply one commit of a source in ONE fenced transaction; return ``(results, pruned names)``.
+
+        ``apply`` are app docs as for :meth:`apply_apps`, each with its
+        ``owner``; ``prune`` names apps to mark deleting. Only apps this
+        source owns are pruned (any other name is skipped), and an app owned
+        by another source is never taken over (Conflict, nothing written).
+        ``status`` becomes the source's status in the same transaction.
+        """
 
     # --- source archives ---------------------------------------------------
     @abc.abstractmethod

@@ -28,8 +28,8 @@ import json
 from typing import Optional
 
 from corral.store.base import (
-    AppRecord, ApplyResult, BuildRecord, Conflict, DesiredInstance, Event, Fenced, Lease,
-    NodeRecord, Store,
+    AppRecord, ApplyResult, BuildRecord, Conflict, DesiredInstance, Event, Fenced, GitSourceRecord,
+    Lease, NodeRecord, Store, owner_source,
 )
 
 LEADER = "leader"
@@ -109,6 +109,17 @@ MIGRATIONS = [
             epoch BIGINT NOT NULL,
             expires_at {real} NOT NULL)""",
     ],
+    [  # GitOps sources (reconciler/gitops); the apps they apply carry owner "gitsource/NAME@COMMIT"
+        """CREATE TABLE gitsources (
+            name TEXT PRIMARY KEY,
+            labels TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            generation BIGINT NOT NULL,
+            status TEXT NOT NULL,
+            sync_requested_at {real},
+            created_at {real} NOT NULL,
+            updated_at {real} NOT NULL)""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -120,6 +131,7 @@ BUILD_COLUMNS = ("id, key, app, inputs, state, image, artifact_url, artifact_sha
 DESIRED_COLUMNS = "id, app, process, node, revision, image, spec, created_at"
 NODE_COLUMNS = "name, address, labels, capacity, cordoned, first_seen, last_seen"
 EVENT_COLUMNS = "id, time, kind, name, reason, message, actor"
+GITSOURCE_COLUMNS = "name, labels, spec, generation, status, sync_requested_at, created_at, updated_at"
 
 
 def canonical_json(value) -> str:
@@ -132,6 +144,12 @@ def _app(row) -> AppRecord:
         name=row[0], labels=json.loads(row[1]), spec=json.loads(row[2]), source_digest=row[3],
         generation=int(row[4]), resource_version=int(row[5]), deleting=bool(row[6]),
         status=json.loads(row[7]), owner=row[8], created_at=row[9], updated_at=row[10])
+
+
+def _gitsource(row) -> GitSourceRecord:
+    return GitSourceRecord(
+        name=row[0], labels=json.loads(row[1]), spec=json.loads(row[2]), generation=int(row[3]),
+        status=json.loads(row[4]), sync_requested_at=row[5], created_at=row[6], updated_at=row[7])
 
 
 def _build(row) -> BuildRecord:
@@ -249,8 +267,8 @@ class SQLStore(Store):
         self._run(work, write=True)
 
     # --- apps ----------------------------------------------------------
-    def apply_apps(self, docs: list, actor: str, dry_run: bool = False) -> list:
-        """Create or update apps in one transaction; see Store.apply_apps."""
+    def apply_apps(self, docs: list, actor: str, dry_run: bool = False, gitsources: tuple = ()) -> list:
+        """Create or update apps and GitSources in one transaction; see Store.apply_apps."""
         def work(cur):
             # Serialise every apps writer on the counter row first, so two
             # applies of the same new name cannot both decide "created".
@@ -263,6 +281,7 @@ class SQLStore(Store):
                 changed = changed or result.action != "unchanged"
             if changed:
                 self._bump_apps_version(cur)
+            results.extend(self._apply_gitsource(cur, doc, actor, now) for doc in gitsources)
             return results
         return self._run(work, write=True, commit=not dry_run)
 
@@ -271,18 +290,23 @@ class SQLStore(Store):
         labels = canonical_json(doc.get("labels") or {})
         spec = canonical_json(doc["spec"])
         digest = doc["source_digest"]
-        owner = doc.get("owner")
-        cur.execute("SELECT labels, spec, source_digest, generation, deleting FROM apps WHERE name = ?",
+        cur.execute("SELECT labels, spec, source_digest, generation, deleting, owner FROM apps WHERE name = ?",
                     (name,))
         row = cur.fetchone()
         if row is None:
             cur.execute(
                 f"INSERT INTO apps ({APP_COLUMNS}) VALUES (?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)",
-                (name, labels, spec, digest, False, "{}", owner, now, now))
+                (name, labels, spec, digest, False, "{}", doc.get("owner"), now, now))
             self._add_event(cur, now, "app", name, "Created", "app created (generation 1)", actor)
             return ApplyResult(name=name, action="created", generation=1)
-        old_labels, old_spec, old_digest, generation, deleting = row
+        old_labels, old_spec, old_digest, generation, deleting, old_owner = row
+        owner = doc["owner"] if "owner" in doc else old_owner  # a hand apply keeps the owner
         if (old_labels, old_spec, old_digest, bool(deleting)) == (labels, spec, digest, False):
+            if owner_source(owner) != owner_source(old_owner):
+                cur.execute("UPDATE apps SET owner = ?, resource_version = resource_version + 1, "
+                            "updated_at = ? WHERE name = ?", (owner, now, name))
+                self._add_event(cur, now, "app", name, "Adopted", f"app now owned by {owner_source(owner)}",
+                                actor)
             return ApplyResult(name=name, action="unchanged", generation=int(generation))
         generation = int(generation) + 1
         cur.execute(
@@ -293,6 +317,26 @@ class SQLStore(Store):
         self._add_event(cur, now, "app", name, "Configured", f"app {how} (generation {generation})",
                         actor)
         return ApplyResult(name=name, action="configured", generation=generation)
+
+    def _apply_gitsource(self, cur: Cursor, doc: dict, actor: str, now: float) -> ApplyResult:
+        name = doc["name"]
+        labels = canonical_json(doc.get("labels") or {})
+        spec = canonical_json(doc["spec"])
+        cur.execute("SELECT labels, spec, generation FROM gitsources WHERE name = ?", (name,))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(f"INSERT INTO gitsources ({GITSOURCE_COLUMNS}) VALUES (?, ?, ?, 1, ?, NULL, ?, ?)",
+                        (name, labels, spec, "{}", now, now))
+            self._add_event(cur, now, "gitsource", name, "Created", "source created (generation 1)", actor)
+            return ApplyResult(name=name, action="created", generation=1, kind="GitSource")
+        if (row[0], row[1]) == (labels, spec):
+            return ApplyResult(name=name, action="unchanged", generation=int(row[2]), kind="GitSource")
+        generation = int(row[2]) + 1
+        cur.execute("UPDATE gitsources SET labels = ?, spec = ?, generation = ?, updated_at = ? WHERE name = ?",
+                    (labels, spec, generation, now, name))
+        self._add_event(cur, now, "gitsource", name, "Configured",
+                        f"source configured (generation {generation})", actor)
+        return ApplyResult(name=name, action="configured", generation=generation, kind="GitSource")
 
     def _bump_apps_version(self, cur: Cursor) -> None:
         cur.execute("UPDATE meta SET apps_version = apps_version + 1 WHERE id = 1")
@@ -365,6 +409,68 @@ class SQLStore(Store):
             cur.execute("SELECT apps_version FROM meta WHERE id = 1")
             return int(cur.fetchone()[0])
         return self._run(work, write=False)
+
+    # --- GitOps sources ---------------------------------------------------
+    def get_gitsource(self, name: str) -> Optional[GitSourceRecord]:
+        """The GitSource named ``name``, or None."""
+        def work(cur):
+            cur.execute(f"SELECT {GITSOURCE_COLUMNS} FROM gitsources WHERE name = ?", (name,))
+            row = cur.fetchone()
+            return _gitsource(row) if row else None
+        return self._run(work, write=False)
+
+    def list_gitsources(self) -> list:
+        """All GitSources, sorted by name."""
+        def work(cur):
+            cur.execute(f"SELECT {GITSOURCE_COLUMNS} FROM gitsources ORDER BY name")
+            return [_gitsource(row) for row in cur.fetchall()]
+        return self._run(work, write=False)
+
+    def request_gitsource_sync(self, name: str) -> Optional[float]:
+        """Stamp a sync request with the store's time; None when there is no such source."""
+        def work(cur):
+            now = self._now(cur)
+            cur.execute("UPDATE gitsources SET sync_requested_at = ? WHERE name = ?", (now, name))
+            return now if cur.rowcount else None
+        return self._run(work, write=True)
+
+    def set_gitsource_status(self, name: str, status: dict, epoch: int) -> None:
+        """Replace the source's status (fenced on ``epoch``)."""
+        def work(cur):
+            self._check_epoch(cur, epoch)
+            cur.execute("UPDATE gitsources SET status = ? WHERE name = ?", (canonical_json(status), name))
+        self._run(work, write=True)
+
+    def sync_gitsource(self, name: str, epoch: int, apply: list, prune: list, status: dict, actor: str) -> tuple:
+        """Apply and prune one commit of source ``name`` in one fenced transaction; see Store.sync_gitsource."""
+        mine = f"gitsource/{name}"
+
+        def work(cur):
+            self._check_epoch(cur, epoch)
+            cur.execute("SELECT apps_version FROM meta WHERE id = 1" + self.for_update)
+            now = self._now(cur)
+            results, pruned = [], []
+            for doc in apply:
+                cur.execute("SELECT owner FROM apps WHERE name = ?", (doc["name"],))
+                row = cur.fetchone()
+                held_by = owner_source(row[0]) if row else None
+                if held_by not in (None, mine):
+                    raise Conflict(f"app {doc['name']!r} is owned by {held_by}, so {mine} leaves it alone")
+                results.append(self._apply_one(cur, doc, actor, now))
+            for app in prune:
+                cur.execute("SELECT owner, deleting FROM apps WHERE name = ?", (app,))
+                row = cur.fetchone()
+                if row is None or owner_source(row[0]) != mine or row[1]:
+                    continue  # never prune what this source does not own
+                cur.execute("UPDATE apps SET deleting = ?, resource_version = resource_version + 1, "
+                            "updated_at = ? WHERE name = ?", (True, now, app))
+                self._add_event(cur, now, "app", app, "Pruned", f"app is gone from {mine}: deleting it", actor)
+                pruned.append(app)
+            if pruned or any(r.action != "unchanged" for r in results):
+                self._bump_apps_version(cur)
+            cur.execute("UPDATE gitsources SET status = ? WHERE name = ?", (canonical_json(status), name))
+            return results, pruned
+        return self._run(work, write=True)
 
     # --- fencing -------------------------------------------------------
     def _check_epoch(self, cur: Cursor, epoch: int) -> None:
