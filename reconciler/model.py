@@ -43,6 +43,11 @@ class DesiredApp:
     processes: tuple
     node_selector: tuple = ()  # ((key, value), ...)
     spread: bool = True
+    max_surge: object = "25%"        # int or "NN%" (update.maxSurge)
+    max_unavailable: object = "25%"  # int or "NN%" (update.maxUnavailable)
+    min_ready: float = 0.0           # seconds ready before an instance counts as available
+    progress_deadline: float = 600.0  # seconds without progress before the rollout fails
+    rollout_failed: bool = False     # the current revision missed its deadline: stop rolling
 
     def process(self, name):
         """The process called ``name``, or None."""
@@ -61,6 +66,7 @@ class NodeView:
     labels: tuple = ()  # ((key, value), ...)
     cpu: float = 0.0
     memory: int = 0
+    draining: bool = False  # cordoned by `corral node drain`: its instances move off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +78,7 @@ class ObservedInstance:
     app: str
     state: str
     ready: bool
+    ready_since: Optional[float] = None  # when this reconciler first saw it ready (None: not ready)
 
 
 def frozen_items(mapping):

@@ -1,24 +1,30 @@
 """The reconciler's decision: what to boot and what to stop. Pure.
 
-``plan(apps, desired, observed, nodes, new_id)`` compares the apps the store
-holds with the desired instance table the leader wrote before and with what
-agents report, and returns the changes to the table that move the cluster
-toward the apps. The loop around it writes those changes (fenced by epoch)
-and pushes each node its new assignment; agents then start and stop
-processes. Nothing here reads a clock, a socket or a file, and no input is
-changed: the same inputs give the same plan (ids come from ``new_id``).
+``plan(apps, desired, observed, nodes, new_id, now)`` compares the apps the
+store holds with the desired instance table the leader wrote before and with
+what agents report, and returns the changes to the table that move the
+cluster toward the apps. The loop around it writes those changes (fenced by
+epoch) and pushes each node its new assignment; agents then drain, stop and
+start processes. Nothing here reads a clock, a socket or a file, and no input
+is changed: the same inputs give the same plan (ids come from ``new_id``).
 
 Per process of each app, in this order:
 
 - rows on a ``lost`` node are dropped and replaced (an ``unreachable`` node's
-  rows still count as running: a blip must not duplicate instances);
-- rows whose image and agent spec equal the app's current ones are *current*;
-  others are *old* (a new revision: image or process spec changed);
-- missing current rows are booted, placed by :mod:`reconciler.scheduler`;
-  extra current rows are stopped (not-ready ones first, then the newest);
-- old rows are stopped once every wanted current instance is ready, so an
-  update never takes the app below its count (a simple full surge; rolling
-  limits come with the rolling update work);
+  rows still count as running: a blip must not duplicate instances; they
+  count as *not available*, though, since nobody can vouch for them);
+- rows whose image and agent spec equal the app's current ones, on a node
+  that is not draining, are *current*; the others are *old* (an earlier
+  revision, or an instance that a drain moves off its node);
+- current rows beyond the count are stopped (not available first, then the
+  newest: scaling is not a rollout);
+- old rows go and current rows come in steps bounded by ``maxSurge`` and
+  ``maxUnavailable`` (:func:`reconciler.rollout.rolling_step`), counting an
+  instance available only once ready for ``minReady``; a new boot is placed
+  by :mod:`reconciler.scheduler`;
+- a rollout that missed its ``progressDeadline`` (``rollout_failed``) is left
+  as it stands: no more old rows stop and no more current rows boot until a
+  new revision (or an undo) replaces it;
 - until the app has an image, nothing is booted and what runs keeps running.
 
 Apps being deleted, processes gone from the spec and rows of unknown apps
@@ -28,7 +34,8 @@ agent reports a live instance, is purged.
 import collections
 import dataclasses
 
-from reconciler.model import LOST
+from reconciler.model import LOST, UNREACHABLE
+from reconciler.rollout import limits, rolling_step
 from reconciler.scheduler import place
 from corral.store.base import DesiredInstance
 
@@ -37,12 +44,16 @@ _LIVE = frozenset({"pending", "starting", "running", "stopping", "backoff"})
 
 @dataclasses.dataclass(frozen=True)
 class Stop:
+    """A row to delete from the desired table, and why (shown in events)."""
+
     id: str
     reason: str
 
 
 @dataclasses.dataclass(frozen=True)
 class Unplaced:
+    """Instances of a process that fit on no node, and the reason."""
+
     app: str
     process: str
     missing: int
@@ -60,7 +71,24 @@ class Plan:
 
     @property
     def empty(self):
+        """True when the plan changes nothing."""
         return not (self.boot or self.stop or self.purge)
+
+
+def availability(observed, nodes, min_ready, now):
+    """``is_available(row_id)`` for one app: reported running and ready for
+    ``min_ready`` seconds, on a node that is not unreachable or lost. Pure."""
+    bad_nodes = {n.name for n in nodes if n.state in (LOST, UNREACHABLE)}
+    since = {o.id: o.ready_since for o in observed
+             if o.ready and o.state == "running" and o.node not in bad_nodes}
+
+    def is_available(iid):
+        if iid not in since:
+            return False
+        if min_ready <= 0:
+            return True
+        return since[iid] is not None and now - since[iid] >= min_ready
+    return is_available
 
 
 def plan(apps, desired, observed, nodes, new_id, now=0.0):
@@ -69,10 +97,11 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0):
     ``apps``: DesiredApp list. ``desired``: DesiredInstance rows as stored.
     ``observed``: ObservedInstance list (every agent's latest report).
     ``nodes``: NodeView list. ``new_id(app, process) -> str`` names a new
-    instance. ``now`` stamps new rows.
+    instance. ``now`` stamps new rows and times ``minReady``.
     """
     by_app = {a.name: a for a in apps}
     node_state = {n.name: n.state for n in nodes}
+    draining = {n.name for n in nodes if n.draining}
     boot, stop, purge, unplaced = [], [], [], []
     stopping = set()
 
@@ -95,56 +124,76 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0):
             rows_by_key[(row.app, row.process)].append(row)
 
     # Allocation as the table will stand, so placements see each other.
-    kept = [r for r in desired if r.id not in stopping]
-    load = collections.Counter(r.node for r in kept)
-    cpu_used, mem_used = collections.Counter(), collections.Counter()
-    for r in kept:
-        res = (r.spec.get("resources") or {})
+    load, cpu_used, mem_used = collections.Counter(), collections.Counter(), collections.Counter()
+    live_apps = set()
+    for r in desired:
+        if r.id in stopping:
+            continue
+        live_apps.add(r.app)
+        load[r.node] += 1
+        res = r.spec.get("resources") or {}
         cpu_used[r.node] += float(res.get("cpu") or 0)
         mem_used[r.node] += int(res.get("memory") or 0)
 
-    ready_ids = {o.id for o in observed if o.ready and o.state == "running"}
+    observed_by_app = collections.defaultdict(list)
+    for o in observed:
+        observed_by_app[o.app].append(o)
+
+    def release(r, reason):
+        drop(r, reason)
+        load[r.node] -= 1
+        res = r.spec.get("resources") or {}
+        cpu_used[r.node] -= float(res.get("cpu") or 0)
+        mem_used[r.node] -= int(res.get("memory") or 0)
 
     for app in sorted(apps, key=lambda a: a.name):
         if app.deleting:
-            live = [o for o in observed if o.app == app.name and o.state in _LIVE]
-            if not any(r.app == app.name for r in kept) and not live:
+            live = [o for o in observed_by_app[app.name] if o.state in _LIVE]
+            if app.name not in live_apps and not live:
                 purge.append(app.name)
             continue
+        available = availability(observed_by_app[app.name], nodes, app.min_ready, now)
         for proc in app.processes:
             rows = rows_by_key.get((app.name, proc.name), [])
-            current = [r for r in rows if r.image == app.image and r.spec == proc.agent_spec]
-            old = [r for r in rows if r not in current]
+            current = [r for r in rows if r.image == app.image and r.spec == proc.agent_spec
+                       and r.node not in draining]
+            current_ids = {r.id for r in current}
+            old = [r for r in rows if r.id not in current_ids]
+            if len(current) > proc.count:
+                # not available first, then newest first
+                doomed = sorted(current, key=lambda r: (available(r.id), -r.created_at, r.id))
+                for r in doomed[:len(current) - proc.count]:
+                    release(r, f"scaled down to {proc.count}")
+                current = [r for r in current if r.id not in stopping]
+            if app.image is None:
+                if proc.count == 0:
+                    for r in old:
+                        release(r, "scaled down to 0")
+                continue
+            if old and app.rollout_failed:
+                continue  # a failed rollout stands still until a new revision
+            # Old rows go oldest first, those on a draining node before the rest.
+            old.sort(key=lambda r: (r.node not in draining, r.created_at, r.id))
+            surge, unavailable = limits(app, proc.count)
+            step = rolling_step(proc.count, surge, unavailable, current, old, lambda r: available(r.id))
+            for r in step.stop:
+                release(r, f"node {r.node} is draining" if r.node in draining and r.image == app.image
+                        and r.spec == proc.agent_spec else f"replaced by revision {app.revision}")
             # Spread counts the current revision only: old instances are on their way out.
             same = collections.Counter(r.node for r in current)
-            if len(current) > proc.count:
-                # not-ready first, then newest first
-                doomed = sorted(current, key=lambda r: (r.id in ready_ids, -r.created_at, r.id))
-                for r in doomed[:len(current) - proc.count]:
-                    drop(r, f"scaled down to {proc.count}")
-                    load[r.node] -= 1
-                    same[r.node] -= 1
-                current = [r for r in current if r.id not in stopping]
-            if app.image is not None:
-                missing = proc.count - len(current)
-                for _ in range(missing):
-                    p = place(app, proc, nodes, same, load, cpu_used, mem_used)
-                    if p.node is None:
-                        unplaced.append(Unplaced(app.name, proc.name, proc.count - len(current), p.reason))
-                        break
-                    row = DesiredInstance(
-                        id=new_id(app.name, proc.name), app=app.name, process=proc.name, node=p.node,
-                        revision=app.revision, image=app.image,
-                        spec=proc.agent_spec,
-                        created_at=now)
-                    boot.append(row)
-                    current.append(row)
-                    load[p.node] += 1
-                    same[p.node] += 1
-                    cpu_used[p.node] += proc.cpu
-                    mem_used[p.node] += proc.memory
-            if old and len(current) == proc.count and all(r.id in ready_ids for r in current):
-                for r in old:
-                    drop(r, f"replaced by revision {app.revision}")
+            for placed in range(step.boot):
+                p = place(app, proc, nodes, same, load, cpu_used, mem_used)
+                if p.node is None:
+                    unplaced.append(Unplaced(app.name, proc.name, proc.count - len(current), p.reason))
+                    break
+                row = DesiredInstance(
+                    id=new_id(app.name, proc.name), app=app.name, process=proc.name, node=p.node,
+                    revision=app.revision, image=app.image, spec=proc.agent_spec, created_at=now)
+                boot.append(row)
+                current.append(row)
+                load[p.node] += 1
+                same[p.node] += 1
+                cpu_used[p.node] += proc.cpu
+                mem_used[p.node] += proc.memory
 
     return Plan(boot=tuple(boot), stop=tuple(stop), purge=tuple(purge), unplaced=tuple(unplaced))
