@@ -8,22 +8,27 @@ Flow (all green threads, one OS thread):
 
 The bus handler only enqueues. The control loop is the only writer of the
 instance table; queued assigns collapse into the latest accepted one before
-it diffs.
+it diffs. Every change of an instance that a restarted agent needs (pid, port,
+restart counts) is written to the instance table on disk before the report
+goes out; a new agent adopts from it (:meth:`Agent.start`).
 """
 import logging
 import os
+import time
 
 import eventlet
 import eventlet.queue
 
-from nodeagent import facts
+import corral
+from nodeagent import disk, facts
 from nodeagent.diff import diff
 from nodeagent.environ import base_env
 from nodeagent.images import ImageCache
 from nodeagent.instance import Instance, Wakeup
 from nodeagent.ports import PortAllocator
 from nodeagent.process import Launcher
-from nodeagent.state import EpochFence
+from nodeagent.restart import Backoff
+from nodeagent.state import EpochFence, load_table, save_table, table_text
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +39,7 @@ class Agent:
     """One node's agent. ``send(type, body, epoch)`` delivers a message to every reconciler."""
 
     def __init__(self, *, name, data_dir, images_dir, labels, address, heartbeat, send,
-                 launcher=None, parent_env=None):
+                 launcher=None, parent_env=None, backoff=Backoff(), bus_stats=dict, clock=time.time):
         self.name = name
         self.data_dir = data_dir
         self.address = address
@@ -46,12 +51,19 @@ class Agent:
         self.images = ImageCache(images_dir)
         self.ports = PortAllocator(address)
         self.base_env = base_env(os.environ if parent_env is None else parent_env)
+        self.backoff = backoff
+        self.bus_stats = bus_stats
+        self.clock = clock
+        self.records = load_table(data_dir)
         self.instances = {}
-        self.assigned = []
+        self.assigned = [r["assignment"] for r in self.records.values() if not r.get("stopping")]
         self.counters = {"assign_accepted": 0, "assign_stale": 0, "assign_other_node": 0, "reports_sent": 0}
         self.inbox = eventlet.queue.LightQueue()
         self.changed = Wakeup()
         self.closing = False
+        self.started_at = clock()
+        self.seq = 0
+        self._saved_table = None
         self._threads = []
 
     # -- entry points ---------------------------------------------------------
@@ -62,7 +74,13 @@ class Agent:
             self.inbox.put(msg)
 
     def start(self):
-        """Start the control loop and the reporter, and send a first report at once."""
+        """Adopt the instances of the table on disk, start the control loop and the reporter,
+        and send a first report at once."""
+        for iid, record in self.records.items():
+            inst = self._new_instance(record["assignment"], record)
+            if record.get("stopping"):
+                inst.request_stop()
+        self.records = {}
         self._threads = [eventlet.spawn(self._control_loop), eventlet.spawn(self._report_loop)]
         self.changed.ring()
 
@@ -76,6 +94,40 @@ class Agent:
         self.send_report()
         for t in self._threads:
             t.kill()
+        self.save_table()
+
+    def detach(self):
+        """End the loops and the workers, leave every instance running, and save the table for the next agent."""
+        self.closing = True
+        for t in self._threads:
+            t.kill()
+        for inst in self.instances.values():
+            inst.abandon()
+        self.save_table()
+
+    def save_table(self):
+        """Write the instance table when it changed since the last write."""
+        text = table_text({iid: {**inst.persisted(), "stopping": inst.stop_requested}
+                           for iid, inst in self.instances.items() if not inst.gone})
+        if text != self._saved_table:
+            save_table(self.data_dir, text)
+            self._saved_table = text
+
+    def _on_instance_change(self):
+        try:
+            self.save_table()
+        except OSError as e:
+            log.error("the instance table could not be written (%s); a restarted agent may not find every instance", e)
+        self.changed.ring()
+
+    def _new_instance(self, entry, record=None):
+        inst = Instance(entry, node=self.name, address=self.address, data_dir=self.data_dir,
+                        image_cache=self.images, launcher=self.launcher, ports=self.ports,
+                        base_env=self.base_env, on_change=self._on_instance_change, clock=self.clock,
+                        backoff=self.backoff, record=record)
+        self.instances[inst.id] = inst
+        inst.start()
+        return inst
 
     # -- the control loop -----------------------------------------------------
 
@@ -103,11 +155,7 @@ class Agent:
         for iid in changes.stop:
             self.instances[iid].request_stop()
         for entry in changes.start:
-            inst = Instance(entry, node=self.name, address=self.address, data_dir=self.data_dir,
-                            image_cache=self.images, launcher=self.launcher, ports=self.ports,
-                            base_env=self.base_env, on_change=self.changed.ring)
-            self.instances[inst.id] = inst
-            inst.start()
+            self._new_instance(entry)
         if changes.start or changes.stop:
             self.changed.ring()
 
@@ -130,12 +178,37 @@ class Agent:
 
     # -- reports --------------------------------------------------------------
 
+    def conditions(self, capacity):
+        """The node's conditions: what is wrong with it, or what it cannot enforce."""
+        out = []
+        if disk.under_pressure(capacity["disk"], facts.disk_total_bytes(self.data_dir)):
+            out.append("DiskPressure")
+        out.append("MemoryLimitsNotEnforced")  # no cgroup limits yet: said, not pretended
+        return out
+
+    def rejected(self):
+        """Messages dropped, by reason: the bus's (signature, replay, schema, ...) and the agent's own."""
+        out = dict(self.bus_stats().get("rejected", {}))
+        for reason in ("assign_stale", "assign_other_node"):
+            if self.counters[reason]:
+                out[reason] = self.counters[reason]
+        return out
+
     def report(self):
-        """The body of a ``report`` message: node facts, the highest epoch seen, every instance held."""
+        """The body of a ``report`` message: node facts, the highest epoch seen, every instance held.
+
+        ``started_at`` and ``seq`` tell a restarted agent (a later ``started_at``)
+        from a delayed message (a lower ``seq`` of the same ``started_at``).
+        """
+        self.seq += 1
+        capacity = facts.capacity(self.data_dir)
         return {
             "node": {"name": self.name, "address": self.address, "labels": self.labels,
-                     "capacity": facts.capacity(self.data_dir)},
+                     "capacity": capacity, "conditions": self.conditions(capacity), "load": facts.load(),
+                     "version": corral.__version__, "rejected_messages": self.rejected()},
             "epoch_seen": self.fence.highest,
+            "started_at": self.started_at,
+            "seq": self.seq,
             "instances": [inst.report() for inst in self.instances.values()],
         }
 
@@ -147,6 +220,7 @@ class Agent:
         for iid in gone:
             del self.instances[iid]
         if gone:
+            self.save_table()
             self.inbox.put(_RECONCILE)  # an id deferred behind its own stop may start now
 
     def _report_loop(self):

@@ -1,4 +1,11 @@
-"""The agent daemon: connect to every reconciler, run the agent until SIGINT/SIGTERM."""
+"""The agent daemon: connect to every reconciler, run the agent until a signal.
+
+- SIGINT: stop every instance of the node (drain, SIGTERM, grace, SIGKILL), report, exit.
+  ``corral up`` stops its agents this way, and Ctrl-C in a terminal means it.
+- SIGTERM: exit and leave every instance running, with the instance table on
+  disk; the next agent on this data dir adopts them (as after SIGKILL). This is
+  what a service manager sends on restart or upgrade of the agent.
+"""
 import logging
 import os
 import signal
@@ -10,6 +17,7 @@ from corral.wire.bus import BusClient
 from corral.wire.keys import read_key
 from nodeagent.agent import Agent
 from nodeagent.process import Launcher
+from nodeagent.restart import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +25,8 @@ SIGNAL_POLL = 0.1   # seconds between looks at the stop flag set by a signal han
 
 
 def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address="127.0.0.1", timings=Timings()):
-    """Run the agent of node ``name`` until SIGINT or SIGTERM, then stop its instances and return.
+    """Run the agent of node ``name`` until SIGINT (stop its instances, then return) or SIGTERM
+    (return and leave them running for the next agent to adopt).
 
     The caller has called ``corral.green.patch()`` before importing this module.
     """
@@ -30,7 +39,7 @@ def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address
     bus = None
     agent = Agent(name=name, data_dir=data_dir, images_dir=images_dir, labels=labels, address=address,
                   heartbeat=timings.heartbeat, send=lambda t, body, epoch: bus.send_all(t, body, epoch),
-                  launcher=launcher)
+                  launcher=launcher, backoff=Backoff.from_timings(timings), bus_stats=lambda: bus.stats())
     bus = BusClient(list(reconcilers), key, name, agent.on_message, window=timings.replay_window)
     stop = []
 
@@ -44,8 +53,13 @@ def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address
         log.info("agent %s up, reporting to %s", name, ", ".join(reconcilers))
         while not stop:
             eventlet.sleep(SIGNAL_POLL)
-        log.info("agent %s stopping on %s", name, signal.Signals(stop[0]).name)
-        agent.shutdown()
+        if stop[0] == signal.SIGINT:
+            log.info("agent %s stopping its instances and exiting on SIGINT", name)
+            agent.shutdown()
+        else:
+            log.info("agent %s exiting on %s and leaving %d instances running for the next agent",
+                     name, signal.Signals(stop[0]).name, len(agent.instances))
+            agent.detach()
     finally:
         bus.close()
         for s, handler in previous.items():

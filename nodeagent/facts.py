@@ -29,6 +29,17 @@ def disk_free_bytes(path):
     return st.f_bavail * st.f_frsize
 
 
+def disk_total_bytes(path):
+    """Size in bytes of the filesystem holding ``path``."""
+    st = os.statvfs(path)
+    return st.f_blocks * st.f_frsize
+
+
+def load():
+    """The 1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def capacity(data_dir):
     """The ``capacity`` object of a report: ``{"cpu", "memory", "disk"}``."""
     return {"cpu": cpu_count(), "memory": memory_bytes(), "disk": disk_free_bytes(data_dir)}

@@ -3,10 +3,16 @@
 States and transitions (each one labelled where it happens in the code):
 
     PENDING  --image ready, spawned-->  STARTING  --ready-->  RUNNING
+    PENDING  --image ready, adopted (same pid and start time)-->  STARTING
     PENDING  --image error-->  FAILED  --retry delay-->  PENDING
+    RUNNING  --health check fails once-->  RUNNING, not ready  --passes-->  RUNNING, ready
+    RUNNING  --health check fails `failures` times in a row-->  group stopped, then as an exit
     STARTING/RUNNING  --exit, restart-->  BACKOFF  --delay-->  STARTING
     STARTING/RUNNING  --exit, no restart-->  STOPPED (code 0) | FAILED
     any  --stop requested-->  STOPPING  --group gone-->  STOPPED (then forgotten)
+
+"Ready" is: the health check passed (:mod:`nodeagent.health`); without a
+check, the port accepts a connection; without a port, started.
 
 The worker is the only writer of an instance's fields; the agent only reads
 them (:meth:`Instance.report`, :meth:`Instance.view`) and calls
@@ -25,9 +31,10 @@ import eventlet
 import eventlet.queue
 
 from corral import images as image_layout
-from nodeagent import environ, restart
+from nodeagent import environ, health, restart
 from nodeagent.diff import InstanceView
 from nodeagent.images import ImageError
+from nodeagent.process import EXIT_UNKNOWN
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +78,18 @@ class Wakeup:
 
 
 class Instance:
-    """One instance of an assignment on this node, with the worker that runs it."""
+    """One instance of an assignment on this node, with the worker that runs it.
+
+    ``record`` is what a previous agent saved of it (:meth:`persisted`): when
+    given, the worker first tries to adopt the process it names.
+    """
 
     def __init__(self, assignment, *, node, address, data_dir, image_cache, launcher, ports,
-                 base_env, on_change, clock=time.time):
+                 base_env, on_change, clock=time.time, backoff=restart.Backoff(), record=None):
         self.assignment = assignment
         self.id = assignment["id"]
         self.spec = assignment["spec"]
+        self.check = health.check_from_spec(self.spec.get("health"))
         self.node = node
         self.address = address
         self.data_dir = data_dir
@@ -87,17 +99,29 @@ class Instance:
         self.base_env = base_env
         self.on_change = on_change
         self.clock = clock
+        self.backoff = backoff
+        self.record = record
         self.state = State.PENDING
         self.ready = False
         self.proc = None
+        self.ticks = None
         self.port = None
         self.restarts = 0
+        self.failures = 0
         self.started_at = None
         self.exit_code = None
+        self.backoff_until = None
         self.message = None
+        self.finished = False     # ended for good under its restart policy
         self.stop_requested = False
         self._wake = Wakeup()
         self._thread = None
+        if record is not None:
+            self.port = record.get("port")
+            self.restarts = record.get("restarts", 0)
+            self.failures = record.get("failures", 0)
+            self.started_at = record.get("started_at")
+            self.exit_code = record.get("exit_code")
 
     # -- read side (the agent) ------------------------------------------------
 
@@ -114,16 +138,29 @@ class Instance:
         """True when the worker has finished."""
         return self._thread is not None and self._thread.dead
 
+    def alive_pid(self):
+        """The pid of the instance's leader while it runs, else None."""
+        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
+
     def report(self):
         """This instance as an item of a ``report`` message."""
         a = self.assignment
+        code = None if self.exit_code == EXIT_UNKNOWN else self.exit_code
         return {
             "id": self.id, "app": a["app"], "process": a["process"], "state": self.state.value,
-            "ready": self.ready, "pid": self.proc.pid if self.proc is not None and self.proc.returncode is None else None,
+            "ready": self.ready, "pid": self.alive_pid(),
             "port": self.port, "address": self.address, "revision": a["revision"], "image": a["image"],
-            "restarts": self.restarts, "started_at": self.started_at, "exit_code": self.exit_code,
-            "message": self.message,
+            "restarts": self.restarts, "started_at": self.started_at, "exit_code": code,
+            "backoff_until": self.backoff_until, "message": self.message,
         }
+
+    def persisted(self):
+        """What the instance table on disk keeps of it, for a restarted agent to adopt it."""
+        pid = self.alive_pid()
+        return {"assignment": self.assignment, "pid": pid, "ticks": self.ticks if pid else None,
+                "port": self.port, "restarts": self.restarts, "failures": self.failures,
+                "started_at": self.started_at, "exit_code": self.exit_code, "finished": self.finished,
+                "message": self.message if self.finished else None}
 
     # -- commands (the agent) -------------------------------------------------
 
@@ -141,6 +178,11 @@ class Instance:
         """Block (green) until the worker has stopped the instance."""
         if self._thread is not None:
             self._thread.wait()
+
+    def abandon(self):
+        """End the worker and leave the process running (the agent is exiting to be restarted)."""
+        if self._thread is not None:
+            self._thread.kill()
 
     # -- the worker -----------------------------------------------------------
 
@@ -162,7 +204,9 @@ class Instance:
 
     def _work(self):
         try:
-            if self.spec["port"]:
+            if self.port is not None:
+                self.ports.reserve(self.port)
+            elif self.spec["port"]:
                 self.port = self.ports.allocate()
             self._live()
         except Exception as e:  # a fault in the agent must show, not vanish with the thread
@@ -172,60 +216,86 @@ class Instance:
             self._wake.wait(None)
         self._stop()
 
-    def _live(self):
-        """Run the instance until a stop is requested or it ends for good (returns then)."""
+    def _fetch_image(self):
+        """The image folder, retried with backoff while it fails; None when a stop came first."""
         a = self.assignment
         image_failures = 0
-        while True:
+        while not self.stop_requested:
             # PENDING: fetch the image
             self._set(State.PENDING, message="fetching image")
             try:
-                image_path = self.image_cache.ensure(a["image"], a["artifact"]["url"], a["artifact"]["sha256"])
-                break
+                return self.image_cache.ensure(a["image"], a["artifact"]["url"], a["artifact"]["sha256"])
             except ImageError as e:
                 # PENDING -> FAILED, retried after a delay
                 image_failures += 1
                 self._set(State.FAILED, message=str(e))
-                if self._pause(restart.restart_delay(image_failures)):
-                    return
-        if self.stop_requested:
+                if self._pause(self.backoff.delay(image_failures)):
+                    return None
+        return None
+
+    def _live(self):
+        """Run the instance until a stop is requested or it ends for good (returns then)."""
+        image_path = self._fetch_image()
+        if image_path is None:
             return
-        failures = 0
+        try:
+            argv, env, cwd = self._prepare(image_path)
+        except environ.CommandError as e:
+            self._set(State.FAILED, message=str(e))  # PENDING -> FAILED
+            return
+        record, self.record, adopted = self.record, None, None
+        if record is not None and record.get("finished"):
+            # it had ended for good under its restart policy before the agent restarted
+            self._set(State.STOPPED if self.exit_code == 0 else State.FAILED, finished=True,
+                      message=record.get("message"))
+            return
+        if record is not None and record.get("pid"):
+            adopted = self.launcher.adopt(record["pid"], record.get("ticks"))
+            # ended while no agent watched: an exit of unknown status, handled per its policy
+            if adopted is None and not self._after_exit(EXIT_UNKNOWN, self.started_at or self.clock(), None):
+                return
         while not self.stop_requested:
-            try:
-                argv, env, cwd = self._prepare(image_path)
-            except environ.CommandError as e:
-                self._set(State.FAILED, message=str(e))  # PENDING -> FAILED
-                return
-            try:
-                self.proc = self.launcher.spawn(argv, env, cwd, self._log_path())
-            except OSError as e:
-                self._set(State.FAILED, message=f"command {argv[0]!r} could not be started ({e.strerror or e})")
-                return
-            started = self.clock()
-            # PENDING/BACKOFF -> STARTING (a restart keeps the last exit code on show)
-            self._set(State.STARTING, ready=False, started_at=started,
-                      message=f"last run: {restart.exit_message(self.exit_code)}" if self.restarts else None)
-            code = self._until_ready()
-            if code is None and not self.stop_requested:
-                self._set(State.RUNNING, ready=True)  # STARTING -> RUNNING
-                code = self._until_exit()
+            if adopted is not None:
+                self.proc, self.ticks, started = adopted, adopted.ticks, self.started_at or self.clock()
+                adopted = None
+                # PENDING -> STARTING (adopted: it keeps its pid; ready again once its check passes)
+                self._set(State.STARTING, ready=False, started_at=started, backoff_until=None,
+                          message="adopted after an agent restart")
+            else:
+                try:
+                    self.proc = self.launcher.spawn(argv, env, cwd, self._log_path())
+                except OSError as e:
+                    self._set(State.FAILED, message=f"command {argv[0]!r} could not be started ({e.strerror or e})")
+                    return
+                self.ticks = self.launcher.start_ticks(self.proc.pid)
+                started = self.clock()
+                # PENDING/BACKOFF -> STARTING (a restart keeps the last exit code on show)
+                self._set(State.STARTING, ready=False, started_at=started, backoff_until=None,
+                          message=f"last run: {restart.exit_message(self.exit_code)}" if self.restarts else None)
+            code, why = self._supervise(started, env, cwd)
             if code is None:
                 return  # stop requested while it runs
-            self._kill_leftovers()
-            failures = 1 if self.clock() - started >= restart.RESET_AFTER else failures + 1
-            message = restart.exit_message(code)
-            if not restart.should_restart(self.spec["restart"], code):
-                # STARTING/RUNNING -> STOPPED | FAILED
-                self._set(State.STOPPED if code == 0 else State.FAILED, ready=False, exit_code=code, message=message)
+            if not self._after_exit(code, started, why):
                 return
-            delay = restart.restart_delay(failures)
-            # STARTING/RUNNING -> BACKOFF
-            self._set(State.BACKOFF, ready=False, exit_code=code,
-                      message=f"{message}; restarting in {delay:g}s")
-            if self._pause(delay):
-                return
-            self.restarts += 1
+
+    def _after_exit(self, code, started, why):
+        """Decide after an exit: restart (True, after the backoff) or done (False)."""
+        self._kill_leftovers()
+        self.failures = self.backoff.failures_after(self.failures, self.clock() - started)
+        message = why or restart.exit_message(code)
+        if not restart.should_restart(self.spec["restart"], code):
+            # STARTING/RUNNING -> STOPPED | FAILED
+            self._set(State.STOPPED if code == 0 else State.FAILED, ready=False, exit_code=code, message=message,
+                      finished=True)
+            return False
+        delay = self.backoff.delay(self.failures)
+        # STARTING/RUNNING -> BACKOFF
+        self._set(State.BACKOFF, ready=False, exit_code=code, backoff_until=self.clock() + delay,
+                  message=f"{message}; restarting in {delay:g}s")
+        if self._pause(delay):
+            return False
+        self.restarts += 1
+        return True
 
     def _prepare(self, image_path):
         a = self.assignment
@@ -251,24 +321,38 @@ class Instance:
         os.makedirs(folder, exist_ok=True)
         return os.path.join(folder, f"{self.id}.log")
 
-    def _until_ready(self):
-        """Poll until ready (None), the process exits (its code) or a stop is requested (None)."""
+    def _supervise(self, started, env, cwd):
+        """Watch the process until it exits (its code and why), its health check asks for a
+        restart (the code of the stop, the reason) or a stop is requested (None, None)."""
+        tracker = health.Tracker(self.check) if self.check else None
+        next_probe = started + (self.check.initial_delay if self.check else 0.0)
         while not self.stop_requested:
             code = self.launcher.reap(self.proc)
             if code is not None:
-                return code
-            if self.port is None or self._port_open():
-                return None
+                return code, None
+            now = self.clock()
+            if tracker is not None and now >= next_probe:
+                ok, detail = self.launcher.probe(self.check, self.address, self.port, env, cwd)
+                next_probe = self.clock() + self.check.interval
+                if self.stop_requested:
+                    break
+                verdict = tracker.record(ok, detail)
+                if verdict.restart:
+                    log.warning("instance %s: %s", self.id, verdict.reason)
+                    return self._stop_group(verdict.reason), verdict.reason
+                self._mark(verdict.ready, verdict.reason)
+            elif tracker is None and not self.ready:
+                if self.port is None or self._port_open():
+                    self._mark(True, None)
             self._wake.wait(TICK)
-        return None
+        return None, None
 
-    def _until_exit(self):
-        while not self.stop_requested:
-            code = self.launcher.reap(self.proc)
-            if code is not None:
-                return code
-            self._wake.wait(TICK)
-        return None
+    def _mark(self, ready, reason):
+        """Report a readiness change at once: STARTING -> RUNNING on the first ready, and ready flips."""
+        if ready and self.state == State.STARTING:
+            self._set(State.RUNNING, ready=True, message=None if self.message == reason else self.message)
+        elif ready != self.ready or (reason and reason != self.message):
+            self._set(self.state, ready=ready, message=reason if reason else self.message)
 
     def _port_open(self):
         try:
@@ -292,23 +376,33 @@ class Instance:
                 return False
             eventlet.sleep(TICK / 2)
 
+    def _terminate_group(self):
+        """SIGTERM the group, wait the grace period, SIGKILL; returns how it ended, as a message."""
+        pgid = self.proc.pid
+        message = "stopped"
+        if self.launcher.signal_group(pgid, signal.SIGTERM) and not self._await_group_gone(self.spec["stopGracePeriod"]):
+            self.launcher.signal_group(pgid, signal.SIGKILL)
+            message = f"stopped with SIGKILL after the stop grace period of {self.spec['stopGracePeriod']:g}s"
+            if not self._await_group_gone(KILL_WAIT):
+                message = f"process group {pgid} survived SIGKILL for {KILL_WAIT:g}s"
+                log.error("instance %s: %s", self.id, message)
+        self.launcher.reap(self.proc)
+        return message
+
+    def _stop_group(self, why):
+        """Stop the group for a restart (``why``); returns the leader's returncode."""
+        log.info("instance %s: %s", self.id, self._terminate_group())
+        return self.proc.returncode if self.proc.returncode is not None else -signal.SIGKILL
+
     def _stop(self):
         """Drain, SIGTERM the group, wait the grace period, SIGKILL; then STOPPED and the port freed."""
         serving = self.proc is not None and self.proc.poll() is None
         # any -> STOPPING
-        self._set(State.STOPPING, ready=False, message="stopping")
+        self._set(State.STOPPING, ready=False, backoff_until=None, message="stopping")
         if serving and self.spec["drainPeriod"] > 0:
             eventlet.sleep(self.spec["drainPeriod"])
-        message = "stopped"
-        if self.proc is not None:
-            pgid = self.proc.pid
-            if self.launcher.signal_group(pgid, signal.SIGTERM) and not self._await_group_gone(self.spec["stopGracePeriod"]):
-                self.launcher.signal_group(pgid, signal.SIGKILL)
-                message = f"stopped with SIGKILL after the stop grace period of {self.spec['stopGracePeriod']:g}s"
-                if not self._await_group_gone(KILL_WAIT):
-                    message = f"process group {pgid} survived SIGKILL for {KILL_WAIT:g}s"
-            self.launcher.reap(self.proc)
+        message = self._terminate_group() if self.proc is not None else "stopped"
         self.ports.release(self.port)
         # STOPPING -> STOPPED
-        self._set(State.STOPPED, exit_code=self.proc.returncode if self.proc is not None else self.exit_code,
-                  message=message)
+        code = self.proc.returncode if self.proc is not None else self.exit_code
+        self._set(State.STOPPED, exit_code=code, message=message)

@@ -20,6 +20,10 @@ class PortAllocator:
                 return port
         raise OSError(f"no free TCP port found on {self.address} after 100 tries")
 
+    def reserve(self, port):
+        """Hold ``port`` for an adopted instance that already listens on it."""
+        self.taken.add(port)
+
     def release(self, port):
         """Give ``port`` back (no-op for None or a port not held)."""
         self.taken.discard(port)

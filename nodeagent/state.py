@@ -1,14 +1,22 @@
-"""The agent's own state on disk, and the epoch fence.
+"""The agent's own state on disk: the epoch fence and the instance table.
 
 ``<data_dir>/agent-state.json`` holds ``{"version": 1, "epoch": N}``: the
 highest leader epoch the agent accepted, so that a restarted agent keeps
-refusing a stale leader. It is written atomically (temp file, fsync, rename,
-fsync of the folder): a crash leaves the old file or the new one, never half.
+refusing a stale leader.
+
+``<data_dir>/instances.json`` holds ``{"version": 1, "instances": {id: record}}``,
+each record what :meth:`nodeagent.instance.Instance.persisted` returns (the
+assignment, pid and start time, port, restart counts): what a restarted agent
+needs to adopt the instances it finds still running.
+
+Both are written atomically (temp file, fsync, rename, fsync of the folder): a
+crash or a full disk leaves the old file or the new one, never half.
 """
 import json
 import os
 
 STATE_FILE = "agent-state.json"
+TABLE_FILE = "instances.json"
 
 
 def accept_epoch(highest, epoch):
@@ -40,14 +48,56 @@ def load_state(data_dir):
 
 def save_state(data_dir, state):
     """Write ``state`` to the state file atomically."""
-    path = os.path.join(data_dir, STATE_FILE)
+    write_atomic(os.path.join(data_dir, STATE_FILE), json.dumps(state, sort_keys=True))
+
+
+def load_table(data_dir):
+    """The saved instance records (id -> record), or {} when there is no table.
+
+    A table that cannot be read raises ValueError naming the file: starting
+    without it would start a second copy of every instance.
+    """
+    path = os.path.join(data_dir, TABLE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            table = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"agent instance table {path} cannot be read ({e})") from None
+    if not isinstance(table, dict) or not isinstance(table.get("instances"), dict):
+        raise ValueError(f"agent instance table {path} has no 'instances' mapping")
+    return table["instances"]
+
+
+def table_text(records):
+    """The instance table file's text for ``records`` (id -> record)."""
+    return json.dumps({"version": 1, "instances": records}, sort_keys=True)
+
+
+def save_table(data_dir, text):
+    """Write the instance table (``text`` from :func:`table_text`) atomically."""
+    write_atomic(os.path.join(data_dir, TABLE_FILE), text)
+
+
+def write_atomic(path, text):
+    """Replace ``path`` with ``text``: temp file, fsync, rename, fsync of the folder.
+
+    On any error (a full disk) the temp file is removed and the old file stays whole.
+    """
+    folder = os.path.dirname(path) or "."
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
