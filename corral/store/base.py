@@ -119,6 +119,25 @@ class NodeRecord:
     cordoned: bool
     first_seen: float
     last_seen: float
+    draining: bool = False  # `corral node drain`: cordoned, and its instances move off
+
+
+@dataclasses.dataclass(frozen=True)
+class RevisionRecord:
+    """One revision of an app as the leader first rolled it out: what undo goes back to.
+
+    ``revision`` is the app's revision number; ``hash`` identifies (image,
+    process specs); ``spec`` and ``source_digest`` are the app as applied then.
+    """
+
+    app: str
+    revision: int
+    hash: str
+    image: str
+    spec: dict
+    source_digest: str
+    generation: int
+    created_at: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,8 +307,17 @@ class Store(abc.ABC):
         """All known nodes, sorted by name."""
 
     @abc.abstractmethod
-    def set_node_cordoned(self, name: str, cordoned: bool) -> bool:
-        """Cordon or uncordon; False when there is no such node."""
+    def set_node_cordoned(self, name: str, cordoned: bool, draining: bool = False) -> bool:
+        """Cordon (and with ``draining``, drain) or uncordon; False when there is no such node."""
+
+    # --- revisions (leader only, fenced) -------------------------------
+    @abc.abstractmethod
+    def record_revision(self, epoch: int, rev: "RevisionRecord", keep: int = 10) -> None:
+        """Record a revision unless its number is known; keep the app's newest ``keep``."""
+
+    @abc.abstractmethod
+    def list_revisions(self, app: str) -> list:
+        """The app's recorded RevisionRecords, newest first."""
 
     # --- builds --------------------------------------------------------
     @abc.abstractmethod

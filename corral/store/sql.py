@@ -24,12 +24,13 @@ write of an app row bumps in the same transaction. ``resource_version`` is
 per app and grows by one per write of that app.
 """
 import abc
+import dataclasses
 import json
 from typing import Optional
 
 from corral.store.base import (
     AppRecord, ApplyResult, BuildRecord, Conflict, DesiredInstance, Event, Fenced, GitSourceRecord,
-    Lease, NodeRecord, Store, owner_source,
+    Lease, NodeRecord, RevisionRecord, Store, owner_source,
 )
 
 LEADER = "leader"
@@ -119,6 +120,19 @@ MIGRATIONS = [
             sync_requested_at {real},
             created_at {real} NOT NULL,
             updated_at {real} NOT NULL)""",
+    ],
+    [  # rollout history (`corral rollout history|undo`) and node drain (`corral node drain`)
+        """CREATE TABLE revisions (
+            app TEXT NOT NULL,
+            revision BIGINT NOT NULL,
+            hash TEXT NOT NULL,
+            image TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            source_digest TEXT NOT NULL,
+            generation BIGINT NOT NULL,
+            created_at {real} NOT NULL,
+            PRIMARY KEY (app, revision))""",
+        "ALTER TABLE nodes ADD COLUMN draining {bool} NOT NULL DEFAULT FALSE",
     ],
 ]
 
@@ -556,16 +570,44 @@ class SQLStore(Store):
     def list_nodes(self) -> list:
         """All known nodes, sorted by name."""
         def work(cur):
-            cur.execute(f"SELECT {NODE_COLUMNS} FROM nodes ORDER BY name")
-            return [_node(row) for row in cur.fetchall()]
+            cur.execute(f"SELECT {NODE_COLUMNS}, draining FROM nodes ORDER BY name")
+            return [dataclasses.replace(_node(row), draining=bool(row[7])) for row in cur.fetchall()]
         return self._run(work, write=False)
 
-    def set_node_cordoned(self, name: str, cordoned: bool) -> bool:
-        """Cordon or uncordon; False when there is no such node."""
+    def set_node_cordoned(self, name: str, cordoned: bool, draining: bool = False) -> bool:
+        """Cordon (and with ``draining``, drain) or uncordon; False when there is no such node."""
         def work(cur):
-            cur.execute("UPDATE nodes SET cordoned = ? WHERE name = ?", (bool(cordoned), name))
+            cur.execute("UPDATE nodes SET cordoned = ?, draining = ? WHERE name = ?",
+                        (bool(cordoned), bool(cordoned and draining), name))
             return cur.rowcount > 0
         return self._run(work, write=True)
+
+    # --- revisions -----------------------------------------------------
+    def record_revision(self, epoch: int, rev: RevisionRecord, keep: int = 10) -> None:
+        """Add ``rev`` unless its number is recorded; keep the newest ``keep`` of its app (fenced)."""
+        def work(cur):
+            self._check_epoch(cur, epoch)
+            cur.execute(
+                "INSERT INTO revisions (app, revision, hash, image, spec, source_digest, generation, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app, revision) DO NOTHING",
+                (rev.app, int(rev.revision), rev.hash, rev.image, canonical_json(rev.spec),
+                 rev.source_digest, int(rev.generation), rev.created_at))
+            cur.execute("SELECT revision FROM revisions WHERE app = ? ORDER BY revision DESC LIMIT 1 OFFSET ?",
+                        (rev.app, int(keep) - 1))
+            row = cur.fetchone()
+            if row is not None:
+                cur.execute("DELETE FROM revisions WHERE app = ? AND revision < ?", (rev.app, row[0]))
+        self._run(work, write=True)
+
+    def list_revisions(self, app: str) -> list:
+        """The recorded revisions of ``app``, newest first."""
+        def work(cur):
+            cur.execute("SELECT app, revision, hash, image, spec, source_digest, generation, created_at "
+                        "FROM revisions WHERE app = ? ORDER BY revision DESC", (app,))
+            return [RevisionRecord(app=r[0], revision=int(r[1]), hash=r[2], image=r[3], spec=json.loads(r[4]),
+                                   source_digest=r[5], generation=int(r[6]), created_at=r[7])
+                    for r in cur.fetchall()]
+        return self._run(work, write=False)
 
     # --- builds --------------------------------------------------------
     def enqueue_build(self, key: str, app: str, inputs: dict) -> BuildRecord:
