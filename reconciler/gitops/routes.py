@@ -1,0 +1,102 @@
+"""The API of GitSources: list, show, sync now, and the push webhook a git host calls.
+
+Handlers return ``(status, body)`` like the rest of the API. The webhook does
+not take the API token (a git host cannot be given it safely); it takes the
+source's own webhook token, derived from the API token and the source's name,
+shown by ``GET /v1/gitsources/NAME`` to whoever holds the API token. A git host
+sends it as ``X-Corral-Token`` or ``X-Gitlab-Token``, or signs the body with it
+as GitHub does (``X-Hub-Signature-256: sha256=<hmac>``).
+"""
+import hashlib
+import hmac
+
+from reconciler import views
+
+
+def webhook_token(api_token, name):
+    """The webhook token of source ``name``: HMAC-SHA256 of the name under the API token, hex."""
+    return hmac.new(api_token.encode(), f"gitsource-webhook/{name}".encode(), hashlib.sha256).hexdigest()
+
+
+def webhook_allows(token, headers, body):
+    """Whether a webhook request carries ``token`` (a header) or a GitHub signature of ``body`` made with it."""
+    for header in ("HTTP_X_CORRAL_TOKEN", "HTTP_X_GITLAB_TOKEN"):
+        given = headers.get(header)
+        if given and hmac.compare_digest(given.encode(), token.encode()):
+            return True
+    signature = headers.get("HTTP_X_HUB_SIGNATURE_256", "")
+    if signature.startswith("sha256="):
+        expected = hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(signature[7:].encode(), expected.encode())
+    return False
+
+
+def gitsource_json(rec, api_token=None):
+    """One GitSource as `get gitsources -o json` shows it (with its webhook when ``api_token`` is given)."""
+    st = rec.status or {}
+    apps = st.get("apps", [])
+    out = {
+        "name": rec.name, "labels": rec.labels, "generation": rec.generation, "spec": rec.spec,
+        "url": rec.spec["url"], "branch": rec.spec["branch"], "path": rec.spec["path"],
+        "fetchedCommit": st.get("fetchedCommit"), "syncedCommit": st.get("syncedCommit"),
+        "lastError": st.get("lastError"), "lastErrorAt": views.iso(st.get("lastErrorAt")),
+        "lastAttempt": views.iso(st.get("lastAttempt")), "lastSynced": views.iso(st.get("lastSynced")),
+        "syncRequestedAt": views.iso(rec.sync_requested_at),
+        "handledRequestAt": st.get("handledRequest"),  # the store's time of the last request synced
+        "apps": apps, "synced": sum(1 for a in apps if a["state"] == "Synced"),
+        "outOfSync": sum(1 for a in apps if a["state"] != "Synced"),
+        "created_at": views.iso(rec.created_at),
+    }
+    if api_token:
+        out["webhook"] = {"path": f"/v1/gitsources/{rec.name}/webhook", "token": webhook_token(api_token, rec.name)}
+    return out
+
+
+class GitSourceRoutes:
+    """Route handlers over the store; ``token`` is the API token the webhook tokens derive from."""
+
+    def __init__(self, store, token):
+        self.store = store
+        self.token = token
+
+    def routes(self):
+        """``(method, pattern, handler, needs API token)`` rows for :class:`reconciler.api.Api`."""
+        return [
+            ("GET", r"/v1/gitsources", self.list, True),
+            ("GET", r"/v1/gitsources/(?P<name>[^/]+)", self.get, True),
+            ("POST", r"/v1/gitsources/(?P<name>[^/]+)/sync", self.sync, True),
+            ("POST", r"/v1/gitsources/(?P<name>[^/]+)/webhook", self.webhook, False),
+        ]
+
+    def list(self, environ, query):
+        return 200, [gitsource_json(r) for r in self.store.list_gitsources()]
+
+    def get(self, environ, query, name):
+        rec = self.store.get_gitsource(name)
+        if rec is None:
+            return 404, {"error": f"gitsource {name!r} not found"}
+        return 200, gitsource_json(rec, self.token)
+
+    def sync(self, environ, query, name):
+        when = self.store.request_gitsource_sync(name)
+        if when is None:
+            return 404, {"error": f"gitsource {name!r} not found"}
+        return 202, {"name": name, "requestedAt": when}
+
+    def webhook(self, environ, query, name):
+        try:
+            length = min(int(environ.get("CONTENT_LENGTH") or 0), 1 << 20)
+        except ValueError:
+            return 400, {"error": "Content-Length is not a number"}
+        body = environ["wsgi.input"].read(length) if length else b""
+        if not webhook_allows(webhook_token(self.token, name), environ, body):
+            return 401, {"error": f"missing or wrong webhook token for gitsource {name!r}"}
+        when = self.store.request_gitsource_sync(name)
+        if when is None:
+            return 404, {"error": f"gitsource {name!r} not found"}
+        return 202, {"name": name, "requestedAt": when}
+
+
+def gitsource_document(doc):
+    """The store's form of a validated GitSource document."""
+    return {"name": doc["metadata"]["name"], "labels": doc["metadata"].get("labels") or {}, "spec": doc["spec"]}
