@@ -16,6 +16,8 @@ Routes::
     GET    /v1/nodes            POST /v1/nodes/NAME/cordon|uncordon
     GET    /v1/builds[?app=NAME]
     GET    /v1/events[?kind=K&name=N&limit=L]
+    GET    /v1/gitsources[/NAME]  POST /v1/gitsources/NAME/sync  POST /v1/gitsources/NAME/webhook
+                                (reconciler/gitops/routes.py; apply takes GitSource documents too)
 """
 import difflib
 import gzip
@@ -30,6 +32,7 @@ from corral.auth import token_matches
 from corral.spec import SpecError, validate_document
 from corral.store import StoreError, jsonable  # noqa: F401
 from reconciler import views
+from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class Api:
             ("POST", r"/v1/nodes/(?P<name>[^/]+)/(?P<verb>cordon|uncordon)", self.cordon, True),
             ("GET", r"/v1/builds", self.list_builds, True),
             ("GET", r"/v1/events", self.list_events, True),
-        ]
+        ] + GitSourceRoutes(store, token).routes()
 
     # -- WSGI plumbing -------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -126,9 +129,12 @@ class Api:
             except SpecError as e:
                 raise HttpError(400, str(e))
             name = doc["metadata"]["name"]
-            if name in seen:
-                raise HttpError(400, f"app {name!r} is defined twice in one apply")
-            seen.add(name)
+            if (doc["kind"], name) in seen:
+                raise HttpError(400, f"{doc['kind'].lower()} {name!r} is defined twice in one apply")
+            seen.add((doc["kind"], name))
+            if doc["kind"] == "GitSource":  # no source to upload: the leader fetches the repository
+                out.append(dict(gitsource_document(doc), kind="GitSource"))
+                continue
             if not isinstance(doc["spec"]["source"], str):
                 raise HttpError(400, f"app {name!r}: spec.source from git is not supported yet; use a folder")
             digest = item.get("source_digest")
@@ -143,23 +149,26 @@ class Api:
     def apply(self, environ, query):
         docs, dry_run = self._documents(environ)
         actor = environ.get("HTTP_X_CORRAL_ACTOR") or "cli"
-        results = self.store.apply_apps(docs, actor=actor, dry_run=dry_run)
+        results = self.store.apply_apps([d for d in docs if d.get("kind") != "GitSource"], actor=actor,
+                                        dry_run=dry_run,
+                                        gitsources=[d for d in docs if d.get("kind") == "GitSource"])
         if not dry_run and any(r.action != "unchanged" for r in results):
             self.kick()
         return 200, {"dryRun": dry_run, "results": [
-            {"kind": "App", "name": r.name, "action": r.action, "generation": r.generation} for r in results]}
+            {"kind": r.kind, "name": r.name, "action": r.action, "generation": r.generation} for r in results]}
 
     def diff(self, environ, query):
         docs, _ = self._documents(environ)
         out = []
         for d in docs:
-            rec = self.store.get_app(d["name"])
-            old = "" if rec is None else _diffable(rec.labels, rec.spec, rec.source_digest)
-            new = _diffable(d["labels"], d["spec"], d["source_digest"])
+            source = d.get("kind") == "GitSource"
+            rec = (self.store.get_gitsource if source else self.store.get_app)(d["name"])
+            old = "" if rec is None else _diffable(rec.labels, rec.spec, None if source else rec.source_digest)
+            new = _diffable(d["labels"], d["spec"], d.get("source_digest"))
             text = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
                                                 f"live/{d['name']}", f"applied/{d['name']}"))
             action = "created" if rec is None else ("unchanged" if not text else "configured")
-            if rec is not None and rec.deleting:
+            if rec is not None and getattr(rec, "deleting", False):
                 action = "configured"
             out.append({"name": d["name"], "action": action, "diff": text})
         return 200, {"diffs": out}

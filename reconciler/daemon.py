@@ -6,10 +6,13 @@ the leader lease runs the loop. Green threads:
 - bus: each verified ``report`` updates the observed view; a change kicks the loop;
 - lease: take/renew every ``lease_renew`` seconds;
 - loop: a pass when kicked or every ``loop_interval``, if (and only while) we lead;
+- gitops: every ``gitops_tick``, the GitSources that are due are synced, if we lead;
 - api: eventlet.wsgi on the API address.
 """
 import logging
+import shutil
 import signal
+import tempfile
 import time
 
 import corral.green  # noqa: F401  (silences the banner before eventlet loads)
@@ -24,6 +27,8 @@ from corral.wire.bus import BusServer
 from corral.wire.keys import read_key
 from reconciler import views
 from reconciler.api import Api
+from reconciler.gitops.repo import GitRepos
+from reconciler.gitops.sync import GitSync
 from reconciler.leader import LeaderLease
 from reconciler.loop import Controller
 from reconciler.observed import Observed
@@ -121,11 +126,29 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
                 log.exception("loop pass failed")
             eventlet.sleep(0)
 
+    git_dir = tempfile.mkdtemp(prefix="corral-git-")
+    gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, kick, scratch_dir=git_dir)
+
+    def gitops_loop():
+        while not stopping.ready():
+            eventlet.sleep(timings.gitops_tick)
+            epoch = lease.epoch
+            if epoch is None or stopping.ready():
+                continue
+            try:
+                gitsync.run_due(epoch)
+            except Fenced:
+                log.warning("%s was fenced at epoch %d during a git sync", name, epoch)
+            except StoreError as e:
+                log.warning("git sync failed: %s", e)
+            except Exception:
+                log.exception("git sync failed")
+
     host, _, port = api.rpartition(":")
     sock = eventlet.listen((host or "127.0.0.1", int(port)), backlog=1024)
     app = Api(store, state, api_token(key), kick)
     server.start()
-    threads = [eventlet.spawn(lease_loop), eventlet.spawn(control_loop),
+    threads = [eventlet.spawn(lease_loop), eventlet.spawn(control_loop), eventlet.spawn(gitops_loop),
                eventlet.spawn(eventlet.wsgi.server, sock, app, log=logging.getLogger("corral.api.access"),
                               log_output=False, socket_timeout=60)]
 
@@ -142,4 +165,5 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
     server.close()
     sock.close()
     store.close()
+    shutil.rmtree(git_dir, ignore_errors=True)
     log.info("reconciler %s stopped", name)

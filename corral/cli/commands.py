@@ -30,6 +30,9 @@ def _upload_sources(client, docs, upload=True):
     """Pack every app's source folder; upload the ones the store lacks. Returns the request documents."""
     out, packed = [], {}
     for d in docs:
+        if d.kind == "GitSource":  # nothing to upload: the leader fetches the repository itself
+            out.append({"doc": d.doc})
+            continue
         source = d.doc["spec"]["source"]
         if not isinstance(source, str):
             raise ClientError(f"{d.file}:{d.line}: spec.source: git sources are not supported yet; use a folder")
@@ -56,10 +59,10 @@ def cmd_apply(args, client):
     _, reply = client.request("POST", "/v1/apply", json=body)
     suffix = " (dry run)" if args.dry_run else ""
     for r in reply["results"]:
-        print(f"app/{r['name']} {r['action']}{suffix}")
+        print(f"{r.get('kind', 'App').lower()}/{r['name']} {r['action']}{suffix}")
     if args.wait and not args.dry_run:
         timeout = parse_duration(args.timeout)
-        for r in reply["results"]:
+        for r in (r for r in reply["results"] if r.get("kind", "App") == "App"):
             wait_available(client, r["name"], r["generation"], timeout)
     return 0
 

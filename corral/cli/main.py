@@ -32,14 +32,20 @@ def parser():
     d.add_argument("-f", "--filename", action="append", required=True, metavar="PATH")
 
     g = sub.add_parser("get", help="list apps, instances, nodes, builds or events")
-    g.add_argument("resource", help="apps | instances | nodes | builds | events")
+    g.add_argument("resource", help="apps | instances | nodes | builds | events | gitsources")
     g.add_argument("name", nargs="?")
     g.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
     g.add_argument("-w", "--watch", action="store_true", help="keep printing as it changes")
 
     s = sub.add_parser("describe", help="spec, status, conditions, instances and events of an app")
-    s.add_argument("kind", help="app")
+    s.add_argument("kind", help="app | gitsource")
     s.add_argument("name")
+
+    y = sub.add_parser("sync", help="sync a GitSource now, and wait for the outcome")
+    y.add_argument("name")
+    y.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="wait until the leader has synced it (default: yes)")
+    y.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
 
     x = sub.add_parser("delete", help="stop an app's instances (with their grace) and remove it")
     x.add_argument("kind", nargs="?", help="app")
@@ -131,10 +137,11 @@ def main(argv=None):
     try:
         if args.command in ("reconciler", "agent", "builder", "up"):
             return run_daemon(args) or 0
-        from corral.cli import commands
+        from corral.cli import commands, gitops
         from corral.cli.client import Client, load_config
         client = Client(*load_config())
-        return getattr(commands, f"cmd_{args.command}")(args, client)
+        handler = gitops.handler_for(args) or getattr(commands, f"cmd_{args.command}")
+        return handler(args, client)
     except (ClientError, SpecError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if args.command == "diff" else 1
