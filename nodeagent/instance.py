@@ -113,6 +113,7 @@ class Instance:
         self.backoff_until = None
         self.message = None
         self.finished = False     # ended for good under its restart policy
+        self._run_message = None  # the message of the current run while it is ready
         self.stop_requested = False
         self._wake = Wakeup()
         self._thread = None
@@ -261,6 +262,7 @@ class Instance:
                 # PENDING -> STARTING (adopted: it keeps its pid; ready again once its check passes)
                 self._set(State.STARTING, ready=False, started_at=started, backoff_until=None,
                           message="adopted after an agent restart")
+                self._run_message = None
             else:
                 try:
                     self.proc = self.launcher.spawn(argv, env, cwd, self._log_path())
@@ -269,9 +271,10 @@ class Instance:
                     return
                 self.ticks = self.launcher.start_ticks(self.proc.pid)
                 started = self.clock()
+                self._run_message = f"last run: {restart.exit_message(self.exit_code)}" if self.restarts else None
                 # PENDING/BACKOFF -> STARTING (a restart keeps the last exit code on show)
                 self._set(State.STARTING, ready=False, started_at=started, backoff_until=None,
-                          message=f"last run: {restart.exit_message(self.exit_code)}" if self.restarts else None)
+                          message=self._run_message)
             code, why = self._supervise(started, env, cwd)
             if code is None:
                 return  # stop requested while it runs
@@ -348,11 +351,14 @@ class Instance:
         return None, None
 
     def _mark(self, ready, reason):
-        """Report a readiness change at once: STARTING -> RUNNING on the first ready, and ready flips."""
+        """Report a readiness change at once: STARTING -> RUNNING on the first ready, and ready flips.
+
+        A passing check puts back the message the run started with (``last run: ...``)."""
+        message = self._run_message if ready else reason
         if ready and self.state == State.STARTING:
-            self._set(State.RUNNING, ready=True, message=None if self.message == reason else self.message)
-        elif ready != self.ready or (reason and reason != self.message):
-            self._set(self.state, ready=ready, message=reason if reason else self.message)
+            self._set(State.RUNNING, ready=True, message=message)  # STARTING -> RUNNING
+        elif ready != self.ready or message != self.message:
+            self._set(self.state, ready=ready, message=message)
 
     def _port_open(self):
         try:

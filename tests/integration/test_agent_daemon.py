@@ -54,6 +54,23 @@ STUBBORN = textwrap.dedent("""\
 """)
 
 
+# Serves 200 on every path until the file $SICKFILE exists, then 500.
+SICK = textwrap.dedent("""\
+    import http.server, os, sys
+
+    class Sick(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(500 if os.path.exists(os.environ["SICKFILE"]) else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Sick).serve_forever()
+""")
+
+
 def wait_for(what, predicate, timeout=WAIT):
     """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -85,6 +102,7 @@ def build_image_archive():
         add_file("app/hello.txt", "hello from the image\n")
         add_file("app/envserver.py", ENV_SERVER)
         add_file("app/stubborn.py", STUBBORN)
+        add_file("app/sick.py", SICK)
     return buf.getvalue()
 
 
@@ -163,7 +181,7 @@ def agent(tmp_path, reconciler, key_file):
     """Starts the agent daemon in its own process; yields a handle with the process and its folders."""
     started = []
 
-    def start():
+    def start(**timings):
         data_dir, images_dir = tmp_path / "data", tmp_path / "images"
         args = dict(name=NODE, reconcilers=[reconciler.endpoint], data_dir=str(data_dir),
                     secret_file=str(key_file), images_dir=str(images_dir), labels={"zone": "a"})
@@ -172,9 +190,10 @@ def agent(tmp_path, reconciler, key_file):
                 "logging.basicConfig(level=logging.INFO)\n"
                 "from corral.settings import Timings\n"
                 "from nodeagent.daemon import run\n"
-                "run(**json.loads(sys.argv[1]), timings=Timings(heartbeat=0.2))\n")
+                "run(**json.loads(sys.argv[1]), timings=Timings(**json.loads(sys.argv[2])))\n")
         log = open(tmp_path / "agent.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], stdout=log, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args), json.dumps({"heartbeat": 0.2, **timings})],
+                                stdout=log, stderr=log)
         log.close()
         handle = type("AgentProcess", (), {"proc": proc, "data_dir": data_dir, "images_dir": images_dir,
                                             "log": tmp_path / "agent.log"})
@@ -193,12 +212,13 @@ def agent(tmp_path, reconciler, key_file):
                 handle.proc.wait()
 
 
-def assignment(iid, image_server, command, *, port=True, env=None, restart="always", grace=5.0, sha256=None):
+def assignment(iid, image_server, command, *, port=True, env=None, restart="always", grace=5.0, sha256=None,
+               health=None):
     url, digest, _ = image_server
     return {"id": iid, "app": "hello", "process": "web", "revision": "1", "image": IMAGE,
             "artifact": {"url": url, "sha256": sha256 or digest},
             "spec": {"command": command, "env": env or {}, "port": port, "restart": restart,
-                     "drainPeriod": 0, "stopGracePeriod": grace}}
+                     "drainPeriod": 0, "stopGracePeriod": grace, "health": health}}
 
 
 HTTP_SERVER = ["python", "-m", "http.server", "$PORT", "--bind", "127.0.0.1"]

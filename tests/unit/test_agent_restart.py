@@ -32,3 +32,18 @@ def test_restart_delay_needs_a_failure():
                                            (-9, "killed by SIGKILL"), (-15, "killed by SIGTERM")])
 def test_exit_message(code, message):
     assert exit_message(code) == message
+
+
+def test_the_backoff_schedule_is_a_setting():
+    from corral.settings import Timings
+    from nodeagent.restart import Backoff
+    b = Backoff.from_timings(Timings(restart_backoff_first=0.5, restart_backoff_max=3.0, restart_backoff_reset=60.0))
+    assert [b.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert b.failures_after(4, ran_for=59.9) == 5
+    assert b.failures_after(4, ran_for=60.0) == 1, "a run as long as reset_after starts the schedule over"
+
+
+def test_an_exit_of_unknown_status_is_a_failure_and_says_so():
+    from nodeagent.process import EXIT_UNKNOWN
+    assert should_restart("on-failure", EXIT_UNKNOWN)
+    assert exit_message(EXIT_UNKNOWN) == "ended while the agent was down (exit status unknown)"
