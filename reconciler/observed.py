@@ -33,6 +33,19 @@ class NodeReport:
     node: dict
     instances: tuple
     epoch_seen: int
+    started_at: float = None   # the reporting agent process's start (report.started_at)
+    seq: int = 0               # its report number (report.seq)
+
+
+def is_delayed(prev, body):
+    """True when ``body`` is older than ``prev`` (the node's last kept report): sent by an
+    agent process that started earlier, or by the same one with a lower or equal ``seq``.
+    A later ``started_at`` is a restarted agent, whose ``seq`` starts over."""
+    if prev is None or prev.started_at is None or body.get("started_at") is None:
+        return False
+    if body["started_at"] != prev.started_at:
+        return body["started_at"] < prev.started_at
+    return body.get("seq", 0) <= prev.seq
 
 
 class Observed:
@@ -48,9 +61,12 @@ class Observed:
         True when it differs from the previous report in anything but time."""
         name = body["node"]["name"]
         prev = self._reports.get(name)
+        if is_delayed(prev, body):
+            return False
         instances = tuple(sorted(({k: v for k, v in i.items()} for i in body["instances"]),
                                  key=lambda i: i["id"]))
-        self._reports[name] = NodeReport(name, now, body["node"], instances, body.get("epoch_seen", 0))
+        self._reports[name] = NodeReport(name, now, body["node"], instances, body.get("epoch_seen", 0),
+                                         body.get("started_at"), body.get("seq", 0))
         changed = prev is None or prev.instances != instances or prev.node != body["node"]
         if changed:
             self.version += 1
