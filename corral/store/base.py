@@ -165,6 +165,10 @@ class BuildRecord:
     created_at: float
     started_at: Optional[float]
     finished_at: Optional[float]
+    layers: Optional[list] = None    # [{"kind": "env"|"code", "id", "sha256", "size", "url"}, ...]
+    lock: Optional[str] = None       # the resolved requirement set: name==version with hashes
+    progress: Optional[str] = None   # what a building build does now ("resolve", "install", ...)
+    log_tail: Optional[str] = None   # the last lines of a failed build's log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,15 +343,20 @@ class Store(abc.ABC):
         Two builders never claim the same build (SKIP LOCKED / immediate lock)."""
 
     @abc.abstractmethod
-    def heartbeat_build(self, build_id: int, worker: str) -> None:
-        """Mark that ``worker`` still works on the build."""
+    def heartbeat_build(self, build_id: int, worker: str, progress: Optional[str] = None) -> None:
+        """Mark that ``worker`` still works on the build, and what it does now (``progress``, if given)."""
 
     @abc.abstractmethod
     def finish_build(self, build_id: int, worker: str, *, state: str, image: Optional[str] = None,
                      artifact_url: Optional[str] = None, artifact_sha256: Optional[str] = None,
                      cache: Optional[str] = None, phases: Optional[dict] = None,
-                     error: Optional[str] = None) -> None:
-        """Record the outcome (``succeeded`` or ``failed``) of a claimed build."""
+                     error: Optional[str] = None, layers: Optional[list] = None, lock: Optional[str] = None,
+                     log_tail: Optional[str] = None) -> None:
+        """Record the outcome (``succeeded`` or ``failed``) of a claimed build.
+
+        ``layers`` are the image's layers (``[{"kind", "id", "sha256", "size",
+        "url"}, ...]``), ``lock`` the resolved requirement set, ``log_tail``
+        the end of the build log when it failed."""
 
     @abc.abstractmethod
     def get_build(self, key: str) -> Optional[BuildRecord]:

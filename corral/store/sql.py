@@ -134,6 +134,12 @@ MIGRATIONS = [
             PRIMARY KEY (app, revision))""",
         "ALTER TABLE nodes ADD COLUMN draining {bool} NOT NULL DEFAULT FALSE",
     ],
+    [  # layered images (builder): each build's layers, its lock, its progress, and its log's tail on failure
+        "ALTER TABLE builds ADD COLUMN layers TEXT",
+        "ALTER TABLE builds ADD COLUMN lock TEXT",
+        "ALTER TABLE builds ADD COLUMN progress TEXT",
+        "ALTER TABLE builds ADD COLUMN log_tail TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -141,7 +147,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 APP_COLUMNS = ("name, labels, spec, source_digest, generation, resource_version, deleting, "
                "status, owner, created_at, updated_at")
 BUILD_COLUMNS = ("id, key, app, inputs, state, image, artifact_url, artifact_sha256, cache, "
-                 "phases, error, worker, created_at, started_at, finished_at")
+                 "phases, error, worker, created_at, started_at, finished_at, layers, lock, progress, log_tail")
 DESIRED_COLUMNS = "id, app, process, node, revision, image, spec, created_at"
 NODE_COLUMNS = "name, address, labels, capacity, cordoned, first_seen, last_seen"
 EVENT_COLUMNS = "id, time, kind, name, reason, message, actor"
@@ -171,7 +177,8 @@ def _build(row) -> BuildRecord:
         id=int(row[0]), key=row[1], app=row[2], inputs=json.loads(row[3]), state=row[4],
         image=row[5], artifact_url=row[6], artifact_sha256=row[7], cache=row[8],
         phases=json.loads(row[9]), error=row[10], worker=row[11], created_at=row[12],
-        started_at=row[13], finished_at=row[14])
+        started_at=row[13], finished_at=row[14], layers=json.loads(row[15]) if row[15] else None,
+        lock=row[16], progress=row[17], log_tail=row[18])
 
 
 def _desired(row) -> DesiredInstance:
@@ -239,6 +246,9 @@ class SQLStore(Store):
     for_share = ""
     #: Appended to the job-queue SELECT so concurrent claimers pass each other.
     skip_locked = ""
+    #: First statement of a transaction that must read one snapshot across statements
+    #: (PostgreSQL's READ COMMITTED gives each statement its own); SQLite needs none.
+    snapshot_statement = ""
 
     # --- what a backend supplies -----------------------------------------
     @abc.abstractmethod
@@ -258,6 +268,19 @@ class SQLStore(Store):
     @abc.abstractmethod
     def _lock_for_migration(self, cur: Cursor) -> None:
         """Make concurrent migrate() calls take turns, until the transaction ends."""
+
+    # --- whole-store transactions (backup and restore) ------------------
+    def read_snapshot(self, work):
+        """Run ``work(cursor)`` in one read-only transaction that sees a single consistent snapshot."""
+        def snapshot(cur):
+            if self.snapshot_statement:
+                cur.execute(self.snapshot_statement)
+            return work(cur)
+        return self._run(snapshot, write=False, commit=False)
+
+    def write_transaction(self, work):
+        """Run ``work(cursor)`` in one write transaction (``?`` placeholders) and return what it returns."""
+        return self._run(work, write=True)
 
     # --- lifecycle -----------------------------------------------------
     def migrate(self) -> None:
@@ -627,7 +650,8 @@ class SQLStore(Store):
             cur.execute(
                 "UPDATE builds SET state = 'queued', error = NULL, worker = NULL, heartbeat_at = NULL, "
                 "started_at = NULL, finished_at = NULL, image = NULL, artifact_url = NULL, "
-                "artifact_sha256 = NULL, cache = NULL, phases = '{}' WHERE key = ? AND state = 'failed'",
+                "artifact_sha256 = NULL, cache = NULL, phases = '{}', layers = NULL, lock = NULL, progress = NULL, "
+                "log_tail = NULL WHERE key = ? AND state = 'failed'",
                 (key,))
         self._run(work, write=True)
 
@@ -647,20 +671,20 @@ class SQLStore(Store):
             if row is None:
                 return None
             cur.execute("UPDATE builds SET state = 'building', worker = ?, started_at = ?, "
-                        "heartbeat_at = ? WHERE id = ?", (worker, now, now, row[0]))
+                        "heartbeat_at = ?, progress = NULL WHERE id = ?", (worker, now, now, row[0]))
             cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds WHERE id = ?", (row[0],))
             return _build(cur.fetchone())
         return self._run(work, write=True)
 
-    def heartbeat_build(self, build_id: int, worker: str) -> None:
-        """Mark that ``worker`` still works on the build.
+    def heartbeat_build(self, build_id: int, worker: str, progress: Optional[str] = None) -> None:
+        """Mark that ``worker`` still works on the build, and what it does now (``progress``, if given).
 
         Raises Conflict when the build is no longer ``building`` by ``worker``
         (it was reclaimed as stale): the worker should give it up.
         """
         def work(cur):
-            cur.execute("UPDATE builds SET heartbeat_at = ? WHERE id = ? AND worker = ? "
-                        "AND state = 'building'", (self._now(cur), build_id, worker))
+            cur.execute("UPDATE builds SET heartbeat_at = ?, progress = COALESCE(?, progress) WHERE id = ? "
+                        "AND worker = ? AND state = 'building'", (self._now(cur), progress, build_id, worker))
             if cur.rowcount == 0:
                 raise Conflict(f"build {build_id} is not being built by {worker!r} any more")
         self._run(work, write=True)
@@ -668,7 +692,8 @@ class SQLStore(Store):
     def finish_build(self, build_id: int, worker: str, *, state: str, image: Optional[str] = None,
                      artifact_url: Optional[str] = None, artifact_sha256: Optional[str] = None,
                      cache: Optional[str] = None, phases: Optional[dict] = None,
-                     error: Optional[str] = None) -> None:
+                     error: Optional[str] = None, layers: Optional[list] = None, lock: Optional[str] = None,
+                     log_tail: Optional[str] = None) -> None:
         """Record the outcome of a build ``worker`` holds.
 
         Raises ValueError for a state other than succeeded/failed, and
@@ -680,10 +705,11 @@ class SQLStore(Store):
         def work(cur):
             cur.execute(
                 "UPDATE builds SET state = ?, image = ?, artifact_url = ?, artifact_sha256 = ?, "
-                "cache = ?, phases = ?, error = ?, finished_at = ? "
-                "WHERE id = ? AND worker = ? AND state = 'building'",
+                "cache = ?, phases = ?, error = ?, finished_at = ?, layers = ?, lock = ?, log_tail = ?, "
+                "progress = NULL WHERE id = ? AND worker = ? AND state = 'building'",
                 (state, image, artifact_url, artifact_sha256, cache, canonical_json(phases or {}),
-                 error, self._now(cur), build_id, worker))
+                 error, self._now(cur), canonical_json(layers) if layers is not None else None, lock,
+                 log_tail, build_id, worker))
             if cur.rowcount == 0:
                 raise Conflict(f"build {build_id} is not being built by {worker!r}, so it cannot "
                                f"be finished by it")
