@@ -75,6 +75,7 @@ def _instance(iid, app, process, node, state, rep, *, revision, image, desired):
         "address": rep.get("address"), "port": rep.get("port"), "pid": rep.get("pid"),
         "revision": revision, "image": image, "restarts": rep.get("restarts", 0),
         "started_at": iso(rep.get("started_at")), "exit_code": rep.get("exit_code"),
+        "backoff_until": iso(rep.get("backoff_until")),
         "message": rep.get("message"), "desired": desired,
     }
 
@@ -104,6 +105,9 @@ def nodes_json(views, stored, reports, desired, last_seen):
             },
             "instances": len(rows),
             "conditions": node.get("conditions", []),
+            "load": node.get("load"),
+            "version": node.get("version"),
+            "rejected_messages": node.get("rejected_messages", {}),
             "last_seen": iso(last_seen(v.name) if rep else (rec.last_seen if rec else None)),
         })
     return out
