@@ -40,6 +40,8 @@ def load_tree(root, path):
     folder = os.path.normpath(os.path.join(root, path))
     if not os.path.isdir(folder):
         raise SpecError([f"{path}: no such folder in the commit"])
+    if not any(f.endswith((".yaml", ".yml")) for _, _, files in os.walk(folder) for f in files):
+        return [], {}  # a commit with no manifest declares no app (plan_sync guards against deleting all)
     try:
         docs = load_paths([folder])
     except SpecError as e:
