@@ -73,12 +73,16 @@ def parser():
     r.add_argument("--name", default=None)
     r.add_argument("--settings")
 
-    n = sub.add_parser("agent", help="run one node agent daemon")
+    n = sub.add_parser("agent", help="run one node agent daemon",
+                       description="Run one node agent. SIGINT stops every instance of the node, then the agent; "
+                                   "SIGTERM (or SIGKILL) ends only the agent: the instances keep running and the "
+                                   "next agent on the same --data-dir adopts them.")
     n.add_argument("--name", required=True)
     n.add_argument("--reconciler", action="append", required=True, metavar="tcp://HOST:PORT")
     n.add_argument("--data-dir", required=True)
     n.add_argument("--secret-file", required=True)
     n.add_argument("--label", action="append", type=_label, default=[], metavar="KEY=VALUE")
+    n.add_argument("--labels-file", metavar="FILE", help="a YAML mapping of labels; --label wins over it")
     n.add_argument("--images-dir", default="/var/lib/corral/images")
     n.add_argument("--address", default="127.0.0.1")
     n.add_argument("--settings")
@@ -93,6 +97,14 @@ def parser():
     b.add_argument("--advertise", default=None, metavar="HOST:PORT")
     b.add_argument("--settings")
     return p
+
+
+def _agent_labels(args):
+    """The agent's labels: its --labels-file, then each --label over it."""
+    from nodeagent.facts import labels_from_file
+    labels = labels_from_file(args.labels_file) if args.labels_file else {}
+    labels.update(dict(args.label))
+    return labels
 
 
 def _daemon_logging(name):
@@ -116,7 +128,7 @@ def run_daemon(args):
         from nodeagent.daemon import run
         _daemon_logging(f"agent/{args.name}")
         run(name=args.name, reconcilers=args.reconciler, data_dir=args.data_dir,
-            secret_file=args.secret_file, images_dir=args.images_dir, labels=dict(args.label),
+            secret_file=args.secret_file, images_dir=args.images_dir, labels=_agent_labels(args),
             address=args.address, timings=timings)
     elif args.command == "builder":
         from builder.daemon import run
