@@ -1,5 +1,32 @@
-"""What a node has: cpu, memory and disk, read from this machine."""
+"""What a node has: cpu, memory, disk and load read from this machine, and its labels."""
 import os
+import re
+
+import yaml
+
+LABEL_KEY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_./]{0,251}[A-Za-z0-9])?$")
+
+
+def labels_from_file(path):
+    """The labels in the YAML mapping at ``path`` (key: value, both strings).
+
+    Raises ValueError naming the file and the key when it is not such a mapping.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"labels file {path} cannot be read ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"labels file {path} must be a mapping of label to value")
+    out = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not LABEL_KEY.match(key):
+            raise ValueError(f"labels file {path}: {key!r} is not a label name")
+        if isinstance(value, (dict, list)) or value is None:
+            raise ValueError(f"labels file {path}: the value of {key!r} must be a string")
+        out[key] = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    return out
 
 
 def cpu_count():
