@@ -55,6 +55,15 @@ def parser():
                    help="wait until the app is gone (default: yes)")
     x.add_argument("--timeout", default="5m")
 
+    k = sub.add_parser("backup", help="write the control-plane state (apps, sources, history) to a dated file")
+    k.add_argument("--to", metavar="DIR", help="the folder to write it in (default: the current one)")
+    k.add_argument("--store", metavar="DSN", help="read this store directly instead of asking the API")
+
+    e = sub.add_parser("restore", help="load a backup file into an empty store")
+    e.add_argument("file", metavar="FILE")
+    e.add_argument("--store", required=True, metavar="DSN")
+    e.add_argument("--force", action="store_true", help="replace the state of a store that is not empty")
+
     u = sub.add_parser("up", help="an all-in-one cluster on this machine, in the foreground")
     u.add_argument("--data-dir", default=None, help="where the cluster keeps its state (default ~/.local/share/corral)")
     u.add_argument("--nodes", type=int, default=2)
@@ -149,6 +158,9 @@ def main(argv=None):
     try:
         if args.command in ("reconciler", "agent", "builder", "up"):
             return run_daemon(args) or 0
+        if args.command in ("backup", "restore"):
+            from corral.cli import backup
+            return backup.run(args)
         from corral.cli import commands, gitops
         from corral.cli.client import Client, load_config
         client = Client(*load_config())

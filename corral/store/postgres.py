@@ -48,6 +48,7 @@ class PostgresStore(SQLStore):
     for_update = " FOR UPDATE"
     for_share = " FOR SHARE"
     skip_locked = " SKIP LOCKED"
+    snapshot_statement = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
     def __init__(self, dsn: str, pool_size: int = 4, statement_timeout: float = 10.0,
                  connect_timeout: float = 5.0):
