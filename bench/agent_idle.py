@@ -1,0 +1,129 @@
+"""Benchmark: one agent supervising N idle instances; the agent's own CPU share and RSS.
+
+Each instance is ``socat`` listening on its port (a tiny process), with a tcp
+health check every second. The agent runs as a real daemon process against a
+fake reconciler on a real bus; once every instance is ready, the agent's CPU
+time (utime + stime from /proc) is sampled over a window.
+
+    .venv/bin/python bench/agent_idle.py [--instances 200] [--window 30]
+
+Goal (issue 3): under 5% of one core and under 100 MiB RSS at 200 instances.
+"""
+import corral.green
+
+corral.green.patch()
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import http.server  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from corral.wire.keys import new_key_file, read_key  # noqa: E402
+from tests.integration.test_agent_daemon import IMAGE, NODE, Reconciler, build_image_archive  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def serve(archive):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(archive)))
+            self.end_headers()
+            self.wfile.write(archive)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--instances", type=int, default=200)
+    p.add_argument("--window", type=float, default=30.0, help="seconds of idle supervision measured")
+    args = p.parse_args()
+    if shutil.which("socat") is None:
+        sys.exit("socat is needed for the idle instances and is not on the PATH")
+    work = tempfile.mkdtemp(prefix="corral-bench-agent-")
+    key_file = os.path.join(work, "cluster.key")
+    new_key_file(key_file)
+    rec = Reconciler(read_key(key_file))
+    archive = build_image_archive()
+    server = serve(archive)
+    url = f"http://127.0.0.1:{server.server_address[1]}/image.tar.gz"
+    run_args = dict(name=NODE, reconcilers=[rec.endpoint], data_dir=os.path.join(work, "data"),
+                    secret_file=key_file, images_dir=os.path.join(work, "images"), labels={})
+    code = ("import corral.green; corral.green.patch()\n"
+            "import json, sys\n"
+            "from corral.settings import Timings\n"
+            "from nodeagent.daemon import run\n"
+            "run(**json.loads(sys.argv[1]), timings=Timings())\n")
+    agent = subprocess.Popen([sys.executable, "-c", code, json.dumps(run_args)],
+                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "agent.log"), "w"))
+    try:
+        while rec.latest() is None:
+            time.sleep(0.1)
+        command = ["socat", "TCP-LISTEN:$PORT,bind=127.0.0.1,reuseaddr,fork", "/dev/null"]
+        health = {"tcp": True, "interval": 1.0, "timeout": 1.0, "failures": 3, "initialDelay": 0}
+        rec.assign([{"id": f"idle-{n}", "app": "idle", "process": "web", "revision": "1", "image": IMAGE,
+                     "artifact": {"url": url, "sha256": hashlib.sha256(archive).hexdigest()},
+                     "spec": {"command": command, "env": {}, "port": True, "restart": "always",
+                              "drainPeriod": 0, "stopGracePeriod": 5, "health": health}}
+                    for n in range(args.instances)], epoch=1)
+        t0 = time.monotonic()
+        while True:
+            report = rec.latest()
+            ready = sum(1 for i in report["instances"] if i["ready"])
+            if ready == args.instances:
+                break
+            if time.monotonic() - t0 > 300:
+                sys.exit(f"only {ready} of {args.instances} instances ready after 300 s")
+            time.sleep(0.5)
+        all_ready = time.monotonic() - t0
+        time.sleep(2)
+        c0, w0 = cpu_seconds(agent.pid), time.monotonic()
+        time.sleep(args.window)
+        c1, w1 = cpu_seconds(agent.pid), time.monotonic()
+        print(json.dumps({"instances": args.instances, "all_ready_s": round(all_ready, 1),
+                          "window_s": round(w1 - w0, 1), "agent_cpu_percent_of_one_core": round(100 * (c1 - c0) / (w1 - w0), 2),
+                          "agent_rss_mib": round(rss_mib(agent.pid), 1), "reports": len(rec.reports)}))
+    finally:
+        agent.send_signal(signal.SIGINT)
+        try:
+            agent.wait(120)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        rec.close()
+        server.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
