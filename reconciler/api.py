@@ -13,7 +13,8 @@ Routes::
     GET    /v1/apps             GET /v1/apps/NAME        DELETE /v1/apps/NAME
     HEAD   /v1/sources/DIGEST   PUT /v1/sources/DIGEST   (gzip'd tar, digest checked)
     GET    /v1/instances[?app=NAME]
-    GET    /v1/nodes            POST /v1/nodes/NAME/cordon|uncordon
+    GET    /v1/nodes            POST /v1/nodes/NAME/cordon|uncordon|drain
+    GET    /v1/apps/NAME/revisions   POST /v1/apps/NAME/undo   (reconciler/rollout_api.py)
     GET    /v1/builds[?app=NAME]
     GET    /v1/events[?kind=K&name=N&limit=L]
     GET    /v1/backup           the control-plane state as a backup document
@@ -34,6 +35,7 @@ from corral.spec import SpecError, validate_document
 from corral.store import StoreError, jsonable  # noqa: F401
 from reconciler import views
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
+from reconciler.rollout_api import RolloutRoutes
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class Api:
             ("GET", r"/v1/builds", self.list_builds, True),
             ("GET", r"/v1/events", self.list_events, True),
             ("GET", r"/v1/backup", self.backup, True),
-        ] + GitSourceRoutes(store, token).routes()
+        ] + GitSourceRoutes(store, token).routes() + RolloutRoutes(store, kick, HttpError, _json_body).routes()
 
     # -- WSGI plumbing -------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -155,7 +157,7 @@ class Api:
                                         dry_run=dry_run,
                                         gitsources=[d for d in docs if d.get("kind") == "GitSource"])
         if not dry_run and any(r.action != "unchanged" for r in results):
-            self.kick()
+            self.kick(*[r.name for r in results if r.action != "unchanged" and r.kind == "App"])
         return 200, {"dryRun": dry_run, "results": [
             {"kind": r.kind, "name": r.name, "action": r.action, "generation": r.generation} for r in results]}
 
@@ -187,7 +189,7 @@ class Api:
     def delete_app(self, environ, query, name):
         if not self.store.mark_app_deleting(name, actor=environ.get("HTTP_X_CORRAL_ACTOR") or "cli"):
             raise HttpError(404, f"app {name!r} not found")
-        self.kick()
+        self.kick(name)
         return 202, {"name": name, "deleting": True}
 
     def has_source(self, environ, query, digest):

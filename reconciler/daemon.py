@@ -3,9 +3,15 @@
 Every reconciler serves the API and hears every agent; only the one holding
 the leader lease runs the loop. Green threads:
 
-- bus: each verified ``report`` updates the observed view; a change kicks the loop;
-- lease: take/renew every ``lease_renew`` seconds;
-- loop: a pass when kicked or every ``loop_interval``, if (and only while) we lead;
+- bus: each verified ``report`` updates the observed view; a change enqueues
+  the apps it concerns (a new node: everything);
+- lease: take/renew every ``lease_renew`` seconds; becoming leader enqueues everything;
+- loop: one worker takes the due keys of the work queue (app names, ``ALL``
+  every ``loop_interval``) and syncs them, if (and only while) we lead; a
+  failed app is retried after its own backoff. One worker, on purpose:
+  placements of different apps compete for the same nodes' room, and a single
+  writer of the desired table needs no optimistic retry (Nomad's plan applier
+  serialises them too);
 - gitops: every ``gitops_tick``, the GitSources that are due are synced, if we lead;
 - api: eventlet.wsgi on the API address.
 """
@@ -30,8 +36,9 @@ from reconciler.api import Api
 from reconciler.gitops.repo import GitRepos
 from reconciler.gitops.sync import GitSync
 from reconciler.leader import LeaderLease
-from reconciler.loop import Controller
+from reconciler.loop import ALL, Controller
 from reconciler.observed import Observed
+from reconciler.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +55,8 @@ class ClusterState:
         desired = self.store.list_desired()
         known = {n.name for n in stored} | {r.node for r in desired}
         cordoned = {n.name for n in stored if n.cordoned}
-        return stored, desired, self.observed.node_views(known, cordoned, self.clock(), self.timings)
+        return stored, desired, self.observed.node_views(known, cordoned, self.clock(), self.timings,
+                                                         draining={n.name for n in stored if n.draining})
 
     def health(self):
         return {"name": self.name, "leader": self.lease.epoch is not None, "epoch": self.lease.epoch}
@@ -82,16 +90,26 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
     store = open_store_retrying(store_dsn)
     observed = Observed(started_at=time.time())
     kicks = eventlet.queue.LightQueue(maxsize=1)
+    work = WorkQueue()
 
-    def kick():
+    def kick(*keys):
+        """Enqueue ``keys`` (app names; none: everything) and wake the worker."""
+        work.add_all(keys or (ALL,))
         try:
             kicks.put_nowait(True)
         except eventlet.queue.Full:
             pass
 
     def on_message(peer, msg):
-        if msg.type == "report" and observed.record(msg.body, time.time()):
-            kick()
+        if msg.type != "report":
+            return
+        node = msg.body["node"]["name"]
+        new_node = node not in observed.reports()
+        if observed.record(msg.body, time.time()):
+            if new_node:
+                kick()
+            else:
+                kick(*({i["app"] for i in msg.body["instances"]} | controller.apps_on_node(node)))
 
     server = BusServer(bus, key, name, on_message, window=timings.replay_window)
     lease = LeaderLease(store, name, timings)
@@ -107,24 +125,44 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
             eventlet.sleep(timings.lease_renew)
 
     def control_loop():
+        next_resync = 0.0
         while not stopping.ready():
+            now = time.monotonic()
             try:
-                kicks.get(timeout=timings.loop_interval)
+                kicks.get(timeout=work.wait_hint(now, max(0.0, min(timings.loop_interval, next_resync - now))))
             except eventlet.queue.Empty:
                 pass
+            now = time.monotonic()
+            if now >= next_resync:
+                work.add(ALL)
+                next_resync = now + timings.loop_interval
             epoch = lease.epoch
             if epoch is None or stopping.ready():
                 continue
-            try:
-                controller.run_once(epoch)
-            except Fenced:
-                log.warning("%s was fenced at epoch %d: another reconciler leads", name, epoch)
-                lease.release()
-            except StoreError as e:
-                log.warning("loop pass failed: %s", e)
-            except Exception:
-                log.exception("loop pass failed")
+            keys = work.take(now)
+            if keys:
+                sync(epoch, keys)
             eventlet.sleep(0)
+
+    def sync(epoch, keys):
+        failed = set(keys)
+        try:
+            result = controller.sync(epoch, keys)
+            failed = set(keys) if result.deferred else result.failed
+        except Fenced:
+            log.warning("%s was fenced at epoch %d: another reconciler leads", name, epoch)
+            lease.release()
+        except StoreError as e:
+            log.warning("sync of %s failed: %s", ", ".join(sorted(keys)), e)
+        except Exception:
+            log.exception("sync of %s failed", ", ".join(sorted(keys)))
+        now = time.monotonic()
+        for key in keys:
+            work.done(key)
+            if key in failed:
+                work.retry(key, now)
+            else:
+                work.forget(key)
 
     git_dir = tempfile.mkdtemp(prefix="corral-git-")
     gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, kick, scratch_dir=git_dir)

@@ -1,24 +1,37 @@
 """The control loop: the thin shell around the planner (leader only).
 
-One pass (:meth:`Controller.run_once`) reads every app, the desired instance
-table and the builds from the store, the observed state from memory, makes
-sure each app's image is queued for the builder, calls :func:`plan`, writes
-the plan in one fenced transaction, records why in events, updates each
-app's status, and sends every node its whole assignment. Passes run on a
-timer and whenever something changes (an apply, a report that differs); a
-pass is level triggered, so a missed trigger costs at most one interval.
+:meth:`Controller.sync` works a batch of keys from the work queue (app names,
+or ``ALL`` for a full resync): it reads the apps, the desired instance table
+and the builds from the store and the observed state from memory, makes sure
+each app's image is queued for the builder, records a new revision in the
+history, calls :func:`plan` for those apps (the other apps' rows only take up
+room), writes the plan in one fenced transaction, records why in events,
+updates each app's status, and sends every node whose assignment changed its
+whole assignment (every node, on a full resync). A sync is level triggered:
+it re-reads everything for its keys, so a missed event costs at most one
+resync interval.
+
+After a restart the reconciler knows nothing of what runs: it defers every
+sync until each node that holds desired instances has reported, or the
+heartbeat timeout has passed since its start (then a silent node is
+unreachable, which changes nothing), so a restart of every reconciler at once
+stops no running instance.
 """
+import collections
+import dataclasses
 import logging
 import secrets
 import time
 
-from corral.store import Fenced
+from corral.store import Fenced, RevisionRecord, StoreError
 from reconciler import specs
-from reconciler.planner import plan
-from reconciler.status import app_status, next_revision
+from reconciler.planner import availability, plan
+from reconciler.status import app_status, next_revision, rollout_failed
 from reconciler.model import LOST
 
 log = logging.getLogger(__name__)
+
+ALL = "*"  # the work-queue key of a full resync: every app, every node's assignment
 
 
 def new_instance_id(existing):
@@ -33,8 +46,18 @@ def new_instance_id(existing):
     return make
 
 
+@dataclasses.dataclass
+class SyncResult:
+    """What a sync did: the plan, the keys that failed (to retry with backoff),
+    and whether it was deferred while waiting for the first reports."""
+
+    plan: object = None
+    failed: set = dataclasses.field(default_factory=set)
+    deferred: bool = False
+
+
 class Controller:
-    """Runs loop passes for the leader and pushes assignments over the bus."""
+    """Syncs apps for the leader and pushes assignments over the bus."""
 
     def __init__(self, store, observed, bus, timings, name, clock=time.time):
         self.store = store
@@ -46,76 +69,154 @@ class Controller:
         self.clock = clock
         self._node_written = {}  # node -> (facts, when) last written to the store
         self._unplaced_said = {}  # (app, process) -> reason last recorded as an event
+        self._apps_on_node = {}  # node -> app names with desired rows there (after the last sync)
+
+    def apps_on_node(self, node):
+        """App names with desired instances on ``node`` as of the last sync (event routing)."""
+        return set(self._apps_on_node.get(node, ()))
+
+    def waiting_for_reports(self, desired, now):
+        """Node names that hold desired instances and have not reported since this
+        reconciler started, while the heartbeat timeout since its start runs."""
+        if now - self.observed.started_at > self.timings.heartbeat_timeout:
+            return set()
+        return {r.node for r in desired} - set(self.observed.reports())
 
     # -- one pass ---------------------------------------------------------
     def run_once(self, epoch):
-        """One level-triggered pass as leader at ``epoch``; raises Fenced if deposed."""
-        now = self.clock()
-        self._record_nodes(now)
-        records = self.store.list_apps()
-        builds = {b.key: b for b in self.store.list_builds()}
-        artifacts = {b.image: {"url": b.artifact_url, "sha256": b.artifact_sha256}
-                     for b in builds.values() if b.state == "succeeded" and b.image}
-        apps, app_builds, hashes = [], {}, {}
-        for rec in records:
-            build = None
-            if not rec.deleting:
-                key, inputs = specs.build_inputs(rec)
-                build = builds.get(key)
-                if build is None:
-                    build = self.store.enqueue_build(key, rec.name, inputs)
-                    self.store.add_event("app", rec.name, "BuildQueued",
-                                         f"image build queued for source {rec.source_digest[:19]}", self.actor)
-            image = build.image if build is not None and build.state == "succeeded" else None
-            if image is not None:
-                hashes[rec.name] = specs.revision_hash(rec.spec, image)
-                revision = next_revision(rec.status, hashes[rec.name])
-            else:
-                revision = rec.status.get("revision", "0")
-            app_builds[rec.name] = build
-            apps.append(specs.desired_app(rec, image, artifacts.get(image), revision))
+        """A full resync as leader at ``epoch``; returns the plan; raises Fenced if deposed."""
+        return self.sync(epoch, [ALL]).plan
 
+    def sync(self, epoch, keys):
+        """Converge the apps named in ``keys`` (``ALL``: every app) as leader at ``epoch``.
+
+        Raises Fenced when deposed and StoreError when the shared write fails
+        (the caller retries every key); an app whose own steps fail is
+        returned in ``failed`` and the others go on.
+        """
+        now = self.clock()
+        full = ALL in keys
+        self._record_nodes(now)
         desired = self.store.list_desired()
+        if self.waiting_for_reports(desired, now):
+            return SyncResult(deferred=True)
+        records = self.store.list_apps()
+        wanted = {r.name for r in records} | {r.app for r in desired} if full else set(keys)
+        builds = {b.key: b for b in self.store.list_builds()}
+        artifacts = {b.image: {"layers": b.layers}
+                     for b in builds.values() if b.state == "succeeded" and b.image and b.layers}
+        failed = set()
+        prepared = []  # (record, DesiredApp, build, revision hash)
+        for rec in records:
+            if rec.name not in wanted:
+                continue
+            try:
+                prepared.append(self._prepare(epoch, rec, builds, artifacts, now))
+            except Fenced:
+                raise
+            except Exception as e:  # one app's trouble must not hold up the others
+                log.warning("sync of app %s failed: %s", rec.name, e)
+                failed.add(rec.name)
+        planned = {rec.name for rec, _, _, _ in prepared} | (wanted - {r.name for r in records})
+        rows = [r for r in desired if r.app in planned]
+        others = [r for r in desired if r.app not in planned]
+
         stored_nodes = self.store.list_nodes()
         known = {n.name for n in stored_nodes} | {r.node for r in desired}
-        cordoned = {n.name for n in stored_nodes if n.cordoned}
-        nodes = self.observed.node_views(known, cordoned, now, self.timings)
+        nodes = self.observed.node_views(known, {n.name for n in stored_nodes if n.cordoned}, now, self.timings,
+                                         draining={n.name for n in stored_nodes if n.draining})
         observed = self.observed.instances()
-        result = plan(apps, desired, observed, nodes, new_instance_id({r.id for r in desired}), now=now)
+        apps = [app for _, app, _, _ in prepared]
+        result = plan(apps, rows, observed, nodes, new_instance_id({r.id for r in desired}), now=now,
+                      others=others)
 
+        stopped = {s.id for s in result.stop}
         if result.boot or result.stop:
-            self.store.write_desired(epoch, list(result.boot), [s.id for s in result.stop])
+            self.store.write_desired(epoch, list(result.boot), list(stopped))
             for row in result.boot:
                 self.store.add_event("app", row.app, "Scheduled",
                                      f"instance {row.id} ({row.process}, revision {row.revision}) placed on node {row.node}",
                                      self.actor)
+            by_id = {r.id: r for r in rows}
             for s in result.stop:
-                app = next((r.app for r in desired if r.id == s.id), "?")
-                self.store.add_event("app", app, "Stopping", f"instance {s.id}: {s.reason}", self.actor)
+                self.store.add_event("app", by_id[s.id].app, "Stopping", f"instance {s.id}: {s.reason}", self.actor)
         for name in result.purge:
             self.store.purge_app(name, epoch)
             self.store.add_event("app", name, "Deleted", "every instance stopped; app removed", self.actor)
-        self._record_unplaced(result.unplaced)
+        self._record_unplaced(result.unplaced, planned, full)
 
-        rows = [r for r in desired if r.id not in {s.id for s in result.stop}] + list(result.boot)
+        after = [r for r in desired if r.id not in stopped] + list(result.boot)
         ready_ids = {o.id for o in observed if o.ready and o.state == "running"}
-        for rec, app in zip(records, apps):
+        observed_by_app, after_by_app = collections.defaultdict(list), collections.defaultdict(list)
+        for o in observed:
+            observed_by_app[o.app].append(o)
+        for r in after:
+            after_by_app[r.app].append(r)
+        for rec, app, build, rev_hash in prepared:
             if rec.deleting or rec.name in result.purge:
                 continue
-            status = app_status(
-                generation=rec.generation, app=app, build=app_builds[rec.name],
-                rev_hash=hashes.get(rec.name, rec.status.get("revisionHash")),
-                rows=[r for r in rows if r.app == rec.name], ready_ids=ready_ids,
-                unplaced=[u for u in result.unplaced if u.app == rec.name])
-            if status != rec.status:
-                self.store.set_app_status(rec.name, status, epoch)
-        self.push_assignments(epoch, rows, artifacts, nodes)
-        return result
+            try:
+                available = availability(observed_by_app[rec.name], nodes, app.min_ready, now)
+                app_rows = after_by_app[rec.name]
+                status = app_status(
+                    generation=rec.generation, app=app, build=build, rev_hash=rev_hash, rows=app_rows,
+                    ready_ids=ready_ids, available_ids={r.id for r in app_rows if available(r.id)},
+                    unplaced=[u for u in result.unplaced if u.app == rec.name], prev=rec.status, now=now)
+                if status != rec.status:
+                    self.store.set_app_status(rec.name, status, epoch)
+                    self._note_progress(rec, status)
+            except Fenced:
+                raise
+            except Exception as e:
+                log.warning("status of app %s failed: %s", rec.name, e)
+                failed.add(rec.name)
+
+        self._apps_on_node = {}
+        for r in after:
+            self._apps_on_node.setdefault(r.node, set()).add(r.app)
+        touched = None if full else {r.node for r in result.boot} | {r.node for r in rows if r.id in stopped}
+        self.push_assignments(epoch, after, artifacts, nodes, only=touched)
+        return SyncResult(plan=result, failed=failed)
+
+    def _prepare(self, epoch, rec, builds, artifacts, now):
+        """``(record, DesiredApp, build, revision hash)`` of one app; queues its build
+        and records a new revision in the history."""
+        build = None
+        if not rec.deleting:
+            key, inputs = specs.build_inputs(rec)
+            build = builds.get(key)
+            if build is None:
+                build = self.store.enqueue_build(key, rec.name, inputs)
+                self.store.add_event("app", rec.name, "BuildQueued",
+                                     f"image build queued for source {rec.source_digest[:19]}", self.actor)
+        image = build.image if build is not None and build.state == "succeeded" else None
+        rev_hash = rec.status.get("revisionHash")
+        revision = rec.status.get("revision", "0")
+        if image is not None:
+            rev_hash = specs.revision_hash(rec.spec, image)
+            revision = next_revision(rec.status, rev_hash)
+            if rev_hash != rec.status.get("revisionHash"):
+                self.store.record_revision(epoch, RevisionRecord(
+                    app=rec.name, revision=int(revision), hash=rev_hash, image=image, spec=rec.spec,
+                    source_digest=rec.source_digest, generation=rec.generation, created_at=now))
+        app = specs.desired_app(rec, image, artifacts.get(image), revision,
+                                rollout_failed=rollout_failed(rec.status, revision))
+        return rec, app, build, rev_hash
+
+    def _note_progress(self, rec, status):
+        """An event when a rollout completes or misses its deadline (once, on the change)."""
+        conds = {c["type"]: c for c in status["conditions"]}
+        before = {c["type"]: c for c in rec.status.get("conditions", [])}
+        prog, was = conds["Progressing"], before.get("Progressing", {})
+        if prog["reason"] != was.get("reason") and prog["reason"] in ("Complete", "ProgressDeadlineExceeded"):
+            reason = "RolloutComplete" if prog["reason"] == "Complete" else "ProgressDeadlineExceeded"
+            self.store.add_event("app", rec.name, reason, prog["message"], self.actor)
 
     # -- helpers ----------------------------------------------------------
-    def push_assignments(self, epoch, rows, artifacts, nodes):
-        """Send every node that is not lost its whole assignment (idempotent on the agent)."""
-        by_node = {n.name: [] for n in nodes if n.state != LOST}
+    def push_assignments(self, epoch, rows, artifacts, nodes, only=None):
+        """Send every node that is not lost (or only those named in ``only``) its
+        whole assignment (idempotent on the agent)."""
+        by_node = {n.name: [] for n in nodes if n.state != LOST and (only is None or n.name in only)}
         for r in rows:
             if r.node in by_node and r.image in artifacts:
                 by_node[r.node].append({
@@ -133,13 +234,14 @@ class Controller:
                 self.store.upsert_node(name, facts[0], facts[1], facts[2], rep.received_at)
                 self._node_written[name] = (facts, now)
 
-    def _record_unplaced(self, unplaced):
+    def _record_unplaced(self, unplaced, planned, full):
         """One event per new reason an instance cannot be placed (not one per pass)."""
-        current = {(u.app, u.process): u.reason for u in unplaced}
+        current = {k: v for k, v in self._unplaced_said.items() if not full and k[0] not in planned}
+        current.update({(u.app, u.process): u.reason for u in unplaced})
         for (app, process), reason in current.items():
             if self._unplaced_said.get((app, process)) != reason:
                 self.store.add_event("app", app, "Unschedulable", f"process {process}: {reason}", self.actor)
         self._unplaced_said = current
 
 
-__all__ = ["Controller", "Fenced", "new_instance_id"]
+__all__ = ["ALL", "Controller", "Fenced", "SyncResult", "StoreError", "new_instance_id"]

@@ -54,6 +54,7 @@ class Observed:
     def __init__(self, started_at):
         self.started_at = started_at
         self._reports = {}
+        self._ready_since = {}  # instance id -> when a report first said it is ready (minReady)
         self.version = 0  # grows when an instance set or state changes
 
     def record(self, body, now):
@@ -67,6 +68,16 @@ class Observed:
                                  key=lambda i: i["id"]))
         self._reports[name] = NodeReport(name, now, body["node"], instances, body.get("epoch_seen", 0),
                                          body.get("started_at"), body.get("seq", 0))
+        if prev is not None:
+            reported = {i["id"] for i in instances}
+            for i in prev.instances:
+                if i["id"] not in reported:
+                    self._ready_since.pop(i["id"], None)
+        for i in instances:
+            if i["ready"] and i["state"] == "running":
+                self._ready_since.setdefault(i["id"], now)
+            else:
+                self._ready_since.pop(i["id"], None)
         changed = prev is None or prev.instances != instances or prev.node != body["node"]
         if changed:
             self.version += 1
@@ -81,8 +92,9 @@ class Observed:
         r = self._reports.get(name)
         return max(r.received_at if r else 0.0, self.started_at)
 
-    def node_views(self, known, cordoned, now, timings):
-        """NodeViews of every node reported or ``known`` (names from the store)."""
+    def node_views(self, known, cordoned, now, timings, draining=()):
+        """NodeViews of every node reported or ``known`` (names from the store);
+        ``cordoned``/``draining``: names of nodes the store marks so."""
         views = []
         for name in sorted(set(self._reports) | set(known)):
             r = self._reports.get(name)
@@ -90,7 +102,8 @@ class Observed:
             views.append(NodeView(
                 name=name, state=node_state(self.last_seen(name), now, timings, name in cordoned),
                 labels=frozen_items(r.node.get("labels") if r else {}),
-                cpu=float(cap.get("cpu", 0)), memory=int(cap.get("memory", 0))))
+                cpu=float(cap.get("cpu", 0)), memory=int(cap.get("memory", 0)),
+                draining=name in draining))
         return views
 
     def instances(self):
@@ -99,7 +112,8 @@ class Observed:
         for r in self._reports.values():
             for i in r.instances:
                 out.append(ObservedInstance(id=i["id"], node=r.name, app=i["app"],
-                                            state=i["state"], ready=bool(i["ready"])))
+                                            state=i["state"], ready=bool(i["ready"]),
+                                            ready_since=self._ready_since.get(i["id"])))
         return out
 
     def instance_reports(self):

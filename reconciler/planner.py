@@ -33,6 +33,7 @@ agent reports a live instance, is purged.
 """
 import collections
 import dataclasses
+import itertools
 
 from reconciler.model import LOST, UNREACHABLE
 from reconciler.rollout import limits, rolling_step
@@ -91,13 +92,15 @@ def availability(observed, nodes, min_ready, now):
     return is_available
 
 
-def plan(apps, desired, observed, nodes, new_id, now=0.0):
+def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
     """Decide boots, stops and purges. A purely computational function with no side effects.
 
-    ``apps``: DesiredApp list. ``desired``: DesiredInstance rows as stored.
-    ``observed``: ObservedInstance list (every agent's latest report).
-    ``nodes``: NodeView list. ``new_id(app, process) -> str`` names a new
-    instance. ``now`` stamps new rows and times ``minReady``.
+    ``apps``: DesiredApp list. ``desired``: DesiredInstance rows as stored
+    (of these apps, and of apps that are gone). ``observed``:
+    ObservedInstance list (every agent's latest report). ``nodes``: NodeView
+    list. ``new_id(app, process) -> str`` names a new instance. ``now``
+    stamps new rows and times ``minReady``. ``others``: rows of apps not
+    planned in this pass; they take up room on their nodes and nothing else.
     """
     by_app = {a.name: a for a in apps}
     node_state = {n.name: n.state for n in nodes}
@@ -126,7 +129,7 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0):
     # Allocation as the table will stand, so placements see each other.
     load, cpu_used, mem_used = collections.Counter(), collections.Counter(), collections.Counter()
     live_apps = set()
-    for r in desired:
+    for r in itertools.chain(desired, others):
         if r.id in stopping:
             continue
         live_apps.add(r.app)

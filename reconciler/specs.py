@@ -76,8 +76,9 @@ def revision_hash(spec, image):
     return _sha({"image": image, "processes": {n: agent_spec(spec, n) for n in sorted(spec["processes"])}})[:16]
 
 
-def desired_app(record, image, artifact, revision):
-    """The planner's view of ``record`` with its built ``image`` (or None)."""
+def desired_app(record, image, artifact, revision, rollout_failed=False):
+    """The planner's view of ``record`` with its built ``image`` (or None);
+    ``rollout_failed``: the rollout of ``revision`` missed its deadline."""
     spec = record.spec
     processes = []
     for name in sorted(spec["processes"]):
@@ -86,7 +87,12 @@ def desired_app(record, image, artifact, revision):
             name=name, count=int(spec["processes"][name].get("instances", 1)), agent_spec=a,
             cpu=a["resources"].get("cpu", 0.0), memory=a["resources"].get("memory", 0)))
     placement = spec.get("placement") or {}
+    update = spec.get("update") or {}
     return DesiredApp(
         name=record.name, deleting=record.deleting, revision=revision, image=image, artifact=artifact,
         processes=tuple(processes), node_selector=frozen_items(placement.get("nodeSelector")),
-        spread=placement.get("spread", True))
+        spread=placement.get("spread", True),
+        max_surge=update.get("maxSurge", "25%"), max_unavailable=update.get("maxUnavailable", "25%"),
+        min_ready=parse_duration(update.get("minReady", "0s")),
+        progress_deadline=parse_duration(update.get("progressDeadline", "600s")),
+        rollout_failed=rollout_failed)

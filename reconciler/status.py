@@ -1,19 +1,28 @@
 """An app's status and conditions, as `get apps` and `apply --wait` read them. Pure.
 
+Counts: ``desired`` (instances wanted, all processes), ``updated`` (rows at
+the current revision), ``ready`` (those reported ready) and ``available``
+(those ready for ``minReady``).
+
 Conditions (type, status, reason):
 
 - ``Built``: ``Unknown``/``Building`` while the image is queued or building,
   ``True``/``Succeeded``, or ``False``/``BuildFailed`` with the builder's sentence;
-- ``Available``: ``True`` when every wanted instance of the current revision
-  is ready, else ``False``/``InstancesNotReady`` ("1 of 2 instances ready");
+- ``Available``: ``True``/``MinimumInstancesAvailable`` when, for every
+  process, at least ``instances - maxUnavailable`` instances (of any
+  revision) are available, as Kubernetes' Deployment says; else
+  ``False``/``MinimumInstancesUnavailable``;
 - ``Progressing``: ``True``/``Complete`` when the current revision runs in
-  full and nothing else is left, ``True``/``Rolling`` while getting there,
-  ``False``/``Unschedulable`` when an instance fits on no node, and
+  full, available, and nothing else is left; ``True``/``Rolling`` while
+  getting there; ``False``/``ProgressDeadlineExceeded`` when the counts have
+  not moved for ``progressDeadline`` (the rollout stops until a new revision
+  or an undo); ``False``/``Unschedulable`` when an instance fits on no node;
   ``False``/``BuildFailed`` when there is no image to roll out.
 
 ``apply --wait`` waits for ``observedGeneration`` to reach the applied
 generation and ``Progressing`` to be ``Complete``, and fails on ``False``.
 """
+from reconciler.rollout import limits, progress
 
 
 def next_revision(status, rev_hash):
@@ -37,39 +46,66 @@ def built_condition(build):
     return _cond("Built", "False", "BuildFailed", build.error or "the build failed")
 
 
-def app_status(*, generation, app, build, rev_hash, rows, ready_ids, unplaced):
+def app_status(*, generation, app, build, rev_hash, rows, ready_ids, available_ids, unplaced, prev, now):
     """The status dict of one app after a loop pass.
 
     ``app``: its DesiredApp; ``rows``: its desired rows after the plan;
-    ``ready_ids``: ids of instances reported running and ready; ``unplaced``:
-    the plan's Unplaced entries for this app.
+    ``ready_ids``/``available_ids``: ids of instances reported ready, and
+    ready for minReady; ``unplaced``: the plan's Unplaced entries for this
+    app; ``prev``: the status written before (for the progress clock);
+    ``now``: the time of this pass.
     """
     wanted = sum(p.count for p in app.processes)
     current = [r for r in rows
                if app.image is not None and r.image == app.image
                and app.process(r.process) is not None and r.spec == app.process(r.process).agent_spec]
     ready = sum(1 for r in current if r.id in ready_ids)
+    available = sum(1 for r in current if r.id in available_ids)
+    complete = app.image is not None and available == wanted and len(rows) == wanted == len(current)
+    record, failed = progress((prev or {}).get("progress"), app.revision, len(current), available, complete,
+                              now, app.progress_deadline)
     built = built_condition(build)
-    if ready >= wanted:
-        available = _cond("Available", "True", "MinimumInstancesReady", f"{ready} of {wanted} instances ready")
+    short = []
+    for p in app.processes:
+        have = sum(1 for r in rows if r.process == p.name and r.id in available_ids)
+        need = p.count - limits(app, p.count)[1]
+        if have < need:
+            short.append(f"{p.name} has {have} available, needs {need}")
+    if not short:
+        available_cond = _cond("Available", "True", "MinimumInstancesAvailable",
+                               f"{available} of {wanted} instances available at revision {app.revision}")
     else:
-        available = _cond("Available", "False", "InstancesNotReady", f"{ready} of {wanted} instances ready")
+        available_cond = _cond("Available", "False", "MinimumInstancesUnavailable", "; ".join(short))
     if built["status"] == "False":
         progressing = _cond("Progressing", "False", "BuildFailed", built["message"])
+    elif failed:
+        progressing = _cond("Progressing", "False", "ProgressDeadlineExceeded",
+                            f"revision {app.revision} made no progress for {app.progress_deadline:g}s "
+                            f"({available} of {wanted} available); undo it or apply a fix")
     elif unplaced:
         u = unplaced[0]
         progressing = _cond("Progressing", "False", "Unschedulable",
                             f"{u.missing} instance(s) of {u.process} pending: {u.reason}")
-    elif app.image is not None and ready == wanted and len(rows) == wanted:
+    elif complete:
         progressing = _cond("Progressing", "True", "Complete", f"revision {app.revision} is available")
     else:
-        progressing = _cond("Progressing", "True", "Rolling", f"{ready} of {wanted} instances ready at revision {app.revision}")
+        progressing = _cond("Progressing", "True", "Rolling",
+                            f"{available} of {wanted} instances available at revision {app.revision}")
     return {
         "observedGeneration": generation,
         "revision": app.revision,
         "revisionHash": rev_hash,
         "image": app.image,
         "desired": wanted,
+        "updated": len(current),
         "ready": ready,
-        "conditions": [available, progressing, built],
+        "available": available,
+        "progress": record,
+        "conditions": [available_cond, progressing, built],
     }
+
+
+def rollout_failed(status, revision):
+    """Whether ``status`` says the rollout of ``revision`` missed its deadline."""
+    rec = (status or {}).get("progress") or {}
+    return bool(rec.get("failed")) and rec.get("revision") == revision

@@ -96,6 +96,7 @@ def nodes_json(views, stored, reports, desired, last_seen):
         out.append({
             "name": v.name,
             "state": v.state,
+            "draining": v.draining,
             "address": node.get("address") or (rec.address if rec else None),
             "labels": node.get("labels") or (rec.labels if rec else {}),
             "capacity": node.get("capacity") or (rec.capacity if rec else {}),
