@@ -47,6 +47,10 @@ def parser():
                    help="wait until the leader has synced it (default: yes)")
     y.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
 
+    from corral.cli import nodes, rollout
+    rollout.add_parser(sub)
+    nodes.add_parser(sub)
+
     x = sub.add_parser("delete", help="stop an app's instances (with their grace) and remove it")
     x.add_argument("kind", nargs="?", help="app")
     x.add_argument("name", nargs="?")
@@ -161,10 +165,11 @@ def main(argv=None):
         if args.command in ("backup", "restore"):
             from corral.cli import backup
             return backup.run(args)
-        from corral.cli import commands, gitops
+        from corral.cli import commands, gitops, nodes, rollout
         from corral.cli.client import Client, load_config
         client = Client(*load_config())
-        handler = gitops.handler_for(args) or getattr(commands, f"cmd_{args.command}")
+        handler = (gitops.handler_for(args) or rollout.handler_for(args) or nodes.handler_for(args)
+                   or getattr(commands, f"cmd_{args.command}"))
         return handler(args, client)
     except (ClientError, SpecError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
