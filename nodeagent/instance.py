@@ -39,6 +39,7 @@ from nodeagent.process import EXIT_UNKNOWN
 log = logging.getLogger(__name__)
 
 TICK = 0.1            # seconds between polls of a process, a port or the stop flag
+WATCH = 0.5           # seconds between polls of a ready process (an exit is seen this late at most)
 READY_PROBE = 0.25    # seconds a readiness connect may take
 KILL_WAIT = 10.0      # seconds to wait for a group to vanish after SIGKILL
 
@@ -225,7 +226,7 @@ class Instance:
             # PENDING: fetch the image
             self._set(State.PENDING, message="fetching image")
             try:
-                return self.image_cache.ensure(a["image"], a["artifact"]["url"], a["artifact"]["sha256"])
+                return self.image_cache.ensure(a["image"], a["artifact"])
             except ImageError as e:
                 # PENDING -> FAILED, retried after a delay
                 image_failures += 1
@@ -347,7 +348,10 @@ class Instance:
             elif tracker is None and not self.ready:
                 if self.port is None or self._port_open():
                     self._mark(True, None)
-            self._wake.wait(TICK)
+            pause = WATCH if self.ready else TICK
+            if tracker is not None:
+                pause = max(0.0, min(pause, next_probe - self.clock()))
+            self._wake.wait(pause)
         return None, None
 
     def _mark(self, ready, reason):
