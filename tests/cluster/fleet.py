@@ -1,0 +1,304 @@
+"""A corral cluster spread over the hosts of a :class:`~tests.cluster.netns.Datacentre`.
+
+Hosts: ``store`` (PostgreSQL), ``r1`` and ``r2`` (reconcilers), ``n1``..``n3``
+(node agents). The builder sits on the operator's seat (the bridge address in
+the root namespace), where the package index is reachable. Every daemon is started with
+``ip netns exec`` in its host's namespace and binds that host's address, so
+cutting a host's link really cuts it off. The test process sits on the
+operator address of the bridge and talks to the API like a user, with the
+``corral`` command (``CORRAL_API`` / ``CORRAL_TOKEN``) or plain HTTP.
+
+:class:`Daemon` can be SIGKILLed, SIGSTOPped, SIGCONTed and restarted with
+the same arguments. :meth:`Fleet.down` stops what runs, kills what is left,
+including instance processes (found by their ``CORRAL_APP`` environment).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+import requests
+import yaml
+
+from corral.auth import api_token
+from corral.wire.keys import new_key_file, read_key
+from tests.e2e.cluster import instance_processes, wait_for
+from tests.pg import _pg_bin
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+APP_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app")
+
+HOSTS = ["store", "r1", "r2", "n1", "n2", "n3"]
+NODES = ["n1", "n2", "n3"]
+
+# Short timings, as the e2e suite uses: unreachable after 3 s, lost after 8 s.
+TIMINGS = {"heartbeat": 0.5, "heartbeat_timeout": 3, "node_grace": 8, "lease_ttl": 3,
+           "lease_renew": 0.5, "loop_interval": 0.5, "build_poll": 0.2}
+
+API_PORT, BUS_PORT, BUILDER_PORT, PG_PORT = 7070, 7071, 7072, 5432
+
+
+class Daemon:
+    """One daemon process in one namespace; the pid is the daemon's own (``ip netns exec`` execs)."""
+
+    def __init__(self, name, argv, log_path, env=None):
+        self.name, self.argv, self.log_path, self.env = name, argv, log_path, env
+        self.proc = None
+        self.starts = 0
+
+    def start(self):
+        """Start (or start again) with the same arguments; output appends to the log."""
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         start_new_session=True, cwd=ROOT)
+        self.starts += 1
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def kill(self):
+        """SIGKILL and reap."""
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(30)
+
+    def stop(self, timeout=30):
+        """SIGINT (the clean stop), then SIGKILL after ``timeout``; returns the exit status."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def tail(self, n=40):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+
+class NetnsPostgres:
+    """A throwaway PostgreSQL server inside the ``store`` host, listening on its address."""
+
+    def __init__(self, dc, workdir):
+        self.dc = dc
+        self.host = dc.hosts["store"]
+        self.bin = _pg_bin()
+        self.root = tempfile.mkdtemp(prefix="corral-netpg-")   # readable by postgres, unlike pytest's tmp
+        self.data = os.path.join(self.root, "data")
+        self.sockets = os.path.join(self.root, "sock")
+        self.log = os.path.join(self.root, "server.log")
+        os.makedirs(self.sockets)
+        subprocess.run(["chown", "-R", "postgres:postgres", self.root], check=True)
+        self._pg("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+        with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+            f.write(f"host all all {dc.operator.rsplit('.', 1)[0]}.0/24 trust\n")
+
+    @property
+    def dsn(self):
+        return f"postgresql://postgres@{self.host.address}:{PG_PORT}/postgres"
+
+    def _pg(self, tool, *args):
+        argv = self.dc.argv("store", ["runuser", "-u", "postgres", "--", os.path.join(self.bin, tool), *args])
+        done = subprocess.run(argv, capture_output=True, text=True, cwd="/")
+        if done.returncode:
+            raise RuntimeError(f"{tool} failed in the store namespace: {done.stderr.strip() or done.stdout.strip()}")
+
+    def start(self):
+        """Start the server and wait until it accepts connections."""
+        self._pg("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o",
+                 f"-p {PG_PORT} -k {self.sockets} -c listen_addresses={self.host.address} -c fsync=off "
+                 f"-c max_connections=200", "start")
+
+    def stop(self, mode="fast"):
+        """``fast``: a clean stop; ``immediate``: as a crash."""
+        self._pg("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+
+    def destroy(self):
+        if os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            try:
+                self.stop("immediate")
+            except RuntimeError:
+                pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Fleet:
+    """Two reconcilers, a builder and three agents on the datacentre, on one PostgreSQL store."""
+
+    def __init__(self, dc, workdir, timings=TIMINGS, nodes=NODES, agent_data_dirs=None):
+        self.dc = dc
+        self.workdir = str(workdir)
+        self.logs = os.path.join(self.workdir, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self.settings = os.path.join(self.workdir, "settings.yaml")
+        with open(self.settings, "w") as f:
+            yaml.safe_dump(dict(timings), f)
+        self.timings = dict(timings)
+        self.secret = os.path.join(self.workdir, "secret")
+        new_key_file(self.secret)
+        self.key = read_key(self.secret)
+        self.token = api_token(self.key)
+        self.images = os.path.join(self.workdir, "images")
+        self.pg = NetnsPostgres(dc, self.workdir)
+        self.pg.start()
+        self.store = self.pg.dsn
+        self.apps = set()
+        self.daemons = {}
+        py = [sys.executable, "-m", "corral"]
+        settings = ["--settings", self.settings]
+        for r in ("r1", "r2"):
+            a = dc.hosts[r].address
+            self._add(r, py + ["reconciler", "--name", r, "--store", self.store, "--api", f"{a}:{API_PORT}",
+                               "--bus", f"tcp://{a}:{BUS_PORT}", "--secret-file", self.secret] + settings)
+        # The builder runs on the operator's host (root namespace, on the bridge's address): it needs
+        # the package index the machine reaches, which the private link does not route to.
+        b = dc.operator
+        self._add("b1", py + ["builder", "--name", "b1", "--store", self.store, "--listen", f"{b}:{BUILDER_PORT}",
+                              "--advertise", f"{b}:{BUILDER_PORT}", "--cache-dir",
+                              os.path.join(self.workdir, "builder"), "--images-dir", self.images,
+                              "--secret-file", self.secret] + settings)
+        agent_data_dirs = agent_data_dirs or {}
+        for n in nodes:
+            data = agent_data_dirs.get(n) or os.path.join(self.workdir, "nodes", n)
+            argv = py + ["agent", "--name", n, "--data-dir", data, "--secret-file", self.secret,
+                         "--images-dir", self.images, "--address", dc.hosts[n].address]
+            for r in ("r1", "r2"):
+                argv += ["--reconciler", f"tcp://{dc.hosts[r].address}:{BUS_PORT}"]
+            self._add(n, argv + settings)
+        self.env = dict(os.environ, CORRAL_API=",".join(self.api_url(r) for r in ("r1", "r2")),
+                        CORRAL_TOKEN=self.token, XDG_CONFIG_HOME=os.path.join(self.workdir, "config"))
+        for d in self.daemons.values():
+            d.start()
+        try:
+            wait_for(f"{len(nodes)} ready nodes", lambda: len(self.ready_nodes()) == len(nodes), timeout=60)
+        except AssertionError:
+            self.down()
+            raise
+
+    def _add(self, name, argv):
+        inside = self.dc.argv(name, argv) if name in self.dc.hosts and name != "b1" else argv
+        self.daemons[name] = Daemon(name, inside, os.path.join(self.logs, f"{name}.log"))
+
+    # --- talking to the cluster -------------------------------------------
+    def api_url(self, reconciler):
+        return f"http://{self.dc.hosts[reconciler].address}:{API_PORT}"
+
+    def corral(self, *args, check=True, timeout=120, input=None):
+        """Run the ``corral`` command from the operator's seat."""
+        r = subprocess.run([sys.executable, "-m", "corral", *args], env=self.env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=timeout, input=input)
+        if check and r.returncode:
+            raise AssertionError(f"corral {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+        return r
+
+    def get(self, path, reconciler=None, timeout=2):
+        """GET an API path as JSON from ``reconciler`` (or the first that answers); None if none does."""
+        for r in ([reconciler] if reconciler else ["r1", "r2"]):
+            if not self.daemons[r].alive():
+                continue
+            try:
+                resp = requests.get(self.api_url(r) + path, timeout=timeout,
+                                    headers={"Authorization": f"Bearer {self.token}"})
+            except requests.RequestException:
+                continue
+            if resp.ok:
+                return resp.json()
+        return None
+
+    def nodes(self):
+        return {n["name"]: n for n in (self.get("/v1/nodes") or [])}
+
+    def ready_nodes(self):
+        for name, d in self.daemons.items():
+            if d.proc.poll() is not None and d.starts and name in ("r1", "r2", "b1"):
+                raise AssertionError(f"{name} exited with {d.proc.returncode}:\n{d.tail()}")
+        return [n for n, v in self.nodes().items() if v["state"] == "ready"]
+
+    def instances(self, app, reconciler=None):
+        return [i for i in (self.get("/v1/instances", reconciler) or []) if i["app"] == app]
+
+    def serving(self, app):
+        """Instances of ``app`` that are running and ready."""
+        return [i for i in self.instances(app) if i["state"] == "running" and i["ready"]]
+
+    def leader(self):
+        """The name of the reconciler that leads now, or None."""
+        for r in ("r1", "r2"):
+            if self.daemons[r].alive():
+                try:
+                    h = requests.get(self.api_url(r) + "/healthz", timeout=1).json()
+                except (requests.RequestException, ValueError):
+                    continue
+                if h.get("leader"):
+                    return r
+        return None
+
+    def deploy(self, name, instances=2, extra=None, wait=True):
+        """Apply the test app as ``name`` with ``instances`` copies of ``web``; wait until all serve."""
+        path = write_manifest(self.workdir, name, instances, extra)
+        self.apps.add(name)
+        self.corral("apply", "-f", path, timeout=60)
+        if wait:
+            wait_for(f"{instances} serving instances of {name}",
+                     lambda: len(self.serving(name)) == instances or None, timeout=120)
+        return path
+
+    def died(self):
+        """Names of daemons that ended without the test ending them."""
+        return sorted(n for n, d in self.daemons.items() if d.proc is not None and d.proc.poll() is not None
+                      and not getattr(d, "ended_on_purpose", False))
+
+    def down(self):
+        """Stop every daemon (agents stop their instances), the store, and anything left."""
+        for h in self.dc.hosts:
+            self.dc.heal(h)
+        for name in [n for n in self.daemons if n.startswith("n")] + ["b1", "r1", "r2"]:
+            self.daemons[name].stop(timeout=20)
+        for app in self.apps:
+            for pid in instance_processes(app):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.pg.destroy()
+
+
+def write_manifest(workdir, name, instances, extra=None):
+    """The test app (stdlib only, so the builder needs no package index) as ``name``; returns its path."""
+    src = os.path.join(workdir, "app-src")
+    if not os.path.exists(src):
+        shutil.copytree(APP_SOURCE, src, ignore=shutil.ignore_patterns("__pycache__"))
+    doc = {"apiVersion": "corral/v1", "kind": "App", "metadata": {"name": name},
+           "spec": {"source": "./app-src", "env": {"GREETING": "hi"},
+                    "processes": {"web": {"command": "python serve.py", "instances": instances, "port": True,
+                                          "drainPeriod": "0s", "stopGracePeriod": "5s"}}}}
+    for key, value in (extra or {}).items():
+        doc["spec"][key] = value
+    path = os.path.join(workdir, f"{name}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+    return path
+
+
+def dump_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f, indent=1, default=str)

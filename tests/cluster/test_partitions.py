@@ -1,0 +1,124 @@
+"""Links that fail: a node cut off past its grace, a short blip, a lossy slow link."""
+import time
+
+import pytest
+
+from tests.cluster import figures, netns
+from tests.cluster.figures import Load
+from tests.e2e.cluster import proc_environ, instance_processes, wait_for
+
+
+def node_processes(app, node):
+    """PIDs of ``app``'s instance processes running on ``node`` (from their environment)."""
+    return [p for p in instance_processes(app) if proc_environ(p).get(b"CORRAL_NODE") == node.encode()]
+
+
+def cut_past_the_grace_and_heal(fleet, app):
+    """Scenario 1, measured: deploy 2, cut a node hosting one past its grace, heal. Returns the figures."""
+    fleet.deploy(app, instances=2)
+    t = fleet.timings
+    victim = fleet.serving(app)[0]["node"]
+    m = {"victim": victim}
+    with Load(fleet, app) as load:
+        time.sleep(1)
+        cut_at = time.monotonic()
+        fleet.dc.cut(victim)
+        wait_for(f"{victim}'s instances reported unknown",
+                 lambda: all(i["state"] == "unknown" for i in fleet.instances(app) if i["node"] == victim),
+                 timeout=t["heartbeat_timeout"] + 10, interval=0.1)
+        m["detect"] = time.monotonic() - cut_at
+        wait_for("two serving instances off the cut node",
+                 lambda: len([i for i in fleet.serving(app) if i["node"] != victim]) == 2,
+                 timeout=t["node_grace"] + 60, interval=0.2)
+        m["recover"] = time.monotonic() - cut_at
+        m["stale_ran_while_cut"] = bool(node_processes(app, victim))
+
+        fleet.dc.heal(victim)
+        healed = time.monotonic()
+        m["most_serving_after_heal"], over = 0, 0.0
+        while node_processes(app, victim) and time.monotonic() - healed < 30:
+            n = len(fleet.serving(app))
+            m["most_serving_after_heal"] = max(m["most_serving_after_heal"], n)
+            time.sleep(0.2)
+            over += 0.2 if n > 2 else 0.0
+        m["overserved_s"] = over
+        m["stale_gone"] = not node_processes(app, victim)
+        m["stale_gone_after"] = time.monotonic() - healed
+    wait_for(f"{victim} ready again", lambda: fleet.nodes()[victim]["state"] == "ready", timeout=20)
+    m["serving"] = len(fleet.serving(app))
+    m["load"] = load
+    return m
+
+
+def test_node_cut_off_is_replaced_and_its_stale_copies_die_on_heal(fleet):
+    m = cut_past_the_grace_and_heal(fleet, "cut")
+    load = m["load"]
+    figures.record("1 node cut off past the grace", detect=m["detect"], recover=m["recover"],
+                   lost=2 - m["serving"], failed=len(load.failures), requests_sent=load.sent,
+                   died=len(fleet.died()),
+                   note=f"stale copies gone {m['stale_gone_after']:.1f}s after heal; "
+                        f"{m['most_serving_after_heal']} listed serving for {m['overserved_s']:.1f}s")
+    assert m["detect"] <= fleet.timings["heartbeat_timeout"] + 2
+    assert m["recover"] >= fleet.timings["node_grace"], "instances were replaced before the node grace ended"
+    assert m["stale_ran_while_cut"], "the cut node's copies should still run while it is cut off"
+    assert m["stale_gone"], "the stale copies on the healed node still run 30 s after the heal"
+    assert m["serving"] == 2 and not fleet.died()
+    assert load.failures == [], f"the app was down for {len(load.failures)} requests with a spare node ready"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: after a heal the API lists the healed node's stale copy as running "
+                                       "and ready (3 serving for 2 desired) until its agent has stopped it")
+def test_after_a_heal_no_more_than_the_desired_count_serve(fleet):
+    m = cut_past_the_grace_and_heal(fleet, "heal")
+    assert m["most_serving_after_heal"] <= 2, (f"{m['most_serving_after_heal']} instances listed serving for "
+                                                f"{m['overserved_s']:.1f}s after the heal; 2 are desired")
+
+
+def test_short_blip_restarts_and_replaces_nothing(fleet):
+    app = "blip"
+    fleet.deploy(app, instances=2)
+    before = {i["id"]: (i["node"], i["pid"], i["restarts"]) for i in fleet.serving(app)}
+    victim = next(iter(before.values()))[0]
+    blip = fleet.timings["heartbeat_timeout"] + 1.0   # long enough to be noticed, shorter than the grace
+    assert blip < fleet.timings["node_grace"]
+    with Load(fleet, app) as load:
+        fleet.dc.cut(victim)
+        cut_at = time.monotonic()
+        wait_for(f"{victim} unreachable", lambda: fleet.nodes()[victim]["state"] == "unreachable",
+                 timeout=blip + 5, interval=0.1)
+        detect = time.monotonic() - cut_at
+        time.sleep(max(0.0, blip - (time.monotonic() - cut_at)))
+        fleet.dc.heal(victim)
+        wait_for(f"{victim} ready again", lambda: fleet.nodes()[victim]["state"] == "ready", timeout=20,
+                 interval=0.1)
+        recover = time.monotonic() - cut_at
+        wait_for("both instances serving", lambda: len(fleet.serving(app)) == 2, timeout=20)
+        time.sleep(fleet.timings["node_grace"] - blip + 1)   # past when a replacement would have come
+    after = {i["id"]: (i["node"], i["pid"], i["restarts"]) for i in fleet.instances(app)}
+    figures.record("2 short blip (< grace)", detect=detect, recover=recover, lost=2 - len(after),
+                   failed=len(load.failures), requests_sent=load.sent, died=len(fleet.died()))
+    assert after == before, "a blip shorter than the grace restarted or replaced instances"
+    assert not fleet.died()
+
+
+def test_lossy_slow_link_keeps_the_node_ready(fleet):
+    if not netns.has_netem():
+        pytest.skip("scenario 8 skipped: this kernel has no netem qdisc (sch_netem) for loss and delay")
+    app = "lossy"
+    fleet.deploy(app, instances=3)
+    before = {i["id"]: i["pid"] for i in fleet.serving(app)}
+    victim = "n1"
+    fleet.dc.degrade(victim, loss_percent=20, delay_ms=200)
+    states = []
+    with Load(fleet, app) as load:
+        end = time.monotonic() + 3 * fleet.timings["heartbeat_timeout"] + 5
+        while time.monotonic() < end:
+            states.append(fleet.nodes().get(victim, {}).get("state"))
+            time.sleep(0.25)
+    fleet.dc.heal(victim)
+    after = {i["id"]: i["pid"] for i in fleet.serving(app)}
+    flaps = len([s for s in states if s and s != "ready"])
+    figures.record("8 20% loss + 200 ms delay", lost=len(before) - len(after), failed=len(load.failures),
+                   requests_sent=load.sent, died=len(fleet.died()), note=f"{flaps} non-ready samples")
+    assert flaps == 0, f"the degraded node left ready: {states}"
+    assert after == before and not fleet.died()
