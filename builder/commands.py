@@ -26,12 +26,12 @@ class Finished:
     timed_out: bool
 
 
-def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None):
+def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None, env=None):
     """Run ``argv`` to completion, appending its output (stdout and stderr) to ``log_path``.
 
     Returns Finished; a command still running after ``timeout`` seconds is
     killed (``timed_out`` true). Raises BuildAbandoned, after killing it,
-    when ``stopping()`` becomes true.
+    when ``stopping()`` becomes true. ``env`` replaces the environment when given.
     """
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "ab") as log:
@@ -39,7 +39,7 @@ def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None):
         log.flush()
         start = log.tell()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=cwd, start_new_session=True)
+                                cwd=cwd, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         timed_out = False
         while True:

@@ -15,6 +15,7 @@ import eventlet
 import eventlet.tpool
 import eventlet.wsgi
 
+from builder.pipconfig import read_pip_config
 from builder.pipeline import Workshop
 from builder.web import make_app
 from builder.worker import Worker
@@ -37,12 +38,14 @@ def parse_listen(listen):
 
 
 def run(*, store_dsn, listen, cache_dir, images_dir, name, advertise=None, timings=Timings(),
-        stale_after=DEFAULT_STALE_AFTER, pip_timeout=DEFAULT_PIP_TIMEOUT):
+        stale_after=DEFAULT_STALE_AFTER, pip_timeout=DEFAULT_PIP_TIMEOUT, engine="auto"):
     """Serve images on ``listen`` and work the store's build queue until SIGTERM/SIGINT.
 
     ``advertise`` (``HOST:PORT``) is the address written into artifact URLs
     when ``listen`` is not what others reach (e.g. ``0.0.0.0:7072``); by
-    default the bound address. Must be called from the main thread.
+    default the bound address. ``engine`` is the install engine ("uv",
+    "pip", or "auto": uv when found). The operator's pip index settings are
+    read once, here. Must be called from the main thread.
     """
     host, port = parse_listen(listen)
     os.makedirs(cache_dir, exist_ok=True)
@@ -58,7 +61,7 @@ def run(*, store_dsn, listen, cache_dir, images_dir, name, advertise=None, timin
         app = make_app(images_dir=images_dir, cache_dir=cache_dir)
         server = eventlet.spawn(eventlet.wsgi.server, sock, app, log_output=False)
         worker = Worker(store, Workshop(name=name, images_dir=images_dir, cache_dir=cache_dir,
-                                        pip_timeout=pip_timeout),
+                                        pip_timeout=pip_timeout, engine=engine, index=read_pip_config()),
                         artifact_base=f"http://{address}", stale_after=stale_after,
                         heartbeat_store=heartbeat_store, offload=eventlet.tpool.execute)
         working = eventlet.spawn(worker.run, stopping, timings.build_poll)

@@ -53,6 +53,43 @@ def pip_reason(output):
     return (fuller or reasons)[-1]
 
 
+def uv_reason(output):
+    """uv's reason for failing, from its captured output, or None if it gave none.
+
+    uv says what failed on an ``error:`` line and why on the ``cause:`` /
+    ``Caused by:`` lines after it; the reason is the error with its last cause::
+
+        error: Failed to build `numpy==1.21.0`
+          cause: The build backend returned an error
+          cause: Call to `setuptools.build_meta.build_wheel` failed (exit status: 1)
+        -> "Failed to build `numpy==1.21.0`: Call to `setuptools.build_meta.build_wheel` failed (exit status: 1)"
+    """
+    error, cause = None, None
+    for raw in output.splitlines():
+        line = raw.strip().lstrip("×╰─▶ ").strip()
+        lowered = line.lower()
+        if lowered.startswith("error:"):
+            error, cause = line[len("error:"):].strip(), None
+        elif error is not None and (lowered.startswith("cause:") or lowered.startswith("caused by:")):
+            cause = line.split(":", 1)[1].strip() or cause
+    if not error:
+        return None
+    if cause and cause != error:
+        if error.lower().startswith("no solution found"):
+            return cause
+        return f"{error.rstrip('.')}: {cause}"
+    return error
+
+
+def installer_failure_sentence(engine, action, output, returncode, log_path):
+    """The one-sentence error of an installer (``engine`` "uv" or "pip") that failed to ``action``."""
+    reason = uv_reason(output) if engine == "uv" else pip_reason(output)
+    if reason is not None:
+        return f"{engine} could not {action} the requirements: {reason}"
+    return (f"{engine} could not {action} the requirements (exit status {returncode}, no reason given;"
+            f" see {log_path})")
+
+
 def pip_failure_sentence(output, returncode, log_path):
     """The one-sentence error of a failed ``pip install``, given its captured output."""
     reason = pip_reason(output)

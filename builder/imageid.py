@@ -1,44 +1,29 @@
-"""The image id: a name for an image that is a hash of everything it is made of.
+"""Ids of layers and images: names that are hashes of everything they are made of.
 
-An image is the pair (virtualenv, app code). Two builds with the same inputs
-produce interchangeable images, so the id is derived from the inputs alone,
-before any work is done, and a finished image with that id is a cache hit.
+An image is two layers (see :mod:`corral.images`). Each id is
+``"sha256:" + sha256(canonical JSON)`` of its inputs::
 
-The id is ``"sha256:" + sha256(canonical JSON of)``::
-
-    {"format": 1,                          # FORMAT below; bump it when the
-                                           # image layout or build recipe changes
-     "python": "3.11.7",                   # the full version of the interpreter
-                                           # that the venv is made from
-     "platform": "linux-x86_64-cpython",   # sysconfig.get_platform() + "-" +
-                                           # sys.implementation.name, of that interpreter
-     "requirements": "six\\n",             # the exact requirement text given to pip
-     "source_digest": "sha256:..."}        # the source archive's digest
+    env layer   {"format": 2, "kind": "env",
+                 "python": "3.11.7",                   # full version of the venv's interpreter
+                 "platform": "linux-x86_64-cpython",   # sysconfig.get_platform() + "-" + implementation
+                 "pins": ["django==4.2.16", ...]}      # the resolved lock's name==version, sorted
+    code layer  {"format": 2, "kind": "code",
+                 "python": "3.11.7",                   # its bytecode is this interpreter's
+                 "source_digest": "sha256:..."}
+    image       {"format": 2, "env": <env id>, "code": <code id>}
 
 Canonical JSON: keys sorted, separators ``(",", ":")``, ASCII only, UTF-8.
 
-Requirement text is hashed as given, not resolved: ``six`` today and ``six``
-next month are the same image even if a newer six was released. Pin versions
-in the requirements to get a new image when a dependency moves. (Resolving
-first is the seam for the cached, parallel installs of a later issue.)
+The environment is keyed by the resolved set, not by the requirement text:
+two texts that resolve alike share one layer, and a change of code alone
+reuses the environment untouched. Bump FORMAT when a layout or recipe changes.
 
 This module is purely computational: no I/O.
 """
-import dataclasses
 import hashlib
 import json
 
-FORMAT = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageInputs:
-    """Everything an image is made of, as hashed into its id."""
-
-    python: str          # full interpreter version, "3.11.7"
-    platform: str        # "linux-x86_64-cpython"
-    requirements: str    # exact requirement text given to pip ("" for none)
-    source_digest: str   # "sha256:<hex>" of the source archive
+FORMAT = 2
 
 
 def canonical_json(value):
@@ -46,22 +31,40 @@ def canonical_json(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
 
 
-def image_id(inputs):
-    """The id ``sha256:<hex>`` of the image built from ``inputs`` (an ImageInputs)."""
-    doc = {
-        "format": FORMAT,
-        "python": inputs.python,
-        "platform": inputs.platform,
-        "requirements": inputs.requirements,
-        "source_digest": inputs.source_digest,
-    }
+def _sha(doc):
     return "sha256:" + hashlib.sha256(canonical_json(doc)).hexdigest()
+
+
+def env_id(python, platform, pins):
+    """The id of the environment layer for an interpreter and the ``name==version`` pins of a lock."""
+    return _sha({"format": FORMAT, "kind": "env", "python": python, "platform": platform,
+                 "pins": sorted(pins)})
+
+
+def code_id(python, source_digest):
+    """The id of the code layer of a source (``sha256:...``) compiled for ``python``."""
+    return _sha({"format": FORMAT, "kind": "code", "python": python, "source_digest": source_digest})
+
+
+def image_id(env, code):
+    """The id ``sha256:<hex>`` of the image made of the layers ``env`` and ``code``."""
+    return _sha({"format": FORMAT, "env": env, "code": code})
 
 
 def requirement_lines_text(requirements):
     """The requirement text for a list of requirement strings: one per line.
 
     ``["six", "requests==2.31"]`` -> ``"six\\nrequests==2.31\\n"``; an empty
-    list -> ``""``. Order is kept (it is the user's text, not a resolved set).
+    list -> ``""``.
     """
     return "".join(f"{line}\n" for line in requirements)
+
+
+def resolution_key(python, platform, requirements_text, index):
+    """The key under which a resolution of ``requirements_text`` is remembered.
+
+    ``index`` is what the packages come from (the engine's index options):
+    the same text against another index is resolved again.
+    """
+    return _sha({"format": FORMAT, "kind": "resolution", "python": python, "platform": platform,
+                 "requirements": requirements_text, "index": list(index)})

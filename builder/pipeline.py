@@ -1,60 +1,69 @@
-"""One build, from inputs to a finished image and its archive.
+"""One build, from a job's inputs to a finished, layered image.
 
 ::
 
     fetch    source archive from the store -> unpacked into a staging folder
-             requirement text read -> interpreter chosen -> image id
-             finished image + archive already here?  -> cache "hit", done
-    install  <images>/<hex>/app   <- staging folder (rename)
-             <images>/<hex>/venv  <- python -m venv --without-pip
-             pip --python <venv>/bin/python install -r <requirements>
-    pack     <cache>/artifacts/<hex>.tar.gz, its sha256, then the marker
+             requirement text read -> interpreter chosen
+    resolve  requirement text -> lock (exact versions and hashes), once per
+             (python, platform, text, index): remembered in <cache>/resolutions/
+             -> env layer id, code layer id, image id
+             both layers and the image here already?  -> cache "hit", done
+    code     staging -> code layer (bytecode, archive, marker)          (builder.layers)
+    install  lock -> env layer, unless it exists ("env-hit")            (builder.layers)
+    pack     each new layer's archive (inside the layer steps), then the image folder
+             linking both layers, and its marker
 
-A failure raises BuildFailed (one sentence) and leaves no image folder
-behind. A builder told to stop raises BuildAbandoned, also leaving nothing.
+A failure raises BuildFailed (one sentence, the installer's own reason
+when it gave one) and leaves no unfinished layer or image folder behind. A
+builder told to stop raises BuildAbandoned, also leaving nothing.
 
-Pip is the builder's own (``<builder python> -m pip --python <venv python>``),
-so venvs need no pip of their own. Pip reads the operator's configuration
-(``pip.conf``, ``PIP_*``) by itself: the builder passes no index options.
-
-The phases are the seam for the later cached, parallel installs (``resolve``,
-a shared wheel cache) and for layered images (``cache="env-hit"``).
+The resolution memo means a change of code alone costs no resolve: the same
+requirement text keeps its lock (as ``six`` today and ``six`` next month
+share an image until the text changes; pin versions to move them).
 """
 import dataclasses
 import os
 import shutil
-import sys
 import tarfile
 import time
 import uuid
 
-from builder import artifacts
-from builder.commands import run_logged
-from builder.failures import BuildFailed, pip_failure_sentence
-from builder.imageid import ImageInputs, image_id, requirement_lines_text
-from builder.interpreters import find_interpreter
+from builder import lock as locks
+from builder.engines import pick_engine
+from builder.failures import BuildFailed
+from builder.imageid import code_id, env_id, image_id, requirement_lines_text, resolution_key
+from builder.interpreters import find_interpreter, own_interpreter
+from builder.layers import build_code_layer, build_env_layer
+from builder.pipconfig import IndexSettings
 from corral import images, source
+
+GIB = 1 << 30
 
 
 @dataclasses.dataclass(frozen=True)
 class Workshop:
-    """Where and as whom a builder works."""
+    """Where, as whom and with what a builder works."""
 
     name: str                     # the builder's name, e.g. "b1"
-    images_dir: str               # finished images: <images_dir>/<hex>/
-    cache_dir: str                # artifacts/, logs/, requirements/
-    pip_timeout: float = 1800.0   # seconds a pip install may take
+    images_dir: str               # layers and images: <images_dir>/{env,code}/<hex>/, <images_dir>/<hex>/
+    cache_dir: str                # artifacts/, logs/, resolutions/, uv/, wheels/, work/
+    pip_timeout: float = 1800.0   # seconds one installer command may take
     venv_timeout: float = 300.0   # seconds creating a venv may take
+    engine: str = "auto"          # "uv", "pip" or "auto" (uv when found)
+    index: IndexSettings = IndexSettings()   # the operator's index settings (builder.pipconfig)
+    min_free: int = 1 * GIB       # bytes that must be free on the images disk for a build to start
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """A finished image: its id, its archive's hex sha256, ``hit``/``miss``, seconds per phase."""
+    """A finished image: its id, its layers, ``hit``/``env-hit``/``miss``, seconds per phase, its lock."""
 
     image: str
-    artifact_sha256: str
+    layers: list     # [{"kind", "id", "sha256", "size"}, ...]: env first, then code
     cache: str
     phases: dict
+    lock: str
+    engine: str
 
 
 def run_here(fn, *args):
@@ -98,24 +107,41 @@ def read_requirements_file(app_dir, relpath):
         raise BuildFailed(f"requirements file {relpath!r} in the source is not UTF-8 text") from None
 
 
+def check_free_space(workshop, disk_usage=shutil.disk_usage):
+    """Raise BuildFailed when the images disk has less than ``workshop.min_free`` bytes free."""
+    free = disk_usage(workshop.images_dir).free
+    if free < workshop.min_free:
+        raise BuildFailed(f"builder {workshop.name} has {free / GIB:.1f} GiB free on {workshop.images_dir},"
+                          f" less than the {workshop.min_free / GIB:.1f} GiB a build needs")
+
+
 def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, offload=run_here,
-                find_python=find_interpreter):
+                find_python=find_interpreter, engine=None, progress=lambda phase: None):
     """Make the image for ``inputs`` (a build job's inputs) unless it exists; return its Outcome.
 
-    ``offload(fn, *args)`` runs a blocking, CPU-bound step (unpack, pack,
-    remove) off the event loop; the daemon passes ``eventlet.tpool.execute``.
-    Raises BuildFailed or BuildAbandoned.
+    ``offload(fn, *args)`` runs a blocking, CPU-bound step (unpack, remove)
+    off the event loop; the daemon passes ``eventlet.tpool.execute``.
+    ``progress(phase)`` is told each phase as it starts. Raises BuildFailed
+    or BuildAbandoned.
     """
+    engine = engine or pick_engine(workshop.engine, cache_dir=workshop.cache_dir, index=workshop.index,
+                                   timeout=workshop.pip_timeout)
     phases = {}
     clock = time.monotonic()
     digest = inputs.get("source_digest")
     if not isinstance(digest, str) or not digest:
         raise BuildFailed(f"build {build_id} has no source digest in its inputs")
     kind, requirements = requirement_spec(inputs)
-    staging = os.path.join(workshop.images_dir, f".fetch-{uuid.uuid4().hex}")
+    token = uuid.uuid4().hex
+    staging = os.path.join(workshop.images_dir, "code", f".fetch-{token}")
+    workdir = os.path.join(workshop.cache_dir, "work", f"{build_id}-{token}")
+    log = log_path(workshop, build_id)
     image = None
     try:
-        os.makedirs(workshop.images_dir, exist_ok=True)
+        os.makedirs(os.path.join(workshop.images_dir, "code"), exist_ok=True)
+        check_free_space(workshop)
+        progress("fetch")
+        os.makedirs(workdir)
         data = store.get_source(digest)
         if data is None:
             raise BuildFailed(f"source {digest} is not in the store")
@@ -125,72 +151,73 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
             raise BuildFailed(f"source {digest} could not be unpacked: {exc}") from None
         if kind == "file":
             text = read_requirements_file(staging, requirements)
+            req_file = os.path.join(staging, os.path.normpath(requirements))
         else:
             text = requirement_lines_text(requirements or [])
+            req_file = os.path.join(workdir, "requirements.txt")
+            with open(req_file, "w", encoding="utf-8") as f:
+                f.write(text)
         python = find_python(inputs.get("python"), workshop.name)
-        image = image_id(ImageInputs(python=python.version, platform=python.platform,
-                                     requirements=text, source_digest=digest))
-        hex_digest = images.image_hex(image)
         phases["fetch"] = _lap(clock)
 
-        marker = images.read_marker(workshop.images_dir, image)
-        archive = artifacts.artifact_path(workshop.cache_dir, hex_digest)
-        if marker and marker.get("artifact_sha256") and os.path.isfile(archive):
-            return Outcome(image=image, artifact_sha256=marker["artifact_sha256"], cache="hit", phases=phases)
+        clock = time.monotonic()
+        progress("resolve")
+        pins = _resolve(engine, workshop, python, text, req_file, staging, workdir, log, stopping)
+        lock_text = locks.lock_text(pins)
+        env = env_id(python.version, python.platform, locks.pin_set(pins))
+        code = code_id(python.version, digest)
+        image = image_id(env, code)
+        phases["resolve"] = _lap(clock)
 
-        folder = images.image_dir(workshop.images_dir, image)
-        try:
-            clock = time.monotonic()
-            _install(build_id, folder, staging, python, kind, requirements, text,
-                     workshop=workshop, stopping=stopping, offload=offload)
+        clock = time.monotonic()
+        code_marker, code_was_there = build_code_layer(
+            images_dir=workshop.images_dir, cache_dir=workshop.cache_dir, layer_id=code, python=python,
+            staging=staging, own_version=own_interpreter().version, log=log, stopping=stopping,
+            builder=workshop.name)
+        phases["code"] = _lap(clock)
+
+        clock = time.monotonic()
+        env_marker, env_was_there = build_env_layer(
+            engine, images_dir=workshop.images_dir, cache_dir=workshop.cache_dir, layer_id=env, python=python,
+            pins=pins, lock_text=lock_text, workdir=workdir, log=log, stopping=stopping, builder=workshop.name,
+            progress=progress)
+        if not env_was_there:
             phases["install"] = _lap(clock)
-            clock = time.monotonic()
-            sha = offload(artifacts.pack_image, folder, archive)
-            images.write_marker(workshop.images_dir, image,
-                                {"image": image, "artifact_sha256": sha, "built_by": workshop.name})
-            phases["pack"] = _lap(clock)
-        except BaseException:
-            offload(_remove_tree, folder)
-            raise
-        return Outcome(image=image, artifact_sha256=sha, cache="miss", phases=phases)
+
+        layers = [
+            {"kind": "env", "id": env, "sha256": env_marker["artifact_sha256"], "size": env_marker["size"]},
+            {"kind": "code", "id": code, "sha256": code_marker["artifact_sha256"], "size": code_marker["size"]},
+        ]
+        images.link_image(workshop.images_dir, image, env, code,
+                          {"image": image, "layers": layers, "built_by": workshop.name}, tmp_suffix=token)
+        cache = "hit" if env_was_there and code_was_there else "env-hit" if env_was_there else "miss"
+        return Outcome(image=image, layers=layers, cache=cache, phases=phases, lock=lock_text, engine=engine.name)
     except BuildFailed as exc:
         raise BuildFailed(str(exc), image=image, phases=phases) from None
     finally:
         offload(_remove_tree, staging)
+        offload(_remove_tree, workdir)
 
 
-def _install(build_id, folder, staging, python, kind, requirements, text, *, workshop, stopping, offload):
-    """Lay out ``folder`` (app + venv) and install the requirements into its venv."""
-    offload(_remove_tree, folder)  # an unfinished leftover, or an image whose archive is gone
-    os.makedirs(folder)
-    app_dir = os.path.join(folder, "app")
-    os.rename(staging, app_dir)
-    venv = os.path.join(folder, "venv")
-    log = log_path(workshop, build_id)
-    done = run_logged([python.executable, "-m", "venv", "--without-pip", venv], log_path=log,
-                      timeout=workshop.venv_timeout, stopping=stopping)
-    if done.returncode != 0 or done.timed_out:
-        raise BuildFailed(f"python -m venv failed with {python.executable} on builder {workshop.name}"
-                          f" (exit status {done.returncode}; see {log})")
-    if kind == "none" or not text.strip():
-        return
-    if kind == "file":
-        req_file = os.path.join(app_dir, os.path.normpath(requirements))
-    else:
-        req_file = os.path.join(workshop.cache_dir, "requirements", f"{os.path.basename(folder)}.txt")
-        os.makedirs(os.path.dirname(req_file), exist_ok=True)
-        with open(req_file, "w", encoding="utf-8") as f:
-            f.write(text)
-    argv = [sys.executable, "-m", "pip", "--python", os.path.join(venv, "bin", "python"),
-            "install", "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
-            "-r", req_file]
-    # cwd = the app: a requirements file's relative paths ("-e .", "-r base.txt") mean the source.
-    done = run_logged(argv, log_path=log, timeout=workshop.pip_timeout, stopping=stopping, cwd=app_dir)
-    if done.timed_out:
-        raise BuildFailed(f"pip did not finish installing the requirements within {workshop.pip_timeout:g}s"
-                          f" (see {log})")
-    if done.returncode != 0:
-        raise BuildFailed(pip_failure_sentence(done.output, done.returncode, log))
+def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stopping):
+    """The pins of the requirement text: remembered, or resolved by ``engine`` and remembered."""
+    if not text.strip():
+        return []
+    key = resolution_key(python.version, python.platform, text, engine.index_key())
+    memo = os.path.join(workshop.cache_dir, "resolutions", images.image_hex(key) + ".txt")
+    try:
+        with open(memo, encoding="utf-8") as f:
+            return locks.parse_requirements_lock(f.read())
+    except (OSError, ValueError):
+        pass
+    pins = engine.resolve(python=python, requirements_file=req_file, cwd=cwd, workdir=workdir, log=log,
+                          stopping=stopping)
+    os.makedirs(os.path.dirname(memo), exist_ok=True)
+    tmp = f"{memo}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(locks.lock_text(pins))
+    os.replace(tmp, memo)
+    return pins
 
 
 def _remove_tree(path):

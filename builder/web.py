@@ -1,15 +1,17 @@
-"""The builder's HTTP face: finished image archives, and a health check.
+"""The builder's HTTP face: finished layer archives, and a health check.
 
 ::
 
-    GET  /healthz                 200 "ok"
-    GET  /images/<hex>.tar.gz     200 the archive, streamed; Content-Length;
-    HEAD /images/<hex>.tar.gz         X-Corral-Sha256: <hex sha256 of the archive>
-                                  404 when the image is not finished here
+    GET  /healthz                      200 "ok"
+    GET  /layers/<kind>/<hex>.tar      200 the archive, streamed from disk; Content-Length;
+    HEAD /layers/<kind>/<hex>.tar          X-Corral-Sha256: <hex sha256 of the archive>
+                                       404 when the layer is not finished here
 
-Reading images needs no token: an agent learns the archive's sha256 from a
-signed message and verifies what it downloaded against it. Only finished
-images are served (those with a marker), never an archive being written.
+``kind`` is ``env`` or ``code``. Reading layers needs no token: an agent
+learns each archive's sha256 from a signed message and verifies what it
+downloaded against it. Only finished layers are served (those with a
+marker), never an archive being written. The body is the server's file
+wrapper (``wsgi.file_wrapper``) when it has one, else 1 MiB reads.
 """
 import os
 import re
@@ -17,12 +19,12 @@ import re
 from builder.artifacts import artifact_path
 from corral import images
 
-_IMAGE_PATH = re.compile(r"^/images/([0-9a-f]{64})\.tar\.gz$")
-_CHUNK = 1 << 16
+_LAYER_PATH = re.compile(r"^/layers/(env|code)/([0-9a-f]{64})\.tar$")
+_CHUNK = 1 << 20
 
 
 def make_app(*, images_dir, cache_dir):
-    """The WSGI application serving the archives of the images finished in ``images_dir``."""
+    """The WSGI application serving the archives of the layers finished in ``images_dir``."""
 
     def app(environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
@@ -32,31 +34,32 @@ def make_app(*, images_dir, cache_dir):
                 return _plain(start_response, "405 Method Not Allowed", "only GET and HEAD are served\n",
                               [("Allow", "GET, HEAD")])
             return _plain(start_response, "200 OK", "ok\n", head=method == "HEAD")
-        match = _IMAGE_PATH.match(path)
+        match = _LAYER_PATH.match(path)
         if not match:
             return _plain(start_response, "404 Not Found", f"no such path: {path}\n")
         if method not in ("GET", "HEAD"):
             return _plain(start_response, "405 Method Not Allowed", "only GET and HEAD are served\n",
                           [("Allow", "GET, HEAD")])
-        hex_digest = match.group(1)
-        marker = images.read_marker(images_dir, "sha256:" + hex_digest)
-        archive = artifact_path(cache_dir, hex_digest)
+        kind, hex_digest = match.group(1), match.group(2)
+        marker = images.read_layer_marker(images_dir, kind, "sha256:" + hex_digest)
+        archive = artifact_path(cache_dir, kind, hex_digest)
         try:
             if not marker or not marker.get("artifact_sha256"):
                 raise FileNotFoundError(archive)
             f = open(archive, "rb")
         except OSError:
-            return _plain(start_response, "404 Not Found", f"image sha256:{hex_digest} is not built here\n")
+            return _plain(start_response, "404 Not Found", f"{kind} layer sha256:{hex_digest} is not built here\n")
         size = os.fstat(f.fileno()).st_size
         start_response("200 OK", [
-            ("Content-Type", "application/gzip"),
+            ("Content-Type", "application/x-tar"),
             ("Content-Length", str(size)),
             ("X-Corral-Sha256", marker["artifact_sha256"]),
         ])
         if method == "HEAD":
             f.close()
             return [b""]
-        return _FileChunks(f)
+        wrapper = environ.get("wsgi.file_wrapper")
+        return wrapper(f, _CHUNK) if wrapper else _FileChunks(f)
 
     return app
 

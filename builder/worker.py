@@ -3,9 +3,11 @@
 ::
 
     idle:     claim_build(name, stale_after) every poll seconds
-    claimed:  heartbeat_build every stale_after/4 s   (green thread)
+    claimed:  heartbeat_build every stale_after/4 s, and at once on a new phase
+                                                      (green thread; the phase is the build's progress)
               build_image(...)                        (builder.pipeline)
               finish_build(succeeded|failed) + event "Built" | "BuildFailed"
+                (layers with their URLs, the lock; on failure the log's last lines)
     reclaimed: a heartbeat answered Conflict (this builder went silent too
               long and another took the job): the build is abandoned.
     stopping: the current build is abandoned (its commands killed, its folder
@@ -15,16 +17,31 @@
 Several builders may share one queue: the store hands a job to one of them.
 """
 import logging
+import os
 import time
 
 import eventlet
+import eventlet.event
 
 from builder.failures import BuildAbandoned, BuildFailed
 from builder.pipeline import build_image, log_path, run_here
-from corral import images
 from corral.store import Conflict, StoreError
 
 log = logging.getLogger("corral.builder")
+
+LOG_TAIL_LINES = 20      # lines of a failed build's log kept with the build
+LOG_TAIL_BYTES = 16384
+
+
+def log_tail(path, lines=LOG_TAIL_LINES, limit=LOG_TAIL_BYTES):
+    """The last ``lines`` lines of the file at ``path`` (at most ``limit`` bytes), or "" when unreadable."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 class Worker:
@@ -64,10 +81,18 @@ class Worker:
         log.info("builder %s: build %s of app %s started", self.workshop.name, job.id, job.app)
         started = time.monotonic()
         lost = []  # set by the heartbeat when another builder has reclaimed the job
-        beating = eventlet.spawn(self._heartbeats, job.id, lost)
+        phase = [None, eventlet.event.Event()]   # the current phase, and a wake-up for the heartbeat
+        beating = eventlet.spawn(self._heartbeats, job.id, lost, phase)
+
+        def progress(text):
+            phase[0] = text
+            if not phase[1].ready():
+                phase[1].send(True)
+
         try:
             outcome = build_image(job.id, job.inputs, store=self.store, workshop=self.workshop,
-                                  stopping=lambda: bool(lost) or stopping(), offload=self.offload)
+                                  stopping=lambda: bool(lost) or stopping(), offload=self.offload,
+                                  progress=progress)
         except BuildAbandoned:
             log.info("builder %s: build %s abandoned (%s)", self.workshop.name, job.id,
                      "reclaimed by another builder" if lost else "stopping")
@@ -82,18 +107,18 @@ class Worker:
             return
         finally:
             beating.kill()
-        hex_digest = images.image_hex(outcome.image)
+        layers = [dict(layer, url=f"{self.artifact_base}/layers/{layer['kind']}/{layer['id'][7:]}.tar")
+                  for layer in outcome.layers]
         self._record(job, "Built",
                      f"image {outcome.image} ready ({outcome.cache}, {time.monotonic() - started:.1f}s)"
                      f" on builder {self.workshop.name}",
-                     state="succeeded", image=outcome.image,
-                     artifact_url=f"{self.artifact_base}/images/{hex_digest}.tar.gz",
-                     artifact_sha256=outcome.artifact_sha256, cache=outcome.cache, phases=outcome.phases)
+                     state="succeeded", image=outcome.image, layers=layers, lock=outcome.lock,
+                     cache=outcome.cache, phases=outcome.phases)
 
     def _failed(self, job, error, image, phases):
         log.info("builder %s: build %s failed: %s", self.workshop.name, job.id, error)
         self._record(job, "BuildFailed", error, state="failed", image=image,
-                     phases=phases, error=error)
+                     phases=phases, error=error, log_tail=log_tail(log_path(self.workshop, job.id)))
 
     def _record(self, job, reason, message, **outcome):
         try:
@@ -103,12 +128,20 @@ class Worker:
             # The job stays "building"; once stale, a builder claims it again and finds a cache hit.
             log.warning("builder %s: could not record build %s: %s", self.workshop.name, job.id, exc)
 
-    def _heartbeats(self, build_id, lost):
+    def _heartbeats(self, build_id, lost, phase):
         every = max(self.stale_after / 4.0, 0.05)
+        said = None
         while True:
-            eventlet.sleep(every)
             try:
-                self.heartbeat_store.heartbeat_build(build_id, self.workshop.name)
+                with eventlet.Timeout(every):
+                    phase[1].wait()
+            except eventlet.Timeout:
+                pass
+            phase[1] = eventlet.event.Event()
+            try:
+                self.heartbeat_store.heartbeat_build(build_id, self.workshop.name,
+                                                     progress=phase[0] if phase[0] != said else None)
+                said = phase[0]
             except Conflict:
                 lost.append(True)
                 return

@@ -1,10 +1,15 @@
-"""Fetching images from the builder: download, verify, unpack, rename into place.
+"""Making an image ready on this node: fetch the layers it lacks, verify, unpack, link.
 
-An image's id names its content (sha256 of its inputs), so a finished image
-folder (one with :data:`corral.images.IMAGE_MARKER`) of the same id is used as
-it is, whoever wrote it: this agent, another agent on the same machine, or a
-builder sharing the images dir. The archive's sha256 is checked on every
-download; a mismatch leaves nothing behind.
+An assigned instance names its image and the image's layers (``artifact =
+{"layers": [{"kind": "env"|"code", "id", "url", "sha256", "size"}, ...]}``).
+Ids name content, so a finished layer (one with its marker, see
+:mod:`corral.images`) is used as it is, whoever wrote it: this agent,
+another agent on the same machine, or a builder sharing the images dir. A
+node that has the image does no work; one that has the environment fetches
+only the code layer. Each download is checked against its sha256; a
+mismatch or an unsafe archive leaves nothing behind. A layer is unpacked
+into a temporary folder beside its place and renamed into it, so the
+virtualenv lands at the same path as on the builder.
 """
 import hashlib
 import os
@@ -18,16 +23,29 @@ import requests
 
 from corral import images
 
-CHUNK = 1 << 16
+CHUNK = 1 << 20
 TIMEOUT = (10, 60)   # connect, read: seconds
+RACE_WAIT_STEPS = 50  # tenths of a second to wait for another writer's marker on a layer
 
 
 class ImageError(Exception):
     """An image could not be made ready; the message is one sentence."""
 
 
-def ensure_image(images_dir, image_id, url, sha256):
-    """The folder of image ``image_id``, fetched from ``url`` and verified against ``sha256`` if absent.
+def layers_of(image_id, artifact):
+    """The layers of an assignment's ``artifact`` as ``(env, code)`` dicts; ImageError when malformed."""
+    layers = (artifact or {}).get("layers") if isinstance(artifact, dict) else None
+    by_kind = {}
+    for layer in layers or ():
+        if isinstance(layer, dict) and layer.get("kind") in images.LAYER_KINDS:
+            by_kind[layer["kind"]] = layer
+    if set(by_kind) != set(images.LAYER_KINDS):
+        raise ImageError(f"image {image_id}: the assignment does not name both its env and code layers")
+    return by_kind["env"], by_kind["code"]
+
+
+def ensure_image(images_dir, image_id, artifact):
+    """The folder of image ``image_id``, its missing layers fetched, verified and unpacked first.
 
     Raises :class:`ImageError` on a bad id, a failed download, a digest
     mismatch or an unsafe archive, leaving no temporary file or folder.
@@ -36,26 +54,48 @@ def ensure_image(images_dir, image_id, url, sha256):
     """
     try:
         final = images.image_dir(images_dir, image_id)
+        if images.read_marker(images_dir, image_id) is not None:
+            return final
+        env, code = layers_of(image_id, artifact)
+        for layer in (env, code):
+            ensure_layer(images_dir, layer)
+        return images.link_image(images_dir, image_id, env["id"], code["id"],
+                                 {"image": image_id, "layers": [env, code], "source": "agent",
+                                  "fetched_at": time.time()}, tmp_suffix=f"tmp-{secrets.token_hex(4)}")
     except ValueError as e:
-        raise ImageError(str(e)) from None
-    if images.read_marker(images_dir, image_id) is not None:
+        raise ImageError(f"image {image_id}: {e}") from None
+    except OSError as e:
+        raise ImageError(f"image {image_id}: its folder could not be made ready ({e})") from None
+
+
+def ensure_layer(images_dir, layer):
+    """The folder of ``layer`` (an assignment's layer dict), downloaded and unpacked when absent."""
+    kind, layer_id = layer["kind"], layer.get("id")
+    final = images.layer_dir(images_dir, kind, layer_id)
+    if images.read_layer_marker(images_dir, kind, layer_id) is not None:
         return final
-    os.makedirs(images_dir, exist_ok=True)
-    hexid = images.image_hex(image_id)
-    archive = os.path.join(images_dir, f".dl-{hexid}-{secrets.token_hex(4)}")
-    unpacked = os.path.join(images_dir, f".tmp-{hexid}-{secrets.token_hex(4)}")
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    hexid = images.image_hex(layer_id)
+    archive = os.path.join(parent, f".dl-{hexid}-{secrets.token_hex(4)}")
+    unpacked = os.path.join(parent, f".tmp-{hexid}-{secrets.token_hex(4)}")
     try:
-        _download(url, archive, sha256, image_id)
-        _unpack(archive, unpacked, image_id)
+        _download(layer.get("url", ""), archive, layer.get("sha256"), f"{kind} layer {layer_id}")
+        _unpack(archive, unpacked, f"{kind} layer {layer_id}")
         try:
             os.rename(unpacked, final)
         except OSError:
-            if images.read_marker(images_dir, image_id) is None:
-                raise ImageError(f"image {image_id}: the folder {final} exists but is unfinished") from None
-            return final  # another agent on this machine won the race; ours is discarded below
-        images.write_marker(images_dir, image_id, {
-            "image": image_id, "sha256": sha256, "url": url, "source": "agent", "fetched_at": time.time(),
-        })
+            # Another agent on this machine renamed its copy first and is about to mark it,
+            # or a crash left an unmarked folder: wait for the marker, then replace a leftover.
+            for _ in range(RACE_WAIT_STEPS):
+                if images.read_layer_marker(images_dir, kind, layer_id) is not None:
+                    return final
+                time.sleep(0.1)
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(unpacked, final)
+        images.write_layer_marker(images_dir, kind, layer_id, {
+            "id": layer_id, "kind": kind, "artifact_sha256": layer.get("sha256"), "url": layer.get("url"),
+            "source": "agent", "fetched_at": time.time()})
         return final
     finally:
         if os.path.exists(archive):
@@ -64,36 +104,36 @@ def ensure_image(images_dir, image_id, url, sha256):
             shutil.rmtree(unpacked, ignore_errors=True)
 
 
-def _download(url, path, sha256, image_id):
+def _download(url, path, sha256, what):
     digest = hashlib.sha256()
     try:
         with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
             if resp.status_code != 200:
-                raise ImageError(f"image {image_id}: GET {url} answered HTTP {resp.status_code}")
+                raise ImageError(f"{what}: GET {url} answered HTTP {resp.status_code}")
             with open(path, "wb") as f:
                 for chunk in resp.iter_content(CHUNK):
                     digest.update(chunk)
                     f.write(chunk)
     except requests.RequestException as e:
-        raise ImageError(f"image {image_id}: downloading {url} failed ({e.__class__.__name__}: {e})") from None
+        raise ImageError(f"{what}: downloading {url} failed ({e.__class__.__name__}: {e})") from None
     if digest.hexdigest() != sha256:
-        raise ImageError(f"image {image_id}: the archive from {url} has sha256 {digest.hexdigest()}, expected {sha256}")
+        raise ImageError(f"{what}: the archive from {url} has sha256 {digest.hexdigest()}, expected {sha256}")
 
 
-def _unpack(archive, dest, image_id):
+def _unpack(archive, dest, what):
     os.mkdir(dest)
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar.getmembers():
                 parts = member.name.replace("\\", "/").split("/")
                 if member.name.startswith("/") or ".." in parts:
-                    raise ImageError(f"image {image_id}: archive member {member.name!r} points outside the image folder")
+                    raise ImageError(f"{what}: archive member {member.name!r} points outside the layer folder")
                 if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                    raise ImageError(f"image {image_id}: archive member {member.name!r} is not a file, folder or link")
+                    raise ImageError(f"{what}: archive member {member.name!r} is not a file, folder or link")
             # "tar" and not "data": a venv links to its base interpreter by absolute path.
             tar.extractall(dest, filter="tar")
     except (tarfile.TarError, OSError) as e:
-        raise ImageError(f"image {image_id}: the archive cannot be unpacked ({e})") from None
+        raise ImageError(f"{what}: the archive cannot be unpacked ({e})") from None
 
 
 class ImageCache:
@@ -104,8 +144,8 @@ class ImageCache:
         self.fetch = fetch
         self.locks = {}
 
-    def ensure(self, image_id, url, sha256):
+    def ensure(self, image_id, artifact):
         """The image's folder, fetched once even when many instances ask at once."""
         lock = self.locks.setdefault(image_id, eventlet.semaphore.Semaphore())
         with lock:
-            return self.fetch(self.images_dir, image_id, url, sha256)
+            return self.fetch(self.images_dir, image_id, artifact)

@@ -83,9 +83,19 @@ def wait_for(what, predicate, timeout=WAIT):
 
 
 def build_image_archive():
-    """A tar.gz of an image: ``app/`` with scripts and ``venv/bin/python`` linking to this interpreter."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    """The two layer archives of an image: ``{"env": tar of bin/python linking to this interpreter,
+    "code": tar of the app's scripts}``."""
+    bufs = {"env": io.BytesIO(), "code": io.BytesIO()}
+    with tarfile.open(fileobj=bufs["env"], mode="w") as env_tar, tarfile.open(fileobj=bufs["code"], mode="w") as code_tar:
+        class tar:  # noqa: N801 - routes app/... to the code layer and venv/... to the env layer
+            @staticmethod
+            def addfile(info, data=None):
+                target, _, rest = info.name.partition("/")
+                if not rest:
+                    return
+                info.name = rest
+                (code_tar if target == "app" else env_tar).addfile(info, data)
+
         def add_file(name, text):
             data = text.encode()
             info = tarfile.TarInfo(name)
@@ -103,7 +113,7 @@ def build_image_archive():
         add_file("app/envserver.py", ENV_SERVER)
         add_file("app/stubborn.py", STUBBORN)
         add_file("app/sick.py", SICK)
-    return buf.getvalue()
+    return {kind: buf.getvalue() for kind, buf in bufs.items()}
 
 
 class Reconciler:
@@ -153,13 +163,14 @@ def reconciler(key_file):
 
 @pytest.fixture
 def image_server():
-    """Serves the image archive at /image.tar.gz; yields (url, sha256, download count)."""
-    archive = build_image_archive()
+    """Serves the layer archives at /env.tar and /code.tar; yields (base url, {kind: sha256}, downloads)."""
+    archives = build_image_archive()
     hits = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             hits.append(self.path)
+            archive = archives[self.path.strip("/").split(".")[0]]
             self.send_response(200)
             self.send_header("Content-Length", str(len(archive)))
             self.end_headers()
@@ -171,7 +182,8 @@ def image_server():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/image.tar.gz", hashlib.sha256(archive).hexdigest(), hits
+    yield (f"http://127.0.0.1:{server.server_address[1]}",
+           {kind: hashlib.sha256(data).hexdigest() for kind, data in archives.items()}, hits)
     server.shutdown()
     server.server_close()
 
@@ -214,9 +226,11 @@ def agent(tmp_path, reconciler, key_file):
 
 def assignment(iid, image_server, command, *, port=True, env=None, restart="always", grace=5.0, sha256=None,
                health=None):
-    url, digest, _ = image_server
+    url, digests, _ = image_server
+    layers = [{"kind": kind, "id": "sha256:" + ("2" if kind == "env" else "3") * 64, "url": f"{url}/{kind}.tar",
+               "sha256": (sha256 if kind == "code" else None) or digests[kind]} for kind in ("env", "code")]
     return {"id": iid, "app": "hello", "process": "web", "revision": "1", "image": IMAGE,
-            "artifact": {"url": url, "sha256": sha256 or digest},
+            "artifact": {"layers": layers},
             "spec": {"command": command, "env": env or {}, "port": port, "restart": restart,
                      "drainPeriod": 0, "stopGracePeriod": grace, "health": health}}
 
@@ -261,8 +275,8 @@ def test_assigned_instances_fetch_the_image_and_serve_on_their_ports(agent, reco
         "PORT": str(envi["port"]), "CORRAL_APP": "hello", "CORRAL_PROCESS": "web",
         "CORRAL_INSTANCE": "hello-env-1", "CORRAL_NODE": NODE, "GREETING": "hi", "VIRTUAL_ENV": venv}
     assert seen["env"]["PATH"].startswith(venv + "/bin:")
-    assert seen["cwd"] == str(handle.images_dir / IMAGE.split(":")[1] / "app")
-    assert len(image_server[2]) == 1, "two instances of one image must share one download"
+    assert seen["cwd"] == os.path.realpath(handle.images_dir / IMAGE.split(":")[1] / "app")
+    assert len(image_server[2]) == 2, "two instances of one image must share one download of each layer"
     assert reconciler.latest()["epoch_seen"] == 1
     assert (handle.data_dir / "logs" / "hello-web-1.log").exists()
 
@@ -281,8 +295,8 @@ def test_a_wrong_sha256_fails_the_instance_and_unpacks_nothing(agent, reconciler
     reconciler.assign([assignment("hello-web-1", image_server, HTTP_SERVER, sha256="0" * 64)], epoch=1)
     inst = wait_for("a failed instance", lambda: (i := reconciler.instance("hello-web-1")) and i["state"] == "failed" and i)
     assert "expected " + "0" * 64 in inst["message"]
-    leftovers = [n for n in os.listdir(handle.images_dir) if not n.startswith(".dl-")]
-    assert leftovers == []
+    assert not os.path.exists(handle.images_dir / IMAGE.split(":")[1]), "no image folder for a bad layer"
+    assert os.listdir(handle.images_dir / "code") == [], "nothing of the bad code layer is left"
 
 
 def test_a_stale_epoch_is_refused(agent, reconciler, image_server):

@@ -1,4 +1,4 @@
-"""Fetching images: download over real HTTP, verify, unpack safely, rename into place."""
+"""Fetching images: each missing layer downloaded over real HTTP, verified, unpacked safely, renamed into place."""
 import corral.green
 
 corral.green.patch()
@@ -18,12 +18,13 @@ from corral import images as layout  # noqa: E402
 from nodeagent.images import ImageCache, ImageError, ensure_image  # noqa: E402
 
 IMAGE = "sha256:" + "2" * 64
+ENV_ID, CODE_ID = "sha256:" + "e" * 64, "sha256:" + "c" * 64
 
 
 def archive(members):
-    """A tar.gz from (name, kind, payload): kind 'file' (payload text), 'dir', or 'symlink' (payload target)."""
+    """A tar from (name, kind, payload): kind 'file' (payload text), 'dir', or 'symlink' (payload target)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, kind, payload in members:
             info = tarfile.TarInfo(name)
             if kind == "file":
@@ -39,20 +40,21 @@ def archive(members):
     return buf.getvalue()
 
 
-GOOD = archive([("app", "dir", None), ("app/main.py", "file", "print('hi')\n"),
-                ("venv", "dir", None), ("venv/bin", "dir", None),
-                ("venv/bin/python", "symlink", sys.executable)])
+ENV = archive([("bin", "dir", None), ("bin/python", "symlink", sys.executable)])
+CODE = archive([("main.py", "file", "print('hi')\n")])
+CODE2 = archive([("main.py", "file", "print('v2')\n")])
 
 
 @pytest.fixture
 def serve():
-    """serve(data) -> (url, hits): an HTTP server that answers every GET with ``data``."""
+    """serve({name: data}) -> (base url, hits): an HTTP server answering GET /<name> with its data."""
     servers, hits = [], []
 
-    def start(data):
+    def start(files):
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 hits.append(self.path)
+                data = files[self.path.lstrip("/")]
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -64,7 +66,7 @@ def serve():
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/image.tar.gz", hits
+        return f"http://127.0.0.1:{server.server_address[1]}", hits
 
     yield start
     for server in servers:
@@ -76,28 +78,47 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def test_an_image_is_fetched_verified_and_marked(tmp_path, serve):
-    url, _ = serve(GOOD)
-    path = ensure_image(str(tmp_path), IMAGE, url, sha(GOOD))
+def artifact(base, env=ENV, code=CODE, env_id=ENV_ID, code_id=CODE_ID, env_sha=None, code_sha=None, code_name="code"):
+    return {"layers": [
+        {"kind": "env", "id": env_id, "url": f"{base}/env", "sha256": env_sha or sha(env), "size": len(env)},
+        {"kind": "code", "id": code_id, "url": f"{base}/{code_name}", "sha256": code_sha or sha(code)}]}
+
+
+def test_an_image_is_its_two_layers_fetched_verified_marked_and_linked(tmp_path, serve):
+    base, hits = serve({"env": ENV, "code": CODE})
+    path = ensure_image(str(tmp_path), IMAGE, artifact(base))
     assert path == layout.image_dir(str(tmp_path), IMAGE)
-    assert open(os.path.join(path, "app", "main.py")).read() == "print('hi')\n"
-    assert os.readlink(os.path.join(path, "venv", "bin", "python")) == sys.executable
-    assert layout.read_marker(str(tmp_path), IMAGE)["sha256"] == sha(GOOD)
-    assert sorted(os.listdir(tmp_path)) == ["2" * 64]
+    assert open(os.path.join(layout.code_dir(str(tmp_path), IMAGE), "main.py")).read() == "print('hi')\n"
+    assert os.readlink(os.path.join(layout.venv_dir(str(tmp_path), IMAGE), "bin", "python")) == sys.executable
+    assert os.path.realpath(layout.venv_dir(str(tmp_path), IMAGE)) == layout.layer_dir(str(tmp_path), "env", ENV_ID)
+    assert layout.read_layer_marker(str(tmp_path), "code", CODE_ID)["artifact_sha256"] == sha(CODE)
+    assert layout.read_marker(str(tmp_path), IMAGE)["image"] == IMAGE
+    assert sorted(os.listdir(tmp_path)) == ["2" * 64, "code", "env"]
+    assert sorted(hits) == ["/code", "/env"]
 
 
-def test_a_finished_image_is_not_fetched_again(tmp_path, serve):
-    url, hits = serve(GOOD)
-    ensure_image(str(tmp_path), IMAGE, url, sha(GOOD))
-    ensure_image(str(tmp_path), IMAGE, url, sha(GOOD))
-    assert len(hits) == 1
+def test_a_finished_image_is_no_work(tmp_path, serve):
+    base, hits = serve({"env": ENV, "code": CODE})
+    ensure_image(str(tmp_path), IMAGE, artifact(base))
+    ensure_image(str(tmp_path), IMAGE, artifact(base))
+    assert len(hits) == 2
 
 
-def test_a_digest_mismatch_names_both_digests_and_leaves_nothing(tmp_path, serve):
-    url, _ = serve(GOOD)
-    with pytest.raises(ImageError, match=f"has sha256 {sha(GOOD)}, expected {'0' * 64}"):
-        ensure_image(str(tmp_path), IMAGE, url, "0" * 64)
-    assert os.listdir(tmp_path) == []
+def test_a_new_image_with_a_known_environment_fetches_only_its_code(tmp_path, serve):
+    base, hits = serve({"env": ENV, "code": CODE, "code2": CODE2})
+    ensure_image(str(tmp_path), IMAGE, artifact(base))
+    other = "sha256:" + "3" * 64
+    ensure_image(str(tmp_path), other, artifact(base, code=CODE2, code_id="sha256:" + "d" * 64, code_name="code2"))
+    assert sorted(hits) == ["/code", "/code2", "/env"]
+    assert os.path.realpath(layout.venv_dir(str(tmp_path), other)) == os.path.realpath(layout.venv_dir(str(tmp_path), IMAGE))
+
+
+def test_a_digest_mismatch_names_both_digests_and_leaves_no_image(tmp_path, serve):
+    base, _ = serve({"env": ENV, "code": CODE})
+    with pytest.raises(ImageError, match=f"has sha256 {sha(CODE)}, expected {'0' * 64}"):
+        ensure_image(str(tmp_path), IMAGE, artifact(base, code_sha="0" * 64))
+    assert not os.path.exists(layout.image_dir(str(tmp_path), IMAGE))
+    assert os.listdir(tmp_path / "code") == []
 
 
 @pytest.mark.parametrize("member", [
@@ -105,52 +126,50 @@ def test_a_digest_mismatch_names_both_digests_and_leaves_nothing(tmp_path, serve
     pytest.param(("/etc/evil", "file", "x"), id="absolute"),
     pytest.param(("app/deeper/../../../evil", "file", "x"), id="dot-dot-deep"),
 ])
-def test_a_member_escaping_the_folder_is_refused(tmp_path, serve, member):
-    data = archive([("app", "dir", None), member])
-    url, _ = serve(data)
+def test_a_member_escaping_the_layer_is_refused(tmp_path, serve, member):
+    bad = archive([("app", "dir", None), member])
+    base, _ = serve({"env": ENV, "code": bad})
     images_dir = tmp_path / "images"
-    with pytest.raises(ImageError, match="outside the image folder"):
-        ensure_image(str(images_dir), IMAGE, url, sha(data))
-    assert os.listdir(images_dir) == []
+    with pytest.raises(ImageError, match="outside the layer folder"):
+        ensure_image(str(images_dir), IMAGE, artifact(base, code=bad))
+    assert os.listdir(images_dir / "code") == []
     assert not (tmp_path / "evil").exists()
 
 
-def test_a_file_written_through_a_symlink_out_of_the_folder_is_refused(tmp_path, serve):
+def test_a_file_written_through_a_symlink_out_of_the_layer_is_refused(tmp_path, serve):
     outside = tmp_path / "outside"
     outside.mkdir()
-    data = archive([("app", "dir", None), ("app/link", "symlink", str(outside)), ("app/link/evil", "file", "x")])
-    url, _ = serve(data)
+    bad = archive([("app", "dir", None), ("app/link", "symlink", str(outside)), ("app/link/evil", "file", "x")])
+    base, _ = serve({"env": ENV, "code": bad})
     images_dir = tmp_path / "images"
     with pytest.raises(ImageError):
-        ensure_image(str(images_dir), IMAGE, url, sha(data))
-    assert os.listdir(outside) == [] and os.listdir(images_dir) == []
+        ensure_image(str(images_dir), IMAGE, artifact(base, code=bad))
+    assert os.listdir(outside) == [] and os.listdir(images_dir / "code") == []
 
 
 def test_a_bad_image_id_is_one_sentence(tmp_path):
     with pytest.raises(ImageError, match="sha256:<64 hex digits>"):
-        ensure_image(str(tmp_path), "latest", "http://127.0.0.1:9/x", "0" * 64)
+        ensure_image(str(tmp_path), "latest", artifact("http://127.0.0.1:9"))
 
 
-def test_losing_the_rename_race_uses_the_winner(tmp_path, serve, monkeypatch):
-    url, _ = serve(GOOD)
-    winner = ensure_image(str(tmp_path), IMAGE, url, sha(GOOD))
-    marker = layout.read_marker(str(tmp_path), IMAGE)
-    # Pretend the winner finished while this fetch was downloading: hide it from the first look only.
-    real = layout.read_marker
-    looks = []
+def test_an_artifact_without_both_layers_is_one_sentence(tmp_path):
+    with pytest.raises(ImageError, match="does not name both its env and code layers"):
+        ensure_image(str(tmp_path), IMAGE, {"layers": artifact("http://127.0.0.1:9")["layers"][:1]})
 
-    def first_look_misses(images_dir, image_id):
-        looks.append(1)
-        return None if len(looks) == 1 else real(images_dir, image_id)
-    monkeypatch.setattr(layout, "read_marker", first_look_misses)
-    assert ensure_image(str(tmp_path), IMAGE, url, sha(GOOD)) == winner
-    assert real(str(tmp_path), IMAGE) == marker
-    assert sorted(os.listdir(tmp_path)) == ["2" * 64]
+
+def test_two_agents_sharing_the_images_dir_end_with_one_finished_image(tmp_path, serve):
+    base, _ = serve({"env": ENV, "code": CODE})
+    first, second = ImageCache(str(tmp_path)), ImageCache(str(tmp_path))
+    pool = eventlet.GreenPool()
+    paths = list(pool.imap(lambda cache: cache.ensure(IMAGE, artifact(base)), [first, second, first, second]))
+    assert len(set(paths)) == 1
+    assert sorted(os.listdir(tmp_path / "env")) == ["e" * 64, "e" * 64 + ".json"]
+    assert open(os.path.join(layout.code_dir(str(tmp_path), IMAGE), "main.py")).read() == "print('hi')\n"
 
 
 def test_the_cache_fetches_one_image_once_for_many_callers(tmp_path, serve):
-    url, hits = serve(GOOD)
+    base, hits = serve({"env": ENV, "code": CODE})
     cache = ImageCache(str(tmp_path))
     pool = eventlet.GreenPool()
-    paths = list(pool.imap(lambda _: cache.ensure(IMAGE, url, sha(GOOD)), range(5)))
-    assert len(set(paths)) == 1 and len(hits) == 1
+    paths = list(pool.imap(lambda _: cache.ensure(IMAGE, artifact(base)), range(5)))
+    assert len(set(paths)) == 1 and len(hits) == 2

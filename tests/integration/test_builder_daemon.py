@@ -69,7 +69,7 @@ def daemon(tmp_path):
         store.close()
 
 
-def test_daemon_builds_a_queued_job_and_serves_the_image(daemon, tmp_path):
+def test_daemon_builds_a_queued_job_and_serves_its_layers(daemon, tmp_path):
     store, base, proc = daemon
     src = tmp_path / "src"
     src.mkdir()
@@ -82,15 +82,16 @@ def test_daemon_builds_a_queued_job_and_serves_the_image(daemon, tmp_path):
                    300, "the build to finish")
 
     assert (rec.state, rec.worker, rec.error) == ("succeeded", "b1", None)
-    hex_digest = rec.image.split(":", 1)[1]
-    assert rec.artifact_url == f"{base}/images/{hex_digest}.tar.gz"
-    got = requests.get(rec.artifact_url, timeout=30)
-    assert got.status_code == 200
-    assert int(got.headers["Content-Length"]) == len(got.content)
-    assert hashlib.sha256(got.content).hexdigest() == rec.artifact_sha256 == got.headers["X-Corral-Sha256"]
-    head = requests.head(rec.artifact_url, timeout=30)
-    assert (head.status_code, head.headers["Content-Length"], head.content) == (200, str(len(got.content)), b"")
-    assert requests.get(f"{base}/images/{'0' * 64}.tar.gz", timeout=5).status_code == 404
+    assert [layer["kind"] for layer in rec.layers] == ["env", "code"]
+    for layer in rec.layers:
+        assert layer["url"] == f"{base}/layers/{layer['kind']}/{layer['id'][7:]}.tar"
+        got = requests.get(layer["url"], timeout=30)
+        assert got.status_code == 200
+        assert int(got.headers["Content-Length"]) == len(got.content) == layer["size"]
+        assert hashlib.sha256(got.content).hexdigest() == layer["sha256"] == got.headers["X-Corral-Sha256"]
+        head = requests.head(layer["url"], timeout=30)
+        assert (head.status_code, head.headers["Content-Length"], head.content) == (200, str(len(got.content)), b"")
+    assert requests.get(f"{base}/layers/env/{'0' * 64}.tar", timeout=5).status_code == 404
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, proc.stdout.read().decode()
@@ -128,4 +129,6 @@ def test_sigterm_mid_build_abandons_it_cleanly(daemon, tmp_path):
     rec = store.get_build("k1")
     assert (rec.state, rec.worker) == ("building", "b1")  # left for another builder once stale
     images_dir = tmp_path / "images"
-    assert sorted(os.listdir(images_dir)) == []  # neither the half-made image nor the staging folder
+    left = sorted(os.path.relpath(os.path.join(d, n), images_dir)
+                  for d, dirs, files in os.walk(images_dir) for n in dirs + files if not n.endswith(".lock"))
+    assert left in ([], ["code"], ["code", "env"]), left  # no half-made layer, image or staging folder

@@ -1,4 +1,4 @@
-"""Builds end to end: a real SQLite store, real venvs, real pip, from the operator's index.
+"""Builds end to end: a real SQLite store, real venvs, real uv and pip, from the operator's index.
 
 Each test works one job with the build worker, as the daemon does, and checks
 what the store, the images folder and the cache folder hold afterwards.
@@ -10,13 +10,17 @@ import subprocess
 import pytest
 
 from builder.artifacts import artifact_path
-from builder.imageid import ImageInputs, image_id
+from builder.imageid import code_id, env_id, image_id
 from builder.interpreters import own_interpreter
-from builder.pipeline import Workshop, log_path
+from builder.lock import parse_requirements_lock, pin_set
+from builder.pipconfig import read_pip_config
+from builder.pipeline import GIB, Workshop, log_path
 from builder.worker import Worker
 from corral import images
 from corral.source import pack_source
 from corral.store import open_store
+
+INDEX = read_pip_config()
 
 
 @pytest.fixture
@@ -26,10 +30,14 @@ def store(tmp_path):
     s.close()
 
 
+def make_workshop(tmp_path, engine="uv", **kw):
+    return Workshop(name="b1", images_dir=str(tmp_path / "images"), cache_dir=str(tmp_path / f"cache-{engine}"),
+                    pip_timeout=300, engine=engine, index=INDEX, **kw)
+
+
 @pytest.fixture
 def workshop(tmp_path):
-    return Workshop(name="b1", images_dir=str(tmp_path / "images"), cache_dir=str(tmp_path / "cache"),
-                    pip_timeout=300)
+    return make_workshop(tmp_path)
 
 
 @pytest.fixture
@@ -37,16 +45,20 @@ def worker(store, workshop):
     return Worker(store, workshop, artifact_base="http://127.0.0.1:7072", stale_after=60)
 
 
-@pytest.fixture
-def digest(tmp_path, store):
+def put_source(tmp_path, store, text="import six\nprint(six.__name__)\n", name="src"):
     """A tiny app's source, packed and stored; its digest."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "app.py").write_text("import six\nprint(six.__name__)\n")
-    (src / "requirements.txt").write_text("six\n")
+    src = tmp_path / name
+    src.mkdir(exist_ok=True)
+    (src / "app.py").write_text(text)
+    (src / "requirements.txt").write_text("six==1.16.0\n")
     digest, data = pack_source(str(src))
     store.put_source(digest, data)
     return digest
+
+
+@pytest.fixture
+def digest(tmp_path, store):
+    return put_source(tmp_path, store)
 
 
 def build(store, worker, key, digest, requirements, python=None):
@@ -57,107 +69,170 @@ def build(store, worker, key, digest, requirements, python=None):
     return store.get_build(key)
 
 
-def image_folders(workshop):
-    return sorted(os.listdir(workshop.images_dir))
+def run_in_image(workshop, image, code):
+    venv_python = os.path.join(images.venv_dir(workshop.images_dir, image), "bin", "python")
+    return subprocess.run([venv_python, "-c", code], capture_output=True, text=True,
+                          cwd=images.code_dir(workshop.images_dir, image))
 
 
-def test_build_installs_the_requirements_into_a_venv_beside_the_code(store, worker, workshop, digest):
-    rec = build(store, worker, "k1", digest, ["six"])
+def layer_folders(workshop, kind):
+    folder = os.path.join(workshop.images_dir, kind)
+    return sorted(n for n in os.listdir(folder) if not n.endswith(".lock")) if os.path.isdir(folder) else []
+
+
+@pytest.mark.parametrize("engine", ["uv", "pip"])
+def test_a_build_makes_an_env_layer_and_a_code_layer_with_bytecode(store, tmp_path, digest, engine):
+    workshop = make_workshop(tmp_path, engine)
+    worker = Worker(store, workshop, artifact_base="http://127.0.0.1:7072", stale_after=60)
+    rec = build(store, worker, "k1", digest, ["six==1.16.0"])
 
     assert (rec.state, rec.cache, rec.error) == ("succeeded", "miss", None)
-    hex_digest = images.image_hex(rec.image)
-    assert set(rec.phases) == {"fetch", "install", "pack"}
-    venv_python = os.path.join(images.venv_dir(workshop.images_dir, rec.image), "bin", "python")
-    ran = subprocess.run([venv_python, "-c", "import six, sys; print(six.__file__.startswith(sys.prefix))"],
-                         capture_output=True, text=True, cwd=images.code_dir(workshop.images_dir, rec.image))
-    assert (ran.returncode, ran.stdout.strip()) == (0, "True"), ran.stderr
-    assert os.path.isfile(os.path.join(images.code_dir(workshop.images_dir, rec.image), "app.py"))
-    archive = artifact_path(workshop.cache_dir, hex_digest)
-    assert rec.artifact_sha256 == hashlib.sha256(open(archive, "rb").read()).hexdigest()
-    assert rec.artifact_url == f"http://127.0.0.1:7072/images/{hex_digest}.tar.gz"
-    assert images.read_marker(workshop.images_dir, rec.image) == {
-        "image": rec.image, "artifact_sha256": rec.artifact_sha256, "built_by": "b1"}
-    assert image_folders(workshop) == [hex_digest]
+    assert {"fetch", "resolve", "code", "install"} <= set(rec.phases)
+    ran = run_in_image(workshop, rec.image, "import six, sys; print(six.__version__, six.__file__.startswith(sys.prefix))")
+    assert (ran.returncode, ran.stdout.strip()) == (0, "1.16.0 True"), ran.stderr
+    pins = parse_requirements_lock(rec.lock)
+    assert [(p.name, p.version) for p in pins] == [("six", "1.16.0")] and pins[0].hashes
+    env, code = rec.layers
+    assert (env["kind"], code["kind"]) == ("env", "code")
+    py = own_interpreter()
+    assert env["id"] == env_id(py.version, py.platform, ["six==1.16.0"])
+    assert code["id"] == code_id(py.version, digest)
+    assert rec.image == image_id(env["id"], code["id"])
+    for layer in rec.layers:
+        hexid = images.image_hex(layer["id"])
+        archive = artifact_path(workshop.cache_dir, layer["kind"], hexid)
+        assert layer["sha256"] == hashlib.sha256(open(archive, "rb").read()).hexdigest()
+        assert layer["size"] == os.path.getsize(archive)
+        assert layer["url"] == f"http://127.0.0.1:7072/layers/{layer['kind']}/{hexid}.tar"
+    code_dir = images.layer_dir(workshop.images_dir, "code", code["id"])
+    assert any(n.startswith("app.") and n.endswith(".pyc") for n in os.listdir(os.path.join(code_dir, "__pycache__")))
+    site = os.path.join(images.layer_dir(workshop.images_dir, "env", env["id"]), "lib",
+                        f"python{py.major_minor}", "site-packages")
+    assert any(n.startswith("six.") for n in os.listdir(os.path.join(site, "__pycache__"))), "six is compiled"
     assert [e.reason for e in store.list_events("app", "hello")][-1] == "Built"
 
 
-def test_image_id_is_computed_from_the_inputs_and_the_interpreter(store, worker, digest):
-    rec = build(store, worker, "k1", digest, ["six"])
-    py = own_interpreter()
-    assert rec.image == image_id(ImageInputs(python=py.version, platform=py.platform,
-                                             requirements="six\n", source_digest=digest))
+def test_uv_and_pip_resolve_the_same_set_to_the_same_image(store, tmp_path, digest):
+    made = []
+    for engine in ("uv", "pip"):
+        workshop = make_workshop(tmp_path / engine, engine)
+        rec = build(store, Worker(store, workshop, artifact_base="http://b", stale_after=60), f"k-{engine}",
+                    digest, ["six==1.16.0"])
+        assert rec.state == "succeeded", rec.error
+        made.append((rec.image, pin_set(parse_requirements_lock(rec.lock))))
+    assert made[0] == made[1]
 
 
-def test_same_inputs_again_are_a_cache_hit_without_reinstalling(store, worker, workshop, digest):
-    first = build(store, worker, "k1", digest, ["six"])
-    venv = images.venv_dir(workshop.images_dir, first.image)
-    before = os.stat(venv).st_mtime_ns
+def test_same_inputs_again_are_a_cache_hit_without_any_work(store, worker, workshop, digest):
+    first = build(store, worker, "k1", digest, ["six==1.16.0"])
+    env_dir = images.layer_dir(workshop.images_dir, "env", first.layers[0]["id"])
+    before = os.stat(env_dir).st_mtime_ns
 
-    second = build(store, worker, "k2", digest, ["six"])
+    second = build(store, worker, "k2", digest, "requirements.txt")  # the same text, from the file
 
-    assert (second.state, second.cache) == ("succeeded", "hit")
-    assert (second.image, second.artifact_sha256) == (first.image, first.artifact_sha256)
+    assert (second.state, second.cache, second.image, second.layers) == ("succeeded", "hit", first.image, first.layers)
     assert "install" not in second.phases
-    assert not os.path.exists(log_path(workshop, second.id))  # no venv, no pip: nothing was logged
-    assert os.stat(venv).st_mtime_ns == before
+    assert not os.path.exists(log_path(workshop, second.id))  # no resolve, no install: nothing was logged
+    assert os.stat(env_dir).st_mtime_ns == before
 
 
-def test_requirements_file_and_the_same_list_make_the_same_image(store, worker, digest):
-    from_list = build(store, worker, "k1", digest, ["six"])
-    from_file = build(store, worker, "k2", digest, "requirements.txt")
-    assert (from_file.state, from_file.cache, from_file.image) == ("succeeded", "hit", from_list.image)
+def test_a_change_of_code_alone_reuses_the_environment(store, worker, workshop, tmp_path, digest):
+    first = build(store, worker, "k1", digest, ["six==1.16.0"])
+    changed = put_source(tmp_path, store, text="import six\nprint('v2')\n", name="src2")
+
+    second = build(store, worker, "k2", changed, ["six==1.16.0"])
+
+    assert (second.state, second.cache) == ("succeeded", "env-hit")
+    assert second.layers[0] == first.layers[0]
+    assert second.layers[1]["id"] != first.layers[1]["id"] and second.image != first.image
+    assert "install" not in second.phases and "resolve" in second.phases
+    assert layer_folders(workshop, "env") == [first.layers[0]["id"][7:], first.layers[0]["id"][7:] + ".json"]
+    assert run_in_image(workshop, second.image, "import app").stdout == "v2\n"
+
+
+def test_a_new_set_is_derived_from_the_nearest_environment_and_leaves_it_alone(store, worker, workshop, digest):
+    first = build(store, worker, "k1", digest, ["six==1.16.0", "idna==3.6", "certifi==2024.8.30"])
+    base = images.layer_dir(workshop.images_dir, "env", first.layers[0]["id"])
+    listing = sorted(os.path.relpath(os.path.join(d, f), base) for d, _, fs in os.walk(base) for f in fs)
+
+    second = build(store, worker, "k2", digest, ["six==1.16.0", "idna==3.7", "certifi==2024.8.30", "urllib3==2.2.3"])
+
+    assert (second.state, second.cache) == ("succeeded", "miss"), second.error
+    marker = images.read_layer_marker(workshop.images_dir, "env", second.layers[0]["id"])
+    assert marker["derived_from"] == first.layers[0]["id"]
+    ran = run_in_image(workshop, second.image, "import idna, six, certifi, urllib3; print(idna.__version__)")
+    assert (ran.returncode, ran.stdout.strip()) == (0, "3.7"), ran.stderr
+    assert run_in_image(workshop, first.image, "import idna; print(idna.__version__)").stdout.strip() == "3.6"
+    assert sorted(os.path.relpath(os.path.join(d, f), base) for d, _, fs in os.walk(base) for f in fs) == listing
+    new_env = images.layer_dir(workshop.images_dir, "env", second.layers[0]["id"])
+    with open(os.path.join(new_env, "bin", "activate"), encoding="utf-8") as f:
+        activate = f.read()
+    assert new_env in activate and base not in activate
+
+
+def test_an_unknown_requirement_fails_with_uvs_reason_and_leaves_no_layer(store, worker, workshop, digest):
+    rec = build(store, worker, "k1", digest, ["nonexistent-pkg-corral-zz"])
+
+    assert rec.state == "failed"
+    assert rec.error.startswith("uv could not resolve the requirements: ")
+    assert "nonexistent-pkg-corral-zz was not found" in rec.error
+    assert "nonexistent-pkg-corral-zz" in rec.log_tail
+    assert layer_folders(workshop, "env") == [] and not os.path.exists(os.path.join(workshop.images_dir, "env"))
+    events = store.list_events("app", "hello")
+    assert (events[-1].reason, events[-1].message) == ("BuildFailed", rec.error)
+
+
+def test_the_pip_engine_fails_with_pips_reason(store, tmp_path, digest):
+    workshop = make_workshop(tmp_path, "pip")
+    rec = build(store, Worker(store, workshop, artifact_base="http://b", stale_after=60), "k1", digest,
+                ["nonexistent-pkg-corral-zz"])
+    assert (rec.state, rec.error) == ("failed", "pip could not resolve the requirements: Could not find a version"
+                                                " that satisfies the requirement nonexistent-pkg-corral-zz"
+                                                " (from versions: none)")
+
+
+def test_an_unfinished_env_layer_is_replaced(store, worker, workshop, digest):
+    first = build(store, worker, "k1", digest, ["six==1.16.0"])
+    env = first.layers[0]["id"]
+    os.unlink(images.layer_marker_path(workshop.images_dir, "env", env))  # as if the builder died before it
+    open(os.path.join(images.layer_dir(workshop.images_dir, "env", env), "leftover"), "w").close()
+
+    again = build(store, worker, "k2", digest, ["six==1.16.0"])
+
+    assert (again.state, again.cache, again.layers[0]["id"]) == ("succeeded", "miss", env)
+    assert not os.path.exists(os.path.join(images.layer_dir(workshop.images_dir, "env", env), "leftover"))
+    assert images.read_layer_marker(workshop.images_dir, "env", env)["artifact_sha256"] == again.layers[0]["sha256"]
 
 
 def test_no_requirements_make_an_empty_venv(store, worker, workshop, digest):
     rec = build(store, worker, "k1", digest, None)
-    assert rec.state == "succeeded", rec.error
-    venv_python = os.path.join(images.venv_dir(workshop.images_dir, rec.image), "bin", "python")
-    ran = subprocess.run([venv_python, "-c", "import six"], capture_output=True, text=True)
+    assert (rec.state, rec.lock) == ("succeeded", ""), rec.error
+    ran = run_in_image(workshop, rec.image, "import six")
     assert ran.returncode != 0 and "No module named 'six'" in ran.stderr
 
 
-def test_an_unfinished_leftover_is_replaced(store, worker, workshop, digest):
-    first = build(store, worker, "k1", digest, ["six"])
-    folder = images.image_dir(workshop.images_dir, first.image)
-    os.unlink(os.path.join(folder, images.IMAGE_MARKER))  # as if the builder died before the marker
-    open(os.path.join(folder, "leftover"), "w").close()
-
-    again = build(store, worker, "k2", digest, ["six"])
-
-    assert (again.state, again.cache, again.image) == ("succeeded", "miss", first.image)
-    assert not os.path.exists(os.path.join(folder, "leftover"))
-    assert images.read_marker(workshop.images_dir, first.image)["artifact_sha256"] == again.artifact_sha256
-
-
-def test_pip_failure_gives_pips_reason_and_leaves_no_image(store, worker, workshop, digest):
-    rec = build(store, worker, "k1", digest, ["nonexistent-pkg-corral-zz"])
-
+def test_too_little_free_disk_refuses_the_build(store, tmp_path, digest):
+    workshop = make_workshop(tmp_path, min_free=1 << 60)
+    rec = build(store, Worker(store, workshop, artifact_base="http://b", stale_after=60), "k1", digest, None)
     assert rec.state == "failed"
-    assert rec.error == ("pip could not install the requirements: Could not find a version that satisfies"
-                         " the requirement nonexistent-pkg-corral-zz (from versions: none)")
-    assert rec.image is not None
-    assert image_folders(workshop) == []
-    assert not os.path.exists(artifact_path(workshop.cache_dir, images.image_hex(rec.image)))
-    events = store.list_events("app", "hello")
-    assert (events[-1].reason, events[-1].message) == ("BuildFailed", rec.error)
+    assert rec.error.startswith("builder b1 has ") and rec.error.endswith(f"less than the {(1 << 60) / GIB:.1f} GiB a build needs")
 
 
 def test_missing_requirements_file_is_named(store, worker, workshop, digest):
     rec = build(store, worker, "k1", digest, "requirements-prod.txt")
     assert (rec.state, rec.error) == ("failed", "requirements file 'requirements-prod.txt' not found in the source")
-    assert image_folders(workshop) == []
+    assert layer_folders(workshop, "code") == []
 
 
 def test_requirements_file_outside_the_source_is_refused(store, worker, workshop, digest):
     rec = build(store, worker, "k1", digest, "../corral.db")
     assert (rec.state, rec.error) == ("failed", "requirements file '../corral.db' points outside the source")
-    assert image_folders(workshop) == []
 
 
 def test_unavailable_python_names_version_and_builder(store, worker, workshop, digest):
     rec = build(store, worker, "k1", digest, ["six"], python="3.2")
     assert (rec.state, rec.error) == ("failed", "python 3.2 is not available on builder b1")
-    assert image_folders(workshop) == []
+    assert layer_folders(workshop, "code") == []
 
 
 def test_source_missing_from_the_store(store, worker, workshop):

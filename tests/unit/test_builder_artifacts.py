@@ -1,40 +1,59 @@
-"""Image archives: contents relative to the image folder, symlinks kept, marker left out."""
+"""Layer archives: an uncompressed tar of the layer's contents, symlinks kept, hashed as written."""
 import hashlib
 import os
 import tarfile
 
-from builder.artifacts import artifact_path, pack_image, sha256_file
-from corral.images import IMAGE_MARKER
+from builder.artifacts import artifact_path, pack_layer, sha256_file
 
 
-def make_image_folder(root):
-    folder = root / "img"
-    (folder / "app").mkdir(parents=True)
-    (folder / "app" / "main.py").write_text("print('hi')\n")
-    (folder / "venv" / "bin").mkdir(parents=True)
-    os.symlink("/usr/bin/python3", folder / "venv" / "bin" / "python")
-    (folder / IMAGE_MARKER).write_text("{}")
+def make_env_layer(root):
+    folder = root / "layer"
+    (folder / "bin").mkdir(parents=True)
+    (folder / "lib").mkdir()
+    (folder / "lib" / "mod.py").write_text("X = 1\n")
+    (folder / "bin" / "tool").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(folder / "bin" / "tool", 0o755)
+    os.symlink("/usr/bin/python3", folder / "bin" / "python")
     return folder
 
 
-def test_pack_writes_the_archive_and_returns_its_sha256(tmp_path):
-    folder = make_image_folder(tmp_path)
-    dest = artifact_path(str(tmp_path / "cache"), "ab" * 32)
-    sha = pack_image(str(folder), dest)
-    assert sha == hashlib.sha256(open(dest, "rb").read()).hexdigest() == sha256_file(dest)
+def test_pack_writes_the_archive_and_returns_its_sha256_and_size(tmp_path):
+    folder = make_env_layer(tmp_path)
+    dest = artifact_path(str(tmp_path / "cache"), "env", "ab" * 32)
+    sha, size = pack_layer(str(folder), dest)
+    data = open(dest, "rb").read()
+    assert (sha, size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert sha == sha256_file(dest)
     assert os.listdir(os.path.dirname(dest)) == [os.path.basename(dest)]  # no temp file left
 
 
-def test_archive_holds_app_and_venv_but_not_the_marker(tmp_path):
-    folder = make_image_folder(tmp_path)
-    dest = str(tmp_path / "a.tar.gz")
-    pack_image(str(folder), dest)
+def test_archive_holds_the_layer_relative_with_links_and_modes(tmp_path):
+    folder = make_env_layer(tmp_path)
+    dest = str(tmp_path / "a.tar")
+    pack_layer(str(folder), dest)
     with tarfile.open(dest) as tar:
-        members = {m.name: m for m in tar.getmembers()}
-    assert set(members) == {"app", "app/main.py", "venv", "venv/bin", "venv/bin/python"}
-    assert members["venv/bin/python"].issym()
-    assert members["venv/bin/python"].linkname == "/usr/bin/python3"
+        members = {os.path.normpath(m.name): m for m in tar.getmembers()}
+    assert set(members) == {".", "bin", "lib", "lib/mod.py", "bin/tool", "bin/python"}
+    assert members["bin/python"].issym() and members["bin/python"].linkname == "/usr/bin/python3"
+    assert members["bin/tool"].mode & 0o111
 
 
-def test_archive_path_is_under_artifacts():
-    assert artifact_path("/c", "ab" * 32) == "/c/artifacts/" + "ab" * 32 + ".tar.gz"
+def test_packing_the_same_folder_twice_gives_the_same_bytes(tmp_path):
+    folder = make_env_layer(tmp_path)
+    first = pack_layer(str(folder), str(tmp_path / "1.tar"))
+    assert pack_layer(str(folder), str(tmp_path / "2.tar")) == first
+
+
+def test_a_missing_folder_is_an_error_naming_it_and_leaves_no_file(tmp_path):
+    dest = str(tmp_path / "out" / "a.tar")
+    try:
+        pack_layer(str(tmp_path / "nope"), dest)
+    except OSError as exc:
+        assert "nope" in str(exc)
+    else:
+        raise AssertionError("packing a missing folder must fail")
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_archive_path_names_the_kind():
+    assert artifact_path("/c", "code", "ab" * 32) == "/c/artifacts/code-" + "ab" * 32 + ".tar"

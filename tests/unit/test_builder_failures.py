@@ -1,7 +1,7 @@
-"""Pip's reason for a failed install, taken from captured output samples."""
+"""Installers' reasons for a failed resolve or install (pip, uv), taken from captured output samples."""
 import pytest
 
-from builder.failures import pip_failure_sentence, pip_reason
+from builder.failures import installer_failure_sentence, pip_failure_sentence, pip_reason, uv_reason
 
 NOT_FOUND = """\
 Looking in indexes: https://pypi.org/simple, file:///opt/pypi/simple
@@ -52,3 +52,25 @@ def test_sentence_without_a_reason_points_at_the_log():
     sentence = pip_failure_sentence("Killed\n", -9, "/c/logs/build-1.log")
     assert "exit status -9" in sentence and "/c/logs/build-1.log" in sentence
     assert "\n" not in sentence
+
+
+@pytest.mark.parametrize("output, reason", [
+    ("error: No solution found when resolving dependencies\n  cause: Because nonexistent-pkg-zz was not found"
+     " in the package registry and you require nonexistent-pkg-zz, we can conclude that your requirements"
+     " are unsatisfiable.\n",
+     "Because nonexistent-pkg-zz was not found in the package registry and you require nonexistent-pkg-zz,"
+     " we can conclude that your requirements are unsatisfiable."),
+    ("Resolved 1 package\nerror: Failed to build `numpy==1.21.0`\n  cause: The build backend returned an error\n"
+     "  cause: Call to `setuptools.build_meta.build_wheel` failed (exit status: 1)\n",
+     "Failed to build `numpy==1.21.0`: Call to `setuptools.build_meta.build_wheel` failed (exit status: 1)"),
+    ("error: Distribution not found at: file:///nope\n", "Distribution not found at: file:///nope"),
+    ("Resolved 3 packages\n", None),
+], ids=["unknown-package", "build-failure", "no-cause", "no-error"])
+def test_uv_reason_is_the_error_with_its_last_cause(output, reason):
+    assert uv_reason(output) == reason
+
+
+def test_installer_sentence_names_the_engine_and_action():
+    sentence = installer_failure_sentence("uv", "resolve", "error: bad thing\n", 1, "/log")
+    assert sentence == "uv could not resolve the requirements: bad thing"
+    assert "see /log" in installer_failure_sentence("pip", "install", "", 2, "/log")

@@ -1,45 +1,63 @@
-"""The image id: stable for the same inputs, different when any input differs."""
-import dataclasses
+"""Layer and image ids: stable for the same inputs, different when any input differs."""
+import hashlib
 import re
 
 import pytest
 
-from builder.imageid import FORMAT, ImageInputs, canonical_json, image_id, requirement_lines_text
+from builder.imageid import (
+    FORMAT, canonical_json, code_id, env_id, image_id, requirement_lines_text, resolution_key,
+)
 
-BASE = ImageInputs(python="3.11.7", platform="linux-x86_64-cpython", requirements="six\n",
-                   source_digest="sha256:" + "ab" * 32)
-
-
-def test_id_has_the_image_id_form():
-    assert re.fullmatch(r"sha256:[0-9a-f]{64}", image_id(BASE))
+PINS = ["django==4.2.16", "six==1.16.0"]
+SOURCE = "sha256:" + "ab" * 32
 
 
-def test_same_inputs_give_the_same_id():
-    again = ImageInputs(python="3.11.7", platform="linux-x86_64-cpython", requirements="six\n",
-                        source_digest="sha256:" + "ab" * 32)
-    assert image_id(again) == image_id(BASE)
+def test_ids_have_the_sha256_form():
+    env, code = env_id("3.11.7", "linux-x86_64-cpython", PINS), code_id("3.11.7", SOURCE)
+    for value in (env, code, image_id(env, code)):
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", value)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("python", "3.11.8"),
-    ("platform", "linux-aarch64-cpython"),
-    ("requirements", "six==1.16.0\n"),
-    ("requirements", ""),
-    ("source_digest", "sha256:" + "cd" * 32),
-], ids=["python", "platform", "requirements", "no-requirements", "source"])
-def test_each_input_changes_the_id(field, value):
-    assert image_id(dataclasses.replace(BASE, **{field: value})) != image_id(BASE)
+def test_env_id_ignores_the_order_of_pins():
+    assert env_id("3.11.7", "p", PINS) == env_id("3.11.7", "p", list(reversed(PINS)))
 
 
-def test_id_is_the_documented_hash():
-    # Pins the recipe: other builders must compute the same id for the same inputs.
-    import hashlib
-    doc = {"format": FORMAT, "python": "3.11.7", "platform": "linux-x86_64-cpython",
-           "requirements": "six\n", "source_digest": "sha256:" + "ab" * 32}
-    canonical = (b'{"format":1,"platform":"linux-x86_64-cpython","python":"3.11.7",'
-                 b'"requirements":"six\\n","source_digest":"sha256:' + b"ab" * 32 + b'"}')
-    assert canonical_json(doc) == canonical
-    assert image_id(BASE) == "sha256:" + hashlib.sha256(canonical).hexdigest()
+@pytest.mark.parametrize("python, platform, pins", [
+    ("3.11.8", "linux-x86_64-cpython", PINS),
+    ("3.11.7", "linux-aarch64-cpython", PINS),
+    ("3.11.7", "linux-x86_64-cpython", ["django==4.2.17", "six==1.16.0"]),
+    ("3.11.7", "linux-x86_64-cpython", []),
+], ids=["python", "platform", "a-version", "no-pins"])
+def test_each_env_input_changes_the_env_id(python, platform, pins):
+    assert env_id(python, platform, pins) != env_id("3.11.7", "linux-x86_64-cpython", PINS)
+
+
+def test_code_id_changes_with_the_source_and_the_python():
+    base = code_id("3.11.7", SOURCE)
+    assert code_id("3.11.7", "sha256:" + "cd" * 32) != base
+    assert code_id("3.12.1", SOURCE) != base
+
+
+def test_a_change_of_code_alone_keeps_the_env_and_changes_the_image():
+    env = env_id("3.11.7", "p", PINS)
+    one, two = code_id("3.11.7", SOURCE), code_id("3.11.7", "sha256:" + "cd" * 32)
+    assert image_id(env, one) != image_id(env, two)
+
+
+def test_image_id_is_the_documented_hash():
+    # Pins the recipe: every builder must compute the same id for the same layers.
+    env, code = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    canonical = b'{"code":"' + code.encode() + b'","env":"' + env.encode() + b'","format":2}'
+    assert FORMAT == 2
+    assert canonical_json({"format": FORMAT, "env": env, "code": code}) == canonical
+    assert image_id(env, code) == "sha256:" + hashlib.sha256(canonical).hexdigest()
+
+
+def test_resolution_key_covers_text_and_index():
+    base = resolution_key("3.11.7", "p", "six\n", ["uv"])
+    assert resolution_key("3.11.7", "p", "six\n", ["uv"]) == base
+    assert resolution_key("3.11.7", "p", "six==1\n", ["uv"]) != base
+    assert resolution_key("3.11.7", "p", "six\n", ["uv", "--index-url", "x"]) != base
 
 
 @pytest.mark.parametrize("lines, text", [
@@ -49,8 +67,3 @@ def test_id_is_the_documented_hash():
 ], ids=["empty", "one", "two-in-order"])
 def test_requirement_list_becomes_one_line_each(lines, text):
     assert requirement_lines_text(lines) == text
-
-
-def test_list_and_file_with_the_same_text_are_the_same_image():
-    from_list = dataclasses.replace(BASE, requirements=requirement_lines_text(["six"]))
-    assert image_id(from_list) == image_id(BASE)

@@ -1,4 +1,4 @@
-"""The image server's WSGI app, called directly: which requests get what."""
+"""The layer server's WSGI app, called directly: which requests get what."""
 import io
 import os
 
@@ -6,7 +6,7 @@ import pytest
 
 from builder.artifacts import artifact_path
 from builder.web import make_app
-from corral.images import write_marker
+from corral.images import write_layer_marker
 
 HEX = "ab" * 32
 BODY = b"\x1f\x8b not really gzip" * 10000
@@ -27,16 +27,16 @@ def call(app, method, path):
 @pytest.fixture
 def dirs(tmp_path):
     images, cache = tmp_path / "images", tmp_path / "cache"
-    (images / HEX).mkdir(parents=True)
+    (images / "env" / HEX).mkdir(parents=True)
     return str(images), str(cache)
 
 
 def finish(images, cache):
-    path = artifact_path(cache, HEX)
+    path = artifact_path(cache, "env", HEX)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(BODY)
-    write_marker(images, "sha256:" + HEX, {"image": "sha256:" + HEX, "artifact_sha256": "cd" * 32})
+    write_layer_marker(images, "env", "sha256:" + HEX, {"id": "sha256:" + HEX, "artifact_sha256": "cd" * 32})
 
 
 def test_healthz(dirs):
@@ -45,7 +45,7 @@ def test_healthz(dirs):
 
 def test_finished_image_is_served_whole_with_length_and_sha(dirs):
     finish(*dirs)
-    status, headers, body = call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "GET", f"/images/{HEX}.tar.gz")
+    status, headers, body = call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "GET", f"/layers/env/{HEX}.tar")
     assert status == "200 OK"
     assert body == BODY
     assert headers["Content-Length"] == str(len(BODY))
@@ -54,23 +54,25 @@ def test_finished_image_is_served_whole_with_length_and_sha(dirs):
 
 def test_head_gives_headers_without_body(dirs):
     finish(*dirs)
-    status, headers, body = call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "HEAD", f"/images/{HEX}.tar.gz")
+    status, headers, body = call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "HEAD", f"/layers/env/{HEX}.tar")
     assert (status, body, headers["Content-Length"]) == ("200 OK", b"", str(len(BODY)))
 
 
 def test_unfinished_image_is_not_served(dirs):
     images, cache = dirs
     finish(images, cache)
-    os.unlink(os.path.join(images, HEX, ".corral-image.json"))
-    assert call(make_app(images_dir=images, cache_dir=cache), "GET", f"/images/{HEX}.tar.gz")[0] == "404 Not Found"
+    os.unlink(os.path.join(images, "env", HEX + ".json"))
+    assert call(make_app(images_dir=images, cache_dir=cache), "GET", f"/layers/env/{HEX}.tar")[0] == "404 Not Found"
 
 
 @pytest.mark.parametrize("path", [
-    "/images/" + "ef" * 32 + ".tar.gz",
-    "/images/../../etc/passwd",
-    "/images/" + "AB" * 32 + ".tar.gz",
+    "/layers/env/" + "ef" * 32 + ".tar",
+    "/layers/code/" + "ab" * 32 + ".tar",
+    "/layers/env/../../etc/passwd",
+    "/layers/env/" + "AB" * 32 + ".tar",
+    "/layers/lib/" + "ab" * 32 + ".tar",
     "/",
-], ids=["unknown-image", "traversal", "uppercase", "root"])
+], ids=["unknown-layer", "other-kind", "traversal", "uppercase", "unknown-kind", "root"])
 def test_other_paths_are_not_found(dirs, path):
     finish(*dirs)
     assert call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "GET", path)[0] == "404 Not Found"
@@ -78,4 +80,4 @@ def test_other_paths_are_not_found(dirs, path):
 
 def test_writes_are_refused(dirs):
     finish(*dirs)
-    assert call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "PUT", f"/images/{HEX}.tar.gz")[0].startswith("405")
+    assert call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "PUT", f"/layers/env/{HEX}.tar")[0].startswith("405")

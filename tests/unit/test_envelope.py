@@ -73,7 +73,9 @@ def test_default_nonces_differ():
 def test_assign_body_is_accepted():
     body = {"node": "node-1", "instances": [{
         "id": "hello-web-7f3a", "app": "hello", "process": "web", "revision": "3", "image": "sha256:x",
-        "artifact": {"url": "http://127.0.0.1:7072/images/x", "sha256": "0" * 64},
+        "artifact": {"layers": [
+            {"kind": "env", "id": "sha256:" + "1" * 64, "url": "http://127.0.0.1:7072/layers/env/1.tar", "sha256": "0" * 64},
+            {"kind": "code", "id": "sha256:" + "2" * 64, "url": "http://127.0.0.1:7072/layers/code/2.tar", "sha256": "0" * 64}]},
         "spec": {"command": ["python", "app.py"], "env": {}, "port": True, "restart": "always",
                  "drainPeriod": 2, "stopGracePeriod": 30},
     }]}

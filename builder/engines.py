@@ -1,0 +1,176 @@
+"""Install engines: resolve a requirement set into a lock, and install a lock into a virtualenv.
+
+Two engines with one contract, chosen by :func:`pick_engine`:
+
+- ``uv`` (preferred, when its binary is found): ``uv pip compile
+  --generate-hashes`` resolves once; ``uv venv`` + ``uv pip sync
+  --require-hashes --compile-bytecode`` installs, fetching in parallel into
+  uv's own content-addressed cache under ``<cache dir>/uv``, shared by every
+  build on the builder. ``sync`` also brings a copy of an older environment
+  to exactly the lock (see :mod:`builder.layers`).
+- ``pip`` (fallback): ``pip install --dry-run --report`` resolves; every pin
+  is fetched or built as a wheel by its own ``pip wheel --no-deps`` in
+  parallel into the shared wheelhouse ``<cache dir>/wheels``; one offline
+  ``pip install --no-index --no-deps`` fills the new venv, then
+  ``compileall`` writes its bytecode.
+
+Both read the operator's index settings (:mod:`builder.pipconfig`), run by
+argv with a deadline into the build log (:func:`builder.commands.run_logged`),
+and raise BuildFailed with the installer's own reason in one sentence.
+"""
+import concurrent.futures
+import json
+import os
+import shutil
+import sys
+
+from builder import lock as locks
+from builder.commands import run_logged
+from builder.failures import BuildFailed, installer_failure_sentence
+from builder.pipconfig import uv_environment, uv_index_args
+
+PIP_PARALLEL = 4   # concurrent `pip wheel` fetches of the pip engine
+
+
+def find_uv():
+    """The uv binary: the ``uv`` package's, else ``uv`` on PATH; None when there is none."""
+    try:
+        import uv  # noqa: PLC0415 - optional: the pip engine works without it
+        path = uv.find_uv_bin()
+        if path and os.access(path, os.X_OK):
+            return path
+    except (ImportError, FileNotFoundError):
+        pass
+    return shutil.which("uv")
+
+
+def pick_engine(name, *, cache_dir, index, timeout):
+    """The engine called ``name`` ("uv", "pip", or "auto": uv when found, else pip)."""
+    uv = find_uv() if name in ("uv", "auto") else None
+    if name == "uv" and uv is None:
+        raise ValueError("install engine 'uv' was asked for but no uv binary was found")
+    if uv is not None:
+        return UvEngine(uv, cache_dir=cache_dir, index=index, timeout=timeout)
+    if name not in ("pip", "auto"):
+        raise ValueError(f"install engine {name!r} is not one of uv, pip, auto")
+    return PipEngine(cache_dir=cache_dir, index=index, timeout=timeout)
+
+
+class _Engine:
+    name = "?"
+
+    def __init__(self, *, cache_dir, index, timeout):
+        self.cache_dir = cache_dir
+        self.index = index
+        self.timeout = timeout
+
+    def _run(self, argv, action, *, log, stopping, cwd=None, env=None):
+        done = run_logged(argv, log_path=log, timeout=self.timeout, stopping=stopping, cwd=cwd, env=env)
+        if done.timed_out:
+            raise BuildFailed(f"{self.name} did not {action} the requirements within {self.timeout:g}s (see {log})")
+        if done.returncode != 0:
+            raise BuildFailed(installer_failure_sentence(self.name, action, done.output, done.returncode, log))
+        return done
+
+    def index_key(self):
+        """What the engine installs from, as a list of strings (part of the resolution memo key)."""
+        return [self.name] + uv_index_args(self.index, resolving=True)
+
+
+class UvEngine(_Engine):
+    """uv: one resolve, parallel cached fetches, hard links from its cache."""
+
+    name = "uv"
+
+    def __init__(self, uv, **kw):
+        super().__init__(**kw)
+        self.uv = uv
+        self.env = uv_environment(self.index, os.environ)
+        self.env["UV_CACHE_DIR"] = os.path.join(self.cache_dir, "uv")
+        self.env.setdefault("UV_NO_PROGRESS", "1")
+
+    def resolve(self, *, python, requirements_file, cwd, workdir, log, stopping):
+        """The pins of ``requirements_file`` resolved for ``python`` (an Interpreter)."""
+        out = os.path.join(workdir, "lock.txt")
+        self._run([self.uv, "pip", "compile", "--quiet", "--generate-hashes", "--no-header", "--no-annotate",
+                   "--python", python.executable, *uv_index_args(self.index, resolving=True),
+                   "-o", out, requirements_file], "resolve", log=log, stopping=stopping, cwd=cwd, env=self.env)
+        with open(out, encoding="utf-8") as f:
+            return locks.parse_requirements_lock(f.read())
+
+    def make_venv(self, *, python, dest, log, stopping):
+        """A new, empty virtualenv at ``dest``."""
+        self._run([self.uv, "venv", "--quiet", "--python", python.executable, dest], "create a venv for",
+                  log=log, stopping=stopping, env=self.env)
+
+    def install(self, *, venv, lock_file, log, stopping, progress=lambda phase: None):
+        """Make ``venv`` hold exactly the lock in ``lock_file``, with its bytecode compiled."""
+        progress("install")
+        self._run([self.uv, "pip", "sync", "--quiet", "--require-hashes", "--compile-bytecode",
+                   "--python", os.path.join(venv, "bin", "python"), *uv_index_args(self.index, resolving=False),
+                   lock_file], "install", log=log, stopping=stopping, env=self.env)
+
+
+class PipEngine(_Engine):
+    """pip: resolve with a report, fetch every wheel in parallel, install once offline."""
+
+    name = "pip"
+
+    def resolve(self, *, python, requirements_file, cwd, workdir, log, stopping):
+        """The pins of ``requirements_file`` resolved for ``python`` (an Interpreter)."""
+        report = os.path.join(workdir, "report.json")
+        self._run([sys.executable, "-m", "pip", "--python", python.executable, "install", "--dry-run",
+                   "--ignore-installed", "--no-input", "--progress-bar", "off", "--quiet", "--report", report,
+                   "-r", requirements_file], "resolve", log=log, stopping=stopping, cwd=cwd)
+        with open(report, encoding="utf-8") as f:
+            return locks.pins_from_pip_report(json.load(f))
+
+    def make_venv(self, *, python, dest, log, stopping):
+        """A new, empty virtualenv at ``dest`` (no pip in it: the builder's pip installs)."""
+        done = run_logged([python.executable, "-m", "venv", "--without-pip", dest], log_path=log,
+                          timeout=self.timeout, stopping=stopping)
+        if done.returncode != 0 or done.timed_out:
+            raise BuildFailed(f"python -m venv failed with {python.executable} (exit status {done.returncode};"
+                              f" see {log})")
+
+    def install(self, *, venv, lock_file, log, stopping, progress=lambda phase: None):
+        """Fetch every pin's wheel in parallel into the wheelhouse, then install them offline into ``venv``."""
+        with open(lock_file, encoding="utf-8") as f:
+            pins = locks.parse_requirements_lock(f.read())
+        wheelhouse = os.path.join(self.cache_dir, "wheels")
+        os.makedirs(wheelhouse, exist_ok=True)
+        python = os.path.join(venv, "bin", "python")
+        have = _wheel_names(wheelhouse)
+        missing = [p for p in pins if (p.name, p.version) not in have]
+        done_count = [len(pins) - len(missing)]
+        progress(f"fetch {done_count[0]}/{len(pins)}")
+
+        def fetch(pin):
+            self._run([sys.executable, "-m", "pip", "--python", python, "wheel", "--no-deps", "--no-input",
+                       "--progress-bar", "off", "--quiet", "-w", wheelhouse, pin.requirement],
+                      "fetch", log=log, stopping=stopping)
+            done_count[0] += 1
+            progress(f"fetch {done_count[0]}/{len(pins)}")
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=PIP_PARALLEL) as pool:
+            for future in [pool.submit(fetch, pin) for pin in missing]:
+                future.result()
+        progress("install")
+        plain = os.path.join(os.path.dirname(lock_file), "pins.txt")
+        with open(plain, "w", encoding="utf-8") as f:
+            f.write("".join(p.requirement + "\n" for p in pins))
+        self._run([sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--no-deps",
+                   "--no-input", "--progress-bar", "off", "--quiet", "--find-links", wheelhouse, "-r", plain],
+                  "install", log=log, stopping=stopping)
+        self._run([python, "-m", "compileall", "-q", "-j", "0", venv], "compile", log=log, stopping=stopping)
+
+
+def _wheel_names(wheelhouse):
+    """``(normalized name, version)`` of every wheel in ``wheelhouse``."""
+    found = set()
+    for name in os.listdir(wheelhouse):
+        if name.endswith(".whl"):
+            parts = name[:-4].split("-")
+            if len(parts) >= 5:
+                found.add((locks.normalize_name(parts[0]), parts[1]))
+    return found

@@ -1,0 +1,192 @@
+"""Making the two layers of an image: the environment and the code.
+
+::
+
+    env layer   lock -> <images>/env/<hex>/     (built at its final path: a venv's scripts name it)
+                 fresh:   engine.make_venv, engine.install(lock)
+                 derived: hard-link copy of the nearest finished env layer (same python, most
+                          pins in common), its own path written into bin/, engine.install(lock)
+                          brings it to exactly the lock (uv sync: removes, adds, compiles the rest)
+                 pack -> <cache>/artifacts/env-<hex>.tar, then the marker <images>/env/<hex>.json
+    code layer  staging (unpacked source) -> bytecode compiled -> renamed to <images>/code/<hex>/
+                 pack -> <cache>/artifacts/code-<hex>.tar, then the marker
+
+A layer without its marker is unfinished: it is removed before it is built
+again and never served. Builders sharing an images dir take a file lock per
+layer, so identical concurrent builds make it once and the second finds it
+done. A derived layer shares file inodes with its base; nothing writes into
+a file in place (installers replace files, bytecode is written atomically),
+so the base is left as it was.
+"""
+import compileall
+import errno
+import fcntl
+import os
+import shutil
+import subprocess
+import time
+
+from builder import artifacts
+from builder.commands import run_logged
+from builder.failures import BuildAbandoned, BuildFailed
+from corral import images
+
+_SCRIPT_LIMIT = 4 << 20   # bin/ files larger than this are binaries, not scripts naming the venv
+MIN_SHARED = 0.5          # derive only from a layer holding at least half of the new pins
+
+
+def nearest_env(candidates, python, platform, pins):
+    """The id of the finished env layer to derive a new one from, or None for a fresh venv.
+
+    ``candidates`` is ``[(layer id, marker dict), ...]``; a candidate must
+    have the same python and platform and share at least MIN_SHARED of
+    ``pins``; the most shared pins win, then the fewest extra ones (less to
+    remove), then the id (so the choice is stable). Purely computational.
+    """
+    wanted = set(pins)
+    best, best_rank = None, None
+    for layer_id, marker in candidates:
+        if marker.get("python") != python or marker.get("platform") != platform:
+            continue
+        have = set(marker.get("pins") or ())
+        shared = len(wanted & have)
+        if not wanted or shared < MIN_SHARED * len(wanted):
+            continue
+        rank = (-shared, len(have - wanted), layer_id)
+        if best_rank is None or rank < best_rank:
+            best, best_rank = layer_id, rank
+    return best
+
+
+def finished_layers(images_dir, kind):
+    """``[(layer id, marker), ...]`` of the finished layers of ``kind`` in ``images_dir``."""
+    folder = os.path.join(images_dir, kind)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in sorted(names):
+        if name.endswith(".json") and len(name) == 64 + 5:
+            layer_id = "sha256:" + name[:-5]
+            marker = images.read_layer_marker(images_dir, kind, layer_id)
+            if marker is not None:
+                out.append((layer_id, marker))
+    return out
+
+
+class LayerLock:
+    """An exclusive lock on one layer among builders sharing the images dir (flock, polled)."""
+
+    def __init__(self, images_dir, kind, layer_id, stopping, poll=0.1):
+        self.path = images.layer_dir(images_dir, kind, layer_id) + ".lock"
+        self.stopping = stopping
+        self.poll = poll
+        self.fd = None
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if self.stopping():
+                os.close(self.fd)
+                raise BuildAbandoned("stopped while waiting for another build of the same layer")
+            time.sleep(self.poll)   # green after corral.green.patch()
+
+    def __exit__(self, *exc):
+        os.close(self.fd)   # releases the flock
+
+
+def build_env_layer(engine, *, images_dir, cache_dir, layer_id, python, pins, lock_text, workdir, log,
+                    stopping, builder, progress=lambda phase: None):
+    """Make env layer ``layer_id`` unless finished; return its marker and whether it was there ("hit")."""
+    with LayerLock(images_dir, "env", layer_id, stopping):
+        marker = images.read_layer_marker(images_dir, "env", layer_id)
+        if marker is not None:
+            return marker, True
+        final = images.layer_dir(images_dir, "env", layer_id)
+        _remove_tree(final)
+        lock_file = os.path.join(workdir, "install-lock.txt")
+        with open(lock_file, "w", encoding="utf-8") as f:
+            f.write(lock_text)
+        base = None
+        if engine.name == "uv":
+            base = nearest_env(finished_layers(images_dir, "env"), python.version, python.platform,
+                               [p.requirement for p in pins])
+        try:
+            if base is not None:
+                progress("install (from a similar environment)")
+                _derive(images.layer_dir(images_dir, "env", base), final, log=log, stopping=stopping)
+            else:
+                engine.make_venv(python=python, dest=final, log=log, stopping=stopping)
+            engine.install(venv=final, lock_file=lock_file, log=log, stopping=stopping, progress=progress)
+            progress("pack")
+            sha, size = artifacts.pack_layer(final, artifacts.artifact_path(cache_dir, "env", images.image_hex(layer_id)))
+        except BaseException:
+            _remove_tree(final)
+            raise
+        marker = {"id": layer_id, "kind": "env", "python": python.version, "platform": python.platform,
+                  "pins": [p.requirement for p in pins], "artifact_sha256": sha, "size": size,
+                  "engine": engine.name, "derived_from": base, "built_by": builder}
+        images.write_layer_marker(images_dir, "env", layer_id, marker)
+        return marker, False
+
+
+def build_code_layer(*, images_dir, cache_dir, layer_id, python, staging, own_version, log, stopping, builder):
+    """Make code layer ``layer_id`` from the unpacked source in ``staging`` unless finished.
+
+    Returns its marker and whether it was there. The bytecode is compiled
+    in-process when ``python`` is the builder's own version, else by
+    ``python -m compileall``. ``staging`` is moved into place.
+    """
+    with LayerLock(images_dir, "code", layer_id, stopping):
+        marker = images.read_layer_marker(images_dir, "code", layer_id)
+        if marker is not None:
+            return marker, True
+        final = images.layer_dir(images_dir, "code", layer_id)
+        _remove_tree(final)
+        if python.version == own_version:
+            compileall.compile_dir(staging, quiet=2, workers=1)
+        else:
+            run_logged([python.executable, "-m", "compileall", "-q", staging], log_path=log,
+                       timeout=300, stopping=stopping)
+        os.rename(staging, final)
+        try:
+            sha, size = artifacts.pack_layer(final, artifacts.artifact_path(cache_dir, "code", images.image_hex(layer_id)))
+        except BaseException:
+            _remove_tree(final)
+            raise
+        marker = {"id": layer_id, "kind": "code", "python": python.version, "artifact_sha256": sha,
+                  "size": size, "built_by": builder}
+        images.write_layer_marker(images_dir, "code", layer_id, marker)
+        return marker, False
+
+
+def _derive(base, dest, *, log, stopping):
+    """Hard-link copy the env layer ``base`` to ``dest`` and make its scripts name ``dest``."""
+    done = run_logged(["cp", "-a", "-l", base, dest], log_path=log, timeout=600, stopping=stopping)
+    if done.returncode != 0 or done.timed_out:
+        raise BuildFailed(f"could not copy the environment {base} to {dest} (see {log})")
+    old, new = base.encode(), dest.encode()
+    for folder in (os.path.join(dest, "bin"), dest):
+        for entry in os.scandir(folder):
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_size <= _SCRIPT_LIMIT:
+                with open(entry.path, "rb") as f:
+                    data = f.read()
+                if old in data:
+                    tmp = entry.path + ".corral-tmp"
+                    with open(tmp, "wb") as f:
+                        f.write(data.replace(old, new))
+                    shutil.copymode(entry.path, tmp)
+                    os.replace(tmp, entry.path)   # a new inode: the base keeps its own file
+
+
+def _remove_tree(path):
+    if os.path.lexists(path):
+        subprocess.run(["rm", "-rf", "--", path], check=False)
