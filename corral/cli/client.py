@@ -88,6 +88,8 @@ class Client:
                     body = {"error": r.text.strip()[:200]}
             if r.status_code not in ok:
                 msg = body.get("error") if isinstance(body, dict) else None
+                if not msg and r.status_code == 503:  # a HEAD answer has no body to carry the sentence
+                    msg = f"{method} {path} failed: the API at {url} is unavailable (HTTP 503), its store is down or unreachable"
                 raise ClientError(msg or f"{method} {path} failed with HTTP {r.status_code}")
             return r.status_code, body
         raise ClientError("no corral API answered (" + "; ".join(errors) + ")")
