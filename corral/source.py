@@ -6,6 +6,7 @@ names the content (file names, bytes, executable bits, links) and nothing
 else, and the builder's image id can build on it. The digest is the sha256 of
 the uncompressed tar; what travels and is stored is its gzip.
 """
+import fnmatch
 import gzip
 import hashlib
 import io
@@ -17,6 +18,7 @@ import zlib
 MAX_SOURCE_BYTES = 100 << 20
 SKIPPED_NAMES = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules"})
 SKIPPED_SUFFIXES = (".pyc",)
+IGNORE_FILE = ".corralignore"
 
 
 def _mib(size):
@@ -27,6 +29,32 @@ def _skipped(name):
     return name in SKIPPED_NAMES or name.endswith(SKIPPED_SUFFIXES)
 
 
+def ignore_patterns(text):
+    """The patterns of a ``.corralignore`` text: one per line, blank lines and ``#`` comments left out."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def is_ignored(rel, is_dir, patterns):
+    """Whether the entry at relative posix path ``rel`` matches one of ``patterns`` (purely computational).
+
+    Like the common subset of ``.gitignore``: ``*.log`` matches a name at
+    any depth; a pattern with a ``/`` inside (``docs/build``) or a leading
+    ``/`` matches the path from the source's root; a trailing ``/`` matches
+    folders only. An ignored folder is left out with all it holds.
+    """
+    for pattern in patterns:
+        dir_only = pattern.endswith("/")
+        pattern = pattern.rstrip("/")
+        if dir_only and not is_dir:
+            continue
+        if "/" in pattern:
+            if fnmatch.fnmatchcase(rel, pattern.lstrip("/")):
+                return True
+        elif fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], pattern):
+            return True
+    return False
+
+
 def _entries(root):
     """``(relative posix path, absolute path, lstat)`` of everything to pack, sorted by path.
 
@@ -34,6 +62,10 @@ def _entries(root):
     """
     found = []
     pending = [""]
+    patterns = []
+    if os.path.isfile(os.path.join(root, IGNORE_FILE)):
+        with open(os.path.join(root, IGNORE_FILE), encoding="utf-8", errors="replace") as f:
+            patterns = ignore_patterns(f.read())
     while pending:
         rel_dir = pending.pop()
         for name in os.listdir(os.path.join(root, rel_dir)):
@@ -42,6 +74,8 @@ def _entries(root):
             rel = f"{rel_dir}/{name}" if rel_dir else name
             full = os.path.join(root, rel)
             st = os.lstat(full)
+            if patterns and is_ignored(rel, stat.S_ISDIR(st.st_mode), patterns):
+                continue
             found.append((rel, full, st))
             if stat.S_ISDIR(st.st_mode):
                 pending.append(rel)
@@ -75,8 +109,9 @@ def _info(rel, kind, mode, size=0, link=""):
 def pack_source(folder):
     """``(digest, data)`` for ``folder``: ``"sha256:<hex>"`` of the tar, and the tar gzipped.
 
-    Skips ``.git``, ``__pycache__``, ``*.pyc``, ``.venv``, ``venv`` and
-    ``node_modules``. Keeps a symlink as a symlink when it points inside the
+    Skips ``.git``, ``__pycache__``, ``*.pyc``, ``.venv``, ``venv``,
+    ``node_modules``, and what the folder's ``.corralignore`` lists (see
+    :func:`is_ignored`). Keeps a symlink as a symlink when it points inside the
     folder. Raises ValueError when the folder is missing, a symlink points
     outside, an entry is neither file, folder nor symlink, or the content is
     over 100 MiB.

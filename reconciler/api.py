@@ -139,8 +139,6 @@ class Api:
             if doc["kind"] == "GitSource":  # no source to upload: the leader fetches the repository
                 out.append(dict(gitsource_document(doc), kind="GitSource"))
                 continue
-            if not isinstance(doc["spec"]["source"], str):
-                raise HttpError(400, f"app {name!r}: spec.source from git is not supported yet; use a folder")
             digest = item.get("source_digest")
             if not isinstance(digest, str) or not _DIGEST.match(digest):
                 raise HttpError(400, f"app {name!r}: source_digest must be sha256:<64 hex digits>")

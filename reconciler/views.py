@@ -124,6 +124,7 @@ def build_json(b):
         "cache": b.cache, "duration": duration, "phases": b.phases or {},
         "started_at": iso(b.started_at), "finished_at": iso(b.finished_at),
         "error": b.error, "worker": b.worker,
+        "progress": b.progress, "layers": b.layers, "lock": b.lock, "log_tail": b.log_tail,
     }
 
 

@@ -6,12 +6,15 @@ file and line), each app's source folder is packed and uploaded once (the
 server never reads the client's disk), and the apply itself is one request:
 all documents or none.
 """
+import json
 import os
 import sys
+import tempfile
 import time
 
 from corral.cli.client import ClientError
 from corral.cli.output import render
+from corral.gitsource import GitSourceError, export_git_source
 from corral.source import pack_source
 from corral.spec import load_paths, parse_duration
 
@@ -34,15 +37,16 @@ def _upload_sources(client, docs, upload=True):
             out.append({"doc": d.doc})
             continue
         source = d.doc["spec"]["source"]
-        if not isinstance(source, str):
-            raise ClientError(f"{d.file}:{d.line}: spec.source: git sources are not supported yet; use a folder")
-        folder = os.path.normpath(os.path.join(d.base_dir, source))
-        if not os.path.isdir(folder):
-            raise ClientError(f"{d.file}:{d.line}: spec.source: folder {folder} does not exist")
+        if isinstance(source, str):
+            folder = os.path.normpath(os.path.join(d.base_dir, source))
+            if not os.path.isdir(folder):
+                raise ClientError(f"{d.file}:{d.line}: spec.source: folder {folder} does not exist")
+        else:
+            folder = json.dumps(source, sort_keys=True)   # one export per distinct git source
         if folder not in packed:
             try:
-                packed[folder] = pack_source(folder)
-            except (OSError, ValueError) as e:
+                packed[folder] = _pack(source, folder, d.doc["metadata"]["name"])
+            except (OSError, ValueError, GitSourceError) as e:
                 raise ClientError(f"{d.file}:{d.line}: spec.source: {e}")
             digest, data = packed[folder]
             if upload:
@@ -51,6 +55,17 @@ def _upload_sources(client, docs, upload=True):
                     client.request("PUT", f"/v1/sources/{digest}", data=data)
         out.append({"doc": d.doc, "source_digest": packed[folder][0]})
     return out
+
+
+def _pack(source, folder, app):
+    """``(digest, data)`` of a source folder, or of a git source's folder at the commit its ref names."""
+    if isinstance(source, str):
+        return pack_source(folder)
+    with tempfile.TemporaryDirectory(prefix="corral-src-") as scratch:
+        exported, commit = export_git_source(source, scratch)
+        print(f"app/{app} source: {source['git']} at commit {commit}"
+              + (f" ({source['path']})" if source.get("path") else ""), file=sys.stderr)
+        return pack_source(exported)
 
 
 def cmd_apply(args, client):
@@ -72,12 +87,15 @@ def wait_available(client, name, generation, timeout, poll=0.5, clock=time.monot
     its build fails or ``timeout`` passes (saying what is still missing)."""
     deadline = clock() + timeout
     app = None
+    said = None
     while clock() < deadline:
         app = client.get(f"/v1/apps/{name}")
         conds = {c["type"]: c for c in app.get("conditions", [])}
         current = app.get("observedGeneration", 0) >= generation
         built = conds.get("Built", {})
+        said = _show_build_progress(client, name, said)
         if current and built.get("status") == "False":
+            _show_failed_build_log(client, name)
             raise ClientError(f"app {name}: the build failed: {built.get('message')}")
         prog = conds.get("Progressing", {})
         if current and prog.get("status") == "True" and prog.get("reason") == "Complete":
@@ -89,6 +107,29 @@ def wait_available(client, name, generation, timeout, poll=0.5, clock=time.monot
         conds = {c["type"]: c for c in app.get("conditions", [])}
         why = conds.get("Progressing", {}).get("message") or conds.get("Available", {}).get("message") or why
     raise ClientError(f"timed out after {timeout:g}s waiting for app {name}: {why}")
+
+
+def _latest_build(client, name):
+    builds = client.get(f"/v1/builds?app={name}")
+    return builds[0] if builds else None
+
+
+def _show_build_progress(client, name, said):
+    """Print the phase of ``name``'s build in progress to stderr when it changed; return what was shown."""
+    build = _latest_build(client, name)
+    if build and build.get("state") == "building" and build.get("progress") and build["progress"] != said:
+        print(f"app/{name} build {build['id']}: {build['progress']}", file=sys.stderr)
+        return build["progress"]
+    return said
+
+
+def _show_failed_build_log(client, name):
+    """Print the tail of ``name``'s failed build log to stderr, when the builder kept one."""
+    build = _latest_build(client, name)
+    if build and build.get("state") == "failed" and build.get("log_tail"):
+        print(f"app/{name} build {build['id']} failed; the end of its log:", file=sys.stderr)
+        for line in build["log_tail"].splitlines():
+            print(f"  {line}", file=sys.stderr)
 
 
 def cmd_diff(args, client):

@@ -1,0 +1,189 @@
+"""Builder figures against the installers alone, in one run, like with like.
+
+    .venv/bin/python bench/build.py [--repeat 3] [--requirements bench/webapp-requirements.txt]
+
+Every case runs ``--repeat`` times into fresh folders (nothing is deleted
+between timed runs: a disk discarding a 16k-file venv in the background slows
+the next run) and reports the median wall time. Every tool gets the
+operator's pip index settings (uv through builder.pipconfig's translation),
+and uv compiles bytecode as the builder does (an image holds it).
+
+    uv cold          uv venv + uv pip install --compile-bytecode -r, empty uv cache
+    uv warm          the same, warm uv cache, new venv
+    pip serial       python -m venv + pip install -r, empty pip cache
+    builder cold     build_image, empty builder caches
+    builder code     a change of code alone (environment layer reused)
+    builder warm     a new requirement set (one more package), warm caches
+    node fetch       an agent fetching and unpacking an image it has not seen, over HTTP
+    node again       the same image again (nothing to do)
+
+Goals (builder issue): code < 0.3 s and < 0.5x uv warm; warm <= 1.1x uv warm;
+cold <= 1.1x uv cold and >= 8x faster than pip serial; node fetch < 1.5 s.
+"""
+import argparse
+import functools
+import http.server
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from builder.engines import find_uv  # noqa: E402
+from builder.pipconfig import read_pip_config, uv_environment, uv_index_args  # noqa: E402
+from builder.pipeline import Workshop, build_image  # noqa: E402
+from corral import images  # noqa: E402
+from corral.source import pack_source  # noqa: E402
+from corral.store import open_store  # noqa: E402
+from nodeagent.images import ensure_image  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXTRA = "itsdangerous==2.2.0"   # the "new set": one package more, not a dependency of the others
+
+
+def timed(argv, env):
+    start = time.monotonic()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{' '.join(argv[:4])} failed: {done.stderr.strip()[-400:]}")
+    return time.monotonic() - start
+
+
+def uv_install(uv, index, work, name, cache, req):
+    venv = os.path.join(work, name)
+    env = dict(uv_environment(index, os.environ), UV_CACHE_DIR=cache)
+    return (timed([uv, "venv", "-q", venv], env)
+            + timed([uv, "pip", "install", "-q", "--compile-bytecode", "--python", os.path.join(venv, "bin", "python"),
+                     *uv_index_args(index, resolving=True), "-r", req], env))
+
+
+def pip_serial(work, name, req):
+    venv = os.path.join(work, name)
+    env = dict(os.environ, PIP_CACHE_DIR=os.path.join(work, name + "-pipcache"))
+    return (timed([sys.executable, "-m", "venv", venv], env)
+            + timed([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", "-r", req], env))
+
+
+class Builder:
+    """build_image in this process, on a SQLite store, as the daemon's worker calls it."""
+
+    def __init__(self, work, name, index):
+        root = os.path.join(work, name)
+        self.store = open_store(f"sqlite:///{root}-corral.db")
+        self.workshop = Workshop(name="bench", images_dir=os.path.join(root, "images"),
+                                 cache_dir=os.path.join(root, "cache"), index=index)
+        self.src = os.path.join(root, "src")
+        os.makedirs(self.src)
+        self.n = 0
+
+    def build(self, code, requirements):
+        with open(os.path.join(self.src, "app.py"), "w") as f:
+            f.write(code)
+        digest, data = pack_source(self.src)
+        self.store.put_source(digest, data)
+        self.n += 1
+        start = time.monotonic()
+        outcome = build_image(self.n, {"source_digest": digest, "requirements": requirements},
+                              store=self.store, workshop=self.workshop)
+        return time.monotonic() - start, outcome
+
+
+def serve(folder):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--requirements", default=os.path.join(HERE, "webapp-requirements.txt"))
+    parser.add_argument("--skip-pip", action="store_true", help="leave out the (slow) serial pip baseline")
+    args = parser.parse_args()
+    uv = find_uv()
+    if uv is None:
+        sys.exit("no uv binary: install corral's dependencies first")
+    index = read_pip_config()
+    with open(args.requirements) as f:
+        reqs = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    work = tempfile.mkdtemp(prefix="corral-bench-build-")
+    req_file = os.path.join(work, "requirements.txt")
+    new_file = os.path.join(work, "requirements-new.txt")
+    with open(req_file, "w") as f:
+        f.write("\n".join(reqs) + "\n")
+    with open(new_file, "w") as f:
+        f.write("\n".join(reqs + [EXTRA]) + "\n")
+    rows = {k: [] for k in ("uv cold", "uv warm", "pip serial", "builder cold", "builder code", "builder warm",
+                            "node fetch", "node again")}
+    caches = {}
+    env_sizes = []
+    try:
+        for i in range(args.repeat):
+            cache = os.path.join(work, f"uvcache{i}")
+            rows["uv cold"].append(uv_install(uv, index, work, f"uv-cold{i}", cache, req_file))
+            rows["uv warm"].append(uv_install(uv, index, work, f"uv-warm{i}", cache, req_file))
+            caches[i] = cache
+            if not args.skip_pip:
+                rows["pip serial"].append(pip_serial(work, f"pip{i}", req_file))
+            b = Builder(work, f"builder{i}", index)
+            seconds, cold = b.build("VERSION = 1\n", reqs)
+            assert cold.cache == "miss", cold
+            rows["builder cold"].append(seconds)
+            seconds, code = b.build("VERSION = 2\n", reqs)
+            assert code.cache == "env-hit", code
+            rows["builder code"].append(seconds)
+            seconds, warm = b.build("VERSION = 2\n", reqs + [EXTRA])
+            assert warm.cache == "miss", warm
+            rows["builder warm"].append(seconds)
+            env_sizes.append(cold.layers[0]["size"])
+            server, base = serve(os.path.join(b.workshop.cache_dir, "artifacts"))
+            artifact = {"layers": [dict(layer, url=f"{base}/{layer['kind']}-{layer['id'][7:]}.tar")
+                                   for layer in cold.layers]}
+            node = os.path.join(work, f"node{i}")
+            start = time.monotonic()
+            ensure_image(node, cold.image, artifact)
+            rows["node fetch"].append(time.monotonic() - start)
+            start = time.monotonic()
+            ensure_image(node, cold.image, artifact)
+            rows["node again"].append(time.monotonic() - start)
+            server.shutdown()
+            server.server_close()
+            assert os.path.isdir(images.layer_dir(node, "env", cold.layers[0]["id"]))
+            print(f"run {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items() if v),
+                  file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in rows.items() if v}
+    print(f"| case | median wall (s), {args.repeat} runs | ratio | goal |")
+    print("| --- | --- | --- | --- |")
+    goals = {
+        "builder cold": (med["builder cold"] / med["uv cold"], "uv cold", "<= 1.1"),
+        "builder code": (med["builder code"] / med["uv warm"], "uv warm", "< 0.5 and < 0.3 s"),
+        "builder warm": (med["builder warm"] / med["uv warm"], "uv warm", "<= 1.1"),
+    }
+    for name, value in med.items():
+        ratio, goal = "", ""
+        if name in goals:
+            r, against, goal = goals[name]
+            ratio = f"{r:.2f}x {against}"
+        if name == "pip serial":
+            ratio, goal = f"{value / med['builder cold']:.1f}x builder cold", ">= 8x"
+        if name == "node fetch":
+            goal = "< 1.5 s"
+        print(f"| {name} | {value:.3f} | {ratio} | {goal} |")
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"\nbuilder peak RSS: {self_rss:.0f} MiB (the builder's Python process; largest child, uv or tar:"
+          f" {child_rss:.0f} MiB); environment layer archive: {statistics.median(env_sizes) / (1 << 20):.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
