@@ -266,6 +266,8 @@ def _json_body(environ):
         body = json.loads(raw or b"{}")
     except ValueError:
         raise HttpError(400, "the request body is not valid JSON")
+    except RecursionError:  # e.g. 100k nested brackets: a client's fault, not a 500
+        raise HttpError(400, "the request body nests JSON deeper than the API reads")
     if not isinstance(body, dict):
         raise HttpError(400, "the request body must be a JSON object")
     return body

@@ -101,9 +101,10 @@ def test_short_blip_restarts_and_replaces_nothing(fleet):
     assert not fleet.died()
 
 
-def test_lossy_slow_link_keeps_the_node_ready(fleet):
+def test_lossy_slow_link_keeps_the_node_ready(datacentre, request):
     if not netns.has_netem():
         pytest.skip("scenario 8 skipped: this kernel has no netem qdisc (sch_netem) for loss and delay")
+    fleet = request.getfixturevalue("fleet")
     app = "lossy"
     fleet.deploy(app, instances=3)
     before = {i["id"]: i["pid"] for i in fleet.serving(app)}

@@ -1,0 +1,173 @@
+"""Scenario 7: bad input at every door. Each gets a clear refusal or is dropped; no daemon dies; the store is unchanged."""
+import glob
+import json
+import os
+import random
+import socket
+import time
+
+import requests
+import zmq
+
+from corral.wire.envelope import seal
+from tests.cluster import figures
+from tests.cluster.fleet import API_PORT, BUILDER_PORT, BUS_PORT
+from tests.e2e.cluster import ROOT
+
+BAD_FIXTURES = sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "manifests", "bad", "*.yaml")))
+APP = ("apiVersion: corral/v1\nkind: App\nmetadata:\n  name: {name}\n"
+       "spec:\n  source: ./app-src\n  processes:\n    web:\n      command: python serve.py\n")
+
+
+def generated_manifests(folder):
+    """Hostile manifests beyond the fixture corpus: nesting, aliases, types, unicode names, size."""
+    out = {}
+
+    def put(name, text):
+        path = os.path.join(folder, f"gen-{name}.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        out[name] = path
+    put("deep-nesting", APP.format(name="deep") + "  env: " + "[" * 20000 + "]" * 20000 + "\n")
+    put("alias-bomb", "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{c}: &{c} [{','.join('*' + p for _ in range(10))}]\n" for p, c in zip("abcdefgh", "bcdefghi")))
+    put("wrong-types", APP.format(name="types").replace("command: python serve.py", "command: {a: 1}\n      instances: two"))
+    for label, name in [("cyrillic", "h\u0435llo"), ("zero-width", "a\u200bb"), ("rtl", "a\u202eb"),
+                        ("fullwidth", "\uff41pp"), ("nul", "a\\0b"), ("too-long", "a" * 64)]:
+        put(f"name-{label}", APP.format(name=json.dumps(name)))
+    with open(os.path.join(folder, "gen-50mib.yaml"), "w") as f:
+        f.write(APP.format(name="big") + "  env:\n")
+        line = "    K{}: " + "x" * 1000 + "\n"
+        for i in range(50 * 1024):
+            f.write(line.format(i))
+    out["50mib"] = os.path.join(folder, "gen-50mib.yaml")
+    return out
+
+
+def raw_http(address, port, payload, timeout=3.0):
+    """Send raw bytes to an HTTP server; return what it answered (maybe nothing)."""
+    with socket.create_connection((address, port), timeout=timeout) as s:
+        try:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            chunks = []
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        except OSError:
+            return b""
+    return b"".join(chunks)
+
+
+MALFORMED_HTTP = [
+    b"\x00\x01\x02garbage\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + b"X: " + b"a" * 200000 + b"\r\n\r\n",
+    b"POST /v1/apply HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n{}",
+    b"POST /v1/apply HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    b"POST /v1/apply HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET /" + b"../" * 5000 + b" HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/9.9\r\n\r\n",
+    b"POST /v1/apply HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"documents\"",
+    bytes(random.Random(7).randrange(256) for _ in range(4096)),
+]
+
+
+def hostile_api_bodies():
+    """(label, body bytes) sent to POST /v1/apply with a valid token."""
+    doc = {"apiVersion": "corral/v1", "kind": "App", "metadata": {"name": "x"},
+           "spec": {"source": "./x", "processes": {"web": {"command": "true"}}}}
+    return [
+        ("not-json", b"{nope"),
+        ("deep-json", b"[" * 100000 + b"]" * 100000),
+        ("documents-not-list", json.dumps({"documents": "x"}).encode()),
+        ("document-not-object", json.dumps({"documents": [1, "a", None]}).encode()),
+        ("no-digest", json.dumps({"documents": [{"doc": doc}]}).encode()),
+        ("unknown-digest", json.dumps({"documents": [{"doc": doc, "source_digest": "sha256:" + "0" * 64}]}).encode()),
+        ("unicode-name", json.dumps({"documents": [{"doc": dict(doc, metadata={"name": "h\u0435llo"}),
+                                                    "source_digest": "sha256:" + "0" * 64}]}).encode()),
+        ("huge-body", b"{\"documents\": [\"" + b"x" * (9 << 20) + b"\"]}"),
+    ]
+
+
+def test_bad_input_at_every_door_changes_nothing_and_kills_nothing(fleet, tmp_path):
+    fleet.deploy("steady", instances=2)
+    before_apps = fleet.get("/v1/apps")
+    before_instances = {i["id"]: i["pid"] for i in fleet.serving("steady")}
+    counts = {}
+
+    # 1. manifests through the CLI, to the API
+    corpus = BAD_FIXTURES + list(generated_manifests(str(tmp_path)).values())
+    refused = 0
+    for path in corpus:
+        r = fleet.corral("apply", "-f", path, check=False, timeout=120)
+        assert r.returncode != 0, f"{os.path.basename(path)} was accepted"
+        assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr, f"{path}: {r.stderr[:300]}"
+        refused += 1
+    counts["manifests refused"] = refused
+
+    # 2. hostile bodies and bad tokens straight to the API
+    api = fleet.api_url("r1")
+    auth = {"Authorization": f"Bearer {fleet.token}"}
+    statuses = []
+    for label, body in hostile_api_bodies():
+        r = requests.post(api + "/v1/apply", data=body, headers=auth, timeout=30)
+        assert 400 <= r.status_code < 500, f"{label}: HTTP {r.status_code} {r.text[:200]}"
+        assert r.json().get("error"), f"{label}: no error sentence"
+        statuses.append(r.status_code)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic eDp5"}):
+        assert requests.get(api + "/v1/apps", headers=headers, timeout=5).status_code == 401
+        statuses.append(401)
+    counts["API requests refused"] = len(statuses)
+
+    # 3. malformed HTTP to both APIs and the builder
+    sent = 0
+    for address, port in [(fleet.dc.hosts["r1"].address, API_PORT), (fleet.dc.hosts["r2"].address, API_PORT),
+                          (fleet.dc.operator, BUILDER_PORT)]:
+        for payload in MALFORMED_HTTP:
+            answer = raw_http(address, port, payload)
+            assert b" 500 " not in answer.split(b"\r\n", 1)[0], f"{address}:{port} answered 500 to {payload[:40]!r}"
+            sent += 1
+    counts["malformed HTTP requests"] = sent
+
+    # 4. random, mutated, replayed and wrongly signed envelopes to both reconcilers' buses
+    ctx = zmq.Context.instance()
+    rng = random.Random(8)
+    envelopes = 0
+    for r in ("r1", "r2"):
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, b"n1")         # pretends to be a real node
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.connect(f"tcp://{fleet.dc.hosts[r].address}:{BUS_PORT}")
+        good = seal(fleet.key, "report", "n1", 0, {"node": {"name": "n1"}, "instances": []}, time.time())
+        batch = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 2000))) for _ in range(200)]
+        for _ in range(300):
+            m = bytearray(good)
+            for _ in range(rng.randrange(1, 8)):
+                m[rng.randrange(len(m))] = rng.randrange(256)
+            batch.append(bytes(m))
+        batch += [seal(os.urandom(32), "report", "n1", 0, {"node": {"name": "n1"}, "instances": []}, time.time())
+                  for _ in range(50)]
+        batch += [seal(fleet.key, "report", "n1", 0, {}, time.time() - 3600) for _ in range(20)]   # too old
+        batch += [good] * 20                                                                          # replays
+        batch += [seal(fleet.key, "assign", "n1", 99, {"instances": "all"}, time.time()) for _ in range(20)]
+        for m in batch:
+            sock.send(m)
+        sock.send_multipart([b"a", b"b", b"c"])
+        envelopes += len(batch) + 1
+        sock.close()
+    counts["bus envelopes"] = envelopes
+    time.sleep(3 * fleet.timings["heartbeat"] + 1)
+
+    after_instances = {i["id"]: i["pid"] for i in fleet.serving("steady")}
+    after_apps = fleet.get("/v1/apps")
+    died = fleet.died()
+    figures.record("7 bad input at every door", lost=len(before_instances) - len(after_instances),
+                   died=len(died), note="; ".join(f"{v} {k}" for k, v in counts.items()))
+    print("bad input counts:", counts)
+    assert not died, f"daemons died: {died}"
+    assert [a["name"] for a in after_apps] == [a["name"] for a in before_apps]
+    assert [a["generation"] for a in after_apps] == [a["generation"] for a in before_apps]
+    assert after_instances == before_instances
+    assert set(fleet.ready_nodes()) == {"n1", "n2", "n3"}
