@@ -32,6 +32,8 @@ def app_json(rec):
         "image": st.get("image"),
         "desired": sum(int(p.get("instances", 1)) for p in rec.spec.get("processes", {}).values()),
         "ready": st.get("ready", 0),
+        "updated": st.get("updated", 0),
+        "available": st.get("available", 0),
         "conditions": st.get("conditions", []),
         "deleting": rec.deleting,
         "source": rec.source_digest,
