@@ -94,9 +94,13 @@ class Builder:
         return time.monotonic() - start, outcome
 
 
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 def serve(folder):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
-    handler.log_message = lambda *a: None
+    handler = functools.partial(_Quiet, directory=folder)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -159,10 +163,15 @@ def main():
             assert os.path.isdir(images.layer_dir(node, "env", cold.layers[0]["id"]))
             print(f"run {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items() if v),
                   file=sys.stderr)
+        report(rows, args.repeat, env_sizes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def report(rows, repeat, env_sizes):
+    """Print the table of medians and ratios, the peak RSS and the environment layer's size."""
     med = {k: statistics.median(v) for k, v in rows.items() if v}
-    print(f"| case | median wall (s), {args.repeat} runs | ratio | goal |")
+    print(f"| case | median wall (s), {repeat} runs | ratio | goal |")
     print("| --- | --- | --- | --- |")
     goals = {
         "builder cold": (med["builder cold"] / med["uv cold"], "uv cold", "<= 1.1"),

@@ -98,10 +98,36 @@ class UvEngine(_Engine):
         with open(out, encoding="utf-8") as f:
             return locks.parse_requirements_lock(f.read())
 
+    relocatable = True   # its venvs' scripts find their python relative to themselves: built aside, renamed in
+
     def make_venv(self, *, python, dest, log, stopping):
-        """A new, empty virtualenv at ``dest``."""
-        self._run([self.uv, "venv", "--quiet", "--python", python.executable, dest], "create a venv for",
-                  log=log, stopping=stopping, env=self.env)
+        """A new, empty, relocatable virtualenv at ``dest``."""
+        self._run([self.uv, "venv", "--quiet", "--relocatable", "--python", python.executable, dest],
+                  "create a venv for", log=log, stopping=stopping, env=self.env)
+
+    def install_unresolved(self, *, venv, requirements_file, cwd, workdir, log, stopping):
+        """Resolve and install ``requirements_file`` into ``venv`` in one pass (fetches overlap the
+        resolve); return the pins of the lock, made afterwards from uv's now warm cache and checked
+        against what was installed (a difference is synced to the lock)."""
+        python = os.path.join(venv, "bin", "python")
+        self._run([self.uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", python,
+                   *uv_index_args(self.index, resolving=True), "-r", requirements_file],
+                  "install", log=log, stopping=stopping, cwd=cwd, env=self.env)
+        out = os.path.join(workdir, "lock.txt")
+        self._run([self.uv, "pip", "compile", "--quiet", "--offline", "--generate-hashes", "--no-header",
+                   "--no-annotate", "--python", python, *uv_index_args(self.index, resolving=True),
+                   "-o", out, requirements_file], "resolve", log=log, stopping=stopping, cwd=cwd, env=self.env)
+        with open(out, encoding="utf-8") as f:
+            pins = locks.parse_requirements_lock(f.read())
+        frozen = self._run([self.uv, "pip", "freeze", "--python", python], "list", log=log, stopping=stopping,
+                           env=self.env).output
+        installed = sorted(p.requirement for p in locks.parse_requirements_lock(
+            "\n".join(line for line in frozen.splitlines() if "==" in line and not line.startswith("$"))))
+        if installed != locks.pin_set(pins):
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(locks.lock_text(pins))
+            self.install(venv=venv, lock_file=out, log=log, stopping=stopping)
+        return pins
 
     def install(self, *, venv, lock_file, log, stopping, progress=lambda phase: None):
         """Make ``venv`` hold exactly the lock in ``lock_file``, with its bytecode compiled."""
@@ -115,6 +141,7 @@ class PipEngine(_Engine):
     """pip: resolve with a report, fetch every wheel in parallel, install once offline."""
 
     name = "pip"
+    relocatable = False   # python -m venv scripts name their venv: built at the final path
 
     def resolve(self, *, python, requirements_file, cwd, workdir, log, stopping):
         """The pins of ``requirements_file`` resolved for ``python`` (an Interpreter)."""

@@ -2,7 +2,10 @@
 
 ::
 
-    env layer   lock -> <images>/env/<hex>/     (built at its final path: a venv's scripts name it)
+    env layer   lock -> <images>/env/<hex>/     (uv: relocatable, built in env/.tmp-* and renamed in;
+                                              pip: built at its final path, its scripts name it)
+                 one pass (no lock yet, no base here): make_venv, install -r (resolving as it
+                          fetches), lock made offline from the warm cache -> id -> rename
                  fresh:   engine.make_venv, engine.install(lock)
                  derived: hard-link copy of the nearest finished env layer (same python, most
                           pins in common), its own path written into bin/, engine.install(lock)
@@ -25,10 +28,13 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 
 from builder import artifacts
 from builder.commands import run_logged
 from builder.failures import BuildAbandoned, BuildFailed
+from builder.imageid import env_id
+from builder.lock import pin_set
 from corral import images
 
 _SCRIPT_LIMIT = 4 << 20   # bin/ files larger than this are binaries, not scripts naming the venv
@@ -105,13 +111,18 @@ class LayerLock:
 
 def build_env_layer(engine, *, images_dir, cache_dir, layer_id, python, pins, lock_text, workdir, log,
                     stopping, builder, progress=lambda phase: None):
-    """Make env layer ``layer_id`` unless finished; return its marker and whether it was there ("hit")."""
+    """Make env layer ``layer_id`` from a known lock unless finished; return its marker and whether it was there.
+
+    A relocatable engine (uv) builds in ``env/.tmp-*`` and renames into place;
+    another builds at the final path, the marker being the commit point.
+    """
     with LayerLock(images_dir, "env", layer_id, stopping):
         marker = images.read_layer_marker(images_dir, "env", layer_id)
         if marker is not None:
             return marker, True
         final = images.layer_dir(images_dir, "env", layer_id)
         _remove_tree(final)
+        target = _temp_beside(final) if engine.relocatable else final
         lock_file = os.path.join(workdir, "install-lock.txt")
         with open(lock_file, "w", encoding="utf-8") as f:
             f.write(lock_text)
@@ -122,20 +133,68 @@ def build_env_layer(engine, *, images_dir, cache_dir, layer_id, python, pins, lo
         try:
             if base is not None:
                 progress("install (from a similar environment)")
-                _derive(images.layer_dir(images_dir, "env", base), final, log=log, stopping=stopping)
+                _derive(images.layer_dir(images_dir, "env", base), target, log=log, stopping=stopping)
             else:
-                engine.make_venv(python=python, dest=final, log=log, stopping=stopping)
-            engine.install(venv=final, lock_file=lock_file, log=log, stopping=stopping, progress=progress)
-            progress("pack")
-            sha, size = artifacts.pack_layer(final, artifacts.artifact_path(cache_dir, "env", images.image_hex(layer_id)))
+                engine.make_venv(python=python, dest=target, log=log, stopping=stopping)
+            engine.install(venv=target, lock_file=lock_file, log=log, stopping=stopping, progress=progress)
+            if target != final:
+                os.rename(target, final)
+            marker = _finish_env(engine, images_dir, cache_dir, layer_id, python, pins, builder, base, progress)
         except BaseException:
+            _remove_tree(target)
             _remove_tree(final)
             raise
-        marker = {"id": layer_id, "kind": "env", "python": python.version, "platform": python.platform,
-                  "pins": [p.requirement for p in pins], "artifact_sha256": sha, "size": size,
-                  "engine": engine.name, "derived_from": base, "built_by": builder}
-        images.write_layer_marker(images_dir, "env", layer_id, marker)
         return marker, False
+
+
+def build_env_unresolved(engine, *, images_dir, cache_dir, python, requirements_file, cwd, workdir, log,
+                         stopping, builder, progress=lambda phase: None):
+    """Resolve and install in one pass (an engine with ``install_unresolved``), then file the layer.
+
+    Returns ``(pins, marker, was there)``. Used when no environment on this
+    builder could serve as a base: the fetches then overlap the resolve. The
+    layer's id is known only afterwards, so it is built aside and renamed;
+    when another build made the same layer meanwhile, this copy is dropped.
+    """
+    tmp = _temp_beside(os.path.join(images_dir, "env", "unresolved"))
+    try:
+        progress("install (resolving as it fetches)")
+        engine.make_venv(python=python, dest=tmp, log=log, stopping=stopping)
+        pins = engine.install_unresolved(venv=tmp, requirements_file=requirements_file, cwd=cwd, workdir=workdir,
+                                         log=log, stopping=stopping)
+        layer_id = env_id(python.version, python.platform, pin_set(pins))
+        with LayerLock(images_dir, "env", layer_id, stopping):
+            marker = images.read_layer_marker(images_dir, "env", layer_id)
+            if marker is not None:
+                return pins, marker, True
+            final = images.layer_dir(images_dir, "env", layer_id)
+            _remove_tree(final)
+            os.rename(tmp, final)
+            try:
+                marker = _finish_env(engine, images_dir, cache_dir, layer_id, python, pins, builder, None, progress)
+            except BaseException:
+                _remove_tree(final)
+                raise
+            return pins, marker, False
+    finally:
+        _remove_tree(tmp)
+
+
+def _finish_env(engine, images_dir, cache_dir, layer_id, python, pins, builder, base, progress):
+    """Pack the env layer now at its final path and write its marker; return the marker."""
+    progress("pack")
+    final = images.layer_dir(images_dir, "env", layer_id)
+    sha, size = artifacts.pack_layer(final, artifacts.artifact_path(cache_dir, "env", images.image_hex(layer_id)))
+    marker = {"id": layer_id, "kind": "env", "python": python.version, "platform": python.platform,
+              "pins": [p.requirement for p in pins], "artifact_sha256": sha, "size": size,
+              "engine": engine.name, "derived_from": base, "built_by": builder}
+    images.write_layer_marker(images_dir, "env", layer_id, marker)
+    return marker
+
+
+def _temp_beside(final):
+    """A new temporary folder name beside ``final`` (same disk, so a rename moves it)."""
+    return os.path.join(os.path.dirname(final), f".tmp-{uuid.uuid4().hex}")
 
 
 def build_code_layer(*, images_dir, cache_dir, layer_id, python, staging, own_version, log, stopping, builder):

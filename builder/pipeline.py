@@ -6,6 +6,8 @@
              requirement text read -> interpreter chosen
     resolve  requirement text -> lock (exact versions and hashes), once per
              (python, platform, text, index): remembered in <cache>/resolutions/
+             (uv, and no environment of this python here yet: resolved while
+             installing, in one pass, see builder.layers.build_env_unresolved)
              -> env layer id, code layer id, image id
              both layers and the image here already?  -> cache "hit", done
     code     staging -> code layer (bytecode, archive, marker)          (builder.layers)
@@ -33,7 +35,7 @@ from builder.engines import pick_engine
 from builder.failures import BuildFailed
 from builder.imageid import code_id, env_id, image_id, requirement_lines_text, resolution_key
 from builder.interpreters import find_interpreter, own_interpreter
-from builder.layers import build_code_layer, build_env_layer
+from builder.layers import build_code_layer, build_env_layer, build_env_unresolved, finished_layers
 from builder.pipconfig import IndexSettings
 from corral import images, source
 
@@ -162,7 +164,8 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
 
         clock = time.monotonic()
         progress("resolve")
-        pins = _resolve(engine, workshop, python, text, req_file, staging, workdir, log, stopping)
+        pins, env_done = _resolve(engine, workshop, python, text, req_file, staging, workdir, log, stopping,
+                                  progress)
         lock_text = locks.lock_text(pins)
         env = env_id(python.version, python.platform, locks.pin_set(pins))
         code = code_id(python.version, digest)
@@ -177,12 +180,16 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
         phases["code"] = _lap(clock)
 
         clock = time.monotonic()
-        env_marker, env_was_there = build_env_layer(
-            engine, images_dir=workshop.images_dir, cache_dir=workshop.cache_dir, layer_id=env, python=python,
-            pins=pins, lock_text=lock_text, workdir=workdir, log=log, stopping=stopping, builder=workshop.name,
-            progress=progress)
-        if not env_was_there:
-            phases["install"] = _lap(clock)
+        if env_done is not None:   # resolved and installed in one pass
+            env_marker, env_was_there = env_done
+            phases["install"], phases["resolve"] = phases["resolve"], 0.0
+        else:
+            env_marker, env_was_there = build_env_layer(
+                engine, images_dir=workshop.images_dir, cache_dir=workshop.cache_dir, layer_id=env, python=python,
+                pins=pins, lock_text=lock_text, workdir=workdir, log=log, stopping=stopping, builder=workshop.name,
+                progress=progress)
+            if not env_was_there:
+                phases["install"] = _lap(clock)
 
         layers = [
             {"kind": "env", "id": env, "sha256": env_marker["artifact_sha256"], "size": env_marker["size"]},
@@ -199,25 +206,40 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
         offload(_remove_tree, workdir)
 
 
-def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stopping):
-    """The pins of the requirement text: remembered, or resolved by ``engine`` and remembered."""
+def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stopping, progress):
+    """``(pins, env)`` of the requirement text: remembered, or resolved by ``engine`` and remembered.
+
+    ``env`` is ``(marker, was there)`` when the environment was made in the
+    same pass (no environment of this python here to derive from, and an
+    engine that installs while it resolves), else None.
+    """
     if not text.strip():
-        return []
+        return [], None
     key = resolution_key(python.version, python.platform, text, engine.index_key())
     memo = os.path.join(workshop.cache_dir, "resolutions", images.image_hex(key) + ".txt")
     try:
         with open(memo, encoding="utf-8") as f:
-            return locks.parse_requirements_lock(f.read())
+            return locks.parse_requirements_lock(f.read()), None
     except (OSError, ValueError):
         pass
-    pins = engine.resolve(python=python, requirements_file=req_file, cwd=cwd, workdir=workdir, log=log,
-                          stopping=stopping)
+    env = None
+    bases = [m for _, m in finished_layers(workshop.images_dir, "env")
+             if (m.get("python"), m.get("platform")) == (python.version, python.platform)]
+    if hasattr(engine, "install_unresolved") and not bases:
+        pins, marker, was_there = build_env_unresolved(
+            engine, images_dir=workshop.images_dir, cache_dir=workshop.cache_dir, python=python,
+            requirements_file=req_file, cwd=cwd, workdir=workdir, log=log, stopping=stopping,
+            builder=workshop.name, progress=progress)
+        env = (marker, was_there)
+    else:
+        pins = engine.resolve(python=python, requirements_file=req_file, cwd=cwd, workdir=workdir, log=log,
+                              stopping=stopping)
     os.makedirs(os.path.dirname(memo), exist_ok=True)
     tmp = f"{memo}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(locks.lock_text(pins))
     os.replace(tmp, memo)
-    return pins
+    return pins, env
 
 
 def _remove_tree(path):

@@ -15,6 +15,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import subprocess
 import tarfile
 import time
 
@@ -120,20 +121,62 @@ def _download(url, path, sha256, what):
         raise ImageError(f"{what}: the archive from {url} has sha256 {digest.hexdigest()}, expected {sha256}")
 
 
+def unsafe_member(name, kind, linkname, links):
+    """Why an archive member may not be unpacked into a layer folder, or None when it may (pure).
+
+    ``kind`` is "file", "dir", "symlink", "hardlink" or anything else;
+    ``links`` the names of the symlinks seen so far in the archive: a member
+    under one of them would be written through the link, wherever it points.
+    """
+    parts = _parts(name)
+    if name.startswith("/") or ".." in parts:
+        return "points outside the layer folder"
+    if kind not in ("file", "dir", "symlink", "hardlink"):
+        return "is not a file, folder or link"
+    if kind == "hardlink" and (linkname.startswith("/") or ".." in linkname.split("/")):
+        return "links to a file outside the layer folder"
+    for i in range(1, len(parts)):
+        if "/".join(parts[:i]) in links:
+            return "would be written through a symbolic link"
+    return None
+
+
+def _parts(name):
+    """The path parts of an archive member's name, without empty and "." parts."""
+    return [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+
+
+def _kind(member):
+    if member.isfile():
+        return "file"
+    if member.isdir():
+        return "dir"
+    if member.issym():
+        return "symlink"
+    return "hardlink" if member.islnk() else "other"
+
+
 def _unpack(archive, dest, what):
+    """Check every member (headers only), then unpack with the tar command, which is several times
+    faster than tarfile for a 16k-file environment."""
     os.mkdir(dest)
+    links = set()
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar.getmembers():
-                parts = member.name.replace("\\", "/").split("/")
-                if member.name.startswith("/") or ".." in parts:
-                    raise ImageError(f"{what}: archive member {member.name!r} points outside the layer folder")
-                if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                    raise ImageError(f"{what}: archive member {member.name!r} is not a file, folder or link")
-            # "tar" and not "data": a venv links to its base interpreter by absolute path.
-            tar.extractall(dest, filter="tar")
-    except (tarfile.TarError, OSError) as e:
-        raise ImageError(f"{what}: the archive cannot be unpacked ({e})") from None
+        with tarfile.open(archive, "r:") as tar:
+            for member in tar:
+                why = unsafe_member(member.name, _kind(member), member.linkname, links)
+                if why:
+                    raise ImageError(f"{what}: archive member {member.name!r} {why}")
+                if member.issym():
+                    links.add("/".join(_parts(member.name)))
+    except tarfile.TarError as e:
+        raise ImageError(f"{what}: the archive cannot be read ({e})") from None
+    # A venv links to its base interpreter by absolute path: symlink targets are kept as they are.
+    done = subprocess.run(["tar", "--extract", "--file", archive, "--directory", dest, "--no-same-owner",
+                           "--delay-directory-restore"], capture_output=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ImageError(f"{what}: the archive cannot be unpacked ({reason[-1] if reason else done.returncode})")
 
 
 class ImageCache:

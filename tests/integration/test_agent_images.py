@@ -173,3 +173,13 @@ def test_the_cache_fetches_one_image_once_for_many_callers(tmp_path, serve):
     pool = eventlet.GreenPool()
     paths = list(pool.imap(lambda _: cache.ensure(IMAGE, artifact(base)), range(5)))
     assert len(set(paths)) == 1 and len(hits) == 2
+
+
+def test_a_hidden_file_and_a_link_inside_the_layer_are_fine(tmp_path, serve):
+    env = archive([(".", "dir", None), ("./bin", "dir", None), ("./bin/python", "symlink", sys.executable),
+                   ("./bin/python3", "symlink", "python"), ("./.hidden", "file", "x")])
+    base, _ = serve({"env": env, "code": CODE})
+    ensure_image(str(tmp_path), IMAGE, artifact(base, env=env))
+    layer = layout.layer_dir(str(tmp_path), "env", ENV_ID)
+    assert os.readlink(os.path.join(layer, "bin", "python3")) == "python"
+    assert open(os.path.join(layer, ".hidden")).read() == "x"

@@ -167,17 +167,18 @@ def test_a_new_set_is_derived_from_the_nearest_environment_and_leaves_it_alone(s
     new_env = images.layer_dir(workshop.images_dir, "env", second.layers[0]["id"])
     with open(os.path.join(new_env, "bin", "activate"), encoding="utf-8") as f:
         activate = f.read()
-    assert new_env in activate and base not in activate
+    assert base not in activate, "nothing in the new environment names its base"
 
 
 def test_an_unknown_requirement_fails_with_uvs_reason_and_leaves_no_layer(store, worker, workshop, digest):
     rec = build(store, worker, "k1", digest, ["nonexistent-pkg-corral-zz"])
 
     assert rec.state == "failed"
-    assert rec.error.startswith("uv could not resolve the requirements: ")
-    assert "nonexistent-pkg-corral-zz was not found" in rec.error
+    assert rec.error.startswith("uv could not install the requirements: Because nonexistent-pkg-corral-zz was"
+                                " not found in the package registry")
     assert "nonexistent-pkg-corral-zz" in rec.log_tail
-    assert layer_folders(workshop, "env") == [] and not os.path.exists(os.path.join(workshop.images_dir, "env"))
+    assert layer_folders(workshop, "env") == []
+    assert [n for n in os.listdir(workshop.images_dir) if n not in ("env", "code")] == []
     events = store.list_events("app", "hello")
     assert (events[-1].reason, events[-1].message) == ("BuildFailed", rec.error)
 
