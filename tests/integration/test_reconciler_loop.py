@@ -1,0 +1,156 @@
+"""The loop's shell against real stores (SQLite and PostgreSQL): a stale leader's
+sync writes nothing and sends nothing; a fresh reconciler waits for reports
+before deciding; a drain moves instances off within maxUnavailable; a failed
+app is retried alone."""
+import os
+import uuid
+
+import psycopg2
+import pytest
+
+from corral.settings import Timings
+from corral.store import Fenced
+from corral.store.base import DesiredInstance
+from corral.store.postgres import PostgresStore
+from corral.store.sqlite import SQLiteStore
+from reconciler import specs
+from reconciler.loop import ALL, Controller
+from reconciler.observed import Observed
+from tests.pg import PostgresUnavailable, postgres_dsn, with_search_path
+
+IMAGE = "sha256:" + "c" * 64
+SPEC = {"source": "./x", "processes": {"web": {"command": "python app.py", "instances": 2}},
+        "update": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = SQLiteStore(os.path.join(tmp_path, "corral.db"))
+        s.migrate()
+        yield s
+        s.close()
+        return
+    try:
+        base = postgres_dsn()
+    except PostgresUnavailable as e:
+        pytest.skip(str(e))
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(base)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    s = PostgresStore(with_search_path(base, schema))
+    s.migrate()
+    yield s
+    s.close()
+    with admin.cursor() as cur:
+        cur.execute(f"DROP SCHEMA {schema} CASCADE")
+    admin.close()
+
+
+class Bus:
+    """Records what the controller sends."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, peer, type_, body, epoch):
+        self.sent.append((peer.decode(), body, epoch))
+        return True
+
+
+class Clock:
+    def __init__(self, t):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def report(name, instances=()):
+    return {"node": {"name": name, "address": "127.0.0.1", "labels": {},
+                     "capacity": {"cpu": 4, "memory": 8 << 30, "disk": 1 << 30}},
+            "instances": [{"id": i, "app": "hello", "process": "web", "state": "running", "ready": True}
+                          for i in instances], "epoch_seen": 0}
+
+
+def built_app(store, spec=SPEC):
+    store.put_source("sha256:src", b"x")
+    store.apply_apps([{"name": "hello", "labels": {}, "spec": spec, "source_digest": "sha256:src"}], actor="test")
+    rec = store.get_app("hello")
+    key, inputs = specs.build_inputs(rec)
+    store.enqueue_build(key, "hello", inputs)
+    build = store.claim_build("b1", stale_after=60)
+    store.finish_build(build.id, "b1", state="succeeded", image=IMAGE, artifact_url="http://b/x",
+                       artifact_sha256="0" * 64, layers=[{"url": "http://b/x", "sha256": "0" * 64}])
+
+
+def controller(store, now=1000.0, reports=("n1", "n2", "n3"), started=0.0):
+    observed = Observed(started_at=started)
+    for n in reports:
+        observed.record(report(n), now)
+    clock = Clock(now)
+    bus = Bus()
+    timings = Timings(heartbeat_timeout=5, node_grace=30)
+    return Controller(store, observed, bus, timings, "r1", clock=clock), bus, observed, clock
+
+
+def test_a_stale_leaders_sync_writes_nothing_and_sends_nothing(store):
+    built_app(store)
+    stale = store.acquire_lease("leader", "r1", ttl=60).epoch
+    store.release_lease("leader", "r1")
+    store.acquire_lease("leader", "r2", ttl=60)
+    ctl, bus, _, _ = controller(store)
+    with pytest.raises(Fenced):
+        ctl.sync(stale, [ALL])
+    assert store.list_desired() == []
+    assert bus.sent == []
+    assert store.get_app("hello").status == {}
+
+
+def test_the_leader_places_spread_instances_and_records_the_revision(store):
+    built_app(store)
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    ctl, bus, _, _ = controller(store)
+    result = ctl.sync(epoch, [ALL])
+    rows = store.list_desired()
+    assert len(rows) == 2 and len({r.node for r in rows}) == 2
+    assert {r.id for r in result.plan.boot} == {r.id for r in rows}
+    assert [(r.revision, r.image) for r in store.list_revisions("hello")] == [(1, IMAGE)]
+    assigned = {node: [i["id"] for i in body["instances"]] for node, body, e in bus.sent if e == epoch}
+    assert sorted(sum(assigned.values(), [])) == sorted(r.id for r in rows)
+
+
+def test_a_fresh_reconciler_waits_for_reports_before_deciding(store):
+    built_app(store)
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    store.write_desired(epoch, [DesiredInstance("hello-web-a", "hello", "web", "n1", "1", IMAGE,
+                                                specs.agent_spec(SPEC, "web"), 0.0),
+                                DesiredInstance("hello-web-b", "hello", "web", "n2", "1", IMAGE,
+                                                specs.agent_spec(SPEC, "web"), 0.0)], [])
+    ctl, bus, observed, clock = controller(store, now=1002.0, reports=("n1",), started=1000.0)
+    assert ctl.sync(epoch, [ALL]).deferred  # n2 has not reported since the start
+    observed.record(report("n2", ["hello-web-b"]), 1002.5)
+    result = ctl.sync(epoch, [ALL])
+    assert not result.deferred and result.plan.empty
+    assert [r.id for r in store.list_desired()] == ["hello-web-a", "hello-web-b"]
+
+
+def test_a_drain_boots_the_replacement_before_it_stops_the_old_one(store):
+    built_app(store)
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    ctl, bus, observed, clock = controller(store)
+    ctl.sync(epoch, [ALL])
+    rows = {r.node: r.id for r in store.list_desired()}
+    for node, iid in rows.items():
+        observed.record(report(node, [iid]), clock.t)
+    victim = sorted(rows)[0]
+    store.set_node_cordoned(victim, True, draining=True)
+    first = ctl.sync(epoch, [ALL]).plan
+    assert [r.node for r in first.boot] != [victim] and len(first.boot) == 1 and first.stop == ()
+    replacement = first.boot[0]
+    observed.record(report(replacement.node, [replacement.id]), clock.t)
+    second = ctl.sync(epoch, [ALL]).plan
+    assert [s.id for s in second.stop] == [rows[victim]]
+    assert "draining" in second.stop[0].reason
