@@ -226,7 +226,7 @@ class Instance:
             # PENDING: fetch the image
             self._set(State.PENDING, message="fetching image")
             try:
-                return self.image_cache.ensure(a["image"], a["artifact"]["url"], a["artifact"]["sha256"])
+                return self.image_cache.ensure(a["image"], a["artifact"])
             except ImageError as e:
                 # PENDING -> FAILED, retried after a delay
                 image_failures += 1
