@@ -29,7 +29,7 @@ import time  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from corral.wire.keys import new_key_file, read_key  # noqa: E402
-from tests.integration.test_agent_daemon import IMAGE, NODE, Reconciler, build_image_archive  # noqa: E402
+from tests.integration.test_agent_daemon import NODE, Reconciler, assignment, build_image_archive  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -48,9 +48,11 @@ def rss_mib(pid):
     return 0.0
 
 
-def serve(archive):
+def serve(archives):
+    """Serve each layer archive at /<kind>.tar."""
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            archive = archives[self.path.strip("/").split(".")[0]]
             self.send_response(200)
             self.send_header("Content-Length", str(len(archive)))
             self.end_headers()
@@ -75,9 +77,10 @@ def main():
     key_file = os.path.join(work, "cluster.key")
     new_key_file(key_file)
     rec = Reconciler(read_key(key_file))
-    archive = build_image_archive()
-    server = serve(archive)
-    url = f"http://127.0.0.1:{server.server_address[1]}/image.tar.gz"
+    archives = build_image_archive()
+    server = serve(archives)
+    image = (f"http://127.0.0.1:{server.server_address[1]}",
+             {kind: hashlib.sha256(data).hexdigest() for kind, data in archives.items()}, [])
     run_args = dict(name=NODE, reconcilers=[rec.endpoint], data_dir=os.path.join(work, "data"),
                     secret_file=key_file, images_dir=os.path.join(work, "images"), labels={})
     code = ("import corral.green; corral.green.patch()\n"
@@ -92,11 +95,7 @@ def main():
             time.sleep(0.1)
         command = ["socat", "TCP-LISTEN:$PORT,bind=127.0.0.1,reuseaddr,fork", "/dev/null"]
         health = {"tcp": True, "interval": 1.0, "timeout": 1.0, "failures": 3, "initialDelay": 0}
-        rec.assign([{"id": f"idle-{n}", "app": "idle", "process": "web", "revision": "1", "image": IMAGE,
-                     "artifact": {"url": url, "sha256": hashlib.sha256(archive).hexdigest()},
-                     "spec": {"command": command, "env": {}, "port": True, "restart": "always",
-                              "drainPeriod": 0, "stopGracePeriod": 5, "health": health}}
-                    for n in range(args.instances)], epoch=1)
+        rec.assign([assignment(f"idle-{n}", image, command, health=health) for n in range(args.instances)], epoch=1)
         t0 = time.monotonic()
         while True:
             report = rec.latest()
