@@ -25,7 +25,7 @@ import time
 
 from corral.store import Fenced, RevisionRecord, StoreError
 from reconciler import specs
-from reconciler.planner import availability, plan
+from reconciler.planner import availability, plan, unreachable_nodes
 from reconciler.status import app_status, next_revision, rollout_failed
 from reconciler.model import LOST
 
@@ -147,6 +147,7 @@ class Controller:
 
         after = [r for r in desired if r.id not in stopped] + list(result.boot)
         ready_ids = {o.id for o in observed if o.ready and o.state == "running"}
+        bad_nodes = unreachable_nodes(nodes)
         observed_by_app, after_by_app = collections.defaultdict(list), collections.defaultdict(list)
         for o in observed:
             observed_by_app[o.app].append(o)
@@ -156,7 +157,7 @@ class Controller:
             if rec.deleting or rec.name in result.purge:
                 continue
             try:
-                available = availability(observed_by_app[rec.name], nodes, app.min_ready, now)
+                available = availability(observed_by_app[rec.name], bad_nodes, app.min_ready, now)
                 app_rows = after_by_app[rec.name]
                 status = app_status(
                     generation=rec.generation, app=app, build=build, rev_hash=rev_hash, rows=app_rows,

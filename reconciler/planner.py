@@ -37,7 +37,7 @@ import itertools
 
 from reconciler.model import LOST, UNREACHABLE
 from reconciler.rollout import limits, rolling_step
-from reconciler.scheduler import place
+from reconciler.scheduler import Candidates, place_many
 from corral.store.base import DesiredInstance
 
 _LIVE = frozenset({"pending", "starting", "running", "stopping", "backoff"})
@@ -76,10 +76,15 @@ class Plan:
         return not (self.boot or self.stop or self.purge)
 
 
-def availability(observed, nodes, min_ready, now):
+def unreachable_nodes(nodes):
+    """Names of the nodes whose instances nobody can vouch for (unreachable or lost)."""
+    return frozenset(n.name for n in nodes if n.state in (LOST, UNREACHABLE))
+
+
+def availability(observed, bad_nodes, min_ready, now):
     """``is_available(row_id)`` for one app: reported running and ready for
-    ``min_ready`` seconds, on a node that is not unreachable or lost. Pure."""
-    bad_nodes = {n.name for n in nodes if n.state in (LOST, UNREACHABLE)}
+    ``min_ready`` seconds, on none of ``bad_nodes`` (see
+    :func:`unreachable_nodes`). Pure."""
     since = {o.id: o.ready_since for o in observed
              if o.ready and o.state == "running" and o.node not in bad_nodes}
 
@@ -138,6 +143,8 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
         cpu_used[r.node] += float(res.get("cpu") or 0)
         mem_used[r.node] += int(res.get("memory") or 0)
 
+    bad_nodes = unreachable_nodes(nodes)
+    candidates = Candidates(nodes)
     observed_by_app = collections.defaultdict(list)
     for o in observed:
         observed_by_app[o.app].append(o)
@@ -155,7 +162,7 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
             if app.name not in live_apps and not live:
                 purge.append(app.name)
             continue
-        available = availability(observed_by_app[app.name], nodes, app.min_ready, now)
+        available = availability(observed_by_app[app.name], bad_nodes, app.min_ready, now)
         for proc in app.processes:
             rows = rows_by_key.get((app.name, proc.name), [])
             current = [r for r in rows if r.image == app.image and r.spec == proc.agent_spec
@@ -184,19 +191,12 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
                         and r.spec == proc.agent_spec else f"replaced by revision {app.revision}")
             # Spread counts the current revision only: old instances are on their way out.
             same = collections.Counter(r.node for r in current)
-            for placed in range(step.boot):
-                p = place(app, proc, nodes, same, load, cpu_used, mem_used)
-                if p.node is None:
-                    unplaced.append(Unplaced(app.name, proc.name, proc.count - len(current), p.reason))
-                    break
-                row = DesiredInstance(
-                    id=new_id(app.name, proc.name), app=app.name, process=proc.name, node=p.node,
-                    revision=app.revision, image=app.image, spec=proc.agent_spec, created_at=now)
-                boot.append(row)
-                current.append(row)
-                load[p.node] += 1
-                same[p.node] += 1
-                cpu_used[p.node] += proc.cpu
-                mem_used[p.node] += proc.memory
+            chosen, reason = place_many(app, proc, step.boot, candidates, same, load, cpu_used, mem_used)
+            for node in chosen:
+                boot.append(DesiredInstance(
+                    id=new_id(app.name, proc.name), app=app.name, process=proc.name, node=node,
+                    revision=app.revision, image=app.image, spec=proc.agent_spec, created_at=now))
+            if reason:
+                unplaced.append(Unplaced(app.name, proc.name, proc.count - len(current) - len(chosen), reason))
 
     return Plan(boot=tuple(boot), stop=tuple(stop), purge=tuple(purge), unplaced=tuple(unplaced))

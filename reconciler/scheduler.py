@@ -11,17 +11,9 @@ Order of decision, as in DESIGN.md:
 4. then the least allocated node (fewest instances of any app), then by name
    so that equal inputs always give the same answer.
 """
-import dataclasses
+import heapq
 
 from reconciler.model import READY
-
-
-@dataclasses.dataclass(frozen=True)
-class Placement:
-    """The chosen node, or None with the reason nothing fits."""
-
-    node: str | None
-    reason: str = ""
 
 
 def _fmt_bytes(n):
@@ -31,32 +23,68 @@ def _fmt_bytes(n):
     return f"{n} bytes"
 
 
-def place(app, process, nodes, same_process, load, cpu_used, mem_used):
-    """Choose a node for one new instance of ``app``/``process``.
+class Candidates:
+    """The ready nodes of one plan, with their labels as dicts: built once, read by every placement."""
 
-    ``nodes``: NodeViews. ``same_process``: node -> instances of this process
-    there; ``load``: node -> instances of any app; ``cpu_used``/``mem_used``:
-    node -> requests already allocated. Returns a :class:`Placement`. This is
-    a purely computational function with no side effects.
+    def __init__(self, nodes):
+        self.ready = [(n, dict(n.labels)) for n in nodes if n.state == READY]
+
+    def matching(self, selector):
+        """Ready nodes that carry every label of ``selector`` (a dict)."""
+        return [n for n, labels in self.ready if all(labels.get(k) == v for k, v in selector.items())]
+
+
+def place_many(app, process, count, candidates, same_process, load, cpu_used, mem_used):
+    """Choose nodes for ``count`` new instances of ``app``/``process``, one after another.
+
+    ``candidates``: the plan's :class:`Candidates`. ``same_process``: node ->
+    instances of this process there; ``load``: node -> instances of any app;
+    ``cpu_used``/``mem_used``: node -> requests already allocated. The
+    counters are updated for each placement, so the next one sees it.
+    Returns ``(nodes chosen, reason)``: fewer than ``count`` nodes with the
+    reason the rest fit nowhere, or all of them with reason "". Equal inputs
+    give equal answers.
+
+    A heap ordered by the rank below gives each placement in O(log nodes)
+    instead of a scan of every node: a node that does not fit now will not
+    fit later in this call either (allocations only grow), so it leaves the heap.
     """
-    ready = [n for n in nodes if n.state == READY]
-    if not ready:
-        return Placement(None, "no node is ready")
+    if count <= 0:
+        return [], ""
+    if not candidates.ready:
+        return [], "no node is ready"
     selector = dict(app.node_selector)
-    matching = [n for n in ready if all(dict(n.labels).get(k) == v for k, v in selector.items())]
+    matching = candidates.matching(selector)
     if not matching:
         wanted = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-        return Placement(None, f"no ready node matches {wanted}")
-    fitting = [n for n in matching
-               if (not process.cpu or n.cpu - cpu_used.get(n.name, 0.0) >= process.cpu - 1e-9)
-               and (not process.memory or n.memory - mem_used.get(n.name, 0) >= process.memory)]
-    if not fitting:
-        if process.memory and all(n.memory - mem_used.get(n.name, 0) < process.memory for n in matching):
-            return Placement(None, f"no node has {_fmt_bytes(process.memory)} free memory")
-        return Placement(None, f"no node has {process.cpu:g} cpu free")
+        return [], f"no ready node matches {wanted}"
 
     def rank(n):
-        spread_key = same_process.get(n.name, 0) if app.spread else 0
-        return (spread_key, load.get(n.name, 0), n.name)
+        return (same_process.get(n.name, 0) if app.spread else 0, load.get(n.name, 0), n.name)
 
-    return Placement(min(fitting, key=rank).name)
+    def fits(n):
+        return ((not process.cpu or n.cpu - cpu_used.get(n.name, 0.0) >= process.cpu - 1e-9)
+                and (not process.memory or n.memory - mem_used.get(n.name, 0) >= process.memory))
+
+    heap = [(rank(n), i) for i, n in enumerate(matching)]
+    heapq.heapify(heap)
+    chosen = []
+    while len(chosen) < count and heap:
+        key, i = heapq.heappop(heap)
+        n = matching[i]
+        if key != rank(n):  # stale entry: this node's rank grew since it was pushed
+            heapq.heappush(heap, (rank(n), i))
+            continue
+        if not fits(n):
+            continue
+        chosen.append(n.name)
+        same_process[n.name] = same_process.get(n.name, 0) + 1
+        load[n.name] = load.get(n.name, 0) + 1
+        cpu_used[n.name] = cpu_used.get(n.name, 0.0) + process.cpu
+        mem_used[n.name] = mem_used.get(n.name, 0) + process.memory
+        heapq.heappush(heap, (rank(n), i))
+    if len(chosen) == count:
+        return chosen, ""
+    if process.memory and all(n.memory - mem_used.get(n.name, 0) < process.memory for n in matching):
+        return chosen, f"no node has {_fmt_bytes(process.memory)} free memory"
+    return chosen, f"no node has {process.cpu:g} cpu free"
