@@ -106,18 +106,18 @@ class Controller:
         artifacts = {b.image: {"layers": b.layers}
                      for b in builds.values() if b.state == "succeeded" and b.image and b.layers}
         failed = set()
-        prepared = []  # (record, DesiredApp, build, revision hash)
+        prepared = []  # (record, DesiredApp, build, revision hash, new revision)
         for rec in records:
             if rec.name not in wanted:
                 continue
             try:
-                prepared.append(self._prepare(epoch, rec, builds, artifacts, now))
+                prepared.append(self._prepare(rec, builds, artifacts, now))
             except Fenced:
                 raise
             except Exception as e:  # one app's trouble must not hold up the others
                 log.warning("sync of app %s failed: %s", rec.name, e)
                 failed.add(rec.name)
-        planned = {rec.name for rec, _, _, _ in prepared} | (wanted - {r.name for r in records})
+        planned = {p[0].name for p in prepared} | (wanted - {r.name for r in records})
         rows = [r for r in desired if r.app in planned]
         others = [r for r in desired if r.app not in planned]
 
@@ -126,26 +126,32 @@ class Controller:
         nodes = self.observed.node_views(known, {n.name for n in stored_nodes if n.cordoned}, now, self.timings,
                                          draining={n.name for n in stored_nodes if n.draining})
         observed = self.observed.instances()
-        apps = [app for _, app, _, _ in prepared]
+        apps = [p[1] for p in prepared]
         result = plan(apps, rows, observed, nodes, new_instance_id({r.id for r in desired}), now=now,
                       others=others)
 
         stopped = {s.id for s in result.stop}
         if result.boot or result.stop:
             self.store.write_desired(epoch, list(result.boot), list(stopped))
-            for row in result.boot:
-                self.store.add_event("app", row.app, "Scheduled",
-                                     f"instance {row.id} ({row.process}, revision {row.revision}) placed on node {row.node}",
-                                     self.actor)
             by_id = {r.id: r for r in rows}
-            for s in result.stop:
-                self.store.add_event("app", by_id[s.id].app, "Stopping", f"instance {s.id}: {s.reason}", self.actor)
+            self.store.add_events(
+                [("app", row.app, "Scheduled",
+                  f"instance {row.id} ({row.process}, revision {row.revision}) placed on node {row.node}", self.actor)
+                 for row in result.boot]
+                + [("app", by_id[s.id].app, "Stopping", f"instance {s.id}: {s.reason}", self.actor)
+                   for s in result.stop])
         for name in result.purge:
             self.store.purge_app(name, epoch)
             self.store.add_event("app", name, "Deleted", "every instance stopped; app removed", self.actor)
         self._record_unplaced(result.unplaced, planned, full)
 
         after = [r for r in desired if r.id not in stopped] + list(result.boot)
+        # Assignments first: they start instances; statuses only describe them.
+        self._apps_on_node = {}
+        for r in after:
+            self._apps_on_node.setdefault(r.node, set()).add(r.app)
+        touched = None if full else {r.node for r in result.boot} | {r.node for r in rows if r.id in stopped}
+        self.push_assignments(epoch, after, artifacts, nodes, only=touched)
         ready_ids = {o.id for o in observed if o.ready and o.state == "running"}
         bad_nodes = unreachable_nodes(nodes)
         observed_by_app, after_by_app = collections.defaultdict(list), collections.defaultdict(list)
@@ -153,7 +159,9 @@ class Controller:
             observed_by_app[o.app].append(o)
         for r in after:
             after_by_app[r.app].append(r)
-        for rec, app, build, rev_hash in prepared:
+        self.store.record_revisions(epoch, [p[4] for p in prepared if p[4] is not None])
+        statuses, changed = {}, []
+        for rec, app, build, rev_hash, _ in prepared:
             if rec.deleting or rec.name in result.purge:
                 continue
             try:
@@ -163,25 +171,22 @@ class Controller:
                     generation=rec.generation, app=app, build=build, rev_hash=rev_hash, rows=app_rows,
                     ready_ids=ready_ids, available_ids={r.id for r in app_rows if available(r.id)},
                     unplaced=[u for u in result.unplaced if u.app == rec.name], prev=rec.status, now=now)
-                if status != rec.status:
-                    self.store.set_app_status(rec.name, status, epoch)
-                    self._note_progress(rec, status)
-            except Fenced:
-                raise
-            except Exception as e:
+            except Exception as e:  # one app's trouble must not hold up the others
                 log.warning("status of app %s failed: %s", rec.name, e)
                 failed.add(rec.name)
+                continue
+            if status != rec.status:
+                statuses[rec.name] = status
+                changed.append((rec, status))
+        if statuses:
+            self.store.set_app_statuses(statuses, epoch)
+            self.store.add_events([e for rec, status in changed for e in self._progress_events(rec, status)])
 
-        self._apps_on_node = {}
-        for r in after:
-            self._apps_on_node.setdefault(r.node, set()).add(r.app)
-        touched = None if full else {r.node for r in result.boot} | {r.node for r in rows if r.id in stopped}
-        self.push_assignments(epoch, after, artifacts, nodes, only=touched)
         return SyncResult(plan=result, failed=failed)
 
-    def _prepare(self, epoch, rec, builds, artifacts, now):
-        """``(record, DesiredApp, build, revision hash)`` of one app; queues its build
-        and records a new revision in the history."""
+    def _prepare(self, rec, builds, artifacts, now):
+        """``(record, DesiredApp, build, revision hash, new RevisionRecord or None)`` of
+        one app; queues its build."""
         build = None
         if not rec.deleting:
             key, inputs = specs.build_inputs(rec)
@@ -196,22 +201,23 @@ class Controller:
         if image is not None:
             rev_hash = specs.revision_hash(rec.spec, image)
             revision = next_revision(rec.status, rev_hash)
-            if rev_hash != rec.status.get("revisionHash"):
-                self.store.record_revision(epoch, RevisionRecord(
-                    app=rec.name, revision=int(revision), hash=rev_hash, image=image, spec=rec.spec,
-                    source_digest=rec.source_digest, generation=rec.generation, created_at=now))
+        new_rev = None
+        if image is not None and rev_hash != rec.status.get("revisionHash"):
+            new_rev = RevisionRecord(app=rec.name, revision=int(revision), hash=rev_hash, image=image, spec=rec.spec,
+                                     source_digest=rec.source_digest, generation=rec.generation, created_at=now)
         app = specs.desired_app(rec, image, artifacts.get(image), revision,
                                 rollout_failed=rollout_failed(rec.status, revision))
-        return rec, app, build, rev_hash
+        return rec, app, build, rev_hash, new_rev
 
-    def _note_progress(self, rec, status):
-        """An event when a rollout completes or misses its deadline (once, on the change)."""
+    def _progress_events(self, rec, status):
+        """The event of a rollout that completed or missed its deadline in this pass (once, on the change)."""
         conds = {c["type"]: c for c in status["conditions"]}
         before = {c["type"]: c for c in rec.status.get("conditions", [])}
         prog, was = conds["Progressing"], before.get("Progressing", {})
         if prog["reason"] != was.get("reason") and prog["reason"] in ("Complete", "ProgressDeadlineExceeded"):
             reason = "RolloutComplete" if prog["reason"] == "Complete" else "ProgressDeadlineExceeded"
-            self.store.add_event("app", rec.name, reason, prog["message"], self.actor)
+            return [("app", rec.name, reason, prog["message"], self.actor)]
+        return []
 
     # -- helpers ----------------------------------------------------------
     def push_assignments(self, epoch, rows, artifacts, nodes, only=None):
@@ -227,13 +233,15 @@ class Controller:
             self.bus.send(node.encode(), "assign", {"node": node, "instances": instances}, epoch)
 
     def _record_nodes(self, now):
-        """Write node facts to the store when they change, and every 10 s for last_seen."""
+        """Write node facts to the store when they change, and every 10 s for last_seen (one transaction)."""
+        batch = []
         for name, rep in self.observed.reports().items():
             facts = (rep.node.get("address", ""), rep.node.get("labels", {}), rep.node.get("capacity", {}))
             prev = self._node_written.get(name)
             if prev is None or prev[0] != facts or now - prev[1] > 10:
-                self.store.upsert_node(name, facts[0], facts[1], facts[2], rep.received_at)
+                batch.append((name, facts[0], facts[1], facts[2], rep.received_at))
                 self._node_written[name] = (facts, now)
+        self.store.upsert_nodes(batch)
 
     def _record_unplaced(self, unplaced, planned, full):
         """One event per new reason an instance cannot be placed (not one per pass)."""

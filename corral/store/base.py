@@ -248,6 +248,11 @@ class Store(abc.ABC):
         """Replace the app's status (leader only, fenced); bumps resource_version only."""
 
     @abc.abstractmethod
+    def set_app_statuses(self, statuses: dict, epoch: int) -> list:
+        """Replace many apps' statuses (name -> status) in one fenced transaction; returns
+        the names of apps that no longer exist."""
+
+    @abc.abstractmethod
     def apps_version(self) -> int:
         """A number that changes whenever any app row changes (cheap change detection)."""
 
@@ -307,6 +312,10 @@ class Store(abc.ABC):
         """Record a node's facts as last reported (cordon state is kept)."""
 
     @abc.abstractmethod
+    def upsert_nodes(self, nodes: list) -> None:
+        """:meth:`upsert_node` for many ``(name, address, labels, capacity, seen_at)``, in one transaction."""
+
+    @abc.abstractmethod
     def list_nodes(self) -> list:
         """All known nodes, sorted by name."""
 
@@ -316,8 +325,8 @@ class Store(abc.ABC):
 
     # --- revisions (leader only, fenced) -------------------------------
     @abc.abstractmethod
-    def record_revision(self, epoch: int, rev: "RevisionRecord", keep: int = 10) -> None:
-        """Record a revision unless its number is known; keep the app's newest ``keep``."""
+    def record_revisions(self, epoch: int, revs: list, keep: int = 10) -> None:
+        """Record RevisionRecords (a known number is left alone); keep each app's newest ``keep``."""
 
     @abc.abstractmethod
     def list_revisions(self, app: str) -> list:
@@ -370,6 +379,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def add_event(self, kind: str, name: str, reason: str, message: str, actor: str) -> None:
         """Append an event."""
+
+    @abc.abstractmethod
+    def add_events(self, events: list) -> None:
+        """Append many events, each ``(kind, name, reason, message, actor)``, in one transaction."""
 
     @abc.abstractmethod
     def list_events(self, kind: Optional[str] = None, name: Optional[str] = None, limit: int = 100) -> list:

@@ -429,16 +429,32 @@ class SQLStore(Store):
 
         def work(cur):
             self._check_epoch(cur, epoch)
-            cur.execute("SELECT status FROM apps WHERE name = ?", (name,))
-            row = cur.fetchone()
-            if row is None:
+            if self._set_status(cur, name, text) is None:
                 raise Conflict(f"cannot set the status of app {name!r}: there is no such app")
-            if row[0] == text:
-                return
-            cur.execute("UPDATE apps SET status = ?, resource_version = resource_version + 1, "
-                        "updated_at = ? WHERE name = ?", (text, self._now(cur), name))
-            self._bump_apps_version(cur)
         self._run(work, write=True)
+
+    def set_app_statuses(self, statuses: dict, epoch: int) -> list:
+        """Replace the status of every app in ``statuses`` (name -> status) in one fenced
+        transaction; returns the names of apps that no longer exist (left alone)."""
+        def work(cur):
+            self._check_epoch(cur, epoch)
+            missing = [name for name in sorted(statuses)
+                       if self._set_status(cur, name, canonical_json(statuses[name])) is None]
+            return missing
+        return self._run(work, write=True)
+
+    def _set_status(self, cur: Cursor, name: str, text: str):
+        """Write one app's status text; None when there is no such app, False when unchanged."""
+        cur.execute("SELECT status FROM apps WHERE name = ?", (name,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        if row[0] == text:
+            return False
+        cur.execute("UPDATE apps SET status = ?, resource_version = resource_version + 1, "
+                    "updated_at = ? WHERE name = ?", (text, self._now(cur), name))
+        self._bump_apps_version(cur)
+        return True
 
     def apps_version(self) -> int:
         """The apps change counter: grows with every write of any app row."""
@@ -581,14 +597,24 @@ class SQLStore(Store):
     # --- nodes ---------------------------------------------------------
     def upsert_node(self, name: str, address: str, labels: dict, capacity: dict, seen_at: float) -> None:
         """Record a node's reported facts; first_seen and cordoned are kept."""
+        self.upsert_nodes([(name, address, labels, capacity, seen_at)])
+
+    def upsert_nodes(self, nodes: list) -> None:
+        """Record many nodes' facts, each ``(name, address, labels, capacity, seen_at)``, in one transaction."""
         def work(cur):
-            cur.execute(
-                f"INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET address = excluded.address, "
-                "labels = excluded.labels, capacity = excluded.capacity, last_seen = excluded.last_seen",
-                (name, address, canonical_json(labels), canonical_json(capacity), False, seen_at,
-                 seen_at))
-        self._run(work, write=True)
+            for name, address, labels, capacity, seen_at in nodes:
+                self._upsert_node(cur, name, address, labels, capacity, seen_at)
+        if nodes:
+            self._run(work, write=True)
+
+    def _upsert_node(self, cur: Cursor, name, address, labels, capacity, seen_at) -> None:
+        """Insert or update one node row (first_seen and cordon kept)."""
+        cur.execute(
+            f"INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET address = excluded.address, "
+            "labels = excluded.labels, capacity = excluded.capacity, last_seen = excluded.last_seen",
+            (name, address, canonical_json(labels), canonical_json(capacity), False, seen_at,
+             seen_at))
 
     def list_nodes(self) -> list:
         """All known nodes, sorted by name."""
@@ -606,21 +632,28 @@ class SQLStore(Store):
         return self._run(work, write=True)
 
     # --- revisions -----------------------------------------------------
-    def record_revision(self, epoch: int, rev: RevisionRecord, keep: int = 10) -> None:
-        """Add ``rev`` unless its number is recorded; keep the newest ``keep`` of its app (fenced)."""
+    def record_revisions(self, epoch: int, revs: list, keep: int = 10) -> None:
+        """Add each of ``revs`` unless its number is recorded; keep the newest ``keep`` of
+        each app; one fenced transaction."""
         def work(cur):
             self._check_epoch(cur, epoch)
-            cur.execute(
-                "INSERT INTO revisions (app, revision, hash, image, spec, source_digest, generation, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app, revision) DO NOTHING",
-                (rev.app, int(rev.revision), rev.hash, rev.image, canonical_json(rev.spec),
-                 rev.source_digest, int(rev.generation), rev.created_at))
-            cur.execute("SELECT revision FROM revisions WHERE app = ? ORDER BY revision DESC LIMIT 1 OFFSET ?",
-                        (rev.app, int(keep) - 1))
-            row = cur.fetchone()
-            if row is not None:
-                cur.execute("DELETE FROM revisions WHERE app = ? AND revision < ?", (rev.app, row[0]))
-        self._run(work, write=True)
+            for rev in revs:
+                self._record_revision(cur, rev, keep)
+        if revs:
+            self._run(work, write=True)
+
+    def _record_revision(self, cur: Cursor, rev: RevisionRecord, keep: int) -> None:
+        """Insert one revision (a known number is left alone) and drop its app's older than the newest ``keep``."""
+        cur.execute(
+            "INSERT INTO revisions (app, revision, hash, image, spec, source_digest, generation, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app, revision) DO NOTHING",
+            (rev.app, int(rev.revision), rev.hash, rev.image, canonical_json(rev.spec),
+             rev.source_digest, int(rev.generation), rev.created_at))
+        cur.execute("SELECT revision FROM revisions WHERE app = ? ORDER BY revision DESC LIMIT 1 OFFSET ?",
+                    (rev.app, int(keep) - 1))
+        row = cur.fetchone()
+        if row is not None:
+            cur.execute("DELETE FROM revisions WHERE app = ? AND revision < ?", (rev.app, row[0]))
 
     def list_revisions(self, app: str) -> list:
         """The recorded revisions of ``app``, newest first."""
@@ -739,6 +772,17 @@ class SQLStore(Store):
         """Append an event stamped with the store's clock."""
         def work(cur):
             self._add_event(cur, self._now(cur), kind, name, reason, message, actor)
+        self._run(work, write=True)
+
+    def add_events(self, events: list) -> None:
+        """Append many ``(kind, name, reason, message, actor)`` events in one transaction."""
+        if not events:
+            return
+
+        def work(cur):
+            now = self._now(cur)
+            for kind, name, reason, message, actor in events:
+                self._add_event(cur, now, kind, name, reason, message, actor)
         self._run(work, write=True)
 
     def _add_event(self, cur, now, kind, name, reason, message, actor) -> None:

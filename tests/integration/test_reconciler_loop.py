@@ -83,7 +83,9 @@ def built_app(store, spec=SPEC):
     store.enqueue_build(key, "hello", inputs)
     build = store.claim_build("b1", stale_after=60)
     store.finish_build(build.id, "b1", state="succeeded", image=IMAGE, artifact_url="http://b/x",
-                       artifact_sha256="0" * 64, layers=[{"url": "http://b/x", "sha256": "0" * 64}])
+                       artifact_sha256="0" * 64,
+                       layers=[{"kind": kind, "id": "sha256:" + c * 64, "url": "http://b/x", "sha256": c * 64}
+                               for kind, c in (("env", "e"), ("code", "c"))])
 
 
 def controller(store, now=1000.0, reports=("n1", "n2", "n3"), started=0.0):
