@@ -274,6 +274,20 @@ class BusClient(_Endpoint):
                 eventlet.sleep(0)
         return taken
 
+    def send_to(self, endpoint: str, type: str, body: dict, epoch: int = 0) -> bool:
+        """Seal and send one message to the reconciler at ``endpoint`` only (the one that
+        opened a stream); False when it cannot go now (never blocks, counted in ``dropped``)."""
+        sock = self._socks.get(endpoint)
+        if sock is None:
+            return False
+        try:
+            sock.send(self._seal(type, body, epoch), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        self.sent += 1
+        return True
+
     def close(self):
         """Stop receiving and disconnect from every endpoint; safe to call twice."""
         if not self._closing:

@@ -53,12 +53,18 @@ PING_SCHEMA = {
 }
 
 
+# logs and exec streams (nodeagent/streams.py, reconciler/streams.py)
+STREAM_TYPES = ("logs_open", "exec_open", "logs_chunk", "exec_output", "stream_end", "credit",
+                "exec_input", "exec_resize", "stream_close")
+
+
 def default_schemas():
     """Return the body schema of every message type the cluster speaks, by type."""
     return {
         "report": schemas.load("wire/report"),
         "assign": schemas.load("wire/assign"),
         "ping": PING_SCHEMA,
+        **{t: schemas.load(f"wire/{t}") for t in STREAM_TYPES},
     }
 
 
