@@ -61,6 +61,7 @@ class Agent:
         self.inbox = eventlet.queue.LightQueue()
         self.changed = Wakeup()
         self.closing = False
+        self.streams = None  # nodeagent.streams.Streams, set by the daemon once the bus exists
         self.started_at = clock()
         self.seq = 0
         self._saved_table = None
@@ -69,9 +70,12 @@ class Agent:
     # -- entry points ---------------------------------------------------------
 
     def on_message(self, endpoint, msg):
-        """Bus handler: enqueue an ``assign`` for the control loop; anything else is ignored."""
+        """Bus handler: enqueue an ``assign`` for the control loop; hand a logs/exec stream
+        message to ``streams`` (:mod:`nodeagent.streams`); anything else is ignored."""
         if msg.type == "assign":
             self.inbox.put(msg)
+        elif self.streams is not None and msg.type in self.streams.types:
+            self.streams.on_message(endpoint, msg)
 
     def start(self):
         """Adopt the instances of the table on disk, start the control loop and the reporter,

@@ -18,6 +18,7 @@ from corral.wire.keys import read_key
 from nodeagent.agent import Agent
 from nodeagent.process import Launcher
 from nodeagent.restart import Backoff
+from nodeagent.streams import Streams
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address
                   heartbeat=timings.heartbeat, send=lambda t, body, epoch: bus.send_all(t, body, epoch),
                   launcher=launcher, backoff=Backoff.from_timings(timings), bus_stats=lambda: bus.stats())
     bus = BusClient(list(reconcilers), key, name, agent.on_message, window=timings.replay_window)
+    agent.streams = Streams(agent, reply=bus.send_to)
     stop = []
 
     def on_signal(signum, frame):

@@ -18,6 +18,7 @@ Routes::
     GET    /v1/builds[?app=NAME]
     GET    /v1/events[?kind=K&name=N&limit=L]
     GET    /v1/backup           the control-plane state as a backup document
+    GET    /v1/instances/ID/logs     POST /v1/exec[/SESSION/input|resize]   (reconciler/streams.py)
     GET    /v1/gitsources[/NAME]  POST /v1/gitsources/NAME/sync  POST /v1/gitsources/NAME/webhook
                                 (reconciler/gitops/routes.py; apply takes GitSource documents too)
 """
@@ -36,6 +37,7 @@ from corral.store import StoreError, jsonable  # noqa: F401
 from reconciler import views
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.rollout_api import RolloutRoutes
+from reconciler.streams import StreamRoutes, Streaming
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class Api:
     """The WSGI application. ``state`` answers the questions only the daemon knows
     (observed view, node states, leadership); ``kick()`` wakes the loop."""
 
-    def __init__(self, store, state, token, kick):
+    def __init__(self, store, state, token, kick, relay=None):
         self.store = store
         self.state = state
         self.token = token
@@ -81,10 +83,16 @@ class Api:
             ("GET", r"/v1/events", self.list_events, True),
             ("GET", r"/v1/backup", self.backup, True),
         ] + GitSourceRoutes(store, token).routes() + RolloutRoutes(store, kick, HttpError, _json_body).routes()
+        if relay is not None:  # logs and exec (reconciler/streams.py)
+            self.routes += StreamRoutes(store, state, relay, HttpError, _json_body).routes()
 
     # -- WSGI plumbing -------------------------------------------------------
     def __call__(self, environ, start_response):
         status, body = self._dispatch(environ)
+        if isinstance(body, Streaming):  # chunked, each line written as soon as it is yielded
+            environ["eventlet.minimum_write_chunk_size"] = 0
+            start_response(f"{status} {_REASONS.get(status, '')}", [("Content-Type", body.content_type)])
+            return body
         payload = b"" if body is None else json.dumps(body).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
         start_response(f"{status} {_REASONS.get(status, '')}", headers)

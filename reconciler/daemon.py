@@ -38,6 +38,7 @@ from reconciler.gitops.sync import GitSync
 from reconciler.leader import LeaderLease
 from reconciler.loop import ALL, Controller
 from reconciler.observed import Observed
+from reconciler.streams import Relay
 from reconciler.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,9 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
             pass
 
     def on_message(peer, msg):
+        if msg.type in relay.types:
+            relay.on_message(peer, msg)
+            return
         if msg.type != "report":
             return
         node = msg.body["node"]["name"]
@@ -112,6 +116,7 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
                 kick(*({i["app"] for i in msg.body["instances"]} | controller.apps_on_node(node)))
 
     server = BusServer(bus, key, name, on_message, window=timings.replay_window)
+    relay = Relay(server.send, lambda node: time.time() - observed.last_seen(node), timings.heartbeat_timeout)
     lease = LeaderLease(store, name, timings)
     controller = Controller(store, observed, server, timings, name)
     state = ClusterState(name, store, observed, lease, timings)
@@ -184,7 +189,7 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
 
     host, _, port = api.rpartition(":")
     sock = eventlet.listen((host or "127.0.0.1", int(port)), backlog=1024)
-    app = Api(store, state, api_token(key), kick)
+    app = Api(store, state, api_token(key), kick, relay)
     server.start()
     threads = [eventlet.spawn(lease_loop), eventlet.spawn(control_loop), eventlet.spawn(gitops_loop),
                eventlet.spawn(eventlet.wsgi.server, sock, app, log=logging.getLogger("corral.api.access"),

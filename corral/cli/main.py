@@ -50,6 +50,9 @@ def parser():
     from corral.cli import nodes, rollout
     rollout.add_parser(sub)
     nodes.add_parser(sub)
+    from corral.cli import exec as exec_command, logs
+    logs.add_parser(sub)
+    exec_command.add_parser(sub)
 
     x = sub.add_parser("delete", help="stop an app's instances (with their grace) and remove it")
     x.add_argument("kind", nargs="?", help="app")
@@ -155,6 +158,12 @@ def run_daemon(args):
     return 0
 
 
+def _stream_handler(args):
+    """The handler of ``logs`` and ``exec`` (streamed through the API), else None."""
+    from corral.cli import exec as exec_command, logs
+    return {"logs": logs.run, "exec": exec_command.run}.get(args.command)
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
     from corral.cli.client import ClientError
@@ -169,7 +178,7 @@ def main(argv=None):
         from corral.cli.client import Client, load_config
         client = Client(*load_config())
         handler = (gitops.handler_for(args) or rollout.handler_for(args) or nodes.handler_for(args)
-                   or getattr(commands, f"cmd_{args.command}"))
+                   or _stream_handler(args) or getattr(commands, f"cmd_{args.command}"))
         return handler(args, client)
     except (ClientError, SpecError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

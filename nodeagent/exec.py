@@ -1,0 +1,265 @@
+"""``corral exec`` on the node: a command in an instance's environment, on a pty or on pipes.
+
+The command gets what the instance's own process gets: the environment built
+by :func:`nodeagent.environ.instance_env` (spec env, ``PORT``, ``CORRAL_*``,
+the virtualenv first on ``PATH``), the app's code as working directory, and
+the user and group that the instance's process runs as (read from /proc, so
+it stays right once instances run as their own users).
+
+With ``tty`` it runs in a new session on a fresh pty (the pty is its
+controlling terminal, so Ctrl-C typed by the user reaches it as SIGINT, and a
+window size change as SIGWINCH); otherwise stdin, stdout and stderr are pipes.
+Output is read only while the stream's credit window has room, so a slow
+reader makes the command block on write instead of the agent buffering.
+When the stream closes before the command ends (the user went away), the
+command's process group gets SIGHUP, then SIGKILL after :data:`HANGUP_GRACE`.
+"""
+import base64
+import errno
+import fcntl
+import logging
+import os
+import pty
+import shutil
+import signal
+import struct
+import subprocess
+import termios
+
+import eventlet
+import eventlet.hubs
+import eventlet.queue
+
+from corral import images as image_layout
+from nodeagent import environ
+
+log = logging.getLogger(__name__)
+
+READ_BYTES = 32 * 1024   # output per exec_output message, at most
+HANGUP_GRACE = 2.0       # seconds between SIGHUP and SIGKILL when the stream closes early
+INPUT_QUEUE = 64         # input chunks held for the command's stdin (the reconciler sends fewer)
+
+
+class ExecError(Exception):
+    """A command that cannot be run in the instance; the message is one sentence."""
+
+
+def exec_context(inst, *, base_env, images_dir, node):
+    """``(env, cwd)`` of instance ``inst`` (an :class:`nodeagent.instance.Instance`): what its
+    own process was given. ExecError when it has no running process or no image yet."""
+    a = inst.assignment
+    if inst.alive_pid() is None:
+        raise ExecError(f"instance {inst.id} is {inst.state.value}, with no running process to exec beside")
+    cwd = image_layout.code_dir(images_dir, a["image"])
+    if not os.path.isdir(cwd):
+        raise ExecError(f"instance {inst.id} has no image on node {node} yet")
+    env = environ.instance_env(base_env, venv=image_layout.venv_dir(images_dir, a["image"]),
+                               spec_env=inst.spec["env"], port=inst.port, app=a["app"], process=a["process"],
+                               instance=inst.id, node=node)
+    return env, cwd
+
+
+def owner_of(pid, proc_root="/proc"):
+    """``(uid, gid)`` that process ``pid`` runs as, or None when it is gone."""
+    try:
+        st = os.stat(f"{proc_root}/{pid}")
+    except OSError:
+        return None
+    return st.st_uid, st.st_gid
+
+
+def resolve_program(argv, env, cwd):
+    """``argv`` with its program found as the instance would find it: on the instance's
+    PATH, or relative to its code when it names a path. ExecError when not found."""
+    program = argv[0]
+    found = shutil.which(os.path.join(cwd, program) if os.sep in program else program, path=env.get("PATH"))
+    if found is None:
+        raise ExecError(f"command {program!r} was not found in the instance (PATH {env.get('PATH')})")
+    return [found] + list(argv[1:])
+
+
+def exit_status(returncode):
+    """The shell's exit status of a ``Popen.returncode``: a death by signal N is 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def set_winsize(fd, rows, cols):
+    """Set the window size of the terminal on ``fd``."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _take_controlling_tty():  # runs in the child, after setsid(): stdin is the pty
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def spawn(argv, env, cwd, *, tty, rows=24, cols=80, user=None):
+    """Start the command; returns ``(proc, fds)`` where ``fds`` maps ``"in"``, ``"out"`` and
+    (pipes only) ``"err"`` to this end's file descriptors (non-blocking). Raises OSError."""
+    ids = {}
+    if user is not None and user != (os.getuid(), os.getgid()):
+        ids = {"user": user[0], "group": user[1], "extra_groups": []}
+    if tty:
+        master, slave = pty.openpty()
+        try:
+            set_winsize(slave, rows, cols)
+            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
+                                    start_new_session=True, preexec_fn=_take_controlling_tty, close_fds=True,
+                                    **ids)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        return proc, {"in": master, "out": master}
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, close_fds=True, **ids)
+    fds = {"in": os.dup(proc.stdin.fileno()), "out": os.dup(proc.stdout.fileno()), "err": os.dup(proc.stderr.fileno())}
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        f.close()
+    for fd in fds.values():
+        os.set_blocking(fd, False)
+    return proc, fds
+
+
+def read_some(fd, size=READ_BYTES):
+    """Bytes from non-blocking ``fd`` once there are some (green wait); b"" at end of file
+    (a pty whose other side is all closed reads as EIO: also the end)."""
+    while True:
+        try:
+            return os.read(fd, size)
+        except BlockingIOError:
+            eventlet.hubs.trampoline(fd, read=True)
+        except OSError as e:
+            if e.errno == errno.EIO:
+                return b""
+            raise
+
+
+def write_all(fd, data):
+    """Write all of ``data`` to non-blocking ``fd`` (green wait); False when the reader is gone."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            eventlet.hubs.trampoline(fd, write=True)
+            continue
+        except OSError as e:
+            if e.errno in (errno.EPIPE, errno.EIO, errno.EBADF):
+                return False
+            raise
+        view = view[n:]
+    return True
+
+
+class ExecRun:
+    """One command of one stream: pumps output out under the window, input in, and ends the stream
+    with the exit status."""
+
+    def __init__(self, channel, proc, fds, tty):
+        self.channel = channel
+        self.proc = proc
+        self.fds = fds
+        self.tty = tty
+        self.inputs = eventlet.queue.LightQueue(maxsize=INPUT_QUEUE)
+        self.next_input = 1
+        channel.on_input = self.on_input
+        channel.on_resize = self.on_resize
+        channel.on_close = self.hang_up
+
+    def on_input(self, seq, data, eof):
+        """Queue stdin bytes (in seq order; a repeated seq is ignored); never blocks the bus."""
+        if seq < self.next_input:
+            return
+        self.next_input = seq + 1
+        try:
+            self.inputs.put_nowait((seq, data, eof))
+        except eventlet.queue.Full:
+            log.warning("exec stream %s: input beyond the window was dropped", self.channel.id)
+
+    def on_resize(self, rows, cols):
+        """Pass a window size change to the pty (the kernel sends SIGWINCH)."""
+        if self.tty:
+            try:
+                set_winsize(self.fds["in"], rows, cols)
+            except OSError:
+                pass
+
+    def hang_up(self):
+        """The stream closed early: SIGHUP the command's group, SIGKILL it after the grace."""
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGHUP)
+            eventlet.spawn_after(HANGUP_GRACE, _signal_group, self.proc.pid, signal.SIGKILL)
+
+    def _pump_input(self):
+        fd = self.fds["in"]
+        while True:
+            seq, data, eof = self.inputs.get()
+            ok = not data or write_all(fd, data)
+            self.channel.emit_credit(seq)
+            if eof and not self.tty:
+                os.close(fd)
+                self.fds.pop("in", None)
+                return
+            if not ok:
+                return
+
+    def _pump_output(self, name):
+        fd = self.fds[name]
+        while True:
+            data = read_some(fd)
+            if not data:
+                return
+            if not self.channel.emit("exec_output", {"fd": name, "data": base64.b64encode(data).decode("ascii")}):
+                return
+
+    def run(self):
+        """Pump until the command's output ends, then end the stream with its exit status."""
+        writer = eventlet.spawn(self._pump_input)
+        readers = [eventlet.spawn(self._pump_output, name) for name in ("out", "err") if name in self.fds]
+        try:
+            for r in readers:
+                r.wait()
+            code = self.proc.wait()
+        finally:
+            writer.kill()
+            for fd in set(self.fds.values()):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self.fds = {}
+        if not self.channel.closed:
+            self.channel.end(f"exited with code {exit_status(code)}", exit_code=exit_status(code))
+
+
+def _signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_exec(channel, agent, body):
+    """Serve one ``exec_open``: find the instance, start the command in its environment, pump it."""
+    iid = body["instance"]
+    inst = agent.instances.get(iid)
+    if inst is None:
+        channel.end(f"instance {iid} is not on node {agent.name}", error=True)
+        return
+    try:
+        env, cwd = exec_context(inst, base_env=agent.base_env, images_dir=agent.images.images_dir, node=agent.name)
+        argv = resolve_program(body["argv"], env, cwd)
+        user = owner_of(inst.alive_pid())
+        proc, fds = spawn(argv, env, cwd, tty=body["tty"], rows=body.get("rows", 24), cols=body.get("cols", 80),
+                          user=user)
+    except ExecError as e:
+        channel.end(str(e), error=True)
+        return
+    except OSError as e:
+        channel.end(f"command {body['argv'][0]!r} could not be started in instance {iid}: {e.strerror or e}",
+                    error=True)
+        return
+    log.info("exec in instance %s: %s (pid %d)", iid, " ".join(body["argv"])[:200], proc.pid)
+    ExecRun(channel, proc, fds, body["tty"]).run()
