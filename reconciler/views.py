@@ -73,7 +73,10 @@ def _instance(iid, app, process, node, state, rep, *, revision, image, desired):
     rep = rep or {}
     return {
         "id": iid, "app": app, "process": process, "node": node, "state": state,
-        "ready": bool(rep.get("ready")) and state == "running",
+        # Only a desired instance is ever ready: one the table no longer holds (a stale
+        # copy on a node that came back, or one being replaced) is on its way out and
+        # must leave every ready list at once, even before its agent has heard.
+        "ready": bool(rep.get("ready")) and state == "running" and desired,
         "address": rep.get("address"), "port": rep.get("port"), "pid": rep.get("pid"),
         "revision": revision, "image": image, "restarts": rep.get("restarts", 0),
         "started_at": iso(rep.get("started_at")), "exit_code": rep.get("exit_code"),
