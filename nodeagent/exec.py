@@ -25,10 +25,10 @@ import signal
 import struct
 import subprocess
 import termios
+import warnings
 
 import eventlet
 import eventlet.hubs
-import eventlet.queue
 
 from corral import images as image_layout
 from nodeagent import environ
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 READ_BYTES = 32 * 1024   # output per exec_output message, at most
 HANGUP_GRACE = 2.0       # seconds between SIGHUP and SIGKILL when the stream closes early
-INPUT_QUEUE = 64         # input chunks held for the command's stdin (the reconciler sends fewer)
 
 
 class ExecError(Exception):
@@ -102,9 +101,11 @@ def spawn(argv, env, cwd, *, tty, rows=24, cols=80, user=None):
         master, slave = pty.openpty()
         try:
             set_winsize(slave, rows, cols)
-            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
-                                    start_new_session=True, preexec_fn=_take_controlling_tty, close_fds=True,
-                                    **ids)
+            with warnings.catch_warnings():  # eventlet warns of any fork; the child execs at once
+                warnings.filterwarnings("ignore", message="Using fork", category=DeprecationWarning)
+                proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
+                                        start_new_session=True, preexec_fn=_take_controlling_tty,
+                                        close_fds=True, **ids)
         except BaseException:
             os.close(master)
             raise
@@ -162,21 +163,10 @@ class ExecRun:
         self.proc = proc
         self.fds = fds
         self.tty = tty
-        self.inputs = eventlet.queue.LightQueue(maxsize=INPUT_QUEUE)
-        self.next_input = 1
-        channel.on_input = self.on_input
         channel.on_resize = self.on_resize
         channel.on_close = self.hang_up
-
-    def on_input(self, seq, data, eof):
-        """Queue stdin bytes (in seq order; a repeated seq is ignored); never blocks the bus."""
-        if seq < self.next_input:
-            return
-        self.next_input = seq + 1
-        try:
-            self.inputs.put_nowait((seq, data, eof))
-        except eventlet.queue.Full:
-            log.warning("exec stream %s: input beyond the window was dropped", self.channel.id)
+        if channel.size is not None:  # asked for before the command started
+            self.on_resize(*channel.size)
 
     def on_resize(self, rows, cols):
         """Pass a window size change to the pty (the kernel sends SIGWINCH)."""
@@ -195,7 +185,7 @@ class ExecRun:
     def _pump_input(self):
         fd = self.fds["in"]
         while True:
-            seq, data, eof = self.inputs.get()
+            seq, data, eof = self.channel.inputs.get()
             ok = not data or write_all(fd, data)
             self.channel.emit_credit(seq)
             if eof and not self.tty:

@@ -23,6 +23,7 @@ import logging
 import time
 
 import eventlet
+import eventlet.queue
 
 from nodeagent import logs
 from nodeagent.instance import Wakeup
@@ -33,6 +34,7 @@ CHUNK_BYTES = 128 * 1024   # log lines per logs_chunk, at most about this many b
 FOLLOW_POLL = 0.1          # seconds between looks at a followed file that had nothing new
 IDLE_TIMEOUT = 15.0        # seconds of silence from the reconciler after which a stream is closed
 SEND_RETRY = 0.05          # seconds between tries of a send the bus could not take at once
+INPUT_QUEUE = 64           # exec input chunks held per stream (the reconciler sends at most its window)
 MAX_STREAMS = 256          # open streams per agent; more are refused with one sentence
 
 
@@ -78,9 +80,28 @@ class Channel:
         self.heard = clock()
         self.closed = False
         self.ended = False
-        self.on_input = None   # exec: (seq, bytes or None for eof) -> None
-        self.on_resize = None  # exec: (rows, cols) -> None
+        self.inputs = eventlet.queue.LightQueue(maxsize=INPUT_QUEUE)  # exec: (seq, bytes, eof), in order
+        self.next_input = 1
+        self.size = None       # exec: the latest (rows, cols) asked for
+        self.on_resize = None  # exec: (rows, cols) -> None, once the command runs
         self.on_close = None   # exec: hang up the command
+
+    def put_input(self, seq, data, eof):
+        """Queue stdin bytes for the command, even before it runs (a repeated seq is ignored);
+        never blocks the bus handler."""
+        if seq < self.next_input:
+            return
+        self.next_input = seq + 1
+        try:
+            self.inputs.put_nowait((seq, data, eof))
+        except eventlet.queue.Full:
+            log.warning("stream %s: input beyond the window was dropped", self.id)
+
+    def resize(self, rows, cols):
+        """Keep the asked terminal size and pass it on once the command runs."""
+        self.size = (rows, cols)
+        if self.on_resize is not None:
+            self.on_resize(rows, cols)
 
     def stale(self):
         """True when the reconciler has been silent past the idle timeout."""
@@ -167,11 +188,11 @@ class Streams:
         channel.heard = self.clock()
         if msg.type == "credit":
             channel.window.ack(body["ack"])
-        elif msg.type == "exec_input" and channel.on_input is not None:
+        elif msg.type == "exec_input":
             data = body.get("data")
-            channel.on_input(body["seq"], _b64decode(data) if data else b"", bool(body.get("eof")))
-        elif msg.type == "exec_resize" and channel.on_resize is not None:
-            channel.on_resize(body["rows"], body["cols"])
+            channel.put_input(body["seq"], base64.b64decode(data) if data else b"", bool(body.get("eof")))
+        elif msg.type == "exec_resize":
+            channel.resize(body["rows"], body["cols"])
         elif msg.type == "stream_close":
             channel.close()
 
@@ -265,7 +286,3 @@ class Streams:
                 channel.end(f"instance {iid} ended ({why})")
                 return
             eventlet.sleep(FOLLOW_POLL)
-
-
-def _b64decode(text):
-    return base64.b64decode(text)
