@@ -60,6 +60,16 @@ class PostgresStore(SQLStore):
         params["options"] = f"{options} -c statement_timeout={int(statement_timeout * 1000)}".strip()
         params.setdefault("connect_timeout", str(max(1, round(connect_timeout))))
         params.setdefault("application_name", "corral")
+        # statement_timeout is the server's clock: it cannot end a wait on a link
+        # that went silent (cut cable, partition, no RST). The kernel can: unacked
+        # data aborts the connection after tcp_user_timeout, and keepalives find a
+        # dead idle connection, so a call fails with one sentence instead of hanging.
+        # (Unacked only: a long query whose bytes the server acknowledged is unaffected.)
+        params.setdefault("tcp_user_timeout", str(int(connect_timeout * 1000)))
+        params.setdefault("keepalives", "1")
+        params.setdefault("keepalives_idle", "5")
+        params.setdefault("keepalives_interval", "2")
+        params.setdefault("keepalives_count", "3")
         self._params = params
         self._where = (f"PostgreSQL at {params.get('host', 'local socket')}:{params.get('port', 5432)}"
                        f"/{params.get('dbname', '')}")

@@ -106,9 +106,6 @@ def test_postgresql_unreachable_for_20s_under_applies_loses_nothing(fleet):
     fleet.unreachable_slowest = applier.slowest
 
 
-@pytest.mark.xfail(strict=True, reason="bug: while PostgreSQL is unreachable (link cut, no RST) an apply hangs "
-                                       "on the dead connection until the link heals instead of a clear error "
-                                       "within the statement/connect timeouts (no TCP keepalive or user timeout)")
 def test_an_apply_while_postgresql_is_unreachable_is_answered_within_15s(fleet):
     fleet.deploy("probe", instances=0, wait=False)
     fleet.dc.cut("store")
