@@ -66,8 +66,6 @@ def test_node_cut_off_is_replaced_and_its_stale_copies_die_on_heal(fleet):
     assert load.failures == [], f"the app was down for {len(load.failures)} requests with a spare node ready"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: after a heal the API lists the healed node's stale copy as running "
-                                       "and ready (3 serving for 2 desired) until its agent has stopped it")
 def test_after_a_heal_no_more_than_the_desired_count_serve(fleet):
     m = cut_past_the_grace_and_heal(fleet, "heal")
     assert m["most_serving_after_heal"] <= 2, (f"{m['most_serving_after_heal']} instances listed serving for "
