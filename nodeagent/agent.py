@@ -26,7 +26,7 @@ from nodeagent.environ import base_env
 from nodeagent.images import ImageCache
 from nodeagent.instance import Instance, Wakeup
 from nodeagent.ports import PortAllocator
-from nodeagent.process import Launcher
+from nodeagent.process import Capture, Launcher
 from nodeagent.restart import Backoff
 from nodeagent.state import EpochFence, load_table, save_table, table_text
 
@@ -39,7 +39,8 @@ class Agent:
     """One node's agent. ``send(type, body, epoch)`` delivers a message to every reconciler."""
 
     def __init__(self, *, name, data_dir, images_dir, labels, address, heartbeat, send,
-                 launcher=None, parent_env=None, backoff=Backoff(), bus_stats=dict, clock=time.time):
+                 launcher=None, parent_env=None, backoff=Backoff(), capture=Capture(), bus_stats=dict,
+                 clock=time.time):
         self.name = name
         self.data_dir = data_dir
         self.address = address
@@ -52,6 +53,7 @@ class Agent:
         self.ports = PortAllocator(address)
         self.base_env = base_env(os.environ if parent_env is None else parent_env)
         self.backoff = backoff
+        self.capture = capture
         self.bus_stats = bus_stats
         self.clock = clock
         self.records = load_table(data_dir)
@@ -128,7 +130,7 @@ class Agent:
         inst = Instance(entry, node=self.name, address=self.address, data_dir=self.data_dir,
                         image_cache=self.images, launcher=self.launcher, ports=self.ports,
                         base_env=self.base_env, on_change=self._on_instance_change, clock=self.clock,
-                        backoff=self.backoff, record=record)
+                        backoff=self.backoff, capture=self.capture, record=record)
         self.instances[inst.id] = inst
         inst.start()
         return inst

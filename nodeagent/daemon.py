@@ -16,7 +16,7 @@ from corral.settings import Timings
 from corral.wire.bus import BusClient
 from corral.wire.keys import read_key
 from nodeagent.agent import Agent
-from nodeagent.process import Launcher
+from nodeagent.process import Capture, Launcher
 from nodeagent.restart import Backoff
 from nodeagent.streams import Streams
 
@@ -40,7 +40,7 @@ def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address
     bus = None
     agent = Agent(name=name, data_dir=data_dir, images_dir=images_dir, labels=labels, address=address,
                   heartbeat=timings.heartbeat, send=lambda t, body, epoch: bus.send_all(t, body, epoch),
-                  launcher=launcher, backoff=Backoff.from_timings(timings), bus_stats=lambda: bus.stats())
+                  launcher=launcher, backoff=Backoff.from_timings(timings), capture=Capture.from_timings(timings), bus_stats=lambda: bus.stats())
     bus = BusClient(list(reconcilers), key, name, agent.on_message, window=timings.replay_window)
     agent.streams = Streams(agent, reply=bus.send_to)
     stop = []

@@ -34,7 +34,7 @@ from corral import images as image_layout
 from nodeagent import environ, health, restart
 from nodeagent.diff import InstanceView
 from nodeagent.images import ImageError
-from nodeagent.process import EXIT_UNKNOWN
+from nodeagent.process import EXIT_UNKNOWN, Capture
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Instance:
     """
 
     def __init__(self, assignment, *, node, address, data_dir, image_cache, launcher, ports,
-                 base_env, on_change, clock=time.time, backoff=restart.Backoff(), record=None):
+                 base_env, on_change, clock=time.time, backoff=restart.Backoff(), capture=Capture(), record=None):
         self.assignment = assignment
         self.id = assignment["id"]
         self.spec = assignment["spec"]
@@ -101,6 +101,7 @@ class Instance:
         self.on_change = on_change
         self.clock = clock
         self.backoff = backoff
+        self.capture = capture
         self.record = record
         self.state = State.PENDING
         self.ready = False
@@ -266,7 +267,7 @@ class Instance:
                 self._run_message = None
             else:
                 try:
-                    self.proc = self.launcher.spawn(argv, env, cwd, self._log_path())
+                    self.proc = self.launcher.spawn(argv, env, cwd, self.log_dir(), self.capture)
                 except OSError as e:
                     self._set(State.FAILED, message=f"command {argv[0]!r} could not be started ({e.strerror or e})")
                     return
@@ -320,10 +321,9 @@ class Instance:
             raise environ.CommandError(f"command {program!r} was not found on the instance PATH {env['PATH']}")
         return [found] + argv[1:], env, cwd
 
-    def _log_path(self):
-        folder = os.path.join(self.data_dir, "logs")
-        os.makedirs(folder, exist_ok=True)
-        return os.path.join(folder, f"{self.id}.log")
+    def log_dir(self):
+        """The folder of this instance's log files (the contract is in nodeagent/README.md)."""
+        return os.path.join(self.data_dir, "logs", self.id)
 
     def _supervise(self, started, env, cwd):
         """Watch the process until it exits (its code and why), its health check asks for a
@@ -390,7 +390,7 @@ class Instance:
         """SIGTERM the group, wait the grace period, SIGKILL; returns how it ended, as a message."""
         pgid = self.proc.pid
         message = "stopped"
-        if self.launcher.signal_group(pgid, signal.SIGTERM) and not self._await_group_gone(self.spec["stopGracePeriod"]):
+        if self.launcher.terminate(self.proc, signal.SIGTERM) and not self._await_group_gone(self.spec["stopGracePeriod"]):
             self.launcher.signal_group(pgid, signal.SIGKILL)
             message = f"stopped with SIGKILL after the stop grace period of {self.spec['stopGracePeriod']:g}s"
             if not self._await_group_gone(KILL_WAIT):

@@ -1,16 +1,20 @@
 """The process seam: every fork, signal and reap of an instance goes through :class:`Launcher`.
 
-Later tests replace it with a fake that records calls. An instance runs in
-its own session, so its process group id is its leader's pid and a signal to
-the group reaches every process it started.
+Tests replace it with a fake that records calls. An instance runs in its
+own session under its capture process (:mod:`nodeagent.logshim`), the
+group's leader and the app's parent: its process group id is the leader's
+pid, a signal to the group reaches every process the app started, and the
+leader's exit status is the app's.
 
 A process is known by its pid AND its start time (field 22 of
 ``/proc/<pid>/stat``, clock ticks since boot): a restarted agent re-adopts an
 instance only when both match, so a recycled pid is never mistaken for it.
 """
 import ctypes
+import dataclasses
 import os
 import subprocess
+import sys
 
 from nodeagent import probes
 
@@ -29,6 +33,33 @@ def start_ticks(pid, proc_root="/proc"):
     if fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
+
+
+@dataclasses.dataclass(frozen=True)
+class Capture:
+    """Where an instance's output goes and how it is rotated (settings ``log_max_bytes``, ``log_keep``)."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    keep: int = 3
+
+    @classmethod
+    def from_timings(cls, timings):
+        """The capture limits the settings ask for."""
+        return cls(max_bytes=int(timings.log_max_bytes), keep=int(timings.log_keep))
+
+
+def shim_argv(argv, log_dir, capture, uid=None, gid=None, cgroups=()):
+    """The command line that runs ``argv`` under :mod:`nodeagent.logshim` (pure).
+
+    ``-I``: the app's env (PYTHONPATH, ...) must not change which shim runs.
+    """
+    out = [sys.executable, "-I", "-m", "nodeagent.logshim", "--dir", log_dir,
+           "--max-bytes", str(capture.max_bytes), "--keep", str(capture.keep)]
+    if uid is not None:
+        out += ["--uid", str(uid), "--gid", str(gid)]
+    for procs in cgroups:
+        out += ["--cgroup", procs]
+    return out + ["--"] + list(argv)
 
 
 class Adopted:
@@ -61,15 +92,19 @@ class Launcher:
         except (OSError, AttributeError):
             return False
 
-    def spawn(self, argv, env, cwd, log_path):
-        """Start ``argv`` in a new session with output appended to ``log_path``; returns the Popen.
+    def spawn(self, argv, env, cwd, log_dir, capture=Capture(), uid=None, gid=None, cgroups=()):
+        """Start ``argv`` under its capture process in a new session, output to ``log_dir``; returns the
+        Popen of the capture process (the group leader).
 
-        Raises OSError when the program cannot be executed.
+        Raises OSError when the capture process cannot be started. A capture
+        process's own errors (never the app's output) go to ``log_dir/capture.err``.
         """
-        with open(log_path, "ab") as log:
+        os.makedirs(log_dir, exist_ok=True)
+        with open(os.path.join(log_dir, "capture.err"), "ab") as err:
             return subprocess.Popen(
-                argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                shim_argv(argv, log_dir, capture, uid, gid, cgroups), env=env, cwd=cwd,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                start_new_session=True, close_fds=True,
             )
 
     def start_ticks(self, pid):
@@ -85,6 +120,15 @@ class Launcher:
     def probe(self, check, address, port, env, cwd):
         """Run health ``check`` once against an instance; ``(ok, detail)`` (see :mod:`nodeagent.probes`)."""
         return probes.probe(check, address, port, env, cwd)
+
+    def terminate(self, proc, sig):
+        """Send ``sig`` to the instance's leader, which relays it to its group once; to the group
+        itself when the leader is gone. False when nothing is left to signal."""
+        try:
+            os.kill(proc.pid, sig)
+            return True
+        except ProcessLookupError:
+            return self.signal_group(proc.pid, sig)
 
     def signal_group(self, pgid, sig):
         """Send ``sig`` to the process group; False when the group is already gone."""

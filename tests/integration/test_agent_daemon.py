@@ -278,7 +278,7 @@ def test_assigned_instances_fetch_the_image_and_serve_on_their_ports(agent, reco
     assert seen["cwd"] == os.path.realpath(handle.images_dir / IMAGE.split(":")[1] / "app")
     assert len(image_server[2]) == 2, "two instances of one image must share one download of each layer"
     assert reconciler.latest()["epoch_seen"] == 1
-    assert (handle.data_dir / "logs" / "hello-web-1.log").exists()
+    assert (handle.data_dir / "logs" / "hello-web-1" / "output.log").exists()
 
     before = {i["id"]: i["pid"] for i in reconciler.latest()["instances"]}
     reconciler.assign([assignment("hello-web-1", image_server, HTTP_SERVER),

@@ -62,7 +62,10 @@ def test_sigterm_leaves_the_instances_running_and_sigint_of_the_next_agent_stops
              and sorted((i["pid"], i["ready"]) for i in r["instances"]) == sorted((p, True) for p in pids.values()))
     second.proc.send_signal(signal.SIGINT)
     assert second.proc.wait(timeout=WAIT) == 0
-    assert all(pid_gone(pid) for pid in pids.values())
+    # adopted groups are not the new agent's children: their leaders are reaped by whoever inherited them
+    wait_for("every adopted process gone", lambda: all(pid_gone(pid) for pid in pids.values()))
+    stopped = {i["id"]: i["message"] for r in reconciler.reports for i in r["instances"] if i["state"] == "stopped"}
+    assert stopped == {"hello-web-1": "stopped", "hello-web-2": "stopped"}, "SIGTERM, not SIGKILL, ended them"
 
 
 def test_an_instance_that_died_while_the_agent_was_down_is_restarted(agent, reconciler, image_server):
