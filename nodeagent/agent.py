@@ -49,7 +49,7 @@ class Agent:
         self.send = send
         self.launcher = launcher or Launcher()
         self.fence = EpochFence(data_dir)
-        self.images = ImageCache(images_dir)
+        self.images = ImageCache(images_dir, in_use=self.images_in_use)
         self.ports = PortAllocator(address)
         self.base_env = base_env(os.environ if parent_env is None else parent_env)
         self.backoff = backoff
@@ -68,6 +68,10 @@ class Agent:
         self.seq = 0
         self._saved_table = None
         self._threads = []
+
+    def images_in_use(self):
+        """The image ids of the instances this agent holds (never evicted)."""
+        return {inst.assignment["image"] for inst in list(self.instances.values())}
 
     # -- entry points ---------------------------------------------------------
 
@@ -187,7 +191,8 @@ class Agent:
     def conditions(self, capacity):
         """The node's conditions: what is wrong with it, or what it cannot enforce."""
         out = []
-        if disk.under_pressure(capacity["disk"], facts.disk_total_bytes(self.data_dir)):
+        if any(disk.under_pressure(facts.disk_free_bytes(d), facts.disk_total_bytes(d))
+               for d in (self.data_dir, self.images.images_dir)):
             out.append("DiskPressure")
         out.append("MemoryLimitsNotEnforced")  # no cgroup limits yet: said, not pretended
         return out

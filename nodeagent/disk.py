@@ -23,3 +23,34 @@ def under_pressure(free, total):
 def room_for(free, total, size):
     """Whether ``size`` more bytes can be written and still leave the threshold free."""
     return free - size >= threshold(total)
+
+
+def evictions(images, layer_sizes, keep, free, total, need):
+    """Which unused images to delete, least recently used first, and which of their layers go with
+    them, so that ``need`` more bytes leave the threshold free (pure).
+
+    ``images`` are the candidates, ``(image id, last used, layer keys)``;
+    ``keep`` the layer keys that stay whatever happens (used by an image that
+    is not a candidate); ``layer_sizes`` the bytes each layer frees. Returns
+    ``(image ids, layer keys, fits)``; nothing is evicted when even all of
+    them would not make room (the cache is not thrown away for nothing).
+    Worked example: 100 GiB disk (threshold 2 GiB), 2.5 GiB free, need 1 GiB:
+    images are deleted oldest first until 3 GiB are free.
+    """
+    if room_for(free, total, need):
+        return [], [], True
+    refs = {}
+    for _, _, layers in images:
+        for layer in layers:
+            refs[layer] = refs.get(layer, 0) + 1
+    gone_images, gone_layers = [], []
+    for image_id, _, layers in sorted(images, key=lambda i: (i[1], i[0])):
+        gone_images.append(image_id)
+        for layer in layers:
+            refs[layer] -= 1
+            if refs[layer] == 0 and layer not in keep:
+                gone_layers.append(layer)
+                free += layer_sizes.get(layer, 0)
+        if room_for(free, total, need):
+            return gone_images, gone_layers, True
+    return [], [], False

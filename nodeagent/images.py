@@ -10,6 +10,14 @@ only the code layer. Each download is checked against its sha256; a
 mismatch or an unsafe archive leaves nothing behind. A layer is unpacked
 into a temporary folder beside its place and renamed into it, so the
 virtualenv lands at the same path as on the builder.
+
+Disk pressure (:mod:`nodeagent.disk`): before a fetch, the layers it lacks
+must fit (archive and unpacked copy, twice their size) and still leave the
+threshold free. If not, images this agent fetched that nothing uses (no
+assigned instance of this agent, no process on the machine working in their
+code) are deleted, least recently used first; if even that would not make
+room, the image is refused with the figures in one sentence. A layer goes
+marker first, so a half-deleted one is "unfinished", never used.
 """
 import hashlib
 import os
@@ -23,6 +31,7 @@ import eventlet.semaphore
 import requests
 
 from corral import images
+from nodeagent import disk
 
 CHUNK = 1 << 20
 TIMEOUT = (10, 60)   # connect, read: seconds
@@ -82,6 +91,7 @@ def ensure_layer(images_dir, layer):
     unpacked = os.path.join(parent, f".tmp-{hexid}-{secrets.token_hex(4)}")
     try:
         _download(layer.get("url", ""), archive, layer.get("sha256"), f"{kind} layer {layer_id}")
+        size = os.path.getsize(archive)
         _unpack(archive, unpacked, f"{kind} layer {layer_id}")
         try:
             os.rename(unpacked, final)
@@ -96,7 +106,7 @@ def ensure_layer(images_dir, layer):
             os.rename(unpacked, final)
         images.write_layer_marker(images_dir, kind, layer_id, {
             "id": layer_id, "kind": kind, "artifact_sha256": layer.get("sha256"), "url": layer.get("url"),
-            "source": "agent", "fetched_at": time.time()})
+            "source": "agent", "fetched_at": time.time(), "size": size})
         return final
     finally:
         if os.path.exists(archive):
@@ -179,16 +189,113 @@ def _unpack(archive, dest, what):
         raise ImageError(f"{what}: the archive cannot be unpacked ({reason[-1] if reason else done.returncode})")
 
 
-class ImageCache:
-    """:func:`ensure_image` with one fetch per image at a time: callers for the same image wait."""
+def missing_bytes(images_dir, artifact):
+    """Bytes a fetch of ``artifact``'s missing layers needs on disk: archive plus unpacked copy of each."""
+    try:
+        env, code = layers_of("image", artifact)
+    except ImageError:
+        return 0
+    return sum(2 * int(layer.get("size") or 0) for layer in (env, code)
+               if images.read_layer_marker(images_dir, layer["kind"], layer.get("id")) is None)
 
-    def __init__(self, images_dir, fetch=ensure_image):
+
+def _worked_in(proc_root="/proc"):
+    """The real working folders of the processes of this machine (an image's code in use by anyone)."""
+    out = set()
+    for pid in os.listdir(proc_root):
+        if pid.isdigit():
+            try:
+                out.add(os.readlink(f"{proc_root}/{pid}/cwd"))
+            except OSError:
+                pass
+    return out
+
+
+def installed(images_dir):
+    """The finished images in ``images_dir``: ``[(image id, last used, source, (env key, code key))]``,
+    a layer key being ``(kind, layer id)``; last used is the mtime of the image's marker."""
+    out = []
+    for name in os.listdir(images_dir):
+        marker = os.path.join(images_dir, name, images.IMAGE_MARKER)
+        facts = images._read_json(marker) if len(name) == 64 else None
+        if not isinstance(facts, dict) or not isinstance(facts.get("layers"), list):
+            continue
+        try:
+            keys = tuple((layer["kind"], layer["id"]) for layer in facts["layers"])
+            used = os.stat(marker).st_mtime
+        except (OSError, KeyError, TypeError):
+            continue
+        out.append((f"sha256:{name}", used, facts.get("source"), keys))
+    return out
+
+
+def make_room(images_dir, need, in_use, worked_in=_worked_in):
+    """Delete unused images (and their layers no other image uses) until ``need`` bytes fit above the
+    disk pressure threshold. Raises :class:`ImageError` when they cannot; ``in_use`` is the set of
+    image ids this agent's instances run."""
+    st = os.statvfs(images_dir)
+    free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    if disk.room_for(free, total, need):
+        return []
+    cwds = worked_in()
+    candidates, keep, sizes = [], set(), {}
+    for image_id, used, source, keys in installed(images_dir):
+        code = images.layer_dir(images_dir, "code", dict(keys).get("code", "sha256:" + "0" * 64))
+        if source == "agent" and image_id not in in_use and code not in cwds:
+            candidates.append((image_id, used, keys))
+        else:
+            keep.update(keys)
+    for _, _, keys in candidates:
+        for kind, layer_id in keys:
+            marker = images.read_layer_marker(images_dir, kind, layer_id) or {}
+            if marker.get("source") != "agent":
+                keep.add((kind, layer_id))
+            sizes[(kind, layer_id)] = int(marker.get("size") or 0)
+    gone_images, gone_layers, fits = disk.evictions(candidates, sizes, keep, free, total, need)
+    if not fits:
+        mib = 1024 * 1024
+        raise ImageError(f"not enough disk space to unpack it: it needs {need / mib:.1f} MiB, {free / mib:.1f} MiB "
+                         f"are free and {disk.threshold(total) / mib:.1f} MiB must stay free (disk pressure), "
+                         f"even with every unused image deleted")
+    for image_id in gone_images:
+        shutil.rmtree(images.image_dir(images_dir, image_id), ignore_errors=True)
+    for kind, layer_id in gone_layers:
+        try:
+            os.unlink(images.layer_marker_path(images_dir, kind, layer_id))
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(images.layer_dir(images_dir, kind, layer_id), ignore_errors=True)
+    return gone_images
+
+
+class ImageCache:
+    """:func:`ensure_image` with one fetch per image at a time (callers for the same image wait),
+    room made on the disk first, and each use recorded for least-recently-used eviction.
+    ``in_use()`` returns the image ids the agent's instances run."""
+
+    def __init__(self, images_dir, fetch=ensure_image, in_use=set):
         self.images_dir = images_dir
         self.fetch = fetch
+        self.in_use = in_use
         self.locks = {}
+        self.room = eventlet.semaphore.Semaphore()
 
     def ensure(self, image_id, artifact):
-        """The image's folder, fetched once even when many instances ask at once."""
+        """The image's folder, fetched once even when many instances ask at once.
+
+        Raises :class:`ImageError` (one sentence) when it cannot be made ready,
+        a lack of disk space included."""
         lock = self.locks.setdefault(image_id, eventlet.semaphore.Semaphore())
         with lock:
-            return self.fetch(self.images_dir, image_id, artifact)
+            try:
+                if images.read_marker(self.images_dir, image_id) is None:
+                    with self.room:
+                        make_room(self.images_dir, missing_bytes(self.images_dir, artifact),
+                                  set(self.in_use()) | {image_id})
+                folder = self.fetch(self.images_dir, image_id, artifact)
+                os.utime(os.path.join(folder, images.IMAGE_MARKER))
+                return folder
+            except ImageError as e:
+                raise ImageError(f"image {image_id}: {e}" if not str(e).startswith("image ") else str(e)) from None
+            except (OSError, ValueError) as e:
+                raise ImageError(f"image {image_id}: its folder could not be made ready ({e})") from None
