@@ -27,7 +27,7 @@ class Timings:
     restart_backoff_max: float = 300.0    # agent: cap of the restart delay
     restart_backoff_reset: float = 600.0  # agent: an instance up this long starts its backoff over
     log_max_bytes: float = 10 * 1024 * 1024  # agent: an instance log is rotated past this size
-    log_keep: float = 3                   # agent: rotated logs kept per instance (.1 .. .N)
+    log_keep: float = 3                   # agent: log files kept per instance in all (output.log, .1 .. .N-1)
 
 
 def load_timings(path=None, **overrides):
