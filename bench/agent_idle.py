@@ -1,7 +1,9 @@
 """Benchmark: one agent supervising N idle instances; the agent's own CPU share and RSS.
 
-Each instance is ``socat`` listening on its port (a tiny process), with a tcp
-health check every second. The agent runs as a real daemon process against a
+Each instance is ``socat`` listening on its port (a tiny process) under its
+capture process (nodeagent/logshim.py), with a tcp health check every second.
+The node's total is measured too: the agent, every capture process and every
+app (the agent's descendants), CPU over the same window, RSS and PSS summed. The agent runs as a real daemon process against a
 fake reconciler on a real bus; once every instance is ready, the agent's CPU
 time (utime + stime from /proc) is sampled over a window.
 
@@ -46,6 +48,46 @@ def rss_mib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def descendants(root):
+    """Every live descendant of ``root``, from /proc."""
+    children = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(pid))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def pss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def node_cpu(pids):
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
 def serve(archives):
@@ -107,12 +149,21 @@ def main():
             time.sleep(0.5)
         all_ready = time.monotonic() - t0
         time.sleep(2)
-        c0, w0 = cpu_seconds(agent.pid), time.monotonic()
+        node = descendants(agent.pid)
+        shims = [p for p in node if b"nodeagent.logshim" in open(f"/proc/{p}/cmdline", "rb").read()]
+        c0, n0, s0, w0 = cpu_seconds(agent.pid), node_cpu(node), node_cpu(shims), time.monotonic()
         time.sleep(args.window)
-        c1, w1 = cpu_seconds(agent.pid), time.monotonic()
+        c1, n1, s1, w1 = cpu_seconds(agent.pid), node_cpu(node), node_cpu(shims), time.monotonic()
+        pct = lambda a, b: round(100 * (b - a) / (w1 - w0), 2)  # noqa: E731
         print(json.dumps({"instances": args.instances, "all_ready_s": round(all_ready, 1),
-                          "window_s": round(w1 - w0, 1), "agent_cpu_percent_of_one_core": round(100 * (c1 - c0) / (w1 - w0), 2),
-                          "agent_rss_mib": round(rss_mib(agent.pid), 1), "reports": len(rec.reports)}))
+                          "window_s": round(w1 - w0, 1), "agent_cpu_percent_of_one_core": pct(c0, c1),
+                          "agent_rss_mib": round(rss_mib(agent.pid), 1),
+                          "capture_processes": len(shims), "capture_cpu_percent_of_one_core": pct(s0, s1),
+                          "capture_rss_mib_each": round(sum(rss_mib(p) for p in shims) / max(1, len(shims)), 1),
+                          "capture_pss_mib_total": round(sum(pss_mib(p) for p in shims), 1),
+                          "node_processes": len(node) + 1, "node_cpu_percent_of_one_core": pct(c0 + n0, c1 + n1),
+                          "node_pss_mib_total": round(pss_mib(agent.pid) + sum(pss_mib(p) for p in node), 1),
+                          "reports": len(rec.reports)}))
     finally:
         agent.send_signal(signal.SIGINT)
         try:
