@@ -40,7 +40,8 @@ def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None, env
         start = log.tell()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=cwd, env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
         timed_out = False
         while True:
             try:
@@ -55,9 +56,12 @@ def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None, env
                 _kill(proc)
                 timed_out = True
                 break
+    with open(log_path, "ab") as log:
+        end = log.tell()
+        log.write(f"# exit status {proc.returncode} after {time.monotonic() - began:.2f}s\n".encode())
     with open(log_path, "rb") as log:
         log.seek(start)
-        output = log.read().decode("utf-8", "replace")
+        output = log.read(end - start).decode("utf-8", "replace")
     return Finished(returncode=proc.returncode, output=output, timed_out=timed_out)
 
 
