@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.cluster import UpCluster, app_copy, instance_processes, wait_for
+from tests.e2e.cluster import UpCluster, app_copy, instance_processes, proc_environ, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -138,5 +138,6 @@ def test_frozen_leader_is_fenced_and_changes_nothing_when_it_wakes(cluster, tmp_
     assert cluster.leader()[0] == other[0]
     after = {i["id"]: i["pid"] for i in cluster.instances("fence")}
     assert after == before, "an instance was added, removed or restarted after the stale leader woke"
-    assert len(instance_processes("fence")) == 3
+    running = {proc_environ(pid).get(b"CORRAL_INSTANCE", b"").decode() for pid in instance_processes("fence")}
+    assert running == set(before), "processes of instances other than the desired ones run"
     assert len([e for e in cluster.json("get", "events") if e["actor"] == f"reconciler/{name}"]) == by_stale
