@@ -3,8 +3,8 @@
 ::
 
     agent                                  reconciler
-    BusClient --DEALER(identity=sender)--> BusServer (ROUTER, bound)
-              <------- send(peer) -------
+    BusClient --DEALER---(signed)--------> BusServer (ROUTER, bound)
+              <------- send(node name) --
 
 Choices, and why:
 
@@ -15,14 +15,17 @@ Choices, and why:
   queue) is dropped and counted: reports and assignments are level-triggered
   state, and the next heartbeat or loop carries a fresh one. ``IMMEDIATE=1`` on
   the DEALER keeps messages from queueing for a reconciler that is down.
-- ``ROUTER_MANDATORY`` makes a send to an unknown peer fail at once (False)
-  instead of vanishing; ``ROUTER_HANDOVER`` lets a restarted agent, which comes
-  back with the same identity, take over its old routing entry.
+- ``ROUTER_MANDATORY`` makes a send to a gone peer fail at once (False)
+  instead of vanishing.
 - ZMTP heartbeats (1 s, 3 s timeout) find a dead TCP peer, so a DEALER
   reconnects to a reconciler that came back at the same endpoint.
-- The server drops (reason ``sender``) a message whose signed sender is not
-  the socket identity it came from, so replies can never be routed to a
-  socket that merely claims another node's name.
+- Routing is learned from verified messages only. A DEALER does not choose
+  its ZeroMQ identity (anyone on the network could claim a node's name and,
+  with ``ROUTER_HANDOVER``, take its replies away); the ROUTER gives each
+  connection a random routing id, and the server maps a node's name to the
+  routing id of the connection its latest *verified* message came from. An
+  unsigned socket can therefore never divert a node's commands, and a
+  restarted agent is found again by its first report.
 - CurveZMQ encryption when keys are given (``curve_secret`` on the server,
   ``curve_server_public`` on the client); HMAC signing is always on.
 """
@@ -139,11 +142,11 @@ class BusServer(_Endpoint):
     def __init__(self, endpoint: str, key: bytes, sender: str, handler, window: float = 30.0,
                  clock=time.time, *, curve_secret: bytes | None = None):
         super().__init__(key, sender, handler, window, clock)
-        self._peers = {}
+        self._peers = {}   # node name (bytes) -> clock time of its last accepted message
+        self._routes = {}  # node name (bytes) -> routing id of the connection it last spoke on
         sock = self._ctx.socket(zmq.ROUTER)
         _common_options(sock)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         if curve_secret is not None:
             sock.curve_secretkey = curve_secret
             sock.curve_server = True
@@ -166,26 +169,28 @@ class BusServer(_Endpoint):
             self.extra_rejected["malformed"] += 1
             log.debug("bus %s: dropped a message of %d frames (expected identity + envelope)", self.sender, len(frames))
             return
-        peer, data = frames
-        msg = self._open(data, peer)
+        routing_id, data = frames
+        msg = self._open(data, routing_id)
         if msg is None:
             return
-        if msg.sender.encode("utf-8") != peer:
-            self.extra_rejected["sender"] += 1
-            log.debug("bus %s: dropped a message signed by %r that came from socket %r", self.sender, msg.sender, peer)
-            return
+        peer = msg.sender.encode("utf-8")
+        self._routes[peer] = routing_id
         self._peers[peer] = self._clock()
         self._handler(peer, msg)
 
     def send(self, peer: bytes, type: str, body: dict, epoch: int) -> bool:
-        """Seal and send one message to the DEALER ``peer``; False if it cannot go now.
+        """Seal and send one message to the node named ``peer``; False if it cannot go now.
 
-        Never blocks: an unknown or disconnected peer (EHOSTUNREACH) or a full
-        queue (EAGAIN) drops the message and returns False.
+        Never blocks: a node never heard from, a disconnected one (EHOSTUNREACH)
+        or a full queue (EAGAIN) drops the message and returns False.
         """
+        routing_id = self._routes.get(peer)
+        if routing_id is None:
+            self.dropped += 1
+            return False
         data = self._seal(type, body, epoch)
         try:
-            self._sock.send_multipart([peer, data], flags=zmq.NOBLOCK)
+            self._sock.send_multipart([routing_id, data], flags=zmq.NOBLOCK)
         except zmq.ZMQError as e:
             if e.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN):
                 raise
@@ -195,7 +200,7 @@ class BusServer(_Endpoint):
         return True
 
     def peers(self) -> dict:
-        """Return ``{peer identity: clock time of its last accepted message}``."""
+        """Return ``{node name: clock time of its last accepted message}``."""
         return dict(self._peers)
 
     def close(self):
@@ -205,7 +210,7 @@ class BusServer(_Endpoint):
 
 
 class BusClient(_Endpoint):
-    """The agent's end: one DEALER per reconciler endpoint, identity ``sender``.
+    """The agent's end: one DEALER per reconciler endpoint; it signs as ``sender``.
 
     ``handler(endpoint: str, msg: Message)`` is called in that endpoint's
     receive green thread for every accepted message.
@@ -222,7 +227,6 @@ class BusClient(_Endpoint):
         for endpoint in self.endpoints:
             sock = self._ctx.socket(zmq.DEALER)
             _common_options(sock)
-            sock.setsockopt(zmq.IDENTITY, sender.encode("utf-8"))
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)

@@ -163,11 +163,25 @@ def test_replayed_frame_is_dropped(server, raw_dealer):
     assert len(server.inbox.items) == 1 and server.stats()["accepted"] == 1
 
 
-def test_message_signed_for_another_node_is_dropped(server, raw_dealer):
-    sock = raw_dealer(b"impostor")
-    sock.send(seal(KEY, "ping", "node-1", 0, {}, now=time.time()))
-    wait_for(lambda: server.stats()["rejected"].get("sender", 0) == 1, "the mismatch to be counted")
-    assert server.inbox.items == [] and server.peers() == {}
+def test_an_unsigned_socket_claiming_a_nodes_name_cannot_take_its_commands(server, closing, raw_dealer):
+    """Found by the cluster suite: a DEALER that merely set its ZeroMQ identity to
+    a node's name (no key) took that node's routing and its commands were lost."""
+    inbox = Inbox()
+    node = closing(BusClient([server.endpoint], KEY, "node-1", inbox).start())
+    heartbeat_until(node, lambda: b"node-1" in server.peers(), "the node to be heard")
+    squatter = raw_dealer(b"node-1")
+    squatter.send(b"not signed")
+    wait_for(lambda: server.stats()["rejected"].get("malformed", 0) >= 1, "the squatter's junk to be counted")
+    assert server.send(b"node-1", "ping", {"n": 7}, 0)
+    wait_for(lambda: [m.body for _, m in inbox.items] == [{"n": 7}], "the real node to get its command")
+    squatter.setsockopt(zmq.RCVTIMEO, 200)
+    with pytest.raises(zmq.Again):
+        squatter.recv()
+
+
+def test_a_node_never_heard_from_cannot_be_sent_to(server):
+    assert server.send(b"node-404", "ping", {}, 0) is False
+    assert server.stats()["dropped"] == 1
 
 
 def test_skewed_sender_clock_is_expired(server, closing):
