@@ -43,7 +43,8 @@ def test_random_and_mutated_envelopes_are_dropped_counted_and_change_nothing(age
     handle = agent()
     reconciler.assign([assignment("hello-web-1", image_server, HTTP_SERVER)], epoch=EPOCH)
     pid = wait_for("hello-web-1 running", lambda: running(reconciler, "hello-web-1"))["pid"]
-    peer = NODE.encode()
+    # the routing id of the agent's connection, as the server learned it from its verified reports
+    peer = reconciler.server._routes[NODE.encode()]
     sent = [rejected_total(reconciler)]
     key = read_key(key_file)
 
