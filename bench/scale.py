@@ -169,7 +169,7 @@ def whole_path(args):
     api_port, bus_port = free_port(), free_port()
     settings = os.path.join(workdir, "settings.yaml")
     with open(settings, "w") as f:
-        f.write(f"heartbeat: {args.heartbeat}\nheartbeat_timeout: 10\nnode_grace: 60\n")
+        f.write(f"heartbeat: {args.heartbeat}\nheartbeat_timeout: {10 * args.heartbeat}\nnode_grace: 60\n")
     log = open(os.path.join(workdir, "reconciler.log"), "w")
     reconciler = subprocess.Popen(
         [sys.executable, "-m", "corral", "reconciler", "--store", dsn, "--api", f"127.0.0.1:{api_port}",
@@ -191,7 +191,7 @@ def whole_path(args):
             assert w.stdout.readline().strip() == "UP"
         print(f"bench: {len(workers)} agent workers up", file=sys.stderr)
         wait(f"{args.nodes} ready nodes",
-             lambda: len([n for n in _get(api, "/v1/nodes", headers) if n["state"] == "ready"]) == args.nodes, 120)
+             lambda: len([n for n in _get(api, "/v1/nodes", headers) if n["state"] == "ready"]) == args.nodes, 300)
 
         import hashlib
         digest = "sha256:" + hashlib.sha256(b"bench").hexdigest()
