@@ -84,7 +84,9 @@ def cmd_apply(args, client):
 
 def wait_available(client, name, generation, timeout, poll=0.5, clock=time.monotonic):
     """Return once ``name`` runs generation ``generation`` in full; ClientError when
-    its build fails or ``timeout`` passes (saying what is still missing)."""
+    its build fails, its rollout misses its progress deadline, or ``timeout``
+    passes (saying what is still missing). An unschedulable instance keeps it
+    waiting: a node may yet join."""
     deadline = clock() + timeout
     app = None
     said = None
@@ -98,6 +100,8 @@ def wait_available(client, name, generation, timeout, poll=0.5, clock=time.monot
             _show_failed_build_log(client, name)
             raise ClientError(f"app {name}: the build failed: {built.get('message')}")
         prog = conds.get("Progressing", {})
+        if current and prog.get("status") == "False" and prog.get("reason") == "ProgressDeadlineExceeded":
+            raise ClientError(f"app {name}: the rollout failed: {prog.get('message')}")
         if current and prog.get("status") == "True" and prog.get("reason") == "Complete":
             print(f"app/{name} available: {app['ready']} of {app['desired']} instances ready at revision {app['revision']}")
             return app
