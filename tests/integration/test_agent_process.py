@@ -3,12 +3,15 @@ import corral.green
 
 corral.green.patch()
 
+import ctypes  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-from nodeagent.process import Launcher  # noqa: E402
+import pytest  # noqa: E402
+
+from nodeagent.process import PR_SET_CHILD_SUBREAPER, Launcher  # noqa: E402
 
 PARENT_WITH_CHILD = ("import subprocess, sys, time; "
                      "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
@@ -41,7 +44,14 @@ def test_spawn_runs_in_its_own_group_with_output_in_the_log(tmp_path):
     assert ("out", str(proc.pid)) in lines and ("err", "e") in lines, "the app runs in the capture process's group"
 
 
-def test_a_group_signal_reaches_the_child_and_reaping_leaves_no_zombie(tmp_path):
+@pytest.fixture
+def subreaper():
+    """This test process as the reaper of orphans, for one test only (later tests expect init to reap theirs)."""
+    yield
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def test_a_group_signal_reaches_the_child_and_reaping_leaves_no_zombie(tmp_path, subreaper):
     launcher = Launcher()
     assert launcher.become_subreaper()
     log_dir = tmp_path / "logs"
