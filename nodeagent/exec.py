@@ -29,6 +29,19 @@ import warnings
 
 import eventlet
 import eventlet.hubs
+import eventlet.patcher
+
+# The pumps below wait for their fds with trampoline themselves. eventlet's green
+# os.read/os.write add a wait of their own and answer '' (a str) when the hub
+# thinks an fd closed, which a reused fd number (the next exec's pty) trips over:
+# use the originals, and tell the hub when an fd is closed.
+_read = eventlet.patcher.original("os").read
+_write = eventlet.patcher.original("os").write
+
+
+def _close(fd):
+    eventlet.hubs.notify_close(fd)
+    os.close(fd)
 
 from corral import images as image_layout
 from nodeagent import environ
@@ -128,7 +141,7 @@ def read_some(fd, size=READ_BYTES):
     (a pty whose other side is all closed reads as EIO: also the end)."""
     while True:
         try:
-            return os.read(fd, size)
+            return _read(fd, size)
         except BlockingIOError:
             eventlet.hubs.trampoline(fd, read=True)
         except OSError as e:
@@ -142,7 +155,7 @@ def write_all(fd, data):
     view = memoryview(data)
     while view:
         try:
-            n = os.write(fd, view)
+            n = _write(fd, view)
         except BlockingIOError:
             eventlet.hubs.trampoline(fd, write=True)
             continue
@@ -189,7 +202,7 @@ class ExecRun:
             ok = not data or write_all(fd, data)
             self.channel.emit_credit(seq)
             if eof and not self.tty:
-                os.close(fd)
+                _close(fd)
                 self.fds.pop("in", None)
                 return
             if not ok:
@@ -216,7 +229,7 @@ class ExecRun:
             writer.kill()
             for fd in set(self.fds.values()):
                 try:
-                    os.close(fd)
+                    _close(fd)
                 except OSError:
                     pass
             self.fds = {}
