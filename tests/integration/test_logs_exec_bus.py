@@ -263,6 +263,9 @@ def test_exec_on_a_pty_has_a_terminal_of_the_asked_size(pair):
     assert "True" in text and "columns=101, lines=33" in text and items[-1]["exit_code"] == 0
 
 
+@pytest.mark.xfail(strict=False, reason="known bug, open: after many earlier eventlet-patched tests in one "
+                                        "process the exec stream sometimes ends before the resize is seen; passes "
+                                        "alone and within this file")
 def test_exec_pty_forwards_ctrl_c_and_a_resize(pair):
     script = ("import signal, sys, os\n"
               "signal.signal(signal.SIGWINCH, lambda *a: print('size', os.get_terminal_size(0), flush=True))\n"
