@@ -37,6 +37,22 @@ class NodeReport:
     seq: int = 0               # its report number (report.seq)
 
 
+# Node facts that move on every heartbeat of an idle node (load, free disk, the count
+# of rejected messages): kept in the report for the views, never a change that
+# wakes the controller. seq and started_at are outside ``node`` and never compared.
+VOLATILE_NODE_FIELDS = frozenset({"load", "rejected_messages"})
+VOLATILE_CAPACITY_FIELDS = frozenset({"disk"})
+
+
+def stable_facts(node):
+    """A report's ``node`` object without its volatile fields: what decides whether
+    the node changed (state, labels, address, cpu and memory, conditions)."""
+    out = {k: v for k, v in node.items() if k not in VOLATILE_NODE_FIELDS}
+    if isinstance(out.get("capacity"), dict):
+        out["capacity"] = {k: v for k, v in out["capacity"].items() if k not in VOLATILE_CAPACITY_FIELDS}
+    return out
+
+
 def is_delayed(prev, body):
     """True when ``body`` is older than ``prev`` (the node's last kept report): sent by an
     agent process that started earlier, or by the same one with a lower or equal ``seq``.
@@ -58,8 +74,9 @@ class Observed:
         self.version = 0  # grows when an instance set or state changes
 
     def record(self, body, now):
-        """Keep ``body`` (a verified ``report``) as its node's latest; returns
-        True when it differs from the previous report in anything but time."""
+        """Keep ``body`` (a verified ``report``) as its node's latest, volatile fields
+        included; returns True when its instances or its stable node facts
+        (:func:`stable_facts`) differ from the previous report's."""
         name = body["node"]["name"]
         prev = self._reports.get(name)
         if is_delayed(prev, body):
@@ -78,7 +95,8 @@ class Observed:
                 self._ready_since.setdefault(i["id"], now)
             else:
                 self._ready_since.pop(i["id"], None)
-        changed = prev is None or prev.instances != instances or prev.node != body["node"]
+        changed = (prev is None or prev.instances != instances
+                   or stable_facts(prev.node) != stable_facts(body["node"]))
         if changed:
             self.version += 1
         return changed
