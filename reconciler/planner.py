@@ -24,7 +24,11 @@ Per process of each app, in this order:
   by :mod:`reconciler.scheduler`;
 - a rollout that missed its ``progressDeadline`` (``rollout_failed``) is left
   as it stands: no more old rows stop and no more current rows boot until a
-  new revision (or an undo) replaces it;
+  new revision (or an undo) replaces it. It still heals: each row lost with
+  its node is replaced by one of the lost row's own revision, so the mix of
+  revisions where the rollout stopped is kept (as each Kubernetes ReplicaSet
+  keeps its replicas): an old instance, the one known to serve, is never
+  swapped for one of the revision that failed (availability first);
 - until the app has an image, nothing is booted and what runs keeps running.
 
 Apps being deleted, processes gone from the spec and rows of unknown apps
@@ -118,6 +122,7 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
         stopping.add(row.id)
 
     rows_by_key = collections.defaultdict(list)
+    lost_by_key = collections.defaultdict(list)  # rows of live processes lost with their node
     for row in sorted(desired, key=lambda r: r.id):
         app = by_app.get(row.app)
         if app is None:
@@ -128,6 +133,7 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
             drop(row, f"process {row.process} was removed from the spec")
         elif node_state.get(row.node, LOST) == LOST:
             drop(row, f"node {row.node} is lost")
+            lost_by_key[(row.app, row.process)].append(row)
         else:
             rows_by_key[(row.app, row.process)].append(row)
 
@@ -165,8 +171,7 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
         available = availability(observed_by_app[app.name], bad_nodes, app.min_ready, now)
         for proc in app.processes:
             rows = rows_by_key.get((app.name, proc.name), [])
-            current = [r for r in rows if r.image == app.image and r.spec == proc.agent_spec
-                       and r.node not in draining]
+            current = [r for r in rows if _is_current(r, app, proc) and r.node not in draining]
             current_ids = {r.id for r in current}
             old = [r for r in rows if r.id not in current_ids]
             if len(current) > proc.count:
@@ -180,15 +185,26 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
                     for r in old:
                         release(r, "scaled down to 0")
                 continue
-            if old and app.rollout_failed:
-                continue  # a failed rollout stands still until a new revision
+            lost = lost_by_key.get((app.name, proc.name), [])
+            if app.rollout_failed and (old or any(not _is_current(r, app, proc) for r in lost)):
+                # A failed rollout stands still until a new revision; only its losses are replaced.
+                same = collections.Counter(r.node for r in itertools.chain(current, old))
+                for template, n in _revisions_of(lost):
+                    like = proc if _is_current(template, app, proc) else _process_of(proc, template.spec)
+                    chosen, reason = place_many(app, like, n, candidates, same, load, cpu_used, mem_used)
+                    for node in chosen:
+                        boot.append(dataclasses.replace(template, id=new_id(app.name, proc.name), node=node,
+                                                        created_at=now))
+                    if reason:
+                        unplaced.append(Unplaced(app.name, proc.name, n - len(chosen), reason))
+                continue
             # Old rows go oldest first, those on a draining node before the rest.
             old.sort(key=lambda r: (r.node not in draining, r.created_at, r.id))
             surge, unavailable = limits(app, proc.count)
             step = rolling_step(proc.count, surge, unavailable, current, old, lambda r: available(r.id))
             for r in step.stop:
-                release(r, f"node {r.node} is draining" if r.node in draining and r.image == app.image
-                        and r.spec == proc.agent_spec else f"replaced by revision {app.revision}")
+                release(r, f"node {r.node} is draining" if r.node in draining and _is_current(r, app, proc)
+                        else f"replaced by revision {app.revision}")
             # Spread counts the current revision only: old instances are on their way out.
             same = collections.Counter(r.node for r in current)
             chosen, reason = place_many(app, proc, step.boot, candidates, same, load, cpu_used, mem_used)
@@ -200,3 +216,28 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
                 unplaced.append(Unplaced(app.name, proc.name, proc.count - len(current) - len(chosen), reason))
 
     return Plan(boot=tuple(boot), stop=tuple(stop), purge=tuple(purge), unplaced=tuple(unplaced))
+
+
+def _is_current(row, app, proc):
+    """Whether ``row`` runs the app's current image and ``proc``'s current agent spec."""
+    return row.image == app.image and row.spec == proc.agent_spec
+
+
+def _revisions_of(rows):
+    """``[(first row, how many)]`` of ``rows`` grouped by revision, image and spec, in order."""
+    groups = []
+    for r in rows:
+        for g in groups:
+            if (g[0].revision, g[0].image, g[0].spec) == (r.revision, r.image, r.spec):
+                g[1] += 1
+                break
+        else:
+            groups.append([r, 1])
+    return [tuple(g) for g in groups]
+
+
+def _process_of(proc, spec):
+    """``proc`` as it was with the agent ``spec`` of an earlier revision (its resource requests)."""
+    res = spec.get("resources") or {}
+    return dataclasses.replace(proc, agent_spec=spec, cpu=float(res.get("cpu") or 0.0),
+                               memory=int(res.get("memory") or 0))

@@ -88,6 +88,12 @@ SCENARIOS = [
      olds("n1", "n2"), up(olds("n1", "n2"), ready=False), ready_nodes(2), 0, ["n1", "n2"], ["old0", "old1"]),
     ("Rolling_Stuck_DeadlineExceeded", app(count=2, surge=1, unavailable=0, failed=True),
      olds("n1", "n2") + news("n1"), up(olds("n1", "n2") + news("n1")), ready_nodes(2), 0, [], []),
+    ("Rolling_Failed_LostNode_ReplacesEachAtItsRevision", app(count=2, surge=1, unavailable=0, failed=True),
+     olds("n1", "n2") + news("n1"), up(olds("n2")),
+     [NodeView("n1", LOST), NodeView("n2", READY), NodeView("n3", READY)], 0, ["n2", "n3"], ["old0", "new0"]),
+    ("Rolling_Failed_LostNode_NowhereToGo", app(count=2, surge=1, unavailable=0, failed=True),
+     olds("n1", "n2") + news("n2"), up(olds("n2") + news("n2")),
+     [NodeView("n1", LOST), NodeView("n2", CORDONED)], 0, [], ["old0"]),
     ("Drain_RespectsUnavailable", app(count=2, image=OLD, surge=1, unavailable=0),
      olds("n1", "n2"), up(olds("n1", "n2")),
      [NodeView("n1", CORDONED, draining=True), NodeView("n2", READY), NodeView("n3", READY)], 0, ["n3"], []),
@@ -108,6 +114,20 @@ def test_scenario(the_app, rows, observed, ns, now, boots, stops):
     result = plan([the_app], rows, observed, ns, ids(), now=now)
     assert sorted(r.node for r in result.boot) == sorted(boots)
     assert sorted(s.id for s in result.stop) == sorted(stops)
+
+
+def test_failed_rollout_replaces_lost_instances_with_their_own_revisions():
+    """The rollout stopped at 1 old + 1 new (new not ready): losing the node of both
+    boots one old and one new elsewhere, spread; no other row stops, nothing more rolls."""
+    rows = olds("n1", "n2") + news("n1")
+    ns = [NodeView("n1", LOST), NodeView("n2", READY), NodeView("n3", READY)]
+    observed = up(olds("n2"))
+    result = plan([app(count=2, surge=1, unavailable=0, failed=True)], rows, observed, ns, ids(), now=5.0)
+    assert sorted((r.revision, r.image, r.node, r.created_at) for r in result.boot) == [
+        ("1", OLD, "n2", 5.0), ("2", NEW, "n3", 5.0)]
+    assert [s.reason for s in result.stop] == ["node n1 is lost", "node n1 is lost"]
+    after = [r for r in rows if r.node != "n1"] + list(result.boot)
+    assert plan([app(count=2, surge=1, unavailable=0, failed=True)], after, observed, ns, ids(), now=6.0).empty
 
 
 def test_no_fit_says_why():
@@ -223,6 +243,32 @@ def test_property_drain_never_goes_below_availability_and_empties_the_node(count
         assert len([r for r in after if r.id in ready_ids]) >= count - min(unavailable, count)
         final = after
     assert len(final) == count and not [r for r in final if r.node == "n1"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(count=st.integers(1, 6), n_nodes=st.integers(2, 6), data=st.data())
+def test_property_failed_rollout_still_replaces_what_a_lost_node_held(count, n_nodes, data):
+    """A rollout that missed its deadline, stopped at some mix of old and new rows,
+    loses some nodes (one at least stays ready): the plan drops exactly the rows
+    on lost nodes, boots as many of each revision as were lost (room is ample),
+    none on a lost node, stops nothing else; applied to its result it is empty."""
+    n_new = data.draw(st.integers(1, count), label="new rows")
+    n_old = data.draw(st.integers(1, count), label="old rows")
+    names = [f"n{i}" for i in range(1, n_nodes + 1)]
+    lost = set(data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=n_nodes - 1, unique=True),
+                         label="lost nodes"))
+    ns = [NodeView(n, LOST if n in lost else READY) for n in names]
+    rows = olds(*[names[i % n_nodes] for i in range(n_old)]) + news(*[names[(i + 1) % n_nodes] for i in range(n_new)])
+    observed = up([r for r in rows if r.node not in lost and r.image == OLD])
+    the_app = app(count=count, surge=n_old + n_new, unavailable=0, failed=True)
+
+    result = plan([the_app], rows, observed, ns, ids(), now=1.0)
+    gone = [r for r in rows if r.node in lost]
+    assert sorted(s.id for s in result.stop) == sorted(r.id for r in gone)
+    assert sorted(r.image for r in result.boot) == sorted(r.image for r in gone)
+    assert not [r for r in result.boot if r.node in lost]
+    after = [r for r in rows if r.node not in lost] + list(result.boot)
+    assert plan([the_app], after, observed, ns, ids(), now=2.0).empty
 
 
 def test_plan_does_not_mutate_its_inputs():
