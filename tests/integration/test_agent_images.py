@@ -7,6 +7,7 @@ import hashlib  # noqa: E402
 import http.server  # noqa: E402
 import io  # noqa: E402
 import os  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tarfile  # noqa: E402
 import threading  # noqa: E402
@@ -15,7 +16,7 @@ import eventlet  # noqa: E402
 import pytest  # noqa: E402
 
 from corral import images as layout  # noqa: E402
-from nodeagent.images import ImageCache, ImageError, ensure_image  # noqa: E402
+from nodeagent.images import ImageCache, ImageError, TarScan, ensure_image  # noqa: E402
 
 IMAGE = "sha256:" + "2" * 64
 ENV_ID, CODE_ID = "sha256:" + "e" * 64, "sha256:" + "c" * 64
@@ -183,3 +184,90 @@ def test_a_hidden_file_and_a_link_inside_the_layer_are_fine(tmp_path, serve):
     layer = layout.layer_dir(str(tmp_path), "env", ENV_ID)
     assert os.readlink(os.path.join(layer, "bin", "python3")) == "python"
     assert open(os.path.join(layer, ".hidden")).read() == "x"
+
+
+LONG = "pkg/" + "d" * 120 + "/module.py"   # over ustar's 100 characters: a GNU long name or a pax record
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT],
+                         ids=["gnu", "pax", "ustar"])
+def test_long_names_and_links_arrive_whole_in_every_tar_format(tmp_path, serve, fmt):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        name = LONG if fmt != tarfile.USTAR_FORMAT else "pkg/" + "d" * 90 + "/m.py"   # split into prefix and name
+        info = tarfile.TarInfo(name)
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"x=1"))
+        link = tarfile.TarInfo("pkg/link")
+        link.type, link.linkname = tarfile.SYMTYPE, name.split("/", 1)[1]
+        tar.addfile(link)
+    data = buf.getvalue()
+    base, _ = serve({"env": ENV, "code": data})
+    ensure_image(str(tmp_path), IMAGE, artifact(base, code=data))
+    assert open(os.path.join(layout.layer_dir(str(tmp_path), "code", CODE_ID), "pkg", "link")).read() == "x=1"
+
+
+def test_a_real_tar_of_a_folder_unpacks_to_the_same_files(tmp_path, serve):
+    src = tmp_path / "src"
+    (src / "bin").mkdir(parents=True)
+    (src / ("x" * 150)).write_text("long")
+    (src / "bin" / "tool").write_bytes(os.urandom(70000))
+    os.chmod(src / "bin" / "tool", 0o755)
+    os.symlink("tool", src / "bin" / "alias")
+    os.link(src / "bin" / "tool", src / "hard")
+    data = subprocess.run(["tar", "--create", "--file=-", "--sort=name", "--directory", str(src), "."],
+                          check=True, capture_output=True).stdout
+    base, _ = serve({"env": data, "code": CODE})
+    ensure_image(str(tmp_path / "images"), IMAGE, artifact(base, env=data))
+    layer = layout.layer_dir(str(tmp_path / "images"), "env", ENV_ID)
+    assert open(os.path.join(layer, "x" * 150)).read() == "long"
+    assert open(os.path.join(layer, "hard"), "rb").read() == (src / "bin" / "tool").read_bytes()
+    assert os.readlink(os.path.join(layer, "bin", "alias")) == "tool" and os.access(os.path.join(layer, "bin", "tool"), os.X_OK)
+
+
+def test_tar_is_handed_no_byte_of_a_member_before_its_header_passed():
+    bad = archive([("ok.py", "file", "a" * 700), ("link", "symlink", "/etc"), ("link/evil", "file", "x")])
+    bad_at = [m.offset for m in tarfile.open(fileobj=io.BytesIO(bad))][2]
+    scan, released = TarScan(), 0
+    with pytest.raises(ValueError, match="'link/evil' would be written through a symbolic link"):
+        for i in range(len(bad)):
+            released = scan.feed(bad[i:i + 1])
+    assert 0 < released <= bad_at
+
+
+def test_a_hard_link_through_a_symlink_is_refused():
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        link = tarfile.TarInfo("etc")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        tar.addfile(link)
+        hard = tarfile.TarInfo("passwd")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "etc/passwd"
+        tar.addfile(hard)
+    with pytest.raises(ValueError, match="'passwd' links to a file through a symbolic link"):
+        TarScan().feed(buf.getvalue())
+
+
+def test_a_pax_path_escaping_the_layer_is_refused_though_its_ustar_name_is_harmless():
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("harmless")
+        info.pax_headers = {"path": "../../" + "e" * 120}
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(ValueError, match="points outside the layer folder"):
+        TarScan().feed(buf.getvalue())
+
+
+def test_a_header_with_a_bad_checksum_is_refused():
+    data = bytearray(CODE)
+    data[0] ^= 0x01
+    with pytest.raises(ValueError, match="bad checksum"):
+        TarScan().feed(bytes(data))
+
+
+def test_a_truncated_archive_with_its_own_digest_is_one_sentence_and_leaves_nothing(tmp_path, serve):
+    cut = archive([("main.py", "file", "x" * 2000)])[:1024]
+    base, _ = serve({"env": ENV, "code": cut})
+    with pytest.raises(ImageError, match="ends inside a member"):
+        ensure_image(str(tmp_path), IMAGE, artifact(base, code=cut))
+    assert os.listdir(tmp_path / "code") == []
