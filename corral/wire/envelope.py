@@ -22,6 +22,11 @@ with its ``reason``:
 5. nonce not seen before -> ``replayed``
 6. type known -> ``type``; body valid against its JSON Schema -> ``schema``
 
+Schema checks run on jsonschema-rs first: a reconciler of 1,000 nodes opens
+1,000 reports a second, and jsonschema took about 2 ms for a report of 10
+instances (about 10 us in jsonschema-rs). A body it refuses is checked again
+by jsonschema, whose verdict is final and whose error gives the sentence.
+
 Only a message that passes all of them is remembered (its nonce) and counted
 as accepted: a rejected message changes nothing but a counter.
 """
@@ -35,6 +40,7 @@ import math
 import os
 
 import jsonschema
+import jsonschema_rs
 
 import schemas
 
@@ -203,10 +209,12 @@ class Opener:
         self.window = float(window)
         self.nonces = NonceMemory(self.window, max_nonces)
         self._validators = {}
+        self._fast = {}
         for type_, schema in (default_schemas() if schemas is None else schemas).items():
             cls = jsonschema.validators.validator_for(schema)
             cls.check_schema(schema)
             self._validators[type_] = cls(schema)
+            self._fast[type_] = jsonschema_rs.validator_for(schema)
         self.accepted = 0
         self.rejected = collections.Counter()
 
@@ -255,7 +263,8 @@ class Opener:
         validator = self._validators.get(fields["type"])
         if validator is None:
             raise Rejected("type", f"unknown message type {fields['type']!r} from {fields['sender']!r}")
-        error = jsonschema.exceptions.best_match(validator.iter_errors(fields["body"]))
+        error = None if self._fast[fields["type"]].is_valid(fields["body"]) else \
+            jsonschema.exceptions.best_match(validator.iter_errors(fields["body"]))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(body)"
             raise Rejected("schema", f"{fields['type']} body from {fields['sender']!r} at {where}: {error.message}")
