@@ -119,7 +119,9 @@ class UpCluster:
         return len([n for n in json.loads(r.stdout) if n["state"] == "ready"])
 
     def tail(self, n=30):
-        self.log.flush()
+        """The last ``n`` lines of ``corral up``'s output (also after :meth:`down` closed it)."""
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path) as f:
             return "".join(f.readlines()[-n:])
 
