@@ -13,6 +13,7 @@ in place.
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,29 @@ def daemon_commands(args, data_dir, secret, store):
     return cmds
 
 
+def listen_ports(base_port, reconcilers):
+    """``[(port, what)]``: every TCP port on 127.0.0.1 the cluster's daemons will listen on. Pure."""
+    ports = []
+    for i in range(reconcilers):
+        ports += [(base_port + 10 * i, f"the API of reconciler-{i + 1}"),
+                  (base_port + 10 * i + 1, f"the bus of reconciler-{i + 1}")]
+    ports.append((base_port + 2, "the builder's image server"))
+    return sorted(ports)
+
+
+def check_ports_free(ports, host="127.0.0.1"):
+    """Refuse to start when a port is taken: else a daemon dies on bind while another
+    cluster's API answers our health check, and `up` would report someone else's cluster."""
+    for port, what in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                raise ClientError(f"port {port} ({what}) is not free on {host}: {e.strerror}; is another "
+                                  f"corral up running? pick other ports with --base-port") from None
+
+
 def _wait_healthy(urls, procs, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -92,6 +116,7 @@ def up(args):
     """Run the cluster in the foreground; return the exit code."""
     if args.nodes < 1 or args.reconcilers < 1:
         raise ClientError("corral up needs at least one node and one reconciler")
+    check_ports_free(listen_ports(args.base_port, args.reconcilers))
     data_dir = os.path.abspath(args.data_dir or default_data_dir())
     os.makedirs(data_dir, exist_ok=True)
     secret = os.path.join(data_dir, "secret")

@@ -22,8 +22,10 @@ FAST = {"heartbeat": 0.5, "heartbeat_timeout": 3, "node_grace": 8, "lease_ttl": 
 
 
 def free_base_port(span=22):
-    """A base port whose next ``span`` ports are all free now."""
-    for base in range(20000, 60000, 97):
+    """A base port whose next ``span`` ports are all free now. The search starts at a place
+    drawn from the pid, so that test runs side by side rarely race for the same ports."""
+    start = 20000 + (os.getpid() * 97) % 20000
+    for base in list(range(start, 60000, 97)) + list(range(20000, start, 97)):
         ok = True
         for port in range(base, base + span):
             with socket.socket() as s:
