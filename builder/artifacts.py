@@ -7,13 +7,19 @@ interpreter). Uncompressed because packing is on every build's path and
 unpacking on every node's: gzip would cost seconds for a 150 MB
 environment and save little on a local network. The tar is written by
 the ``tar`` command and hashed as it streams past, to a temporary name then
-renamed, so a reader never sees half an archive.
+renamed, so a reader never sees half an archive. :class:`Packing` does it
+in the background, so that an environment is packed while its lock is made.
 """
+import fcntl
 import hashlib
 import os
 import subprocess
+import threading
+import uuid
 
 _CHUNK = 1 << 20
+_BLOCKING = 256        # 512-byte blocks per tar record: 128 KiB writes instead of 10 KiB
+_F_SETPIPE_SZ = 1031   # fcntl: a pipe's buffer size (Linux)
 
 
 def artifact_path(cache_dir, kind, hex_digest):
@@ -35,27 +41,77 @@ def pack_layer(folder, dest):
 
     Raises OSError naming the folder when ``tar`` fails.
     """
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = f"{dest}.{os.getpid()}.tmp"
-    digest = hashlib.sha256()
-    size = 0
+    packing = Packing(folder, os.path.dirname(dest))
     try:
-        with open(tmp, "wb") as out:
-            proc = subprocess.Popen(["tar", "--create", "--file=-", "--sort=name", "--numeric-owner",
-                                     "--directory", folder, "."],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-            for chunk in iter(lambda: proc.stdout.read(_CHUNK), b""):
+        found = packing.wait()
+        packing.commit(dest)
+    finally:
+        packing.discard()
+    return found
+
+
+class Packing:
+    """A layer's archive being written in the background: ``tar`` reads the folder while the
+    caller goes on (making the lock, say); :meth:`wait` gives ``(hex sha256, size)``, then
+    :meth:`commit` names the archive, or :meth:`discard` drops it (and stops tar).
+
+    The archive goes to a temporary file in ``folder_out`` (so it may be packed before
+    its layer's id, and so its final name, is known); a reader never sees half of one.
+    A thread (green under eventlet) moves tar's output to the file, hashing it on the way.
+    """
+
+    def __init__(self, folder, folder_out):
+        os.makedirs(folder_out, exist_ok=True)
+        self.folder = folder
+        self.tmp = os.path.join(folder_out, f".pack-{os.getpid()}-{uuid.uuid4().hex}.tmp")
+        self._out = open(self.tmp, "wb")
+        self._proc = subprocess.Popen(["tar", "--create", "--file=-", f"--blocking-factor={_BLOCKING}",
+                                       "--sort=name", "--numeric-owner", "--directory", folder, "."],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            fcntl.fcntl(self._proc.stdout.fileno(), _F_SETPIPE_SZ, _CHUNK)   # fewer, larger reads
+        except OSError:
+            pass
+        self._found = None
+        self._error = None
+        self._thread = threading.Thread(target=self._copy, daemon=True)
+        self._thread.start()
+
+    def _copy(self):
+        digest, size = hashlib.sha256(), 0
+        try:
+            for chunk in iter(lambda: self._proc.stdout.read(_CHUNK), b""):
                 digest.update(chunk)
-                out.write(chunk)
+                self._out.write(chunk)
                 size += len(chunk)
-            err = proc.stderr.read().decode("utf-8", "replace").strip()
-            if proc.wait() != 0:
-                raise OSError(f"tar could not pack {folder}: {err or 'exit status %d' % proc.returncode}")
-        os.replace(tmp, dest)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return digest.hexdigest(), size
+            err = self._proc.stderr.read().decode("utf-8", "replace").strip()
+            if self._proc.wait() != 0:
+                raise OSError(f"tar could not pack {self.folder}: {err or 'exit status %d' % self._proc.returncode}")
+            self._out.close()
+            self._found = (digest.hexdigest(), size)
+        except BaseException as exc:  # noqa: BLE001 - handed to wait()
+            self._error = exc
+
+    def wait(self):
+        """``(hex sha256, size)`` of the finished archive; the OSError of a failed tar."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._found
+
+    def commit(self, dest):
+        """Give the finished archive its name ``dest``."""
+        os.replace(self.tmp, dest)
+
+    def discard(self):
+        """Stop tar if it still runs and remove the temporary archive (no-op after commit)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._thread.join()
+        self._proc.stdout.close()
+        self._proc.stderr.close()
+        self._out.close()
+        _remove(self.tmp)
 
 
 def _remove(path):

@@ -26,12 +26,14 @@ class Finished:
     timed_out: bool
 
 
-def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None, env=None):
+def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None, env=None, on_line=None):
     """Run ``argv`` to completion, appending its output (stdout and stderr) to ``log_path``.
 
     Returns Finished; a command still running after ``timeout`` seconds is
     killed (``timed_out`` true). Raises BuildAbandoned, after killing it,
     when ``stopping()`` becomes true. ``env`` replaces the environment when given.
+    ``on_line(text)`` is told each line of output while the command runs (read back
+    from the log at every poll).
     """
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "ab") as log:
@@ -43,12 +45,14 @@ def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None, env
         began = time.monotonic()
         deadline = began + timeout
         timed_out = False
+        lines = _LineFollower(log_path, start, on_line)
         while True:
             try:
                 proc.wait(timeout=_POLL)
                 break
             except subprocess.TimeoutExpired:
                 pass
+            lines.follow()
             if stopping():
                 _kill(proc)
                 raise BuildAbandoned(f"stopped while running {argv[0]}")
@@ -56,6 +60,7 @@ def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None, env
                 _kill(proc)
                 timed_out = True
                 break
+    lines.follow(final=True)
     with open(log_path, "ab") as log:
         end = log.tell()
         log.write(f"# exit status {proc.returncode} after {time.monotonic() - began:.2f}s\n".encode())
@@ -63,6 +68,26 @@ def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None, env
         log.seek(start)
         output = log.read(end - start).decode("utf-8", "replace")
     return Finished(returncode=proc.returncode, output=output, timed_out=timed_out)
+
+
+class _LineFollower:
+    """Hands the lines a command appends to its log, from ``start`` on, to ``on_line`` (None: nothing)."""
+
+    def __init__(self, log_path, start, on_line):
+        self.log_path, self.at, self.on_line, self.partial = log_path, start, on_line, b""
+
+    def follow(self, final=False):
+        if self.on_line is None:
+            return
+        with open(self.log_path, "rb") as log:
+            log.seek(self.at)
+            data = self.partial + log.read()
+            self.at = log.tell()
+        *done, self.partial = data.split(b"\n")
+        if final and self.partial:
+            done, self.partial = done + [self.partial], b""
+        for line in done:
+            self.on_line(line.decode("utf-8", "replace").rstrip("\r"))
 
 
 def _kill(proc):

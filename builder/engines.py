@@ -21,6 +21,7 @@ and raise BuildFailed with the installer's own reason in one sentence.
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -30,6 +31,43 @@ from builder.failures import BuildFailed, installer_failure_sentence
 from builder.pipconfig import uv_environment, uv_index_args
 
 PIP_PARALLEL = 4   # concurrent `pip wheel` fetches of the pip engine
+
+
+_UV_STEP = re.compile(r"^(Resolved|Prepared|Installed) (\d+) packages?\b")
+
+
+def uv_phase(line, resolved):
+    """The build phase a line of ``uv pip install``'s output starts, or None (purely computational).
+
+    uv says "Resolved N packages" once its resolution is done (the fetches
+    begin; with no progress bar there is no count of them as they go),
+    "Prepared K packages" once those it lacked are fetched and built, and
+    "Installed K packages" before it compiles bytecode. ``resolved`` is the
+    N seen so far (0 before).
+    """
+    match = _UV_STEP.match(line.strip())
+    if not match:
+        return None
+    step, n = match.group(1), int(match.group(2))
+    if step == "Resolved":
+        return f"fetch ({n} packages resolved)"
+    if step == "Prepared":
+        return f"install (fetched {n}/{resolved or n})"
+    return f"compile bytecode ({n} installed)"
+
+
+def uv_progress(progress):
+    """An ``on_line`` for ``uv pip install`` telling ``progress`` each phase uv enters."""
+    resolved = [0]
+
+    def on_line(line):
+        phase = uv_phase(line, resolved[0])
+        if phase is not None:
+            if phase.startswith("fetch"):
+                resolved[0] = int(line.split()[1])
+            progress(phase)
+
+    return on_line
 
 
 def find_uv():
@@ -64,8 +102,9 @@ class _Engine:
         self.index = index
         self.timeout = timeout
 
-    def _run(self, argv, action, *, log, stopping, cwd=None, env=None):
-        done = run_logged(argv, log_path=log, timeout=self.timeout, stopping=stopping, cwd=cwd, env=env)
+    def _run(self, argv, action, *, log, stopping, cwd=None, env=None, on_line=None):
+        done = run_logged(argv, log_path=log, timeout=self.timeout, stopping=stopping, cwd=cwd, env=env,
+                          on_line=on_line)
         if done.timed_out:
             raise BuildFailed(f"{self.name} did not {action} the requirements within {self.timeout:g}s (see {log})")
         if done.returncode != 0:
@@ -107,12 +146,25 @@ class UvEngine(_Engine):
 
     def install_unresolved(self, *, venv, requirements_file, cwd, workdir, log, stopping):
         """Resolve and install ``requirements_file`` into ``venv`` in one pass (fetches overlap the
-        resolve); return the pins of the lock, made afterwards from uv's now warm cache and checked
-        against what was installed (a difference is synced to the lock)."""
+        resolve); return the pins of the lock (see :meth:`lock_installed`)."""
+        self.install_requirements(venv=venv, requirements_file=requirements_file, cwd=cwd, log=log,
+                                  stopping=stopping)
+        return self.lock_installed(venv=venv, requirements_file=requirements_file, cwd=cwd, workdir=workdir,
+                                   log=log, stopping=stopping)[0]
+
+    def install_requirements(self, *, venv, requirements_file, cwd, log, stopping, progress=lambda phase: None):
+        """Resolve and install ``requirements_file`` into ``venv`` with one ``uv pip install``, its
+        bytecode compiled; ``progress`` is told uv's steps as its output names them."""
         python = os.path.join(venv, "bin", "python")
-        self._run([self.uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", python,
+        self._run([self.uv, "pip", "install", "--compile-bytecode", "--python", python,
                    *uv_index_args(self.index, resolving=True), "-r", requirements_file],
-                  "install", log=log, stopping=stopping, cwd=cwd, env=self.env)
+                  "install", log=log, stopping=stopping, cwd=cwd, env=self.env, on_line=uv_progress(progress))
+
+    def lock_installed(self, *, venv, requirements_file, cwd, workdir, log, stopping):
+        """``(pins, changed)``: the lock of ``requirements_file``, made from uv's now warm cache
+        (offline), checked against what ``venv`` holds; a difference is synced to the lock
+        (``changed`` true, ``venv`` altered)."""
+        python = os.path.join(venv, "bin", "python")
         out = os.path.join(workdir, "lock.txt")
         self._run([self.uv, "pip", "compile", "--quiet", "--offline", "--generate-hashes", "--no-header",
                    "--no-annotate", "--python", python, *uv_index_args(self.index, resolving=True),
@@ -123,18 +175,19 @@ class UvEngine(_Engine):
                            env=self.env).output
         installed = sorted(p.requirement for p in locks.parse_requirements_lock(
             "\n".join(line for line in frozen.splitlines() if "==" in line and not line.startswith("$"))))
-        if installed != locks.pin_set(pins):
-            with open(out, "w", encoding="utf-8") as f:
-                f.write(locks.lock_text(pins))
-            self.install(venv=venv, lock_file=out, log=log, stopping=stopping)
-        return pins
+        if installed == locks.pin_set(pins):
+            return pins, False
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(locks.lock_text(pins))
+        self.install(venv=venv, lock_file=out, log=log, stopping=stopping)
+        return pins, True
 
     def install(self, *, venv, lock_file, log, stopping, progress=lambda phase: None):
         """Make ``venv`` hold exactly the lock in ``lock_file``, with its bytecode compiled."""
         progress("install")
-        self._run([self.uv, "pip", "sync", "--quiet", "--require-hashes", "--compile-bytecode",
+        self._run([self.uv, "pip", "sync", "--require-hashes", "--compile-bytecode",
                    "--python", os.path.join(venv, "bin", "python"), *uv_index_args(self.index, resolving=False),
-                   lock_file], "install", log=log, stopping=stopping, env=self.env)
+                   lock_file], "install", log=log, stopping=stopping, env=self.env, on_line=uv_progress(progress))
 
 
 class PipEngine(_Engine):

@@ -155,13 +155,23 @@ def build_env_unresolved(engine, *, images_dir, cache_dir, python, requirements_
     builder could serve as a base: the fetches then overlap the resolve. The
     layer's id is known only afterwards, so it is built aside and renamed;
     when another build made the same layer meanwhile, this copy is dropped.
+    The archive is packed while the lock is made (the lock only checks what
+    was installed; should it change the environment, packing starts again).
     """
     tmp = _temp_beside(os.path.join(images_dir, "env", "unresolved"))
+    packing = None
     try:
-        progress("install (resolving as it fetches)")
         engine.make_venv(python=python, dest=tmp, log=log, stopping=stopping)
-        pins = engine.install_unresolved(venv=tmp, requirements_file=requirements_file, cwd=cwd, workdir=workdir,
-                                         log=log, stopping=stopping)
+        engine.install_requirements(venv=tmp, requirements_file=requirements_file, cwd=cwd, log=log,
+                                    stopping=stopping, progress=progress)
+        progress("pack")
+        packing = artifacts.Packing(tmp, os.path.join(cache_dir, "artifacts"))
+        pins, changed = engine.lock_installed(venv=tmp, requirements_file=requirements_file, cwd=cwd,
+                                              workdir=workdir, log=log, stopping=stopping)
+        if changed:
+            packing.discard()
+            packing = artifacts.Packing(tmp, os.path.join(cache_dir, "artifacts"))
+        sha, size = packing.wait()
         layer_id = env_id(python.version, python.platform, pin_set(pins))
         with LayerLock(images_dir, "env", layer_id, stopping):
             marker = images.read_layer_marker(images_dir, "env", layer_id)
@@ -171,12 +181,15 @@ def build_env_unresolved(engine, *, images_dir, cache_dir, python, requirements_
             _remove_tree(final)
             os.rename(tmp, final)
             try:
-                marker = _finish_env(engine, images_dir, cache_dir, layer_id, python, pins, builder, None, progress)
+                packing.commit(artifacts.artifact_path(cache_dir, "env", images.image_hex(layer_id)))
+                marker = _env_marker(engine, images_dir, layer_id, python, pins, builder, None, sha, size)
             except BaseException:
                 _remove_tree(final)
                 raise
             return pins, marker, False
     finally:
+        if packing is not None:
+            packing.discard()
         _remove_tree(tmp)
 
 
@@ -185,6 +198,11 @@ def _finish_env(engine, images_dir, cache_dir, layer_id, python, pins, builder, 
     progress("pack")
     final = images.layer_dir(images_dir, "env", layer_id)
     sha, size = artifacts.pack_layer(final, artifacts.artifact_path(cache_dir, "env", images.image_hex(layer_id)))
+    return _env_marker(engine, images_dir, layer_id, python, pins, builder, base, sha, size)
+
+
+def _env_marker(engine, images_dir, layer_id, python, pins, builder, base, sha, size):
+    """Write the marker of the finished env layer ``layer_id`` (its archive is in place); return it."""
     marker = {"id": layer_id, "kind": "env", "python": python.version, "platform": python.platform,
               "pins": [p.requirement for p in pins], "artifact_sha256": sha, "size": size,
               "engine": engine.name, "derived_from": base, "built_by": builder}

@@ -3,7 +3,7 @@ import hashlib
 import os
 import tarfile
 
-from builder.artifacts import artifact_path, pack_layer, sha256_file
+from builder.artifacts import Packing, artifact_path, pack_layer, sha256_file
 
 
 def make_env_layer(root):
@@ -57,3 +57,21 @@ def test_a_missing_folder_is_an_error_naming_it_and_leaves_no_file(tmp_path):
 
 def test_archive_path_names_the_kind():
     assert artifact_path("/c", "code", "ab" * 32) == "/c/artifacts/code-" + "ab" * 32 + ".tar"
+
+
+def test_a_background_pack_is_named_only_when_committed(tmp_path):
+    folder = make_env_layer(tmp_path)
+    out = tmp_path / "artifacts"
+    packing = Packing(str(folder), str(out))
+    sha, size = packing.wait()
+    dest = str(out / "env-x.tar")
+    packing.commit(dest)
+    packing.discard()
+    assert os.listdir(out) == ["env-x.tar"] and (sha, size) == (sha256_file(dest), os.path.getsize(dest))
+
+
+def test_a_discarded_pack_leaves_no_file(tmp_path):
+    folder = make_env_layer(tmp_path)
+    packing = Packing(str(folder), str(tmp_path / "artifacts"))
+    packing.discard()
+    assert os.listdir(tmp_path / "artifacts") == []
