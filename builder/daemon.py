@@ -38,14 +38,17 @@ def parse_listen(listen):
 
 
 def run(*, store_dsn, listen, cache_dir, images_dir, name, advertise=None, timings=Timings(),
-        stale_after=DEFAULT_STALE_AFTER, pip_timeout=DEFAULT_PIP_TIMEOUT, engine="auto"):
+        stale_after=DEFAULT_STALE_AFTER, pip_timeout=DEFAULT_PIP_TIMEOUT, engine="auto", layer_cache_bytes=None,
+        wheel_cache_bytes=None):
     """Serve images on ``listen`` and work the store's build queue until SIGTERM/SIGINT.
 
     ``advertise`` (``HOST:PORT``) is the address written into artifact URLs
     when ``listen`` is not what others reach (e.g. ``0.0.0.0:7072``); by
     default the bound address. ``engine`` is the install engine ("uv",
-    "pip", or "auto": uv when found). The operator's pip index settings are
-    read once, here. Must be called from the main thread.
+    "pip", or "auto": uv when found). The layer and wheel caches are pruned
+    to ``layer_cache_bytes`` and ``wheel_cache_bytes`` (None: the settings'
+    ``builder_layer_cache``/``builder_wheel_cache``; 0: no limit). The operator's
+    pip index settings are read once, here. Must be called from the main thread.
     """
     host, port = parse_listen(listen)
     os.makedirs(cache_dir, exist_ok=True)
@@ -61,7 +64,11 @@ def run(*, store_dsn, listen, cache_dir, images_dir, name, advertise=None, timin
         app = make_app(images_dir=images_dir, cache_dir=cache_dir)
         server = eventlet.spawn(eventlet.wsgi.server, sock, app, log_output=False)
         worker = Worker(store, Workshop(name=name, images_dir=images_dir, cache_dir=cache_dir,
-                                        pip_timeout=pip_timeout, engine=engine, index=read_pip_config()),
+                                        pip_timeout=pip_timeout, engine=engine, index=read_pip_config(),
+                                        layer_cache_bytes=int(timings.builder_layer_cache if layer_cache_bytes is None
+                                                              else layer_cache_bytes),
+                                        wheel_cache_bytes=int(timings.builder_wheel_cache if wheel_cache_bytes is None
+                                                              else wheel_cache_bytes)),
                         artifact_base=f"http://{address}", stale_after=stale_after,
                         heartbeat_store=heartbeat_store, offload=eventlet.tpool.execute)
         working = eventlet.spawn(worker.run, stopping, timings.build_poll)

@@ -82,20 +82,22 @@ def finished_layers(images_dir, kind):
 
 
 class LayerLock:
-    """An exclusive lock on one layer among builders sharing the images dir (flock, polled)."""
+    """A lock on one layer among builders sharing the images dir (flock, polled): exclusive to make
+    it, shared to derive from it; the pruner removes only a layer it can lock exclusively at once."""
 
-    def __init__(self, images_dir, kind, layer_id, stopping, poll=0.1):
+    def __init__(self, images_dir, kind, layer_id, stopping, poll=0.1, shared=False):
         self.path = images.layer_dir(images_dir, kind, layer_id) + ".lock"
         self.stopping = stopping
         self.poll = poll
         self.fd = None
+        self.mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX   # shared: a build reading it (deriving)
 
     def __enter__(self):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
         while True:
             try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.fd, self.mode | fcntl.LOCK_NB)
                 return self
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
@@ -133,7 +135,11 @@ def build_env_layer(engine, *, images_dir, cache_dir, layer_id, python, pins, lo
         try:
             if base is not None:
                 progress("install (from a similar environment)")
-                _derive(images.layer_dir(images_dir, "env", base), target, log=log, stopping=stopping)
+                with LayerLock(images_dir, "env", base, stopping, shared=True):   # not pruned meanwhile
+                    if images.read_layer_marker(images_dir, "env", base) is None:
+                        raise BuildFailed(f"the environment {base} to start from was removed meanwhile")
+                    images.touch_layer(images_dir, "env", base)
+                    _derive(images.layer_dir(images_dir, "env", base), target, log=log, stopping=stopping)
             else:
                 engine.make_venv(python=python, dest=target, log=log, stopping=stopping)
             engine.install(venv=target, lock_file=lock_file, log=log, stopping=stopping, progress=progress)

@@ -54,6 +54,8 @@ class Workshop:
     engine: str = "auto"          # "uv", "pip" or "auto" (uv when found)
     index: IndexSettings = IndexSettings()   # the operator's index settings (builder.pipconfig)
     min_free: int = 1 * GIB       # bytes that must be free on the images disk for a build to start
+    layer_cache_bytes: int = 0    # layers built here (folders + archives) pruned LRU to this; 0: no limit
+    wheel_cache_bytes: int = 0    # uv's cache + the pip wheelhouse pruned LRU to this; 0: no limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +197,8 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
             {"kind": "env", "id": env, "sha256": env_marker["artifact_sha256"], "size": env_marker["size"]},
             {"kind": "code", "id": code, "sha256": code_marker["artifact_sha256"], "size": code_marker["size"]},
         ]
+        for kind, layer_id in (("env", env), ("code", code)):
+            images.touch_layer(workshop.images_dir, kind, layer_id)   # used now: last in line for pruning
         images.link_image(workshop.images_dir, image, env, code,
                           {"image": image, "layers": layers, "built_by": workshop.name}, tmp_suffix=token)
         cache = "hit" if env_was_there and code_was_there else "env-hit" if env_was_there else "miss"

@@ -50,6 +50,8 @@ def make_app(*, images_dir, cache_dir):
         except OSError:
             return _plain(start_response, "404 Not Found", f"{kind} layer sha256:{hex_digest} is not built here\n")
         size = os.fstat(f.fileno()).st_size
+        if method == "GET":
+            images.touch_layer(images_dir, kind, "sha256:" + hex_digest)   # fetched: recently used
         start_response("200 OK", [
             ("Content-Type", "application/x-tar"),
             ("Content-Length", str(size)),

@@ -24,7 +24,9 @@ import eventlet
 import eventlet.event
 
 from builder.failures import BuildAbandoned, BuildFailed
+from builder.engines import find_uv
 from builder.pipeline import build_image, log_path, run_here
+from builder.prune import prune_layers, prune_wheels
 from corral.store import Conflict, StoreError
 
 log = logging.getLogger("corral.builder")
@@ -114,6 +116,19 @@ class Worker:
                      f" on builder {self.workshop.name}",
                      state="succeeded", image=outcome.image, layers=layers, lock=outcome.lock,
                      cache=outcome.cache, phases=outcome.phases)
+        self.prune(keep={(layer["kind"], layer["id"]) for layer in outcome.layers})
+
+    def prune(self, keep=()):
+        """Bring the layer and wheel caches within their sizes, sparing the layers in ``keep``
+        (called between builds: none of this builder's runs)."""
+        try:
+            gone = (self.offload(prune_layers, self.workshop, keep)
+                    + self.offload(prune_wheels, self.workshop, find_uv()))
+        except OSError as exc:
+            log.warning("builder %s: pruning the caches failed: %s", self.workshop.name, exc)
+            return
+        if gone:
+            log.info("builder %s: pruned %d cache entries, least recently used first", self.workshop.name, len(gone))
 
     def _failed(self, job, error, image, phases):
         log.info("builder %s: build %s failed: %s", self.workshop.name, job.id, error)

@@ -104,6 +104,26 @@ def write_marker(images_dir, image_id, facts):
     _write_json(os.path.join(image_dir(images_dir, image_id), IMAGE_MARKER), facts)
 
 
+def working_dirs(proc_root="/proc"):
+    """The real working folders of this machine's processes (an image's code in use by anyone)."""
+    out = set()
+    for pid in os.listdir(proc_root):
+        if pid.isdigit():
+            try:
+                out.add(os.readlink(f"{proc_root}/{pid}/cwd"))
+            except OSError:
+                pass
+    return out
+
+
+def touch_layer(images_dir, kind, layer_id):
+    """Record that a finished layer was used now (its marker's mtime: least-recently-used pruning)."""
+    try:
+        os.utime(layer_marker_path(images_dir, kind, layer_id))
+    except OSError:
+        pass
+
+
 def _read_json(path):
     try:
         with open(path, encoding="utf-8") as f:

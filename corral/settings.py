@@ -21,6 +21,8 @@ class Timings:
     loop_interval: float = 1.0      # leader loop runs at least this often
     replay_window: float = 30.0     # wire: older messages are dropped
     build_poll: float = 0.5         # builder: how often an idle builder looks for work
+    builder_layer_cache: float = 20 * 1024 ** 3   # builder: bytes of layers built here kept, least recently used pruned (0: no limit)
+    builder_wheel_cache: float = 10 * 1024 ** 3   # builder: bytes of uv's cache and pip's wheelhouse kept, likewise
     gitops_tick: float = 1.0        # leader: how often it looks for GitSources due to sync
     git_timeout: float = 60.0       # one git command (fetch, export) is killed after this
     restart_backoff_first: float = 1.0    # agent: delay before the first restart, doubling per failure

@@ -16,6 +16,15 @@ def _label(text):
     return key, value
 
 
+def _bytes(text):
+    """A size flag's value in bytes: digits, or a number with Ki, Mi or Gi."""
+    from corral.spec.quantities import parse_memory
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parser():
     p = argparse.ArgumentParser(prog="corral", description="Run Python apps on your own servers, declaratively.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -111,6 +120,10 @@ def parser():
     b.add_argument("--secret-file", required=True)
     b.add_argument("--name", default=None)
     b.add_argument("--advertise", default=None, metavar="HOST:PORT")
+    b.add_argument("--layer-cache-size", type=_bytes, default=None, metavar="BYTES",
+                   help="prune layers built here, least recently used first, to this size (like 20Gi; 0: no limit)")
+    b.add_argument("--wheel-cache-size", type=_bytes, default=None, metavar="BYTES",
+                   help="prune the wheel caches (uv's, pip's) likewise (like 10Gi; 0: no limit)")
     b.add_argument("--settings")
     return p
 
@@ -151,7 +164,8 @@ def run_daemon(args):
         name = args.name or args.listen
         _daemon_logging(f"builder/{name}")
         run(store_dsn=args.store, listen=args.listen, cache_dir=args.cache_dir, images_dir=args.images_dir,
-            name=name, advertise=args.advertise, timings=timings)
+            name=name, advertise=args.advertise, timings=timings, layer_cache_bytes=args.layer_cache_size,
+            wheel_cache_bytes=args.wheel_cache_size)
     elif args.command == "up":
         from corral.cli.up import up
         return up(args)
