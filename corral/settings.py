@@ -30,6 +30,7 @@ class Timings:
     restart_backoff_reset: float = 600.0  # agent: an instance up this long starts its backoff over
     log_max_bytes: float = 10 * 1024 * 1024  # agent: an instance log is rotated past this size
     log_keep: float = 3                   # agent: log files kept per instance in all (output.log, .1 .. .N-1)
+    log_retention: float = 7 * 24 * 3600  # agent: a forgotten instance's log folder is deleted this long after its last write
 
 
 def load_timings(path=None, **overrides):

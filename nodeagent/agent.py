@@ -20,7 +20,7 @@ import eventlet
 import eventlet.queue
 
 import corral
-from nodeagent import disk, facts
+from nodeagent import disk, facts, retention, users as app_users
 from nodeagent.diff import diff
 from nodeagent.environ import base_env
 from nodeagent.images import ImageCache
@@ -36,11 +36,16 @@ _RECONCILE = object()
 
 
 class Agent:
-    """One node's agent. ``send(type, body, epoch)`` delivers a message to every reconciler."""
+    """One node's agent. ``send(type, body, epoch)`` delivers a message to every reconciler.
+
+    ``users`` says who apps run as (:func:`nodeagent.users.choose`; the
+    agent's own user when None); ``memory`` enforces memory requests
+    (:meth:`nodeagent.cgroupfs.MemoryCgroups.probe`; not enforced when None).
+    """
 
     def __init__(self, *, name, data_dir, images_dir, labels, address, heartbeat, send,
                  launcher=None, parent_env=None, backoff=Backoff(), capture=Capture(), bus_stats=dict,
-                 clock=time.time):
+                 clock=time.time, users=None, memory=None, log_retention=7 * 24 * 3600.0):
         self.name = name
         self.data_dir = data_dir
         self.address = address
@@ -52,6 +57,9 @@ class Agent:
         self.images = ImageCache(images_dir, in_use=self.images_in_use)
         self.ports = PortAllocator(address)
         self.base_env = base_env(os.environ if parent_env is None else parent_env)
+        self.users = users or app_users.OwnUser(data_dir, self.base_env.get("HOME"))
+        self.memory = memory
+        self.log_retention = log_retention
         self.backoff = backoff
         self.capture = capture
         self.bus_stats = bus_stats
@@ -91,7 +99,8 @@ class Agent:
             if record.get("stopping"):
                 inst.request_stop()
         self.records = {}
-        self._threads = [eventlet.spawn(self._control_loop), eventlet.spawn(self._report_loop)]
+        self._threads = [eventlet.spawn(self._control_loop), eventlet.spawn(self._report_loop),
+                         eventlet.spawn(self._sweep_loop)]
         self.changed.ring()
 
     def shutdown(self):
@@ -133,8 +142,9 @@ class Agent:
     def _new_instance(self, entry, record=None):
         inst = Instance(entry, node=self.name, address=self.address, data_dir=self.data_dir,
                         image_cache=self.images, launcher=self.launcher, ports=self.ports,
-                        base_env=self.base_env, on_change=self._on_instance_change, clock=self.clock,
-                        backoff=self.backoff, capture=self.capture, record=record)
+                        base_env=self.base_env, on_change=self._on_instance_change, users=self.users,
+                        memory=self.memory, clock=self.clock, backoff=self.backoff, capture=self.capture,
+                        record=record)
         self.instances[inst.id] = inst
         inst.start()
         return inst
@@ -194,7 +204,10 @@ class Agent:
         if any(disk.under_pressure(facts.disk_free_bytes(d), facts.disk_total_bytes(d))
                for d in (self.data_dir, self.images.images_dir)):
             out.append("DiskPressure")
-        out.append("MemoryLimitsNotEnforced")  # no cgroup limits yet: said, not pretended
+        if self.memory is None or not self.memory.enforced:
+            out.append("MemoryLimitsNotEnforced")  # the reason is in the agent's log
+        if not self.users.separate:
+            out.append(app_users.CONDITION)
         return out
 
     def rejected(self):
@@ -233,6 +246,29 @@ class Agent:
         if gone:
             self.save_table()
             self.inbox.put(_RECONCILE)  # an id deferred behind its own stop may start now
+
+    # -- log folders --------------------------------------------------------
+
+    def held_ids(self):
+        """Every instance id the agent holds: running, stopping, assigned, or still in the table on disk."""
+        return set(self.instances) | set(self.records) | {entry["id"] for entry in self.assigned}
+
+    def sweep_logs(self):
+        """Delete the log folders of instances forgotten for ``log_retention`` (:mod:`nodeagent.retention`)."""
+        gone = retention.sweep(os.path.join(self.data_dir, "logs"), self.held_ids(), self.clock(), self.log_retention)
+        for name in gone:
+            log.info("deleted the log folder of instance %s: forgotten for over %gs", name, self.log_retention)
+        return gone
+
+    def _sweep_loop(self):
+        # An hour between sweeps at most; often enough for a retention shrunk in tests.
+        interval = min(3600.0, max(0.2, self.log_retention / 2))
+        while True:
+            eventlet.sleep(interval)
+            try:
+                self.sweep_logs()
+            except Exception:
+                log.exception("sweeping old log folders failed; the next sweep retries")
 
     def _report_loop(self):
         while True:

@@ -5,6 +5,10 @@
 - SIGTERM: exit and leave every instance running, with the instance table on
   disk; the next agent on this data dir adopts them (as after SIGKILL). This is
   what a service manager sends on restart or upgrade of the agent.
+
+Isolation is decided once, at start: who apps run as (:func:`nodeagent.users.choose`)
+and whether memory requests are hard limits (:meth:`MemoryCgroups.probe`).
+What cannot be enforced is logged with its reason and reported as a condition.
 """
 import logging
 import os
@@ -15,7 +19,9 @@ import eventlet
 from corral.settings import Timings
 from corral.wire.bus import BusClient
 from corral.wire.keys import read_key
+from nodeagent import users
 from nodeagent.agent import Agent
+from nodeagent.cgroupfs import MemoryCgroups
 from nodeagent.process import Capture, Launcher
 from nodeagent.restart import Backoff
 from nodeagent.streams import Streams
@@ -25,9 +31,13 @@ log = logging.getLogger(__name__)
 SIGNAL_POLL = 0.1   # seconds between looks at the stop flag set by a signal handler
 
 
-def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address="127.0.0.1", timings=Timings()):
+def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address="127.0.0.1", timings=Timings(),
+        app_users=None):
     """Run the agent of node ``name`` until SIGINT (stop its instances, then return) or SIGTERM
     (return and leave them running for the next agent to adopt).
+
+    ``app_users``: None runs each app as its own system user when the agent is
+    root; False (``--no-app-users``) runs apps as the agent's user.
 
     The caller has called ``corral.green.patch()`` before importing this module.
     """
@@ -37,10 +47,15 @@ def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address
     if not launcher.become_subreaper():
         log.warning("could not become the reaper of orphaned processes; an instance's orphans may linger as zombies")
     key = read_key(secret_file)
+    who = users.choose(app_users, data_dir, images_dir, os.environ.get("HOME"))
+    if who.reason:
+        log.warning("%s", who.reason)
     bus = None
     agent = Agent(name=name, data_dir=data_dir, images_dir=images_dir, labels=labels, address=address,
                   heartbeat=timings.heartbeat, send=lambda t, body, epoch: bus.send_all(t, body, epoch),
-                  launcher=launcher, backoff=Backoff.from_timings(timings), capture=Capture.from_timings(timings), bus_stats=lambda: bus.stats())
+                  launcher=launcher, backoff=Backoff.from_timings(timings), capture=Capture.from_timings(timings),
+                  bus_stats=lambda: bus.stats(), users=who, memory=MemoryCgroups.probe(),
+                  log_retention=timings.log_retention)
     bus = BusClient(list(reconcilers), key, name, agent.on_message, window=timings.replay_window)
     agent.streams = Streams(agent, reply=bus.send_to)
     stop = []

@@ -2,9 +2,11 @@
 
 The command gets what the instance's own process gets: the environment built
 by :func:`nodeagent.environ.instance_env` (spec env, ``PORT``, ``CORRAL_*``,
-the virtualenv first on ``PATH``), the app's code as working directory, and
-the user and group that the instance's process runs as (read from /proc, so
-it stays right once instances run as their own users).
+the virtualenv first on ``PATH``, ``USER``/``HOME`` of its user), the app's
+code as working directory, and the user and group that the instance's
+process runs as (its real ids, read from ``/proc/<pid>/status``: the owner
+of ``/proc/<pid>`` is root for a process that changed its user, and a uid
+need not have a name).
 
 With ``tty`` it runs in a new session on a fresh pty (the pty is its
 controlling terminal, so Ctrl-C typed by the user reaches it as SIGINT, and a
@@ -65,6 +67,9 @@ def exec_context(inst, *, base_env, images_dir, node):
     cwd = image_layout.code_dir(images_dir, a["image"])
     if not os.path.isdir(cwd):
         raise ExecError(f"instance {inst.id} has no image on node {node} yet")
+    identity = getattr(inst, "identity", None)
+    if identity is not None:
+        base_env = {**base_env, **identity.env()}
     env = environ.instance_env(base_env, venv=image_layout.venv_dir(images_dir, a["image"]),
                                spec_env=inst.spec["env"], port=inst.port, app=a["app"], process=a["process"],
                                instance=inst.id, node=node)
@@ -72,12 +77,17 @@ def exec_context(inst, *, base_env, images_dir, node):
 
 
 def owner_of(pid, proc_root="/proc"):
-    """``(uid, gid)`` that process ``pid`` runs as, or None when it is gone."""
+    """``(uid, gid)`` that process ``pid`` runs as (its real ids), or None when it is gone."""
     try:
-        st = os.stat(f"{proc_root}/{pid}")
-    except OSError:
+        with open(f"{proc_root}/{pid}/status", encoding="ascii", errors="replace") as f:
+            ids = {}
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("Uid", "Gid"):
+                    ids[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
         return None
-    return st.st_uid, st.st_gid
+    return (ids["Uid"], ids["Gid"]) if len(ids) == 2 else None
 
 
 def resolve_program(argv, env, cwd):

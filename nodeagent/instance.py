@@ -31,10 +31,11 @@ import eventlet
 import eventlet.queue
 
 from corral import images as image_layout
-from nodeagent import environ, health, restart
+from nodeagent import cgroups, environ, health, restart
 from nodeagent.diff import InstanceView
 from nodeagent.images import ImageError
 from nodeagent.process import EXIT_UNKNOWN, Capture
+from nodeagent.users import UserError
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,16 @@ class Instance:
     """One instance of an assignment on this node, with the worker that runs it.
 
     ``record`` is what a previous agent saved of it (:meth:`persisted`): when
-    given, the worker first tries to adopt the process it names.
+    given, the worker first tries to adopt the process it names. ``users``
+    says who it runs as (:class:`nodeagent.users.AppUsers` or
+    :class:`nodeagent.users.OwnUser`); ``memory`` (a
+    :class:`nodeagent.cgroupfs.MemoryCgroups`, or None) makes its memory
+    request a hard limit.
     """
 
     def __init__(self, assignment, *, node, address, data_dir, image_cache, launcher, ports,
-                 base_env, on_change, clock=time.time, backoff=restart.Backoff(), capture=Capture(), record=None):
+                 base_env, on_change, users, memory=None, clock=time.time, backoff=restart.Backoff(),
+                 capture=Capture(), record=None):
         self.assignment = assignment
         self.id = assignment["id"]
         self.spec = assignment["spec"]
@@ -103,6 +109,10 @@ class Instance:
         self.backoff = backoff
         self.capture = capture
         self.record = record
+        self.users = users
+        self.memory = memory
+        self.memory_limit = int((self.spec.get("resources") or {}).get("memory") or 0)
+        self.identity = None      # who its processes run as (nodeagent.users.Identity), once known
         self.state = State.PENDING
         self.ready = False
         self.proc = None
@@ -243,7 +253,7 @@ class Instance:
             return
         try:
             argv, env, cwd = self._prepare(image_path)
-        except environ.CommandError as e:
+        except (environ.CommandError, UserError) as e:
             self._set(State.FAILED, message=str(e))  # PENDING -> FAILED
             return
         record, self.record, adopted = self.record, None, None
@@ -267,8 +277,9 @@ class Instance:
                 self._run_message = None
             else:
                 try:
-                    self.proc = self.launcher.spawn(argv, env, cwd, self.log_dir(), self.capture)
+                    self.proc = self._spawn(argv, env, cwd)
                 except OSError as e:
+                    self._release_cgroup()
                     self._set(State.FAILED, message=f"command {argv[0]!r} could not be started ({e.strerror or e})")
                     return
                 self.ticks = self.launcher.start_ticks(self.proc.pid)
@@ -283,11 +294,31 @@ class Instance:
             if not self._after_exit(code, started, why):
                 return
 
+    def _spawn(self, argv, env, cwd):
+        """Start a run: its cgroup with the memory limit first (when enforced), then the process,
+        as the instance's own user when apps have users of their own."""
+        procs = self.memory.create(self.id, self.memory_limit) if self.memory is not None else None
+        ident = self.identity if self.users.separate else None
+        return self.launcher.spawn(argv, env, cwd, self.log_dir(), self.capture,
+                                   uid=ident.uid if ident else None, gid=ident.gid if ident else None,
+                                   cgroups=[procs] if procs else [])
+
+    def _release_cgroup(self):
+        """Delete the run's cgroup once its processes are gone; True when the kernel OOM-killed in it."""
+        if self.memory is None or not self.memory_limit:
+            return False
+        killed = self.memory.oom_kills(self.id) > 0
+        self.memory.remove(self.id)
+        return killed
+
     def _after_exit(self, code, started, why):
         """Decide after an exit: restart (True, after the backoff) or done (False)."""
         self._kill_leftovers()
+        oom_killed = self._release_cgroup()
         self.failures = self.backoff.failures_after(self.failures, self.clock() - started)
         message = why or restart.exit_message(code)
+        if oom_killed:
+            message = cgroups.oom_message(self.memory_limit, message)
         if not restart.should_restart(self.spec["restart"], code):
             # STARTING/RUNNING -> STOPPED | FAILED
             self._set(State.STOPPED if code == 0 else State.FAILED, ready=False, exit_code=code, message=message,
@@ -303,9 +334,14 @@ class Instance:
         return True
 
     def _prepare(self, image_path):
+        """argv, env and cwd of the instance's runs, and who runs them (``identity``).
+
+        Raises CommandError or UserError (one sentence) when it cannot run."""
         a = self.assignment
+        self.identity = self.users.identity(a["app"])
         env = environ.instance_env(
-            self.base_env, venv=image_layout.venv_dir(os.path.dirname(image_path), a["image"]),
+            {**self.base_env, **self.identity.env()},
+            venv=image_layout.venv_dir(os.path.dirname(image_path), a["image"]),
             spec_env=self.spec["env"], port=self.port, app=a["app"], process=a["process"],
             instance=self.id, node=self.node,
         )
@@ -319,6 +355,11 @@ class Instance:
             found = shutil.which(program, path=env["PATH"])
         if found is None:
             raise environ.CommandError(f"command {program!r} was not found on the instance PATH {env['PATH']}")
+        blocked = self.users.unreachable(self.identity, [(cwd, "x"), (os.path.dirname(found), "x"), (found, "x")])
+        if blocked:
+            raise UserError(f"user {self.identity.name} cannot reach {blocked}, on the way to the command "
+                            f"{found} or the code {cwd}: other users need to pass it (chmod o+x) "
+                            "or the agent must run with --no-app-users")
         return [found] + argv[1:], env, cwd
 
     def log_dir(self):
@@ -412,6 +453,7 @@ class Instance:
         if serving and self.spec["drainPeriod"] > 0:
             eventlet.sleep(self.spec["drainPeriod"])
         message = self._terminate_group() if self.proc is not None else "stopped"
+        self._release_cgroup()
         self.ports.release(self.port)
         # STOPPING -> STOPPED
         code = self.proc.returncode if self.proc is not None else self.exit_code

@@ -10,9 +10,14 @@ to its whole group exactly once, and exits the way the app did (its exit
 code, or killed by its signal), so whoever waits on the leader sees the
 app's status.
 
-Its env and working folder are the app's: it execs ARGV with them, as
-``--uid``/``--gid`` when given, after moving itself into each cgroup of
-``--cgroup`` (a ``cgroup.procs`` path), so the app is born inside them.
+Its env and working folder are the app's: it execs ARGV with them. The
+app's process moves itself into each cgroup of ``--cgroup`` (a
+``cgroup.procs`` path) before exec, so the app and all it starts are born
+inside them while the capture process stays out: the kernel's OOM killer
+never picks it, it records how the app ended, and its memory is not
+counted against the app's limit. With ``--uid``/``--gid`` the app runs as
+that user, and the capture process drops to it too, right after the start,
+before it writes a line: no process of an instance keeps root.
 
 Writes never block the app for long: a write that fails (a full disk)
 drops the line and counts it, and the count is written as a ``sys`` line
@@ -21,12 +26,20 @@ lasts as long as one disk write.
 
 It imports little on purpose: one runs beside every instance.
 """
+# Everything is imported here, never where used: once it runs as the app's user the shim may
+# not read its own interpreter's folder (root's), so nothing may be imported after the start.
+import ctypes
 import errno
 import os
 import select
 import signal
 import sys
 import time
+
+try:
+    import resource
+except ImportError:  # not on every platform; only used to skip a core dump
+    resource = None
 
 MAX_LINE = 16 * 1024      # bytes of text per log line; a longer line is cut into several
 READ_SIZE = 64 * 1024     # bytes read from a pipe at once
@@ -250,6 +263,8 @@ def parse_args(argv):
             raise ValueError(f"logshim: unknown option {name}")
         i += 2
     app = argv[i + 1:]
+    if (opts["uid"] is None) != (opts["gid"] is None):
+        raise ValueError("logshim: --uid and --gid go together")
     if not opts["dir"] or not app:
         raise ValueError("logshim: usage: python -m nodeagent.logshim --dir DIR [--max-bytes N] [--keep K] "
                          "[--uid U --gid G] [--cgroup PROCS]... -- ARGV...")
@@ -259,18 +274,31 @@ def parse_args(argv):
 def _become_subreaper():
     """Make the shim the reaper of the app's orphans, so none stays a zombie, whoever the agent is."""
     try:
-        import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
 
-def _spawn(app, out_w, err_w, uid, gid):
-    """Fork and exec the app with stdout/stderr on the pipes; returns its pid. Raises OSError when
-    exec fails (the child reports its errno through a close-on-exec pipe)."""
+class StartError(OSError):
+    """The app could not be started: ``errno`` and ``strerror`` of the failed step, ``step`` naming it."""
+
+    def __init__(self, code, step):
+        super().__init__(code, os.strerror(code))
+        self.step = step
+
+    def reason(self):
+        """The reason as the ``could not start`` line says it."""
+        return self.strerror if self.step == "exec" else f"{self.step}: {self.strerror}"
+
+
+def _spawn(app, out_w, err_w, uid, gid, cgroups=()):
+    """Fork and exec the app with stdout/stderr on the pipes, inside ``cgroups`` and as ``uid``/``gid``
+    when given; returns its pid. Raises :class:`StartError` when a step before or at exec fails (the
+    child reports its errno and the step through a close-on-exec pipe)."""
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
+        step = "exec"
         try:
             os.close(status_r)
             null = os.open(os.devnull, os.O_RDONLY)
@@ -280,26 +308,41 @@ def _spawn(app, out_w, err_w, uid, gid):
             for s in RELAYED + (signal.SIGCHLD,):
                 signal.signal(s, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
-            if gid is not None:
-                os.setgroups([])
-                os.setgid(gid)
+            for procs in cgroups:
+                step = f"joining cgroup {os.path.dirname(procs)}"
+                with open(procs, "w", encoding="ascii") as f:
+                    f.write(str(os.getpid()))
             if uid is not None:
-                os.setuid(uid)
+                step = f"becoming uid {uid} gid {gid}"
+                drop_privileges(uid, gid)
+            step = "exec"
             os.execvp(app[0], app)
         except OSError as e:
-            os.write(status_w, str(e.errno or errno.EIO).encode())
+            os.write(status_w, f"{e.errno or errno.EIO} {step}".encode("utf-8", "replace"))
         finally:
             os._exit(127)
     os.close(status_w)
     try:
-        report = os.read(status_r, 32)
+        report = b""
+        while True:
+            chunk = os.read(status_r, 4096)
+            if not chunk:
+                break
+            report += chunk
     finally:
         os.close(status_r)
     if report:
         os.waitpid(pid, 0)
-        code = int(report)
-        raise OSError(code, os.strerror(code))
+        code, _, step = report.decode("utf-8", "replace").partition(" ")
+        raise StartError(int(code), step)
     return pid
+
+
+def drop_privileges(uid, gid):
+    """Become ``uid``/``gid`` with no supplementary groups, for good."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
 
 
 class Relay:
@@ -323,9 +366,6 @@ def run(opts, app):
     folder = opts["dir"]
     os.makedirs(folder, exist_ok=True)
     log = LogFile(folder, opts["max_bytes"], max(1, opts["keep"]))
-    for procs in opts["cgroup"]:
-        with open(procs, "w", encoding="ascii") as f:
-            f.write(str(os.getpid()))
     _become_subreaper()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -337,13 +377,17 @@ def run(opts, app):
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     number = next_run(folder)
     try:
-        pid = _spawn(app, out_w, err_w, opts["uid"], opts["gid"])
-    except OSError as e:
-        log.write([("sys", f"run {number} could not start {app[0]!r}: {e.strerror}".encode())], time.time_ns())
-        return 127 << 8
+        pid, failed = _spawn(app, out_w, err_w, opts["uid"], opts["gid"], opts["cgroup"]), None
+    except StartError as e:
+        pid, failed = None, e
     finally:
         os.close(out_w)
         os.close(err_w)
+    if opts["uid"] is not None:
+        drop_privileges(opts["uid"], opts["gid"])
+    if failed is not None:
+        log.write([("sys", f"run {number} could not start {app[0]!r}: {failed.reason()}".encode())], time.time_ns())
+        return 127 << 8
     log.write([("sys", f"run {number} started pid {pid}".encode())], time.time_ns())
     streams = {out_r: ("out", Framer()), err_r: ("err", Framer())}
     poller = select.poll()
@@ -426,9 +470,8 @@ def exit_like(status):
         sig = os.WTERMSIG(status)
         if sig != signal.SIGKILL:
             try:
-                import resource
                 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            except (ImportError, ValueError, OSError):
+            except (AttributeError, ValueError, OSError):
                 pass
             signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})

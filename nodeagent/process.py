@@ -48,6 +48,17 @@ class Capture:
         return cls(max_bytes=int(timings.log_max_bytes), keep=int(timings.log_keep))
 
 
+def give_folder(folder, uid, gid):
+    """Make ``folder`` and the files in it belong to ``uid``:``gid``."""
+    for path in [folder] + [os.path.join(folder, n) for n in os.listdir(folder)]:
+        try:
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                os.lchown(path, uid, gid)
+        except FileNotFoundError:
+            pass
+
+
 def shim_argv(argv, log_dir, capture, uid=None, gid=None, cgroups=()):
     """The command line that runs ``argv`` under :mod:`nodeagent.logshim` (pure).
 
@@ -98,9 +109,13 @@ class Launcher:
 
         Raises OSError when the capture process cannot be started. A capture
         process's own errors (never the app's output) go to ``log_dir/capture.err``.
+        With ``uid``/``gid`` the folder and its files become that user's first: the
+        capture process drops to it and keeps writing there.
         """
         os.makedirs(log_dir, exist_ok=True)
         with open(os.path.join(log_dir, "capture.err"), "ab") as err:
+            if uid is not None:
+                give_folder(log_dir, uid, gid)
             return subprocess.Popen(
                 shim_argv(argv, log_dir, capture, uid, gid, cgroups), env=env, cwd=cwd,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,

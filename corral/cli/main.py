@@ -110,6 +110,8 @@ def parser():
     n.add_argument("--labels-file", metavar="FILE", help="a YAML mapping of labels; --label wins over it")
     n.add_argument("--images-dir", default="/var/lib/corral/images")
     n.add_argument("--address", default="127.0.0.1")
+    n.add_argument("--no-app-users", dest="app_users", action="store_false", default=None,
+                   help="run apps as the agent's user (as root, each app runs as its own system user corral-APP)")
     n.add_argument("--settings")
 
     b = sub.add_parser("builder", help="run one builder daemon")
@@ -158,7 +160,7 @@ def run_daemon(args):
         _daemon_logging(f"agent/{args.name}")
         run(name=args.name, reconcilers=args.reconciler, data_dir=args.data_dir,
             secret_file=args.secret_file, images_dir=args.images_dir, labels=_agent_labels(args),
-            address=args.address, timings=timings)
+            address=args.address, timings=timings, app_users=args.app_users)
     elif args.command == "builder":
         from builder.daemon import run
         name = args.name or args.listen

@@ -82,9 +82,9 @@ def wait_for(what, predicate, timeout=WAIT):
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
-def build_image_archive():
-    """The two layer archives of an image: ``{"env": tar of bin/python linking to this interpreter,
-    "code": tar of the app's scripts}``."""
+def build_image_archive(python=sys.executable):
+    """The two layer archives of an image: ``{"env": tar of bin/python linking to ``python`` (this
+    interpreter by default), "code": tar of the app's scripts}``."""
     bufs = {"env": io.BytesIO(), "code": io.BytesIO()}
     with tarfile.open(fileobj=bufs["env"], mode="w") as env_tar, tarfile.open(fileobj=bufs["code"], mode="w") as code_tar:
         class tar:  # noqa: N801 - routes app/... to the code layer and venv/... to the env layer
@@ -107,7 +107,7 @@ def build_image_archive():
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
         link = tarfile.TarInfo("venv/bin/python")
-        link.type, link.linkname = tarfile.SYMTYPE, sys.executable
+        link.type, link.linkname = tarfile.SYMTYPE, python
         tar.addfile(link)
         add_file("app/hello.txt", "hello from the image\n")
         add_file("app/envserver.py", ENV_SERVER)
@@ -164,7 +164,11 @@ def reconciler(key_file):
 @pytest.fixture
 def image_server():
     """Serves the layer archives at /env.tar and /code.tar; yields (base url, {kind: sha256}, downloads)."""
-    archives = build_image_archive()
+    yield from serve_archives(build_image_archive())
+
+
+def serve_archives(archives):
+    """Serve ``archives`` ({kind: bytes}) at /<kind>.tar until closed; yields (base url, {kind: sha256}, downloads)."""
     hits = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -193,10 +197,13 @@ def agent(tmp_path, reconciler, key_file):
     """Starts the agent daemon in its own process; yields a handle with the process and its folders."""
     started = []
 
-    def start(**timings):
-        data_dir, images_dir = tmp_path / "data", tmp_path / "images"
+    def start(root=None, run_args=None, **timings):
+        """Start an agent with its folders under ``root`` (tmp_path by default), extra keyword
+        arguments ``run_args`` of nodeagent.daemon.run and ``timings``."""
+        base = tmp_path if root is None else root
+        data_dir, images_dir = base / "data", base / "images"
         args = dict(name=NODE, reconcilers=[reconciler.endpoint], data_dir=str(data_dir),
-                    secret_file=str(key_file), images_dir=str(images_dir), labels={"zone": "a"})
+                    secret_file=str(key_file), images_dir=str(images_dir), labels={"zone": "a"}, **(run_args or {}))
         code = ("import corral.green; corral.green.patch()\n"
                 "import json, sys, logging\n"
                 "logging.basicConfig(level=logging.INFO)\n"
@@ -225,14 +232,16 @@ def agent(tmp_path, reconciler, key_file):
 
 
 def assignment(iid, image_server, command, *, port=True, env=None, restart="always", grace=5.0, sha256=None,
-               health=None):
+               health=None, app="hello", resources=None):
     url, digests, _ = image_server
     layers = [{"kind": kind, "id": "sha256:" + ("2" if kind == "env" else "3") * 64, "url": f"{url}/{kind}.tar",
                "sha256": (sha256 if kind == "code" else None) or digests[kind]} for kind in ("env", "code")]
-    return {"id": iid, "app": "hello", "process": "web", "revision": "1", "image": IMAGE,
-            "artifact": {"layers": layers},
-            "spec": {"command": command, "env": env or {}, "port": port, "restart": restart,
-                     "drainPeriod": 0, "stopGracePeriod": grace, "health": health}}
+    spec = {"command": command, "env": env or {}, "port": port, "restart": restart,
+            "drainPeriod": 0, "stopGracePeriod": grace, "health": health}
+    if resources is not None:
+        spec["resources"] = resources
+    return {"id": iid, "app": app, "process": "web", "revision": "1", "image": IMAGE,
+            "artifact": {"layers": layers}, "spec": spec}
 
 
 HTTP_SERVER = ["python", "-m", "http.server", "$PORT", "--bind", "127.0.0.1"]

@@ -5,6 +5,7 @@ corral.green.patch()
 
 import ctypes  # noqa: E402
 import os  # noqa: E402
+import pathlib  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -64,3 +65,36 @@ def test_a_group_signal_reaches_the_child_and_reaping_leaves_no_zombie(tmp_path,
     assert proc.returncode == -signal.SIGKILL
     assert not os.path.exists(f"/proc/{child}") and not os.path.exists(f"/proc/{proc.pid}")
     assert launcher.signal_group(proc.pid, signal.SIGTERM) is False
+
+
+def test_a_cgroup_the_app_cannot_join_fails_the_start_and_names_it(tmp_path):
+    launcher = Launcher()
+    log_dir = tmp_path / "logs"
+    proc = launcher.spawn([sys.executable, "-c", "print('never')"], {"PATH": "/usr/bin:/bin"}, str(tmp_path),
+                          str(log_dir), cgroups=[str(tmp_path / "no-such-cgroup" / "cgroup.procs")])
+    wait_until("exit", lambda: launcher.reap(proc) is not None)
+    assert proc.returncode == 127
+    assert texts(log_dir) == [("sys", f"run 1 could not start {sys.executable!r}: joining cgroup "
+                                      f"{tmp_path / 'no-such-cgroup'}: No such file or directory")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_the_whole_instance_runs_as_a_uid_without_a_passwd_name():
+    import pwd
+    import shutil
+    import tempfile
+    taken = {e.pw_uid for e in pwd.getpwall()} | {e.pw_gid for e in pwd.getpwall()}
+    uid = next(u for u in range(54321, 64000) if u not in taken)
+    root = tempfile.mkdtemp(prefix="corral-nameless-")  # pytest's tmp folder is root's alone (0700)
+    try:
+        os.chmod(root, 0o755)
+        launcher = Launcher()
+        log_dir = pathlib.Path(root) / "logs"
+        proc = launcher.spawn(["/bin/sh", "-c", "id -u; id -g; echo $USER"], {"PATH": "/usr/bin:/bin", "USER": str(uid)},
+                              "/", str(log_dir), uid=uid, gid=uid)
+        wait_until("exit", lambda: launcher.reap(proc) is not None)
+        assert proc.returncode == 0, texts(log_dir)
+        assert [t for s, t in texts(log_dir) if s == "out"] == [str(uid)] * 3
+        assert (log_dir / "output.log").stat().st_uid == uid, "the capture process wrote it after dropping to the uid"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

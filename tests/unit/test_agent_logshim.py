@@ -6,6 +6,7 @@ import signal
 
 import pytest
 
+from nodeagent import logshim
 from nodeagent.logshim import Framer, LogFile, how_it_ended, log_line, rotation_renames, stamp, utf8_cut
 
 LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z (out|err|sys) .*\n$")
@@ -90,3 +91,11 @@ def test_a_full_disk_drops_lines_and_counts_them_once_it_can_write(tmp_path, mon
     lines = (tmp_path / "output.log").read_bytes().splitlines()
     assert [line.split(b" ", 1)[1] for line in lines] == [
         b"sys 3 lines dropped: the log could not be written", b"out kept"]
+
+
+def test_uid_and_gid_go_together():
+    with pytest.raises(ValueError, match="--uid and --gid go together"):
+        logshim.parse_args(["--dir", "/d", "--uid", "999", "--", "true"])
+    opts, app = logshim.parse_args(["--dir", "/d", "--uid", "999", "--gid", "998", "--cgroup", "/c/cgroup.procs",
+                                    "--", "true"])
+    assert (opts["uid"], opts["gid"], opts["cgroup"], app) == (999, 998, ["/c/cgroup.procs"], ["true"])

@@ -1,0 +1,230 @@
+"""Each app as its own unprivileged system user, when the agent runs as root.
+
+The user of app ``hello`` is ``corral-hello``, created when missing
+(``useradd --system``, no home, no login shell, a group of its own) and
+looked up by name at every start: its uid is whatever the node gave it. The
+whole instance runs as that user: the capture process drops to it right
+after starting the app (:mod:`nodeagent.logshim`), so nothing of an instance
+keeps root. The user can write its log folder and its ``HOME``
+(``<data_dir>/home/<user>``, mode 0700); the image stays root's, read-only to it.
+
+A process may run as a uid that has no passwd entry (a user deleted under a
+running instance, an agent started under an arbitrary uid): nothing here
+asks the passwd database about a uid, and ``USER``, ``LOGNAME`` and ``HOME``
+are always set in the instance's environment, so that the app's own
+``getpass.getuser()`` does not fail either (the uid's number stands in for a
+missing name).
+
+Decisions are pure functions (:func:`user_name`, :func:`decide`,
+:func:`denied`); :class:`AppUsers` and :func:`path_entries` do the I/O.
+"""
+import dataclasses
+import hashlib
+import os
+import pwd
+import re
+import stat
+import subprocess
+
+import eventlet.semaphore
+
+PREFIX = "corral-"
+MAX_NAME = 32           # useradd's limit on a user name
+NOLOGIN = "/usr/sbin/nologin"
+CONDITION = "AppUsersNotEnforced"
+
+_VALID = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+class UserError(Exception):
+    """The app's user cannot be had; the message is one sentence."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """Who an instance runs as: ``uid``/``gid``, the ``name`` for ``USER`` and its ``home``."""
+
+    uid: int
+    gid: int
+    name: str
+    home: str
+
+    def env(self):
+        """The variables that tell the app who it is: ``USER``, ``LOGNAME``, ``HOME``."""
+        return {"USER": self.name, "LOGNAME": self.name, "HOME": self.home}
+
+
+def user_name(app):
+    """The system user of ``app`` (pure): ``corral-<app>`` when that is a valid name of at most
+    :data:`MAX_NAME` characters, else a stable short form with a digest of the whole name.
+
+    ``hello`` -> ``corral-hello``; a 63-character DNS label ``a-very-long-...`` ->
+    ``corral-a-very-long-name-1f2e3d4c`` (16 characters of the app, ``-``, 8 hex digits).
+    """
+    if _VALID.match(PREFIX + app) and len(PREFIX + app) <= MAX_NAME:
+        return PREFIX + app
+    clean = re.sub(r"[^a-z0-9-]+", "-", app.lower())
+    digest = hashlib.sha256(app.encode("utf-8")).hexdigest()[:8]
+    keep = clean[:MAX_NAME - len(PREFIX) - 1 - len(digest)].strip("-")
+    return f"{PREFIX}{keep}-{digest}" if keep else f"{PREFIX}{digest}"
+
+
+def decide(wanted, is_root, blocked):
+    """Whether apps run as their own users, and if not, why (one sentence) (pure).
+
+    ``wanted`` is the setting: None (on when root), True or False;
+    ``blocked`` a folder the agent needs other users to reach and they cannot, or None.
+    """
+    if wanted is False:
+        return False, "apps run as the agent's user: app users are turned off (--no-app-users)"
+    if not is_root:
+        return False, "apps run as the agent's user: the agent does not run as root"
+    if blocked:
+        return False, (f"apps run as the agent's user: {blocked} cannot be passed by other users, "
+                       "so an app user could not reach its logs or its image")
+    return True, None
+
+
+def _allowed(mode, owner, group, uid, gid, need):
+    bits = {"x": (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH), "r": (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)}[need]
+    if uid == 0:
+        return True
+    if owner == uid:
+        return bool(mode & bits[0])
+    if gid is not None and group == gid:
+        return bool(mode & bits[1])
+    return bool(mode & bits[2])
+
+
+def denied(entries, uid, gid, need="x"):
+    """The first path in ``entries`` that user ``uid`` (group ``gid``) cannot pass, or None (pure).
+
+    ``entries`` are ``(path, mode, owner uid, owner gid)`` from ``/`` down
+    to a target: every folder must be searchable (``x``), the target itself
+    allow ``need``. ``uid`` None asks for any other user (the "other" bits).
+    """
+    for n, (path, mode, owner, group) in enumerate(entries):
+        want = need if n == len(entries) - 1 else "x"
+        if not _allowed(mode, owner, group, -1 if uid is None else uid, gid, want):
+            return path
+    return None
+
+
+def path_entries(path):
+    """``(path, mode, uid, gid)`` of ``/`` and of every folder down to ``path`` (symlinks resolved)."""
+    real = os.path.realpath(path)
+    parts, out = real.strip("/").split("/"), []
+    current = "/"
+    for part in [""] + [p for p in parts if p]:
+        current = os.path.join(current, part) if part else "/"
+        st = os.stat(current)
+        out.append((current, st.st_mode, st.st_uid, st.st_gid))
+    return out
+
+
+def blocked_for_others(paths):
+    """The first folder on the way to one of ``paths`` that other users cannot pass, or None."""
+    for path in paths:
+        found = denied(path_entries(path), None, None)
+        if found:
+            return found
+    return None
+
+
+def own_identity(uid, gid, home_env, fallback_home):
+    """The agent's own user as an :class:`Identity`; its uid's number when it has no passwd name."""
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        entry = None
+    name = entry.pw_name if entry else str(uid)
+    home = home_env or (entry.pw_dir if entry else None) or fallback_home
+    return Identity(uid, gid, name, home)
+
+
+class AppUsers:
+    """The system users of apps on this node: looked up by name, created when missing."""
+
+    separate = True
+    reason = None
+
+    def __init__(self, data_dir, run=subprocess.run):
+        self.home_root = os.path.join(data_dir, "home")
+        self._run = run
+        self._lock = eventlet.semaphore.Semaphore()
+
+    def _lookup(self, name):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            return None
+
+    def identity(self, app):
+        """The :class:`Identity` of ``app``'s user, created when missing, with its home ready.
+
+        Raises :class:`UserError` when it cannot be created or would be root.
+        """
+        name = user_name(app)
+        with self._lock:
+            entry = self._lookup(name)
+            if entry is None:
+                done = self._run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                                  "--shell", NOLOGIN, "--user-group", "--comment", f"corral app {app}", name],
+                                 capture_output=True, stdin=subprocess.DEVNULL)
+                entry = self._lookup(name)  # another agent on this node may have created it first
+                if entry is None:
+                    why = (done.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+                    raise UserError(f"user {name} for app {app} could not be created "
+                                    f"({why[-1] if why else f'useradd exited with code {done.returncode}'})")
+        if entry.pw_uid == 0 or entry.pw_gid == 0:
+            raise UserError(f"user {name} has uid {entry.pw_uid} and gid {entry.pw_gid}: an app never runs as root")
+        home = os.path.join(self.home_root, name)
+        os.makedirs(self.home_root, mode=0o755, exist_ok=True)
+        os.makedirs(home, mode=0o700, exist_ok=True)
+        st = os.stat(home)
+        if (st.st_uid, st.st_gid) != (entry.pw_uid, entry.pw_gid):
+            os.chown(home, entry.pw_uid, entry.pw_gid)
+        return Identity(entry.pw_uid, entry.pw_gid, name, home)
+
+
+    def unreachable(self, identity, targets):
+        """The first path of ``targets`` (``[(path, "x" | "r")]``) that ``identity`` cannot reach, or None."""
+        for path, need in targets:
+            found = denied(path_entries(path), identity.uid, identity.gid, need)
+            if found:
+                return found
+        return None
+
+
+class OwnUser:
+    """Apps run as the agent's own user: it does not run as root, or app users are turned off."""
+
+    separate = False
+
+    def __init__(self, data_dir, home_env, reason="apps run as the agent's user"):
+        self.data_dir = data_dir
+        self.home_env = home_env
+        self.reason = reason
+
+    def identity(self, app):
+        """The agent's own :class:`Identity` (the same for every app)."""
+        uid = os.getuid()
+        fallback = os.path.join(self.data_dir, "home", str(uid))
+        found = own_identity(uid, os.getgid(), self.home_env, fallback)
+        if found.home == fallback:
+            os.makedirs(fallback, mode=0o700, exist_ok=True)
+        return found
+
+    def unreachable(self, identity, targets):
+        """Nothing is out of the agent's own reach that matters here: always None."""
+        return None
+
+
+def choose(wanted, data_dir, images_dir, home_env):
+    """Who apps run as on this node: :class:`AppUsers` when the agent runs as root, app users are not
+    turned off (``wanted`` False) and other users can reach the data and images folders; else
+    :class:`OwnUser`, whose ``reason`` says why."""
+    is_root = os.geteuid() == 0
+    blocked = blocked_for_others([data_dir, images_dir]) if is_root and wanted is not False else None
+    on, reason = decide(wanted, is_root, blocked)
+    return AppUsers(data_dir) if on else OwnUser(data_dir, home_env, reason)
