@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from builder.engines import find_uv  # noqa: E402
 from builder.pipconfig import read_pip_config, uv_environment, uv_index_args  # noqa: E402
-from builder.pipeline import Workshop, build_image  # noqa: E402
+from builder.pipeline import Workshop, build_image, log_path  # noqa: E402
 from corral import images  # noqa: E402
 from corral.source import pack_source  # noqa: E402
 from corral.store import open_store  # noqa: E402
@@ -93,6 +93,18 @@ class Builder:
                               store=self.store, workshop=self.workshop)
         return time.monotonic() - start, outcome
 
+    def commands(self):
+        """``{command: seconds}`` of the last build, from its log (where a build's time went)."""
+        out, name = {}, None
+        with open(log_path(self.workshop, self.n), encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("$ "):
+                    argv = line[2:].split()
+                    name = " ".join(os.path.basename(a) for a in argv[:3] if not a.startswith("-"))
+                elif line.startswith("# exit status") and name:
+                    out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1].rstrip("s\n"))
+        return out
+
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
@@ -129,6 +141,7 @@ def main():
                             "node fetch", "node again")}
     caches = {}
     env_sizes = []
+    cold_commands = []
     try:
         for i in range(args.repeat):
             cache = os.path.join(work, f"uvcache{i}")
@@ -141,6 +154,7 @@ def main():
             seconds, cold = b.build("VERSION = 1\n", reqs)
             assert cold.cache == "miss", cold
             rows["builder cold"].append(seconds)
+            cold_commands.append(b.commands())
             seconds, code = b.build("VERSION = 2\n", reqs)
             assert code.cache == "env-hit", code
             rows["builder code"].append(seconds)
@@ -164,6 +178,7 @@ def main():
             print(f"run {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items() if v),
                   file=sys.stderr)
         report(rows, args.repeat, env_sizes)
+        report_cold(rows["builder cold"], cold_commands)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -192,6 +207,15 @@ def report(rows, repeat, env_sizes):
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"\nbuilder peak RSS: {self_rss:.0f} MiB (the builder's Python process; largest child, uv or tar:"
           f" {child_rss:.0f} MiB); environment layer archive: {statistics.median(env_sizes) / (1 << 20):.0f} MiB")
+
+
+def report_cold(walls, commands):
+    """Print where the cold builds' time went: each installer command, and the builder's own rest."""
+    names = sorted({n for c in commands for n in c})
+    parts = [f"{n} {statistics.median(c.get(n, 0.0) for c in commands):.2f}" for n in names]
+    own = statistics.median(w - sum(c.values()) for w, c in zip(walls, commands))
+    print(f"builder cold, median seconds per command: {', '.join(parts)}; the builder's own work (source, "
+          f"packing while the lock is made, code layer, image): {own:.2f}")
 
 
 if __name__ == "__main__":
