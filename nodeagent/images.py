@@ -8,8 +8,11 @@ another agent on the same machine, or a builder sharing the images dir. A
 node that has the image does no work; one that has the environment fetches
 only the code layer. Each download is checked against its sha256; a
 mismatch or an unsafe archive leaves nothing behind. A layer is unpacked
-into a temporary folder beside its place and renamed into it, so the
-virtualenv lands at the same path as on the builder.
+into a temporary folder beside its place while it downloads (the body goes
+straight into ``tar -x``, each member's header checked first by
+:class:`TarScan`, the digest taken on the way and compared before the
+rename), so the virtualenv lands at the same path as on the builder with
+no archive file and no second pass; the env and code layers download at once.
 
 Disk pressure (:mod:`nodeagent.disk`): before a fetch, the layers it lacks
 must fit (archive and unpacked copy, twice their size) and still leave the
