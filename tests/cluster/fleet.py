@@ -142,9 +142,14 @@ class NetnsPostgres:
 
 
 class Fleet:
-    """Two reconcilers, a builder and three agents on the datacentre, on one PostgreSQL store."""
+    """Two reconcilers, a builder and three agents on the datacentre, on one PostgreSQL store.
 
-    def __init__(self, dc, workdir, timings=TIMINGS, nodes=NODES, agent_data_dirs=None):
+    Agents share the builder's images dir unless ``agent_images_dirs`` gives
+    one its own (then it fetches images from the builder over the link), and
+    keep their state under the workdir unless ``agent_data_dirs`` says where.
+    """
+
+    def __init__(self, dc, workdir, timings=TIMINGS, nodes=NODES, agent_data_dirs=None, agent_images_dirs=None):
         self.dc = dc
         self.workdir = str(workdir)
         self.logs = os.path.join(self.workdir, "logs")
@@ -176,11 +181,13 @@ class Fleet:
                               "--advertise", f"{b}:{BUILDER_PORT}", "--cache-dir",
                               os.path.join(self.workdir, "builder"), "--images-dir", self.images,
                               "--secret-file", self.secret] + settings)
-        agent_data_dirs = agent_data_dirs or {}
+        agent_data_dirs, agent_images_dirs = agent_data_dirs or {}, agent_images_dirs or {}
         for n in nodes:
             data = agent_data_dirs.get(n) or os.path.join(self.workdir, "nodes", n)
+            # Each agent carries the label host=<its name>, so that a test can pin an app to one node.
             argv = py + ["agent", "--name", n, "--data-dir", data, "--secret-file", self.secret,
-                         "--images-dir", self.images, "--address", dc.hosts[n].address]
+                         "--images-dir", agent_images_dirs.get(n) or self.images, "--address", dc.hosts[n].address,
+                         "--label", f"host={n}"]
             for r in ("r1", "r2"):
                 argv += ["--reconciler", f"tcp://{dc.hosts[r].address}:{BUS_PORT}"]
             self._add(n, argv + settings)

@@ -1,4 +1,5 @@
-"""A frozen leader comes back fenced; the store restarts or vanishes under a stream of applies."""
+"""A frozen leader comes back fenced; a leader killed mid-rollout is succeeded; the store restarts or vanishes
+under a stream of applies."""
 import signal
 import threading
 import time
@@ -6,6 +7,7 @@ import time
 import pytest
 
 from tests.cluster import figures
+from tests.cluster.figures import Load
 from tests.cluster.fleet import write_manifest
 from tests.e2e.cluster import wait_for
 
@@ -38,6 +40,65 @@ def test_a_leader_frozen_past_its_lease_comes_back_harmless(fleet):
     assert after == before, "the resumed old leader changed what runs"
     assert not health.get("leader"), "the resumed old leader still claims the lease"
     assert fleet.get("/healthz", new)["leader"] and not fleet.died()
+
+
+def rollout_rows(fleet, app, old_ids):
+    """``(desired rows, new ready, old desired)`` of ``app`` as the API lists them now."""
+    rows = [i for i in fleet.instances(app) if i["desired"]]
+    new_ready = [i for i in rows if i["id"] not in old_ids and i["ready"]]
+    return rows, new_ready, [i for i in rows if i["id"] in old_ids]
+
+
+def progress_complete(fleet, app, revision=None):
+    """Whether the API says ``app``'s rollout is complete (every instance available for minReady)."""
+    found = [a for a in (fleet.get("/v1/apps") or []) if a["name"] == app]
+    if not found or (revision is not None and str(found[0]["revision"]) == str(revision)):
+        return False
+    return any(c["type"] == "Progressing" and c["reason"] == "Complete" for c in found[0]["conditions"])
+
+
+def test_a_leader_killed_during_a_rolling_update_is_succeeded_and_the_update_completes(fleet):
+    app, count, surge = "rolling", 3, 1
+    # minReady slows each step down, so that the kill lands early and the new leader does most of the rollout.
+    update = {"update": {"maxSurge": surge, "maxUnavailable": 0, "minReady": "2s"}}
+    fleet.deploy(app, instances=count, extra=update)
+    wait_for(f"{app} available for minReady", lambda: progress_complete(fleet, app), timeout=30)
+    old_ids = {i["id"] for i in fleet.serving(app)}
+    old_revision = next(a["revision"] for a in fleet.get("/v1/apps") if a["name"] == app)
+    leader = wait_for("a leader", fleet.leader, timeout=20)
+    follower = "r2" if leader == "r1" else "r1"
+    changed = write_manifest(fleet.workdir, app, count, dict(update, env={"GREETING": "again"}))
+    most = {"rows": 0}
+
+    def sample():
+        rows, new_ready, old = rollout_rows(fleet, app, old_ids)
+        most["rows"] = max(most["rows"], len(rows))
+        return rows, new_ready, old
+
+    with Load(fleet, app, interval=0.05) as load:
+        fleet.corral("apply", "-f", changed, timeout=60)
+        at_kill = wait_for("the rollout begun: a new instance ready, old ones still desired",
+                           lambda: (lambda r: r[2] if r[1] else None)(sample()), timeout=60, interval=0.05)
+        fleet.daemons[leader].ended_on_purpose = True
+        fleet.daemons[leader].kill()
+        killed = time.monotonic()
+        wait_for(f"{follower} to lead", lambda: (sample(), (fleet.get("/healthz", follower) or {}).get("leader"))[1],
+                 timeout=3 * fleet.timings["lease_ttl"] + 10, interval=0.1)
+        detect = time.monotonic() - killed
+        wait_for(f"{count} new instances serving, no old one desired, the rollout complete",
+                 lambda: (lambda r: len(r[1]) == count and not r[2])(sample())
+                 and progress_complete(fleet, app, old_revision), timeout=120, interval=0.1)
+        recover = time.monotonic() - killed
+    serving = fleet.serving(app)
+    died = fleet.died()
+    figures.record("4 leader SIGKILLed mid-rollout", detect=detect, recover=recover,
+                   lost=count - len(serving), failed=len(load.failures), requests_sent=load.sent, died=len(died),
+                   note=f"{leader} killed with {len(at_kill)} old of {count} left; at most {most['rows']} desired rows (limit {count + surge})")
+    assert len(serving) == count and not {i["id"] for i in serving} & old_ids
+    assert {i["revision"] for i in serving} != {None} and len({i["revision"] for i in serving}) == 1
+    assert most["rows"] <= count + surge, f"{most['rows']} instances desired at once; maxSurge {surge} allows {count + surge}"
+    assert load.failures == [], f"{len(load.failures)} of {load.sent} requests found no instance with maxUnavailable 0"
+    assert not died, f"daemons died: {died}"
 
 
 class Applier:
