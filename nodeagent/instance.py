@@ -1,25 +1,27 @@
-"""One assigned instance: its explicit state, and the green worker that drives it.
+"""One assigned instance, and the green worker that drives it through its lifecycle.
 
-States and transitions (each one labelled where it happens in the code):
+The decisions are :func:`nodeagent.lifecycle.step` (pure: states,
+transitions, restart policy and backoff). The worker here does the I/O: it
+fetches the image, spawns or adopts through the :class:`nodeagent.process.Launcher`
+seam, watches the process and its health check, signals and reaps, feeds
+each thing it saw to ``step`` as an event and carries out the action it
+returns:
 
-    PENDING  --image ready, spawned-->  STARTING  --ready-->  RUNNING
-    PENDING  --image ready, adopted (same pid and start time)-->  STARTING
-    PENDING  --image error-->  FAILED  --retry delay-->  PENDING
-    RUNNING  --health check fails once-->  RUNNING, not ready  --passes-->  RUNNING, ready
-    RUNNING  --health check fails `failures` times in a row-->  group stopped, then as an exit
-    STARTING/RUNNING  --exit, restart-->  BACKOFF  --delay-->  STARTING
-    STARTING/RUNNING  --exit, no restart-->  STOPPED (code 0) | FAILED
-    any  --stop requested-->  STOPPING  --group gone-->  STOPPED (then forgotten)
+    fetch image --Fetching / ImageFailed (RETRY)--> prepare --CannotRun (IDLE)-->
+    adopt or spawn --Adopted / Spawned--> watch --Checked--> ... --Exited (RESTART: BackoffOver,
+    spawn again | IDLE)--> wait for a stop --StopRequested--> drain, SIGTERM, grace, SIGKILL --Stopped
+
+A liveness failure (the check failed ``failures`` times in a row while
+running) stops the group and counts as an exit with its reason.
 
 "Ready" is: the health check passed (:mod:`nodeagent.health`); without a
 check, the port accepts a connection; without a port, started.
 
-The worker is the only writer of an instance's fields; the agent only reads
-them (:meth:`Instance.report`, :meth:`Instance.view`) and calls
+The worker is the only writer of an instance's status; the agent only reads
+it (:meth:`Instance.report`, :meth:`Instance.view`) and calls
 :meth:`Instance.request_stop`. Every change calls ``on_change`` so that a
 report goes out at once.
 """
-import enum
 import logging
 import os
 import shutil
@@ -31,9 +33,10 @@ import eventlet
 import eventlet.queue
 
 from corral import images as image_layout
-from nodeagent import cgroups, environ, health, restart
+from nodeagent import environ, health, lifecycle, restart
 from nodeagent.diff import InstanceView
 from nodeagent.images import ImageError
+from nodeagent.lifecycle import Action, State, Status
 from nodeagent.process import EXIT_UNKNOWN, Capture
 from nodeagent.users import UserError
 
@@ -43,18 +46,6 @@ TICK = 0.1            # seconds between polls of a process, a port or the stop f
 WATCH = 0.5           # seconds between polls of a ready process (an exit is seen this late at most)
 READY_PROBE = 0.25    # seconds a readiness connect may take
 KILL_WAIT = 10.0      # seconds to wait for a group to vanish after SIGKILL
-
-
-class State(str, enum.Enum):
-    """The states an instance reports (report.schema.json)."""
-
-    PENDING = "pending"
-    STARTING = "starting"
-    RUNNING = "running"
-    BACKOFF = "backoff"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAILED = "failed"
 
 
 class Wakeup:
@@ -113,28 +104,26 @@ class Instance:
         self.memory = memory
         self.memory_limit = int((self.spec.get("resources") or {}).get("memory") or 0)
         self.identity = None      # who its processes run as (nodeagent.users.Identity), once known
-        self.state = State.PENDING
-        self.ready = False
+        self.status = Status()
         self.proc = None
         self.ticks = None
         self.port = None
-        self.restarts = 0
-        self.failures = 0
-        self.started_at = None
-        self.exit_code = None
-        self.backoff_until = None
-        self.message = None
-        self.finished = False     # ended for good under its restart policy
-        self._run_message = None  # the message of the current run while it is ready
         self.stop_requested = False
         self._wake = Wakeup()
         self._thread = None
         if record is not None:
             self.port = record.get("port")
-            self.restarts = record.get("restarts", 0)
-            self.failures = record.get("failures", 0)
-            self.started_at = record.get("started_at")
-            self.exit_code = record.get("exit_code")
+            self.status = Status(restarts=record.get("restarts", 0), failures=record.get("failures", 0),
+                                 started_at=record.get("started_at"), exit_code=record.get("exit_code"))
+
+    # -- the status, read-only ------------------------------------------------
+
+    state = property(lambda self: self.status.state, doc="The lifecycle state (:class:`State`).")
+    ready = property(lambda self: self.status.ready, doc="Whether it passes its readiness check.")
+    message = property(lambda self: self.status.message, doc="Why it is in its state, for people.")
+    finished = property(lambda self: self.status.finished, doc="Whether it ended for good under its policy.")
+    restarts = property(lambda self: self.status.restarts, doc="Restarts so far.")
+    exit_code = property(lambda self: self.status.exit_code, doc="The last run's exit code.")
 
     # -- read side (the agent) ------------------------------------------------
 
@@ -159,21 +148,22 @@ class Instance:
         """This instance as an item of a ``report`` message."""
         a = self.assignment
         code = None if self.exit_code == EXIT_UNKNOWN else self.exit_code
+        st = self.status
         return {
-            "id": self.id, "app": a["app"], "process": a["process"], "state": self.state.value,
-            "ready": self.ready, "pid": self.alive_pid(),
+            "id": self.id, "app": a["app"], "process": a["process"], "state": st.state.value,
+            "ready": st.ready, "pid": self.alive_pid(),
             "port": self.port, "address": self.address, "revision": a["revision"], "image": a["image"],
-            "restarts": self.restarts, "started_at": self.started_at, "exit_code": code,
-            "backoff_until": self.backoff_until, "message": self.message,
+            "restarts": st.restarts, "started_at": st.started_at, "exit_code": code,
+            "backoff_until": st.backoff_until, "message": st.message,
         }
 
     def persisted(self):
         """What the instance table on disk keeps of it, for a restarted agent to adopt it."""
-        pid = self.alive_pid()
+        pid, st = self.alive_pid(), self.status
         return {"assignment": self.assignment, "pid": pid, "ticks": self.ticks if pid else None,
-                "port": self.port, "restarts": self.restarts, "failures": self.failures,
-                "started_at": self.started_at, "exit_code": self.exit_code, "finished": self.finished,
-                "message": self.message if self.finished else None}
+                "port": self.port, "restarts": st.restarts, "failures": st.failures,
+                "started_at": st.started_at, "exit_code": st.exit_code, "finished": st.finished,
+                "message": st.message if st.finished else None}
 
     # -- commands (the agent) -------------------------------------------------
 
@@ -199,11 +189,14 @@ class Instance:
 
     # -- the worker -----------------------------------------------------------
 
-    def _set(self, state, **fields):
-        self.state = state
-        for k, v in fields.items():
-            setattr(self, k, v)
-        self.on_change()
+    def _apply(self, event):
+        """Take one step of the lifecycle (:func:`nodeagent.lifecycle.step`); report when the status changed."""
+        decision = lifecycle.step(self.status, event, now=self.clock(), policy=self.spec["restart"],
+                                  backoff=self.backoff)
+        if decision.status != self.status:
+            self.status = decision.status
+            self.on_change()
+        return decision
 
     def _pause(self, seconds):
         """Sleep up to ``seconds``; returns early (True) when a stop is requested."""
@@ -224,7 +217,7 @@ class Instance:
             self._live()
         except Exception as e:  # a fault in the agent must show, not vanish with the thread
             log.exception("instance %s: worker failed", self.id)
-            self._set(State.FAILED, ready=False, message=f"agent error: {e.__class__.__name__}: {e}")
+            self._apply(lifecycle.Crashed(f"agent error: {e.__class__.__name__}: {e}"))
         while not self.stop_requested:
             self._wake.wait(None)
         self._stop()
@@ -232,17 +225,12 @@ class Instance:
     def _fetch_image(self):
         """The image folder, retried with backoff while it fails; None when a stop came first."""
         a = self.assignment
-        image_failures = 0
         while not self.stop_requested:
-            # PENDING: fetch the image
-            self._set(State.PENDING, message="fetching image")
+            self._apply(lifecycle.Fetching())
             try:
                 return self.image_cache.ensure(a["image"], a["artifact"])
             except ImageError as e:
-                # PENDING -> FAILED, retried after a delay
-                image_failures += 1
-                self._set(State.FAILED, message=str(e))
-                if self._pause(self.backoff.delay(image_failures)):
+                if self._pause(self._apply(lifecycle.ImageFailed(str(e))).delay):
                     return None
         return None
 
@@ -254,44 +242,34 @@ class Instance:
         try:
             argv, env, cwd = self._prepare(image_path)
         except (environ.CommandError, UserError) as e:
-            self._set(State.FAILED, message=str(e))  # PENDING -> FAILED
+            self._apply(lifecycle.CannotRun(str(e)))
             return
         record, self.record, adopted = self.record, None, None
         if record is not None and record.get("finished"):
-            # it had ended for good under its restart policy before the agent restarted
-            self._set(State.STOPPED if self.exit_code == 0 else State.FAILED, finished=True,
-                      message=record.get("message"))
+            self._apply(lifecycle.AlreadyFinished(record.get("message")))
             return
         if record is not None and record.get("pid"):
             adopted = self.launcher.adopt(record["pid"], record.get("ticks"))
             # ended while no agent watched: an exit of unknown status, handled per its policy
-            if adopted is None and not self._after_exit(EXIT_UNKNOWN, self.started_at or self.clock(), None):
+            if adopted is None and not self._after_exit(EXIT_UNKNOWN, None):
                 return
         while not self.stop_requested:
             if adopted is not None:
-                self.proc, self.ticks, started = adopted, adopted.ticks, self.started_at or self.clock()
-                adopted = None
-                # PENDING -> STARTING (adopted: it keeps its pid; ready again once its check passes)
-                self._set(State.STARTING, ready=False, started_at=started, backoff_until=None,
-                          message="adopted after an agent restart")
-                self._run_message = None
+                self.proc, self.ticks, adopted = adopted, adopted.ticks, None
+                self._apply(lifecycle.Adopted())
             else:
                 try:
                     self.proc = self._spawn(argv, env, cwd)
                 except OSError as e:
                     self._release_cgroup()
-                    self._set(State.FAILED, message=f"command {argv[0]!r} could not be started ({e.strerror or e})")
+                    self._apply(lifecycle.CannotRun(f"command {argv[0]!r} could not be started ({e.strerror or e})"))
                     return
                 self.ticks = self.launcher.start_ticks(self.proc.pid)
-                started = self.clock()
-                self._run_message = f"last run: {restart.exit_message(self.exit_code)}" if self.restarts else None
-                # PENDING/BACKOFF -> STARTING (a restart keeps the last exit code on show)
-                self._set(State.STARTING, ready=False, started_at=started, backoff_until=None,
-                          message=self._run_message)
-            code, why = self._supervise(started, env, cwd)
+                self._apply(lifecycle.Spawned())
+            code, why = self._supervise(self.status.started_at, env, cwd)
             if code is None:
                 return  # stop requested while it runs
-            if not self._after_exit(code, started, why):
+            if not self._after_exit(code, why):
                 return
 
     def _spawn(self, argv, env, cwd):
@@ -311,26 +289,14 @@ class Instance:
         self.memory.remove(self.id)
         return killed
 
-    def _after_exit(self, code, started, why):
-        """Decide after an exit: restart (True, after the backoff) or done (False)."""
+    def _after_exit(self, code, why):
+        """After an exit: clear what is left of the run, then restart (True, after the backoff) or done (False)."""
         self._kill_leftovers()
         oom_killed = self._release_cgroup()
-        self.failures = self.backoff.failures_after(self.failures, self.clock() - started)
-        message = why or restart.exit_message(code)
-        if oom_killed:
-            message = cgroups.oom_message(self.memory_limit, message)
-        if not restart.should_restart(self.spec["restart"], code):
-            # STARTING/RUNNING -> STOPPED | FAILED
-            self._set(State.STOPPED if code == 0 else State.FAILED, ready=False, exit_code=code, message=message,
-                      finished=True)
+        decision = self._apply(lifecycle.Exited(code, why, self.memory_limit if oom_killed else 0))
+        if decision.action != Action.RESTART or self._pause(decision.delay):
             return False
-        delay = self.backoff.delay(self.failures)
-        # STARTING/RUNNING -> BACKOFF
-        self._set(State.BACKOFF, ready=False, exit_code=code, backoff_until=self.clock() + delay,
-                  message=f"{message}; restarting in {delay:g}s")
-        if self._pause(delay):
-            return False
-        self.restarts += 1
+        self._apply(lifecycle.BackoffOver())
         return True
 
     def _prepare(self, image_path):
@@ -396,14 +362,8 @@ class Instance:
         return None, None
 
     def _mark(self, ready, reason):
-        """Report a readiness change at once: STARTING -> RUNNING on the first ready, and ready flips.
-
-        A passing check puts back the message the run started with (``last run: ...``)."""
-        message = self._run_message if ready else reason
-        if ready and self.state == State.STARTING:
-            self._set(State.RUNNING, ready=True, message=message)  # STARTING -> RUNNING
-        elif ready != self.ready or message != self.message:
-            self._set(self.state, ready=ready, message=message)
+        """Report a readiness change at once (STARTING -> RUNNING on the first ready, and ready flips)."""
+        self._apply(lifecycle.Checked(ready, reason))
 
     def _port_open(self):
         try:
@@ -448,13 +408,10 @@ class Instance:
     def _stop(self):
         """Drain, SIGTERM the group, wait the grace period, SIGKILL; then STOPPED and the port freed."""
         serving = self.proc is not None and self.proc.poll() is None
-        # any -> STOPPING
-        self._set(State.STOPPING, ready=False, backoff_until=None, message="stopping")
+        self._apply(lifecycle.StopRequested())
         if serving and self.spec["drainPeriod"] > 0:
             eventlet.sleep(self.spec["drainPeriod"])
         message = self._terminate_group() if self.proc is not None else "stopped"
         self._release_cgroup()
         self.ports.release(self.port)
-        # STOPPING -> STOPPED
-        code = self.proc.returncode if self.proc is not None else self.exit_code
-        self._set(State.STOPPED, exit_code=code, message=message)
+        self._apply(lifecycle.Stopped(self.proc.returncode if self.proc is not None else None, message))
