@@ -7,7 +7,11 @@ app (the agent's descendants), CPU over the same window, RSS and PSS summed. The
 fake reconciler on a real bus; once every instance is ready, the agent's CPU
 time (utime + stime from /proc) is sampled over a window.
 
-    .venv/bin/python bench/agent_idle.py [--instances 200] [--window 30]
+    .venv/bin/python bench/agent_idle.py [--instances 200] [--window 30] [--app-users] [--memory MIB]
+
+As root, ``--app-users`` lets other users pass the work folder, so that the
+instances run as their app's own user (``corral-hello``), and ``--memory``
+gives each a memory request, so that each gets a cgroup with that limit.
 
 Goal (issue 3): under 5% of one core and under 100 MiB RSS at 200 instances.
 """
@@ -112,10 +116,16 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--instances", type=int, default=200)
     p.add_argument("--window", type=float, default=30.0, help="seconds of idle supervision measured")
+    p.add_argument("--app-users", action="store_true",
+                   help="as root: make the work folder passable by other users, so that apps run as their own user")
+    p.add_argument("--memory", type=int, default=0, metavar="MIB",
+                   help="a memory request per instance (as root: a cgroup each with that hard limit)")
     args = p.parse_args()
     if shutil.which("socat") is None:
         sys.exit("socat is needed for the idle instances and is not on the PATH")
     work = tempfile.mkdtemp(prefix="corral-bench-agent-")
+    if args.app_users:
+        os.chmod(work, 0o755)
     key_file = os.path.join(work, "cluster.key")
     new_key_file(key_file)
     rec = Reconciler(read_key(key_file))
@@ -137,7 +147,9 @@ def main():
             time.sleep(0.1)
         command = ["socat", "TCP-LISTEN:$PORT,bind=127.0.0.1,reuseaddr,fork", "/dev/null"]
         health = {"tcp": True, "interval": 1.0, "timeout": 1.0, "failures": 3, "initialDelay": 0}
-        rec.assign([assignment(f"idle-{n}", image, command, health=health) for n in range(args.instances)], epoch=1)
+        resources = {"memory": args.memory << 20} if args.memory else None
+        rec.assign([assignment(f"idle-{n}", image, command, health=health, resources=resources)
+                    for n in range(args.instances)], epoch=1)
         t0 = time.monotonic()
         while True:
             report = rec.latest()
@@ -163,7 +175,7 @@ def main():
                           "capture_pss_mib_total": round(sum(pss_mib(p) for p in shims), 1),
                           "node_processes": len(node) + 1, "node_cpu_percent_of_one_core": pct(c0 + n0, c1 + n1),
                           "node_pss_mib_total": round(pss_mib(agent.pid) + sum(pss_mib(p) for p in node), 1),
-                          "reports": len(rec.reports)}))
+                          "reports": len(rec.reports), "conditions": report["node"]["conditions"]}))
     finally:
         agent.send_signal(signal.SIGINT)
         try:
