@@ -147,9 +147,13 @@ def _remove_broken_images(images_dir):
             shutil.rmtree(os.path.join(images_dir, name), ignore_errors=True)
 
 
-def prune_wheels(workshop, uv=None):
+def prune_wheels(workshop, uv=None, offload=lambda fn, *args: fn(*args)):
     """Bring the wheel caches (pip's wheelhouse, uv's cache) within ``workshop.wheel_cache_bytes``
-    together, least recently used first; return the removed keys (file paths, package names)."""
+    together, least recently used first; return the removed keys (file paths, package names).
+
+    ``offload(fn, *args)`` runs the walk over uv's cache (file system only);
+    the ``uv cache`` commands run in the caller's (green) thread.
+    """
     if not workshop.wheel_cache_bytes:
         return []
     entries = []
@@ -159,7 +163,7 @@ def prune_wheels(workshop, uv=None):
             st = entry.stat(follow_symlinks=False)
             entries.append(Entry(entry.path, st.st_size, st.st_mtime))
     uv_dir = os.path.join(workshop.cache_dir, "uv")
-    uv_sizes, uv_rest = _uv_package_sizes(uv_dir)
+    uv_sizes, uv_rest = offload(_uv_package_sizes, uv_dir)
     used = _package_last_use(workshop.images_dir)
     entries += [Entry(name, size, used.get(name, 0.0)) for name, size in uv_sizes.items()]
     keep = {"-uv-shared-"}   # uv's metadata and interpreter info: counted, never evicted here

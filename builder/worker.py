@@ -123,7 +123,7 @@ class Worker:
         (called between builds: none of this builder's runs)."""
         try:
             gone = (self.offload(prune_layers, self.workshop, keep)
-                    + self.offload(prune_wheels, self.workshop, find_uv()))
+                    + prune_wheels(self.workshop, find_uv(), offload=self.offload))
         except OSError as exc:
             log.warning("builder %s: pruning the caches failed: %s", self.workshop.name, exc)
             return
