@@ -10,6 +10,7 @@ import pathlib  # noqa: E402
 import pwd  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 import pytest  # noqa: E402
@@ -213,3 +214,17 @@ def test_forgotten_log_folders_go_after_the_retention_and_held_ones_stay(agent, 
     reconciler.assign([assignment("keep-1", image_server, ["python", "-m", "http.server", "$PORT"])], epoch=1)
     wait_for("drop-1's log folder deleted", lambda: not (logs / "drop-1").exists())
     assert (logs / "keep-1").exists(), "an instance the agent holds keeps its folder, however old"
+
+
+def test_a_command_the_app_user_cannot_reach_fails_the_instance_naming_the_folder(
+        agent, reconciler, image_server, open_root, fresh_app):
+    interpreter = os.path.realpath(sys.executable)
+    blocked = users.denied(users.path_entries(interpreter), 65534, 65534)
+    if blocked is None:
+        pytest.skip(f"this test's interpreter {interpreter} is reachable by other users")
+    agent(root=open_root)
+    reconciler.assign([assignment("iso-web-1", image_server, ["python", "-c", WHOAMI, "$PORT"], app=fresh_app)],
+                      epoch=1)
+    failed = wait_for("failed", lambda: (i := reconciler.instance("iso-web-1")) and i["state"] == "failed" and i)
+    assert failed["message"].startswith(f"user {users.user_name(fresh_app)} cannot reach {blocked}, on the way to")
+    assert failed["pid"] is None
