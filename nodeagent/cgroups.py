@@ -88,6 +88,18 @@ def memory_layout(mounts_text, controllers, is_root):
     return Unsupported("no cgroup memory controller is mounted (neither cgroup2 with memory nor the v1 memory hierarchy)")
 
 
+def request_bytes(resources):
+    """The memory request in ``resources`` (an assignment's ``spec.resources``) in bytes, 0 for none (pure).
+
+    ValueError (one sentence) when it is not a whole number of bytes: the
+    reconciler sends bytes, anything else is a bad assignment.
+    """
+    value = (resources or {}).get("memory") or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"the memory request {value!r} is not a whole number of bytes")
+    return value
+
+
 def instance_dir(layout, instance_id):
     """The cgroup folder of one instance; ValueError for an id that is not a safe folder name."""
     if not _INSTANCE_NAME.match(instance_id) or instance_id in (".", ".."):

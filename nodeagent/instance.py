@@ -33,7 +33,7 @@ import eventlet
 import eventlet.queue
 
 from corral import images as image_layout
-from nodeagent import environ, health, lifecycle, restart
+from nodeagent import cgroups, environ, health, lifecycle, restart
 from nodeagent.diff import InstanceView
 from nodeagent.images import ImageError
 from nodeagent.lifecycle import Action, State, Status
@@ -102,7 +102,7 @@ class Instance:
         self.record = record
         self.users = users
         self.memory = memory
-        self.memory_limit = int((self.spec.get("resources") or {}).get("memory") or 0)
+        self.memory_limit = 0     # bytes, from the spec's memory request (_prepare)
         self.identity = None      # who its processes run as (nodeagent.users.Identity), once known
         self.status = Status()
         self.proc = None
@@ -304,6 +304,10 @@ class Instance:
 
         Raises CommandError or UserError (one sentence) when it cannot run."""
         a = self.assignment
+        try:
+            self.memory_limit = cgroups.request_bytes(self.spec.get("resources"))
+        except ValueError as e:
+            raise environ.CommandError(str(e)) from None
         self.identity = self.users.identity(a["app"])
         env = environ.instance_env(
             {**self.base_env, **self.identity.env()},

@@ -102,3 +102,16 @@ def test_format_bytes(n, text):
 def test_oom_message():
     assert cgroups.oom_message(64 << 20, "killed by SIGKILL") == \
         "OOMKilled: went over its memory limit of 64Mi (killed by SIGKILL)"
+
+
+@pytest.mark.parametrize("resources, expected", [
+    (None, 0), ({}, 0), ({"cpu": 0.5}, 0), ({"memory": 64 << 20}, 64 << 20), ({"memory": 0}, 0),
+])
+def test_request_bytes(resources, expected):
+    assert cgroups.request_bytes(resources) == expected
+
+
+@pytest.mark.parametrize("value", ["64Mi", -1, 1.5, True, [1]])
+def test_a_memory_request_that_is_not_bytes_is_refused_in_one_sentence(value):
+    with pytest.raises(ValueError, match="is not a whole number of bytes"):
+        cgroups.request_bytes({"memory": value})

@@ -183,12 +183,12 @@ def until(what, predicate, rounds=2000):
     raise AssertionError(f"the worker never reached: {what}")
 
 
-def make_instance(tmp_path, launcher, *, restart="always", images=None, record=None):
+def make_instance(tmp_path, launcher, *, restart="always", images=None, record=None, resources=None):
     seen = []
     assignment = {"id": "hello-web-1", "app": "hello", "process": "web", "revision": "1",
                   "image": "sha256:" + "1" * 64, "artifact": {"layers": []},
                   "spec": {"command": ["/bin/true"], "env": {}, "port": False, "restart": restart,
-                           "drainPeriod": 0, "stopGracePeriod": 1, "health": None}}
+                           "drainPeriod": 0, "stopGracePeriod": 1, "health": None, "resources": resources}}
     inst = Instance(assignment, node="node-1", address="127.0.0.1", data_dir=str(tmp_path),
                     image_cache=images or FakeImages(str(tmp_path / "images" / ("1" * 64))), launcher=launcher,
                     ports=FakePorts(), base_env={"PATH": "/bin"}, users=OwnUser(str(tmp_path), "/"),
@@ -249,6 +249,18 @@ def test_a_recorded_process_still_alive_is_adopted_not_spawned(tmp_path):
     inst.request_stop()
     inst.wait()
     assert launcher.calls[-1] == ("terminate", 4242, signal.SIGTERM)
+
+
+def test_a_bad_memory_request_fails_the_instance_without_a_spawn(tmp_path):
+    launcher = FakeLauncher()
+    inst, _ = make_instance(tmp_path, launcher, resources={"memory": "64Mi"})
+    inst.start()
+    until("failed", lambda: inst.state == State.FAILED)
+    assert inst.message == "the memory request '64Mi' is not a whole number of bytes"
+    assert launcher.calls == []
+    inst.request_stop()
+    inst.wait()
+    assert inst.state == State.STOPPED
 
 
 def test_lifecycle_module_is_pure():
