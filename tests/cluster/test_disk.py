@@ -79,7 +79,7 @@ def _scenario(fleet, mount, data):
     seen = {}
     fleet.apps.update({"steady", "fresh"})
     fleet.corral("apply", "-f", pinned(fleet, "steady", "app-src"), timeout=60)
-    wait_for("steady serving on the small disk", lambda: len(fleet.serving("steady")) == 1, timeout=120)
+    wait_for("steady serving on the small disk", lambda: len(fleet.serving("steady")) == 1, timeout=90)
     seen["steady"] = steady = fleet.serving("steady")[0]
     # The second app differs by one file: a new image, whose code layer the victim must fetch.
     shutil.copytree(os.path.join(fleet.workdir, "app-src"), os.path.join(fleet.workdir, "app-fresh"))
@@ -130,6 +130,12 @@ def _scenario(fleet, mount, data):
     return seen
 
 
+FETCH_HANGS = pytest.mark.xfail(
+    strict=True, reason="the victim agent fetches its images, and a fetch of a layer padded to 128 KiB tar records "
+                        "never returns (tests/integration/test_image_fetch_record_padding.py): steady never starts")
+
+
+@FETCH_HANGS
 def test_a_full_disk_shows_pressure_refuses_the_new_image_and_keeps_what_runs(disk_full):
     seen, steady = disk_full, disk_full["steady"]
     assert steady["node"] == VICTIM and not seen["pressure_before"]
@@ -145,6 +151,7 @@ def test_a_full_disk_shows_pressure_refuses_the_new_image_and_keeps_what_runs(di
     assert not seen["died"], f"daemons died: {seen['died']}"
 
 
+@FETCH_HANGS
 def test_the_state_files_are_whole_after_a_full_disk(disk_full):
     state, table, steady = disk_full["state"], disk_full["table"], disk_full["steady"]
     assert state["epoch"] >= 1
