@@ -6,10 +6,10 @@ and the builds from the store and the observed state from memory, makes sure
 each app's image is queued for the builder, records a new revision in the
 history, calls :func:`plan` for those apps (the other apps' rows only take up
 room), writes the plan in one fenced transaction, records why in events,
-updates each app's status, and sends every node whose assignment changed its
-whole assignment (every node, on a full resync). A sync is level triggered:
-it re-reads everything for its keys, so a missed event costs at most one
-resync interval.
+updates each app's status, and sends every node whose assignment changed, or
+whose last report is out of step with it, its whole assignment. A sync is
+level triggered: it re-reads everything for its keys, so a missed event or a
+lost message costs at most one resync interval.
 
 After a restart the reconciler knows nothing of what runs: it defers every
 sync until each node that holds desired instances has reported, or the
@@ -54,6 +54,16 @@ class SyncResult:
     plan: object = None
     failed: set = dataclasses.field(default_factory=set)
     deferred: bool = False
+
+
+def out_of_step(assigned, report, epoch):
+    """Whether a node's last report (a NodeReport, or None) disagrees with its assignment
+    (``assign`` instance dicts) at ``epoch``: never reported, has not seen this epoch
+    (a new leader, a restarted agent) or holds another set of instance ids (a lost
+    assign; an instance still stopping). A purely computational function."""
+    if report is None or report.epoch_seen < epoch:
+        return True
+    return {i["id"] for i in report.instances} != {i["id"] for i in assigned}
 
 
 class Controller:
@@ -150,7 +160,7 @@ class Controller:
         self._apps_on_node = {}
         for r in after:
             self._apps_on_node.setdefault(r.node, set()).add(r.app)
-        touched = None if full else {r.node for r in result.boot} | {r.node for r in rows if r.id in stopped}
+        touched = {r.node for r in result.boot} | {r.node for r in rows if r.id in stopped}
         self.push_assignments(epoch, after, artifacts, nodes, only=touched)
         ready_ids = {o.id for o in observed if o.ready and o.state == "running"}
         bad_nodes = unreachable_nodes(nodes)
@@ -221,16 +231,20 @@ class Controller:
 
     # -- helpers ----------------------------------------------------------
     def push_assignments(self, epoch, rows, artifacts, nodes, only=None):
-        """Send every node that is not lost (or only those named in ``only``) its
-        whole assignment (idempotent on the agent)."""
-        by_node = {n.name: [] for n in nodes if n.state != LOST and (only is None or n.name in only)}
+        """Send a node that is not lost its whole assignment (idempotent on the agent) when it
+        is named in ``only`` (None: every node) or its last report is out of step with it
+        (:func:`out_of_step`): so a lost message is made good by the next pass, and an
+        idle cluster of 1,000 nodes is not sent 1,000 assignments a pass."""
+        by_node = {n.name: [] for n in nodes if n.state != LOST}
         for r in rows:
             if r.node in by_node and r.image in artifacts:
                 by_node[r.node].append({
                     "id": r.id, "app": r.app, "process": r.process, "revision": r.revision,
                     "image": r.image, "artifact": artifacts[r.image], "spec": r.spec})
+        reports = self.observed.reports()
         for node, instances in by_node.items():
-            self.bus.send(node.encode(), "assign", {"node": node, "instances": instances}, epoch)
+            if only is None or node in only or out_of_step(instances, reports.get(node), epoch):
+                self.bus.send(node.encode(), "assign", {"node": node, "instances": instances}, epoch)
 
     def _record_nodes(self, now):
         """Write node facts to the store when they change, and every 10 s for last_seen (one transaction)."""

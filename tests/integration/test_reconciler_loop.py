@@ -68,11 +68,11 @@ class Clock:
         return self.t
 
 
-def report(name, instances=()):
+def report(name, instances=(), epoch_seen=0):
     return {"node": {"name": name, "address": "127.0.0.1", "labels": {},
                      "capacity": {"cpu": 4, "memory": 8 << 30, "disk": 1 << 30}},
             "instances": [{"id": i, "app": "hello", "process": "web", "state": "running", "ready": True}
-                          for i in instances], "epoch_seen": 0}
+                          for i in instances], "epoch_seen": epoch_seen}
 
 
 def built_app(store, spec=SPEC):
@@ -156,3 +156,26 @@ def test_a_drain_boots_the_replacement_before_it_stops_the_old_one(store):
     second = ctl.sync(epoch, [ALL]).plan
     assert [s.id for s in second.stop] == [rows[victim]]
     assert "draining" in second.stop[0].reason
+
+
+def test_a_resync_sends_assignments_only_to_nodes_out_of_step(store):
+    """An idle converged cluster is sent nothing; a node whose report lacks an
+    assigned instance (its assign was lost) or that has not seen this epoch (a
+    restarted agent) is sent its whole assignment again."""
+    built_app(store)
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    ctl, bus, observed, clock = controller(store)
+    ctl.sync(epoch, [ALL])
+    rows = {r.node: r.id for r in store.list_desired()}
+    for n in ("n1", "n2", "n3"):
+        observed.record(report(n, [rows[n]] if n in rows else [], epoch_seen=epoch), clock.t)
+    bus.sent.clear()
+    assert ctl.sync(epoch, [ALL]).plan.empty
+    assert bus.sent == []
+    missed = sorted(rows)[0]
+    idle = ({"n1", "n2", "n3"} - set(rows)).pop()
+    observed.record(report(missed, [], epoch_seen=epoch), clock.t)
+    observed.record(report(idle, [], epoch_seen=epoch - 1), clock.t)
+    ctl.sync(epoch, [ALL])
+    assert {node: [i["id"] for i in body["instances"]] for node, body, _ in bus.sent} == {
+        missed: [rows[missed]], idle: []}
