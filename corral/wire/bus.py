@@ -60,6 +60,12 @@ def _common_options(sock):
     sock.setsockopt(zmq.MAXMSGSIZE, 8 * 1024 * 1024 + 1024)  # envelope limit plus routing frames
 
 
+def shared_context():
+    """A new green ZeroMQ context for many :class:`BusClient` in one process to share
+    (``context=``); its owner terminates it once every client is closed."""
+    return zmq.Context()
+
+
 def curve_keypair():
     """Return a new CurveZMQ ``(public, secret)`` pair, both z85-encoded bytes."""
     return zmq.curve_keypair()
@@ -68,7 +74,7 @@ def curve_keypair():
 class _Endpoint:
     """What BusServer and BusClient share: a receive loop, counters, close."""
 
-    def __init__(self, key, sender, handler, window, clock):
+    def __init__(self, key, sender, handler, window, clock, context=None):
         if not isinstance(sender, str) or not sender:
             raise ValueError(f"bus: sender must be a non-empty string, not {sender!r}")
         self._key = key
@@ -76,7 +82,8 @@ class _Endpoint:
         self._handler = handler
         self._clock = clock
         self._opener = Opener(key, window)
-        self._ctx = zmq.Context()
+        self._own_ctx = context is None  # a context passed in is its owner's to terminate
+        self._ctx = zmq.Context() if context is None else context
         self._threads = []
         self._closing = False
         self.sent = 0
@@ -128,7 +135,8 @@ class _Endpoint:
         self._threads = []
         for sock in sockets:
             sock.close(linger=0)
-        self._ctx.term()
+        if self._own_ctx:
+            self._ctx.term()
 
 
 class BusServer(_Endpoint):
@@ -213,12 +221,15 @@ class BusClient(_Endpoint):
     """The agent's end: one DEALER per reconciler endpoint; it signs as ``sender``.
 
     ``handler(endpoint: str, msg: Message)`` is called in that endpoint's
-    receive green thread for every accepted message.
+    receive green thread for every accepted message. ``context``: a green
+    ``zmq.Context`` to share with other clients in this process (many
+    simulated agents, as in bench/scale.py), else one of its own; a shared
+    one is left open by :meth:`close`.
     """
 
     def __init__(self, endpoints: list[str], key: bytes, sender: str, handler, window: float = 30.0,
-                 clock=time.time, *, curve_server_public: bytes | None = None):
-        super().__init__(key, sender, handler, window, clock)
+                 clock=time.time, *, curve_server_public: bytes | None = None, context=None):
+        super().__init__(key, sender, handler, window, clock, context)
         if not endpoints:
             raise ValueError("bus: a client needs at least one reconciler endpoint")
         self.endpoints = list(endpoints)
@@ -239,7 +250,8 @@ class BusClient(_Endpoint):
                 sock.close(linger=0)
                 for other in self._socks.values():
                     other.close(linger=0)
-                self._ctx.term()
+                if self._own_ctx:
+                    self._ctx.term()
                 raise ValueError(f"bus: cannot connect to {endpoint}: {e}") from None
             self._socks[endpoint] = sock
 
