@@ -18,7 +18,6 @@ import threading
 import uuid
 
 _CHUNK = 1 << 20
-_BLOCKING = 256        # 512-byte blocks per tar record: 128 KiB writes instead of 10 KiB
 _F_SETPIPE_SZ = 1031   # fcntl: a pipe's buffer size (Linux)
 
 
@@ -65,7 +64,9 @@ class Packing:
         self.folder = folder
         self.tmp = os.path.join(folder_out, f".pack-{os.getpid()}-{uuid.uuid4().hex}.tmp")
         self._out = open(self.tmp, "wb")
-        self._proc = subprocess.Popen(["tar", "--create", "--file=-", f"--blocking-factor={_BLOCKING}",
+        # tar's default 10 KiB records: larger ones pad the archive past its end-of-archive
+        # blocks, which the agent's tar -x stops reading at (a 128 KiB record hung a fetch)
+        self._proc = subprocess.Popen(["tar", "--create", "--file=-",
                                        "--sort=name", "--numeric-owner", "--directory", folder, "."],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         try:

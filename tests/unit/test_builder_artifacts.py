@@ -75,3 +75,14 @@ def test_a_discarded_pack_leaves_no_file(tmp_path):
     packing = Packing(str(folder), str(tmp_path / "artifacts"))
     packing.discard()
     assert os.listdir(tmp_path / "artifacts") == []
+
+
+def test_the_archive_ends_within_one_default_tar_record_of_its_end_marker(tmp_path):
+    """tar -x stops reading at the end-of-archive blocks: padding past them must stay small
+    (a 128 KiB record hung an agent's streaming unpack)."""
+    folder = make_env_layer(tmp_path)
+    dest = str(tmp_path / "a.tar")
+    _, size = pack_layer(str(folder), dest)
+    with tarfile.open(dest) as tar:
+        end = max(m.offset_data + (m.size + 511) // 512 * 512 for m in tar.getmembers())
+    assert size % 10240 == 0 and size - end <= 10240
