@@ -21,8 +21,8 @@ def _bytes(text):
     from corral.spec.quantities import parse_memory
     try:
         return parse_memory(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (bytes, or a number with Ki, Mi or Gi, like 20Gi)") from None
 
 
 def parser():

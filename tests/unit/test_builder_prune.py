@@ -39,3 +39,22 @@ def test_the_rest_fits_unless_kept_ones_alone_exceed_and_what_goes_is_older_than
     if gone:
         newest_gone = max((e.last_used, str(e.key)) for e in entries if e.key in gone)
         assert all((e.last_used, str(e.key)) > newest_gone or e.key in keep for e in left)
+
+
+def test_the_cache_sizes_come_from_the_flags_or_the_settings(tmp_path):
+    from corral.cli.main import parser
+    from corral.settings import load_timings
+    args = parser().parse_args(["builder", "--store", "s", "--cache-dir", "c", "--secret-file", "f",
+                                "--layer-cache-size", "20Gi", "--wheel-cache-size", "0"])
+    assert (args.layer_cache_size, args.wheel_cache_size) == (20 << 30, 0)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("builder_layer_cache: 1000\n")
+    assert load_timings(str(settings)).builder_layer_cache == 1000
+
+
+def test_a_cache_size_that_is_not_one_is_one_sentence_naming_the_flag(capsys):
+    from corral.cli.main import parser
+    with pytest.raises(SystemExit):
+        parser().parse_args(["builder", "--store", "s", "--cache-dir", "c", "--secret-file", "f",
+                             "--layer-cache-size", "5TB"])
+    assert "argument --layer-cache-size: '5TB' is not a size (bytes, or a number with Ki, Mi or Gi" in capsys.readouterr().err
