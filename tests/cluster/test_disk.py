@@ -19,6 +19,8 @@ SIZE = 64 * 1024 * 1024
 VICTIM = "n3"
 
 
+# Like the ballast helpers of tests/integration/test_agent_disk_pressure.py, which cannot be imported here:
+# that module greens the whole test process (eventlet) when it is imported.
 def free_bytes(path):
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize

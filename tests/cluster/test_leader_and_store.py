@@ -49,10 +49,11 @@ def rollout_rows(fleet, app, old_ids):
     return rows, new_ready, [i for i in rows if i["id"] in old_ids]
 
 
-def progress_complete(fleet, app, revision=None):
-    """Whether the API says ``app``'s rollout is complete (every instance available for minReady)."""
+def progress_complete(fleet, app, past_revision=None):
+    """Whether the API says ``app``'s rollout is complete (every instance available for minReady), at a
+    revision other than ``past_revision`` when that is given."""
     found = [a for a in (fleet.get("/v1/apps") or []) if a["name"] == app]
-    if not found or (revision is not None and str(found[0]["revision"]) == str(revision)):
+    if not found or (past_revision is not None and str(found[0]["revision"]) == str(past_revision)):
         return False
     return any(c["type"] == "Progressing" and c["reason"] == "Complete" for c in found[0]["conditions"])
 
@@ -75,28 +76,41 @@ def test_a_leader_killed_during_a_rolling_update_is_succeeded_and_the_update_com
         most["rows"] = max(most["rows"], len(rows))
         return rows, new_ready, old
 
+    def begun():
+        """The old rows still desired, once a new instance is ready."""
+        _, new_ready, old = sample()
+        return old if new_ready else None
+
+    def follower_leads():
+        sample()
+        return (fleet.get("/healthz", follower) or {}).get("leader")
+
+    def done():
+        _, new_ready, old = sample()
+        return len(new_ready) == count and not old and progress_complete(fleet, app, old_revision)
+
     with Load(fleet, app, interval=0.05) as load:
         fleet.corral("apply", "-f", changed, timeout=60)
-        at_kill = wait_for("the rollout begun: a new instance ready, old ones still desired",
-                           lambda: (lambda r: r[2] if r[1] else None)(sample()), timeout=60, interval=0.05)
+        at_kill = wait_for("the rollout begun: a new instance ready, old ones still desired", begun, timeout=60,
+                           interval=0.05)
         fleet.daemons[leader].ended_on_purpose = True
         fleet.daemons[leader].kill()
         killed = time.monotonic()
-        wait_for(f"{follower} to lead", lambda: (sample(), (fleet.get("/healthz", follower) or {}).get("leader"))[1],
-                 timeout=3 * fleet.timings["lease_ttl"] + 10, interval=0.1)
+        wait_for(f"{follower} to lead", follower_leads, timeout=3 * fleet.timings["lease_ttl"] + 10, interval=0.1)
         detect = time.monotonic() - killed
-        wait_for(f"{count} new instances serving, no old one desired, the rollout complete",
-                 lambda: (lambda r: len(r[1]) == count and not r[2])(sample())
-                 and progress_complete(fleet, app, old_revision), timeout=120, interval=0.1)
+        wait_for(f"{count} new instances serving, no old one desired, the rollout complete", done, timeout=120,
+                 interval=0.1)
         recover = time.monotonic() - killed
     serving = fleet.serving(app)
     died = fleet.died()
     figures.record("4 leader SIGKILLed mid-rollout", detect=detect, recover=recover,
                    lost=count - len(serving), failed=len(load.failures), requests_sent=load.sent, died=len(died),
-                   note=f"{leader} killed with {len(at_kill)} old of {count} left; at most {most['rows']} desired rows (limit {count + surge})")
+                   note=f"{leader} killed with {len(at_kill)} old of {count} left; "
+                        f"at most {most['rows']} desired rows (limit {count + surge})")
     assert len(serving) == count and not {i["id"] for i in serving} & old_ids
     assert {i["revision"] for i in serving} != {None} and len({i["revision"] for i in serving}) == 1
-    assert most["rows"] <= count + surge, f"{most['rows']} instances desired at once; maxSurge {surge} allows {count + surge}"
+    assert most["rows"] <= count + surge, \
+        f"{most['rows']} instances desired at once; maxSurge {surge} allows {count + surge}"
     assert load.failures == [], f"{len(load.failures)} of {load.sent} requests found no instance with maxUnavailable 0"
     assert not died, f"daemons died: {died}"
 
