@@ -169,6 +169,9 @@ class Controller:
             observed_by_app[o.app].append(o)
         for r in after:
             after_by_app[r.app].append(r)
+        unplaced_by_app = collections.defaultdict(list)
+        for u in result.unplaced:
+            unplaced_by_app[u.app].append(u)
         self.store.record_revisions(epoch, [p[4] for p in prepared if p[4] is not None])
         statuses, changed = {}, []
         for rec, app, build, rev_hash, _ in prepared:
@@ -180,7 +183,7 @@ class Controller:
                 status = app_status(
                     generation=rec.generation, app=app, build=build, rev_hash=rev_hash, rows=app_rows,
                     ready_ids=ready_ids, available_ids={r.id for r in app_rows if available(r.id)},
-                    unplaced=[u for u in result.unplaced if u.app == rec.name], prev=rec.status, now=now)
+                    unplaced=unplaced_by_app[rec.name], prev=rec.status, now=now)
             except Exception as e:  # one app's trouble must not hold up the others
                 log.warning("status of app %s failed: %s", rec.name, e)
                 failed.add(rec.name)

@@ -24,7 +24,6 @@ write of an app row bumps in the same transaction. ``resource_version`` is
 per app and grows by one per write of that app.
 """
 import abc
-import dataclasses
 import json
 from typing import Optional
 
@@ -181,15 +180,20 @@ def _build(row) -> BuildRecord:
         lock=row[16], progress=row[17], log_tail=row[18])
 
 
-def _desired(row) -> DesiredInstance:
+def _desired(row, decoded) -> DesiredInstance:
+    """``decoded``: spec text -> its dict, for this listing: the rows of one process
+    share their spec, so 10,000 rows decode a few hundred specs (shared, read-only)."""
+    spec = decoded.get(row[6])
+    if spec is None:
+        spec = decoded[row[6]] = json.loads(row[6])
     return DesiredInstance(id=row[0], app=row[1], process=row[2], node=row[3], revision=row[4],
-                           image=row[5], spec=json.loads(row[6]), created_at=row[7])
+                           image=row[5], spec=spec, created_at=row[7])
 
 
-def _node(row) -> NodeRecord:
+def _node(row, draining=False) -> NodeRecord:
     return NodeRecord(name=row[0], address=row[1], labels=json.loads(row[2]),
                       capacity=json.loads(row[3]), cordoned=bool(row[4]), first_seen=row[5],
-                      last_seen=row[6])
+                      last_seen=row[6], draining=draining)
 
 
 def _event(row) -> Event:
@@ -575,7 +579,8 @@ class SQLStore(Store):
             else:
                 cur.execute(f"SELECT {DESIRED_COLUMNS} FROM desired_instances WHERE app = ? "
                             "ORDER BY id", (app,))
-            return [_desired(row) for row in cur.fetchall()]
+            decoded = {}
+            return [_desired(row, decoded) for row in cur.fetchall()]
         return self._run(work, write=False)
 
     def write_desired(self, epoch: int, upsert: list, delete: list) -> None:
@@ -620,7 +625,7 @@ class SQLStore(Store):
         """All known nodes, sorted by name."""
         def work(cur):
             cur.execute(f"SELECT {NODE_COLUMNS}, draining FROM nodes ORDER BY name")
-            return [dataclasses.replace(_node(row), draining=bool(row[7])) for row in cur.fetchall()]
+            return [_node(row, draining=bool(row[7])) for row in cur.fetchall()]
         return self._run(work, write=False)
 
     def set_node_cordoned(self, name: str, cordoned: bool, draining: bool = False) -> bool:
