@@ -125,10 +125,10 @@ def _scenario(fleet, mount, data):
     seen["recover"] = time.monotonic() - freed
     seen["steady_after"] = fleet.serving("steady")
     seen["died"] = fleet.died()
-    reason = seen["refused"]["message"].split(": ", 1)[-1]
     figures.record("6 agent disk full", detect=seen["detect"], recover=seen["recover"],
                    lost=1 - len(seen["steady_after"]), died=len(seen["died"]),
-                   note=f"refused: {reason[:48]}...; recover = room made -> new app serving")
+                   note="detect = filled -> DiskPressure; new image refused for disk space; "
+                        "recover = room made -> the refused app serving")
     return seen
 
 
