@@ -101,10 +101,12 @@ def agent_worker(names, endpoint, secret_file, heartbeat):
     fleet = Fleet(names, endpoint, read_key(secret_file), shared_context())
 
     def heartbeats():  # every agent once per heartbeat, spread over it as real agents are
+        due, step = time.monotonic(), heartbeat / len(names)
         while True:
             for name in names:
                 fleet.report(name)
-                eventlet.sleep(heartbeat / len(names))
+                due += step  # a schedule, not a pause: a worker short of CPU catches up instead of drifting
+                eventlet.sleep(max(0.0, due - time.monotonic()))
 
     eventlet.spawn(heartbeats)
     print("UP", flush=True)

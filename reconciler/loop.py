@@ -66,6 +66,13 @@ def out_of_step(assigned, report, epoch):
     return {i["id"] for i in report.instances} != {i["id"] for i in assigned}
 
 
+def resend_due(last, epoch, ids, now, after):
+    """Whether to send a node the assignment ``ids`` at ``epoch`` again, given ``last``
+    ``(epoch, ids, when)`` sent to it (or None): never sent, another one, or sent more
+    than ``after`` seconds ago (time enough to act on it and report). Pure."""
+    return last is None or last[:2] != (epoch, ids) or now - last[2] > after
+
+
 class Controller:
     """Syncs apps for the leader and pushes assignments over the bus."""
 
@@ -80,6 +87,7 @@ class Controller:
         self._node_written = {}  # node -> (facts, when) last written to the store
         self._unplaced_said = {}  # (app, process) -> reason last recorded as an event
         self._apps_on_node = {}  # node -> app names with desired rows there (after the last sync)
+        self._sent = {}  # node -> (epoch, instance ids, when) of the last assignment sent to it
 
     def apps_on_node(self, node):
         """App names with desired instances on ``node`` as of the last sync (event routing)."""
@@ -236,18 +244,24 @@ class Controller:
     def push_assignments(self, epoch, rows, artifacts, nodes, only=None):
         """Send a node that is not lost its whole assignment (idempotent on the agent) when it
         is named in ``only`` (None: every node) or its last report is out of step with it
-        (:func:`out_of_step`): so a lost message is made good by the next pass, and an
-        idle cluster of 1,000 nodes is not sent 1,000 assignments a pass."""
+        (:func:`out_of_step`) and the same assignment was not sent within the heartbeat
+        timeout (:func:`resend_due`): so a lost message is made good by a later pass, while
+        neither an idle cluster nor agents still starting what they were sent are sent
+        their assignments again on every pass (1,000 nodes: 1,000 messages a pass)."""
         by_node = {n.name: [] for n in nodes if n.state != LOST}
         for r in rows:
             if r.node in by_node and r.image in artifacts:
                 by_node[r.node].append({
                     "id": r.id, "app": r.app, "process": r.process, "revision": r.revision,
                     "image": r.image, "artifact": artifacts[r.image], "spec": r.spec})
-        reports = self.observed.reports()
+        reports, now = self.observed.reports(), self.clock()
         for node, instances in by_node.items():
-            if only is None or node in only or out_of_step(instances, reports.get(node), epoch):
+            ids = tuple(i["id"] for i in instances)
+            if (only is None or node in only
+                    or (out_of_step(instances, reports.get(node), epoch)
+                        and resend_due(self._sent.get(node), epoch, ids, now, self.timings.heartbeat_timeout))):
                 self.bus.send(node.encode(), "assign", {"node": node, "instances": instances}, epoch)
+                self._sent[node] = (epoch, ids, now)
 
     def _record_nodes(self, now):
         """Write node facts to the store when they change, and every 10 s for last_seen (one transaction)."""

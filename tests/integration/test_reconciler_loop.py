@@ -161,7 +161,8 @@ def test_a_drain_boots_the_replacement_before_it_stops_the_old_one(store):
 def test_a_resync_sends_assignments_only_to_nodes_out_of_step(store):
     """An idle converged cluster is sent nothing; a node whose report lacks an
     assigned instance (its assign was lost) or that has not seen this epoch (a
-    restarted agent) is sent its whole assignment again."""
+    restarted agent) is sent its whole assignment again, once the heartbeat
+    timeout since it was last sent has passed (time to act on it and report)."""
     built_app(store)
     epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
     ctl, bus, observed, clock = controller(store)
@@ -176,6 +177,9 @@ def test_a_resync_sends_assignments_only_to_nodes_out_of_step(store):
     idle = ({"n1", "n2", "n3"} - set(rows)).pop()
     observed.record(report(missed, [], epoch_seen=epoch), clock.t)
     observed.record(report(idle, [], epoch_seen=epoch - 1), clock.t)
+    ctl.sync(epoch, [ALL])
+    assert bus.sent == []  # both were sent this very assignment a moment ago
+    clock.t += ctl.timings.heartbeat_timeout + 0.1
     ctl.sync(epoch, [ALL])
     assert {node: [i["id"] for i in body["instances"]] for node, body, _ in bus.sent} == {
         missed: [rows[missed]], idle: []}
