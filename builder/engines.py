@@ -50,7 +50,7 @@ def uv_phase(line, resolved):
         return None
     step, n = match.group(1), int(match.group(2))
     if step == "Resolved":
-        return f"fetch ({n} packages resolved)"
+        return f"fetch ({n} package{'s' if n != 1 else ''} resolved)"
     if step == "Prepared":
         return f"install (fetched {n}/{resolved or n})"
     return f"compile bytecode ({n} installed)"

@@ -14,7 +14,7 @@ from builder.imageid import code_id, env_id, image_id
 from builder.interpreters import own_interpreter
 from builder.lock import parse_requirements_lock, pin_set
 from builder.pipconfig import read_pip_config
-from builder.pipeline import GIB, Workshop, log_path
+from builder.pipeline import GIB, Workshop, build_image, log_path
 from builder.worker import Worker
 from corral import images
 from corral.source import pack_source
@@ -244,3 +244,12 @@ def test_source_missing_from_the_store(store, worker, workshop):
 
 def test_empty_queue_gives_no_job(worker):
     assert worker.work_next() is None
+
+
+def test_a_cold_uv_build_reports_its_phases_from_uvs_own_output(store, tmp_path, digest):
+    workshop = make_workshop(tmp_path)
+    seen = []
+    build_image(1, {"source_digest": digest, "requirements": ["six==1.16.0", "idna==3.6"]}, store=store,
+                workshop=workshop, progress=seen.append)
+    assert seen == ["fetch", "resolve", "fetch (2 packages resolved)", "install (fetched 2/2)",
+                    "compile bytecode (2 installed)", "pack"], seen

@@ -35,3 +35,7 @@ def test_a_commands_lines_are_handed_on_in_order_the_last_without_a_newline_too(
                       on_line=lines.append)
     assert done.returncode == 0 and lines == ["one", "two", "three"]
     assert done.output == "one\ntwo\nthree"
+
+
+def test_one_resolved_package_is_one_package():
+    assert uv_phase("Resolved 1 package in 3ms", 0) == "fetch (1 package resolved)"
