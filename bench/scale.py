@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -151,48 +150,38 @@ def planner_pass(nodes, instances, per_app, runs=5):
 
 
 # -- the whole path -----------------------------------------------------------------
-def store_dsn(kind, workdir):
-    if kind == "sqlite":
-        return f"sqlite:///{workdir}/corral.db", None
-    from tests.pg import postgres_dsn, with_search_path
-    import psycopg2
-    base = postgres_dsn()
-    schema = "bench_" + uuid.uuid4().hex[:8]
-    with psycopg2.connect(base) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    return with_search_path(base, schema), (base, schema)
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait(what, predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise SystemExit(f"bench: timed out after {timeout:g}s waiting for {what}")
+    """:func:`tests.support.wait_for` at a pace that spares the reconciler; a time-out ends the bench."""
+    from tests.support import wait_for
+    try:
+        return wait_for(what, predicate, timeout, interval=0.2)
+    except TimeoutError as e:
+        raise SystemExit(f"bench: {e}") from None
 
 
 def whole_path(args):
+    """On the chosen store (a scratch PostgreSQL schema, dropped after), run :func:`measure`."""
+    if args.store == "sqlite":
+        return measure(args, None)
+    from tests.pg import postgres_dsn
+    from tests.support import scratch_schema
+    with scratch_schema(postgres_dsn(), prefix="bench") as dsn:
+        return measure(args, dsn)
+
+
+def measure(args, dsn):
     """Start a reconciler and the simulated agents, apply M instances, time until all run."""
     import requests
     from corral.auth import api_token
     from corral.store import open_store
     from corral.wire.keys import new_key_file, read_key
-    from reconciler import specs
+    from tests.support import free_port, mark_built
 
     workdir = tempfile.mkdtemp(prefix="corral-bench-")
     secret = os.path.join(workdir, "secret")
     new_key_file(secret)
     token = api_token(read_key(secret))
-    dsn, pg = store_dsn(args.store, workdir)
+    dsn = dsn or f"sqlite:///{workdir}/corral.db"
     store = open_store(dsn)
     api_port, bus_port = free_port(), free_port()
     settings = os.path.join(workdir, "settings.yaml")
@@ -235,7 +224,8 @@ def whole_path(args):
                                                              "port": True}}}
             docs.append({"doc": {"apiVersion": "corral/v1", "kind": "App", "metadata": {"name": f"app{a:05d}"},
                                  "spec": spec}, "source_digest": digest})
-        _prebuild(store, docs, specs)
+        for d in docs:  # every image already built: the builder is not what is measured
+            mark_built(store, d["doc"]["metadata"]["name"], d["doc"]["spec"], digest, "sha256:" + "b" * 64, "bench")
         print(f"bench: {args.nodes} nodes ready in {registered:.1f}s, {len(docs)} apps built; applying",
               file=sys.stderr)
 
@@ -274,10 +264,6 @@ def whole_path(args):
         reconciler.terminate()
         reconciler.wait(60)
         store.close()
-        if pg:
-            import psycopg2
-            with psycopg2.connect(pg[0]) as conn, conn.cursor() as cur:
-                cur.execute(f"DROP SCHEMA {pg[1]} CASCADE")
         if args.keep:
             print(f"bench: reconciler log in {workdir}/reconciler.log", file=sys.stderr)
         else:
@@ -290,21 +276,6 @@ def _get(api, path, headers):
         return requests.get(api + path, headers=headers, timeout=10).json()
     except (requests.RequestException, ValueError):
         return {} if path == "/healthz" else []
-
-
-def _prebuild(store, docs, specs):
-    """Every app's image, already built (the builder is not what is measured)."""
-    from types import SimpleNamespace
-    for d in docs:
-        rec = SimpleNamespace(spec=d["doc"]["spec"], source_digest=d["source_digest"])
-        key, inputs = specs.build_inputs(rec)
-        if store.get_build(key) is None:
-            store.enqueue_build(key, d["doc"]["metadata"]["name"], inputs)
-            b = store.claim_build("bench", stale_after=600)
-            store.finish_build(b.id, "bench", state="succeeded", image="sha256:" + "b" * 64,
-                               artifact_url="http://127.0.0.1:1/x", artifact_sha256="0" * 64,
-                               layers=[{"kind": kind, "id": "sha256:" + c * 64, "url": "http://127.0.0.1:1/x",
-                                        "sha256": c * 64} for kind, c in (("env", "e"), ("code", "c"))])
 
 
 def main():

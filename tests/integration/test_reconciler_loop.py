@@ -3,9 +3,7 @@ sync writes nothing and sends nothing; a fresh reconciler waits for reports
 before deciding; a drain moves instances off within maxUnavailable; a failed
 app is retried alone."""
 import os
-import uuid
 
-import psycopg2
 import pytest
 
 from corral.settings import Timings
@@ -16,7 +14,8 @@ from corral.store.sqlite import SQLiteStore
 from reconciler import specs
 from reconciler.loop import ALL, Controller
 from reconciler.observed import Observed
-from tests.pg import PostgresUnavailable, postgres_dsn, with_search_path
+from tests.pg import PostgresUnavailable, postgres_dsn
+from tests.support import mark_built, scratch_schema
 
 IMAGE = "sha256:" + "c" * 64
 SPEC = {"source": "./x", "processes": {"web": {"command": "python app.py", "instances": 2}},
@@ -35,18 +34,11 @@ def store(request, tmp_path):
         base = postgres_dsn()
     except PostgresUnavailable as e:
         pytest.skip(str(e))
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(base)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    s = PostgresStore(with_search_path(base, schema))
-    s.migrate()
-    yield s
-    s.close()
-    with admin.cursor() as cur:
-        cur.execute(f"DROP SCHEMA {schema} CASCADE")
-    admin.close()
+    with scratch_schema(base) as dsn:
+        s = PostgresStore(dsn)
+        s.migrate()
+        yield s
+        s.close()
 
 
 class Bus:
@@ -78,14 +70,7 @@ def report(name, instances=(), epoch_seen=0):
 def built_app(store, spec=SPEC):
     store.put_source("sha256:src", b"x")
     store.apply_apps([{"name": "hello", "labels": {}, "spec": spec, "source_digest": "sha256:src"}], actor="test")
-    rec = store.get_app("hello")
-    key, inputs = specs.build_inputs(rec)
-    store.enqueue_build(key, "hello", inputs)
-    build = store.claim_build("b1", stale_after=60)
-    store.finish_build(build.id, "b1", state="succeeded", image=IMAGE, artifact_url="http://b/x",
-                       artifact_sha256="0" * 64,
-                       layers=[{"kind": kind, "id": "sha256:" + c * 64, "url": "http://b/x", "sha256": c * 64}
-                               for kind, c in (("env", "e"), ("code", "c"))])
+    mark_built(store, "hello", spec, "sha256:src", IMAGE)
 
 
 def controller(store, now=1000.0, reports=("n1", "n2", "n3"), started=0.0):

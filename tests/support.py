@@ -1,0 +1,69 @@
+"""Set-ups that tests and benchmarks share: a free port, polling with a deadline, a
+throwaway PostgreSQL schema, and an app whose image counts as built.
+
+Nothing here is a fake: the helpers make real ports, real schemas and real build
+records through the store's own interface.
+"""
+import contextlib
+import socket
+import time
+import types
+import uuid
+
+from reconciler import specs
+from tests.pg import with_search_path
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, predicate, timeout, interval=0.05):
+    """Poll ``predicate()`` until it returns something truthy and return that; raise
+    TimeoutError naming ``what`` once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+@contextlib.contextmanager
+def scratch_schema(base_dsn, prefix="t"):
+    """A new PostgreSQL schema on the server of ``base_dsn``; yields a DSN whose
+    search_path is that schema, and drops the schema (and all in it) afterwards."""
+    import psycopg2
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(base_dsn)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield with_search_path(base_dsn, schema)
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        admin.close()
+
+
+def mark_built(store, app, spec, source_digest, image, worker="test"):
+    """Record the build of app ``app`` (its ``spec`` and ``source_digest``; stored or about
+    to be) as succeeded with ``image`` (an env and a code layer), as the builder would,
+    unless a build of the same inputs is already known."""
+    key, inputs = specs.build_inputs(types.SimpleNamespace(spec=spec, source_digest=source_digest))
+    if store.get_build(key) is not None:
+        return
+    store.enqueue_build(key, app, inputs)
+    build = store.claim_build(worker, stale_after=600)
+    store.finish_build(build.id, worker, state="succeeded", image=image, artifact_url="http://127.0.0.1:1/x",
+                       artifact_sha256="0" * 64,
+                       layers=[{"kind": kind, "id": "sha256:" + c * 64, "url": "http://127.0.0.1:1/x",
+                                "sha256": c * 64} for kind, c in (("env", "e"), ("code", "c"))])
