@@ -168,3 +168,22 @@ def test_a_resync_sends_assignments_only_to_nodes_out_of_step(store):
     ctl.sync(epoch, [ALL])
     assert {node: [i["id"] for i in body["instances"]] for node, body, _ in bus.sent} == {
         missed: [rows[missed]], idle: []}
+
+
+def test_the_desired_table_and_events_take_batches_of_hundreds_of_rows(store):
+    """A plan of thousands of rows is written a hundred rows a statement: inserts,
+    updates of some of them (the last of a repeated id wins), deletes and events all
+    land whole, on both backends."""
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    spec = specs.agent_spec(SPEC, "web")
+
+    def row(i, node="n1"):
+        return DesiredInstance(f"hello-web-{i:04d}", "hello", "web", node, "1", IMAGE, spec, float(i))
+
+    store.write_desired(epoch, [row(i) for i in range(250)], [])
+    store.write_desired(epoch, [row(i, "n2") for i in range(100, 280)] + [row(5, "n3"), row(5, "n4")],
+                        {f"hello-web-{i:04d}" for i in range(150)} - {"hello-web-0005"})
+    got = {r.id: r.node for r in store.list_desired()}
+    assert got == {"hello-web-0005": "n4", **{f"hello-web-{i:04d}": "n2" for i in range(150, 280)}}
+    store.add_events([("app", "hello", "Scheduled", f"instance {i}", "test") for i in range(230)])
+    assert [e.message for e in store.list_events(name="hello", limit=1000)] == [f"instance {i}" for i in range(230)]
