@@ -172,8 +172,8 @@ def test_a_resync_sends_assignments_only_to_nodes_out_of_step(store):
 
 def test_the_desired_table_and_events_take_batches_of_hundreds_of_rows(store):
     """A plan of thousands of rows is written a hundred rows a statement: inserts,
-    updates of some of them (the last of a repeated id wins), deletes and events all
-    land whole, on both backends."""
+    updates of some of them (the last of a repeated id wins), deletes, events and
+    node facts (cordon and first_seen kept) all land whole, on both backends."""
     epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
     spec = specs.agent_spec(SPEC, "web")
 
@@ -187,3 +187,10 @@ def test_the_desired_table_and_events_take_batches_of_hundreds_of_rows(store):
     assert got == {"hello-web-0005": "n4", **{f"hello-web-{i:04d}": "n2" for i in range(150, 280)}}
     store.add_events([("app", "hello", "Scheduled", f"instance {i}", "test") for i in range(230)])
     assert [e.message for e in store.list_events(name="hello", limit=1000)] == [f"instance {i}" for i in range(230)]
+    store.upsert_nodes([(f"n{i:03d}", "127.0.0.1", {}, {"cpu": 2}, 1.0) for i in range(230)])
+    store.set_node_cordoned("n007", True)
+    store.upsert_nodes([(f"n{i:03d}", "10.0.0.1", {"zone": "a"}, {"cpu": 4}, 2.0) for i in range(5, 210)])
+    nodes = {n.name: n for n in store.list_nodes()}
+    assert len(nodes) == 230 and (nodes["n004"].address, nodes["n005"].address) == ("127.0.0.1", "10.0.0.1")
+    assert (nodes["n007"].cordoned, nodes["n007"].labels, nodes["n007"].first_seen, nodes["n007"].last_seen) == \
+        (True, {"zone": "a"}, 1.0, 2.0)
