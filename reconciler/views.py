@@ -92,12 +92,15 @@ def nodes_json(views, stored, reports, desired, last_seen):
     NodeReport; ``last_seen(name)``: when this reconciler last heard from it.
     """
     by_name = {n.name: n for n in stored}
+    rows_by_node = {}  # grouped once: a scan of 10,000 rows for each of 1,000 nodes held the hub for a second
+    for r in desired:
+        rows_by_node.setdefault(r.node, []).append(r)
     out = []
     for v in views:
         rep = reports.get(v.name)
         rec = by_name.get(v.name)
         node = rep.node if rep else {}
-        rows = [r for r in desired if r.node == v.name]
+        rows = rows_by_node.get(v.name, [])
         out.append({
             "name": v.name,
             "state": v.state,
