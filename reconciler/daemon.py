@@ -9,8 +9,8 @@ the leader lease runs the loop. Green threads:
 - loop: one worker takes the due keys of the work queue (app names, ``ALL``
   every ``loop_interval``) and syncs them, if (and only while) we lead; a
   failed app is retried after its own backoff. After a sync it pauses as long
-  as the sync took, so syncs never take more than half the time and the bus
-  keeps up with the reports. One worker, on purpose:
+  as the sync took (at most ``loop_interval``), so syncs take no more than
+  half the time and the bus keeps up with the reports. One worker, on purpose:
   placements of different apps compete for the same nodes' room, and a single
   writer of the desired table needs no optimistic retry (Nomad's plan applier
   serialises them too);
@@ -149,10 +149,11 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
             keys = work.take(now)
             if keys:
                 sync(epoch, keys)
-                # Leave the other green threads as long as the sync took: back to back, the
-                # syncs of a busy cluster let the bus read one report per sync, until
-                # 1,000 nodes seemed unreachable (bench/scale.py).
-                eventlet.sleep(time.monotonic() - now)
+                # Leave the other green threads as long as the sync took (at most a loop
+                # interval: a sync slowed by a store outage must not delay the next): back to
+                # back, the syncs of a busy cluster let the bus read one report per sync,
+                # until 1,000 nodes seemed unreachable (bench/scale.py).
+                eventlet.sleep(min(time.monotonic() - now, timings.loop_interval))
             eventlet.sleep(0)
 
     def sync(epoch, keys):
