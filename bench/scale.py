@@ -163,9 +163,13 @@ def whole_path(args):
     """On the chosen store (a scratch PostgreSQL schema, dropped after), run :func:`measure`."""
     if args.store == "sqlite":
         return measure(args, None)
-    from tests.pg import postgres_dsn
+    from tests.pg import PostgresUnavailable, postgres_dsn
     from tests.support import scratch_schema
-    with scratch_schema(postgres_dsn(), prefix="bench") as dsn:
+    try:
+        base = postgres_dsn()
+    except PostgresUnavailable as e:
+        raise SystemExit(f"bench: no PostgreSQL to measure on: {e}") from None
+    with scratch_schema(base, prefix="bench") as dsn:
         return measure(args, dsn)
 
 
@@ -294,6 +298,11 @@ def main():
     p.add_argument("--endpoint", help=argparse.SUPPRESS)
     p.add_argument("--secret-file", help=argparse.SUPPRESS)
     args = p.parse_args()
+    for name in ("nodes", "instances", "per_app", "workers"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
+    if args.instances % args.per_app:
+        p.error(f"--instances {args.instances} is not a multiple of --per-app {args.per_app}")
     if args.agents_worker:
         return agent_worker(args.agents_worker.split(","), args.endpoint, args.secret_file, args.heartbeat)
     converged, scratch = planner_pass(args.nodes, args.instances, args.per_app)
