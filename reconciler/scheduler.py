@@ -12,6 +12,7 @@ Order of decision, as in DESIGN.md:
    so that equal inputs always give the same answer.
 """
 import heapq
+import itertools
 
 from reconciler.model import READY
 
@@ -28,15 +29,22 @@ class Candidates:
 
     def __init__(self, nodes):
         self.ready = [(n, dict(n.labels)) for n in nodes if n.state == READY]
-        self._matching = {}  # selector as sorted pairs -> its nodes (1,000 apps share a few selectors)
+        self._matching = {}  # selector as sorted pairs -> (its nodes, their names): 1,000 apps share a few
 
     def matching(self, selector):
         """Ready nodes that carry every label of ``selector`` (a dict); do not change the list."""
+        return self._lookup(selector)[0]
+
+    def matching_names(self, selector):
+        """The names of :meth:`matching`'s nodes, in the same order; do not change the list."""
+        return self._lookup(selector)[1]
+
+    def _lookup(self, selector):
         key = tuple(sorted(selector.items()))
         found = self._matching.get(key)
         if found is None:
-            found = self._matching[key] = [n for n, labels in self.ready
-                                           if all(labels.get(k) == v for k, v in key)]
+            nodes = [n for n, labels in self.ready if all(labels.get(k) == v for k, v in key)]
+            found = self._matching[key] = (nodes, [n.name for n in nodes])
         return found
 
 
@@ -72,15 +80,20 @@ def place_many(app, process, count, candidates, same_process, load, cpu_used, me
         return ((not process.cpu or n.cpu - cpu_used.get(n.name, 0.0) >= process.cpu - 1e-9)
                 and (not process.memory or n.memory - mem_used.get(n.name, 0) >= process.memory))
 
-    same = same_process if app.spread else {}
-    heap = [((same.get(n.name, 0), load.get(n.name, 0), n.name), i) for i, n in enumerate(matching)]  # rank(n)
+    # Entries are (*rank(n), i), built with C-level map/zip: a call of rank() per node and
+    # process was most of placing 10,000 instances on 1,000 nodes.
+    names = candidates.matching_names(selector)
+    zeros = itertools.repeat(0)
+    heap = list(zip(map((same_process if app.spread else {}).get, names, zeros), map(load.get, names, zeros),
+                    names, range(len(names))))
     heapq.heapify(heap)
     chosen = []
     while len(chosen) < count and heap:
-        key, i = heapq.heappop(heap)
+        *key, i = heapq.heappop(heap)
         n = matching[i]
-        if key != rank(n):  # stale entry: this node's rank grew since it was pushed
-            heapq.heappush(heap, (rank(n), i))
+        current = rank(n)
+        if tuple(key) != current:  # stale entry: this node's rank grew since it was pushed
+            heapq.heappush(heap, (*current, i))
             continue
         if not fits(n):
             continue
@@ -89,7 +102,7 @@ def place_many(app, process, count, candidates, same_process, load, cpu_used, me
         load[n.name] = load.get(n.name, 0) + 1
         cpu_used[n.name] = cpu_used.get(n.name, 0.0) + process.cpu
         mem_used[n.name] = mem_used.get(n.name, 0) + process.memory
-        heapq.heappush(heap, (rank(n), i))
+        heapq.heappush(heap, (*rank(n), i))
     if len(chosen) == count:
         return chosen, ""
     if process.memory and all(n.memory - mem_used.get(n.name, 0) < process.memory for n in matching):
