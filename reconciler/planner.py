@@ -85,12 +85,17 @@ def unreachable_nodes(nodes):
     return frozenset(n.name for n in nodes if n.state in (LOST, UNREACHABLE))
 
 
+def ready_since(observed, bad_nodes):
+    """``{row id: ready_since}`` of the instances reported running and ready on none
+    of ``bad_nodes`` (see :func:`unreachable_nodes`). Pure."""
+    return {o.id: o.ready_since for o in observed if o.ready and o.state == "running" and o.node not in bad_nodes}
+
+
 def availability(observed, bad_nodes, min_ready, now):
     """``is_available(row_id)`` for one app: reported running and ready for
     ``min_ready`` seconds, on none of ``bad_nodes`` (see
     :func:`unreachable_nodes`). Pure."""
-    since = {o.id: o.ready_since for o in observed
-             if o.ready and o.state == "running" and o.node not in bad_nodes}
+    since = ready_since(observed, bad_nodes)
 
     def is_available(iid):
         if iid not in since:
@@ -169,6 +174,7 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
                 purge.append(app.name)
             continue
         available = availability(observed_by_app[app.name], bad_nodes, app.min_ready, now)
+        ready = ready_since(observed_by_app[app.name], bad_nodes)
         for proc in app.processes:
             rows = rows_by_key.get((app.name, proc.name), [])
             current = [r for r in rows if _is_current(r, app, proc) and r.node not in draining]
@@ -201,7 +207,8 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
             # Old rows go oldest first, those on a draining node before the rest.
             old.sort(key=lambda r: (r.node not in draining, r.created_at, r.id))
             surge, unavailable = limits(app, proc.count)
-            step = rolling_step(proc.count, surge, unavailable, current, old, lambda r: available(r.id))
+            step = rolling_step(proc.count, surge, unavailable, current, old, lambda r: available(r.id),
+                                lambda r: r.id in ready)
             for r in step.stop:
                 release(r, f"node {r.node} is draining" if r.node in draining and _is_current(r, app, proc)
                         else f"replaced by revision {app.revision}")

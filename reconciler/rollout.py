@@ -31,20 +31,23 @@ def limits(app, count):
     return rollout_limits({"maxSurge": app.max_surge, "maxUnavailable": app.max_unavailable}, count)
 
 
-def rolling_step(count, surge, unavailable, current, old, is_available):
+def rolling_step(count, surge, unavailable, current, old, is_available, is_ready=None):
     """Which ``old`` rows to stop and how many current rows to boot, in this pass.
 
     ``count``: instances wanted; ``surge``/``unavailable``: the limits in
     instances; ``current``/``old``: the process's rows (old ones in the order
     they should go); ``is_available(row)``: ready for ``minReady`` on a
-    reachable node. A purely computational function with no side effects.
+    reachable node; ``is_ready(row)``: reported ready on a reachable node
+    (default: ``is_available``). A purely computational function with no side effects.
 
     Two bounds hold after the step:
 
     - at most ``count + surge`` rows exist (current + old), and
     - the available ones that are stopped leave at least ``count - unavailable``
-      available. An old row that is not available may always go: stopping it
-      costs no availability (Kubernetes' cleanup of unhealthy replicas).
+      available. An old row that is not even ready may always go: stopping it
+      costs no availability (Kubernetes' cleanup of unhealthy replicas). One
+      that is ready but not yet for ``minReady`` stays until it is available:
+      it serves, and a reconciler that has just started sees every instance so.
 
     Worked example: 10 instances, maxSurge 25% -> 3 (2.5 rounded up),
     maxUnavailable 25% -> 2 (2.5 rounded down); so at most 13 rows and at
@@ -57,15 +60,16 @@ def rolling_step(count, surge, unavailable, current, old, is_available):
     when it is available stop 1 old and boot the second new, when that one is
     available stop the last old; never fewer than 2 available.
     """
+    is_ready = is_ready or is_available
     min_available = max(0, count - unavailable)
     max_total = count + surge
     available = sum(1 for r in current if is_available(r)) + sum(1 for r in old if is_available(r))
     budget = available - min_available
     stop = []
     for r in old:
-        if not is_available(r):
+        if not is_ready(r):
             stop.append(r)
-        elif budget > 0:
+        elif budget > 0 and is_available(r):
             stop.append(r)
             budget -= 1
     remaining = len(current) + len(old) - len(stop)

@@ -84,6 +84,10 @@ SCENARIOS = [
     ("Rolling_MinReady_Passed", app(count=2, surge=1, unavailable=0, min_ready=10),
      olds("n1", "n2") + news("n1"), up(olds("n1", "n2")) + up(news("n1"), since=85.0), ready_nodes(2), 100,
      ["n2"], ["old0"]),
+    # A reconciler that has just started (and now leads) saw every instance ready a moment ago: none is
+    # available for minReady yet, but the ready old ones serve and must not all be stopped at once.
+    ("Rolling_TakenOverByFreshReconciler_ReadyOldStay", app(count=3, surge=1, unavailable=0, min_ready=10),
+     olds("n1", "n2", "n3"), up(olds("n1", "n2", "n3"), since=100.0), ready_nodes(3), 100, ["n1"], []),
     ("Rolling_BrokenOldGoesFirst", app(count=2, surge=1, unavailable=0),
      olds("n1", "n2"), up(olds("n1", "n2"), ready=False), ready_nodes(2), 0, ["n1", "n2"], ["old0", "old1"]),
     ("Rolling_Stuck_DeadlineExceeded", app(count=2, surge=1, unavailable=0, failed=True),
