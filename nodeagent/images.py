@@ -169,6 +169,8 @@ def _fetch_unpack(url, dest, sha256, what):
                         if release > 0:
                             tar.stdin.write(pending[:release])
                             del pending[:release]
+                        if scan.finished:   # past the archive's end: hashed, never given to tar
+                            del pending[:]
             except requests.RequestException as e:
                 raise ImageError(f"{what}: downloading {url} failed ({e.__class__.__name__}: {e})") from None
             except ValueError as e:
@@ -247,6 +249,8 @@ class TarScan:
         self._next = {}           # what long names and pax records say of the next member
         self._links = set()
         self.safe = 0
+        self.ended = None         # offset just after the first zero block at a member boundary
+        self.finished = False     # past the end-of-archive marker: nothing more is ever released
 
     def complete(self):
         """Whether the stream so far ends between members (nothing half read)."""
@@ -256,6 +260,8 @@ class TarScan:
         """Take the next ``data``; return the offset up to which the stream may be unpacked."""
         self._buf += data
         while True:
+            if self.ended is not None:
+                return self._trailer()
             if self._skip:
                 n = min(self._skip, len(self._buf))
                 del self._buf[:n]
@@ -281,10 +287,23 @@ class TarScan:
             self._at += 512
             self._header(block)
 
+    def _trailer(self):
+        """After the end-of-archive: release the marker's second zero block, if it is one, and
+        consume the rest (a writer's record padding, which tar never reads) without releasing it."""
+        if not self.finished:
+            if len(self._buf) < 512:
+                return self.safe
+            if self._buf[:512] == bytes(512):
+                self.safe = self.ended + 512
+            self.finished = True
+        self._at += len(self._buf)
+        del self._buf[:]
+        return self.safe
+
     def _header(self, block):
         if block == bytes(512):
-            if not self._next:
-                self.safe = self._at
+            if not self._next and self._meta is None:
+                self.safe = self.ended = self._at
             return
         stored = _number(block[148:156])
         rest = block[:148] + block[156:]
