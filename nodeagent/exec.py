@@ -17,7 +17,6 @@ When the stream closes before the command ends (the user went away), the
 command's process group gets SIGHUP, then SIGKILL after :data:`HANGUP_GRACE`.
 """
 import base64
-import errno
 import fcntl
 import logging
 import os
@@ -30,23 +29,10 @@ import termios
 import warnings
 
 import eventlet
-import eventlet.hubs
-import eventlet.patcher
-
-# The pumps below wait for their fds with trampoline themselves. eventlet's green
-# os.read/os.write add a wait of their own and answer '' (a str) when the hub
-# thinks an fd closed, which a reused fd number (the next exec's pty) trips over:
-# use the originals, and tell the hub when an fd is closed.
-_read = eventlet.patcher.original("os").read
-_write = eventlet.patcher.original("os").write
-
-
-def _close(fd):
-    eventlet.hubs.notify_close(fd)
-    os.close(fd)
 
 from corral import images as image_layout
 from nodeagent import environ
+from nodeagent.fdio import close_fd as _close, read_some, write_all
 
 log = logging.getLogger(__name__)
 
@@ -146,37 +132,6 @@ def spawn(argv, env, cwd, *, tty, rows=24, cols=80, user=None):
     return proc, fds
 
 
-def read_some(fd, size=READ_BYTES):
-    """Bytes from non-blocking ``fd`` once there are some (green wait); b"" at end of file
-    (a pty whose other side is all closed reads as EIO: also the end)."""
-    while True:
-        try:
-            return _read(fd, size)
-        except BlockingIOError:
-            eventlet.hubs.trampoline(fd, read=True)
-        except OSError as e:
-            if e.errno == errno.EIO:
-                return b""
-            raise
-
-
-def write_all(fd, data):
-    """Write all of ``data`` to non-blocking ``fd`` (green wait); False when the reader is gone."""
-    view = memoryview(data)
-    while view:
-        try:
-            n = _write(fd, view)
-        except BlockingIOError:
-            eventlet.hubs.trampoline(fd, write=True)
-            continue
-        except OSError as e:
-            if e.errno in (errno.EPIPE, errno.EIO, errno.EBADF):
-                return False
-            raise
-        view = view[n:]
-    return True
-
-
 class ExecRun:
     """One command of one stream: pumps output out under the window, input in, and ends the stream
     with the exit status."""
@@ -221,7 +176,7 @@ class ExecRun:
     def _pump_output(self, name):
         fd = self.fds[name]
         while True:
-            data = read_some(fd)
+            data = read_some(fd, READ_BYTES)
             if not data:
                 return
             if not self.channel.emit("exec_output", {"fd": name, "data": base64.b64encode(data).decode("ascii")}):

@@ -35,7 +35,7 @@ import eventlet.semaphore
 import requests
 
 from corral import images
-from nodeagent import disk
+from nodeagent import disk, fdio
 
 CHUNK = 1 << 20
 TIMEOUT = (10, 60)   # connect, read: seconds
@@ -152,9 +152,19 @@ def _fetch_unpack(url, dest, sha256, what):
     digest, scan, size = hashlib.sha256(), TarScan(), 0
     with tempfile.TemporaryFile() as errors:
         # A venv links to its base interpreter by absolute path: symlink targets are kept as they are.
-        tar = subprocess.Popen(["tar", "--extract", "--file=-", "--directory", dest, "--no-same-owner",
-                                "--delay-directory-restore"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=errors)
+        # Our own pipe, written with fdio: a green pipe's write spins for ever once tar has exited.
+        feed_r, feed_w = os.pipe()
+        try:
+            tar = subprocess.Popen(["tar", "--extract", "--file=-", "--directory", dest, "--no-same-owner",
+                                    "--delay-directory-restore"], stdin=feed_r, stdout=subprocess.DEVNULL,
+                                   stderr=errors)
+        except BaseException:
+            os.close(feed_w)
+            raise
+        finally:
+            os.close(feed_r)
+        os.set_blocking(feed_w, False)
+        tar_open = True
         try:
             try:
                 with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
@@ -167,21 +177,20 @@ def _fetch_unpack(url, dest, sha256, what):
                         pending += chunk
                         release = scan.feed(chunk) - (size - len(pending))
                         if release > 0:
-                            tar.stdin.write(pending[:release])
-                            del pending[:release]
+                            tar_open = tar_open and fdio.write_all(feed_w, pending[:release])
+                            del pending[:release]   # (tar gone early: its reason is read below)
                         if scan.finished:   # past the archive's end: hashed, never given to tar
                             del pending[:]
             except requests.RequestException as e:
                 raise ImageError(f"{what}: downloading {url} failed ({e.__class__.__name__}: {e})") from None
             except ValueError as e:
                 raise ImageError(f"{what}: archive {e}") from None
-            except BrokenPipeError:
-                pending = b""   # tar stopped early; its reason is read below
             if digest.hexdigest() != sha256:
                 raise ImageError(f"{what}: the archive from {url} has sha256 {digest.hexdigest()}, expected {sha256}")
             if pending or not scan.complete():
                 raise ImageError(f"{what}: the archive cannot be read (it ends inside a member)")
-            tar.stdin.close()
+            fdio.close_fd(feed_w)
+            feed_w = None
             if tar.wait() != 0:
                 errors.seek(0)
                 reason = errors.read().decode("utf-8", "replace").strip().splitlines()
@@ -190,11 +199,8 @@ def _fetch_unpack(url, dest, sha256, what):
             if tar.returncode is None:
                 tar.kill()
                 tar.wait()
-            if not tar.stdin.closed:
-                try:
-                    tar.stdin.close()
-                except BrokenPipeError:
-                    pass
+            if feed_w is not None:
+                fdio.close_fd(feed_w)
     return size
 
 
