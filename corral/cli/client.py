@@ -56,25 +56,39 @@ def load_config(environ=os.environ):
     return urls, token
 
 
+CONNECT_TIMEOUT = 3.0    # seconds: a reconciler's host that drops packets is passed over this soon
+FAILOVER_READ = 5.0      # seconds a reading call waits for an answer while another URL remains
+
+
 class Client:
     """Calls the API, failing over between ``urls``."""
 
-    def __init__(self, urls, token, timeout=30.0):
+    def __init__(self, urls, token, timeout=30.0, failover_read=FAILOVER_READ):
         if not urls:
             raise ClientError("no API URL configured")
         self.urls = list(urls)
         self.timeout = timeout
+        self.failover_read = failover_read
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
 
-    def request(self, method, path, *, json=None, data=None, params=None, ok=(200, 201, 202, 204)):
+    def request(self, method, path, *, json=None, data=None, params=None, ok=(200, 201, 202, 204),
+                idempotent=False):
         """Return ``(status, body)``; raise ClientError with the server's sentence
-        for a status outside ``ok``, or when no URL answers."""
+        for a status outside ``ok``, or when no URL answers. A request that a URL took
+        but did not answer is sent to the next one only when doing it twice is the same
+        as doing it once: reads, and writes the caller marks ``idempotent``."""
         errors = []
         for i, url in enumerate(self.urls):
             try:
-                r = self.session.request(method, url.rstrip("/") + path, json=json, data=data,
-                                         params=params, timeout=self.timeout)
+                r = self.session.request(method, url.rstrip("/") + path, json=json, data=data, params=params,
+                                         timeout=(CONNECT_TIMEOUT, self._read_timeout(method, i)))
+            except requests.ReadTimeout:
+                if not (idempotent or method in ("GET", "HEAD")):   # it may have been done: not twice
+                    raise ClientError(f"{method} {path}: the API at {url} took the request but did not answer "
+                                      f"within {self.timeout:g}s; it may or may not have been done") from None
+                errors.append(f"{url}: no answer within {self._read_timeout(method, i):g}s")
+                continue
             except requests.RequestException as e:
                 errors.append(f"{url}: {_short(e)}")
                 continue
@@ -93,6 +107,14 @@ class Client:
                 raise ClientError(msg or f"{method} {path} failed with HTTP {r.status_code}")
             return r.status_code, body
         raise ClientError("no corral API answered (" + "; ".join(errors) + ")")
+
+    def _read_timeout(self, method, i):
+        """How long to wait for URL number ``i``'s answer. A frozen reconciler accepts connections
+        and never answers: a read (which is safe to ask again) moves on to the next URL soon; a
+        write, or the last URL, waits the whole timeout (a write must not be sent twice)."""
+        if method in ("GET", "HEAD") and i < len(self.urls) - 1:
+            return min(self.timeout, self.failover_read)
+        return self.timeout
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)[1]

@@ -52,7 +52,7 @@ def _upload_sources(client, docs, upload=True):
             if upload:
                 status, _ = client.request("HEAD", f"/v1/sources/{digest}", ok=(200, 404))
                 if status == 404:
-                    client.request("PUT", f"/v1/sources/{digest}", data=data)
+                    client.request("PUT", f"/v1/sources/{digest}", data=data, idempotent=True)
         out.append({"doc": d.doc, "source_digest": packed[folder][0]})
     return out
 
@@ -71,7 +71,7 @@ def _pack(source, folder, app):
 def cmd_apply(args, client):
     docs = _load(args.filename)
     body = {"documents": _upload_sources(client, docs), "dryRun": args.dry_run}
-    _, reply = client.request("POST", "/v1/apply", json=body)
+    _, reply = client.request("POST", "/v1/apply", json=body, idempotent=True)
     suffix = " (dry run)" if args.dry_run else ""
     for r in reply["results"]:
         print(f"{r.get('kind', 'App').lower()}/{r['name']} {r['action']}{suffix}")
@@ -138,7 +138,8 @@ def _show_failed_build_log(client, name):
 
 def cmd_diff(args, client):
     docs = _load(args.filename)
-    _, reply = client.request("POST", "/v1/diff", json={"documents": _upload_sources(client, docs)})
+    _, reply = client.request("POST", "/v1/diff", json={"documents": _upload_sources(client, docs)},
+                              idempotent=True)
     changed = False
     for d in reply["diffs"]:
         if d["action"] != "unchanged":
@@ -219,7 +220,7 @@ def cmd_delete(args, client):
     else:
         raise ClientError("say what to delete: `corral delete app NAME` or `corral delete -f PATH`")
     for name in names:
-        client.request("DELETE", f"/v1/apps/{name}")
+        client.request("DELETE", f"/v1/apps/{name}", idempotent=True)
         print(f"app/{name} deleting")
     if args.wait:
         deadline = time.monotonic() + parse_duration(args.timeout)

@@ -83,7 +83,7 @@ def cmd_describe(args, client):
 
 def cmd_sync(args, client, poll=0.25, clock=time.monotonic):
     """Ask for a sync of NAME now; wait for it (unless --no-wait) and report its outcome."""
-    _, reply = client.request("POST", f"/v1/gitsources/{args.name}/sync")
+    _, reply = client.request("POST", f"/v1/gitsources/{args.name}/sync", idempotent=True)
     print(f"gitsource/{args.name} sync requested")
     if not args.wait:
         return 0

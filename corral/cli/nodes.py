@@ -37,7 +37,7 @@ def cmd_node(args, client, clock=time.monotonic, poll=0.5):
         return 0
     if not args.name:
         raise ClientError(f"corral node {args.action} needs a node name")
-    _, reply = client.request("POST", f"/v1/nodes/{args.name}/{args.action}")
+    _, reply = client.request("POST", f"/v1/nodes/{args.name}/{args.action}", idempotent=True)
     print(f"node/{args.name} {DONE[args.action]}")
     if args.action != "drain" or not args.wait:
         return 0
