@@ -49,9 +49,10 @@ log = logging.getLogger(__name__)
 class ClusterState:
     """What the API asks the daemon: observed view merged with the store."""
 
-    def __init__(self, name, store, observed, lease, timings, clock=time.time):
+    def __init__(self, name, store, observed, lease, timings, clock=time.time, bus_stats=dict):
         self.name, self.store, self.observed, self.lease, self.timings, self.clock = \
             name, store, observed, lease, timings, clock
+        self.bus_stats = bus_stats
 
     def _node_views(self):
         stored = self.store.list_nodes()
@@ -62,7 +63,11 @@ class ClusterState:
                                                          draining={n.name for n in stored if n.draining})
 
     def health(self):
-        return {"name": self.name, "leader": self.lease.epoch is not None, "epoch": self.lease.epoch}
+        """Name, leadership, and what this reconciler's bus refused (``rejected_messages``, by reason)
+        and dropped: the counts that show a peer sending garbage or replays."""
+        stats = self.bus_stats()
+        return {"name": self.name, "leader": self.lease.epoch is not None, "epoch": self.lease.epoch,
+                "rejected_messages": stats.get("rejected", {}), "dropped_messages": stats.get("dropped", 0)}
 
     def instances(self):
         _, desired, node_views = self._node_views()
@@ -121,7 +126,7 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
     relay = Relay(server.send, lambda node: time.time() - observed.last_seen(node), timings.heartbeat_timeout)
     lease = LeaderLease(store, name, timings)
     controller = Controller(store, observed, server, timings, name)
-    state = ClusterState(name, store, observed, lease, timings)
+    state = ClusterState(name, store, observed, lease, timings, bus_stats=server.stats)
     stopping = eventlet.event.Event()
 
     def lease_loop():
