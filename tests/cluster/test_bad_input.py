@@ -6,7 +6,6 @@ import random
 import socket
 import time
 
-import pytest
 import requests
 import zmq
 
