@@ -7,11 +7,14 @@ app (the agent's descendants), CPU over the same window, RSS and PSS summed. The
 fake reconciler on a real bus; once every instance is ready, the agent's CPU
 time (utime + stime from /proc) is sampled over a window.
 
-    .venv/bin/python bench/agent_idle.py [--instances 200] [--window 30] [--app-users] [--memory MIB]
+    .venv/bin/python bench/agent_idle.py [--instances 200] [--window 30] [--app-users] [--memory MIB] [--profile PATH]
 
 As root, ``--app-users`` lets other users pass the work folder, so that the
 instances run as their app's own user (``corral-hello``), and ``--memory``
 gives each a memory request, so that each gets a cgroup with that limit.
+``--profile PATH`` runs the agent under cProfile and writes the profile of the
+measured window to PATH (``python -m pstats PATH``); the CPU figure then
+includes the profiler's own cost.
 
 Goal (issue 3): under 5% of one core and under 100 MiB RSS at 200 instances.
 """
@@ -40,10 +43,15 @@ from tests.integration.test_agent_daemon import NODE, Reconciler, assignment, bu
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid):
+def cpu_times(pid):
+    """User and system CPU seconds of ``pid`` so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid):
+    return sum(cpu_times(pid))
 
 
 def rss_mib(pid):
@@ -120,6 +128,8 @@ def main():
                    help="as root: make the work folder passable by other users, so that apps run as their own user")
     p.add_argument("--memory", type=int, default=0, metavar="MIB",
                    help="a memory request per instance (as root: a cgroup each with that hard limit)")
+    p.add_argument("--profile", metavar="PATH",
+                   help="write a cProfile of the agent over the measured window to PATH (pstats format)")
     args = p.parse_args()
     if shutil.which("socat") is None:
         sys.exit("socat is needed for the idle instances and is not on the PATH")
@@ -140,7 +150,8 @@ def main():
             "from corral.settings import Timings\n"
             "from nodeagent.daemon import run\n"
             "run(**json.loads(sys.argv[1]), timings=Timings())\n")
-    agent = subprocess.Popen([sys.executable, "-c", code, json.dumps(run_args)],
+    env = dict(os.environ, CORRAL_AGENT_PROFILE=os.path.abspath(args.profile)) if args.profile else None
+    agent = subprocess.Popen([sys.executable, "-c", code, json.dumps(run_args)], env=env,
                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "agent.log"), "w"))
     try:
         while rec.latest() is None:
@@ -163,12 +174,16 @@ def main():
         time.sleep(2)
         node = descendants(agent.pid)
         shims = [p for p in node if b"nodeagent.logshim" in open(f"/proc/{p}/cmdline", "rb").read()]
-        c0, n0, s0, w0 = cpu_seconds(agent.pid), node_cpu(node), node_cpu(shims), time.monotonic()
+        if args.profile:
+            agent.send_signal(signal.SIGUSR1)
+        (u0, k0), n0, s0, w0 = cpu_times(agent.pid), node_cpu(node), node_cpu(shims), time.monotonic()
         time.sleep(args.window)
-        c1, n1, s1, w1 = cpu_seconds(agent.pid), node_cpu(node), node_cpu(shims), time.monotonic()
+        (u1, k1), n1, s1, w1 = cpu_times(agent.pid), node_cpu(node), node_cpu(shims), time.monotonic()
+        c0, c1 = u0 + k0, u1 + k1
         pct = lambda a, b: round(100 * (b - a) / (w1 - w0), 2)  # noqa: E731
         print(json.dumps({"instances": args.instances, "all_ready_s": round(all_ready, 1),
                           "window_s": round(w1 - w0, 1), "agent_cpu_percent_of_one_core": pct(c0, c1),
+                          "agent_user_percent": pct(u0, u1), "agent_system_percent": pct(k0, k1),
                           "agent_rss_mib": round(rss_mib(agent.pid), 1),
                           "capture_processes": len(shims), "capture_cpu_percent_of_one_core": pct(s0, s1),
                           "capture_rss_mib_each": round(sum(rss_mib(p) for p in shims) / max(1, len(shims)), 1),

@@ -9,7 +9,14 @@
 Isolation is decided once, at start: who apps run as (:func:`nodeagent.users.choose`)
 and whether memory requests are hard limits (:meth:`MemoryCgroups.probe`).
 What cannot be enforced is logged with its reason and reported as a condition.
+
+With ``CORRAL_AGENT_PROFILE=PATH`` in its environment the daemon runs under
+cProfile and writes the profile (pstats format) to PATH when SIGINT or SIGTERM
+comes (before it stops anything, so the profile is of its running); SIGUSR1
+starts the profile afresh, so that it covers only what follows (bench/agent_idle.py
+``--profile`` sends it when the measured window starts).
 """
+import cProfile
 import logging
 import os
 import signal
@@ -64,12 +71,16 @@ def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address
         stop.append(signum)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    profile = _Profile.from_env()
     try:
         bus.start()
         agent.start()
         log.info("agent %s up, reporting to %s", name, ", ".join(reconcilers))
         while not stop:
             eventlet.sleep(SIGNAL_POLL)
+        if profile is not None:
+            profile.dump()
+            profile = None
         if stop[0] == signal.SIGINT:
             log.info("agent %s stopping its instances and exiting on SIGINT", name)
             agent.shutdown()
@@ -81,3 +92,34 @@ def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address
         bus.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if profile is not None:
+            profile.dump()
+
+
+class _Profile:
+    """cProfile of the whole daemon while ``CORRAL_AGENT_PROFILE`` names a file; SIGUSR1 restarts it."""
+
+    def __init__(self, path):
+        self.path = path
+        self.profiler = cProfile.Profile()
+        self.profiler.enable()
+        signal.signal(signal.SIGUSR1, self.restart)
+
+    @classmethod
+    def from_env(cls):
+        """A running profile when the environment asks for one, else None."""
+        path = os.environ.get("CORRAL_AGENT_PROFILE")
+        return cls(path) if path else None
+
+    def restart(self, signum=None, frame=None):
+        """Drop what was profiled so far and go on profiling."""
+        self.profiler.disable()
+        self.profiler = cProfile.Profile()
+        self.profiler.enable()
+
+    def dump(self):
+        """Stop profiling and write the profile to the file."""
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        self.profiler.disable()
+        self.profiler.dump_stats(self.path)
+        log.info("profile of the agent written to %s", self.path)
