@@ -132,12 +132,6 @@ def _scenario(fleet, mount, data):
     return seen
 
 
-FETCH_HANGS = pytest.mark.xfail(
-    strict=True, reason="the victim agent fetches its images, and a fetch of a layer padded to 128 KiB tar records "
-                        "never returns (tests/integration/test_image_fetch_record_padding.py): steady never starts")
-
-
-@FETCH_HANGS
 def test_a_full_disk_shows_pressure_refuses_the_new_image_and_keeps_what_runs(disk_full):
     seen, steady = disk_full, disk_full["steady"]
     assert steady["node"] == VICTIM and not seen["pressure_before"]
@@ -153,7 +147,6 @@ def test_a_full_disk_shows_pressure_refuses_the_new_image_and_keeps_what_runs(di
     assert not seen["died"], f"daemons died: {seen['died']}"
 
 
-@FETCH_HANGS
 def test_the_state_files_are_whole_after_a_full_disk(disk_full):
     state, table, steady = disk_full["state"], disk_full["table"], disk_full["steady"]
     assert state["epoch"] >= 1
