@@ -1,5 +1,14 @@
-"""Running one health check against a live instance (the I/O side of :mod:`nodeagent.health`)."""
+"""Running one health check against a live instance (the I/O side of :mod:`nodeagent.health`).
+
+A tcp check connects and closes with a reset (``SO_LINGER`` 0), as Kubernetes'
+probes do since kubernetes/kubernetes#115143: a check every second of
+hundreds of instances otherwise leaves thousands of sockets in TIME_WAIT and
+costs the agent a FIN exchange per check. A numeric address is connected to
+as it is, without a (green) name lookup per check.
+"""
+import functools
 import socket
+import struct
 import subprocess
 
 import requests
@@ -25,9 +34,33 @@ def _http(url, timeout):
     return 200 <= resp.status_code < 400, f"GET {url} answered HTTP {resp.status_code}"
 
 
+RESET_ON_CLOSE = struct.pack("ii", 1, 0)   # SO_LINGER on, 0 s: close() sends RST, no TIME_WAIT
+
+
+@functools.lru_cache(maxsize=64)
+def numeric_family(address):
+    """AF_INET or AF_INET6 when ``address`` is a numeric IP address, else None (a name to look up)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, address)
+            return family
+        except OSError:
+            pass
+    return None
+
+
 def _tcp(address, port, timeout):
+    family = numeric_family(address)
     try:
-        with socket.create_connection((address, port), timeout=timeout):
+        if family is None:
+            sock = socket.create_connection((address, port), timeout=timeout)
+        else:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+        with sock:
+            if family is not None:
+                sock.connect((address, port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
             return True, f"connected to {address}:{port}"
     except OSError as e:
         return False, f"connect to {address}:{port}: {e.strerror or e}"

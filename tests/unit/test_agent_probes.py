@@ -1,0 +1,54 @@
+"""tcp health checks (nodeagent/probes.py) against real sockets: numeric addresses without a lookup,
+names still looked up, and the check's connection closed with a reset (no TIME_WAIT left behind)."""
+import socket
+
+import pytest
+
+from nodeagent import probes
+from nodeagent.health import Check
+
+
+def listener(family=socket.AF_INET, host="127.0.0.1"):
+    srv = socket.socket(family, socket.SOCK_STREAM)
+    srv.bind((host, 0))
+    srv.listen(8)
+    return srv
+
+
+@pytest.mark.parametrize("address, family", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6),
+                                             ("localhost", None), ("node-1.example", None)])
+def test_numeric_family(address, family):
+    assert probes.numeric_family(address) == family
+
+
+def test_tcp_check_passes_and_the_server_sees_a_reset_not_a_close():
+    srv = listener()
+    try:
+        ok, detail = probes.probe(Check(kind="tcp", target=True, timeout=2.0), "127.0.0.1", srv.getsockname()[1],
+                                  {}, "/")
+        assert ok, detail
+        assert detail == f"connected to 127.0.0.1:{srv.getsockname()[1]}"
+        conn, _ = srv.accept()
+        with conn, pytest.raises(ConnectionResetError):
+            conn.recv(1)
+    finally:
+        srv.close()
+
+
+def test_tcp_check_by_name_still_passes():
+    srv = listener()
+    try:
+        ok, detail = probes.probe(Check(kind="tcp", target=True, timeout=2.0), "localhost", srv.getsockname()[1],
+                                  {}, "/")
+        assert ok, detail
+    finally:
+        srv.close()
+
+
+def test_tcp_check_of_a_closed_port_fails_with_the_reason():
+    srv = listener()
+    port = srv.getsockname()[1]
+    srv.close()
+    ok, detail = probes.probe(Check(kind="tcp", target=True, timeout=2.0), "127.0.0.1", port, {}, "/")
+    assert not ok
+    assert detail == f"connect to 127.0.0.1:{port}: Connection refused"
