@@ -17,6 +17,7 @@ the leader lease runs the loop. Green threads:
 - gitops: every ``gitops_tick``, the GitSources that are due are synced, if we lead;
 - api: eventlet.wsgi on the API address.
 """
+import collections
 import logging
 import shutil
 import signal
@@ -37,9 +38,10 @@ from reconciler import views
 from reconciler.api import Api
 from reconciler.gitops.repo import GitRepos
 from reconciler.gitops.sync import GitSync
+from reconciler.instance_events import instance_events
 from reconciler.leader import LeaderLease
 from reconciler.loop import ALL, Controller
-from reconciler.observed import Observed
+from reconciler.observed import Observed, is_delayed
 from reconciler.streams import Relay
 from reconciler.workqueue import WorkQueue
 
@@ -98,6 +100,7 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
     store = open_store_retrying(store_dsn)
     observed = Observed(started_at=time.time())
     kicks = eventlet.queue.LightQueue(maxsize=1)
+    pending_events = collections.deque(maxlen=1000)   # instance events waiting for the store (leader only)
     work = WorkQueue()
 
     def kick(*keys):
@@ -115,7 +118,12 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
         if msg.type != "report":
             return
         node = msg.body["node"]["name"]
-        new_node = node not in observed.reports()
+        prev = observed.latest(node)
+        new_node = prev is None
+        if prev is not None and lease.epoch is not None and not is_delayed(prev, msg.body):
+            pending_events.extend(("app", app, reason, message, name)
+                                  for app, reason, message in instance_events(node, prev.instances,
+                                                                              msg.body["instances"]))
         if observed.record(msg.body, time.time()):
             if new_node:
                 kick()
@@ -181,6 +189,22 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
             else:
                 work.forget(key)
 
+    def events_loop():
+        """Write the instance events the reports produced, off the bus's green thread; a store
+        that is down keeps them (at most the deque's length) for the next try."""
+        while not stopping.ready():
+            eventlet.sleep(timings.loop_interval)
+            if not pending_events:
+                continue
+            batch = list(pending_events)
+            try:
+                store.add_events(batch)
+            except StoreError as e:
+                log.warning("%d instance event(s) not written yet: %s", len(batch), e)
+                continue
+            for _ in batch:
+                pending_events.popleft()
+
     git_dir = tempfile.mkdtemp(prefix="corral-git-")
     gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, kick, scratch_dir=git_dir)
 
@@ -204,6 +228,7 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
     app = Api(store, state, api_token(key), kick, relay)
     server.start()
     threads = [eventlet.spawn(lease_loop), eventlet.spawn(control_loop), eventlet.spawn(gitops_loop),
+               eventlet.spawn(events_loop),
                eventlet.spawn(eventlet.wsgi.server, sock, app, log=logging.getLogger("corral.api.access"),
                               log_output=False, socket_timeout=60)]
 

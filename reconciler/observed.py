@@ -105,6 +105,10 @@ class Observed:
         """Every node's latest report, by name."""
         return dict(self._reports)
 
+    def latest(self, name):
+        """Node ``name``'s latest report, or None (no copy of the table: called per message)."""
+        return self._reports.get(name)
+
     def last_seen(self, name):
         """When ``name`` last reported, floored at this reconciler's start."""
         r = self._reports.get(name)

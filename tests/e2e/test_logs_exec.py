@@ -106,6 +106,10 @@ def test_follow_through_a_crash_and_restart_then_previous_shows_the_traceback(cl
     assert "Traceback (most recent call last)" in previous and "RuntimeError: crash-for-the-test" in previous
     assert previous.count("boot") == 1
     assert wait_for("the restarted instance", lambda: instance(cluster))["id"] == inst["id"]
+    restarted = wait_for("the restart as an event of the app", lambda: [
+        e for e in cluster.json("get", "events") if e["reason"] == "BackOff" and inst["id"] in e["message"]])
+    assert "exited with code 1" in restarted[0]["message"] and "node-1" in restarted[0]["message"]
+    assert "BackOff" in cluster.corral("describe", "app", "crashy").stdout
 
 
 def test_follow_through_a_rolling_update(cluster):
