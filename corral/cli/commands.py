@@ -206,6 +206,10 @@ def cmd_describe(args, client):
         lines.append(f"  {c['type']:<12} {c['status']:<8} {c['reason']:<22} {c['message']}")
     lines.append("Instances:")
     lines.append("  " + (render("instances", instances, "table").replace("\n", "\n  ") if instances else "none"))
+    said = [i for i in instances if i.get("message")]
+    if said:   # why an instance is not running, as the agent put it (kubectl's container State/Message)
+        lines.append("Instance messages:")
+        lines += [f"  {i['id']}: {i['message']}" for i in said]
     lines.append("Events:")
     lines.append("  " + (render("events", events, "table").replace("\n", "\n  ") if events else "none"))
     print("\n".join(lines))
