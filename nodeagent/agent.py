@@ -24,7 +24,7 @@ from nodeagent import disk, facts, retention, users as app_users
 from nodeagent.diff import diff
 from nodeagent.environ import base_env
 from nodeagent.images import ImageCache
-from nodeagent.instance import Instance, Wakeup
+from nodeagent.instance import ExitWatch, Instance, Wakeup
 from nodeagent.ports import PortAllocator
 from nodeagent.process import Capture, Launcher
 from nodeagent.restart import Backoff
@@ -70,6 +70,7 @@ class Agent:
         self.counters = {"assign_accepted": 0, "assign_stale": 0, "assign_other_node": 0, "reports_sent": 0}
         self.inbox = eventlet.queue.LightQueue()
         self.changed = Wakeup()
+        self.exits = ExitWatch()
         self.closing = False
         self.streams = None  # nodeagent.streams.Streams, set by the daemon once the bus exists
         self.started_at = clock()
@@ -144,7 +145,7 @@ class Agent:
                         image_cache=self.images, launcher=self.launcher, ports=self.ports,
                         base_env=self.base_env, on_change=self._on_instance_change, users=self.users,
                         memory=self.memory, clock=self.clock, backoff=self.backoff, capture=self.capture,
-                        record=record)
+                        record=record, exits=self.exits)
         self.instances[inst.id] = inst
         inst.start()
         return inst

@@ -42,8 +42,8 @@ from nodeagent.users import UserError
 
 log = logging.getLogger(__name__)
 
-TICK = 0.1            # seconds between polls of a process, a port or the stop flag
-WATCH = 0.5           # seconds between polls of a ready process (an exit is seen this late at most)
+TICK = 0.1            # seconds between polls of a starting process, a port or the stop flag
+WATCH = 0.5           # seconds between looks of the ExitWatch at every process (an exit is seen this late at most)
 READY_PROBE = 0.25    # seconds a readiness connect may take
 KILL_WAIT = 10.0      # seconds to wait for a group to vanish after SIGKILL
 
@@ -70,6 +70,48 @@ class Wakeup:
             return False
 
 
+class ExitWatch:
+    """One green thread that looks at every watched process each ``interval`` seconds and wakes
+    the worker of one that has exited.
+
+    A ready instance's worker then sleeps until its next health check (or,
+    without a check, until woken) instead of polling its own process: with 200
+    instances that is 2 wakeups a second for all exits instead of 400. The
+    thread runs only while something is watched.
+    """
+
+    def __init__(self, interval=WATCH):
+        self.interval = interval
+        self._watched = {}   # worker's Wakeup -> the process it supervises
+        self._thread = None
+
+    def add(self, wake, proc):
+        """Ring ``wake`` once ``proc`` has exited (``proc.poll()`` is not None)."""
+        self._watched[wake] = proc
+        if self._thread is None:
+            self._thread = eventlet.spawn(self._run)
+
+    def remove(self, wake):
+        """Stop watching for ``wake`` (idempotent)."""
+        self._watched.pop(wake, None)
+
+    def _run(self):
+        try:
+            while self._watched:
+                eventlet.sleep(self.interval)
+                for wake, proc in list(self._watched.items()):
+                    try:
+                        ended = proc.poll() is not None
+                    except Exception:
+                        log.exception("looking at process %s failed; its worker looks itself", proc.pid)
+                        ended = True
+                    if ended:
+                        self._watched.pop(wake, None)
+                        wake.ring()
+        finally:
+            self._thread = None
+
+
 class Instance:
     """One instance of an assignment on this node, with the worker that runs it.
 
@@ -78,12 +120,13 @@ class Instance:
     says who it runs as (:class:`nodeagent.users.AppUsers` or
     :class:`nodeagent.users.OwnUser`); ``memory`` (a
     :class:`nodeagent.cgroupfs.MemoryCgroups`, or None) makes its memory
-    request a hard limit.
+    request a hard limit. ``exits`` is the :class:`ExitWatch` that wakes its
+    worker when its process exits (the agent shares one among its instances).
     """
 
     def __init__(self, assignment, *, node, address, data_dir, image_cache, launcher, ports,
                  base_env, on_change, users, memory=None, clock=time.time, backoff=restart.Backoff(),
-                 capture=Capture(), record=None):
+                 capture=Capture(), record=None, exits=None):
         self.assignment = assignment
         self.id = assignment["id"]
         self.spec = assignment["spec"]
@@ -111,6 +154,7 @@ class Instance:
         self.stop_requested = False
         self._wake = Wakeup()
         self._thread = None
+        self.exits = exits or ExitWatch()
         if record is not None:
             self.port = record.get("port")
             self.status = Status(restarts=record.get("restarts", 0), failures=record.get("failures", 0),
@@ -339,6 +383,15 @@ class Instance:
     def _supervise(self, started, env, cwd):
         """Watch the process until it exits (its code and why), its health check asks for a
         restart (the code of the stop, the reason) or a stop is requested (None, None)."""
+        self.exits.add(self._wake, self.proc)
+        try:
+            return self._watch(started, env, cwd)
+        finally:
+            self.exits.remove(self._wake)
+
+    def _watch(self, started, env, cwd):
+        """The loop of :meth:`_supervise`: until ready it polls the process (and the port) every
+        TICK; once ready it sleeps until the next health check, and the ExitWatch wakes it on an exit."""
         tracker = health.Tracker(self.check) if self.check else None
         next_probe = started + (self.check.initial_delay if self.check else 0.0)
         while not self.stop_requested:
@@ -359,9 +412,10 @@ class Instance:
             elif tracker is None and not self.ready:
                 if self.port is None or self._port_open():
                     self._mark(True, None)
-            pause = WATCH if self.ready else TICK
+            pause = None if self.ready else TICK
             if tracker is not None:
-                pause = max(0.0, min(pause, next_probe - self.clock()))
+                until_probe = max(0.0, next_probe - self.clock())
+                pause = until_probe if pause is None else min(pause, until_probe)
             self._wake.wait(pause)
         return None, None
 

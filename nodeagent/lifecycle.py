@@ -195,7 +195,9 @@ def step(status, event, *, now, policy, backoff):
         if event.ready and status.state == State.STARTING:
             # STARTING -> RUNNING
             return Decision(_with(status, state=State.RUNNING, ready=True, message=message))
-        # STARTING/RUNNING -> the same, readiness or its reason changed (or nothing did)
+        if status.ready == event.ready and status.message == message:
+            return Decision(status)  # STARTING/RUNNING -> the same, nothing changed (the common case)
+        # STARTING/RUNNING -> the same, readiness or its reason changed
         return Decision(_with(status, ready=event.ready, message=message))
     if isinstance(event, Exited):
         return _exited(status, event, now, policy, backoff)

@@ -7,7 +7,7 @@ import pytest
 
 from nodeagent import lifecycle
 from nodeagent.images import ImageError
-from nodeagent.instance import Instance
+from nodeagent.instance import ExitWatch, Instance, Wakeup
 from nodeagent.lifecycle import (Action, Adopted, AlreadyFinished, BackoffOver, CannotRun, Checked, Crashed, Exited,
                                  Fetching, ImageFailed, Spawned, State, Status, StopRequested, Stopped, step)
 from nodeagent.process import EXIT_UNKNOWN
@@ -93,7 +93,7 @@ def test_image_retries_back_off_too():
 
 
 def test_a_readiness_check_that_changes_nothing_leaves_the_status_equal():
-    assert decide(RUNNING, Checked(True)).status == RUNNING
+    assert decide(RUNNING, Checked(True)).status is RUNNING  # not even rebuilt: a check a second per instance
 
 
 def test_an_unknown_event_is_an_error():
@@ -267,3 +267,20 @@ def test_lifecycle_module_is_pure():
     source = open(lifecycle.__file__).read()
     for forbidden in ("import os", "import time", "import eventlet", "import subprocess", "import socket"):
         assert forbidden not in source
+
+
+def test_the_exit_watch_rings_the_worker_of_an_ended_process_and_stops_when_nothing_is_watched():
+    watch = ExitWatch(interval=0.01)
+    ends, runs = FakeProc(1), FakeProc(2)
+    woken, idle = Wakeup(), Wakeup()
+    watch.add(woken, ends)
+    watch.add(idle, runs)
+    assert not woken.wait(0.05)
+    ends.returncode = 3
+    assert woken.wait(5)
+    assert not idle.wait(0.05)
+    watch.remove(idle)
+    until("the watch thread ended", lambda: watch._thread is None)
+    watch.add(idle, runs)  # watching again starts a thread again
+    runs.returncode = 0
+    assert idle.wait(5)
