@@ -153,7 +153,5 @@ def test_the_state_files_are_whole_after_a_full_disk(disk_full):
     assert steady["id"] in table and table[steady["id"]]["pid"] == steady["pid"]
 
 
-@pytest.mark.xfail(strict=True, reason="describe shows no instance message and no event records an instance's "
-                                       "failure, so the refusal's reason is only in get instances -o wide/json")
 def test_describe_says_why_the_image_was_refused(disk_full):
     assert "not enough disk space" in disk_full["describe"], disk_full["describe"]
