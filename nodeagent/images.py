@@ -404,18 +404,6 @@ def missing_bytes(images_dir, artifact):
                if images.read_layer_marker(images_dir, layer["kind"], layer.get("id")) is None)
 
 
-def _worked_in(proc_root="/proc"):
-    """The real working folders of the processes of this machine (an image's code in use by anyone)."""
-    out = set()
-    for pid in os.listdir(proc_root):
-        if pid.isdigit():
-            try:
-                out.add(os.readlink(f"{proc_root}/{pid}/cwd"))
-            except OSError:
-                pass
-    return out
-
-
 def installed(images_dir):
     """The finished images in ``images_dir``: ``[(image id, last used, source, (env key, code key))]``,
     a layer key being ``(kind, layer id)``; last used is the mtime of the image's marker."""
@@ -434,7 +422,7 @@ def installed(images_dir):
     return out
 
 
-def make_room(images_dir, need, in_use, worked_in=_worked_in):
+def make_room(images_dir, need, in_use, worked_in=images.working_dirs):
     """Delete unused images (and their layers no other image uses) until ``need`` bytes fit above the
     disk pressure threshold. Raises :class:`ImageError` when they cannot; ``in_use`` is the set of
     image ids this agent's instances run."""
