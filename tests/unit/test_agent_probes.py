@@ -52,3 +52,24 @@ def test_tcp_check_of_a_closed_port_fails_with_the_reason():
     ok, detail = probes.probe(Check(kind="tcp", target=True, timeout=2.0), "127.0.0.1", port, {}, "/")
     assert not ok
     assert detail == f"connect to 127.0.0.1:{port}: Connection refused"
+
+
+def test_tcp_check_of_a_port_that_never_answers_fails_after_its_timeout():
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue: further SYNs are dropped, the connect hangs
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        ok, detail = probes.probe(Check(kind="tcp", target=True, timeout=0.3), "127.0.0.1", port, {}, "/")
+        assert not ok
+        assert detail == f"connect to 127.0.0.1:{port}: timed out"
+    finally:
+        for filler in fillers:
+            filler.close()
+        srv.close()
