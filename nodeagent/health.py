@@ -17,8 +17,21 @@ What a run's result decides (:meth:`Tracker.record`):
 
 Worked example, failures 3: pass, fail, fail, pass, fail, fail, fail
 -> ready, not ready, not ready, ready, not ready, not ready, restart.
+
+The next run is due ``interval`` after the last one ended, moved to the
+nearest multiple of :data:`CHECK_GRID` (:func:`next_check`): the checks of
+hundreds of instances then fall due together and the agent wakes a few
+times a second for all of them, not once per check.
 """
 import dataclasses
+
+CHECK_GRID = 0.05   # seconds: checks fall due on multiples of it (at most half of it early or late)
+
+
+def next_check(now, interval, grid=CHECK_GRID):
+    """When the next run of a check is due: ``interval`` after ``now``, on the nearest multiple
+    of ``grid`` seconds, and never before ``now``."""
+    return max(now, round((now + interval) / grid) * grid)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -401,7 +401,7 @@ class Instance:
             now = self.clock()
             if tracker is not None and now >= next_probe:
                 ok, detail = self.launcher.probe(self.check, self.address, self.port, env, cwd)
-                next_probe = self.clock() + self.check.interval
+                next_probe = health.next_check(self.clock(), self.check.interval)
                 if self.stop_requested:
                     break
                 verdict = tracker.record(ok, detail)

@@ -1,7 +1,7 @@
 """What each health check result means: readiness, liveness restarts, and the spec's defaults."""
 import pytest
 
-from nodeagent.health import Check, Tracker, check_from_spec
+from nodeagent.health import Check, Tracker, check_from_spec, next_check
 
 
 def run(results, failures=3):
@@ -47,3 +47,11 @@ def test_check_from_spec(spec, expected):
 def test_a_check_of_no_known_kind_is_an_error():
     with pytest.raises(ValueError, match="none of http, tcp or exec"):
         check_from_spec({"interval": 1})
+
+
+def test_the_next_check_is_an_interval_later_on_the_shared_grid():
+    assert next_check(100.012, 1.0, grid=0.05) == pytest.approx(101.0)
+    assert next_check(100.03, 1.0, grid=0.05) == pytest.approx(101.05)
+    assert next_check(100.0, 0.01, grid=0.05) == 100.0  # never before now
+    # instances started at different moments fall due at the same instants
+    assert {round(next_check(100 + k / 1000, 5.0, grid=0.05), 6) for k in range(20)} == {105.0}
