@@ -12,7 +12,9 @@ and uv compiles bytecode as the builder does (an image holds it).
     uv warm          the same, warm uv cache, new venv
     pip serial       python -m venv + pip install -r, empty pip cache (pip compiles bytecode by
                      default, as the builder and uv --compile-bytecode do: like with like)
-    builder cold     build_image, empty builder caches
+    builder cold     build_image, empty builder caches (done once the layer folders are in place,
+                     as the build is recorded; the archives are packed after it)
+    pack after cold  packing the cold build's archives, off the build's path (pack_archives)
     builder code     a change of code alone (environment layer reused)
     builder warm     a new requirement set (one more package), warm caches
     node fetch       an agent fetching and unpacking an image it has not seen, over HTTP
@@ -38,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from builder.engines import find_uv  # noqa: E402
 from builder.pipconfig import read_pip_config, uv_environment, uv_index_args  # noqa: E402
-from builder.pipeline import Workshop, build_image, log_path  # noqa: E402
+from builder.pipeline import Workshop, build_image, log_path, pack_archives  # noqa: E402
 from corral import images  # noqa: E402
 from corral.source import pack_source  # noqa: E402
 from corral.store import open_store  # noqa: E402
@@ -138,8 +140,8 @@ def main():
         f.write("\n".join(reqs) + "\n")
     with open(new_file, "w") as f:
         f.write("\n".join(reqs + [EXTRA]) + "\n")
-    rows = {k: [] for k in ("uv cold", "uv warm", "pip serial", "builder cold", "builder code", "builder warm",
-                            "node fetch", "node again")}
+    rows = {k: [] for k in ("uv cold", "uv warm", "pip serial", "builder cold", "pack after cold", "builder code",
+                            "builder warm", "node fetch", "node again")}
     caches = {}
     env_sizes = []
     cold_commands = []
@@ -156,16 +158,20 @@ def main():
             assert cold.cache == "miss", cold
             rows["builder cold"].append(seconds)
             cold_commands.append(b.commands())
+            start = time.monotonic()
+            cold_layers = pack_archives(b.workshop, cold.layers)
+            rows["pack after cold"].append(time.monotonic() - start)
             seconds, code = b.build("VERSION = 2\n", reqs)
             assert code.cache == "env-hit", code
             rows["builder code"].append(seconds)
             seconds, warm = b.build("VERSION = 2\n", reqs + [EXTRA])
             assert warm.cache == "miss", warm
             rows["builder warm"].append(seconds)
-            env_sizes.append(cold.layers[0]["size"])
+            pack_archives(b.workshop, code.layers + warm.layers)
+            env_sizes.append(cold_layers[0]["size"])
             server, base = serve(os.path.join(b.workshop.cache_dir, "artifacts"))
             artifact = {"layers": [dict(layer, url=f"{base}/{layer['kind']}-{layer['id'][7:]}.tar")
-                                   for layer in cold.layers]}
+                                   for layer in cold_layers]}
             node = os.path.join(work, f"node{i}")
             start = time.monotonic()
             ensure_image(node, cold.image, artifact)
@@ -235,7 +241,7 @@ def report_cold(walls, commands):
     parts = [f"{n} {statistics.median(c.get(n, 0.0) for c in commands):.2f}" for n in names]
     own = statistics.median(w - sum(c.values()) for w, c in zip(walls, commands))
     print(f"builder cold, median seconds per command: {', '.join(parts)}; the builder's own work (source, "
-          f"packing while the lock is made, code layer, image): {own:.2f}")
+          f"the lock, code layer, image; packing comes after): {own:.2f}")
 
 
 if __name__ == "__main__":

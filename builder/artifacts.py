@@ -7,8 +7,8 @@ interpreter). Uncompressed because packing is on every build's path and
 unpacking on every node's: gzip would cost seconds for a 150 MB
 environment and save little on a local network. The tar is written by
 the ``tar`` command and hashed as it streams past, to a temporary name then
-renamed, so a reader never sees half an archive. :class:`Packing` does it
-in the background, so that an environment is packed while its lock is made.
+renamed, so a reader never sees half an archive. Packing comes after the
+build is recorded (builder.layers.ensure_archive).
 """
 import fcntl
 import hashlib
@@ -112,10 +112,35 @@ class Packing:
         self._proc.stdout.close()
         self._proc.stderr.close()
         self._out.close()
-        _remove(self.tmp)
+        remove(self.tmp)
 
 
-def _remove(path):
+def remove_stale_temporaries(folder_out):
+    """Remove the temporary archives in ``folder_out`` whose packer process is gone (a builder
+    killed mid-pack); return their names. Never named as archives, they were never served."""
+    gone = []
+    try:
+        names = os.listdir(folder_out)
+    except FileNotFoundError:
+        return gone
+    for name in names:
+        parts = name.split("-")
+        if not (name.startswith(".pack-") and name.endswith(".tmp") and len(parts) == 3 and parts[1].isdigit()):
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+            continue   # its packer still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        remove(os.path.join(folder_out, name))
+        gone.append(name)
+    return gone
+
+
+def remove(path):
+    """Remove the file at ``path`` if it is there."""
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -10,9 +10,12 @@
                  derived: hard-link copy of the nearest finished env layer (same python, most
                           pins in common), its own path written into bin/, engine.install(lock)
                           brings it to exactly the lock (uv sync: removes, adds, compiles the rest)
-                 pack -> <cache>/artifacts/env-<hex>.tar, then the marker <images>/env/<hex>.json
-    code layer  staging (unpacked source) -> bytecode compiled -> renamed to <images>/code/<hex>/
-                 pack -> <cache>/artifacts/code-<hex>.tar, then the marker
+                 then the marker <images>/env/<hex>.json
+    code layer  staging (unpacked source) -> bytecode compiled -> renamed to <images>/code/<hex>/,
+                 then the marker
+    archive     after the build: ensure_archive packs <cache>/artifacts/<kind>-<hex>.tar and adds
+                 its sha256 and size to the marker (a node sharing the images dir needs only the
+                 folder; a remote node fetches the archive)
 
 A layer without its marker is unfinished: it is removed before it is built
 again and never served. Builders sharing an images dir take a file lock per
@@ -83,10 +86,11 @@ def finished_layers(images_dir, kind):
 
 class LayerLock:
     """A lock on one layer among builders sharing the images dir (flock, polled): exclusive to make
-    it, shared to derive from it; the pruner removes only a layer it can lock exclusively at once."""
+    it, shared to derive from it or pack it; the pruner removes only a layer it can lock exclusively
+    at once. ``suffix`` ".pack.lock" names the lock of the layer's archive, held by its packer."""
 
-    def __init__(self, images_dir, kind, layer_id, stopping, poll=0.1, shared=False):
-        self.path = images.layer_dir(images_dir, kind, layer_id) + ".lock"
+    def __init__(self, images_dir, kind, layer_id, stopping, poll=0.1, shared=False, suffix=".lock"):
+        self.path = images.layer_dir(images_dir, kind, layer_id) + suffix
         self.stopping = stopping
         self.poll = poll
         self.fd = None
@@ -111,7 +115,7 @@ class LayerLock:
         os.close(self.fd)   # releases the flock
 
 
-def build_env_layer(engine, *, images_dir, cache_dir, layer_id, python, pins, lock_text, workdir, log,
+def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, workdir, log,
                     stopping, builder, progress=lambda phase: None):
     """Make env layer ``layer_id`` from a known lock unless finished; return its marker and whether it was there.
 
@@ -145,7 +149,7 @@ def build_env_layer(engine, *, images_dir, cache_dir, layer_id, python, pins, lo
             engine.install(venv=target, lock_file=lock_file, log=log, stopping=stopping, progress=progress)
             if target != final:
                 os.rename(target, final)
-            marker = _finish_env(engine, images_dir, cache_dir, layer_id, python, pins, builder, base, progress)
+            marker = _env_marker(engine, images_dir, layer_id, python, pins, builder, base)
         except BaseException:
             _remove_tree(target)
             _remove_tree(final)
@@ -153,7 +157,7 @@ def build_env_layer(engine, *, images_dir, cache_dir, layer_id, python, pins, lo
         return marker, False
 
 
-def build_env_unresolved(engine, *, images_dir, cache_dir, python, requirements_file, cwd, workdir, log,
+def build_env_unresolved(engine, *, images_dir, python, requirements_file, cwd, workdir, log,
                          stopping, builder, progress=lambda phase: None):
     """Resolve and install in one pass (an engine with ``install_unresolved``), then file the layer.
 
@@ -161,23 +165,16 @@ def build_env_unresolved(engine, *, images_dir, cache_dir, python, requirements_
     builder could serve as a base: the fetches then overlap the resolve. The
     layer's id is known only afterwards, so it is built aside and renamed;
     when another build made the same layer meanwhile, this copy is dropped.
-    The archive is packed while the lock is made (the lock only checks what
-    was installed; should it change the environment, packing starts again).
+    Its archive is packed afterwards (:func:`ensure_archive`).
     """
     tmp = _temp_beside(os.path.join(images_dir, "env", "unresolved"))
-    packing = None
     try:
         engine.make_venv(python=python, dest=tmp, log=log, stopping=stopping)
         engine.install_requirements(venv=tmp, requirements_file=requirements_file, cwd=cwd, log=log,
                                     stopping=stopping, progress=progress)
-        progress("pack")
-        packing = artifacts.Packing(tmp, os.path.join(cache_dir, "artifacts"))
-        pins, changed = engine.lock_installed(venv=tmp, requirements_file=requirements_file, cwd=cwd,
-                                              workdir=workdir, log=log, stopping=stopping)
-        if changed:
-            packing.discard()
-            packing = artifacts.Packing(tmp, os.path.join(cache_dir, "artifacts"))
-        sha, size = packing.wait()
+        progress("lock")
+        pins, _ = engine.lock_installed(venv=tmp, requirements_file=requirements_file, cwd=cwd,
+                                        workdir=workdir, log=log, stopping=stopping)
         layer_id = env_id(python.version, python.platform, pin_set(pins))
         with LayerLock(images_dir, "env", layer_id, stopping):
             marker = images.read_layer_marker(images_dir, "env", layer_id)
@@ -187,33 +184,55 @@ def build_env_unresolved(engine, *, images_dir, cache_dir, python, requirements_
             _remove_tree(final)
             os.rename(tmp, final)
             try:
-                packing.commit(artifacts.artifact_path(cache_dir, "env", images.image_hex(layer_id)))
-                marker = _env_marker(engine, images_dir, layer_id, python, pins, builder, None, sha, size)
+                marker = _env_marker(engine, images_dir, layer_id, python, pins, builder, None)
             except BaseException:
                 _remove_tree(final)
                 raise
             return pins, marker, False
     finally:
-        if packing is not None:
-            packing.discard()
         _remove_tree(tmp)
 
 
-def _finish_env(engine, images_dir, cache_dir, layer_id, python, pins, builder, base, progress):
-    """Pack the env layer now at its final path and write its marker; return the marker."""
-    progress("pack")
-    final = images.layer_dir(images_dir, "env", layer_id)
-    sha, size = artifacts.pack_layer(final, artifacts.artifact_path(cache_dir, "env", images.image_hex(layer_id)))
-    return _env_marker(engine, images_dir, layer_id, python, pins, builder, base, sha, size)
-
-
-def _env_marker(engine, images_dir, layer_id, python, pins, builder, base, sha, size):
-    """Write the marker of the finished env layer ``layer_id`` (its archive is in place); return it."""
+def _env_marker(engine, images_dir, layer_id, python, pins, builder, base):
+    """Write the marker of the finished env layer ``layer_id`` (not packed yet); return it."""
     marker = {"id": layer_id, "kind": "env", "python": python.version, "platform": python.platform,
-              "pins": [p.requirement for p in pins], "artifact_sha256": sha, "size": size,
+              "pins": [p.requirement for p in pins], "artifact_sha256": None, "size": None,
               "engine": engine.name, "derived_from": base, "built_by": builder}
     images.write_layer_marker(images_dir, "env", layer_id, marker)
     return marker
+
+
+def ensure_archive(*, images_dir, cache_dir, kind, layer_id, stopping=lambda: False):
+    """``(hex sha256, size)`` of the archive of the finished layer ``layer_id``, packed first when it is not.
+
+    A build ends once its layer folders are in place, which is all a node
+    sharing the images dir needs; the archive a remote node fetches is packed
+    here afterwards, and the sha256 and size are added to the layer's marker.
+    Packers of one layer take turns (the worker after the build, a fetch that
+    came first, a builder restarted after a kill mid-pack): the first packs,
+    the others find it packed. Half an archive is never named (tar writes a
+    temporary file, renamed when whole). An archive that once had a sha256 and
+    is packed again must have the same one (what agents were told), else it is
+    removed and OSError raised. FileNotFoundError when the layer is not
+    finished here; BuildAbandoned when ``stopping()`` turns true while waiting.
+    """
+    dest = artifacts.artifact_path(cache_dir, kind, images.image_hex(layer_id))
+    if images.read_layer_marker(images_dir, kind, layer_id) is None:   # (no lock file made for any name asked)
+        raise FileNotFoundError(f"{kind} layer {layer_id} is not finished here")
+    with LayerLock(images_dir, kind, layer_id, stopping, shared=True), \
+            LayerLock(images_dir, kind, layer_id, stopping, suffix=".pack.lock"):
+        marker = images.read_layer_marker(images_dir, kind, layer_id)
+        if marker is None:
+            raise FileNotFoundError(f"{kind} layer {layer_id} is not finished here")
+        if marker.get("artifact_sha256") and os.path.exists(dest):
+            return marker["artifact_sha256"], os.path.getsize(dest)
+        sha, size = artifacts.pack_layer(images.layer_dir(images_dir, kind, layer_id), dest)
+        if marker.get("artifact_sha256") not in (None, sha):
+            artifacts.remove(dest)
+            raise OSError(f"{kind} layer {layer_id} packed again has sha256 {sha}, not the"
+                          f" {marker['artifact_sha256']} it was recorded with: its folder changed")
+        images.write_layer_marker(images_dir, kind, layer_id, dict(marker, artifact_sha256=sha, size=size))
+        return sha, size
 
 
 def _temp_beside(final):
@@ -221,7 +240,7 @@ def _temp_beside(final):
     return os.path.join(os.path.dirname(final), f".tmp-{uuid.uuid4().hex}")
 
 
-def build_code_layer(*, images_dir, cache_dir, layer_id, python, staging, own_version, log, stopping, builder):
+def build_code_layer(*, images_dir, layer_id, python, staging, own_version, log, stopping, builder):
     """Make code layer ``layer_id`` from the unpacked source in ``staging`` unless finished.
 
     Returns its marker and whether it was there. The bytecode is compiled
@@ -240,13 +259,8 @@ def build_code_layer(*, images_dir, cache_dir, layer_id, python, staging, own_ve
             run_logged([python.executable, "-m", "compileall", "-q", staging], log_path=log,
                        timeout=300, stopping=stopping)
         os.rename(staging, final)
-        try:
-            sha, size = artifacts.pack_layer(final, artifacts.artifact_path(cache_dir, "code", images.image_hex(layer_id)))
-        except BaseException:
-            _remove_tree(final)
-            raise
-        marker = {"id": layer_id, "kind": "code", "python": python.version, "artifact_sha256": sha,
-                  "size": size, "built_by": builder}
+        marker = {"id": layer_id, "kind": "code", "python": python.version, "artifact_sha256": None,
+                  "size": None, "built_by": builder}
         images.write_layer_marker(images_dir, "code", layer_id, marker)
         return marker, False
 

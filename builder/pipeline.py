@@ -12,8 +12,9 @@
              both layers and the image here already?  -> cache "hit", done
     code     staging -> code layer (bytecode, archive, marker)          (builder.layers)
     install  lock -> env layer, unless it exists ("env-hit")            (builder.layers)
-    pack     each new layer's archive (inside the layer steps), then the image folder
-             linking both layers, and its marker
+    image    the image folder linking both layers, and its marker: the build is done
+    pack     afterwards (pack_archives), each layer's archive for remote nodes, its sha256
+             and size then known
 
 A failure raises BuildFailed (one sentence, the installer's own reason
 when it gave one) and leaves no unfinished layer or image folder behind. A
@@ -35,7 +36,7 @@ from builder.engines import pick_engine
 from builder.failures import BuildFailed
 from builder.imageid import code_id, env_id, image_id, requirement_lines_text, resolution_key
 from builder.interpreters import find_interpreter, own_interpreter
-from builder.layers import build_code_layer, build_env_layer, build_env_unresolved, finished_layers
+from builder.layers import build_code_layer, build_env_layer, build_env_unresolved, ensure_archive, finished_layers
 from builder.pipconfig import IndexSettings
 from corral import images, source
 
@@ -176,7 +177,7 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
 
         clock = time.monotonic()
         code_marker, code_was_there = build_code_layer(
-            images_dir=workshop.images_dir, cache_dir=workshop.cache_dir, layer_id=code, python=python,
+            images_dir=workshop.images_dir, layer_id=code, python=python,
             staging=staging, own_version=own_interpreter().version, log=log, stopping=stopping,
             builder=workshop.name)
         phases["code"] = _lap(clock)
@@ -187,15 +188,15 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
             phases["install"], phases["resolve"] = phases["resolve"], 0.0
         else:
             env_marker, env_was_there = build_env_layer(
-                engine, images_dir=workshop.images_dir, cache_dir=workshop.cache_dir, layer_id=env, python=python,
+                engine, images_dir=workshop.images_dir, layer_id=env, python=python,
                 pins=pins, lock_text=lock_text, workdir=workdir, log=log, stopping=stopping, builder=workshop.name,
                 progress=progress)
             if not env_was_there:
                 phases["install"] = _lap(clock)
 
         layers = [
-            {"kind": "env", "id": env, "sha256": env_marker["artifact_sha256"], "size": env_marker["size"]},
-            {"kind": "code", "id": code, "sha256": code_marker["artifact_sha256"], "size": code_marker["size"]},
+            {"kind": "env", "id": env, "sha256": env_marker.get("artifact_sha256"), "size": env_marker.get("size")},
+            {"kind": "code", "id": code, "sha256": code_marker.get("artifact_sha256"), "size": code_marker.get("size")},
         ]
         for kind, layer_id in (("env", env), ("code", code)):
             images.touch_layer(workshop.images_dir, kind, layer_id)   # used now: last in line for pruning
@@ -208,6 +209,17 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
     finally:
         offload(_remove_tree, staging)
         offload(_remove_tree, workdir)
+
+
+def pack_archives(workshop, layers, stopping=lambda: False):
+    """``layers`` (an Outcome's) with the sha256 and size of each one's archive, packed first where it
+    is not yet (builder.layers.ensure_archive). Raises OSError when one cannot be packed."""
+    out = []
+    for layer in layers:
+        sha, size = ensure_archive(images_dir=workshop.images_dir, cache_dir=workshop.cache_dir,
+                                   kind=layer["kind"], layer_id=layer["id"], stopping=stopping)
+        out.append(dict(layer, sha256=sha, size=size))
+    return out
 
 
 def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stopping, progress):
@@ -231,7 +243,7 @@ def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stoppi
              if (m.get("python"), m.get("platform")) == (python.version, python.platform)]
     if hasattr(engine, "install_unresolved") and not bases:
         pins, marker, was_there = build_env_unresolved(
-            engine, images_dir=workshop.images_dir, cache_dir=workshop.cache_dir, python=python,
+            engine, images_dir=workshop.images_dir, python=python,
             requirements_file=req_file, cwd=cwd, workdir=workdir, log=log, stopping=stopping,
             builder=workshop.name, progress=progress)
         env = (marker, was_there)

@@ -10,13 +10,17 @@
 ``kind`` is ``env`` or ``code``. Reading layers needs no token: an agent
 learns each archive's sha256 from a signed message and verifies what it
 downloaded against it. Only finished layers are served (those with a
-marker), never an archive being written. The body is the server's file
+marker), never an archive being written: a layer whose archive is not
+packed yet (the build is recorded first; or its builder was killed
+mid-pack) is packed, or waited for, before the answer
+(builder.layers.ensure_archive). The body is the server's file
 wrapper (``wsgi.file_wrapper``) when it has one, else 1 MiB reads.
 """
 import os
 import re
 
 from builder.artifacts import artifact_path
+from builder.layers import ensure_archive
 from corral import images
 
 _LAYER_PATH = re.compile(r"^/layers/(env|code)/([0-9a-f]{64})\.tar$")
@@ -41,21 +45,22 @@ def make_app(*, images_dir, cache_dir):
             return _plain(start_response, "405 Method Not Allowed", "only GET and HEAD are served\n",
                           [("Allow", "GET, HEAD")])
         kind, hex_digest = match.group(1), match.group(2)
-        marker = images.read_layer_marker(images_dir, kind, "sha256:" + hex_digest)
-        archive = artifact_path(cache_dir, kind, hex_digest)
         try:
-            if not marker or not marker.get("artifact_sha256"):
-                raise FileNotFoundError(archive)
-            f = open(archive, "rb")
-        except OSError:
+            sha, _ = ensure_archive(images_dir=images_dir, cache_dir=cache_dir, kind=kind,
+                                       layer_id="sha256:" + hex_digest)
+            f = open(artifact_path(cache_dir, kind, hex_digest), "rb")
+        except FileNotFoundError:
             return _plain(start_response, "404 Not Found", f"{kind} layer sha256:{hex_digest} is not built here\n")
+        except OSError as exc:
+            return _plain(start_response, "500 Internal Server Error",
+                          f"{kind} layer sha256:{hex_digest} cannot be packed: {exc}\n")
         size = os.fstat(f.fileno()).st_size
         if method == "GET":
             images.touch_layer(images_dir, kind, "sha256:" + hex_digest)   # fetched: recently used
         start_response("200 OK", [
             ("Content-Type", "application/x-tar"),
             ("Content-Length", str(size)),
-            ("X-Corral-Sha256", marker["artifact_sha256"]),
+            ("X-Corral-Sha256", sha),
         ])
         if method == "HEAD":
             f.close()

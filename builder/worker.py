@@ -7,7 +7,12 @@
                                                       (green thread; the phase is the build's progress)
               build_image(...)                        (builder.pipeline)
               finish_build(succeeded|failed) + event "Built" | "BuildFailed"
-                (layers with their URLs, the lock; on failure the log's last lines)
+                (the lock; on failure the log's last lines): the layer folders are in place,
+                all a node sharing the images dir needs
+    packing:  (green thread, the next job goes on) each layer's archive packed, then
+              set_build_layers: the layers with their URLs, sha256 and size, which the
+              reconciler needs to send the image to any node; a builder killed before
+              that packs again on start (recover)
     reclaimed: a heartbeat answered Conflict (this builder went silent too
               long and another took the job): the build is abandoned.
     stopping: the current build is abandoned (its commands killed, its folder
@@ -23,10 +28,12 @@ import time
 import eventlet
 import eventlet.event
 
+from builder import artifacts
 from builder.failures import BuildAbandoned, BuildFailed
 from builder.engines import find_uv
-from builder.pipeline import build_image, log_path, run_here
+from builder.pipeline import build_image, log_path, pack_archives, run_here
 from builder.prune import prune_layers, prune_wheels
+from corral import images
 from corral.store import Conflict, StoreError
 
 log = logging.getLogger("corral.builder")
@@ -58,9 +65,14 @@ class Worker:
         self.heartbeat_store = heartbeat_store or store
         self.offload = offload
         self.actor = f"builder/{workshop.name}"
+        self.packing = {}   # build id -> (the green thread packing its archives, its layers): never pruned
 
     def run(self, stopping, poll):
         """Claim and work jobs until ``stopping()``; look for work every ``poll`` s when idle."""
+        try:
+            self.recover(stopping)
+        except StoreError as exc:
+            log.warning("builder %s could not reach the store: %s", self.workshop.name, exc)
         while not stopping():
             try:
                 job = self.work_next(stopping)
@@ -109,14 +121,62 @@ class Worker:
             return
         finally:
             beating.kill()
-        layers = [dict(layer, url=f"{self.artifact_base}/layers/{layer['kind']}/{layer['id'][7:]}.tar")
-                  for layer in outcome.layers]
-        self._record(job, "Built",
-                     f"image {outcome.image} ready ({outcome.cache}, {time.monotonic() - started:.1f}s)"
-                     f" on builder {self.workshop.name}",
-                     state="succeeded", image=outcome.image, layers=layers, lock=outcome.lock,
-                     cache=outcome.cache, phases=outcome.phases)
-        self.prune(keep={(layer["kind"], layer["id"]) for layer in outcome.layers})
+        packed = all(layer.get("sha256") for layer in outcome.layers)
+        recorded = self._record(job, "Built",
+                                f"image {outcome.image} ready ({outcome.cache}, {time.monotonic() - started:.1f}s)"
+                                f" on builder {self.workshop.name}",
+                                state="succeeded", image=outcome.image, lock=outcome.lock, cache=outcome.cache,
+                                phases=outcome.phases, layers=self._with_urls(outcome.layers) if packed else None)
+        if recorded and not packed:
+            self.packing[job.id] = (eventlet.spawn(self.publish_layers, job.id, outcome.layers, stopping),
+                                    outcome.layers)
+        self.prune(keep={(layer["kind"], layer["id"])
+                         for layers in [outcome.layers] + [p[1] for p in self.packing.values()] for layer in layers})
+
+    def _with_urls(self, layers):
+        return [dict(layer, url=f"{self.artifact_base}/layers/{layer['kind']}/{layer['id'][7:]}.tar")
+                for layer in layers]
+
+    def publish_layers(self, build_id, layers, stopping=lambda: False):
+        """Pack the archives of a succeeded build's ``layers`` and record them with their URLs,
+        sha256 and size (what agents fetch and verify); True when recorded. A failure is logged
+        and left for :meth:`recover` (the build keeps no layers: no node is sent it meanwhile)."""
+        try:
+            packed = pack_archives(self.workshop, layers, stopping)
+            self.heartbeat_store.set_build_layers(build_id, self._with_urls(packed))
+            return True
+        except BuildAbandoned:
+            return False
+        except (OSError, StoreError) as exc:
+            log.warning("builder %s: the layers of build %s could not be packed or recorded: %s",
+                        self.workshop.name, build_id, exc)
+            return False
+        finally:
+            self.packing.pop(build_id, None)
+
+    def wait_packed(self):
+        """Wait until the archives of every build recorded so far are packed (or failed to be)."""
+        for packing, _ in list(self.packing.values()):
+            packing.wait()
+
+    def recover(self, stopping=lambda: False):
+        """Pack and record the layers of this builder's succeeded builds that have none (it was
+        stopped or killed between recording a build and packing its archives); return their ids."""
+        artifacts.remove_stale_temporaries(os.path.join(self.workshop.cache_dir, "artifacts"))
+        done = []
+        for build in self.store.list_builds():
+            if build.state != "succeeded" or build.layers is not None or build.worker != self.workshop.name:
+                continue
+            facts = images.read_marker(self.workshop.images_dir, build.image) if build.image else None
+            if not facts:
+                log.warning("builder %s: build %s succeeded but its image %s is gone from %s",
+                            self.workshop.name, build.id, build.image, self.workshop.images_dir)
+                continue
+            layers = [{"kind": layer["kind"], "id": layer["id"], "sha256": None, "size": None}
+                      for layer in facts.get("layers") or ()]
+            if self.publish_layers(build.id, layers, stopping):
+                done.append(build.id)
+        return done
 
     def prune(self, keep=()):
         """Bring the layer and wheel caches within their sizes, sparing the layers in ``keep``
@@ -136,12 +196,15 @@ class Worker:
                      phases=phases, error=error, log_tail=log_tail(log_path(self.workshop, job.id)))
 
     def _record(self, job, reason, message, **outcome):
+        """Finish the build in the store with ``outcome``; True when recorded."""
         try:
             self.store.finish_build(job.id, self.workshop.name, **outcome)
             self.store.add_event("app", job.app, reason, message, self.actor)
+            return True
         except StoreError as exc:
             # The job stays "building"; once stale, a builder claims it again and finds a cache hit.
             log.warning("builder %s: could not record build %s: %s", self.workshop.name, job.id, exc)
+            return False
 
     def _heartbeats(self, build_id, lost, phase):
         every = max(self.stale_after / 4.0, 0.05)

@@ -368,6 +368,11 @@ class Store(abc.ABC):
         the end of the build log when it failed."""
 
     @abc.abstractmethod
+    def set_build_layers(self, build_id: int, layers: list) -> None:
+        """Give a succeeded build its ``layers`` once their archives are packed (the build is
+        recorded as soon as its layer folders are in place; until then ``layers`` is None)."""
+
+    @abc.abstractmethod
     def get_build(self, key: str) -> Optional[BuildRecord]:
         """The build for these inputs, or None."""
 

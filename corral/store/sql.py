@@ -778,6 +778,15 @@ class SQLStore(Store):
                                f"be finished by it")
         self._run(work, write=True)
 
+    def set_build_layers(self, build_id: int, layers: list) -> None:
+        """Give a succeeded build its ``layers`` (archives packed); Conflict when it is not succeeded."""
+        def work(cur):
+            cur.execute("UPDATE builds SET layers = ? WHERE id = ? AND state = 'succeeded'",
+                        (canonical_json(layers), build_id))
+            if cur.rowcount == 0:
+                raise Conflict(f"build {build_id} has not succeeded, so its layers cannot be set")
+        self._run(work, write=True)
+
     def get_build(self, key: str) -> Optional[BuildRecord]:
         """The build for ``key``, or None."""
         def work(cur):

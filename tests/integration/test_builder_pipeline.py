@@ -66,6 +66,7 @@ def build(store, worker, key, digest, requirements, python=None):
     store.enqueue_build(key, "hello", {"source_digest": digest, "requirements": requirements, "python": python})
     job = worker.work_next()
     assert job is not None and job.key == key
+    worker.wait_packed()   # the build is recorded first; its archives are packed after
     return store.get_build(key)
 
 
@@ -252,4 +253,29 @@ def test_a_cold_uv_build_reports_its_phases_from_uvs_own_output(store, tmp_path,
     build_image(1, {"source_digest": digest, "requirements": ["six==1.16.0", "idna==3.6"]}, store=store,
                 workshop=workshop, progress=seen.append)
     assert seen == ["fetch", "resolve", "fetch (2 packages resolved)", "install (fetched 2/2)",
-                    "compile bytecode (2 installed)", "pack"], seen
+                    "compile bytecode (2 installed)", "lock"], seen
+
+
+def test_a_build_is_recorded_before_its_archives_and_a_restarted_builder_packs_them(store, worker, workshop,
+                                                                                     digest):
+    store.enqueue_build("k1", "hello", {"source_digest": digest, "requirements": ["six==1.16.0"], "python": None})
+    worker.work_next()   # its packing green thread never runs here: as if the builder died right after
+    try:
+        rec = store.get_build("k1")
+        assert (rec.state, rec.layers) == ("succeeded", None), "no node is sent an image without its sha256"
+        assert os.path.isdir(images.venv_dir(workshop.images_dir, rec.image)), "a node sharing the folder can run it"
+
+        again = Worker(store, workshop, artifact_base="http://127.0.0.1:7072", stale_after=60)
+        assert again.recover() == [rec.id]
+    finally:
+        for packing, _ in list(worker.packing.values()):
+            packing.kill()
+
+    rec = store.get_build("k1")
+    assert [layer["kind"] for layer in rec.layers] == ["env", "code"]
+    for layer in rec.layers:
+        archive = artifact_path(workshop.cache_dir, layer["kind"], layer["id"][7:])
+        assert layer["url"] == f"http://127.0.0.1:7072/layers/{layer['kind']}/{layer['id'][7:]}.tar"
+        assert (layer["sha256"], layer["size"]) == (hashlib.sha256(open(archive, "rb").read()).hexdigest(),
+                                                    os.path.getsize(archive))
+    assert again.recover() == [], "recorded once"
