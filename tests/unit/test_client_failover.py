@@ -1,25 +1,11 @@
 """The CLI's client passes over a reconciler that accepts connections and never answers
 (a frozen or overloaded process) for reads, and remembers the one that answered."""
-import http.server
-import json
 import socket
-import threading
 
 import pytest
 
 from corral.cli.client import Client, ClientError
-
-
-class Answers(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"ok": True}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+from tests.httpstub import StubServer
 
 
 @pytest.fixture
@@ -27,10 +13,8 @@ def urls():
     frozen = socket.socket()          # listens, never accepts: the kernel completes the handshake
     frozen.bind(("127.0.0.1", 0))
     frozen.listen(8)
-    live = http.server.HTTPServer(("127.0.0.1", 0), Answers)
-    threading.Thread(target=live.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{frozen.getsockname()[1]}", f"http://127.0.0.1:{live.server_port}"
-    live.shutdown()
+    with StubServer({"GET /v1/apps": (200, {"ok": True})}) as live:
+        yield f"http://127.0.0.1:{frozen.getsockname()[1]}", live
     frozen.close()
 
 
@@ -60,6 +44,6 @@ def test_the_last_url_gets_the_whole_timeout(urls):
 def test_a_write_marked_idempotent_goes_on_to_the_next_url(urls):
     frozen, live = urls
     client = Client([frozen, live], "token", timeout=0.5)
-    with pytest.raises(ClientError, match="Error code: 501"):   # the live test server has no POST
+    with pytest.raises(ClientError, match="no such stub"):   # the live stub answers POST /v1/apply with a 501
         client.request("POST", "/v1/apply", json={}, idempotent=True)
     assert client.urls == [live, frozen]
