@@ -205,7 +205,7 @@ def reconciler_envelopes(key):
                    "instances": [], "epoch_seen": 0}
     wrong_key = st.builds(lambda: seal(os.urandom(32), "report", "n1", 0, node_report, time.time()))
     too_old = st.builds(lambda: seal(key, "report", "n1", 0, node_report, time.time() - 3600))
-    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
                                | st.text(max_size=20),
                                lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                           max_size=4),
