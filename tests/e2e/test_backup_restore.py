@@ -71,7 +71,9 @@ def test_a_postgresql_backup_restored_into_sqlite_runs_the_apps_and_round_trips(
         # A second revision of keep (history to carry) and an app scaled to 0.
         first.corral("apply", "-f", write_manifest(str(tmp_path / "first"), "keep", 2, {"env": {"GREETING": "v2"}}),
                      "--wait", "--timeout", "180s")
-        first.corral("apply", "-f", write_manifest(str(tmp_path / "first"), "idle", 0))
+        # --wait: idle's first revision is recorded by the leader after the apply; a backup taken before that
+        # would rightly lack it while the store read below, after `down`, holds it.
+        first.corral("apply", "-f", write_manifest(str(tmp_path / "first"), "idle", 0), "--wait", "--timeout", "180s")
         out = first.corral("backup", "--to", str(tmp_path / "backups")).stdout
     finally:
         assert first.down() == 0, "the first cluster did not stop cleanly:\n" + first.tail()
