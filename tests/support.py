@@ -1,10 +1,12 @@
 """Set-ups that tests and benchmarks share: a free port, polling with a deadline, a
-throwaway PostgreSQL schema, and an app whose image counts as built.
+throwaway PostgreSQL schema, ballast that fills a disk, and an app whose image counts
+as built.
 
 Nothing here is a fake: the helpers make real ports, real schemas and real build
 records through the store's own interface.
 """
 import contextlib
+import os
 import socket
 import time
 import types
@@ -52,6 +54,28 @@ def scratch_schema(base_dsn, prefix="t"):
                 cur.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
         admin.close()
+
+
+def free_bytes(path):
+    """Bytes an unprivileged writer may still use on the filesystem of ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def fill(path, leave=0):
+    """Write ballast into folder ``path`` until about ``leave`` bytes are free on its
+    filesystem (0: to the last byte a write can take)."""
+    ballast = os.path.join(path, f"ballast-{len([n for n in os.listdir(path) if n.startswith('ballast')])}")
+    with open(ballast, "wb") as f:
+        if leave:
+            os.posix_fallocate(f.fileno(), 0, max(0, free_bytes(path) - leave))
+            return
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
 
 
 def mark_built(store, app, spec, source_digest, image, worker="test"):

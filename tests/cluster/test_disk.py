@@ -14,31 +14,10 @@ from nodeagent.state import load_state, load_table
 from tests.cluster import figures
 from tests.cluster.fleet import TIMINGS, Fleet, write_manifest
 from tests.e2e.cluster import wait_for
+from tests.support import fill
 
 SIZE = 64 * 1024 * 1024
 VICTIM = "n3"
-
-
-# Like the ballast helpers of tests/integration/test_agent_disk_pressure.py, which cannot be imported here:
-# that module greens the whole test process (eventlet) when it is imported.
-def free_bytes(path):
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def fill(path, leave):
-    """Write ballast into ``path`` until about ``leave`` bytes are free (0: to the last byte)."""
-    ballast = os.path.join(path, f"ballast-{len([n for n in os.listdir(path) if n.startswith('ballast')])}")
-    with open(ballast, "wb") as f:
-        if leave:
-            os.posix_fallocate(f.fileno(), 0, max(0, free_bytes(path) - leave))
-            return
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
 
 
 def conditions(fleet, node):

@@ -1,18 +1,19 @@
 """Replication is not a backup: a cluster on PostgreSQL is backed up, the backup restored into a fresh SQLite
 store, a new cluster comes up on it and runs the apps; and the SQLite store backed up and restored into a fresh
 PostgreSQL schema holds the same desired state as the original."""
+import contextlib
 import json
 import os
 import re
 import urllib.request
 
-import psycopg2
 import pytest
 
 from corral.store import open_store
 from tests.cluster.fleet import write_manifest
 from tests.e2e.cluster import UpCluster, wait_for
-from tests.pg import PostgresUnavailable, postgres_dsn, with_search_path
+from tests.pg import PostgresUnavailable, postgres_dsn
+from tests.support import scratch_schema
 
 pytestmark = pytest.mark.e2e
 
@@ -24,18 +25,8 @@ def pg_schemas():
         base = postgres_dsn()
     except PostgresUnavailable as e:
         pytest.skip(str(e))
-    made = []
-
-    def make():
-        schema = "backup_" + os.urandom(4).hex()
-        with psycopg2.connect(base) as conn, conn.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA {schema}")
-        made.append(schema)
-        return with_search_path(base, schema)
-    yield make
-    with psycopg2.connect(base) as conn, conn.cursor() as cur:
-        for schema in made:
-            cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    with contextlib.ExitStack() as made:
+        yield lambda: made.enter_context(scratch_schema(base, prefix="backup"))
 
 
 def desired_state(dsn):

@@ -14,6 +14,7 @@ from nodeagent import disk  # noqa: E402
 from nodeagent.images import ImageCache, ImageError, ensure_image  # noqa: E402
 from nodeagent.state import EpochFence, load_table, save_table, table_text  # noqa: E402
 from tests.integration.test_agent_daemon import image_server  # noqa: E402,F401  (fixture)
+from tests.support import fill  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 
@@ -30,29 +31,6 @@ def small_disk(tmp_path):
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def free_bytes(path):
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def leave_free(path, wanted):
-    """Fill the filesystem of ``path`` with ballast until about ``wanted`` bytes are free."""
-    ballast = os.path.join(path, f"ballast-{len(os.listdir(path))}")
-    with open(ballast, "wb") as f:
-        os.posix_fallocate(f.fileno(), 0, max(0, free_bytes(path) - wanted))
-
-
-def fill(path):
-    """Fill the filesystem of ``path`` to the last byte."""
-    with open(os.path.join(path, "ballast-full"), "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
 
 
 def artifact(image_server, tag):
@@ -81,7 +59,7 @@ def test_an_image_that_would_leave_less_than_the_threshold_free_is_refused_and_n
     images_dir = small_disk / "images"
     images_dir.mkdir()
     art = artifact(image_server, "a")
-    leave_free(small_disk, disk.threshold(SIZE) + need_of(art) // 2)
+    fill(small_disk, disk.threshold(SIZE) + need_of(art) // 2)
     cache = ImageCache(str(images_dir))
     with pytest.raises(ImageError, match=r"^image sha256:a+: not enough disk space to unpack it: it needs .* MiB"):
         cache.ensure(image("a"), art)
@@ -100,7 +78,7 @@ def test_unused_images_are_evicted_least_recently_used_first(small_disk, image_s
     art = artifact(image_server, "e")
     assert need_of(art) // 2 > 16384
     # short of room by half its need, less a few blocks: evicting one image of the same size is enough
-    leave_free(small_disk, disk.threshold(SIZE) + need_of(art) // 2 + 8192)
+    fill(small_disk, disk.threshold(SIZE) + need_of(art) // 2 + 8192)
     cache.ensure(image("e"), art)
     present = sorted(n for n in os.listdir(images_dir) if len(n) == 64)
     assert present == sorted(image(t)[7:] for t in "bde"), "the least recently used unused image (c) went"
@@ -118,7 +96,7 @@ def test_a_full_disk_leaves_the_state_files_whole(small_disk):
     with pytest.raises(OSError):
         save_table(str(small_disk), table_text({"i-1": {"pid": 1}, "i-2": {"pid": 2}}))
     assert EpochFence(str(small_disk)).highest == 3 and load_table(str(small_disk)) == {"i-1": {"pid": 1}}
-    assert sorted(os.listdir(small_disk)) == ["agent-state.json", "ballast-full", "instances.json"], "no temp file left"
+    assert sorted(os.listdir(small_disk)) == ["agent-state.json", "ballast-0", "instances.json"], "no temp file left"
 
 
 def test_a_full_disk_leaves_no_half_image(small_disk, image_server):

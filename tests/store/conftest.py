@@ -6,16 +6,14 @@ store object (its own connections) on the same data, as a second daemon would.
 """
 import os
 import sys
-import uuid
-
-import psycopg2
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from corral.store.postgres import PostgresStore  # noqa: E402
 from corral.store.sqlite import SQLiteStore  # noqa: E402
-from tests.pg import PostgresUnavailable, postgres_dsn, with_search_path  # noqa: E402
+from tests.pg import PostgresUnavailable, postgres_dsn  # noqa: E402
+from tests.support import scratch_schema  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -30,17 +28,8 @@ def pg_dsn():
 @pytest.fixture
 def pg_schema_dsn(pg_dsn):
     """A DSN whose connections see only a new, empty schema (dropped afterwards)."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield with_search_path(pg_dsn, schema)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+    with scratch_schema(pg_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
