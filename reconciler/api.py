@@ -19,7 +19,8 @@ Routes::
     GET    /v1/events[?kind=K&name=N&limit=L]
     GET    /v1/backup           the control-plane state as a backup document
     GET    /v1/instances/ID/logs     POST /v1/exec[/SESSION/input|resize]   (reconciler/streams.py)
-    GET    /v1/gitsources[/NAME]  POST /v1/gitsources/NAME/sync  POST /v1/gitsources/NAME/webhook
+    GET    /v1/gitsources[/NAME]  DELETE /v1/gitsources/NAME[?cascade=true]
+    POST   /v1/gitsources/NAME/sync  POST /v1/gitsources/NAME/webhook
                                 (reconciler/gitops/routes.py; apply takes GitSource documents too)
 """
 import difflib
@@ -82,7 +83,7 @@ class Api:
             ("GET", r"/v1/builds", self.list_builds, True),
             ("GET", r"/v1/events", self.list_events, True),
             ("GET", r"/v1/backup", self.backup, True),
-        ] + GitSourceRoutes(store, token).routes() + RolloutRoutes(store, kick, HttpError, _json_body).routes()
+        ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, HttpError, _json_body).routes()
         if relay is not None:  # logs and exec (reconciler/streams.py)
             self.routes += StreamRoutes(store, state, relay, HttpError, _json_body).routes()
 

@@ -216,19 +216,35 @@ def cmd_describe(args, client):
     return 0
 
 
+DELETE_KINDS = {"app": "App", "apps": "App", "gitsource": "GitSource", "gitsources": "GitSource"}
+
+
 def cmd_delete(args, client):
+    """Delete apps and GitSources (sources first, so that none re-applies an app
+    being deleted), then wait, unless ``--no-wait``, until every app deleted is gone."""
     if args.filename:
-        names = [d.name for d in _load(args.filename)]
-    elif args.kind in ("app", "apps") and args.name:
-        names = [args.name]
+        targets = [(d.kind, d.name) for d in _load(args.filename)]
+    elif args.kind in DELETE_KINDS and args.name:
+        targets = [(DELETE_KINDS[args.kind], args.name)]
     else:
-        raise ClientError("say what to delete: `corral delete app NAME` or `corral delete -f PATH`")
-    for name in names:
+        raise ClientError("say what to delete: `corral delete app NAME`, `corral delete gitsource NAME` "
+                          "or `corral delete -f PATH`")
+    apps = [name for kind, name in targets if kind == "App"]
+    for name in (name for kind, name in targets if kind == "GitSource"):
+        _, reply = client.request("DELETE", f"/v1/gitsources/{name}",
+                                  params={"cascade": "true" if args.cascade else "false"})
+        owned = ", ".join(reply["apps"]) or "none"
+        if args.cascade:
+            print(f"gitsource/{name} deleted with its apps: {owned}")
+            apps += [a for a in reply["apps"] if a not in apps]
+        else:
+            print(f"gitsource/{name} deleted; its apps keep running, managed by hand: {owned}")
+    for name in (name for kind, name in targets if kind == "App"):
         client.request("DELETE", f"/v1/apps/{name}", idempotent=True)
         print(f"app/{name} deleting")
     if args.wait:
         deadline = time.monotonic() + parse_duration(args.timeout)
-        for name in names:
+        for name in apps:
             while True:
                 status, _ = client.request("GET", f"/v1/apps/{name}", ok=(200, 404))
                 if status == 404:

@@ -63,12 +63,14 @@ def parser():
     logs.add_parser(sub)
     exec_command.add_parser(sub)
 
-    x = sub.add_parser("delete", help="stop an app's instances (with their grace) and remove it")
-    x.add_argument("kind", nargs="?", help="app")
+    x = sub.add_parser("delete", help="stop an app's instances (with their grace) and remove it; or remove a GitSource")
+    x.add_argument("kind", nargs="?", help="app or gitsource")
     x.add_argument("name", nargs="?")
     x.add_argument("-f", "--filename", action="append", metavar="PATH")
+    x.add_argument("--cascade", action="store_true",
+                   help="a GitSource's apps are deleted with it (default: they keep running, managed by hand)")
     x.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
-                   help="wait until the app is gone (default: yes)")
+                   help="wait until the apps deleted are gone (default: yes)")
     x.add_argument("--timeout", default="5m")
 
     k = sub.add_parser("backup", help="write the control-plane state (apps, sources, history) to a dated file")

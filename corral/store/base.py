@@ -274,13 +274,25 @@ class Store(abc.ABC):
         """Replace the source's status (leader only, fenced); a missing source is not an error."""
 
     @abc.abstractmethod
+    def delete_gitsource(self, name: str, cascade: bool, actor: str) -> Optional[list]:
+        """Remove a source in one transaction; return the names of the apps it owned, None when there is no such source.
+
+        With ``cascade`` those apps are marked deleting (as ``mark_app_deleting``);
+        without, they are released: their owner is cleared, they keep running and
+        are managed by hand from then on (kubectl's ``--cascade=orphan``). Either
+        way each gets an event. A sync of the source that was under way writes
+        nothing once the source is gone (:meth:`sync_gitsource` refuses).
+        """
+
+    @abc.abstractmethod
     def sync_gitsource(self, name: str, epoch: int, apply: list, prune: list, status: dict, actor: str) -> tuple:
         """Apply one commit of a source in ONE fenced transaction; return ``(results, pruned names)``.
 
         ``apply`` are app docs as for :meth:`apply_apps`, each with its
         ``owner``; ``prune`` names apps to mark deleting. Only apps this
         source owns are pruned (any other name is skipped), and an app owned
-        by another source is never taken over (Conflict, nothing written).
+        by another source is never taken over (Conflict, nothing written), and
+        a source deleted meanwhile writes nothing (Conflict).
         ``status`` becomes the source's status in the same transaction.
         """
 

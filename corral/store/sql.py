@@ -524,6 +524,37 @@ class SQLStore(Store):
             cur.execute("UPDATE gitsources SET status = ? WHERE name = ?", (canonical_json(status), name))
         self._run(work, write=True)
 
+    def delete_gitsource(self, name: str, cascade: bool, actor: str) -> Optional[list]:
+        """Remove source ``name``, then delete or release the apps it owned; see Store.delete_gitsource."""
+        mine = f"gitsource/{name}"
+
+        def work(cur):
+            # The apps lock first, as sync_gitsource takes it: a sync under way ends before this reads its apps.
+            cur.execute("SELECT apps_version FROM meta WHERE id = 1" + self.for_update)
+            cur.execute("DELETE FROM gitsources WHERE name = ?", (name,))
+            if not cur.rowcount:
+                return None
+            now = self._now(cur)
+            self._add_event(cur, now, "gitsource", name, "Deleted",
+                            "source deleted; its apps " + ("are deleted" if cascade else "are kept, managed by hand"),
+                            actor)
+            cur.execute("SELECT name, owner FROM apps WHERE deleting = ? ORDER BY name", (False,))
+            owned = [app for app, owner in cur.fetchall() if owner_source(owner) == mine]
+            for app in owned:
+                if cascade:
+                    cur.execute("UPDATE apps SET deleting = ?, resource_version = resource_version + 1, "
+                                "updated_at = ? WHERE name = ?", (True, now, app))
+                    self._add_event(cur, now, "app", app, "Deleting", f"{mine} was deleted with its apps", actor)
+                else:
+                    cur.execute("UPDATE apps SET owner = NULL, resource_version = resource_version + 1, "
+                                "updated_at = ? WHERE name = ?", (now, app))
+                    self._add_event(cur, now, "app", app, "Released",
+                                    f"{mine} was deleted: the app keeps running, managed by hand", actor)
+            if owned:
+                self._bump_apps_version(cur)
+            return owned
+        return self._run(work, write=True)
+
     def sync_gitsource(self, name: str, epoch: int, apply: list, prune: list, status: dict, actor: str) -> tuple:
         """Apply and prune one commit of source ``name`` in one fenced transaction; see Store.sync_gitsource."""
         mine = f"gitsource/{name}"
@@ -531,6 +562,9 @@ class SQLStore(Store):
         def work(cur):
             self._check_epoch(cur, epoch)
             cur.execute("SELECT apps_version FROM meta WHERE id = 1" + self.for_update)
+            cur.execute("SELECT 1 FROM gitsources WHERE name = ?", (name,))
+            if cur.fetchone() is None:
+                raise Conflict(f"{mine} was deleted while it synced: nothing applied")
             now = self._now(cur)
             results, pruned = [], []
             for doc in apply:

@@ -1,4 +1,4 @@
-"""The API of GitSources: list, show, sync now, and the push webhook a git host calls.
+"""The API of GitSources: list, show, delete, sync now, and the push webhook a git host calls.
 
 Handlers return ``(status, body)`` like the rest of the API. The webhook does
 not take the API token (a git host cannot be given it safely); it takes the
@@ -55,15 +55,17 @@ def gitsource_json(rec, api_token=None):
 class GitSourceRoutes:
     """Route handlers over the store; ``token`` is the API token the webhook tokens derive from."""
 
-    def __init__(self, store, token):
+    def __init__(self, store, token, kick=lambda *apps: None):
         self.store = store
         self.token = token
+        self.kick = kick
 
     def routes(self):
         """``(method, pattern, handler, needs API token)`` rows for :class:`reconciler.api.Api`."""
         return [
             ("GET", r"/v1/gitsources", self.list, True),
             ("GET", r"/v1/gitsources/(?P<name>[^/]+)", self.get, True),
+            ("DELETE", r"/v1/gitsources/(?P<name>[^/]+)", self.delete, True),
             ("POST", r"/v1/gitsources/(?P<name>[^/]+)/sync", self.sync, True),
             ("POST", r"/v1/gitsources/(?P<name>[^/]+)/webhook", self.webhook, False),
         ]
@@ -76,6 +78,18 @@ class GitSourceRoutes:
         if rec is None:
             return 404, {"error": f"gitsource {name!r} not found"}
         return 200, gitsource_json(rec, self.token)
+
+    def delete(self, environ, query, name):
+        """Remove the source; ``?cascade=true`` deletes its apps too, else they stay, managed by hand."""
+        cascade = query.get("cascade", "false")
+        if cascade not in ("true", "false"):
+            return 400, {"error": f"cascade={cascade!r}: say true or false"}
+        apps = self.store.delete_gitsource(name, cascade == "true", actor=environ.get("HTTP_X_CORRAL_ACTOR") or "cli")
+        if apps is None:
+            return 404, {"error": f"gitsource {name!r} not found"}
+        if cascade == "true" and apps:
+            self.kick(*apps)
+        return 200, {"name": name, "cascade": cascade == "true", "apps": apps}
 
     def sync(self, environ, query, name):
         when = self.store.request_gitsource_sync(name)

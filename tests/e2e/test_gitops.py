@@ -135,3 +135,18 @@ def test_a_repository_drives_the_cluster(cluster, tmp_path):
     r = cluster.corral("sync", "fleet", check=False)
     assert r.returncode == 1 and "refusing to delete all 1 apps" in r.stderr
     assert "g-two" in apps(cluster)
+
+    # Deleting the source keeps its app running, managed by hand from then on ...
+    out = cluster.corral("delete", "gitsource", "fleet").stdout
+    assert "gitsource/fleet deleted; its apps keep running, managed by hand: g-two" in out
+    assert cluster.json("get", "gitsources") == []
+    assert apps(cluster)["g-two"]["owner"] is None
+    assert len([i for i in cluster.instances("g-two") if i["ready"]]) == 2
+    # ... while `delete -f` of the source's manifest with --cascade takes its apps with it.
+    repo.write_app("g-two", instances=2)
+    repo.commit("two again")
+    cluster.corral("apply", "-f", source)
+    wait_for("g-two adopted again", lambda: (apps(cluster)["g-two"]["owner"] or "").startswith("gitsource/fleet@"))
+    out = cluster.corral("delete", "-f", source, "--cascade").stdout
+    assert "gitsource/fleet deleted with its apps: g-two" in out and "app/g-two deleted" in out
+    assert "g-two" not in apps(cluster) and "g-hand" in apps(cluster)

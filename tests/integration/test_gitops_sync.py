@@ -5,9 +5,7 @@ import io
 import json
 import os
 import subprocess
-import uuid
 
-import psycopg2
 import pytest
 
 from corral.spec import validate_document
@@ -16,7 +14,8 @@ from reconciler.api import Api
 from reconciler.gitops.repo import GitRepos
 from reconciler.gitops.routes import gitsource_document, webhook_token
 from reconciler.gitops.sync import GitSync
-from tests.pg import PostgresUnavailable, postgres_dsn, with_search_path
+from tests.pg import PostgresUnavailable, postgres_dsn
+from tests.support import scratch_schema
 
 GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",
                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
@@ -66,14 +65,10 @@ def store(request, tmp_path):
         base = postgres_dsn()
     except PostgresUnavailable as e:
         pytest.skip(str(e))
-    schema = "gitops_" + uuid.uuid4().hex[:10]
-    with psycopg2.connect(base) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    s = open_store(with_search_path(base, schema))
-    yield s
-    s.close()
-    with psycopg2.connect(base) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP SCHEMA {schema} CASCADE")
+    with scratch_schema(base, prefix="gitops") as dsn:
+        s = open_store(dsn)
+        yield s
+        s.close()
 
 
 @pytest.fixture
@@ -195,3 +190,32 @@ def test_webhook_takes_the_source_token_and_requests_a_sync(store, repo):
     status, shown = call(api, "GET", "/v1/gitsources/fleet", headers=auth)
     assert status == 200 and shown["webhook"]["token"] == token
     assert call(api, "GET", "/v1/gitsources/nope", headers=auth) == (404, {"error": "gitsource 'nope' not found"})
+
+
+def test_a_sync_that_read_its_source_before_the_source_was_deleted_applies_nothing(store, repo, tmp_path):
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    sync = GitSync(store, GitRepos(str(tmp_path / "git")), "r1")
+    sync.sync(add_source(store, repo), epoch)
+    rec = store.get_gitsource("fleet")  # the leader's read, just before the user's delete
+    repo.write("three.yaml", APP.format(name="three", instances=1))
+    repo.commit("a third app")
+    assert store.delete_gitsource("fleet", cascade=False, actor="cli") == ["one", "two"]
+    sync.sync(rec, epoch)
+    assert store.get_app("three") is None
+    assert store.get_app("one").owner is None and not store.get_app("one").deleting
+
+
+def test_delete_route_releases_or_cascades_and_needs_the_api_token(store, repo, tmp_path):
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    GitSync(store, GitRepos(str(tmp_path / "git")), "r1").sync(add_source(store, repo), epoch)
+    kicked = []
+    api = Api(store, state=None, token="api-token", kick=lambda *apps: kicked.extend(apps))
+    auth = {"HTTP_AUTHORIZATION": "Bearer api-token"}
+    assert call(api, "DELETE", "/v1/gitsources/fleet")[0] == 401
+    assert call(api, "DELETE", "/v1/gitsources/fleet", headers={**auth, "QUERY_STRING": "cascade=yes"}) == (
+        400, {"error": "cascade='yes': say true or false"})
+    assert store.get_gitsource("fleet") is not None
+    assert call(api, "DELETE", "/v1/gitsources/fleet", headers={**auth, "QUERY_STRING": "cascade=true"}) == (
+        200, {"name": "fleet", "cascade": True, "apps": ["one", "two"]})
+    assert store.get_app("one").deleting and store.get_app("two").deleting and kicked == ["one", "two"]
+    assert call(api, "DELETE", "/v1/gitsources/fleet", headers=auth) == (404, {"error": "gitsource 'fleet' not found"})

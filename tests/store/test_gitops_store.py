@@ -103,3 +103,54 @@ def test_sync_adopts_an_equal_hand_applied_app_without_a_new_generation(store):
     rec = store.get_app("a")
     assert (r.action, rec.generation, rec.owner) == ("unchanged", 1, "gitsource/fleet@c1")
     assert [e.reason for e in store.list_events(kind="app", name="a")] == ["Created", "Adopted"]
+
+
+def synced_fleet(store):
+    """Source "fleet" owning apps a and b (b already being deleted), another source owning o, and a hand app."""
+    epoch = lead(store)
+    store.apply_apps([app("hand")], actor="cli", gitsources=[source(), source("other")])
+    store.sync_gitsource("fleet", epoch, [app("a", owner="gitsource/fleet@c1"), app("b", owner="gitsource/fleet@c1")],
+                         [], {}, actor="gitsource/fleet")
+    store.sync_gitsource("other", epoch, [app("o", owner="gitsource/other@c7")], [], {}, actor="gitsource/other")
+    store.mark_app_deleting("b", actor="cli")
+    return epoch
+
+
+def test_deleting_a_source_releases_its_apps_to_hand_management(store):
+    epoch = synced_fleet(store)
+    before = store.apps_version()
+    assert store.delete_gitsource("fleet", cascade=False, actor="cli") == ["a"]
+    assert store.get_gitsource("fleet") is None and store.apps_version() > before
+    a = store.get_app("a")
+    assert a.owner is None and not a.deleting
+    assert [e.reason for e in store.list_events(kind="app", name="a")][-1] == "Released"
+    assert store.get_app("o").owner == "gitsource/other@c7" and not store.get_app("hand").deleting
+    assert "Deleted" in [e.reason for e in store.list_events(kind="gitsource", name="fleet")]
+    # Released means by hand: a later sync of a new source of that name does not prune it.
+    store.apply_apps([], actor="cli", gitsources=[source()])
+    _, pruned = store.sync_gitsource("fleet", epoch, [], ["a"], {}, actor="gitsource/fleet")
+    assert pruned == [] and not store.get_app("a").deleting
+
+
+def test_deleting_a_source_with_cascade_deletes_only_its_apps(store):
+    synced_fleet(store)
+    assert store.delete_gitsource("fleet", cascade=True, actor="cli") == ["a"]
+    assert store.get_app("a").deleting and store.get_app("b").deleting
+    assert not store.get_app("o").deleting and not store.get_app("hand").deleting
+    assert store.get_gitsource("other") is not None
+
+
+def test_deleting_a_missing_source_says_none_and_writes_nothing(store):
+    synced_fleet(store)
+    before = store.apps_version()
+    assert store.delete_gitsource("nope", cascade=True, actor="cli") is None
+    assert store.apps_version() == before
+
+
+def test_a_sync_after_its_source_was_deleted_writes_nothing(store):
+    epoch = synced_fleet(store)
+    store.delete_gitsource("fleet", cascade=False, actor="cli")
+    with pytest.raises(Conflict, match="was deleted"):
+        store.sync_gitsource("fleet", epoch, [app("z", owner="gitsource/fleet@c2")], ["a"], {"syncedCommit": "c2"},
+                             actor="gitsource/fleet")
+    assert store.get_app("z") is None and store.get_app("a").owner is None and not store.get_app("a").deleting
