@@ -271,3 +271,20 @@ def test_a_truncated_archive_with_its_own_digest_is_one_sentence_and_leaves_noth
     with pytest.raises(ImageError, match="ends inside a member"):
         ensure_image(str(tmp_path), IMAGE, artifact(base, code=cut))
     assert os.listdir(tmp_path / "code") == []
+
+
+def test_a_header_summed_with_signed_bytes_is_accepted_and_a_wrong_one_is_not():
+    """Old tars computed the checksum over signed chars: a name byte over 127 counts 256 less."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT, encoding="latin-1") as tar:
+        tar.addfile(tarfile.TarInfo("caf\xe9.txt"), io.BytesIO(b""))
+    data = bytearray(buf.getvalue())
+    header = data[:148] + b" " * 8 + data[156:512]
+    signed = sum(b - 256 if b > 127 else b for b in header)
+    assert signed != sum(header)
+    data[148:156] = b"%06o\x00 " % signed
+    scan = TarScan()
+    assert scan.feed(bytes(data)) > 512 and scan.complete()
+    data[148:156] = b"%06o\x00 " % (signed - 1)
+    with pytest.raises(ValueError, match="bad checksum"):
+        TarScan().feed(bytes(data))
