@@ -26,7 +26,6 @@ corral.green.patch()
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
-import http.server  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
@@ -34,13 +33,13 @@ import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from corral.wire.keys import new_key_file, read_key  # noqa: E402
 from tests.integration.test_agent_daemon import NODE, Reconciler, assignment, build_image_archive  # noqa: E402
+from tests.support import serve_bytes  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -104,24 +103,6 @@ def node_cpu(pids):
     return total
 
 
-def serve(archives):
-    """Serve each layer archive at /<kind>.tar."""
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            archive = archives[self.path.strip("/").split(".")[0]]
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(archive)))
-            self.end_headers()
-            self.wfile.write(archive)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--instances", type=int, default=200)
@@ -142,9 +123,8 @@ def main():
     new_key_file(key_file)
     rec = Reconciler(read_key(key_file))
     archives = build_image_archive()
-    server = serve(archives)
-    image = (f"http://127.0.0.1:{server.server_address[1]}",
-             {kind: hashlib.sha256(data).hexdigest() for kind, data in archives.items()}, [])
+    server = serve_bytes({f"{kind}.tar": data for kind, data in archives.items()})
+    image = (server.url, {kind: hashlib.sha256(data).hexdigest() for kind, data in archives.items()}, [])
     run_args = dict(name=NODE, reconcilers=[rec.endpoint], data_dir=os.path.join(work, "data"),
                     secret_file=key_file, images_dir=os.path.join(work, "images"), labels={})
     code = ("import corral.green; corral.green.patch()\n"

@@ -1,13 +1,15 @@
 """Set-ups that tests and benchmarks share: a free port, polling with a deadline, a
-throwaway PostgreSQL schema, ballast that fills a disk, and an app whose image counts
-as built.
+throwaway PostgreSQL schema, ballast that fills a disk, a static HTTP file server, and
+an app whose image counts as built.
 
 Nothing here is a fake: the helpers make real ports, real schemas and real build
 records through the store's own interface.
 """
 import contextlib
+import http.server
 import os
 import socket
+import threading
 import time
 import types
 import uuid
@@ -76,6 +78,32 @@ def fill(path, leave=0):
                 f.flush()
         except OSError:
             pass
+
+
+def serve_bytes(files, hits=None):
+    """An HTTP server on 127.0.0.1, in a daemon thread, answering ``GET /NAME`` with
+    ``files[NAME]`` (bytes); each path asked for is appended to ``hits`` when given.
+    Returns the server: its URL is ``server.url``; ``shutdown()`` and ``server_close()`` end it."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if hits is not None:
+                hits.append(self.path)
+            data = files.get(self.path.lstrip("/"))
+            if data is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def mark_built(store, app, spec, source_digest, image, worker="test"):

@@ -5,7 +5,6 @@ end of the run (``pytest_terminal_summary``) and writes them to
 ``$CORRAL_FIGURES`` as JSON when that is set.
 """
 import json
-import os
 import random
 import threading
 import time

@@ -4,8 +4,6 @@ import signal
 import threading
 import time
 
-import pytest
-
 from tests.cluster import figures
 from tests.cluster.figures import Load
 from tests.cluster.fleet import write_manifest

@@ -5,7 +5,6 @@ import corral.green
 corral.green.patch()
 
 import hashlib  # noqa: E402
-import http.server  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -14,7 +13,6 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tarfile  # noqa: E402
 import textwrap  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
@@ -22,6 +20,7 @@ import requests  # noqa: E402
 
 from corral.wire.bus import BusServer  # noqa: E402
 from corral.wire.keys import new_key_file  # noqa: E402
+from tests.support import serve_bytes  # noqa: E402
 
 NODE = "node-1"
 IMAGE = "sha256:" + "1" * 64
@@ -170,24 +169,8 @@ def image_server():
 def serve_archives(archives):
     """Serve ``archives`` ({kind: bytes}) at /<kind>.tar until closed; yields (base url, {kind: sha256}, downloads)."""
     hits = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            archive = archives[self.path.strip("/").split(".")[0]]
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(archive)))
-            self.end_headers()
-            self.wfile.write(archive)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield (f"http://127.0.0.1:{server.server_address[1]}",
-           {kind: hashlib.sha256(data).hexdigest() for kind, data in archives.items()}, hits)
+    server = serve_bytes({f"{kind}.tar": data for kind, data in archives.items()}, hits)
+    yield (server.url, {kind: hashlib.sha256(data).hexdigest() for kind, data in archives.items()}, hits)
     server.shutdown()
     server.server_close()
 

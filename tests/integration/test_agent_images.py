@@ -4,19 +4,18 @@ import corral.green
 corral.green.patch()
 
 import hashlib  # noqa: E402
-import http.server  # noqa: E402
 import io  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tarfile  # noqa: E402
-import threading  # noqa: E402
 
 import eventlet  # noqa: E402
 import pytest  # noqa: E402
 
 from corral import images as layout  # noqa: E402
 from nodeagent.images import ImageCache, ImageError, TarScan, ensure_image  # noqa: E402
+from tests.support import serve_bytes  # noqa: E402
 
 IMAGE = "sha256:" + "2" * 64
 ENV_ID, CODE_ID = "sha256:" + "e" * 64, "sha256:" + "c" * 64
@@ -52,22 +51,8 @@ def serve():
     servers, hits = [], []
 
     def start(files):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                hits.append(self.path)
-                data = files[self.path.lstrip("/")]
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}", hits
+        servers.append(serve_bytes(files, hits))
+        return servers[-1].url, hits
 
     yield start
     for server in servers:

@@ -78,7 +78,7 @@ def test_no_line_is_lost_while_the_agent_is_killed_and_restarted_under_a_flood(a
     first.proc.wait(timeout=WAIT)
     wait_for("the app done writing with no agent running", done.exists, timeout=60)
     agent(log_max_bytes=limit, log_keep=100)
-    wait_for("adopted by the new agent", lambda: (r := reconciler.latest())["started_at"] > started_at
+    wait_for("adopted by the new agent", lambda: reconciler.latest()["started_at"] > started_at
              and (i := reconciler.instance("hello-flood-1")) and i["state"] == "running" and i["pid"] == pid)
     got = parsed(folder)
     numbers = [int(t.split()[0]) for _, s, t in got if s == "out"]

@@ -2,7 +2,6 @@
 plus properties that must hold for any input."""
 import itertools
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from corral.store.base import DesiredInstance
