@@ -1,6 +1,6 @@
 """Set-ups that tests and benchmarks share: a free port, polling with a deadline, a
-throwaway PostgreSQL schema, ballast that fills a disk, a static HTTP file server, and
-an app whose image counts as built.
+throwaway PostgreSQL schema, a fresh store of either backend, ballast that fills a
+disk, a static HTTP file server, and an app whose image counts as built.
 
 Nothing here is a fake: the helpers make real ports, real schemas and real build
 records through the store's own interface.
@@ -14,8 +14,11 @@ import time
 import types
 import uuid
 
+import pytest
+
+from corral.store import open_store
 from reconciler import specs
-from tests.pg import with_search_path
+from tests.pg import PostgresUnavailable, postgres_dsn, with_search_path
 
 
 def free_port():
@@ -56,6 +59,30 @@ def scratch_schema(base_dsn, prefix="t"):
                 cur.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
         admin.close()
+
+
+@contextlib.contextmanager
+def fresh_store(backend, folder):
+    """A new, migrated, empty store: ``backend`` "sqlite" (a file in ``folder``) or
+    "postgresql" (a scratch schema on the test run's server; the test is skipped when
+    there is none). Closed, and the schema dropped, afterwards."""
+    if backend == "sqlite":
+        store = open_store(f"sqlite:///{os.path.join(folder, 'corral.db')}")
+        try:
+            yield store
+        finally:
+            store.close()
+        return
+    try:
+        base = postgres_dsn()
+    except PostgresUnavailable as e:
+        pytest.skip(str(e))
+    with scratch_schema(base) as dsn:
+        store = open_store(dsn)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def free_bytes(path):

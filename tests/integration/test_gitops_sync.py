@@ -9,13 +9,12 @@ import subprocess
 import pytest
 
 from corral.spec import validate_document
-from corral.store import Fenced, open_store
+from corral.store import Fenced
 from reconciler.api import Api
 from reconciler.gitops.repo import GitRepos
 from reconciler.gitops.routes import gitsource_document, webhook_token
 from reconciler.gitops.sync import GitSync
-from tests.pg import PostgresUnavailable, postgres_dsn
-from tests.support import scratch_schema
+from tests.support import fresh_store
 
 GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",
                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
@@ -56,19 +55,8 @@ class Repo:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = open_store(f"sqlite://{tmp_path}/corral.db")
+    with fresh_store(request.param, str(tmp_path)) as s:
         yield s
-        s.close()
-        return
-    try:
-        base = postgres_dsn()
-    except PostgresUnavailable as e:
-        pytest.skip(str(e))
-    with scratch_schema(base, prefix="gitops") as dsn:
-        s = open_store(dsn)
-        yield s
-        s.close()
 
 
 @pytest.fixture

@@ -2,20 +2,15 @@
 sync writes nothing and sends nothing; a fresh reconciler waits for reports
 before deciding; a drain moves instances off within maxUnavailable; a failed
 app is retried alone."""
-import os
-
 import pytest
 
 from corral.settings import Timings
 from corral.store import Fenced
 from corral.store.base import DesiredInstance
-from corral.store.postgres import PostgresStore
-from corral.store.sqlite import SQLiteStore
 from reconciler import specs
 from reconciler.loop import ALL, Controller
 from reconciler.observed import Observed
-from tests.pg import PostgresUnavailable, postgres_dsn
-from tests.support import mark_built, scratch_schema
+from tests.support import fresh_store, mark_built
 
 IMAGE = "sha256:" + "c" * 64
 SPEC = {"source": "./x", "processes": {"web": {"command": "python app.py", "instances": 2}},
@@ -24,21 +19,8 @@ SPEC = {"source": "./x", "processes": {"web": {"command": "python app.py", "inst
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SQLiteStore(os.path.join(tmp_path, "corral.db"))
-        s.migrate()
+    with fresh_store(request.param, str(tmp_path)) as s:
         yield s
-        s.close()
-        return
-    try:
-        base = postgres_dsn()
-    except PostgresUnavailable as e:
-        pytest.skip(str(e))
-    with scratch_schema(base) as dsn:
-        s = PostgresStore(dsn)
-        s.migrate()
-        yield s
-        s.close()
 
 
 class Bus:
