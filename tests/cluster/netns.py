@@ -9,8 +9,9 @@ every address is in one private /24 picked at random per run (``10.231.N.0``),
 so two runs at once never meet.
 
 Faults are made at the switch side of a host's link, as a switch port would:
-``cut`` (link down), ``heal`` (link up and any qdisc removed) and ``degrade``
-(``tc netem`` loss and delay, when the kernel has ``sch_netem``).
+``cut`` (link down), ``heal`` (link up and any qdisc removed), ``degrade``
+(``tc netem`` loss and delay, when the kernel has ``sch_netem``) and
+``throttle`` (a token bucket on both ends: slow, and lossy under bursts).
 
 :func:`plan` is the pure part (names and addresses); :class:`Datacentre`
 runs ``ip``/``tc`` and undoes everything in :meth:`Datacentre.destroy`.
@@ -80,16 +81,35 @@ def why_unavailable():
     return None
 
 
-def has_netem():
-    """Whether this kernel has the netem qdisc (loss and delay)."""
-    probe = f"crlnetem{os.getpid() % 10000}"
+def has_qdisc(*qdisc):
+    """Whether this kernel takes ``tc qdisc add ... root <qdisc>`` (tried on a throwaway veth)."""
+    probe = f"crlq{os.getpid() % 100000}"
     _ip("link", "add", probe, "type", "veth", "peer", "name", probe + "p")
     try:
-        done = subprocess.run(["tc", "qdisc", "add", "dev", probe, "root", "netem", "delay", "1ms"],
-                              capture_output=True, text=True)
+        done = subprocess.run(["tc", "qdisc", "add", "dev", probe, "root", *qdisc], capture_output=True, text=True)
         return done.returncode == 0
     finally:
         _ip("link", "del", probe, check=False)
+
+
+def has_netem():
+    """Whether this kernel has the netem qdisc (loss and delay)."""
+    return has_qdisc("netem", "delay", "1ms")
+
+
+def tbf_args(rate_kbit, queue_ms):
+    """The tc arguments of a token bucket: ``rate_kbit`` kbit/s, a burst of two full frames, and a
+    queue of at most ``queue_ms`` of sending (a packet that would wait longer is dropped). Pure."""
+    return ["tbf", "rate", f"{rate_kbit}kbit", "burst", "3028", "latency", f"{queue_ms}ms"]
+
+
+def qdisc_counts(text):
+    """``(sent, dropped)`` packets from ``tc -s qdisc show`` output of one root qdisc. Pure."""
+    words = text.split()
+    for i, word in enumerate(words):
+        if word == "Sent" and i + 6 < len(words) and words[i + 5] == "(dropped":   # Sent B bytes P pkt (dropped D,
+            return int(words[i + 3]), int(words[i + 6].rstrip(","))
+    raise ValueError(f"no packet counts in tc's output: {text!r}")
 
 
 def _used_tags():
@@ -149,9 +169,30 @@ class Datacentre:
         _ip("link", "set", self.hosts[host].switch, "down")
 
     def heal(self, host):
-        """Plug ``host`` back in and remove any loss or delay on its port."""
+        """Plug ``host`` back in and remove any loss, delay or rate limit on its link (both ends)."""
         subprocess.run(["tc", "qdisc", "del", "dev", self.hosts[host].switch, "root"], capture_output=True)
+        subprocess.run(self.argv(host, ["tc", "qdisc", "del", "dev", self.hosts[host].inside, "root"]),
+                       capture_output=True)
         _ip("link", "set", self.hosts[host].switch, "up")
+
+    def throttle(self, host, rate_kbit, queue_ms):
+        """Make ``host``'s link slow both ways: ``rate_kbit`` kbit/s, and packets that would queue for
+        more than ``queue_ms`` dropped (a token bucket, tbf: where the kernel has no netem, a slow
+        and, under bursts, lossy link is the fault it can make)."""
+        args = tbf_args(rate_kbit, queue_ms)
+        for argv in (["tc", "qdisc", "replace", "dev", self.hosts[host].switch, "root", *args],
+                     self.argv(host, ["tc", "qdisc", "replace", "dev", self.hosts[host].inside, "root", *args])):
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode:
+                raise Unavailable(f"tc tbf on {host}'s link failed: {done.stderr.strip()}")
+
+    def link_counts(self, host):
+        """``(sent, dropped)`` packets of the qdiscs on both ends of ``host``'s link."""
+        outs = [subprocess.run(argv, capture_output=True, text=True, check=True).stdout for argv in (
+            ["tc", "-s", "qdisc", "show", "dev", self.hosts[host].switch, "root"],
+            self.argv(host, ["tc", "-s", "qdisc", "show", "dev", self.hosts[host].inside, "root"]))]
+        counts = [qdisc_counts(out) for out in outs]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
     def degrade(self, host, loss_percent, delay_ms):
         """Drop ``loss_percent`` of the packets sent to ``host`` and delay them by ``delay_ms``."""
