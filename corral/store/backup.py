@@ -28,7 +28,8 @@ import re
 import time
 
 from corral.store.base import Conflict
-from corral.store.sql import MIGRATIONS, SCHEMA_VERSION, SQLStore
+from corral.store.schema import MIGRATIONS, SCHEMA_VERSION
+from corral.store.sql import SQLStore
 
 FORMAT = "corral-backup"
 VERSION = 1

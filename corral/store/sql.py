@@ -1,4 +1,4 @@
-"""What the SQLite and PostgreSQL stores share: the schema, its migrations, every query.
+"""What the SQLite and PostgreSQL stores share: every query (the schema is in schema.py).
 
 :class:`SQLStore` implements the whole :class:`~corral.store.base.Store`
 interface once. A backend says only what differs between the two databases:
@@ -28,178 +28,16 @@ import json
 from typing import Optional
 
 from corral.store.base import (
-    AppRecord, ApplyResult, BuildRecord, Conflict, DesiredInstance, Event, Fenced, GitSourceRecord,
-    Lease, NodeRecord, RevisionRecord, Store, owner_source,
+    AppRecord, ApplyResult, BuildRecord, Conflict, Fenced, GitSourceRecord, Lease, RevisionRecord, Store,
+    owner_source,
+)
+from corral.store.schema import (
+    APP_COLUMNS, BUILD_COLUMNS, DESIRED_COLUMNS, EVENT_COLUMNS, GITSOURCE_COLUMNS, MIGRATIONS, NODE_COLUMNS,
+    SCHEMA_VERSION, app_from_row, build_from_row, canonical_json, desired_from_row, event_from_row,
+    gitsource_from_row, node_from_row,
 )
 
 LEADER = "leader"
-
-# Each entry upgrades the schema from version i to i + 1. Never edit one that
-# has shipped: append a new one.
-MIGRATIONS = [
-    [
-        """CREATE TABLE meta (
-            id INTEGER PRIMARY KEY,
-            apps_version BIGINT NOT NULL)""",
-        "INSERT INTO meta (id, apps_version) VALUES (1, 0)",
-        """CREATE TABLE apps (
-            name TEXT PRIMARY KEY,
-            labels TEXT NOT NULL,
-            spec TEXT NOT NULL,
-            source_digest TEXT NOT NULL,
-            generation BIGINT NOT NULL,
-            resource_version BIGINT NOT NULL,
-            deleting {bool} NOT NULL,
-            status TEXT NOT NULL,
-            owner TEXT,
-            created_at {real} NOT NULL,
-            updated_at {real} NOT NULL)""",
-        """CREATE TABLE sources (
-            digest TEXT PRIMARY KEY,
-            data {blob} NOT NULL,
-            created_at {real} NOT NULL)""",
-        """CREATE TABLE desired_instances (
-            id TEXT PRIMARY KEY,
-            app TEXT NOT NULL,
-            process TEXT NOT NULL,
-            node TEXT NOT NULL,
-            revision TEXT NOT NULL,
-            image TEXT NOT NULL,
-            spec TEXT NOT NULL,
-            created_at {real} NOT NULL)""",
-        "CREATE INDEX desired_instances_app ON desired_instances (app)",
-        """CREATE TABLE nodes (
-            name TEXT PRIMARY KEY,
-            address TEXT NOT NULL,
-            labels TEXT NOT NULL,
-            capacity TEXT NOT NULL,
-            cordoned {bool} NOT NULL,
-            first_seen {real} NOT NULL,
-            last_seen {real} NOT NULL)""",
-        """CREATE TABLE builds (
-            id {serial},
-            key TEXT NOT NULL UNIQUE,
-            app TEXT NOT NULL,
-            inputs TEXT NOT NULL,
-            state TEXT NOT NULL,
-            image TEXT,
-            artifact_url TEXT,
-            artifact_sha256 TEXT,
-            cache TEXT,
-            phases TEXT NOT NULL,
-            error TEXT,
-            worker TEXT,
-            heartbeat_at {real},
-            created_at {real} NOT NULL,
-            started_at {real},
-            finished_at {real})""",
-        "CREATE INDEX builds_state ON builds (state, id)",
-        """CREATE TABLE events (
-            id {serial},
-            time {real} NOT NULL,
-            kind TEXT NOT NULL,
-            name TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            message TEXT NOT NULL,
-            actor TEXT NOT NULL)""",
-        "CREATE INDEX events_object ON events (kind, name, id)",
-        """CREATE TABLE leases (
-            name TEXT PRIMARY KEY,
-            holder TEXT,
-            epoch BIGINT NOT NULL,
-            expires_at {real} NOT NULL)""",
-    ],
-    [  # GitOps sources (reconciler/gitops); the apps they apply carry owner "gitsource/NAME@COMMIT"
-        """CREATE TABLE gitsources (
-            name TEXT PRIMARY KEY,
-            labels TEXT NOT NULL,
-            spec TEXT NOT NULL,
-            generation BIGINT NOT NULL,
-            status TEXT NOT NULL,
-            sync_requested_at {real},
-            created_at {real} NOT NULL,
-            updated_at {real} NOT NULL)""",
-    ],
-    [  # rollout history (`corral rollout history|undo`) and node drain (`corral node drain`)
-        """CREATE TABLE revisions (
-            app TEXT NOT NULL,
-            revision BIGINT NOT NULL,
-            hash TEXT NOT NULL,
-            image TEXT NOT NULL,
-            spec TEXT NOT NULL,
-            source_digest TEXT NOT NULL,
-            generation BIGINT NOT NULL,
-            created_at {real} NOT NULL,
-            PRIMARY KEY (app, revision))""",
-        "ALTER TABLE nodes ADD COLUMN draining {bool} NOT NULL DEFAULT FALSE",
-    ],
-    [  # layered images (builder): each build's layers, its lock, its progress, and its log's tail on failure
-        "ALTER TABLE builds ADD COLUMN layers TEXT",
-        "ALTER TABLE builds ADD COLUMN lock TEXT",
-        "ALTER TABLE builds ADD COLUMN progress TEXT",
-        "ALTER TABLE builds ADD COLUMN log_tail TEXT",
-    ],
-]
-
-SCHEMA_VERSION = len(MIGRATIONS)
-
-APP_COLUMNS = ("name, labels, spec, source_digest, generation, resource_version, deleting, "
-               "status, owner, created_at, updated_at")
-BUILD_COLUMNS = ("id, key, app, inputs, state, image, artifact_url, artifact_sha256, cache, "
-                 "phases, error, worker, created_at, started_at, finished_at, layers, lock, progress, log_tail")
-DESIRED_COLUMNS = "id, app, process, node, revision, image, spec, created_at"
-NODE_COLUMNS = "name, address, labels, capacity, cordoned, first_seen, last_seen"
-EVENT_COLUMNS = "id, time, kind, name, reason, message, actor"
-GITSOURCE_COLUMNS = "name, labels, spec, generation, status, sync_requested_at, created_at, updated_at"
-
-
-def canonical_json(value) -> str:
-    """The one text form of a JSON value: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _app(row) -> AppRecord:
-    return AppRecord(
-        name=row[0], labels=json.loads(row[1]), spec=json.loads(row[2]), source_digest=row[3],
-        generation=int(row[4]), resource_version=int(row[5]), deleting=bool(row[6]),
-        status=json.loads(row[7]), owner=row[8], created_at=row[9], updated_at=row[10])
-
-
-def _gitsource(row) -> GitSourceRecord:
-    return GitSourceRecord(
-        name=row[0], labels=json.loads(row[1]), spec=json.loads(row[2]), generation=int(row[3]),
-        status=json.loads(row[4]), sync_requested_at=row[5], created_at=row[6], updated_at=row[7])
-
-
-def _build(row) -> BuildRecord:
-    return BuildRecord(
-        id=int(row[0]), key=row[1], app=row[2], inputs=json.loads(row[3]), state=row[4],
-        image=row[5], artifact_url=row[6], artifact_sha256=row[7], cache=row[8],
-        phases=json.loads(row[9]), error=row[10], worker=row[11], created_at=row[12],
-        started_at=row[13], finished_at=row[14], layers=json.loads(row[15]) if row[15] else None,
-        lock=row[16], progress=row[17], log_tail=row[18])
-
-
-def _desired(row, decoded) -> DesiredInstance:
-    """``decoded``: spec text -> its dict, for this listing: the rows of one process
-    share their spec, so 10,000 rows decode a few hundred specs (shared, read-only)."""
-    spec = decoded.get(row[6])
-    if spec is None:
-        spec = decoded[row[6]] = json.loads(row[6])
-    return DesiredInstance(id=row[0], app=row[1], process=row[2], node=row[3], revision=row[4],
-                           image=row[5], spec=spec, created_at=row[7])
-
-
-def _node(row, draining=False) -> NodeRecord:
-    return NodeRecord(name=row[0], address=row[1], labels=json.loads(row[2]),
-                      capacity=json.loads(row[3]), cordoned=bool(row[4]), first_seen=row[5],
-                      last_seen=row[6], draining=draining)
-
-
-def _event(row) -> Event:
-    return Event(id=int(row[0]), time=row[1], kind=row[2], name=row[3], reason=row[4],
-                 message=row[5], actor=row[6])
-
 
 ROWS_A_STATEMENT = 100  # rows of one multi-row INSERT (8 columns: within SQLite's 999 variables)
 
@@ -400,14 +238,14 @@ class SQLStore(Store):
         def work(cur):
             cur.execute(f"SELECT {APP_COLUMNS} FROM apps WHERE name = ?", (name,))
             row = cur.fetchone()
-            return _app(row) if row else None
+            return app_from_row(row) if row else None
         return self._run(work, write=False)
 
     def list_apps(self) -> list:
         """All apps, those being deleted included, sorted by name."""
         def work(cur):
             cur.execute(f"SELECT {APP_COLUMNS} FROM apps ORDER BY name")
-            return [_app(row) for row in cur.fetchall()]
+            return [app_from_row(row) for row in cur.fetchall()]
         return self._run(work, write=False)
 
     def mark_app_deleting(self, name: str, actor: str) -> bool:
@@ -499,14 +337,14 @@ class SQLStore(Store):
         def work(cur):
             cur.execute(f"SELECT {GITSOURCE_COLUMNS} FROM gitsources WHERE name = ?", (name,))
             row = cur.fetchone()
-            return _gitsource(row) if row else None
+            return gitsource_from_row(row) if row else None
         return self._run(work, write=False)
 
     def list_gitsources(self) -> list:
         """All GitSources, sorted by name."""
         def work(cur):
             cur.execute(f"SELECT {GITSOURCE_COLUMNS} FROM gitsources ORDER BY name")
-            return [_gitsource(row) for row in cur.fetchall()]
+            return [gitsource_from_row(row) for row in cur.fetchall()]
         return self._run(work, write=False)
 
     def request_gitsource_sync(self, name: str) -> Optional[float]:
@@ -640,7 +478,7 @@ class SQLStore(Store):
                 cur.execute(f"SELECT {DESIRED_COLUMNS} FROM desired_instances WHERE app = ? "
                             "ORDER BY id", (app,))
             decoded = {}
-            return [_desired(row, decoded) for row in cur.fetchall()]
+            return [desired_from_row(row, decoded) for row in cur.fetchall()]
         return self._run(work, write=False)
 
     def write_desired(self, epoch: int, upsert: list, delete: list) -> None:
@@ -684,7 +522,7 @@ class SQLStore(Store):
         """All known nodes, sorted by name."""
         def work(cur):
             cur.execute(f"SELECT {NODE_COLUMNS}, draining FROM nodes ORDER BY name")
-            return [_node(row, draining=bool(row[7])) for row in cur.fetchall()]
+            return [node_from_row(row, draining=bool(row[7])) for row in cur.fetchall()]
         return self._run(work, write=False)
 
     def set_node_cordoned(self, name: str, cordoned: bool, draining: bool = False) -> bool:
@@ -738,7 +576,7 @@ class SQLStore(Store):
                 "VALUES (?, ?, ?, 'queued', '{}', ?) ON CONFLICT (key) DO NOTHING",
                 (key, app, canonical_json(inputs), self._now(cur)))
             cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds WHERE key = ?", (key,))
-            return _build(cur.fetchone())
+            return build_from_row(cur.fetchone())
         return self._run(work, write=True)
 
     def retry_build(self, key: str) -> None:
@@ -770,7 +608,7 @@ class SQLStore(Store):
             cur.execute("UPDATE builds SET state = 'building', worker = ?, started_at = ?, "
                         "heartbeat_at = ?, progress = NULL WHERE id = ?", (worker, now, now, row[0]))
             cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds WHERE id = ?", (row[0],))
-            return _build(cur.fetchone())
+            return build_from_row(cur.fetchone())
         return self._run(work, write=True)
 
     def heartbeat_build(self, build_id: int, worker: str, progress: Optional[str] = None) -> None:
@@ -826,7 +664,7 @@ class SQLStore(Store):
         def work(cur):
             cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds WHERE key = ?", (key,))
             row = cur.fetchone()
-            return _build(row) if row else None
+            return build_from_row(row) if row else None
         return self._run(work, write=False)
 
     def list_builds(self, app: Optional[str] = None) -> list:
@@ -837,7 +675,7 @@ class SQLStore(Store):
             else:
                 cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds WHERE app = ? ORDER BY id DESC",
                             (app,))
-            return [_build(row) for row in cur.fetchall()]
+            return [build_from_row(row) for row in cur.fetchall()]
         return self._run(work, write=False)
 
     # --- events --------------------------------------------------------
@@ -876,7 +714,7 @@ class SQLStore(Store):
             clause = (" WHERE " + " AND ".join(where)) if where else ""
             cur.execute(f"SELECT {EVENT_COLUMNS} FROM events{clause} ORDER BY id DESC LIMIT ?",
                         (*params, int(limit)))
-            return [_event(row) for row in reversed(cur.fetchall())]
+            return [event_from_row(row) for row in reversed(cur.fetchall())]
         return self._run(work, write=False)
 
     # --- leases --------------------------------------------------------

@@ -10,7 +10,7 @@ from corral.store import Conflict, open_store
 from corral.store import backup
 from corral.store.postgres import PostgresStore
 from corral.store.sqlite import SQLiteStore
-from corral.store.sql import MIGRATIONS
+from corral.store.schema import MIGRATIONS
 
 
 def fill(store):
