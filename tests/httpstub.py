@@ -1,8 +1,10 @@
 """A canned HTTP server in a process of its own, for client tests.
 
 A server thread inside the test process only runs when that process lets it:
-after other test modules have loaded eventlet, a blocked client call can
-hold it (seen as a whole-suite hang). A child process answers regardless.
+once a test module has greened the process (eventlet), a socketserver whose
+selector was picked before that blocks the one OS thread in a real poll and
+never yields (seen as a whole-suite hang; see tests/support.serve_bytes). A
+child process answers regardless.
 """
 import json
 import re

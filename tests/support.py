@@ -1,14 +1,15 @@
 """Set-ups that tests and benchmarks share: a free port, polling with a deadline, a
 throwaway PostgreSQL schema, a fresh store of either backend, ballast that fills a
-disk, a static HTTP file server, and an app whose image counts as built.
+disk, a static HTTP file server, a tar of named members, and an app whose image counts as built.
 
 Nothing here is a fake: the helpers make real ports, real schemas and real build
 records through the store's own interface.
 """
 import contextlib
-import http.server
+import io
 import os
 import socket
+import tarfile
 import threading
 import time
 import types
@@ -110,7 +111,21 @@ def fill(path, leave=0):
 def serve_bytes(files, hits=None):
     """An HTTP server on 127.0.0.1, in a daemon thread, answering ``GET /NAME`` with
     ``files[NAME]`` (bytes); each path asked for is appended to ``hits`` when given.
-    Returns the server: its URL is ``server.url``; ``shutdown()`` and ``server_close()`` end it."""
+    Returns the server: its URL is ``server.url``; ``shutdown()`` and ``server_close()`` end it.
+
+    http.server is imported here, not with this module: socketserver picks its
+    selector class when first imported, and one picked before a test module
+    greens the process (eventlet) blocks the one OS thread in a real poll, so
+    the server's green thread never yields to the client: the run hangs. That
+    case is refused in one sentence instead."""
+    import http.server
+    import socketserver
+
+    import eventlet.patcher
+    if eventlet.patcher.is_monkey_patched("select") and socketserver._ServerSelector.__name__ == "PollSelector":
+        raise RuntimeError("socketserver was imported before eventlet greened this process, so a server thread "
+                           "would block it: import it only after corral.green.patch()")
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             if hits is not None:
@@ -131,6 +146,25 @@ def serve_bytes(files, hits=None):
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def tar_bytes(members):
+    """A tar from (name, kind, payload): kind 'file' (payload text), 'dir', or 'symlink' (payload target)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                data = payload.encode()
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+            elif kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+                tar.addfile(info)
+    return buf.getvalue()
 
 
 def mark_built(store, app, spec, source_digest, image, worker="test"):

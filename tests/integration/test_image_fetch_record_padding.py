@@ -74,7 +74,7 @@ def test_a_layer_padded_to_128k_records_unpacks(tmp_path, served):
 
 
 def test_the_scanner_releases_the_end_marker_and_never_the_padding_after_it(tmp_path):
-    from nodeagent.images import TarScan
+    from nodeagent.tarscan import TarScan
     path, _, size = archive(tmp_path, "scan.tar", 128 * 1024)
     data = path.read_bytes()
     scan, released = TarScan(), 0
