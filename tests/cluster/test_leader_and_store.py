@@ -154,7 +154,8 @@ def test_a_freshly_started_reconciler_that_takes_over_a_rollout_keeps_max_unavai
 
 
 class Applier:
-    """Applies app ``stream-K`` (0 instances) for K = 0..count-1, one after another, and remembers each answer."""
+    """Applies app ``stream-K`` (0 instances) for K = 0..count-1, one after another, and remembers each answer
+    (``accepted`` / ``refused``: name, stderr, and when the answer came)."""
 
     def __init__(self, fleet, count):
         self.fleet, self.count = fleet, count
@@ -172,7 +173,7 @@ class Applier:
             began = time.monotonic()
             r = self.fleet.corral("apply", "-f", path, check=False, timeout=90)
             self.slowest = max(self.slowest, time.monotonic() - began)
-            (self.accepted if r.returncode == 0 else self.refused).append((name, r.stderr.strip()))
+            (self.accepted if r.returncode == 0 else self.refused).append((name, r.stderr.strip(), time.monotonic()))
             time.sleep(0.2)
 
 
@@ -189,10 +190,12 @@ def _store_outage(fleet, label, make_outage, end_outage, outage_s, must_refuse=T
     recovered = wait_for("the API answering from the store again",
                          lambda: fleet.get("/v1/apps") is not None and fleet.leader(), timeout=60)
     assert recovered
-    recover = time.monotonic() - ended
+    # detect: from the outage to the first apply refused; recover: from its end to the first apply accepted after.
+    detect = min((at - began for _, _, at in applier.refused if at > began), default=None)
+    recover = min((at - ended for _, _, at in applier.accepted if at > ended), default=None)
     stored = {a["name"] for a in fleet.get("/v1/apps")}
-    lost = [name for name, _ in applier.accepted if name not in stored]
-    figures.record(label, recover=recover, lost=len(lost), failed=len(applier.refused),
+    lost = [name for name, _, _ in applier.accepted if name not in stored]
+    figures.record(label, detect=detect, recover=recover, lost=len(lost), failed=len(applier.refused),
                    requests_sent=len(applier.accepted) + len(applier.refused), died=len(fleet.died()),
                    note=f"outage {ended - began:.0f}s; failed = applies refused; slowest apply "
                         f"{applier.slowest:.1f}s")
@@ -201,7 +204,7 @@ def _store_outage(fleet, label, make_outage, end_outage, outage_s, must_refuse=T
     if not must_refuse:
         return applier
     assert applier.refused, "no apply was refused while the store was down: the outage was not exercised"
-    for _, err in applier.refused:
+    for _, err, _ in applier.refused:
         assert err.startswith("error: ") and err.count("\n") == 0, f"not one clear sentence: {err!r}"
         assert "store" in err or "answered" in err, f"the error does not say the store is down: {err!r}"
     assert not fleet.died(), f"daemons died: {fleet.died()}"
