@@ -30,10 +30,11 @@ import socket
 import time
 
 import eventlet
+import eventlet.hubs
 import eventlet.queue
 
 from corral import images as image_layout
-from nodeagent import cgroups, environ, health, lifecycle, restart
+from nodeagent import cgroups, environ, fdio, health, lifecycle, restart
 from nodeagent.diff import InstanceView
 from nodeagent.images import ImageError
 from nodeagent.lifecycle import Action, State, Status
@@ -43,7 +44,7 @@ from nodeagent.users import UserError
 log = logging.getLogger(__name__)
 
 TICK = 0.1            # seconds between polls of a starting process, a port or the stop flag
-WATCH = 0.5           # seconds between looks of the ExitWatch at every process (an exit is seen this late at most)
+WATCH = 0.5           # seconds between looks of the ExitWatch at processes it has no pidfd of
 READY_PROBE = 0.25    # seconds a readiness connect may take
 KILL_WAIT = 10.0      # seconds to wait for a group to vanish after SIGKILL
 
@@ -71,22 +72,29 @@ class Wakeup:
 
 
 class ExitWatch:
-    """One green thread that looks at every watched process each ``interval`` seconds and wakes
-    the worker of one that has exited.
+    """Wakes the worker of a watched process once that process has exited.
 
-    A ready instance's worker then sleeps until its next health check (or,
-    without a check, until woken) instead of polling its own process: with 200
-    instances that is 2 wakeups a second for all exits instead of 400. The
-    thread runs only while something is watched.
+    A process given with a pidfd (:meth:`nodeagent.process.Launcher.exit_fd`)
+    is waited on in the hub: its worker is woken the moment it exits, and
+    nothing runs while it lives. The others (no pidfd from this kernel, or a
+    stand-in process in tests) are looked at by one green thread each
+    ``interval`` seconds, which runs only while there are any. Either way a
+    ready instance's worker sleeps until its next health check (or, without
+    a check, until woken) instead of polling its own process.
     """
 
     def __init__(self, interval=WATCH):
         self.interval = interval
-        self._watched = {}   # worker's Wakeup -> the process it supervises
+        self._watched = {}   # worker's Wakeup -> the process it supervises (polled)
+        self._waits = {}     # worker's Wakeup -> (green thread waiting on the pidfd, the pidfd)
         self._thread = None
 
-    def add(self, wake, proc):
-        """Ring ``wake`` once ``proc`` has exited (``proc.poll()`` is not None)."""
+    def add(self, wake, proc, fd=None):
+        """Ring ``wake`` once ``proc`` has exited (``proc.poll()`` is not None); ``fd``, a
+        pidfd of it, is then the watch's to close."""
+        if fd is not None:
+            self._waits[wake] = (eventlet.spawn(self._wait_fd, wake, proc, fd), fd)
+            return
         self._watched[wake] = proc
         if self._thread is None:
             self._thread = eventlet.spawn(self._run)
@@ -94,6 +102,19 @@ class ExitWatch:
     def remove(self, wake):
         """Stop watching for ``wake`` (idempotent)."""
         self._watched.pop(wake, None)
+        waiting = self._waits.pop(wake, None)
+        if waiting is not None:
+            thread, fd = waiting
+            thread.kill()   # out of the hub's wait on fd before fd closes
+            fdio.close_fd(fd)
+
+    def _wait_fd(self, wake, proc, fd):
+        try:
+            if proc.poll() is None:   # opened on this very process: see Launcher.exit_fd
+                eventlet.hubs.trampoline(fd, read=True)
+        except Exception:
+            log.exception("waiting for process %s failed; its worker looks itself", proc.pid)
+        wake.ring()
 
     def _run(self):
         try:
@@ -383,7 +404,8 @@ class Instance:
     def _supervise(self, started, env, cwd):
         """Watch the process until it exits (its code and why), its health check asks for a
         restart (the code of the stop, the reason) or a stop is requested (None, None)."""
-        self.exits.add(self._wake, self.proc)
+        exit_fd = getattr(self.launcher, "exit_fd", None)
+        self.exits.add(self._wake, self.proc, exit_fd(self.proc) if exit_fd else None)
         try:
             return self._watch(started, env, cwd)
         finally:

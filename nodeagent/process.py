@@ -132,6 +132,18 @@ class Launcher:
             return None
         return Adopted(pid, ticks)
 
+    def exit_fd(self, proc):
+        """A pidfd of ``proc`` (readable once it has exited), or None when this kernel or
+        process gives none (the caller then polls). The caller closes it.
+
+        The fd names the process it was opened on: a pid reused after an exit is
+        caught by the caller's ``proc.poll()`` after opening (an unreaped child
+        keeps its pid; an adopted process is checked by its start time)."""
+        try:
+            return os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            return None
+
     def probe(self, check, address, port, env, cwd):
         """Run health ``check`` once against an instance; ``(ok, detail)`` (see :mod:`nodeagent.probes`)."""
         return probes.probe(check, address, port, env, cwd)

@@ -98,3 +98,42 @@ def test_the_whole_instance_runs_as_a_uid_without_a_passwd_name():
         assert (log_dir / "output.log").stat().st_uid == uid, "the capture process wrote it after dropping to the uid"
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_exit_watch_wakes_on_a_pidfd_at_once_and_a_removed_watch_stays_silent(tmp_path):
+    import eventlet
+    import subprocess
+
+    from nodeagent.instance import ExitWatch, Wakeup
+    launcher, watch = Launcher(), ExitWatch(interval=60)   # a poll would come far too late to pass
+    ends = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    stays = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        woken, removed = Wakeup(), Wakeup()
+        fd = launcher.exit_fd(ends)
+        assert fd is not None, "this kernel gives pidfds (Linux 5.3+)"
+        watch.add(woken, ends, fd)
+        watch.add(removed, stays, launcher.exit_fd(stays))
+        assert not woken.wait(0.2)
+        ends.kill()
+        began = time.monotonic()
+        assert woken.wait(5) and time.monotonic() - began < 1.0
+        watch.remove(removed)
+        stays.kill()
+        assert not removed.wait(0.3), "a removed watch must not ring"
+        watch.remove(woken)
+        eventlet.sleep(0)
+        assert watch._waits == {} and watch._thread is None
+        # A process that exited before it was added rings at once; one without a pidfd is polled.
+        gone, late = Wakeup(), Wakeup()
+        watch.add(gone, ends, launcher.exit_fd(ends))   # exited, not yet reaped: its pidfd is readable
+        assert gone.wait(1.0)
+        watch.remove(gone)
+    finally:
+        for p in (ends, stays):
+            p.kill()
+            p.wait()
+    assert launcher.exit_fd(ends) is None   # reaped: no such process
+    watch.add(late, ends, None)             # no pidfd: polled (interval 60 s, so not rung yet)
+    assert watch._thread is not None and not late.wait(0.05)
+    watch.remove(late)
