@@ -39,7 +39,7 @@ from reconciler.api import Api
 from reconciler.gitops.repo import GitRepos
 from reconciler.gitops.sync import GitSync
 from reconciler.instance_events import instance_events
-from reconciler.leader import LeaderLease
+from reconciler.leader import LeaderLease, process_holder
 from reconciler.loop import ALL, Controller
 from reconciler.observed import Observed, is_delayed
 from reconciler.streams import Relay
@@ -132,7 +132,7 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
 
     server = BusServer(bus, key, name, on_message, window=timings.replay_window)
     relay = Relay(server.send, lambda node: time.time() - observed.last_seen(node), timings.heartbeat_timeout)
-    lease = LeaderLease(store, name, timings)
+    lease = LeaderLease(store, process_holder(name), timings)
     controller = Controller(store, observed, server, timings, name)
     state = ClusterState(name, store, observed, lease, timings, bus_stats=server.stats)
     stopping = eventlet.event.Event()

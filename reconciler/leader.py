@@ -9,6 +9,8 @@ there so that a leader that cannot reach the store stops acting on its own
 before the lease can have passed to someone else.
 """
 import logging
+import os
+import secrets
 import time
 
 from corral.store import StoreError
@@ -16,6 +18,19 @@ from corral.store import StoreError
 log = logging.getLogger(__name__)
 
 LEASE = "leader"
+
+
+def process_holder(name, pid=None, nonce=None):
+    """The lease holder id of this reconciler process: its name, pid and a random nonce.
+
+    One per process, so that a reconciler restarted within the lease's time,
+    or a second one started with the same name by mistake, never renews a
+    lease that it did not take itself: it waits for the lease to end and
+    takes it at a new epoch, which fences whatever the old process had sent
+    (Kubernetes' leader election holds ``hostname_<uuid>`` for the same
+    reason). Pure when ``pid`` and ``nonce`` are given.
+    """
+    return f"{name}/{os.getpid() if pid is None else pid}-{secrets.token_hex(4) if nonce is None else nonce}"
 
 
 class LeaderLease:
