@@ -39,12 +39,15 @@ SIGNAL_POLL = 0.1   # seconds between looks at the stop flag set by a signal han
 
 
 def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address="127.0.0.1", timings=Timings(),
-        app_users=None):
+        app_users=None, stop=None):
     """Run the agent of node ``name`` until SIGINT (stop its instances, then return) or SIGTERM
     (return and leave them running for the next agent to adopt).
 
     ``app_users``: None runs each app as its own system user when the agent is
-    root; False (``--no-app-users``) runs apps as the agent's user.
+    root; False (``--no-app-users``) runs apps as the agent's user. ``stop``:
+    the signals caught before this was called (the caller's early handlers);
+    the first of them is honoured once the agent is up, after it adopted its
+    instances.
 
     The caller has called ``corral.green.patch()`` before importing this module.
     """
@@ -65,7 +68,7 @@ def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address
                   log_retention=timings.log_retention)
     bus = BusClient(list(reconcilers), key, name, agent.on_message, window=timings.replay_window)
     agent.streams = Streams(agent, reply=bus.send_to)
-    stop = []
+    stop = [] if stop is None else stop
 
     def on_signal(signum, frame):
         stop.append(signum)

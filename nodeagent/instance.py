@@ -301,6 +301,13 @@ class Instance:
 
     def _live(self):
         """Run the instance until a stop is requested or it ends for good (returns then)."""
+        record, self.record, adopted = self.record, None, None
+        if record is not None and record.get("pid") and not record.get("finished"):
+            # Found before anything else: from here on a stop (even one asked while the image is checked,
+            # before the process is watched again) stops it, instead of leaving it running unowned.
+            adopted = self.launcher.adopt(record["pid"], record.get("ticks"))
+            if adopted is not None:
+                self.proc, self.ticks = adopted, adopted.ticks
         image_path = self._fetch_image()
         if image_path is None:
             return
@@ -309,15 +316,12 @@ class Instance:
         except (environ.CommandError, UserError) as e:
             self._apply(lifecycle.CannotRun(str(e)))
             return
-        record, self.record, adopted = self.record, None, None
         if record is not None and record.get("finished"):
             self._apply(lifecycle.AlreadyFinished(record.get("message")))
             return
-        if record is not None and record.get("pid"):
-            adopted = self.launcher.adopt(record["pid"], record.get("ticks"))
-            # ended while no agent watched: an exit of unknown status, handled per its policy
-            if adopted is None and not self._after_exit(EXIT_UNKNOWN, None):
-                return
+        # ended while no agent watched: an exit of unknown status, handled per its policy
+        if record is not None and record.get("pid") and adopted is None and not self._after_exit(EXIT_UNKNOWN, None):
+            return
         while not self.stop_requested:
             if adopted is not None:
                 self.proc, self.ticks, adopted = adopted, adopted.ticks, None

@@ -6,6 +6,7 @@ first, before importing anything that touches sockets or threads.
 """
 import argparse
 import logging
+import signal
 import sys
 
 
@@ -147,6 +148,12 @@ def _daemon_logging(name):
 
 def run_daemon(args):
     """Patch eventlet, then run the daemon the arguments name (blocking)."""
+    early = []
+    if args.command == "agent":
+        # A stop asked while the agent imports and starts is kept and honoured once it is up: SIGINT then
+        # stops the instances it adopts, where Python's default would end it at once and leave them running.
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, lambda signum, frame: early.append(signum))
     from corral import green
     green.patch()
     from corral.settings import load_timings
@@ -162,7 +169,7 @@ def run_daemon(args):
         _daemon_logging(f"agent/{args.name}")
         run(name=args.name, reconcilers=args.reconciler, data_dir=args.data_dir,
             secret_file=args.secret_file, images_dir=args.images_dir, labels=_agent_labels(args),
-            address=args.address, timings=timings, app_users=args.app_users)
+            address=args.address, timings=timings, app_users=args.app_users, stop=early)
     elif args.command == "builder":
         from builder.daemon import run
         name = args.name or args.listen

@@ -251,6 +251,22 @@ def test_a_recorded_process_still_alive_is_adopted_not_spawned(tmp_path):
     assert launcher.calls[-1] == ("terminate", 4242, signal.SIGTERM)
 
 
+def test_a_stop_asked_before_a_recorded_process_is_watched_again_still_stops_it(tmp_path):
+    """A new agent told to stop (SIGINT, or the instance no longer assigned) while it still checks the image."""
+    alive = FakeProc(4242)
+    alive.ticks = 7
+    launcher = FakeLauncher(adopt=alive)
+    record = {"assignment": None, "pid": 4242, "ticks": 7, "restarts": 0, "started_at": 10.0}
+    inst, _ = make_instance(tmp_path, launcher, record=record,
+                            images=FakeImages(str(tmp_path / "img" / ("1" * 64)), failures=100))
+    inst.start()
+    until("the image being retried", lambda: inst.state == State.FAILED)
+    inst.request_stop()
+    inst.wait()
+    assert launcher.calls == [("adopt", 4242), ("terminate", 4242, signal.SIGTERM)]
+    assert inst.state == State.STOPPED and alive.returncode == -signal.SIGTERM
+
+
 def test_a_bad_memory_request_fails_the_instance_without_a_spawn(tmp_path):
     launcher = FakeLauncher()
     inst, _ = make_instance(tmp_path, launcher, resources={"memory": "64Mi"})
