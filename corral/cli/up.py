@@ -4,8 +4,9 @@ Two reconcilers (API + bus each), one builder and N node agents, on the
 embedded SQLite store in the data dir unless ``--store`` names PostgreSQL.
 It makes the cluster key, writes the client config (API URLs and token) so
 that every other command finds the cluster, optionally applies manifests,
-and stays in the foreground. SIGINT or SIGTERM stops every daemon (agents
-stop their instances, each with its grace) and waits for them.
+and stays in the foreground, starting again any daemon that exits
+(:class:`Keeper`). SIGINT or SIGTERM stops every daemon (agents stop their
+instances, each with its grace) and waits for them.
 
 The agents share one images folder with the builder: on one machine that is
 the "same path on every node" of DESIGN.md, so an image built here is used
@@ -23,6 +24,7 @@ import requests
 from corral.auth import api_token
 from corral.cli.client import Client, ClientError, write_config
 from corral.wire.keys import new_key_file, read_key
+from nodeagent.restart import Backoff, exit_message
 
 
 def default_data_dir(environ=os.environ):
@@ -55,6 +57,41 @@ def daemon_commands(args, data_dir, secret, store):
             argv += ["--reconciler", bus]
         cmds.append((name, argv + settings))
     return cmds
+
+
+class Keeper:
+    """Which of `up`'s daemons to start again after it exited, and when. Pure: the caller passes the time.
+
+    A daemon that exits while `up` runs is started again, as a supervisor
+    would: 1 s after its first exit, doubling to 30 s while it keeps failing,
+    back to 1 s once a run lasted a minute (:class:`nodeagent.restart.Backoff`).
+    An agent started again adopts the instances its predecessor left running.
+    """
+
+    def __init__(self, names, now, schedule=Backoff(first=1.0, cap=30.0, reset_after=60.0)):
+        self.schedule = schedule
+        self.started = dict.fromkeys(names, now)
+        self.failures = dict.fromkeys(names, 0)
+        self.due = {}
+
+    def exited(self, name, now):
+        """Note that ``name`` exited at ``now``; return the seconds until it is started again."""
+        self.failures[name] = self.schedule.failures_after(self.failures[name], now - self.started[name])
+        delay = self.schedule.delay(self.failures[name])
+        self.due[name] = now + delay
+        return delay
+
+    def waiting(self, name):
+        """Whether ``name`` has exited and waits to be started again."""
+        return name in self.due
+
+    def to_start(self, now):
+        """The names due to start at ``now``, sorted; each counts as started now."""
+        names = sorted(n for n, at in self.due.items() if at <= now)
+        for name in names:
+            del self.due[name]
+            self.started[name] = now
+        return names
 
 
 def listen_ports(base_port, reconcilers):
@@ -131,8 +168,9 @@ def up(args):
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
     signal.signal(signal.SIGINT, lambda s, f: stopping.append(s))
     procs = []
+    commands = dict(daemon_commands(args, data_dir, secret, store))
     try:
-        for name, argv in daemon_commands(args, data_dir, secret, store):
+        for name, argv in commands.items():
             # Own process groups: a Ctrl-C reaches `up` alone, which stops the daemons in order.
             procs.append((name, subprocess.Popen(argv, start_new_session=True)))
         _wait_healthy(urls, procs)
@@ -143,13 +181,19 @@ def up(args):
             client = Client(urls, token)
             ns = type("Args", (), {"filename": args.apply, "dry_run": False, "wait": False, "timeout": "5m"})
             commands.cmd_apply(ns, client)
-        reported = set()
+        keeper = Keeper(commands, time.monotonic())
         while not stopping:
+            now = time.monotonic()
             for name, p in procs:
-                if p.poll() is not None and name not in reported:
-                    reported.add(name)
-                    print(f"corral up: {name} exited with status {p.returncode}", file=sys.stderr, flush=True)
-            time.sleep(0.5)
+                if p.poll() is not None and not keeper.waiting(name):
+                    delay = keeper.exited(name, now)
+                    print(f"corral up: {name} {exit_message(p.returncode)}; starting it again in {delay:g}s",
+                          file=sys.stderr, flush=True)
+            for name in keeper.to_start(now):
+                i = [n for n, _ in procs].index(name)
+                procs[i] = (name, subprocess.Popen(commands[name], start_new_session=True))
+                print(f"corral up: {name} started again (pid {procs[i][1].pid})", file=sys.stderr, flush=True)
+            time.sleep(0.25)
     finally:
         print("corral up: stopping", file=sys.stderr, flush=True)
         stop_all(procs)

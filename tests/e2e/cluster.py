@@ -161,6 +161,11 @@ class UpCluster:
 
     def leader(self):
         """``(name, pid)`` of the reconciler that leads now."""
+        lead = self.lead()
+        return lead and lead[:2]
+
+    def lead(self):
+        """``(name, pid, epoch)`` of the reconciler that leads now, or None."""
         import requests
         for name, pid in sorted(self.daemons("reconciler").items()):
             try:  # reconciler rN serves its API on base + 10 (N - 1)
@@ -168,7 +173,7 @@ class UpCluster:
             except requests.RequestException:
                 continue
             if h.get("leader"):
-                return name, pid
+                return name, pid, h["epoch"]
         return None
 
     def down(self):
