@@ -148,8 +148,9 @@ def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
         next_resync = 0.0
         while not stopping.ready():
             now = time.monotonic()
+            leading = lease.epoch is not None   # else woken by a kick (lease_loop kicks once it leads) or the timer
             try:
-                kicks.get(timeout=work.wait_hint(now, max(0.0, min(timings.loop_interval, next_resync - now))))
+                kicks.get(timeout=work.wait_hint(now, max(0.0, min(timings.loop_interval, next_resync - now)), leading))
             except eventlet.queue.Empty:
                 pass
             now = time.monotonic()

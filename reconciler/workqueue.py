@@ -78,9 +78,13 @@ class WorkQueue:
         if key in self._dirty:
             self._queue.append(key)
 
-    def wait_hint(self, now, longest):
+    def wait_hint(self, now, longest, leading=True):
         """Seconds the worker may sleep: 0 when work is queued, else until the next
-        retry is due, at most ``longest``."""
+        retry is due, at most ``longest``. A worker that is not ``leading`` takes no
+        work, so what is queued does not shorten its sleep: ``longest`` (it would
+        otherwise wake at once, again and again, and spin a core while it follows)."""
+        if not leading:
+            return longest
         if self._queue:
             return 0.0
         if not self._delayed:

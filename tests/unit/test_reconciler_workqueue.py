@@ -61,3 +61,11 @@ def test_an_add_during_backoff_syncs_at_once():
     assert q.take(0.0) == ["a"]
     q.done("a")
     assert q.take(10.0) == ["a"]  # the retry still comes; a sync is idempotent
+
+
+def test_a_worker_that_does_not_lead_sleeps_its_full_time_though_work_is_queued():
+    """A follower takes no work: with a hint of 0 for what is queued it woke at once, again and again (a core spun)."""
+    q = WorkQueue()
+    q.add("web")
+    assert q.wait_hint(0.0, longest=0.5) == 0.0
+    assert q.wait_hint(0.0, longest=0.5, leading=False) == 0.5
