@@ -408,8 +408,7 @@ class Instance:
     def _supervise(self, started, env, cwd):
         """Watch the process until it exits (its code and why), its health check asks for a
         restart (the code of the stop, the reason) or a stop is requested (None, None)."""
-        exit_fd = getattr(self.launcher, "exit_fd", None)
-        self.exits.add(self._wake, self.proc, exit_fd(self.proc) if exit_fd else None)
+        self.exits.add(self._wake, self.proc, self.launcher.exit_fd(self.proc))
         try:
             return self._watch(started, env, cwd)
         finally:

@@ -116,6 +116,7 @@ def nodes_json(views, stored, reports, desired, last_seen):
             "conditions": node.get("conditions", []),
             "load": node.get("load"),
             "version": node.get("version"),
+            "agent_started": iso(rep.started_at) if rep else None,   # a restarted agent shows a later one
             "rejected_messages": node.get("rejected_messages", {}),
             "last_seen": iso(last_seen(v.name) if rep else (rec.last_seen if rec else None)),
         })

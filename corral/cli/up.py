@@ -167,13 +167,13 @@ def up(args):
     stopping = []
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
     signal.signal(signal.SIGINT, lambda s, f: stopping.append(s))
-    procs = []
+    procs = {}   # daemon name -> its process
     commands = dict(daemon_commands(args, data_dir, secret, store))
     try:
         for name, argv in commands.items():
             # Own process groups: a Ctrl-C reaches `up` alone, which stops the daemons in order.
-            procs.append((name, subprocess.Popen(argv, start_new_session=True)))
-        _wait_healthy(urls, procs)
+            procs[name] = subprocess.Popen(argv, start_new_session=True)
+        _wait_healthy(urls, procs.items())
         print(f"corral is up: API {', '.join(urls)}; store {store}; data {data_dir}", flush=True)
         print(f"client config written to {config}; try `corral get nodes`", flush=True)
         if args.apply:
@@ -184,17 +184,16 @@ def up(args):
         keeper = Keeper(commands, time.monotonic())
         while not stopping:
             now = time.monotonic()
-            for name, p in procs:
+            for name, p in procs.items():
                 if p.poll() is not None and not keeper.waiting(name):
                     delay = keeper.exited(name, now)
                     print(f"corral up: {name} {exit_message(p.returncode)}; starting it again in {delay:g}s",
                           file=sys.stderr, flush=True)
             for name in keeper.to_start(now):
-                i = [n for n, _ in procs].index(name)
-                procs[i] = (name, subprocess.Popen(commands[name], start_new_session=True))
-                print(f"corral up: {name} started again (pid {procs[i][1].pid})", file=sys.stderr, flush=True)
+                procs[name] = subprocess.Popen(commands[name], start_new_session=True)
+                print(f"corral up: {name} started again (pid {procs[name].pid})", file=sys.stderr, flush=True)
             time.sleep(0.25)
     finally:
         print("corral up: stopping", file=sys.stderr, flush=True)
-        stop_all(procs)
+        stop_all(procs.items())
     return 0

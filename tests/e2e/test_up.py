@@ -7,7 +7,6 @@ import contextlib
 import glob
 import os
 import signal
-import time
 import urllib.request
 import json
 
@@ -117,16 +116,21 @@ def test_a_killed_leader_is_succeeded_at_a_new_epoch_and_started_again_and_the_a
     wait_for("no instance process left", lambda: not instance_processes(name), timeout=30)
 
 
+def node_1_agent_started(cluster):
+    return next((n["agent_started"] for n in cluster.json("get", "nodes") if n["name"] == "node-1"), None)
+
+
 def test_a_killed_agent_is_started_again_adopts_its_instances_and_down_stops_them(cluster, tmp_path):
     name = f"ag-{cluster.backend[:2]}"
     cluster.corral("apply", "-f", app_copy(tmp_path, name, instances=2), "--wait", "--timeout", "180s")
     pids = {i["id"]: i["pid"] for i in ready(cluster, name)}
     agent = cluster.daemons("agent")["node-1"]
+    started = node_1_agent_started(cluster)
     os.kill(agent, signal.SIGKILL)
     wait_for("node-1's agent started again", lambda: cluster.daemons("agent").get("node-1") not in (None, agent),
              timeout=30)
-    wait_for("the new agent up", lambda: cluster.tail(500).count("agent node-1 up") == 2, timeout=30)
-    time.sleep(2)   # its reports replace its predecessor's
+    wait_for("a report from node-1's new agent", lambda: node_1_agent_started(cluster) not in (None, started),
+             timeout=30)
     wait_for("both instances ready again, under the same pids",
              lambda: {i["id"]: i["pid"] for i in ready(cluster, name)} == pids, timeout=60)
     assert cluster.down() == 0

@@ -116,8 +116,7 @@ def test_the_exit_watch_wakes_on_a_pidfd_at_once_and_a_removed_watch_stays_silen
         watch.add(removed, stays, launcher.exit_fd(stays))
         assert not woken.wait(0.2)
         ends.kill()
-        began = time.monotonic()
-        assert woken.wait(5) and time.monotonic() - began < 1.0
+        assert woken.wait(5), "only the pidfd can wake it this soon: the watch polls every 60 s"
         watch.remove(removed)
         stays.kill()
         assert not removed.wait(0.3), "a removed watch must not ring"

@@ -133,6 +133,9 @@ class FakeLauncher:
         self.calls.append(("adopt", pid))
         return self.adoptable
 
+    def exit_fd(self, proc):
+        return None   # no real process: the ExitWatch polls it
+
     def probe(self, check, address, port, env, cwd):
         return True, None
 
