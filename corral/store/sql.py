@@ -230,6 +230,13 @@ class SQLStore(Store):
                         f"source configured (generation {generation})", actor)
         return ApplyResult(name=name, action="configured", generation=generation, kind="GitSource")
 
+    def _mark_deleting(self, cur: Cursor, name: str, now: float, reason: str, message: str, actor: str) -> None:
+        """Mark app ``name`` deleting (a write: resource_version grows) with an event saying why;
+        the caller bumps the apps version once for its transaction."""
+        cur.execute("UPDATE apps SET deleting = ?, resource_version = resource_version + 1, "
+                    "updated_at = ? WHERE name = ?", (True, now, name))
+        self._add_event(cur, now, "app", name, reason, message, actor)
+
     def _bump_apps_version(self, cur: Cursor) -> None:
         cur.execute("UPDATE meta SET apps_version = apps_version + 1 WHERE id = 1")
 
@@ -258,10 +265,8 @@ class SQLStore(Store):
                 return False
             if not row[0]:
                 now = self._now(cur)
-                cur.execute("UPDATE apps SET deleting = ?, resource_version = resource_version + 1, "
-                            "updated_at = ? WHERE name = ?", (True, now, name))
+                self._mark_deleting(cur, name, now, "Deleting", "app marked for deletion", actor)
                 self._bump_apps_version(cur)
-                self._add_event(cur, now, "app", name, "Deleting", "app marked for deletion", actor)
             return True
         return self._run(work, write=True)
 
@@ -380,9 +385,7 @@ class SQLStore(Store):
             owned = [app for app, owner in cur.fetchall() if owner_source(owner) == mine]
             for app in owned:
                 if cascade:
-                    cur.execute("UPDATE apps SET deleting = ?, resource_version = resource_version + 1, "
-                                "updated_at = ? WHERE name = ?", (True, now, app))
-                    self._add_event(cur, now, "app", app, "Deleting", f"{mine} was deleted with its apps", actor)
+                    self._mark_deleting(cur, app, now, "Deleting", f"{mine} was deleted with its apps", actor)
                 else:
                     cur.execute("UPDATE apps SET owner = NULL, resource_version = resource_version + 1, "
                                 "updated_at = ? WHERE name = ?", (now, app))
@@ -417,9 +420,7 @@ class SQLStore(Store):
                 row = cur.fetchone()
                 if row is None or owner_source(row[0]) != mine or row[1]:
                     continue  # never prune what this source does not own
-                cur.execute("UPDATE apps SET deleting = ?, resource_version = resource_version + 1, "
-                            "updated_at = ? WHERE name = ?", (True, now, app))
-                self._add_event(cur, now, "app", app, "Pruned", f"app is gone from {mine}: deleting it", actor)
+                self._mark_deleting(cur, app, now, "Pruned", f"app is gone from {mine}: deleting it", actor)
                 pruned.append(app)
             if pruned or any(r.action != "unchanged" for r in results):
                 self._bump_apps_version(cur)
