@@ -56,10 +56,14 @@ def test_a_process_is_adopted_only_with_its_start_time():
 
 def test_a_zombie_has_no_start_time():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    while True:
-        with open(f"/proc/{child.pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                break
-        time.sleep(0.01)
-    assert start_ticks(child.pid) is None
-    child.wait()
+    try:
+        deadline, state = time.monotonic() + 30, None
+        while state != "Z":
+            assert time.monotonic() < deadline, f"the child did not end in 30 s (its state is still {state!r})"
+            time.sleep(0.01)
+            with open(f"/proc/{child.pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        assert start_ticks(child.pid) is None
+    finally:
+        child.kill()
+        child.wait()
