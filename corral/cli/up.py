@@ -168,20 +168,20 @@ def up(args):
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
     signal.signal(signal.SIGINT, lambda s, f: stopping.append(s))
     procs = {}   # daemon name -> its process
-    commands = dict(daemon_commands(args, data_dir, secret, store))
+    daemons = dict(daemon_commands(args, data_dir, secret, store))
     try:
-        for name, argv in commands.items():
+        for name, argv in daemons.items():
             # Own process groups: a Ctrl-C reaches `up` alone, which stops the daemons in order.
             procs[name] = subprocess.Popen(argv, start_new_session=True)
         _wait_healthy(urls, procs.items())
         print(f"corral is up: API {', '.join(urls)}; store {store}; data {data_dir}", flush=True)
         print(f"client config written to {config}; try `corral get nodes`", flush=True)
         if args.apply:
-            from corral.cli import commands
+            from corral.cli.commands import cmd_apply
             client = Client(urls, token)
             ns = type("Args", (), {"filename": args.apply, "dry_run": False, "wait": False, "timeout": "5m"})
-            commands.cmd_apply(ns, client)
-        keeper = Keeper(commands, time.monotonic())
+            cmd_apply(ns, client)
+        keeper = Keeper(daemons, time.monotonic())
         while not stopping:
             now = time.monotonic()
             for name, p in procs.items():
@@ -190,7 +190,7 @@ def up(args):
                     print(f"corral up: {name} {exit_message(p.returncode)}; starting it again in {delay:g}s",
                           file=sys.stderr, flush=True)
             for name in keeper.to_start(now):
-                procs[name] = subprocess.Popen(commands[name], start_new_session=True)
+                procs[name] = subprocess.Popen(daemons[name], start_new_session=True)
                 print(f"corral up: {name} started again (pid {procs[name].pid})", file=sys.stderr, flush=True)
             time.sleep(0.25)
     finally:
