@@ -378,9 +378,10 @@ class Instance:
         except ValueError as e:
             raise environ.CommandError(str(e)) from None
         self.identity = self.users.identity(a["app"])
+        venv = image_layout.venv_dir(os.path.dirname(image_path), a["image"])
         env = environ.instance_env(
             {**self.base_env, **self.identity.env()},
-            venv=image_layout.venv_dir(os.path.dirname(image_path), a["image"]),
+            venv=venv,
             spec_env=self.spec["env"], port=self.port, app=a["app"], process=a["process"],
             instance=self.id, node=self.node,
         )
@@ -394,12 +395,26 @@ class Instance:
             found = shutil.which(program, path=env["PATH"])
         if found is None:
             raise environ.CommandError(f"command {program!r} was not found on the instance PATH {env['PATH']}")
-        blocked = self.users.unreachable(self.identity, [(cwd, "x"), (os.path.dirname(found), "x"), (found, "x")])
+        self._check_reach(found, cwd, venv)
+        return [found] + argv[1:], env, cwd
+
+    def _check_reach(self, command, cwd, venv):
+        """Raise UserError (one sentence) when the app's user cannot reach its command, its code or
+        the interpreter its image links to (a venv's ``bin/python`` may point into a private home)."""
+        python = os.path.join(venv, "bin", "python")
+        targets = [(cwd, "x"), (os.path.dirname(command), "x"), (command, "x")]
+        blocked = self.users.unreachable(self.identity, targets)
         if blocked:
             raise UserError(f"user {self.identity.name} cannot reach {blocked}, on the way to the command "
-                            f"{found} or the code {cwd}: other users need to pass it (chmod o+x) "
+                            f"{command} or the code {cwd}: other users need to pass it (chmod o+x) "
                             "or the agent must run with --no-app-users")
-        return [found] + argv[1:], env, cwd
+        if os.path.lexists(python):
+            blocked = self.users.unreachable(self.identity, [(python, "x")])
+            if blocked:
+                raise UserError(f"user {self.identity.name} cannot reach {blocked}, on the way to the image's "
+                                f"interpreter {os.path.realpath(python)}: build the image with a Python that "
+                                "other users can run (outside a private home), or run the agent with "
+                                "--no-app-users")
 
     def log_dir(self):
         """The folder of this instance's log files (the contract is in nodeagent/README.md)."""

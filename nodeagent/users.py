@@ -16,17 +16,18 @@ are always set in the instance's environment, so that the app's own
 missing name).
 
 Decisions are pure functions (:func:`user_name`, :func:`decide`,
-:func:`denied`); :class:`AppUsers` and :func:`path_entries` do the I/O.
+:func:`corral.reach.denied`); :class:`AppUsers` and :func:`corral.reach.path_entries` do the I/O.
 """
 import dataclasses
 import hashlib
 import os
 import pwd
 import re
-import stat
 import subprocess
 
 import eventlet.semaphore
+
+from corral.reach import denied, path_entries  # noqa: F401 (the walk is shared with the builder)
 
 PREFIX = "corral-"
 MAX_NAME = 32           # useradd's limit on a user name
@@ -83,43 +84,6 @@ def decide(wanted, is_root, blocked):
         return False, (f"apps run as the agent's user: {blocked} cannot be passed by other users, "
                        "so an app user could not reach its logs or its image")
     return True, None
-
-
-def _allowed(mode, owner, group, uid, gid, need):
-    bits = {"x": (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH), "r": (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)}[need]
-    if uid == 0:
-        return True
-    if owner == uid:
-        return bool(mode & bits[0])
-    if gid is not None and group == gid:
-        return bool(mode & bits[1])
-    return bool(mode & bits[2])
-
-
-def denied(entries, uid, gid, need="x"):
-    """The first path in ``entries`` that user ``uid`` (group ``gid``) cannot pass, or None (pure).
-
-    ``entries`` are ``(path, mode, owner uid, owner gid)`` from ``/`` down
-    to a target: every folder must be searchable (``x``), the target itself
-    allow ``need``. ``uid`` None asks for any other user (the "other" bits).
-    """
-    for n, (path, mode, owner, group) in enumerate(entries):
-        want = need if n == len(entries) - 1 else "x"
-        if not _allowed(mode, owner, group, -1 if uid is None else uid, gid, want):
-            return path
-    return None
-
-
-def path_entries(path):
-    """``(path, mode, uid, gid)`` of ``/`` and of every folder down to ``path`` (symlinks resolved)."""
-    real = os.path.realpath(path)
-    parts, out = real.strip("/").split("/"), []
-    current = "/"
-    for part in [""] + [p for p in parts if p]:
-        current = os.path.join(current, part) if part else "/"
-        st = os.stat(current)
-        out.append((current, st.st_mode, st.st_uid, st.st_gid))
-    return out
 
 
 def blocked_for_others(paths):
