@@ -7,11 +7,11 @@ a content-addressed archive and the commit is what the user is told. git
 runs by argv, never through a shell, never prompting; the URL comes after
 ``--``; the ``ext::`` transport (which runs commands) is refused.
 """
-import io
 import os
 import subprocess
-import tarfile
 import tempfile
+
+from corral.untar import UnsafeArchive, unpack
 
 DEFAULT_REF = "HEAD"
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "LC_ALL": "C"}
@@ -61,9 +61,10 @@ def export_git_source(source, dest, timeout=120.0):
             raise GitSourceError(f"git source {url}: ref {ref!r} names no branch, tag or commit")
         data = _git(["archive", "--format=tar", commit, "--", *([path] if path else [])],
                     f"git source {url}: cannot export {path or 'the repository'} at {commit[:12]}", timeout, cwd=clone)
-    os.makedirs(dest, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        tar.extractall(dest, filter="data")
+    try:
+        unpack(data, dest)
+    except UnsafeArchive as e:
+        raise GitSourceError(f"git source {url} at {commit[:12]}: {e}") from None
     folder = os.path.normpath(os.path.join(dest, path))
     if not os.path.isdir(folder):
         raise GitSourceError(f"git source {url}: {path!r} is not a folder at commit {commit[:12]}")

@@ -15,6 +15,8 @@ import stat
 import tarfile
 import zlib
 
+from corral.untar import unpack
+
 MAX_SOURCE_BYTES = 100 << 20
 SKIPPED_NAMES = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules"})
 SKIPPED_SUFFIXES = (".pyc",)
@@ -161,14 +163,11 @@ def unpack_source(data, dest, expected_digest):
     """Verify ``data`` (from :func:`pack_source`) against ``expected_digest`` and extract it into ``dest``.
 
     ``dest`` is created when missing. Raises ValueError, before writing
-    anything, when the digest does not match; extraction uses tarfile's
-    "data" filter, which refuses absolute paths, ``..``, links out of
-    ``dest`` and device files.
+    anything, when the digest does not match; extraction (:func:`corral.untar.unpack`)
+    refuses absolute paths, ``..``, links out of ``dest`` and device files.
     """
     raw = _gunzip(data, MAX_SOURCE_BYTES)
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
     if digest != expected_digest:
         raise ValueError(f"source archive digest is {digest}, expected {expected_digest}")
-    os.makedirs(dest, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-        tar.extractall(dest, filter="data")
+    unpack(raw, dest)

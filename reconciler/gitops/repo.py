@@ -5,10 +5,10 @@ shell; the URL comes after ``--`` so it can never be read as an option, the
 ``ext::`` transport (which runs commands) is refused, and git never prompts.
 """
 import hashlib
-import io
 import os
 import subprocess
-import tarfile
+
+from corral.untar import UnsafeArchive, unpack
 
 
 class GitError(Exception):
@@ -63,9 +63,10 @@ class GitRepos:
         """Write the files of ``commit`` into the folder ``dest`` (made when missing)."""
         data = self._run(["archive", "--format=tar", commit], f"cannot export commit {commit[:12]} of {url}",
                          self.mirror(url))
-        os.makedirs(dest, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            tar.extractall(dest, filter="data")
+        try:
+            unpack(data, dest)
+        except UnsafeArchive as e:
+            raise GitError(f"commit {commit[:12]} of {url} cannot be used: {e}") from None
 
 
 def _reason(stderr, code):
