@@ -1,6 +1,6 @@
-"""Set-ups that tests and benchmarks share: a free port, polling with a deadline, a
-throwaway PostgreSQL schema, a fresh store of either backend, ballast that fills a
-disk, a static HTTP file server, a tar of named members, and an app whose image counts as built.
+"""Set-ups that tests and benchmarks share: what a test needs of the machine (skip, or
+fail under CORRAL_REQUIRE), a free port, polling with a deadline, a throwaway PostgreSQL
+schema, a fresh store of either backend, ballast that fills a disk, a static HTTP file server, a tar of named members, and an app whose image counts as built.
 
 Nothing here is a fake: the helpers make real ports, real schemas and real build
 records through the store's own interface.
@@ -20,6 +20,46 @@ import pytest
 from corral.store import open_store
 from reconciler import specs
 from tests.pg import PostgresUnavailable, postgres_dsn, with_search_path
+
+
+# What a test may need of the machine, and what each name in CORRAL_REQUIRE stands for.
+REQUIREMENTS = {
+    "postgresql": "a PostgreSQL server (on 127.0.0.1:5432, CORRAL_TEST_PG, or binaries to start one)",
+    "root": "running as root (app users, cgroups, mounts)",
+    "netns": "network namespaces (root, iproute2, `ip netns add` working)",
+}
+
+
+def required():
+    """The requirements the run insists on: the comma-separated names of CORRAL_REQUIRE (CI sets
+    ``postgresql,root,netns``). A name that is not in REQUIREMENTS is refused with ValueError, so a
+    typo cannot quietly turn a requirement back into a skip."""
+    names = {n.strip() for n in os.environ.get("CORRAL_REQUIRE", "").split(",") if n.strip()}
+    unknown = sorted(names - set(REQUIREMENTS))
+    if unknown:
+        raise ValueError(f"CORRAL_REQUIRE names {', '.join(unknown)}, which this suite does not know; "
+                         f"say any of {', '.join(REQUIREMENTS)}")
+    return names
+
+
+def need(what, reason):
+    """The calling test cannot run here because ``what`` (a key of REQUIREMENTS) is missing, for
+    ``reason`` (one sentence): it fails with that reason when CORRAL_REQUIRE names ``what`` (the
+    run claims to prove it), and is skipped with it otherwise. Never returns. The report names
+    the caller's line, not this one."""
+    __tracebackhide__ = True
+    if what not in REQUIREMENTS:
+        raise ValueError(f"need({what!r}): not one of {', '.join(REQUIREMENTS)}")
+    if what in required():
+        pytest.fail(f"CORRAL_REQUIRE names {what}, so this fails instead of skipping: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_root(reason):
+    """Returns when this process runs as root; else the test needs ``root`` (see :func:`need`) for ``reason``."""
+    __tracebackhide__ = True
+    if os.geteuid() != 0:
+        need("root", reason)
 
 
 def free_port():
@@ -65,8 +105,8 @@ def scratch_schema(base_dsn, prefix="t"):
 @contextlib.contextmanager
 def fresh_store(backend, folder):
     """A new, migrated, empty store: ``backend`` "sqlite" (a file in ``folder``) or
-    "postgresql" (a scratch schema on the test run's server; the test is skipped when
-    there is none). Closed, and the schema dropped, afterwards."""
+    "postgresql" (a scratch schema on the test run's server; without one, the test
+    needs ``postgresql``: skipped, or failed under CORRAL_REQUIRE). Closed, and the schema dropped, afterwards."""
     if backend == "sqlite":
         store = open_store(f"sqlite:///{os.path.join(folder, 'corral.db')}")
         try:
@@ -77,7 +117,7 @@ def fresh_store(backend, folder):
     try:
         base = postgres_dsn()
     except PostgresUnavailable as e:
-        pytest.skip(str(e))
+        need("postgresql", str(e))
     with scratch_schema(base) as dsn:
         store = open_store(dsn)
         try:

@@ -1,8 +1,8 @@
 """The cluster suite: real daemons on a datacentre of network namespaces.
 
 It needs root and iproute2; where it cannot run, every test skips with one
-line saying why. One datacentre (namespaces, bridge) serves the whole run;
-each test gets a fleet of its own (store, reconcilers, builder, agents) and
+line saying why (fails with it when CORRAL_REQUIRE names netns). One datacentre
+(namespaces, bridge) serves the whole run; each test gets a fleet of its own (store, reconcilers, builder, agents) and
 leaves every link healed.
 """
 import os
@@ -11,14 +11,14 @@ import pytest
 
 from tests.cluster import figures, netns
 from tests.cluster.fleet import HOSTS, Fleet
-
+from tests.support import need
 
 
 @pytest.fixture(scope="session")
 def datacentre():
     why = netns.why_unavailable()
     if why:
-        pytest.skip(f"cluster suite skipped: {why}")
+        need("netns", f"cluster suite skipped: {why}")
     dc = netns.Datacentre(HOSTS)
     yield dc
     dc.destroy()

@@ -14,7 +14,7 @@ from nodeagent.state import load_state, load_table
 from tests.cluster import figures
 from tests.cluster.fleet import TIMINGS, Fleet, write_manifest
 from tests.e2e.cluster import wait_for
-from tests.support import fill
+from tests.support import fill, need
 
 SIZE = 64 * 1024 * 1024
 VICTIM = "n3"
@@ -39,7 +39,7 @@ def disk_full(datacentre, tmp_path_factory):
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if done.returncode:
-        pytest.skip(f"scenario 6 skipped: cannot mount a tmpfs here: {done.stderr.strip()}")
+        need("root", f"scenario 6 skipped: cannot mount a tmpfs here: {done.stderr.strip()}")
     data, images = mount / "data", mount / "images"
     try:
         # A short restart backoff, so that the refused instance is retried soon after room is made.

@@ -13,9 +13,7 @@ from corral.store import open_store
 from tests.cluster.fleet import write_manifest
 from tests.e2e.cluster import UpCluster, wait_for
 from tests.pg import PostgresUnavailable, postgres_dsn
-from tests.support import scratch_schema
-
-pytestmark = pytest.mark.e2e
+from tests.support import need, scratch_schema
 
 
 @pytest.fixture
@@ -24,7 +22,7 @@ def pg_schemas():
     try:
         base = postgres_dsn()
     except PostgresUnavailable as e:
-        pytest.skip(str(e))
+        need("postgresql", str(e))
     with contextlib.ExitStack() as made:
         yield lambda: made.enter_context(scratch_schema(base, prefix="backup"))
 

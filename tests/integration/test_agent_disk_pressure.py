@@ -14,9 +14,13 @@ from nodeagent import disk  # noqa: E402
 from nodeagent.images import ImageCache, ImageError, ensure_image  # noqa: E402
 from nodeagent.state import EpochFence, load_table, save_table, table_text  # noqa: E402
 from tests.integration.test_agent_daemon import image_server  # noqa: E402,F401  (fixture)
-from tests.support import fill  # noqa: E402
+from tests.support import fill, need_root  # noqa: E402
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+
+@pytest.fixture(autouse=True)
+def as_root():
+    """Every test here mounts a tmpfs: it needs root."""
+    need_root("mounting a small tmpfs needs root")
 
 SIZE = 32 * 1024 * 1024
 

@@ -1,6 +1,7 @@
 """Isolation with a real agent as root: each app as its own system user, memory requests as
 hard cgroup limits (an instance over its limit is OOM-killed and says so), and what the node
-reports when it cannot enforce either. Root only (CI runs as root); skipped otherwise."""
+reports when it cannot enforce either. Root only (CI runs as root and says so in CORRAL_REQUIRE, which
+makes every missing piece a failure); skipped otherwise."""
 import corral.green
 
 corral.green.patch()
@@ -21,8 +22,13 @@ from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
     WAIT, agent, assignment, build_image_archive, image_server, key_file, pid_gone, reconciler, running,
     serve_archives, wait_for)
 from tests.integration.test_agent_supervision import alive, from_new_agent  # noqa: E402
+from tests.support import need, need_root  # noqa: E402
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="app users and cgroups need root (CI runs as root)")
+
+@pytest.fixture(autouse=True)
+def as_root():
+    """Every test here makes app users or cgroups: it needs root."""
+    need_root("app users and cgroups need root (CI runs as root)")
 
 SYSTEM_PYTHON = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None)
 
@@ -58,7 +64,7 @@ def system_image_server():
     """The test image with its venv's python linked to the system interpreter (this test's own may
     be under /root, which app users cannot pass)."""
     if SYSTEM_PYTHON is None:
-        pytest.skip("no system python3 that other users can run")
+        need("root", "the root-only isolation tests need a system python3 that other users can run")
     yield from serve_archives(build_image_archive(python=SYSTEM_PYTHON))
 
 
@@ -162,10 +168,11 @@ def test_folders_other_users_cannot_pass_turn_app_users_off_and_it_is_reported(a
 
 
 def memory_layout():
-    """Where the agent puts instance cgroups on this machine; skips when it cannot limit memory."""
+    """Where the agent puts instance cgroups on this machine; without memory limits (a root
+    agent's job), the test needs ``root`` (see tests.support.need) with the probe's reason."""
     found = MemoryCgroups.probe()
     if not found.enforced:
-        pytest.skip(f"no memory limits on this machine: {found.reason}")
+        need("root", f"no memory limits on this machine: {found.reason}")
     return found.layout
 
 
@@ -216,15 +223,47 @@ def test_forgotten_log_folders_go_after_the_retention_and_held_ones_stay(agent, 
     assert (logs / "keep-1").exists(), "an instance the agent holds keeps its folder, however old"
 
 
+@pytest.fixture
+def hidden_python():
+    """A copy of this test's interpreter in a folder only root can pass (mode 0700), wherever the
+    interpreter itself lives (under root's home, or in /usr/bin where app users reach it)."""
+    folder = tempfile.mkdtemp(prefix="corral-hidden-")
+    os.chmod(folder, 0o700)
+    python = os.path.join(folder, "python3")
+    shutil.copy2(os.path.realpath(sys.executable), python)
+    yield python
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def hidden_image_server(hidden_python):
+    """The test image with its venv's python linked to :func:`hidden_python`."""
+    yield from serve_archives(build_image_archive(python=hidden_python))
+
+
 def test_a_command_the_app_user_cannot_reach_fails_the_instance_naming_the_folder(
-        agent, reconciler, image_server, open_root, fresh_app):
-    interpreter = os.path.realpath(sys.executable)
-    blocked = users.denied(users.path_entries(interpreter), 65534, 65534)
-    if blocked is None:
-        pytest.skip(f"this test's interpreter {interpreter} is reachable by other users")
+        agent, reconciler, hidden_python, hidden_image_server, open_root, fresh_app):
+    blocked = users.denied(users.path_entries(hidden_python), 65534, 65534)
+    assert blocked == os.path.dirname(hidden_python)
     agent(root=open_root)
-    reconciler.assign([assignment("iso-web-1", image_server, ["python", "-c", WHOAMI, "$PORT"], app=fresh_app)],
+    reconciler.assign([assignment("iso-web-1", hidden_image_server, ["python", "-c", WHOAMI, "$PORT"],
+                                  app=fresh_app)],
                       epoch=1)
     failed = wait_for("failed", lambda: (i := reconciler.instance("iso-web-1")) and i["state"] == "failed" and i)
     assert failed["message"].startswith(f"user {users.user_name(fresh_app)} cannot reach {blocked}, on the way to")
     assert failed["pid"] is None
+
+
+def test_an_image_interpreter_the_app_user_cannot_reach_fails_the_instance_whatever_the_command(
+        agent, reconciler, hidden_python, hidden_image_server, open_root, fresh_app):
+    """A venv script (waitress-serve, gunicorn) runs the image's python, not the command found on
+    PATH: when that python is in a private folder the instance fails once, naming it, instead of
+    crash-looping with exit 126."""
+    agent(root=open_root)
+    reconciler.assign([assignment("iso-web-2", hidden_image_server, ["sleep", "30"], app=fresh_app)], epoch=1)
+    failed = wait_for("failed", lambda: (i := reconciler.instance("iso-web-2")) and i["state"] == "failed" and i)
+    assert failed["message"] == (
+        f"user {users.user_name(fresh_app)} cannot reach {os.path.dirname(hidden_python)}, on the way to the "
+        f"image's interpreter {hidden_python}: build the image with a Python that other users can run "
+        "(outside a private home), or run the agent with --no-app-users")
+    assert failed["restarts"] == 0 and failed["pid"] is None

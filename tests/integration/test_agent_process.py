@@ -13,6 +13,7 @@ import time  # noqa: E402
 import pytest  # noqa: E402
 
 from nodeagent.process import PR_SET_CHILD_SUBREAPER, Launcher  # noqa: E402
+from tests.support import need_root  # noqa: E402
 
 PARENT_WITH_CHILD = ("import subprocess, sys, time; "
                      "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
@@ -78,8 +79,8 @@ def test_a_cgroup_the_app_cannot_join_fails_the_start_and_names_it(tmp_path):
                                       f"{tmp_path / 'no-such-cgroup'}: No such file or directory")]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
 def test_the_whole_instance_runs_as_a_uid_without_a_passwd_name():
+    need_root("changing user needs root")
     import pwd
     import shutil
     import tempfile

@@ -13,16 +13,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from corral.store.postgres import PostgresStore  # noqa: E402
 from corral.store.sqlite import SQLiteStore  # noqa: E402
 from tests.pg import PostgresUnavailable, postgres_dsn  # noqa: E402
-from tests.support import scratch_schema  # noqa: E402
+from tests.support import need, scratch_schema  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def pg_dsn():
-    """The test run's PostgreSQL database (skips the test when there is none)."""
+    """The test run's PostgreSQL database (without one, the test needs ``postgresql``: skipped,
+    or failed under CORRAL_REQUIRE)."""
     try:
         return postgres_dsn()
     except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+        need("postgresql", str(exc))
 
 
 @pytest.fixture

@@ -8,13 +8,14 @@ import psycopg2
 import pytest
 
 from tests import pg
+from tests.support import need
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_without_a_local_server_a_throwaway_cluster_is_started_and_removed():
     if not glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"):
-        pytest.skip("no PostgreSQL binaries in /usr/lib/postgresql/*/bin to start a throwaway server from")
+        need("postgresql", "no PostgreSQL binaries in /usr/lib/postgresql/*/bin to start a throwaway server from")
     script = (
         "import psycopg2, tests.pg as pg\n"
         f"pg.LOCAL_SERVER = ('127.0.0.1', {pg.free_port()})  # nothing answers there\n"

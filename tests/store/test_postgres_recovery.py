@@ -10,6 +10,7 @@ import pytest
 from corral.store.base import DesiredInstance, StoreError
 from corral.store.postgres import PostgresStore
 from tests.pg import PostgresUnavailable, ThrowawayPostgres
+from tests.support import need
 
 pytestmark = pytest.mark.postgres
 
@@ -19,7 +20,7 @@ def server():
     try:
         pg = ThrowawayPostgres().start()
     except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+        need("postgresql", str(exc))
     yield pg
     pg.destroy()
 
