@@ -2,8 +2,8 @@
 
 It needs root and iproute2; where it cannot run, every test skips with one
 line saying why (fails with it when CORRAL_REQUIRE names netns). One datacentre
-(namespaces, bridge) serves the whole run; each test gets a fleet of its own (store, reconcilers, builder, agents) and
-leaves every link healed.
+(namespaces, bridge) serves the whole run; each test gets a fleet of its own
+(store, reconcilers, builder, agents) and leaves every link healed.
 """
 import os
 

@@ -9,8 +9,6 @@ import pytest
 
 from tests.e2e.cluster import FAST, UpCluster, wait_for
 
-pytestmark = pytest.mark.e2e
-
 GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",
                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
 

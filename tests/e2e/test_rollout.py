@@ -18,8 +18,6 @@ import yaml
 
 from tests.e2e.cluster import UpCluster, app_copy, instance_processes, proc_environ, wait_for
 
-pytestmark = pytest.mark.e2e
-
 
 def write_app(path, name, instances=2, greeting="one"):
     with open(path) as f:
