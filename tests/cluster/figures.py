@@ -51,7 +51,10 @@ class Load:
     Each request tries the app's ready instances (as the API last listed
     them) in random order until one answers: it fails only when none does,
     i.e. when the app was down for a client that follows the instance list.
-    ``failures`` holds the monotonic times of failed requests.
+    ``failures`` holds the monotonic times of failed requests. An error of the
+    loop itself (the API answering 401 or 500 to the instance list) ends it and
+    is raised again by :meth:`stop`, so that a load that stopped early cannot
+    pass for one that found nothing wrong.
     """
 
     def __init__(self, fleet, app, interval=0.1, max_requests=3000, max_seconds=240.0, per_try=0.5):
@@ -60,6 +63,7 @@ class Load:
         self.sent = 0
         self.failures = []
         self.answered_by = {}
+        self.error = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"load-{app}", daemon=True)
 
@@ -67,18 +71,27 @@ class Load:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, *exc):
+        self.stop(check=exc_type is None)
 
-    def stop(self):
+    def stop(self, check=True):
         self._stop.set()
         self._thread.join(self.max_seconds)
+        if check and self.error is not None:
+            raise AssertionError(f"the load loop on {self.app} ended after {self.sent} requests: {self.error}") \
+                from self.error
+
+    def _run(self):
+        try:
+            self._loop()
+        except Exception as e:  # noqa: BLE001 - raised again by stop()
+            self.error = e
 
     def _targets(self):
         found = self.fleet.serving(self.app)
         return [(i["address"], i["port"]) for i in found if i.get("port")]
 
-    def _run(self):
+    def _loop(self):
         started = time.monotonic()
         targets, refreshed = [], 0.0
         session = requests.Session()

@@ -9,9 +9,12 @@ operator address of the bridge and talks to the API like a user, with the
 ``corral`` command (``CORRAL_API`` / ``CORRAL_TOKEN``) or plain HTTP.
 
 :class:`Daemon` can be SIGKILLed, SIGSTOPped, SIGCONTed and restarted with
-the same arguments. :meth:`Fleet.down` stops what runs, kills what is left,
-including instance processes (found by their ``CORRAL_APP`` environment).
+the same arguments. :meth:`Fleet.down` stops what runs and kills what is left,
+including instance processes (found by their environment: ``CORRAL_APP`` set,
+``VIRTUAL_ENV`` inside the fleet's folder), and fails the test naming what it
+had to kill: a daemon that ignored SIGINT, an instance its agent left running.
 """
+import datetime
 import json
 import os
 import shutil
@@ -19,13 +22,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import requests
 import yaml
 
 from corral.auth import api_token
 from corral.wire.keys import new_key_file, read_key
-from tests.e2e.cluster import instance_processes, wait_for
+from tests.e2e.cluster import proc_environ, proc_state, wait_for
 from tests.pg import _pg_bin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -198,7 +202,7 @@ class Fleet:
         try:
             wait_for(f"{len(nodes)} ready nodes", lambda: len(self.ready_nodes()) == len(nodes), timeout=60)
         except AssertionError:
-            self.down()
+            self.down(check=False)
             raise
 
     def _add(self, name, argv):
@@ -217,8 +221,12 @@ class Fleet:
             raise AssertionError(f"corral {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
         return r
 
-    def get(self, path, reconciler=None, timeout=2):
-        """GET an API path as JSON from ``reconciler`` (or the first that answers); None if none does."""
+    def get(self, path, reconciler=None, timeout=2, store_down_ok=False):
+        """GET an API path as JSON from ``reconciler`` (or the first that answers).
+
+        None when none answers: not running, connection refused or timed out (a cut or frozen host), or, with
+        ``store_down_ok``, a 503 (its store is unreachable). Any other answer that is not 2xx (a 401, a 404, a 500)
+        fails the test with what the API said."""
         for r in ([reconciler] if reconciler else ["r1", "r2"]):
             if not self.daemons[r].alive():
                 continue
@@ -229,10 +237,13 @@ class Fleet:
                 continue
             if resp.ok:
                 return resp.json()
+            if resp.status_code == 503 and store_down_ok:
+                continue
+            raise AssertionError(f"GET {path} from {r} answered {resp.status_code}: {resp.text[:300]}")
         return None
 
     def nodes(self):
-        return {n["name"]: n for n in (self.get("/v1/nodes") or [])}
+        return self.nodes_of()
 
     def ready_nodes(self):
         for name, d in self.daemons.items():
@@ -243,6 +254,25 @@ class Fleet:
     def instances(self, app, reconciler=None):
         return [i for i in (self.get("/v1/instances", reconciler) or []) if i["app"] == app]
 
+    def heard_from_after(self, when, nodes=None, reconciler=None, timeout=60):
+        """Wait until ``reconciler`` (by default the first that answers) lists a report from each of ``nodes`` (by
+        default every agent) received after the wall-clock time ``when``; return the nodes' ``last_seen`` then.
+
+        A sleep proves only that the test's time passed. This proves the cluster's did: the reconciler ran,
+        and heard the agents, past that moment. ``last_seen`` has whole seconds, so this waits up to a
+        heartbeat more than the moment needs."""
+        nodes = nodes or [n for n in self.daemons if n.startswith("n")]
+
+        def heard():
+            seen = {name: _epoch(n["last_seen"]) for name, n in self.nodes_of(reconciler).items() if name in nodes}
+            return seen if len(seen) == len(nodes) and all(t is not None and t > when for t in seen.values()) \
+                else None
+        return wait_for(f"{reconciler or 'a reconciler'} to hear from {', '.join(nodes)} after "
+                        f"{time.strftime('%H:%M:%S', time.gmtime(when))}", heard, timeout=timeout, interval=0.2)
+
+    def nodes_of(self, reconciler=None):
+        return {n["name"]: n for n in (self.get("/v1/nodes", reconciler) or [])}
+
     def serving(self, app):
         """Instances of ``app`` that are running and ready."""
         return [i for i in self.instances(app) if i["state"] == "running" and i["ready"]]
@@ -250,13 +280,8 @@ class Fleet:
     def leader(self):
         """The name of the reconciler that leads now, or None."""
         for r in ("r1", "r2"):
-            if self.daemons[r].alive():
-                try:
-                    h = requests.get(self.api_url(r) + "/healthz", timeout=1).json()
-                except (requests.RequestException, ValueError):
-                    continue
-                if h.get("leader"):
-                    return r
+            if (self.get("/healthz", r, timeout=1) or {}).get("leader"):
+                return r
         return None
 
     def deploy(self, name, instances=2, extra=None, wait=True):
@@ -274,19 +299,43 @@ class Fleet:
         return sorted(n for n, d in self.daemons.items() if d.proc is not None and d.proc.poll() is not None
                       and not getattr(d, "ended_on_purpose", False))
 
-    def down(self):
-        """Stop every daemon (agents stop their instances), the store, and anything left."""
+    def instance_processes(self):
+        """``{pid: app}`` of live instance processes of this fleet: ``CORRAL_APP`` set and ``VIRTUAL_ENV`` (the
+        image's) inside the fleet's folder, so that another cluster's instances on this machine are not counted."""
+        found, inside = {}, os.path.join(self.workdir, "").encode()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            env = proc_environ(pid)
+            if b"CORRAL_APP" in env and env.get(b"VIRTUAL_ENV", b"").startswith(inside) \
+                    and proc_state(pid) not in (None, "Z"):
+                found[int(pid)] = env[b"CORRAL_APP"].decode()
+        return found
+
+    def down(self, check=True):
+        """Stop every daemon (agents stop their instances), the store, and anything left.
+
+        What had to be killed is a failure: a daemon that did not stop within 20 s of SIGINT, an instance
+        process still running once every agent had stopped. With ``check`` the sentences are raised as an
+        AssertionError (after everything is cleaned up), else returned."""
         for h in self.dc.hosts:
             self.dc.heal(h)
+        problems = []
         for name in [n for n in self.daemons if n.startswith("n")] + ["b1", "r1", "r2"]:
-            self.daemons[name].stop(timeout=20)
-        for app in self.apps:
-            for pid in instance_processes(app):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            d = self.daemons[name]
+            if d.alive() and d.stop(timeout=20) is None:
+                problems.append(f"{name} did not stop within 20 s of SIGINT and was SIGKILLed:\n{d.tail(10)}")
+        left = self.instance_processes()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if left:
+            problems.append("instance processes outlived their stopped agents and were SIGKILLed: "
+                            + ", ".join(f"{pid} ({app})" for pid, app in sorted(left.items())))
         self.pg.destroy()
+        if problems and check:
+            raise AssertionError("the fleet did not stop cleanly: " + "\n".join(problems))
+        return problems
 
 
 def write_manifest(workdir, name, instances, extra=None):
@@ -304,6 +353,13 @@ def write_manifest(workdir, name, instances, extra=None):
     with open(path, "w") as f:
         yaml.safe_dump(doc, f)
     return path
+
+
+def _epoch(iso):
+    """``2026-11-26T15:20:38Z`` (as the API writes times) as seconds since the epoch; None stays None."""
+    if iso is None:
+        return None
+    return datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def dump_json(path, value):
