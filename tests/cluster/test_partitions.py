@@ -35,19 +35,44 @@ def cut_past_the_grace_and_heal(fleet, app):
 
         fleet.dc.heal(victim)
         healed = time.monotonic()
-        m["most_serving_after_heal"], over = 0, 0.0
-        while node_processes(app, victim) and time.monotonic() - healed < 30:
+        # Sampled from the heal until the stale copies are gone and the healed node reports again (ready), the
+        # window in which its copies could be listed serving beside their replacements; then a few samples more.
+        samples = []   # (seconds after the heal, listed serving, stale copies run, victim ready)
+        while time.monotonic() - healed < 30:
+            stale = bool(node_processes(app, victim))
             n = len(fleet.serving(app))
-            m["most_serving_after_heal"] = max(m["most_serving_after_heal"], n)
+            ready = fleet.nodes().get(victim, {}).get("state") == "ready"
+            samples.append((time.monotonic() - healed, n, stale, ready))
+            if len([x for x in samples if not x[2] and x[3]]) >= 5:
+                break
             time.sleep(0.2)
-            over += 0.2 if n > 2 else 0.0
-        m["overserved_s"] = over
+        m["samples"] = samples
+        m["most_serving_after_heal"] = max(n for _, n, _, _ in samples)
+        m["overserved_s"] = sum(b[0] - a[0] for a, b in zip(samples, samples[1:]) if a[1] > 2)
         m["stale_gone"] = not node_processes(app, victim)
-        m["stale_gone_after"] = time.monotonic() - healed
+        m["stale_gone_after"] = next((t for t, _, stale, _ in samples if not stale), None)
     wait_for(f"{victim} ready again", lambda: fleet.nodes()[victim]["state"] == "ready", timeout=20)
     m["serving"] = len(fleet.serving(app))
     m["load"] = load
     return m
+
+
+def require_measured_after_heal(m):
+    """The heal window was sampled: while the stale copies still ran (else nothing could have been overserved),
+    and on until they were gone with the healed node reporting again."""
+    samples = m["samples"]
+    assert m["stale_ran_while_cut"], "the cut node's copies did not run while it was cut off: nothing to measure"
+    assert samples[0][2], (f"the stale copies were gone before the first sample after the heal "
+                           f"({samples[0][0]:.1f}s): the window in which too many could serve was not sampled")
+    assert len([x for x in samples if not x[2] and x[3]]) >= 5, \
+        (f"{len(samples)} samples in {samples[-1][0]:.0f}s after the heal, too few with the stale copies gone and "
+         f"{m['victim']} ready again: the end of the window was not sampled")
+
+
+def require_load_ran(load, at_least=50):
+    """The load measured something: at least ``at_least`` requests sent, and some answered by an instance."""
+    assert load.sent >= at_least, f"the load loop sent only {load.sent} requests (at least {at_least} were due)"
+    assert load.answered_by, f"none of the {load.sent} requests of the load loop was answered by an instance"
 
 
 def test_node_cut_off_is_replaced_and_its_stale_copies_die_on_heal(fleet):
@@ -58,6 +83,7 @@ def test_node_cut_off_is_replaced_and_its_stale_copies_die_on_heal(fleet):
                    died=len(fleet.died()),
                    note=f"stale copies gone {m['stale_gone_after']:.1f}s after heal; "
                         f"{m['most_serving_after_heal']} listed serving for {m['overserved_s']:.1f}s")
+    require_load_ran(load)
     assert m["detect"] <= fleet.timings["heartbeat_timeout"] + 2
     assert m["recover"] >= fleet.timings["node_grace"], "instances were replaced before the node grace ended"
     assert m["stale_ran_while_cut"], "the cut node's copies should still run while it is cut off"
@@ -68,6 +94,7 @@ def test_node_cut_off_is_replaced_and_its_stale_copies_die_on_heal(fleet):
 
 def test_after_a_heal_no_more_than_the_desired_count_serve(fleet):
     m = cut_past_the_grace_and_heal(fleet, "heal")
+    require_measured_after_heal(m)
     assert m["most_serving_after_heal"] <= 2, (f"{m['most_serving_after_heal']} instances listed serving for "
                                                 f"{m['overserved_s']:.1f}s after the heal; 2 are desired")
 
@@ -81,7 +108,7 @@ def test_short_blip_restarts_and_replaces_nothing(fleet):
     assert blip < fleet.timings["node_grace"]
     with Load(fleet, app) as load:
         fleet.dc.cut(victim)
-        cut_at = time.monotonic()
+        cut_at, cut_wall = time.monotonic(), time.time()
         wait_for(f"{victim} unreachable", lambda: fleet.nodes()[victim]["state"] == "unreachable",
                  timeout=blip + 5, interval=0.1)
         detect = time.monotonic() - cut_at
@@ -91,10 +118,12 @@ def test_short_blip_restarts_and_replaces_nothing(fleet):
                  interval=0.1)
         recover = time.monotonic() - cut_at
         wait_for("both instances serving", lambda: len(fleet.serving(app)) == 2, timeout=20)
-        time.sleep(fleet.timings["node_grace"] - blip + 1)   # past when a replacement would have come
+        # On until past when a replacement would have come, as the leader counts: it has heard every node since.
+        fleet.heard_from_after(cut_wall + fleet.timings["node_grace"] + 1, reconciler=fleet.leader(), timeout=30)
     after = {i["id"]: (i["node"], i["pid"], i["restarts"]) for i in fleet.instances(app)}
     figures.record("2 short blip (< grace)", detect=detect, recover=recover, lost=2 - len(after),
                    failed=len(load.failures), requests_sent=load.sent, died=len(fleet.died()))
+    require_load_ran(load)
     assert after == before, "a blip shorter than the grace restarted or replaced instances"
     assert not fleet.died()
 
@@ -124,10 +153,14 @@ def test_lossy_slow_link_keeps_the_node_ready(datacentre, request):
     degrade(fleet.dc, victim)
     states = []
     with Load(fleet, app) as load:
+        degraded_wall = time.time()
         end = time.monotonic() + 3 * fleet.timings["heartbeat_timeout"] + 5
         while time.monotonic() < end:
             states.append(fleet.nodes().get(victim, {}).get("state"))
             time.sleep(0.25)
+        # The window counts only if the leader heard the degraded node at its end, past three heartbeat timeouts.
+        fleet.heard_from_after(degraded_wall + 3 * fleet.timings["heartbeat_timeout"], nodes=[victim],
+                               reconciler=fleet.leader(), timeout=30)
     dropped = ""
     if not netem:
         sent, lost = fleet.dc.link_counts(victim)
@@ -137,5 +170,7 @@ def test_lossy_slow_link_keeps_the_node_ready(datacentre, request):
     flaps = len([s for s in states if s and s != "ready"])
     figures.record(name, lost=len(before) - len(after), failed=len(load.failures),
                    requests_sent=load.sent, died=len(fleet.died()), note=f"{flaps} non-ready samples{dropped}")
+    require_load_ran(load)
+    assert len(states) >= 20 and None not in states, f"the node's state was not sampled throughout: {states}"
     assert flaps == 0, f"the degraded node left ready: {states}"
     assert after == before and not fleet.died()
