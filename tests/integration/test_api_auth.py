@@ -1,0 +1,168 @@
+"""Every door of the API is locked: a real reconciler (its own process, a SQLite store) serves the API over
+HTTP, and every route of its route table that takes the API token answers 401 with a JSON error to no
+token, a wrong token and a ``Basic`` header, and serves the right token. The routes open without the API
+token are named here; a route added open anywhere else fails this test.
+
+The routes are read from the table the daemon builds (``reconciler.api.Api(...).routes``, which takes in
+the gitops, rollout and stream routes), so a new route is covered the day it is added.
+"""
+import base64
+import http.client
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from corral.auth import api_token
+from corral.wire.keys import new_key_file
+from reconciler.api import Api
+from tests.support import free_port, wait_for
+
+# (method, pattern) of the routes that do not take the API token, and why.
+OPEN = {
+    ("GET", r"/healthz"): "liveness probes carry no secret; it says only name, leadership and bus counters",
+    ("POST", r"/v1/gitsources/(?P<name>[^/]+)/webhook"): "a git host cannot be given the API token; the "
+                                                         "source's own webhook token guards it (401 without)",
+}
+WEBHOOK = ("POST", r"/v1/gitsources/(?P<name>[^/]+)/webhook")
+
+
+def route_table(with_handlers=False):
+    """``(method, pattern, needs the API token)`` of every route, as the reconciler daemon builds its Api
+    (with a stream relay, as ``reconciler.daemon.run`` does, so the logs and exec routes are in); each
+    with its handler last when ``with_handlers``."""
+    api = Api(store=None, state=None, token="unused", kick=lambda *apps: None, relay=object())
+    return [(method, pattern, auth, *([handler] if with_handlers else [])) for method, pattern, handler, auth
+            in api.routes]
+
+
+_GROUP = re.compile(r"\(\?P<(?P<name>\w+)>(?P<body>[^()]*)\)")
+
+
+def example_paths(pattern):
+    """Every path the test asks for ``pattern``: a name where the route takes any segment (``[^/]+``), each
+    word where it takes one of a few (``cordon|uncordon``). A group of another shape is refused: this
+    function must learn it, rather than a route go untested."""
+    choices = []
+    for group in _GROUP.finditer(pattern):
+        body = group["body"]
+        if body == "[^/]+":
+            choices.append(["no-such-" + group["name"]])
+        elif re.fullmatch(r"\w+(\|\w+)*", body):
+            choices.append(body.split("|"))
+        else:
+            raise AssertionError(f"cannot make a path for group {group[0]!r} of route {pattern!r}")
+    paths = []
+    for picked in itertools.product(*choices):
+        values = iter(picked)
+        path = _GROUP.sub(lambda m: next(values), pattern)
+        assert re.fullmatch(pattern, path), f"{path!r} is not a path of route {pattern!r}: teach example_paths"
+        paths.append(path)
+    return paths
+
+
+def requests_of(table):
+    """``(method, path, needs the API token, pattern)`` for every example path of every route."""
+    return [(method, path, auth, pattern) for method, pattern, auth in table for path in example_paths(pattern)]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A reconciler process on a fresh SQLite store; yields (port, API token). Stopped with SIGTERM after."""
+    folder = tmp_path_factory.mktemp("api-auth")
+    key = new_key_file(folder / "cluster.key")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral", "reconciler", "--store", f"sqlite:///{folder / 'corral.db'}",
+         "--api", f"127.0.0.1:{port}", "--bus", f"tcp://127.0.0.1:{free_port()}",
+         "--secret-file", str(folder / "cluster.key"), "--name", "r-auth"],
+        stdout=subprocess.DEVNULL, stderr=open(folder / "reconciler.log", "wb"),
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    try:
+        def healthy():
+            assert proc.poll() is None, "the reconciler exited:\n" + (folder / "reconciler.log").read_text()[-2000:]
+            try:
+                return ask(port, "GET", "/healthz")[0] == 200
+            except OSError:
+                return False
+        wait_for("the reconciler's API", healthy, timeout=30)
+        yield port, api_token(key)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def ask(port, method, path, authorization=None, body=b""):
+    """One request over a fresh connection; ``(status, content type, body bytes)``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Content-Length": str(len(body))}
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type"), resp.read()
+    finally:
+        conn.close()
+
+
+def refusals(token):
+    """The ``Authorization`` headers that must not open a locked door: none, a wrong bearer token, the right
+    token under the ``Basic`` scheme (as a user:password pair, and bare)."""
+    basic = base64.b64encode(f"corral:{token}".encode()).decode()
+    return {"no token": None, "a wrong token": "Bearer " + "0" * len(token), "a Basic header": f"Basic {basic}",
+            "the token under Basic": f"Basic {token}"}
+
+
+def test_the_open_routes_are_exactly_the_ones_named_here():
+    table = route_table(with_handlers=True)
+    assert len({(m, p) for m, p, _, _ in table}) == len(table), "a route is declared twice"
+    assert {(m, p) for m, p, auth, _ in table if not auth} == set(OPEN)
+    # The table read is the whole one: the API's own routes and those of gitops, rollouts and streams.
+    assert {handler.__module__ for *_, handler in table} == {
+        "reconciler.api", "reconciler.gitops.routes", "reconciler.rollout_api", "reconciler.streams"}
+
+
+def test_every_route_that_takes_the_token_refuses_every_other_header_with_a_json_error(served):
+    port, token = served
+    wrong = []
+    for method, path, auth, _pattern in requests_of(route_table()):
+        if not auth:
+            continue
+        for what, header in refusals(token).items():
+            status, ctype, body = ask(port, method, path, header)
+            if status != 401 or ctype != "application/json":
+                wrong.append(f"{method} {path} with {what}: {status} {ctype}")
+            elif method != "HEAD" and not isinstance(json.loads(body).get("error"), str):  # HEAD has no body
+                wrong.append(f"{method} {path} with {what}: 401 without an error sentence: {body!r}")
+    assert not wrong, "doors open or refusing without a JSON error:\n" + "\n".join(wrong)
+
+
+def test_every_route_that_takes_the_token_serves_the_right_one(served):
+    """The 401s above come from the token check, not from a route the server does not have."""
+    port, token = served
+    for method, path, auth, _pattern in requests_of(route_table()):
+        if auth:
+            status, ctype, body = ask(port, method, path, f"Bearer {token}")
+            assert status not in (401, 405) and ctype == "application/json", f"{method} {path}: {status} {ctype}"
+            if status == 404 and body:  # the named thing's 404, not the route's
+                assert not json.loads(body)["error"].startswith("no such API route"), f"{method} {path}"
+
+
+def test_the_open_routes_answer_without_a_token_and_the_webhook_takes_only_its_own(served):
+    port, token = served
+    status, ctype, body = ask(port, "GET", "/healthz")
+    assert (status, ctype) == (200, "application/json") and json.loads(body)["name"] == "r-auth"
+    for path in example_paths(WEBHOOK[1]):
+        for what, header in [*refusals(token).items(), ("the API token", f"Bearer {token}")]:
+            status, ctype, body = ask(port, "POST", path, header)
+            assert (status, ctype) == (401, "application/json"), f"webhook with {what}: {status} {ctype}"
+            assert json.loads(body)["error"].startswith("missing or wrong webhook token")
