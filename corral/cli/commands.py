@@ -5,18 +5,18 @@ exit code. Manifests are loaded and validated here first (so errors name the
 file and line), each app's source folder is packed and uploaded once (the
 server never reads the client's disk), and the apply itself is one request:
 all documents or none.
+
+``get`` and ``describe`` only read: the spec loader (and with it jsonschema),
+the source packer and the git export are imported by the verbs that take
+manifests (apply, diff, delete -f), and by the ones that read a ``--timeout``.
 """
 import json
 import os
 import sys
-import tempfile
 import time
 
 from corral.cli.client import ClientError
 from corral.cli.output import render
-from corral.gitsource import GitSourceError, export_git_source
-from corral.source import pack_source
-from corral.spec import load_paths, parse_duration
 
 RESOURCES = {"apps": "apps", "app": "apps", "instances": "instances", "instance": "instances",
              "nodes": "nodes", "node": "nodes", "builds": "builds", "build": "builds",
@@ -25,12 +25,14 @@ RESOURCES = {"apps": "apps", "app": "apps", "instances": "instances", "instance"
 
 def _load(paths):
     """Validated documents of ``paths`` ("-" reads stdin)."""
+    from corral.spec import load_paths
     stdin = sys.stdin.read() if "-" in paths else None
     return load_paths(paths, stdin=stdin)
 
 
 def _upload_sources(client, docs, upload=True):
     """Pack every app's source folder; upload the ones the store lacks. Returns the request documents."""
+    from corral.gitsource import GitSourceError
     out, packed = [], {}
     for d in docs:
         if d.kind == "GitSource":  # nothing to upload: the leader fetches the repository itself
@@ -59,6 +61,9 @@ def _upload_sources(client, docs, upload=True):
 
 def _pack(source, folder, app):
     """``(digest, data)`` of a source folder, or of a git source's folder at the commit its ref names."""
+    import tempfile
+    from corral.gitsource import export_git_source
+    from corral.source import pack_source
     if isinstance(source, str):
         return pack_source(folder)
     with tempfile.TemporaryDirectory(prefix="corral-src-") as scratch:
@@ -69,17 +74,25 @@ def _pack(source, folder, app):
 
 
 def cmd_apply(args, client):
-    docs = _load(args.filename)
-    body = {"documents": _upload_sources(client, docs), "dryRun": args.dry_run}
-    _, reply = client.request("POST", "/v1/apply", json=body, idempotent=True)
-    suffix = " (dry run)" if args.dry_run else ""
-    for r in reply["results"]:
-        print(f"{r.get('kind', 'App').lower()}/{r['name']} {r['action']}{suffix}")
+    reply = apply_files(client, args.filename, args.dry_run)
     if args.wait and not args.dry_run:
+        from corral.spec import parse_duration
         timeout = parse_duration(args.timeout)
         for r in (r for r in reply["results"] if r.get("kind", "App") == "App"):
             wait_available(client, r["name"], r["generation"], timeout)
     return 0
+
+
+def apply_files(client, paths, dry_run=False):
+    """Apply the manifests ``paths`` in one request and print each document's outcome; return the
+    API's reply (``{"results": [{"kind", "name", "action", "generation"}, ...]}``)."""
+    docs = _load(paths)
+    body = {"documents": _upload_sources(client, docs), "dryRun": dry_run}
+    _, reply = client.request("POST", "/v1/apply", json=body, idempotent=True)
+    suffix = " (dry run)" if dry_run else ""
+    for r in reply["results"]:
+        print(f"{r.get('kind', 'App').lower()}/{r['name']} {r['action']}{suffix}")
+    return reply
 
 
 def wait_available(client, name, generation, timeout, poll=0.5, clock=time.monotonic):
@@ -243,6 +256,7 @@ def cmd_delete(args, client):
         client.request("DELETE", f"/v1/apps/{name}", idempotent=True)
         print(f"app/{name} deleting")
     if args.wait:
+        from corral.spec import parse_duration
         deadline = time.monotonic() + parse_duration(args.timeout)
         for name in apps:
             while True:
