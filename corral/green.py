@@ -2,7 +2,7 @@
 
 Every daemon entry point calls :func:`patch` before it imports anything that
 touches sockets, threads or logging. A bare ``monkey_patch()`` is what makes
-psycopg2 cooperative (STACK.md); a partial one silently is not.
+psycopg2 cooperative (docs/STACK.md); a partial one silently is not.
 """
 import warnings
 

@@ -58,8 +58,8 @@ def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address
         log.warning("could not become the reaper of orphaned processes; an instance's orphans may linger as zombies")
     key = read_key(secret_file)
     who = users.choose(app_users, data_dir, images_dir, os.environ.get("HOME"))
-    if who.reason:
-        log.warning("%s", who.reason)
+    if who.reason:  # a warning where root was meant to isolate apps and cannot; else the chosen setup
+        (log.warning if os.geteuid() == 0 and app_users is not False else log.info)("%s", who.reason)
     bus = None
     agent = Agent(name=name, data_dir=data_dir, images_dir=images_dir, labels=labels, address=address,
                   heartbeat=timings.heartbeat, send=lambda t, body, epoch: bus.send_all(t, body, epoch),

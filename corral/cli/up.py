@@ -6,7 +6,9 @@ It makes the cluster key, writes the client config (API URLs and token) so
 that every other command finds the cluster, optionally applies manifests,
 and stays in the foreground, starting again any daemon that exits
 (:class:`Keeper`). SIGINT or SIGTERM stops every daemon (agents stop their
-instances, each with its grace) and waits for them.
+instances, each with its grace) and waits for them. Apps applied with
+``--apply`` are watched until they serve (:mod:`corral.cli.serving`): where
+they answer is printed, or why they do not, and the cluster stays up.
 
 The agents share one images folder with the builder: on one machine that is
 the "same path on every node" of DESIGN.md, so an image built here is used
@@ -176,14 +178,22 @@ def up(args):
         _wait_healthy(urls, procs.items())
         print(f"corral is up: API {', '.join(urls)}; store {store}; data {data_dir}", flush=True)
         print(f"client config written to {config}; try `corral get nodes`", flush=True)
+        if os.geteuid() != 0:
+            print("corral up: apps run as you here, sharing your files and each other's (no isolation); "
+                  "as root, each app runs as its own user", file=sys.stderr, flush=True)
+        watch = None
         if args.apply:
-            from corral.cli.commands import cmd_apply
+            from corral.cli.commands import apply_files
+            from corral.cli.serving import Watch
             client = Client(urls, token)
-            ns = type("Args", (), {"filename": args.apply, "dry_run": False, "wait": False, "timeout": "5m"})
-            cmd_apply(ns, client)
+            watch = Watch(client, apply_files(client, args.apply)["results"])
         keeper = Keeper(daemons, time.monotonic())
+        next_look = time.monotonic()
         while not stopping:
             now = time.monotonic()
+            if watch and not watch.done and now >= next_look:
+                watch.look()
+                next_look = now + 1.0
             for name, p in procs.items():
                 if p.poll() is not None and not keeper.waiting(name):
                     delay = keeper.exited(name, now)

@@ -4,7 +4,7 @@ Connections: a small pool of our own (psycopg2.pool is built on OS-thread
 locks that it takes at import time). The pool's lock and semaphore are made
 from ``threading`` when the store is created, so they are green once eventlet
 has patched the process, and plain thread primitives otherwise. psycopg2
-itself is cooperative after a bare ``eventlet.monkey_patch()`` (STACK.md).
+itself is cooperative after a bare ``eventlet.monkey_patch()`` (docs/STACK.md).
 
 Timeouts: ``statement_timeout`` and ``connect_timeout`` are connection
 options. A query that runs too long is cancelled by the server, which leaves

@@ -9,7 +9,7 @@
 Choices, and why:
 
 - Receive loops block in ``recv`` with ``RCVTIMEO`` and catch ``zmq.Again``
-  (``Poller.poll`` froze the eventlet hub, STACK.md); the timeout is also how a
+  (``Poller.poll`` froze the eventlet hub, docs/STACK.md); the timeout is also how a
   loop notices ``close()``.
 - Every send is non-blocking. A message that cannot go at once (no peer, full
   queue) is dropped and counted: reports and assignments are level-triggered
