@@ -7,8 +7,6 @@ directly: it is how a cluster is rebuilt, before any daemon runs on it.
 import os
 import sys
 
-from corral.store import StoreError
-
 
 def cmd_backup(args):
     """Write a dated backup file into ``args.to`` (default: the current folder) and print its path."""
@@ -45,6 +43,7 @@ def cmd_restore(args):
 
 def run(args):
     """Dispatch backup/restore; store failures are one sentence on stderr and exit 1."""
+    from corral.store import StoreError
     try:
         return cmd_backup(args) if args.command == "backup" else cmd_restore(args)
     except StoreError as e:

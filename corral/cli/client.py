@@ -4,11 +4,15 @@ Where the API is comes from ``CORRAL_API`` (comma-separated URLs) and
 ``CORRAL_TOKEN``, else from the config file ``corral up`` writes
 (``$XDG_CONFIG_HOME/corral/config.yaml``). A URL that does not answer is
 skipped for the next; an answer (even an error) ends the search.
+
+Requests go out through the standard library's ``http.client``, imported
+when the first one is sent, not through ``requests``: a command's whole run
+is about as long as importing ``requests`` was (bench/cli.py has the
+figures), and one JSON request per connection needs nothing it adds. The
+config is written as JSON, which is YAML too, so that reading it needs no
+YAML parser either; a config written by hand in YAML is still read.
 """
 import os
-
-import requests
-import yaml
 
 
 class ClientError(Exception):
@@ -22,15 +26,28 @@ def config_path(environ=os.environ):
 
 
 def write_config(urls, token, environ=os.environ):
-    """Write the client config (mode 0600, atomic) and return its path."""
+    """Write the client config (mode 0600, atomic) and return its path. The text is JSON,
+    a YAML document that :func:`load_config` reads without importing a YAML parser."""
+    import json
     path = config_path(environ)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        yaml.safe_dump({"api": list(urls), "token": token}, f)
+        json.dump({"api": list(urls), "token": token}, f, indent=2)
+        f.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def _parse_config(text):
+    """The config mapping of ``text``: JSON when it is (what `corral up` writes), else YAML."""
+    import json
+    try:
+        return json.loads(text)
+    except ValueError:
+        import yaml
+        return yaml.safe_load(text)
 
 
 def load_config(environ=os.environ):
@@ -41,14 +58,20 @@ def load_config(environ=os.environ):
         path = config_path(environ)
         try:
             with open(path, encoding="utf-8") as f:
-                conf = yaml.safe_load(f) or {}
+                conf = _parse_config(f.read()) or {}
         except FileNotFoundError:
             if not urls:
                 raise ClientError(f"no cluster configured: set CORRAL_API and CORRAL_TOKEN, or start one with "
                                   f"`corral up` (it writes {path})")
             conf = {}
-        except (OSError, yaml.YAMLError) as e:
+        except OSError as e:
             raise ClientError(f"cannot read the client config {path}: {e}")
+        except Exception as e:   # the YAML parser's errors, without importing it to name them
+            if type(e).__module__.split(".")[0] != "yaml":
+                raise
+            raise ClientError(f"cannot read the client config {path}: {e}")
+        if not isinstance(conf, dict):
+            raise ClientError(f"cannot read the client config {path}: it is not a mapping of api and token")
         urls = urls or list(conf.get("api") or [])
         token = token or conf.get("token")
     if not token:
@@ -60,6 +83,52 @@ CONNECT_TIMEOUT = 3.0    # seconds: a reconciler's host that drops packets is pa
 FAILOVER_READ = 5.0      # seconds a reading call waits for an answer while another URL remains
 
 
+class Unreachable(Exception):
+    """No connection to a URL could be made (so nothing was sent): the next URL may be tried."""
+
+
+def connect(url, connect_timeout, read_timeout):
+    """``(connection, base path)`` of an open ``http.client`` connection to API ``url`` whose socket
+    waits ``read_timeout`` seconds for each read; :class:`Unreachable` when it cannot be opened
+    within ``connect_timeout`` (refused, no route, unknown name, not an http(s) URL)."""
+    import http.client
+    from urllib.parse import urlsplit
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError as e:
+        raise Unreachable(f"not a URL: {e}") from None
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise Unreachable("not an http:// or https:// URL")
+    cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+    conn = cls(u.hostname, port, timeout=connect_timeout)
+    try:
+        conn.connect()
+    except OSError as e:
+        conn.close()
+        raise Unreachable(_short(e)) from None
+    conn.sock.settimeout(read_timeout)
+    return conn, u.path.rstrip("/")
+
+
+def target(base, path, params):
+    """The request target: ``base`` + ``path`` with ``params`` (None values left out) as its query."""
+    if params:
+        from urllib.parse import urlencode
+        query = urlencode([(k, v) for k, v in params.items() if v is not None])
+        if query:
+            path += ("&" if "?" in path else "?") + query
+    return base + path
+
+
+def encode_body(json_body, data):
+    """``(bytes or None, extra headers)`` of a request's JSON document or raw ``data``."""
+    if json_body is not None:
+        import json
+        return json.dumps(json_body, allow_nan=False).encode("utf-8"), {"Content-Type": "application/json"}
+    return data, {}
+
+
 class Client:
     """Calls the API, failing over between ``urls``."""
 
@@ -69,8 +138,8 @@ class Client:
         self.urls = list(urls)
         self.timeout = timeout
         self.failover_read = failover_read
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.headers = {"Authorization": f"Bearer {token}", "User-Agent": "corral-cli",
+                        "Accept": "application/json"}
 
     def request(self, method, path, *, json=None, data=None, params=None, ok=(200, 201, 202, 204),
                 idempotent=False):
@@ -78,34 +147,35 @@ class Client:
         for a status outside ``ok``, or when no URL answers. A request that a URL took
         but did not answer is sent to the next one only when doing it twice is the same
         as doing it once: reads, and writes the caller marks ``idempotent``."""
+        import http.client
+        payload, extra = encode_body(json, data)
+        headers = dict(self.headers, **extra)
         errors = []
         for i, url in enumerate(self.urls):
+            read_timeout = self._read_timeout(method, i)
             try:
-                r = self.session.request(method, url.rstrip("/") + path, json=json, data=data, params=params,
-                                         timeout=(CONNECT_TIMEOUT, self._read_timeout(method, i)))
-            except requests.ReadTimeout:
+                conn, base = connect(url, CONNECT_TIMEOUT, read_timeout)
+            except Unreachable as e:
+                errors.append(f"{url}: {e}")
+                continue
+            try:
+                conn.request(method, target(base, path, params), body=payload, headers=headers)
+                r = conn.getresponse()
+                content = r.read()
+            except TimeoutError:
                 if not (idempotent or method in ("GET", "HEAD")):   # it may have been done: not twice
                     raise ClientError(f"{method} {path}: the API at {url} took the request but did not answer "
                                       f"within {self.timeout:g}s; it may or may not have been done") from None
-                errors.append(f"{url}: no answer within {self._read_timeout(method, i):g}s")
+                errors.append(f"{url}: no answer within {read_timeout:g}s")
                 continue
-            except requests.RequestException as e:
+            except (OSError, http.client.HTTPException) as e:
                 errors.append(f"{url}: {_short(e)}")
                 continue
+            finally:
+                conn.close()
             if i:  # remember the one that answered
                 self.urls.insert(0, self.urls.pop(i))
-            body = None
-            if r.content:
-                try:
-                    body = r.json()
-                except ValueError:
-                    body = {"error": r.text.strip()[:200]}
-            if r.status_code not in ok:
-                msg = body.get("error") if isinstance(body, dict) else None
-                if not msg and r.status_code == 503:  # a HEAD answer has no body to carry the sentence
-                    msg = f"{method} {path} failed: the API at {url} is unavailable (HTTP 503), its store is down or unreachable"
-                raise ClientError(msg or f"{method} {path} failed with HTTP {r.status_code}")
-            return r.status_code, body
+            return r.status, _answer(method, path, url, r.status, content, ok)
         raise ClientError("no corral API answered (" + "; ".join(errors) + ")")
 
     def _read_timeout(self, method, i):
@@ -120,8 +190,26 @@ class Client:
         return self.request("GET", path, **kw)[1]
 
 
+def _answer(method, path, url, status, content, ok):
+    """The JSON body of an answer with ``status`` in ``ok``; else ClientError with the API's sentence
+    (its body's ``error``), or one naming the status when the body has none."""
+    body = None
+    if content:
+        import json
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = {"error": content.decode("utf-8", "replace").strip()[:200]}
+    if status not in ok:
+        msg = body.get("error") if isinstance(body, dict) else None
+        if not msg and status == 503:  # a HEAD answer has no body to carry the sentence
+            msg = f"{method} {path} failed: the API at {url} is unavailable (HTTP 503), its store is down or unreachable"
+        raise ClientError(msg or f"{method} {path} failed with HTTP {status}")
+    return body
+
+
 def _short(e):
-    text = str(e)
+    text = str(e) or type(e).__name__
     for marker in ("Connection refused", "timed out", "Name or service not known", "No route to host"):
         if marker in text:
             return marker.lower()

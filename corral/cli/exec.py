@@ -9,22 +9,19 @@ connection. Without a terminal, stdin, stdout and stderr are streamed as pipes
 
 The exit status is the remote command's; 255 when the connection was lost
 before it ended (its status is then unknown).
+
+Only ``add_parser`` runs for every ``corral`` command (to build the parser):
+what ``exec`` alone needs (terminals, ``requests`` for the input channel) is
+imported when it runs.
 """
 import base64
 import contextlib
-import getpass
 import os
 import signal
-import socket
 import sys
-import termios
 import threading
-import tty
-
-import requests
 
 from corral.cli.client import ClientError
-from corral.cli.stream import items, open_stream
 
 INPUT_BYTES = 32 * 1024
 LOST = 255   # exit status when the outcome is unknown
@@ -41,6 +38,8 @@ def add_parser(sub):
 
 def actor():
     """Who runs the command, for the audit event: ``user@host``."""
+    import getpass
+    import socket
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -51,6 +50,8 @@ def actor():
 @contextlib.contextmanager
 def raw_terminal(fd):
     """Raw mode on terminal ``fd`` for the block; its settings restored on every way out."""
+    import termios
+    import tty
     saved = termios.tcgetattr(fd)
     try:
         tty.setraw(fd, termios.TCSANOW)
@@ -60,15 +61,21 @@ def raw_terminal(fd):
 
 
 class Input:
-    """Sends local input (and window sizes) to the session, through the API URL that opened it."""
+    """Sends local input (and window sizes) to the session, through the API URL that opened it.
+
+    Through a ``requests`` session (imported here, not for every command): its pooled
+    connection is reused key after key, where a connection per key would cost a
+    handshake each."""
 
     def __init__(self, client, url, session):
+        import requests
         self.base = f"{url.rstrip('/')}/v1/exec/{session}"
         self.http = requests.Session()
-        self.http.headers.update(client.session.headers)
+        self.http.headers.update(client.headers)
         self.failed = None
 
     def _post(self, what, body):
+        import requests
         try:
             r = self.http.post(f"{self.base}/{what}", json=body, timeout=60)
         except requests.RequestException as e:
@@ -102,6 +109,7 @@ class Input:
 
 def run(args, client):
     """``corral exec``: the remote command's exit status."""
+    from corral.cli.stream import items, open_stream
     argv = [a for a in args.argv]
     if argv and argv[0] == "--":
         argv = argv[1:]

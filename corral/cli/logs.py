@@ -8,6 +8,9 @@ later (a rollout, a replacement) are followed too, and an instance that ends
 is said on stderr. The app's output goes to stdout, whichever stream (stdout
 or stderr) it came from; corral's own lines (``sys``: starts and exits) go
 to stderr.
+
+Only ``add_parser`` runs for every ``corral`` command: the stream reader, the
+log line parser and the duration reader are imported when ``logs`` runs.
 """
 import queue
 import sys
@@ -15,9 +18,6 @@ import threading
 import time
 
 from corral.cli.client import ClientError
-from corral.cli.stream import items, open_stream
-from corral.spec.quantities import parse_duration
-from nodeagent.logs import merge, parse_line
 
 POLL_INSTANCES = 2.0   # seconds between looks for new instances while following an app
 
@@ -78,6 +78,8 @@ class Printer:
 
 
 def _reader(client, inst, params, events):
+    from corral.cli.stream import items, open_stream
+    from nodeagent.logs import parse_line
     iid = inst["id"]
     try:
         _, r = open_stream(client, "GET", f"/v1/instances/{iid}/logs", params=params)
@@ -102,10 +104,12 @@ def _start(client, inst, params, events):
 
 def run(args, client):
     """``corral logs``: 0 when every stream ended well (or on Ctrl-C while following), else 1."""
+    from nodeagent.logs import merge
     params = {"follow": "1" if args.follow else "0", "previous": "1" if args.previous else "0"}
     if args.tail is not None:
         params["tail"] = str(args.tail)
     if args.since:
+        from corral.spec.quantities import parse_duration
         params["since"] = str(parse_duration(args.since))
     insts = matching(client, args)
     printer = Printer(args.timestamps, prefix=args.instance is None and len(insts) > 1)

@@ -5,7 +5,6 @@ import eventlet. Daemon verbs (reconciler, agent, builder, up) patch eventlet
 first, before importing anything that touches sockets or threads.
 """
 import argparse
-import logging
 import signal
 import sys
 
@@ -142,6 +141,7 @@ def _agent_labels(args):
 
 
 def _daemon_logging(name):
+    import logging
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
 
@@ -192,7 +192,6 @@ def _stream_handler(args):
 def main(argv=None):
     args = parser().parse_args(argv)
     from corral.cli.client import ClientError
-    from corral.spec import SpecError
     try:
         if args.command in ("reconciler", "agent", "builder", "up"):
             return run_daemon(args) or 0
@@ -205,7 +204,7 @@ def main(argv=None):
         handler = (gitops.handler_for(args) or rollout.handler_for(args) or nodes.handler_for(args)
                    or _stream_handler(args) or getattr(commands, f"cmd_{args.command}"))
         return handler(args, client)
-    except (ClientError, SpecError, ValueError, OSError) as e:
+    except (ClientError, ValueError, OSError) as e:   # a SpecError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2 if args.command == "diff" else 1
     except KeyboardInterrupt:

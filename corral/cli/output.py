@@ -7,8 +7,6 @@ the one item when a name was given) unchanged: that is the stable contract.
 import datetime
 import json
 
-import yaml
-
 
 def age(iso, now=None):
     """``2026-11-26T15:20:38Z`` as a short age (``42s``, ``7m``, ``3h``, ``2d``)."""
@@ -98,6 +96,7 @@ def render(resource, data, fmt):
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=True)
     if fmt == "yaml":
+        import yaml
         return yaml.safe_dump(data, sort_keys=True, default_flow_style=False).rstrip()
     items = data if isinstance(data, list) else [data]
     base, extra = COLUMNS[resource]

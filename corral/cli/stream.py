@@ -4,39 +4,67 @@ The reconciler writes one JSON object a line as soon as it has it, and an
 empty object every few seconds while nothing happens (see
 reconciler/streams.py), so a read that hears nothing for :data:`READ_TIMEOUT`
 seconds means the API is gone, never that the stream is merely quiet.
+
+Like the client's requests, a stream is one ``http.client`` connection of its
+own; its answer's body is read as it arrives (``read1``), the chunked
+transfer coding undone by ``http.client``.
 """
 import json
 
-import requests
-
-from corral.cli.client import ClientError, _short
+from corral.cli.client import ClientError, Unreachable, _short, connect, encode_body, target
 
 READ_TIMEOUT = 30.0     # seconds without a byte (keepalives come every 2 s) before the API counts as gone
 CONNECT_TIMEOUT = 10.0
+BLOCK = 64 * 1024
 
 
-def open_stream(client, method, path, **kw):
-    """``(url, response)`` of the first API URL that answers ``method path`` with 200, streamed.
+def open_stream(client, method, path, *, params=None, json=None, headers=None):
+    """``(url, response)`` of the first API URL that answers ``method path`` with 200, streamed;
+    the response is an ``http.client.HTTPResponse`` that closes its connection when closed.
 
     Raises ClientError with the API's sentence for an error status, or when no URL answers.
     """
+    import http.client
+    payload, extra = encode_body(json, None)
+    sent = dict(client.headers, **extra, **(headers or {}))
     errors = []
     for url in list(client.urls):
         try:
-            r = client.session.request(method, url.rstrip("/") + path, stream=True,
-                                       timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kw)
-        except requests.RequestException as e:
+            conn, base = connect(url, CONNECT_TIMEOUT, READ_TIMEOUT)
+        except Unreachable as e:
+            errors.append(f"{url}: {e}")
+            continue
+        try:
+            conn.request(method, target(base, path, params), body=payload, headers=sent)
+            r = conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
             errors.append(f"{url}: {_short(e)}")
             continue
-        if r.status_code != 200:
+        # The response is the stream's owner: closing the connection would close it too (when the
+        # server keeps the connection alive), so the socket alone is let go of; the response's
+        # file keeps it open until the response is closed.
+        sock, conn.sock = conn.sock, None
+        if sock is not None:
+            sock.close()
+        if r.status != 200:
             try:
-                msg = r.json().get("error")
-            except ValueError:
+                msg = _error_of(r.read())
+            except (OSError, http.client.HTTPException):
                 msg = None
             r.close()
-            raise ClientError(msg or f"{method} {path} failed with HTTP {r.status_code}")
+            raise ClientError(msg or f"{method} {path} failed with HTTP {r.status}")
         return url, r
     raise ClientError("no corral API answered (" + "; ".join(errors) + ")")
+
+
+def _error_of(content):
+    """The ``error`` sentence of an error answer's JSON body, else None."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
 
 
 def items(response):
@@ -44,9 +72,13 @@ def items(response):
 
     Raises ClientError when the connection is lost before the stream's end.
     """
+    import http.client
     rest = b""
     try:
-        for block in response.iter_content(chunk_size=None):
+        while True:
+            block = response.read1(BLOCK)
+            if not block:
+                return
             rest += block
             *lines, rest = rest.split(b"\n")
             for line in lines:
@@ -54,5 +86,5 @@ def items(response):
                     item = json.loads(line)
                     if item:
                         yield item
-    except (requests.RequestException, ValueError) as e:
+    except (OSError, http.client.HTTPException, ValueError) as e:
         raise ClientError(f"the connection to the API was lost ({_short(e)})")

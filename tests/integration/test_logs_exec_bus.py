@@ -163,8 +163,10 @@ def test_a_slow_reader_holds_the_agent_to_its_window(pair, monkeypatch):
     got = []
     for _ in range(10):  # read one chunk at a time and give the agent every chance to run ahead
         got.append(next(items))
-        eventlet.sleep(0.1)
         channel = pair.streams.channels[session.id]
+        # It has had its chance once it has heard the relay's latest credit and sent all that credit allows.
+        wait_for(lambda: channel.window.acked == session.acked and not channel.window.has_room(),
+                 "the agent to hear the relay's latest credit and use it up")
         consumed = len([i for i in got if "lines" in i])
         assert channel.window.sent <= consumed + pair.relay.window, \
             f"the agent sent chunk {channel.window.sent} with only {consumed} consumed"
