@@ -107,8 +107,10 @@ class FakeProc:
     def __init__(self, pid):
         self.pid = pid
         self.returncode = None
+        self.polls = 0   # how often it was looked at: proof that a watcher ran, where nothing is to happen
 
     def poll(self):
+        self.polls += 1
         return self.returncode
 
 
@@ -294,10 +296,13 @@ def test_the_exit_watch_rings_the_worker_of_an_ended_process_and_stops_when_noth
     woken, idle = Wakeup(), Wakeup()
     watch.add(woken, ends)
     watch.add(idle, runs)
-    assert not woken.wait(0.05)
+    until("the watch looked at both running processes twice", lambda: ends.polls >= 2 and runs.polls >= 2)
+    assert not woken.wait(0), "the watch rang for a process that runs"
     ends.returncode = 3
     assert woken.wait(5)
-    assert not idle.wait(0.05)
+    looked = runs.polls
+    until("the watch looked at the one still running twice more", lambda: runs.polls >= looked + 2)
+    assert not idle.wait(0), "the watch rang for a process that runs"
     watch.remove(idle)
     until("the watch thread ended", lambda: watch._thread is None)
     watch.add(idle, runs)  # watching again starts a thread again
