@@ -1,6 +1,7 @@
 """A whole corral cluster for end-to-end tests, started the way a user starts one.
 
-:class:`UpCluster` runs ``corral up`` in a scratch folder with its own ports,
+:class:`UpCluster` runs ``corral up`` (the installed console script, see
+:mod:`tests.e2e.installed`) in a scratch folder with its own ports,
 config and (short) timings, and drives it with the ``corral`` command. It
 finds the daemons it started and the instance processes of an app from
 /proc, so tests can kill them and check that nothing is left behind.
@@ -10,12 +11,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.e2e.installed import ROOT, corral_bin
 
 FAST = {"heartbeat": 0.5, "heartbeat_timeout": 3, "node_grace": 8, "lease_ttl": 3,
         "lease_renew": 0.5, "loop_interval": 0.5, "build_poll": 0.2}
@@ -99,13 +99,13 @@ class UpCluster:
         self.env.pop("CORRAL_API", None)
         self.env.pop("CORRAL_TOKEN", None)
         self.log_path = os.path.join(self.workdir, "up.log")
-        argv = [sys.executable, "-m", "corral", "up", "--data-dir", os.path.join(self.workdir, "data"),
+        argv = [corral_bin(), "up", "--data-dir", os.path.join(self.workdir, "data"),
                 "--nodes", str(nodes), "--base-port", str(self.base), "--settings", settings]
         if store:
             argv += ["--store", store]
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, cwd=ROOT)
+                                     start_new_session=True, cwd=self.workdir)
         try:
             wait_for(f"{nodes} ready nodes", lambda: self._ready_nodes() >= nodes, timeout=60)
         except AssertionError:
@@ -129,7 +129,7 @@ class UpCluster:
 
     def corral(self, *args, check=True, timeout=240, input=None):
         """Run the ``corral`` command against this cluster."""
-        r = subprocess.run([sys.executable, "-m", "corral", *args], env=self.env, cwd=ROOT,
+        r = subprocess.run([corral_bin(), *args], env=self.env, cwd=self.workdir,
                            capture_output=True, text=True, timeout=timeout, input=input)
         if check and r.returncode:
             raise AssertionError(f"corral {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}\n"

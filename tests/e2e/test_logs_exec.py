@@ -18,7 +18,8 @@ import time
 import pytest
 import yaml
 
-from tests.e2e.cluster import ROOT, UpCluster, wait_for
+from tests.e2e.cluster import UpCluster, wait_for
+from tests.e2e.installed import corral_bin
 
 APP = """\
 import http.server, os, sys, threading, time
@@ -69,8 +70,8 @@ class Follower:
     """`corral logs crashy -f` in the background; its output gathered as it comes."""
 
     def __init__(self, cluster, *args):
-        self.proc = subprocess.Popen([sys.executable, "-m", "corral", "logs", "crashy", "-f", *args],
-                                     env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        self.proc = subprocess.Popen([corral_bin(), "logs", "crashy", "-f", *args],
+                                     env=cluster.env, cwd=cluster.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         self.out, self.err = [], []
         for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
@@ -167,8 +168,8 @@ def test_interactive_exec_under_a_real_terminal(cluster):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 31, 97, 0, 0))
     before = termios.tcgetattr(slave)
-    proc = subprocess.Popen([sys.executable, "-m", "corral", "exec", "crashy", "--", "python", "-q"],
-                            env=cluster.env, cwd=ROOT, stdin=slave, stdout=slave, stderr=slave,
+    proc = subprocess.Popen([corral_bin(), "exec", "crashy", "--", "python", "-q"],
+                            env=cluster.env, cwd=cluster.workdir, stdin=slave, stdout=slave, stderr=slave,
                             start_new_session=True)
     seen = [b""]
     try:
