@@ -25,6 +25,12 @@ class Outcome:
     text: str
     instance: str = None
 
+    @property
+    def key(self):
+        """What makes two outcomes the same news: a failing instance is news once, however its
+        restart count and backoff change; anything else when its sentence changes."""
+        return (self.kind, self.instance) if self.kind == "failed" and self.instance else (self.kind, self.text)
+
 
 def judge(app, instances, build, generation):
     """The :class:`Outcome` of app JSON ``app`` (``get app -o json``), its ``instances`` and its
@@ -80,9 +86,9 @@ class Watch:
                 outcome = self._outcome(name, generation)
             except ClientError:
                 continue   # a reconciler restarting: look again later
-            if self.said.get(name) == outcome.text:
+            if self.said.get(name) == outcome.key:
                 continue
-            self.said[name] = outcome.text
+            self.said[name] = outcome.key
             if outcome.kind == "serving":
                 del self.pending[name]
                 print(outcome.text, file=self.out, flush=True)
@@ -104,16 +110,17 @@ class Watch:
 
 
 def last_output(client, instance, lines=3):
-    """The last ``lines`` lines an instance wrote (its latest run), or [] when they cannot be had."""
+    """The last ``lines`` lines the app wrote in its instance's latest runs (corral's own lines
+    about starts and exits left out), or [] when they cannot be had."""
     from corral.cli.stream import items, open_stream
     from nodeagent.logs import parse_line
     out = []
     try:
         _, response = open_stream(client, "GET", f"/v1/instances/{instance}/logs",
-                                  params={"follow": "0", "tail": str(lines)})
+                                  params={"follow": "0", "tail": str(lines * 4)})
         with response:
             for item in items(response):
-                out += [parse_line(raw).text for raw in item.get("lines", [])]
+                out += [line.text for line in map(parse_line, item.get("lines", [])) if line.stream != "sys"]
                 if item.get("caught_up") or "end" in item:
                     break
     except ClientError:

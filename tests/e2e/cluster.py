@@ -89,7 +89,7 @@ def cmdline(pid):
 class UpCluster:
     """``corral up`` in ``workdir``, with its own ports, config and timings."""
 
-    def __init__(self, workdir, nodes=2, store=None, timings=FAST):
+    def __init__(self, workdir, nodes=2, store=None, timings=FAST, apply=()):
         self.workdir = str(workdir)
         self.base = free_base_port()
         settings = os.path.join(self.workdir, "settings.yaml")
@@ -103,6 +103,8 @@ class UpCluster:
                 "--nodes", str(nodes), "--base-port", str(self.base), "--settings", settings]
         if store:
             argv += ["--store", store]
+        for path in apply:
+            argv += ["--apply", path]
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=self.workdir)

@@ -79,3 +79,15 @@ def test_the_watch_prints_each_outcome_once_and_ends_when_the_app_serves():
     assert watch.done
     assert err.getvalue() == "app/hello build 1: resolve\n"
     assert out.getvalue().startswith("app/hello is serving: 2 of 2 instances ready at http://127.0.0.1:8001/")
+
+
+def test_a_failing_instance_is_news_once_however_its_restarts_change(monkeypatch):
+    client, out, err = FakeClient(), io.StringIO(), io.StringIO()
+    watch = Watch(client, [{"kind": "App", "name": "hello", "generation": 1}], out, err)
+    monkeypatch.setattr(serving, "last_output", lambda client, iid, lines=3: ["boom"])
+    for restarts in (3, 4, 5):
+        client.instances = [inst("a", state="backoff", restarts=restarts, message=f"exited; restart {restarts}")]
+        watch.look()
+    said = err.getvalue().splitlines()
+    assert said[0] == "corral up: app/hello: instance a keeps exiting (3 restarts; exited; restart 3)"
+    assert said[1] == "corral up:   a | boom" and len(said) == 3 and not watch.done
