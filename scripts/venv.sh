@@ -5,7 +5,17 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-python3}"
 venv="$root/.venv"
 if [ ! -x "$venv/bin/python" ]; then
-  "$py" -m venv "$venv"
+  # One sentence, at once, for an interpreter corral cannot use (3.11 is the oldest it runs on).
+  if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    if command -v "$py" >/dev/null 2>&1; then found="$py is $("$py" -V 2>&1 | head -1)"; else found="there is no $py on PATH"; fi
+    echo "corral needs Python 3.11 or newer, and $found: point PYTHON= at another, e.g. PYTHON=python3.12 $0" >&2
+    exit 2
+  fi
+  if ! err="$("$py" -m venv "$venv" 2>&1)"; then
+    rm -rf "$venv"
+    echo "$py could not make a virtualenv (on Debian and Ubuntu: apt install python3-venv): ${err##*$'\n'}" >&2
+    exit 2
+  fi
 fi
 stamp="$venv/.corral-installed"
 want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
