@@ -19,7 +19,7 @@ def test_a_leader_frozen_past_its_lease_comes_back_harmless(fleet):
     fleet.daemons[old].signal(signal.SIGSTOP)
     stopped = time.monotonic()
     try:
-        wait_for(f"{new} to lead", lambda: fleet.get("/healthz", new).get("leader"),
+        wait_for(f"{new} to lead", lambda: (fleet.get("/healthz", new) or {}).get("leader"),
                  timeout=3 * fleet.timings["lease_ttl"] + 10, interval=0.1)
         detect = time.monotonic() - stopped
         fleet.deploy(app, instances=3)          # the new leader changes things
@@ -28,9 +28,12 @@ def test_a_leader_frozen_past_its_lease_comes_back_harmless(fleet):
         new_epoch = fleet.get("/healthz", new)["epoch"]
     finally:
         fleet.daemons[old].signal(signal.SIGCONT)
+        resumed = time.time()
     assert new_epoch > old_epoch
-    # The old leader resumes believing it leads, with a plan made for two instances.
-    time.sleep(3 * fleet.timings["lease_ttl"])
+    assert len(before) == 3, f"{len(before)} instances serving after the new leader scaled to 3"
+    # The old leader resumes believing it leads, with a plan made for two instances. It has had its chance
+    # to act on it once it has run, and heard every agent, for three lease periods since.
+    fleet.heard_from_after(resumed + 3 * fleet.timings["lease_ttl"], reconciler=old, timeout=60)
     after = {i["id"]: i["pid"] for i in fleet.serving(app)}
     health = fleet.get("/healthz", old)
     figures.record("3 leader SIGSTOPped past its lease", detect=detect, recover=recover,
@@ -67,11 +70,12 @@ def test_a_leader_killed_during_a_rolling_update_is_succeeded_and_the_update_com
     leader = wait_for("a leader", fleet.leader, timeout=20)
     follower = "r2" if leader == "r1" else "r1"
     changed = write_manifest(fleet.workdir, app, count, dict(update, env={"GREETING": "again"}))
-    most = {"rows": 0}
+    most = {"rows": 0, "mid_rollout": 0}
 
     def sample():
         rows, new_ready, old = rollout_rows(fleet, app, old_ids)
         most["rows"] = max(most["rows"], len(rows))
+        most["mid_rollout"] += bool(old)
         return rows, new_ready, old
 
     def begun():
@@ -106,6 +110,9 @@ def test_a_leader_killed_during_a_rolling_update_is_succeeded_and_the_update_com
                    note=f"{leader} killed with {len(at_kill)} old of {count} left; "
                         f"at most {most['rows']} desired rows (limit {count + surge})")
     assert len(serving) == count and not {i["id"] for i in serving} & old_ids
+    assert most["mid_rollout"] >= 20, (f"only {most['mid_rollout']} samples of the desired rows while old ones were "
+                                       f"still desired: the rollout's surge was hardly measured")
+    assert load.sent >= 100 and load.answered_by, f"the load loop sent only {load.sent} requests"
     assert {i["revision"] for i in serving} != {None} and len({i["revision"] for i in serving}) == 1
     assert most["rows"] <= count + surge, \
         f"{most['rows']} instances desired at once; maxSurge {surge} allows {count + surge}"
@@ -124,12 +131,13 @@ def test_a_freshly_started_reconciler_that_takes_over_a_rollout_keeps_max_unavai
     fleet.daemons[follower].kill()
     fleet.daemons[follower].start()          # a fresh follower: it has seen nothing ready yet
     wait_for(f"{follower} answering", lambda: fleet.get("/healthz", follower), timeout=30)
-    fewest = {"covered": count}
+    fewest = {"covered": count, "mid_rollout": 0}
 
     def sample():
         """Old rows still desired plus new instances ready; with maxUnavailable 0 never below the count."""
         _, new_ready, old = rollout_rows(fleet, app, old_ids)
         fewest["covered"] = min(fewest["covered"], len(old) + len(new_ready))
+        fewest["mid_rollout"] += bool(old)
         return new_ready, old
 
     with Load(fleet, app, interval=0.05) as load:
@@ -148,6 +156,8 @@ def test_a_freshly_started_reconciler_that_takes_over_a_rollout_keeps_max_unavai
                    lost=count - len(fleet.serving(app)), failed=len(load.failures), requests_sent=load.sent,
                    died=len(fleet.died()), note=f"minReady 10s; lowest old desired + new ready: "
                                                 f"{fewest['covered']} of {count}")
+    assert fewest["mid_rollout"] >= 20, (f"only {fewest['mid_rollout']} samples while old rows were still desired: "
+                                         f"the takeover's rollout was hardly measured")
     assert fewest["covered"] >= count, (f"old rows still desired plus new ready ones fell to {fewest['covered']} "
                                         f"of {count}; {len(load.failures)} of {load.sent} requests failed")
     assert not fleet.died()
@@ -155,12 +165,13 @@ def test_a_freshly_started_reconciler_that_takes_over_a_rollout_keeps_max_unavai
 
 class Applier:
     """Applies app ``stream-K`` (0 instances) for K = 0..count-1, one after another, and remembers each answer
-    (``accepted`` / ``refused``: name, stderr, and when the answer came)."""
+    (``accepted`` / ``refused``: name, stderr, and when the answer came) and when each apply began (``began``)."""
 
     def __init__(self, fleet, count):
         self.fleet, self.count = fleet, count
         self.accepted, self.refused = [], []
         self.slowest = 0.0
+        self.began = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -171,6 +182,7 @@ class Applier:
             name = f"stream-{k}"
             path = write_manifest(self.fleet.workdir, name, 0)
             began = time.monotonic()
+            self.began[name] = began
             r = self.fleet.corral("apply", "-f", path, check=False, timeout=90)
             self.slowest = max(self.slowest, time.monotonic() - began)
             (self.accepted if r.returncode == 0 else self.refused).append((name, r.stderr.strip(), time.monotonic()))
@@ -184,11 +196,12 @@ def _store_outage(fleet, label, make_outage, end_outage, outage_s, must_refuse=T
     began = time.monotonic()
     make_outage()
     time.sleep(outage_s)
+    ending = time.monotonic()
     end_outage()
     ended = time.monotonic()
     applier._thread.join(300)
     recovered = wait_for("the API answering from the store again",
-                         lambda: fleet.get("/v1/apps") is not None and fleet.leader(), timeout=60)
+                         lambda: fleet.get("/v1/apps", store_down_ok=True) is not None and fleet.leader(), timeout=60)
     assert recovered
     # detect: from the outage to the first apply refused; recover: from its end to the first apply accepted after.
     detect = min((at - began for _, _, at in applier.refused if at > began), default=None)
@@ -199,6 +212,13 @@ def _store_outage(fleet, label, make_outage, end_outage, outage_s, must_refuse=T
                    requests_sent=len(applier.accepted) + len(applier.refused), died=len(fleet.died()),
                    note=f"outage {ended - began:.0f}s; failed = applies refused; slowest apply "
                         f"{applier.slowest:.1f}s")
+    during = [name for name, t in applier.began.items() if began <= t < ending]
+    assert during, (f"no apply began during the {ending - began:.0f}s outage (of {len(applier.began)} sent): "
+                    f"the outage was not exercised")
+    accepted_in_outage = [name for name, _, at in applier.accepted if began <= applier.began[name] and at < ending]
+    assert not accepted_in_outage, f"applies begun and accepted while the store was down: {accepted_in_outage}"
+    assert recover is not None, (f"no apply was accepted after the outage ended (of {len(applier.began)} sent): "
+                                 f"recovery was not measured")
     assert lost == [], f"applies the client was told succeeded are not in the store: {lost}"
     assert not fleet.died(), f"daemons died: {fleet.died()}"
     if not must_refuse:
