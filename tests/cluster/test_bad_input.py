@@ -158,7 +158,10 @@ def test_bad_input_at_every_door_changes_nothing_and_kills_nothing(fleet, tmp_pa
         envelopes += len(batch) + 1
         sock.close()
     counts["bus envelopes"] = envelopes
-    time.sleep(3 * fleet.timings["heartbeat"] + 1)
+    # Both reconcilers have gone on hearing every agent for three heartbeats after the last envelope.
+    sent_at = time.time()
+    for r in ("r1", "r2"):
+        fleet.heard_from_after(sent_at + 3 * fleet.timings["heartbeat"], reconciler=r, timeout=30)
 
     wait_for("both instances serving", lambda: len(fleet.serving("steady")) == 2, timeout=30)
     after_instances = {i["id"]: i["pid"] for i in fleet.serving("steady")}
@@ -266,7 +269,9 @@ def test_hostile_envelopes_to_the_reconcilers_buses_are_dropped_and_change_nothi
     finally:
         for sock in socks:
             sock.close()
-    time.sleep(3 * fleet.timings["heartbeat"] + 1)
+    sent_at = time.time()
+    for r in ("r1", "r2"):
+        fleet.heard_from_after(sent_at + 3 * fleet.timings["heartbeat"], reconciler=r, timeout=30)
     wait_for("both instances serving", lambda: len(fleet.serving("steady")) == 2, timeout=30)
     died = fleet.died()
     after_instances = {i["id"]: i["pid"] for i in fleet.serving("steady")}
