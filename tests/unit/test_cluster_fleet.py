@@ -108,3 +108,16 @@ def test_down_kills_and_reports_what_was_left(tmp_path):
 def test_a_clean_down_says_nothing(tmp_path):
     assert bare_fleet(workdir=tmp_path, daemons={"n1": FakeDaemon(), "b1": FakeDaemon(), "r1": FakeDaemon(),
                                                  "r2": FakeDaemon()}).down() == []
+
+
+def test_heard_from_after_needs_a_report_of_every_agent_past_the_moment():
+    nodes = [{"name": "n1", "last_seen": "2026-01-01T00:00:10Z"}, {"name": "n2", "last_seen": "2026-01-01T00:00:20Z"}]
+    ten = 1767225610.0   # 2026-01-01T00:00:10Z
+    with StubServer({"GET /v1/nodes": (200, nodes)}) as url:
+        fleet = bare_fleet(url, daemons={"r1": FakeDaemon(), "r2": FakeDaemon(), "n1": FakeDaemon(),
+                                         "n2": FakeDaemon()})
+        assert fleet.heard_from_after(ten - 0.5) == {"n1": ten, "n2": ten + 10}
+        assert fleet.heard_from_after(ten + 5, nodes=["n2"]) == {"n2": ten + 10}
+        with pytest.raises(AssertionError, match="timed out after 0.5s waiting for r1 to hear from n1, n2 after "
+                                                 "00:00:10"):
+            fleet.heard_from_after(ten, reconciler="r1", timeout=0.5)
