@@ -5,7 +5,8 @@ import pytest
 
 from tests.cluster import figures, netns
 from tests.cluster.figures import Load
-from tests.e2e.cluster import proc_environ, instance_processes, wait_for
+from tests.e2e.cluster import instance_processes, proc_environ, wait_for
+from tests.support import need
 
 
 def node_processes(app, node):
@@ -143,7 +144,7 @@ def test_lossy_slow_link_keeps_the_node_ready(datacentre, request):
         impair = (f"8 {THROTTLE['rate_kbit']} kbit/s link, {THROTTLE['queue_ms']} ms queue",
                   lambda dc, host: dc.throttle(host, **THROTTLE))
     else:
-        pytest.skip("scenario 8 skipped: this kernel has neither the netem nor the tbf qdisc to degrade a link with")
+        need("netns", "scenario 8: this kernel has neither the netem nor the tbf qdisc to degrade a link with")
     fleet = request.getfixturevalue("fleet")
     app = "lossy"
     fleet.deploy(app, instances=3)

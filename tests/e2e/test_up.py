@@ -15,9 +15,8 @@ import yaml
 
 from tests.e2e.cluster import UpCluster, app_copy, instance_processes, wait_for
 from tests.pg import PostgresUnavailable, postgres_dsn
-from tests.support import scratch_schema
+from tests.support import need, scratch_schema
 
-pytestmark = pytest.mark.e2e
 
 BAD_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "manifests", "bad")
 THROUGH_THE_API = ["negative-instances.yaml", "unknown-process-field.yaml"]
@@ -41,7 +40,7 @@ def cluster(request, tmp_path):
             try:
                 base = postgres_dsn()
             except PostgresUnavailable as e:
-                pytest.skip(str(e))
+                need("postgresql", str(e))
             store = stack.enter_context(scratch_schema(base, prefix="e2e"))
         c = UpCluster(tmp_path, nodes=2, store=store)
         c.backend = request.param
