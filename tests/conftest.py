@@ -1,7 +1,7 @@
 """What the whole suite shares: each test's tier, and what the run requires of the machine.
 
 Tiers are the folders under tests/ (``unit``, ``store``, ``integration``, ``e2e``,
-``cluster``): every test gets its folder's marker, so ``-m "unit or store"`` selects
+``cluster``, ``adversarial``): every test gets its folder's marker, so ``-m "unit or store"`` selects
 the quick loop and a new test file is tiered by where it lives.
 
 ``CORRAL_REQUIRE`` (CI: ``postgresql,root,netns``) names what the run claims to
@@ -13,7 +13,7 @@ import pathlib
 
 import pytest
 
-TIERS = ("unit", "store", "integration", "e2e", "cluster")
+TIERS = ("unit", "store", "integration", "e2e", "cluster", "adversarial")
 HERE = pathlib.Path(__file__).resolve().parent
 
 
