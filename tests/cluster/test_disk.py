@@ -85,7 +85,9 @@ def _scenario(fleet, mount, data):
 
     # 2. To the last byte: the agent keeps going, and what ran runs on.
     fill(mount, 0)
-    time.sleep(4 * fleet.timings["heartbeat"] + fleet.timings["restart_backoff_max"])
+    # judged once the full node has gone on reporting past a backoff and four heartbeats (not after a sleep)
+    fleet.heard_from_after(time.time() + 4 * fleet.timings["heartbeat"] + fleet.timings["restart_backoff_max"],
+                           nodes=[VICTIM])
     seen["agent_alive"] = fleet.daemons[VICTIM].alive()
     seen["agent_log"] = fleet.daemons[VICTIM].tail()
     seen["steady_when_full"] = fleet.serving("steady")

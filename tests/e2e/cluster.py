@@ -178,6 +178,19 @@ class UpCluster:
                 return name, pid, h["epoch"]
         return None
 
+    def heard_by(self, reconciler, after):
+        """Whether reconciler ``reconciler`` (``r1``, ``r2``) has heard every node at or after the
+        wall-clock time ``after``, by its own API (``last_seen`` is cut to whole seconds, so it errs late)."""
+        import calendar
+        url = f"http://127.0.0.1:{self.base + 10 * (int(reconciler[1:]) - 1)}"
+        r = subprocess.run([corral_bin(), "get", "nodes", "-o", "json"], env=dict(self.env, CORRAL_API=url),
+                           cwd=self.workdir, capture_output=True, text=True, timeout=30)
+        if r.returncode:
+            return False
+        seen = [n.get("last_seen") for n in json.loads(r.stdout)]
+        return bool(seen) and all(
+            s and calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ")) >= after for s in seen)
+
     def down(self):
         """Stop the cluster as Ctrl-C would; return up's exit status."""
         if self.proc.poll() is None:

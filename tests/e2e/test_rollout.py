@@ -131,8 +131,11 @@ def test_frozen_leader_is_fenced_and_changes_nothing_when_it_wakes(cluster, tmp_
         by_stale = len([e for e in cluster.json("get", "events") if e["actor"] == f"reconciler/{name}"])
     finally:
         os.kill(pid, signal.SIGCONT)
-    # The stale leader wakes believing it may lead; give it several loop intervals to try.
-    time.sleep(4)
+        woke = time.time()
+    # The stale leader wakes believing it may lead: judge it once it has been awake, hearing every
+    # agent, for several of its loop intervals (its own API says when it last heard each node).
+    wait_for("the woken reconciler to hear every node for 3 s after waking",
+             lambda: cluster.heard_by(name, after=woke + 3.0), timeout=60)
     assert cluster.leader()[0] == other[0]
     after = {i["id"]: i["pid"] for i in cluster.instances("fence")}
     assert after == before, "an instance was added, removed or restarted after the stale leader woke"
