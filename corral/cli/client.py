@@ -209,6 +209,8 @@ def _answer(method, path, url, status, content, ok):
 
 
 def _short(e):
+    """What a connection error says, short: its known cause in a few lower-case words (``connection
+    refused``, ``timed out``, ...), else the start of its text, else its type's name."""
     text = str(e) or type(e).__name__
     for marker in ("Connection refused", "timed out", "Name or service not known", "No route to host"):
         if marker in text:

@@ -14,14 +14,12 @@ Only ``add_parser`` runs for every ``corral`` command (to build the parser):
 what ``exec`` alone needs (terminals, ``requests`` for the input channel) is
 imported when it runs.
 """
-import base64
 import contextlib
 import os
-import signal
 import sys
-import threading
 
 from corral.cli.client import ClientError
+from corral.cli.verbs import add_verb
 
 INPUT_BYTES = 32 * 1024
 LOST = 255   # exit status when the outcome is unknown
@@ -29,8 +27,12 @@ LOST = 255   # exit status when the outcome is unknown
 
 def add_parser(sub):
     """Register ``corral exec``."""
-    p = sub.add_parser("exec", help="run a command in an instance's environment (a terminal when stdin is one)")
-    p.add_argument("app")
+    p = add_verb(sub, "exec", "run a command in an instance's environment (a terminal when stdin is one)",
+                 ["corral exec hello -- python", "echo 'print(1)' | corral exec hello -- python"],
+                 description="Run a command in an instance's environment (its user, working folder, environment "
+                             "and virtualenv) on its node, with a terminal when stdin is one; exit with the "
+                             "command's status (255: the connection was lost). Audited as Exec events.")
+    p.add_argument("app", help="the app's name")
     p.add_argument("--process", "-p", help="an instance of this process")
     p.add_argument("--instance", "-i", help="this instance")
     p.add_argument("argv", nargs="+", metavar="-- CMD [ARG]...", help="the command and its arguments")
@@ -85,6 +87,7 @@ class Input:
 
     def send(self, data=b"", eof=False):
         """Forward stdin bytes (or the end of stdin); False once the session no longer takes them."""
+        import base64
         return self._post("input", {"data": base64.b64encode(data).decode("ascii"), "eof": eof})
 
     def resize(self, fd):
@@ -109,6 +112,8 @@ class Input:
 
 def run(args, client):
     """``corral exec``: the remote command's exit status."""
+    import signal
+    import threading
     from corral.cli.stream import items, open_stream
     argv = [a for a in args.argv]
     if argv and argv[0] == "--":
@@ -140,6 +145,8 @@ def run(args, client):
 
 
 def _relay(stream, inp, stdin, terminal):
+    import base64
+    import threading
     threading.Thread(target=inp.pump, args=(stdin, terminal), daemon=True).start()
     out, err = sys.stdout.fileno(), sys.stderr.fileno()
     end, lost = None, "the API ended the stream before the command ended"

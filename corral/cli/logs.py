@@ -12,20 +12,23 @@ to stderr.
 Only ``add_parser`` runs for every ``corral`` command: the stream reader, the
 log line parser and the duration reader are imported when ``logs`` runs.
 """
-import queue
 import sys
-import threading
 import time
 
 from corral.cli.client import ClientError
+from corral.cli.verbs import add_verb
 
 POLL_INSTANCES = 2.0   # seconds between looks for new instances while following an app
 
 
 def add_parser(sub):
     """Register ``corral logs``."""
-    p = sub.add_parser("logs", help="instance output (stdout and stderr), merged in time order")
-    p.add_argument("app")
+    p = add_verb(sub, "logs", "print an app's instance output (stdout and stderr), merged in time order",
+                 ["corral logs hello -f", "corral logs hello --process web --since 10m --timestamps"],
+                 description="Print an app's instance output (stdout and stderr), from every node, merged in time "
+                             "order and prefixed with the instance id when there are several; with -f, keep "
+                             "following, new instances too, and say on stderr when one ends.")
+    p.add_argument("app", help="the app's name")
     p.add_argument("--process", "-p", help="only instances of this process")
     p.add_argument("--instance", "-i", help="only this instance")
     p.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines of each instance")
@@ -98,12 +101,14 @@ def _reader(client, inst, params, events):
 
 
 def _start(client, inst, params, events):
+    import threading
     t = threading.Thread(target=_reader, args=(client, inst, params, events), daemon=True)
     t.start()
 
 
 def run(args, client):
     """``corral logs``: 0 when every stream ended well (or on Ctrl-C while following), else 1."""
+    import queue
     from nodeagent.logs import merge
     params = {"follow": "1" if args.follow else "0", "previous": "1" if args.previous else "0"}
     if args.tail is not None:

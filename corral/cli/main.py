@@ -1,12 +1,22 @@
 """`corral`: the one command. Parses arguments and dispatches; errors are one sentence.
 
-User verbs (apply, diff, get, describe, delete) talk to the API and never
+User verbs (apply, diff, get, describe, delete, ...) talk to the API and never
 import eventlet. Daemon verbs (reconciler, agent, builder, up) patch eventlet
 first, before importing anything that touches sockets or threads.
+
+Every command builds the whole parser, so building it imports only the small
+verb modules; what a verb needs (requests, jsonschema through the spec loader,
+yaml, eventlet, the daemons) is imported inside the functions that use it.
+`corral --help` and the read-only verbs load none of those four
+(tests/unit/test_cli_help.py checks it; bench/cli.py times it).
 """
 import argparse
 import signal
 import sys
+
+from corral.cli.verbs import EXAMPLE, VerbHelp, add_verb, nested
+
+OUTPUTS = ["table", "wide", "json", "yaml"]
 
 
 def _label(text):
@@ -26,110 +36,182 @@ def _bytes(text):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="corral", description="Run Python apps on your own servers, declaratively.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    """The whole `corral` argument parser. Building it imports no verb's dependencies (only the
+    small modules that add their verbs), so that `corral --help` and every verb start fast."""
+    p = argparse.ArgumentParser(
+        prog="corral", description="Run Python apps on your own servers, declaratively.",
+        epilog=EXAMPLE + "\n  corral up\n  corral apply -f manifests/examples/hello.yaml --wait\n  corral get apps\n\n"
+               "`corral COMMAND --help` says more of each; docs/CLI.md is the contract.",
+        formatter_class=VerbHelp)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     sub.required = True
 
-    a = sub.add_parser("apply", help="create or update apps from manifests")
+    a = add_verb(sub, "apply", "create or update apps (and GitSources) from manifests, all or none",
+                 ["corral apply -f manifests/examples/hello.yaml --wait"],
+                 description="Create or update apps (and GitSources) from manifests: all documents or none. Each "
+                             "manifest is validated first (errors name the file, line and field), each app's "
+                             "source folder is packed and uploaded, then the documents are applied in one request.")
     a.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
-                   help="a manifest file, a folder of them, or - for stdin (repeatable)")
+                   help="a manifest file, a folder of them (every *.yaml, *.yml), or - for stdin (repeatable)")
     a.add_argument("--dry-run", action="store_true", help="validate and show what would change; write nothing")
-    a.add_argument("--wait", action="store_true", help="return when every app applied is available")
-    a.add_argument("--timeout", default="5m", help="how long --wait waits (default 5m)")
+    a.add_argument("--wait", action="store_true",
+                   help="return when every app applied is available at its new revision, or fail with the reason")
+    a.add_argument("--timeout", default="5m", metavar="DURATION", help="how long --wait waits (default 5m)")
 
-    d = sub.add_parser("diff", help="what apply would change (exit 0: none, 1: changes, 2: error)")
-    d.add_argument("-f", "--filename", action="append", required=True, metavar="PATH")
+    d = add_verb(sub, "diff", "show what apply would change (exit 0: nothing, 1: changes, 2: error)",
+                 ["corral diff -f manifests/examples/hello.yaml"])
+    d.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
+                   help="a manifest file, a folder of them, or - for stdin (repeatable)")
 
-    g = sub.add_parser("get", help="list apps, instances, nodes, builds or events")
-    g.add_argument("resource", help="apps | instances | nodes | builds | events | gitsources")
-    g.add_argument("name", nargs="?")
-    g.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
-    g.add_argument("-w", "--watch", action="store_true", help="keep printing as it changes")
+    g = add_verb(sub, "get", "list apps, instances, nodes, builds, events or gitsources, or show one",
+                 ["corral get apps", "corral get instances hello -o wide", "corral get nodes -o json"])
+    g.add_argument("resource", help="apps | instances | nodes | builds | events | gitsources (or the singular)")
+    g.add_argument("name", nargs="?",
+                   help="only this one (an app's name also selects its instances, and its events)")
+    g.add_argument("-o", "--output", choices=OUTPUTS, default="table",
+                   help="table (default), wide (more columns), or the API's JSON or YAML (the stable contract)")
+    g.add_argument("-w", "--watch", action="store_true", help="keep printing the list as it changes")
 
-    s = sub.add_parser("describe", help="spec, status, conditions, instances and events of an app")
-    s.add_argument("kind", help="app | gitsource")
-    s.add_argument("name")
+    s = add_verb(sub, "describe", "show an app's or a GitSource's spec, status and recent events",
+                 ["corral describe app hello"])
+    kinds = nested(s, "kind", "KIND")
+    sa = add_verb(kinds, "app", "show an app's spec, status, conditions, instances and recent events",
+                  ["corral describe app hello"], aliases=["apps"])
+    sa.add_argument("name", help="the app's name")
+    sg = add_verb(kinds, "gitsource", "show a GitSource's spec, commits, last error, webhook, apps and events",
+                  ["corral describe gitsource fleet"], aliases=["gitsources"])
+    sg.add_argument("name", help="the GitSource's name")
 
-    y = sub.add_parser("sync", help="sync a GitSource now, and wait for the outcome")
-    y.add_argument("name")
+    y = add_verb(sub, "sync", "sync a GitSource now and wait for the outcome (exit 1 when its commit was refused)",
+                 ["corral sync fleet"])
+    y.add_argument("name", help="the GitSource's name")
     y.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
                    help="wait until the leader has synced it (default: yes)")
-    y.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
+    y.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="seconds --wait waits (default 120)")
 
-    from corral.cli import nodes, rollout
+    from corral.cli import exec as exec_command, logs, nodes, rollout
     rollout.add_parser(sub)
     nodes.add_parser(sub)
-    from corral.cli import exec as exec_command, logs
     logs.add_parser(sub)
     exec_command.add_parser(sub)
 
-    x = sub.add_parser("delete", help="stop an app's instances (with their grace) and remove it; or remove a GitSource")
-    x.add_argument("kind", nargs="?", help="app or gitsource")
-    x.add_argument("name", nargs="?")
-    x.add_argument("-f", "--filename", action="append", metavar="PATH")
-    x.add_argument("--cascade", action="store_true",
-                   help="a GitSource's apps are deleted with it (default: they keep running, managed by hand)")
-    x.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
-                   help="wait until the apps deleted are gone (default: yes)")
-    x.add_argument("--timeout", default="5m")
+    x = add_verb(sub, "delete", "stop and remove an app, or remove a GitSource (by name, or by its manifest)",
+                 ["corral delete app hello", "corral delete -f manifests/examples/hello.yaml"],
+                 description="Stop an app's instances (each with its grace) and remove it, or remove a GitSource; "
+                             "by kind and name, or by the manifests that define them (-f).")
+    _delete_flags(x)
+    x.set_defaults(name=None)
+    targets = nested(x, "kind", "KIND")
+    targets.required = False
+    xa = add_verb(targets, "app", "stop an app's instances (each with its grace) and remove the app",
+                  ["corral delete app hello --timeout 2m"], aliases=["apps"])
+    xa.add_argument("name", help="the app's name")
+    _delete_flags(xa, nested_verb=True, cascade=False)
+    xg = add_verb(targets, "gitsource", "remove a GitSource; its apps keep running, managed by hand, "
+                                        "unless --cascade deletes them too",
+                  ["corral delete gitsource fleet --cascade"], aliases=["gitsources"])
+    xg.add_argument("name", help="the GitSource's name")
+    _delete_flags(xg, nested_verb=True)
 
-    k = sub.add_parser("backup", help="write the control-plane state (apps, sources, history) to a dated file")
+    k = add_verb(sub, "backup", "write the control-plane state (apps, sources, history) to a dated file",
+                 ["corral backup --to /tmp"])
     k.add_argument("--to", metavar="DIR", help="the folder to write it in (default: the current one)")
     k.add_argument("--store", metavar="DSN", help="read this store directly instead of asking the API")
 
-    e = sub.add_parser("restore", help="load a backup file into an empty store")
-    e.add_argument("file", metavar="FILE")
-    e.add_argument("--store", required=True, metavar="DSN")
+    e = add_verb(sub, "restore", "load a backup file into an empty store, before any daemon runs on it",
+                 ["corral restore corral-backup-20261126T152038Z.json.gz --store sqlite:///var/lib/corral/corral.db"])
+    e.add_argument("file", metavar="FILE", help="a file `corral backup` wrote")
+    e.add_argument("--store", required=True, metavar="DSN",
+                   help="the store to load it into: sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
     e.add_argument("--force", action="store_true", help="replace the state of a store that is not empty")
 
-    u = sub.add_parser("up", help="an all-in-one cluster on this machine, in the foreground")
-    u.add_argument("--data-dir", default=None, help="where the cluster keeps its state (default ~/.local/share/corral)")
-    u.add_argument("--nodes", type=int, default=2)
-    u.add_argument("--reconcilers", type=int, default=2)
-    u.add_argument("--store", default=None, help="a store DSN (default: SQLite in the data dir)")
-    u.add_argument("--apply", action="append", default=[], metavar="FILE", help="apply this manifest once up")
-    u.add_argument("--base-port", type=int, default=7070,
-                   help="API of reconciler i on BASE+10i, its bus on BASE+10i+1, the builder on BASE+2")
-    u.add_argument("--settings", help="a YAML file of timings (see corral/settings.py)")
+    u = add_verb(sub, "up", "run an all-in-one cluster on this machine, in the foreground (Ctrl-C stops it)",
+                 ["corral up --apply manifests/examples/hello.yaml"],
+                 description="Run an all-in-one cluster on this machine, in the foreground: reconcilers, a builder "
+                             "and node agents, each its own process, on the embedded SQLite store unless --store "
+                             "names PostgreSQL. It writes the client config that the other commands read; Ctrl-C "
+                             "stops everything, instances included.")
+    u.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="where the cluster keeps its state (default $XDG_DATA_HOME/corral, ~/.local/share/corral)")
+    u.add_argument("--nodes", type=int, default=2, metavar="N", help="node agents to run (default 2)")
+    u.add_argument("--reconcilers", type=int, default=2, metavar="N", help="reconcilers to run (default 2)")
+    u.add_argument("--store", default=None, metavar="DSN", help="a store DSN (default: SQLite in the data dir)")
+    u.add_argument("--apply", action="append", default=[], metavar="FILE",
+                   help="apply this manifest once up (repeatable)")
+    u.add_argument("--base-port", type=int, default=7070, metavar="PORT",
+                   help="API of reconciler i on BASE+10i, its bus on BASE+10i+1, the builder on BASE+2 (default 7070)")
+    u.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
-    r = sub.add_parser("reconciler", help="run one reconciler daemon")
-    r.add_argument("--store", required=True)
-    r.add_argument("--api", default="127.0.0.1:7070", metavar="HOST:PORT")
-    r.add_argument("--bus", default="tcp://127.0.0.1:7071", metavar="tcp://HOST:PORT")
-    r.add_argument("--secret-file", required=True)
-    r.add_argument("--name", default=None)
-    r.add_argument("--settings")
+    r = add_verb(sub, "reconciler", "run one reconciler daemon: the API, and the control loop while it leads",
+                 ["corral reconciler --store sqlite:///var/lib/corral/corral.db --api 0.0.0.0:7070 "
+                  "--bus tcp://0.0.0.0:7071 --secret-file /etc/corral/secret"])
+    r.add_argument("--store", required=True, metavar="DSN", help="the store DSN (sqlite:///PATH or postgresql://...)")
+    r.add_argument("--api", default="127.0.0.1:7070", metavar="HOST:PORT",
+                   help="where the API listens (default 127.0.0.1:7070)")
+    r.add_argument("--bus", default="tcp://127.0.0.1:7071", metavar="tcp://HOST:PORT",
+                   help="where the agents' bus listens (default tcp://127.0.0.1:7071)")
+    r.add_argument("--secret-file", required=True, metavar="FILE",
+                   help="the cluster key (messages are signed with it; the API token derives from it)")
+    r.add_argument("--name", default=None, help="its name in the lease and in events (default: --api)")
+    r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
-    n = sub.add_parser("agent", help="run one node agent daemon",
-                       description="Run one node agent. SIGINT stops every instance of the node, then the agent; "
-                                   "SIGTERM (or SIGKILL) ends only the agent: the instances keep running and the "
-                                   "next agent on the same --data-dir adopts them.")
-    n.add_argument("--name", required=True)
-    n.add_argument("--reconciler", action="append", required=True, metavar="tcp://HOST:PORT")
-    n.add_argument("--data-dir", required=True)
-    n.add_argument("--secret-file", required=True)
-    n.add_argument("--label", action="append", type=_label, default=[], metavar="KEY=VALUE")
+    n = add_verb(sub, "agent", "run one node agent daemon",
+                 ["corral agent --name node-1 --reconciler tcp://10.0.0.1:7071 --reconciler tcp://10.0.0.2:7071 "
+                  "--data-dir /var/lib/corral/node --secret-file /etc/corral/secret"],
+                 description="Run one node agent. SIGINT stops every instance of the node, then the agent; "
+                             "SIGTERM (or SIGKILL) ends only the agent: the instances keep running and the "
+                             "next agent on the same --data-dir adopts them.")
+    n.add_argument("--name", required=True, help="the node's name")
+    n.add_argument("--reconciler", action="append", required=True, metavar="tcp://HOST:PORT",
+                   help="a reconciler's bus (repeatable: one for each reconciler)")
+    n.add_argument("--data-dir", required=True, metavar="DIR", help="where the agent keeps its state and logs")
+    n.add_argument("--secret-file", required=True, metavar="FILE", help="the cluster key")
+    n.add_argument("--label", action="append", type=_label, default=[], metavar="KEY=VALUE",
+                   help="a label of the node, for placement (repeatable)")
     n.add_argument("--labels-file", metavar="FILE", help="a YAML mapping of labels; --label wins over it")
-    n.add_argument("--images-dir", default="/var/lib/corral/images")
-    n.add_argument("--address", default="127.0.0.1")
+    n.add_argument("--images-dir", default="/var/lib/corral/images", metavar="DIR",
+                   help="where images are unpacked (default /var/lib/corral/images)")
+    n.add_argument("--address", default="127.0.0.1", help="the address instances are reached at (default 127.0.0.1)")
     n.add_argument("--no-app-users", dest="app_users", action="store_false", default=None,
                    help="run apps as the agent's user (as root, each app runs as its own system user corral-APP)")
-    n.add_argument("--settings")
+    n.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
-    b = sub.add_parser("builder", help="run one builder daemon")
-    b.add_argument("--store", required=True)
-    b.add_argument("--listen", default="127.0.0.1:7072", metavar="HOST:PORT")
-    b.add_argument("--cache-dir", required=True)
-    b.add_argument("--images-dir", default="/var/lib/corral/images")
-    b.add_argument("--secret-file", required=True)
-    b.add_argument("--name", default=None)
-    b.add_argument("--advertise", default=None, metavar="HOST:PORT")
+    b = add_verb(sub, "builder", "run one builder daemon: build jobs to virtualenv images, served over HTTP",
+                 ["corral builder --store sqlite:///var/lib/corral/corral.db --listen 0.0.0.0:7072 "
+                  "--cache-dir /var/cache/corral --secret-file /etc/corral/secret"])
+    b.add_argument("--store", required=True, metavar="DSN", help="the store DSN, where build jobs are queued")
+    b.add_argument("--listen", default="127.0.0.1:7072", metavar="HOST:PORT",
+                   help="where images are served (default 127.0.0.1:7072)")
+    b.add_argument("--cache-dir", required=True, metavar="DIR", help="where layers and wheel caches are kept")
+    b.add_argument("--images-dir", default="/var/lib/corral/images", metavar="DIR",
+                   help="where finished images are put (default /var/lib/corral/images)")
+    b.add_argument("--secret-file", required=True, metavar="FILE", help="the cluster key")
+    b.add_argument("--name", default=None, help="its name in build records (default: --listen)")
+    b.add_argument("--advertise", default=None, metavar="HOST:PORT",
+                   help="the address agents fetch images from (default: --listen)")
     b.add_argument("--layer-cache-size", type=_bytes, default=None, metavar="BYTES",
                    help="prune layers built here, least recently used first, to this size (like 20Gi; 0: no limit)")
     b.add_argument("--wheel-cache-size", type=_bytes, default=None, metavar="BYTES",
                    help="prune the wheel caches (uv's, pip's) likewise (like 10Gi; 0: no limit)")
-    b.add_argument("--settings")
+    b.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
     return p
+
+
+def _delete_flags(p, nested_verb=False, cascade=True):
+    """The flags of `corral delete`, on the verb itself (for -f) and again on its nested verbs, so that
+    they may come after the name too. There they have no default: the verb's default stands unless given."""
+    default = (lambda value: argparse.SUPPRESS) if nested_verb else (lambda value: value)
+    if not nested_verb:
+        p.add_argument("-f", "--filename", action="append", metavar="PATH",
+                       help="delete what these manifests define (a file, a folder, or - for stdin; repeatable)")
+    if cascade:
+        p.add_argument("--cascade", action="store_true", default=default(False),
+                       help="a GitSource's apps are deleted with it (default: they keep running, managed by hand)")
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=default(True),
+                   help="wait until the apps deleted are gone (default: yes)")
+    p.add_argument("--timeout", default=default("5m"), metavar="DURATION",
+                   help="how long --wait waits (default 5m)")
 
 
 def _agent_labels(args):

@@ -10,20 +10,31 @@ import time
 
 from corral.cli.client import ClientError
 from corral.cli.output import render
+from corral.cli.verbs import add_verb, nested
 
 
 DONE = {"cordon": "cordoned", "uncordon": "uncordoned", "drain": "cordoned and draining"}
 
 
 def add_parser(sub):
-    """Register `corral node` on the argparse subparsers ``sub``."""
-    p = sub.add_parser("node", help="node maintenance: list, cordon, uncordon, drain")
-    p.add_argument("action", choices=["list", "cordon", "uncordon", "drain"])
-    p.add_argument("name", nargs="?")
-    p.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
-    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
-                   help="drain: wait until the node runs no instance (default: yes)")
-    p.add_argument("--timeout", type=float, default=600.0, help="drain: seconds to wait (default 600)")
+    """Register `corral node` and its nested verbs list, cordon, uncordon and drain on the subparsers ``sub``."""
+    p = add_verb(sub, "node", "node maintenance: list nodes, keep new instances off one, or move its instances away",
+                 ["corral node list", "corral node drain node-1"])
+    actions = nested(p, "action", "ACTION")
+    ls = add_verb(actions, "list", "list the nodes (as `corral get nodes` does)", ["corral node list -o wide"])
+    ls.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table",
+                    help="table (default), wide (with labels), or the API's JSON or YAML")
+    c = add_verb(actions, "cordon", "keep new instances off a node (those it runs stay)", ["corral node cordon node-1"])
+    c.add_argument("name", help="the node's name")
+    un = add_verb(actions, "uncordon", "make a cordoned node schedulable again", ["corral node uncordon node-1"])
+    un.add_argument("name", help="the node's name")
+    d = add_verb(actions, "drain", "cordon a node and move its instances elsewhere, each app within its "
+                                   "maxUnavailable, then wait until the node runs nothing",
+                 ["corral node drain node-1 --timeout 300"])
+    d.add_argument("name", help="the node's name")
+    d.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="wait until the node runs no instance (default: yes)")
+    d.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS", help="seconds to wait (default 600)")
 
 
 def handler_for(args):
@@ -35,7 +46,7 @@ def cmd_node(args, client, clock=time.monotonic, poll=0.5):
     if args.action == "list":
         print(render("nodes", client.get("/v1/nodes"), args.output))
         return 0
-    if not args.name:
+    if not getattr(args, "name", None):
         raise ClientError(f"corral node {args.action} needs a node name")
     _, reply = client.request("POST", f"/v1/nodes/{args.name}/{args.action}", idempotent=True)
     print(f"node/{args.name} {DONE[args.action]}")

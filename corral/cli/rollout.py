@@ -12,18 +12,31 @@ import time
 
 from corral.cli.client import ClientError
 from corral.cli.output import render, table
+from corral.cli.verbs import add_verb, nested
 
 
 def add_parser(sub):
-    """Register `corral rollout` on the argparse subparsers ``sub``."""
-    p = sub.add_parser("rollout", help="rolling updates: status, history, undo")
-    p.add_argument("action", choices=["status", "history", "undo"])
-    p.add_argument("app")
-    p.add_argument("--to-revision", type=int, default=None, metavar="N", help="undo: go back to revision N")
-    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
-                   help="status: wait until the rollout completes or fails (default: yes)")
-    p.add_argument("--timeout", type=float, default=600.0, help="status: seconds to wait (default 600)")
-    p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    """Register `corral rollout` and its nested verbs status, history and undo on the subparsers ``sub``."""
+    p = add_verb(sub, "rollout", "follow, list and reverse an app's rolling updates",
+                 ["corral rollout status hello", "corral rollout history hello", "corral rollout undo hello"])
+    actions = nested(p, "action", "ACTION")
+    s = add_verb(actions, "status", "wait until the app's current revision is rolled out (exit 0) "
+                                    "or its rollout failed (exit 1, with the reason)",
+                 ["corral rollout status hello --timeout 120"])
+    s.add_argument("app", help="the app's name")
+    s.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="wait until the rollout completes or fails; --no-wait prints the state once (default: wait)")
+    s.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS", help="seconds to wait (default 600)")
+    h = add_verb(actions, "history", "list the app's kept revisions (the last 10), the current one marked *",
+                 ["corral rollout history hello"])
+    h.add_argument("app", help="the app's name")
+    h.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table",
+                   help="table (default), or the API's list as JSON or YAML")
+    u = add_verb(actions, "undo", "go back to the app's previous revision, or to the one --to-revision names",
+                 ["corral rollout undo hello", "corral rollout undo hello --to-revision 2"])
+    u.add_argument("app", help="the app's name")
+    u.add_argument("--to-revision", type=int, default=None, metavar="N",
+                   help="go back to revision N (default: the one before the current)")
 
 
 def handler_for(args):
