@@ -76,7 +76,7 @@ def _pack(source, folder, app):
 def cmd_apply(args, client):
     reply = apply_files(client, args.filename, args.dry_run)
     if args.wait and not args.dry_run:
-        from corral.spec import parse_duration
+        from corral.spec.quantities import parse_duration
         timeout = parse_duration(args.timeout)
         for r in (r for r in reply["results"] if r.get("kind", "App") == "App"):
             wait_available(client, r["name"], r["generation"], timeout)
@@ -256,7 +256,7 @@ def cmd_delete(args, client):
         client.request("DELETE", f"/v1/apps/{name}", idempotent=True)
         print(f"app/{name} deleting")
     if args.wait:
-        from corral.spec import parse_duration
+        from corral.spec.quantities import parse_duration
         deadline = time.monotonic() + parse_duration(args.timeout)
         for name in apps:
             while True:
