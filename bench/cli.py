@@ -20,13 +20,15 @@ Figures only: nothing here is asserted in a test.
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.support import free_base_port  # noqa: E402 (the test clusters' port search)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,23 +43,6 @@ spec:
   processes:
     web: {command: "python -c 'import time; time.sleep(86400)'", instances: 2}
 """
-
-
-def free_base_port(span=22):
-    """A base port whose next ``span`` ports are all free now (the search starts at a place drawn from the pid)."""
-    start = 20000 + (os.getpid() * 89) % 20000
-    for base in list(range(start, 60000, 89)) + list(range(20000, start, 89)):
-        ok = True
-        for port in range(base, base + span):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range for the bench's cluster")
 
 
 def wait_healthy(url, proc, timeout=90.0):

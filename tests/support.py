@@ -62,6 +62,24 @@ def need_root(reason):
         need("root", reason)
 
 
+def free_base_port(span=22):
+    """A base port whose next ``span`` ports are all free now. The search starts at a place
+    drawn from the pid, so that test runs side by side rarely race for the same ports."""
+    start = 20000 + (os.getpid() * 97) % 20000
+    for base in list(range(start, 60000, 97)) + list(range(20000, start, 97)):
+        ok = True
+        for port in range(base, base + span):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range for a cluster")
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:

@@ -9,34 +9,16 @@ finds the daemons it started and the instance processes of an app from
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import yaml
 
 from tests.e2e.installed import ROOT, corral_bin
+from tests.support import free_base_port  # noqa: F401 (the e2e tests' import of it)
 
 FAST = {"heartbeat": 0.5, "heartbeat_timeout": 3, "node_grace": 8, "lease_ttl": 3,
         "lease_renew": 0.5, "loop_interval": 0.5, "build_poll": 0.2}
-
-
-def free_base_port(span=22):
-    """A base port whose next ``span`` ports are all free now. The search starts at a place
-    drawn from the pid, so that test runs side by side rarely race for the same ports."""
-    start = 20000 + (os.getpid() * 97) % 20000
-    for base in list(range(start, 60000, 97)) + list(range(20000, start, 97)):
-        ok = True
-        for port in range(base, base + span):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range for a test cluster")
 
 
 def wait_for(what, predicate, timeout=60.0, interval=0.25):
