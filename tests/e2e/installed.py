@@ -24,13 +24,26 @@ def corral_bin():
     return _installed["bin"]
 
 
+def copy_checkout(dest):
+    """The checkout's files as a fresh clone would hold them (tracked, and new files not ignored),
+    without what builds and runs leave in it (``build/``, ``*.egg-info``, ``.venv``)."""
+    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (n.decode() for n in names)):
+        src = os.path.join(ROOT, name)
+        if os.path.isfile(src):
+            os.makedirs(os.path.dirname(os.path.join(dest, name)), exist_ok=True)
+            shutil.copy2(src, os.path.join(dest, name))
+
+
 def _install():
     base = tempfile.mkdtemp(prefix="corral-installed-")
     atexit.register(shutil.rmtree, base, True)
-    venv = os.path.join(base, "venv")
+    venv, source = os.path.join(base, "venv"), os.path.join(base, "source")
+    copy_checkout(source)   # a stale build/ in the checkout would put removed modules in the wheel
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     done = subprocess.run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q",
-                           "--disable-pip-version-check", ROOT], capture_output=True, text=True, cwd=base)
+                           "--disable-pip-version-check", source], capture_output=True, text=True, cwd=base)
     if done.returncode:
         raise AssertionError(f"pip install of the checkout failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     script = os.path.join(venv, "bin", "corral")

@@ -27,7 +27,8 @@ import urllib.request
 import pytest
 
 from tests.e2e.cluster import cmdline, free_base_port, instance_processes, wait_for
-from tests.e2e.readme import EXPECT, ROOT, quickstart
+from tests.e2e.installed import copy_checkout
+from tests.e2e.readme import EXPECT, quickstart
 from tests.support import need_root
 
 DISTRIBUTION_PYTHON = "/usr/bin/python3"   # first on the ordinary user's PATH, as on a fresh server
@@ -35,17 +36,6 @@ NEWCOMER = "corralreadme"        # the ordinary user of the second variant (made
 UP_TIMEOUT = 600                 # seconds for ./up to make its venv, start, build and serve
 SERVING = re.compile(r"^app/hello is serving: .* at (?P<urls>http://\S+(?: http://\S+)*)$", re.M)
 READ_ONLY = {("get", "nodes"), ("get", "instances"), ("get", "apps"), ("describe", "app")}
-
-
-def copy_checkout(dest):
-    """The checkout's files as a fresh clone would hold them (tracked, and new files not ignored)."""
-    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.split(b"\0")
-    for name in filter(None, (n.decode() for n in names)):
-        src = os.path.join(ROOT, name)
-        if os.path.isfile(src):
-            os.makedirs(os.path.dirname(os.path.join(dest, name)), exist_ok=True)
-            shutil.copy2(src, os.path.join(dest, name))
 
 
 class Newcomer:
