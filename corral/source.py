@@ -145,8 +145,10 @@ def pack_source(folder):
     return digest, gzip.compress(raw, compresslevel=6, mtime=0)
 
 
-def _gunzip(data, limit):
-    """The gunzipped bytes of ``data``, refusing to inflate past ``limit`` (a gzip bomb)."""
+def gunzip_source(data, limit=None):
+    """The tar inside a source archive ``data`` (gzip), refusing to inflate past ``limit`` bytes
+    (default :data:`MAX_SOURCE_BYTES`: a gzip bomb); ValueError, in one sentence, otherwise."""
+    limit = MAX_SOURCE_BYTES if limit is None else limit
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         out = inflater.decompress(data, limit + 1)
@@ -166,7 +168,7 @@ def unpack_source(data, dest, expected_digest):
     anything, when the digest does not match; extraction (:func:`corral.untar.unpack`)
     refuses absolute paths, ``..``, links out of ``dest`` and device files.
     """
-    raw = _gunzip(data, MAX_SOURCE_BYTES)
+    raw = gunzip_source(data)
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
     if digest != expected_digest:
         raise ValueError(f"source archive digest is {digest}, expected {expected_digest}")

@@ -24,7 +24,6 @@ Routes::
                                 (reconciler/gitops/routes.py; apply takes GitSource documents too)
 """
 import difflib
-import gzip
 import hashlib
 import json
 import logging
@@ -33,6 +32,7 @@ import re
 import yaml
 
 from corral.auth import token_matches
+from corral.source import gunzip_source
 from corral.spec import SpecError, validate_document
 from corral.store import StoreError, jsonable  # noqa: F401
 from reconciler import views
@@ -207,9 +207,9 @@ class Api:
             raise HttpError(400, f"{digest!r} is not a source digest (sha256:<64 hex digits>)")
         data = _read_body(environ, MAX_SOURCE)
         try:
-            tar = gzip.decompress(data)
-        except (OSError, EOFError):
-            raise HttpError(400, "the source archive is not gzip data")
+            tar = gunzip_source(data)   # bounded: a small body must not inflate without limit
+        except ValueError as e:
+            raise HttpError(400, str(e)) from None
         actual = "sha256:" + hashlib.sha256(tar).hexdigest()
         if actual != digest:
             raise HttpError(400, f"the source archive's digest is {actual}, not {digest}")
