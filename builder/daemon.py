@@ -19,8 +19,10 @@ from builder.pipconfig import read_pip_config
 from builder.pipeline import Workshop
 from builder.web import make_app
 from builder.worker import Worker
+from corral import private
 from corral.settings import Timings
 from corral.store import open_store
+from corral.wire.keys import hide_process, store_dsn as store_dsn_from
 
 log = logging.getLogger("corral.builder")
 
@@ -37,7 +39,7 @@ def parse_listen(listen):
     return host, int(port)
 
 
-def run(*, store_dsn, listen, cache_dir, images_dir, name, advertise=None, timings=Timings(),
+def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, timings=Timings(),
         stale_after=DEFAULT_STALE_AFTER, pip_timeout=DEFAULT_PIP_TIMEOUT, engine="auto", layer_cache_bytes=None,
         wheel_cache_bytes=None):
     """Serve images on ``listen`` and work the store's build queue until SIGTERM/SIGINT.
@@ -49,9 +51,14 @@ def run(*, store_dsn, listen, cache_dir, images_dir, name, advertise=None, timin
     to ``layer_cache_bytes`` and ``wheel_cache_bytes`` (None: the settings'
     ``builder_layer_cache``/``builder_wheel_cache``; 0: no limit). The operator's
     pip index settings are read once, here. Must be called from the main thread.
+
+    ``store_dsn`` None takes it from ``$CORRAL_STORE`` (:func:`corral.wire.keys.store_dsn`), which
+    no build inherits; the builder is non-dumpable and its cache dir is 0700 (its own alone).
     """
     host, port = parse_listen(listen)
-    os.makedirs(cache_dir, exist_ok=True)
+    hide_process()
+    store_dsn = store_dsn_from(store_dsn)
+    private.tighten_dir(cache_dir, private.DIR_MODE)
     os.makedirs(images_dir, exist_ok=True)
     stopping = _StopFlag()
     previous = {sig: signal.signal(sig, stopping.set) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -6,6 +6,11 @@
   disk; the next agent on this data dir adopts them (as after SIGKILL). This is
   what a service manager sends on restart or upgrade of the agent.
 
+Secrets, at start: the agent makes itself non-dumpable (no process of its uid
+reads its memory or environ), reads the key from ``$CORRAL_SECRET_FILE`` (and
+drops the variable, so no instance inherits it), and takes from its data dir,
+``logs/`` and ``home/`` every permission but passing for group and others.
+
 Isolation is decided once, at start: who apps run as (:func:`nodeagent.users.choose`)
 and whether memory requests are hard limits (:meth:`MemoryCgroups.probe`).
 What cannot be enforced is logged with its reason and reported as a condition.
@@ -25,7 +30,8 @@ import eventlet
 
 from corral.settings import Timings
 from corral.wire.bus import BusClient
-from corral.wire.keys import read_key
+from corral import private
+from corral.wire.keys import hide_process, key_path, read_key
 from nodeagent import users
 from nodeagent.agent import Agent
 from nodeagent.cgroupfs import MemoryCgroups
@@ -35,10 +41,13 @@ from nodeagent.streams import Streams
 
 log = logging.getLogger(__name__)
 
+# The data dir, its logs/ and home/: others may pass (an app user reaches its own log folder and
+# HOME inside) but not list them; every file of the agent's own in them is 0600 (nodeagent.state).
+DATA_DIR_MODE = 0o711
 SIGNAL_POLL = 0.1   # seconds between looks at the stop flag set by a signal handler
 
 
-def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address="127.0.0.1", timings=Timings(),
+def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, address="127.0.0.1", timings=Timings(),
         app_users=None, stop=None):
     """Run the agent of node ``name`` until SIGINT (stop its instances, then return) or SIGTERM
     (return and leave them running for the next agent to adopt).
@@ -49,14 +58,23 @@ def run(*, name, reconcilers, data_dir, secret_file, images_dir, labels, address
     the first of them is honoured once the agent is up, after it adopted its
     instances.
 
+    ``secret_file``: the cluster key's path, for compatibility only; None (``corral up``, a
+    service unit) takes it from ``$CORRAL_SECRET_FILE`` (:func:`corral.wire.keys.key_path`),
+    so that it is on no command line.
+
     The caller has called ``corral.green.patch()`` before importing this module.
     """
-    os.makedirs(data_dir, exist_ok=True)
+    hide_process()
+    key = read_key(key_path(secret_file))
+    for folder in (data_dir, os.path.join(data_dir, "logs"), os.path.join(data_dir, "home")):
+        try:
+            private.tighten_dir(folder, DATA_DIR_MODE)
+        except PermissionError as e:  # not the folder's owner: say so, and go on as before
+            log.warning("could not take group and others' permissions from %s (%s)", folder, e.strerror)
     os.makedirs(images_dir, exist_ok=True)
     launcher = Launcher()
     if not launcher.become_subreaper():
         log.warning("could not become the reaper of orphaned processes; an instance's orphans may linger as zombies")
-    key = read_key(secret_file)
     who = users.choose(app_users, data_dir, images_dir, os.environ.get("HOME"))
     if who.reason:  # a warning where root was meant to isolate apps and cannot; else the chosen setup
         (log.warning if os.geteuid() == 0 and app_users is not False else log.info)("%s", who.reason)

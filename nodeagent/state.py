@@ -10,10 +10,15 @@ assignment, pid and start time, port, restart counts): what a restarted agent
 needs to adopt the instances it finds still running.
 
 Both are written atomically (temp file, fsync, rename, fsync of the folder): a
-crash or a full disk leaves the old file or the new one, never half.
+crash or a full disk leaves the old file or the new one, never half. Both are
+0600 (the table holds every instance's env, secrets included), written through
+a temporary name created with ``O_EXCL`` (:mod:`corral.private`); a file left
+looser by an older agent is tightened when it is read.
 """
 import json
 import os
+
+from corral import private
 
 STATE_FILE = "agent-state.json"
 TABLE_FILE = "instances.json"
@@ -35,6 +40,7 @@ def load_state(data_dir):
     """
     path = os.path.join(data_dir, STATE_FILE)
     try:
+        private.tighten_file(path)
         with open(path, encoding="utf-8") as f:
             state = json.load(f)
     except FileNotFoundError:
@@ -59,6 +65,7 @@ def load_table(data_dir):
     """
     path = os.path.join(data_dir, TABLE_FILE)
     try:
+        private.tighten_file(path)
         with open(path, encoding="utf-8") as f:
             table = json.load(f)
     except FileNotFoundError:
@@ -81,27 +88,13 @@ def save_table(data_dir, text):
 
 
 def write_atomic(path, text):
-    """Replace ``path`` with ``text``: temp file, fsync, rename, fsync of the folder.
+    """Replace ``path`` with ``text``, readable by the agent's user only (0600: the table holds
+    every app's env): a temporary file created exclusively under a random name, fsync, rename,
+    fsync of the folder (:func:`corral.private.write_private`).
 
     On any error (a full disk) the temp file is removed and the old file stays whole.
     """
-    folder = os.path.dirname(path) or "."
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    private.write_private(path, text)
 
 
 class EpochFence:

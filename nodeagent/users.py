@@ -143,7 +143,7 @@ class AppUsers:
         if entry.pw_uid == 0 or entry.pw_gid == 0:
             raise UserError(f"user {name} has uid {entry.pw_uid} and gid {entry.pw_gid}: an app never runs as root")
         home = os.path.join(self.home_root, name)
-        os.makedirs(self.home_root, mode=0o755, exist_ok=True)
+        os.makedirs(self.home_root, mode=0o711, exist_ok=True)  # passed to reach one's own, never listed
         os.makedirs(home, mode=0o700, exist_ok=True)
         st = os.stat(home)
         if (st.st_uid, st.st_gid) != (entry.pw_uid, entry.pw_gid):

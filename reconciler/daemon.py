@@ -33,7 +33,7 @@ from corral.auth import api_token
 from corral.settings import Timings
 from corral.store import Fenced, StoreError, open_store
 from corral.wire.bus import BusServer
-from corral.wire.keys import read_key
+from corral.wire.keys import hide_process, key_path, read_key, store_dsn as store_dsn_from
 from reconciler import views
 from reconciler.api import Api
 from reconciler.gitops.repo import GitRepos
@@ -94,10 +94,14 @@ def open_store_retrying(dsn, stop_after=60.0):
             eventlet.sleep(1.0)
 
 
-def run(*, store_dsn, api, bus, secret_file, name, timings=Timings()):
-    """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint."""
-    key = read_key(secret_file)
-    store = open_store_retrying(store_dsn)
+def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings()):
+    """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint.
+
+    The key's path and the store DSN come from the environment when not given
+    (:func:`corral.wire.keys.key_path`, :func:`corral.wire.keys.store_dsn`): never from argv."""
+    hide_process()
+    key = read_key(key_path(secret_file))
+    store = open_store_retrying(store_dsn_from(store_dsn))
     observed = Observed(started_at=time.time())
     kicks = eventlet.queue.LightQueue(maxsize=1)
     pending_events = collections.deque(maxlen=1000)   # instance events waiting for the store (leader only)

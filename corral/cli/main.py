@@ -17,6 +17,8 @@ import sys
 from corral.cli.verbs import EXAMPLE, VerbHelp, add_verb, nested
 
 OUTPUTS = ["table", "wide", "json", "yaml"]
+SECRET_HELP = ("the cluster key's file, for compatibility only: on the command line its path is readable by "
+               "every process of the machine; set CORRAL_SECRET_FILE instead (default /etc/corral/secret)")
 
 
 def _label(text):
@@ -71,6 +73,8 @@ def parser():
     g.add_argument("-o", "--output", choices=OUTPUTS, default="table",
                    help="table (default), wide (more columns), or the API's JSON or YAML (the stable contract)")
     g.add_argument("-w", "--watch", action="store_true", help="keep printing the list as it changes")
+    g.add_argument("--show-secrets", action="store_true",
+                   help="apps: show env values (by default each is <redacted sha256:...>, a digest of it)")
 
     s = add_verb(sub, "describe", "show an app's or a GitSource's spec, status and recent events",
                  ["corral describe app hello"])
@@ -145,20 +149,21 @@ def parser():
 
     r = add_verb(sub, "reconciler", "run one reconciler daemon: the API, and the control loop while it leads",
                  ["corral reconciler --store sqlite:///var/lib/corral/corral.db --api 0.0.0.0:7070 "
-                  "--bus tcp://0.0.0.0:7071 --secret-file /etc/corral/secret"])
-    r.add_argument("--store", required=True, metavar="DSN", help="the store DSN (sqlite:///PATH or postgresql://...)")
+                  "--bus tcp://0.0.0.0:7071"])
+    r.add_argument("--store", default=None, metavar="DSN",
+                   help="the store DSN (sqlite:///PATH or postgresql://...; default $CORRAL_STORE, "
+                        "which keeps a password off the command line)")
     r.add_argument("--api", default="127.0.0.1:7070", metavar="HOST:PORT",
                    help="where the API listens (default 127.0.0.1:7070)")
     r.add_argument("--bus", default="tcp://127.0.0.1:7071", metavar="tcp://HOST:PORT",
                    help="where the agents' bus listens (default tcp://127.0.0.1:7071)")
-    r.add_argument("--secret-file", required=True, metavar="FILE",
-                   help="the cluster key (messages are signed with it; the API token derives from it)")
+    r.add_argument("--secret-file", default=None, metavar="FILE", help=SECRET_HELP)
     r.add_argument("--name", default=None, help="its name in the lease and in events (default: --api)")
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
     n = add_verb(sub, "agent", "run one node agent daemon",
                  ["corral agent --name node-1 --reconciler tcp://10.0.0.1:7071 --reconciler tcp://10.0.0.2:7071 "
-                  "--data-dir /var/lib/corral/node --secret-file /etc/corral/secret"],
+                  "--data-dir /var/lib/corral/node"],
                  description="Run one node agent. SIGINT stops every instance of the node, then the agent; "
                              "SIGTERM (or SIGKILL) ends only the agent: the instances keep running and the "
                              "next agent on the same --data-dir adopts them.")
@@ -166,7 +171,7 @@ def parser():
     n.add_argument("--reconciler", action="append", required=True, metavar="tcp://HOST:PORT",
                    help="a reconciler's bus (repeatable: one for each reconciler)")
     n.add_argument("--data-dir", required=True, metavar="DIR", help="where the agent keeps its state and logs")
-    n.add_argument("--secret-file", required=True, metavar="FILE", help="the cluster key")
+    n.add_argument("--secret-file", default=None, metavar="FILE", help=SECRET_HELP)
     n.add_argument("--label", action="append", type=_label, default=[], metavar="KEY=VALUE",
                    help="a label of the node, for placement (repeatable)")
     n.add_argument("--labels-file", metavar="FILE", help="a YAML mapping of labels; --label wins over it")
@@ -179,14 +184,15 @@ def parser():
 
     b = add_verb(sub, "builder", "run one builder daemon: build jobs to virtualenv images, served over HTTP",
                  ["corral builder --store sqlite:///var/lib/corral/corral.db --listen 0.0.0.0:7072 "
-                  "--cache-dir /var/cache/corral --secret-file /etc/corral/secret"])
-    b.add_argument("--store", required=True, metavar="DSN", help="the store DSN, where build jobs are queued")
+                  "--cache-dir /var/cache/corral"])
+    b.add_argument("--store", default=None, metavar="DSN",
+                   help="the store DSN, where build jobs are queued (default $CORRAL_STORE)")
     b.add_argument("--listen", default="127.0.0.1:7072", metavar="HOST:PORT",
                    help="where images are served (default 127.0.0.1:7072)")
     b.add_argument("--cache-dir", required=True, metavar="DIR", help="where layers and wheel caches are kept")
     b.add_argument("--images-dir", default="/var/lib/corral/images", metavar="DIR",
                    help="where finished images are put (default /var/lib/corral/images)")
-    b.add_argument("--secret-file", required=True, metavar="FILE", help="the cluster key")
+    b.add_argument("--secret-file", default=None, metavar="FILE", help="not used (the builder needs no key)")
     b.add_argument("--name", default=None, help="its name in build records (default: --listen)")
     b.add_argument("--advertise", default=None, metavar="HOST:PORT",
                    help="the address agents fetch images from (default: --listen)")

@@ -24,8 +24,9 @@ import time
 import requests
 
 from corral.auth import api_token
+from corral.private import tighten_dir
 from corral.cli.client import Client, ClientError, write_config
-from corral.wire.keys import new_key_file, read_key
+from corral.wire.keys import ENV_VAR as SECRET_ENV, STORE_ENV_VAR as STORE_ENV, new_key_file, read_key
 from nodeagent.restart import Backoff, exit_message
 
 
@@ -35,29 +36,34 @@ def default_data_dir(environ=os.environ):
 
 
 def daemon_commands(args, data_dir, secret, store):
-    """``[(name, argv)]`` of every daemon of the cluster. Pure."""
+    """``[(name, argv, env)]`` of every daemon of the cluster: ``env`` holds what it must not be
+    given on its command line, which every process of the machine can read: the key's path
+    (``CORRAL_SECRET_FILE``, reconcilers and agents) and the store DSN (``CORRAL_STORE``, which
+    may carry a password; reconcilers and builder). Pure."""
     py = [sys.executable, "-m", "corral"]
     settings = ["--settings", args.settings] if args.settings else []
     images = os.path.join(data_dir, "images")
+    keyed = {SECRET_ENV: secret}
+    stored = {STORE_ENV: store}
     buses = []
     cmds = []
     for i in range(args.reconcilers):
         api = f"127.0.0.1:{args.base_port + 10 * i}"
         bus = f"tcp://127.0.0.1:{args.base_port + 10 * i + 1}"
         buses.append(bus)
-        cmds.append((f"reconciler-{i + 1}", py + ["reconciler", "--name", f"r{i + 1}", "--store", store,
-                                                 "--api", api, "--bus", bus, "--secret-file", secret] + settings))
-    cmds.append(("builder", py + ["builder", "--name", "b1", "--store", store,
+        cmds.append((f"reconciler-{i + 1}", py + ["reconciler", "--name", f"r{i + 1}",
+                                                 "--api", api, "--bus", bus] + settings, {**keyed, **stored}))
+    cmds.append(("builder", py + ["builder", "--name", "b1",
                                   "--listen", f"127.0.0.1:{args.base_port + 2}",
-                                  "--cache-dir", os.path.join(data_dir, "builder"), "--images-dir", images,
-                                  "--secret-file", secret] + settings))
+                                  "--cache-dir", os.path.join(data_dir, "builder"), "--images-dir", images]
+                 + settings, stored))
     for n in range(args.nodes):
         name = f"node-{n + 1}"
         argv = py + ["agent", "--name", name, "--data-dir", os.path.join(data_dir, "nodes", name),
-                     "--secret-file", secret, "--images-dir", images, "--label", f"corral.up/node={name}"]
+                     "--images-dir", images, "--label", f"corral.up/node={name}"]
         for bus in buses:
             argv += ["--reconciler", bus]
-        cmds.append((name, argv + settings))
+        cmds.append((name, argv + settings, keyed))
     return cmds
 
 
@@ -157,7 +163,9 @@ def up(args):
         raise ClientError("corral up needs at least one node and one reconciler")
     check_ports_free(listen_ports(args.base_port, args.reconcilers))
     data_dir = os.path.abspath(args.data_dir or default_data_dir())
-    os.makedirs(data_dir, exist_ok=True)
+    # The key and the SQLite store are 0600 in it; others may pass it (an app user reaches its
+    # logs and its image below) but not list it, and not even pass it when apps run as us anyway.
+    tighten_dir(data_dir, 0o711 if os.geteuid() == 0 else 0o700)
     secret = os.path.join(data_dir, "secret")
     if not os.path.exists(secret):
         new_key_file(secret)
@@ -170,11 +178,11 @@ def up(args):
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
     signal.signal(signal.SIGINT, lambda s, f: stopping.append(s))
     procs = {}   # daemon name -> its process
-    daemons = dict(daemon_commands(args, data_dir, secret, store))
+    daemons = {name: (argv, {**os.environ, **env}) for name, argv, env in daemon_commands(args, data_dir, secret, store)}
     try:
-        for name, argv in daemons.items():
+        for name, (argv, env) in daemons.items():
             # Own process groups: a Ctrl-C reaches `up` alone, which stops the daemons in order.
-            procs[name] = subprocess.Popen(argv, start_new_session=True)
+            procs[name] = subprocess.Popen(argv, env=env, start_new_session=True)
         _wait_healthy(urls, procs.items())
         print(f"corral is up: API {', '.join(urls)}; store {store}; data {data_dir}", flush=True)
         print(f"client config written to {config}; try `corral get nodes`", flush=True)
@@ -200,7 +208,8 @@ def up(args):
                     print(f"corral up: {name} {exit_message(p.returncode)}; starting it again in {delay:g}s",
                           file=sys.stderr, flush=True)
             for name in keeper.to_start(now):
-                procs[name] = subprocess.Popen(daemons[name], start_new_session=True)
+                argv, env = daemons[name]
+                procs[name] = subprocess.Popen(argv, env=env, start_new_session=True)
                 print(f"corral up: {name} started again (pid {procs[name].pid})", file=sys.stderr, flush=True)
             time.sleep(0.25)
     finally:

@@ -22,11 +22,13 @@ own counters stay right.
 """
 import base64
 import gzip
+import io
 import json
 import os
 import re
 import time
 
+from corral import private
 from corral.store.base import Conflict
 from corral.store.schema import MIGRATIONS, SCHEMA_VERSION
 from corral.store.sql import SQLStore
@@ -129,14 +131,21 @@ def file_name(doc: dict) -> str:
 
 
 def write(doc: dict, folder: str) -> str:
-    """Write the backup into ``folder`` (atomically: temporary file, then rename); return its path."""
-    os.makedirs(folder, exist_ok=True)
+    """Write the backup into ``folder`` (created 0700 when missing); return its path.
+
+    A backup holds every app's env, secrets included: the file is 0600, written under a
+    temporary name created exclusively (never a fixed name that another user could have
+    planted a link at), fsynced, then renamed into place (:func:`corral.private.replace_with`).
+    """
+    if not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
     path = os.path.join(folder, file_name(doc))
-    tmp = path + ".part"
-    with gzip.open(tmp, "wt", encoding="utf-8") as f:
-        json.dump(doc, f, separators=(",", ":"), ensure_ascii=False)
-    os.replace(tmp, path)
-    return path
+
+    def fill(raw):
+        with gzip.GzipFile(fileobj=raw, mode="wb") as gz, io.TextIOWrapper(gz, encoding="utf-8") as f:
+            json.dump(doc, f, separators=(",", ":"), ensure_ascii=False)
+
+    return private.replace_with(path, fill)
 
 
 def read(path: str) -> dict:

@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 
+from corral.private import tighten_file
 from corral.store.base import StoreError
 from corral.store.sql import Cursor, SQLStore
 
@@ -32,8 +33,23 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def private_db_file(path):
+    """Create the database file ``path`` 0600 when missing (SQLite would make it 0644), and take
+    group and others' permissions from it and its ``-wal`` and ``-shm`` when they have some."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass
+    for name in (path, path + "-wal", path + "-shm"):
+        tighten_file(name)
+
+
 class SQLiteStore(SQLStore):
-    """The Store in a SQLite file at ``path`` (its folder is created when missing).
+    """The Store in a SQLite file at ``path`` (its folder is created when missing, 0700).
+
+    The file is the whole cluster's state (every app's env, secrets included): it is
+    created 0600 before SQLite opens it, and a looser one is tightened, with its ``-wal`` and
+    ``-shm`` (which SQLite creates with the file's own mode).
 
     ``busy_timeout``: seconds a write waits for another process's write lock
     before it fails with StoreError.
@@ -45,7 +61,9 @@ class SQLiteStore(SQLStore):
         self.path = path
         self.busy_timeout = busy_timeout
         parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+        private_db_file(path)
         self._lock = threading.Lock()
         self._conn = None
 

@@ -7,13 +7,28 @@ Permissions: a key file that group or others may read is accepted with a
 warning, not refused. Deployments often give a service group read access
 (``0640 root:corral``); refusing would push people to run daemons as root.
 The files this module writes are always ``0600``.
+
+Where a daemon finds it (:func:`key_path`): ``$CORRAL_SECRET_FILE``, else
+``/etc/corral/secret``; ``--secret-file`` still works but puts the path on the
+command line, where any process of the machine reads it (``/proc/PID/cmdline``),
+so ``corral up`` never uses it. The daemon removes the variable from its own
+environment once read, so that nothing it starts inherits it, and makes itself
+non-dumpable (:func:`hide_process`), so that a process of its own uid cannot
+read its memory or its ``/proc/PID/environ``.
 """
+import ctypes
+import ctypes.util
 import logging
 import os
 import stat
 import tempfile
 
 log = logging.getLogger(__name__)
+
+ENV_VAR = "CORRAL_SECRET_FILE"
+DEFAULT_PATH = "/etc/corral/secret"
+STORE_ENV_VAR = "CORRAL_STORE"   # a store DSN may hold a password: it is taken from here, not argv
+PR_SET_DUMPABLE = 4   # prctl(2)
 
 KEY_BYTES = 32
 MAX_FILE_BYTES = 4096  # a key file is one line; anything bigger is the wrong file
@@ -85,3 +100,43 @@ def read_key(path) -> bytes:
         log.warning("key file %s may be read by group or others (mode %o); chmod 600 it unless that is meant",
                     path, stat.S_IMODE(mode))
     return key
+
+
+def key_path(given=None, environ=os.environ, default=DEFAULT_PATH):
+    """The path of the cluster key a daemon reads: ``given`` (``--secret-file``, kept for
+    compatibility), else ``$CORRAL_SECRET_FILE``, else ``default`` when it exists.
+
+    The variable is removed from ``environ`` either way, so that no process the daemon
+    starts (an app, a build) inherits it. Raises FileNotFoundError naming all three when
+    none holds.
+    """
+    from_env = environ.pop(ENV_VAR, None)
+    path = given or from_env or (default if default and os.path.exists(default) else None)
+    if not path:
+        raise FileNotFoundError(f"no cluster key: set {ENV_VAR} to the key file's path "
+                                f"(or put it at {default})")
+    return os.fspath(path)
+
+
+def store_dsn(given=None, environ=os.environ):
+    """The store DSN a daemon opens: ``given`` (``--store``), else ``$CORRAL_STORE``, which is
+    removed from ``environ`` either way (a PostgreSQL DSN may carry a password, which must be
+    neither on the command line nor inherited). Raises ValueError when neither is set."""
+    from_env = environ.pop(STORE_ENV_VAR, None)
+    if not (given or from_env):
+        raise ValueError(f"no store: give --store or set {STORE_ENV_VAR} (sqlite:///PATH or postgresql://...)")
+    return given or from_env
+
+
+def hide_process():
+    """Make this process non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``): processes of the same uid
+    can then read neither its memory nor its ``/proc/PID/environ`` (the key, the token, a store
+    password), and no core file is written. Returns whether the kernel agreed."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        ok = libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        ok = False
+    if not ok:
+        log.warning("could not make this process non-dumpable: processes of its user may read its memory")
+    return ok
