@@ -32,6 +32,7 @@ import re
 import yaml
 
 from corral.auth import token_matches
+from corral.secrets import redact_spec
 from corral.source import gunzip_source
 from corral.spec import SpecError, validate_document
 from corral.store import StoreError, jsonable  # noqa: F401
@@ -174,8 +175,9 @@ class Api:
         for d in docs:
             source = d.get("kind") == "GitSource"
             rec = (self.store.get_gitsource if source else self.store.get_app)(d["name"])
-            old = "" if rec is None else _diffable(rec.labels, rec.spec, None if source else rec.source_digest)
-            new = _diffable(d["labels"], d["spec"], d.get("source_digest"))
+            old = "" if rec is None else _diffable(rec.labels, redact_spec(rec.spec),
+                                                   None if source else rec.source_digest)
+            new = _diffable(d["labels"], redact_spec(d["spec"]), d.get("source_digest"))
             text = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
                                                 f"live/{d['name']}", f"applied/{d['name']}"))
             action = "created" if rec is None else ("unchanged" if not text else "configured")
@@ -185,13 +187,14 @@ class Api:
         return 200, {"diffs": out}
 
     def list_apps(self, environ, query):
-        return 200, [views.app_json(r) for r in self.store.list_apps()]
+        shown = _show_secrets(query)
+        return 200, [views.app_json(r, shown) for r in self.store.list_apps()]
 
     def get_app(self, environ, query, name):
         rec = self.store.get_app(name)
         if rec is None:
             raise HttpError(404, f"app {name!r} not found")
-        return 200, views.app_json(rec)
+        return 200, views.app_json(rec, _show_secrets(query))
 
     def delete_app(self, environ, query, name):
         if not self.store.mark_app_deleting(name, actor=environ.get("HTTP_X_CORRAL_ACTOR") or "cli"):
@@ -252,6 +255,11 @@ class Api:
 def _diffable(labels, spec, source_digest):
     return yaml.safe_dump({"metadata": {"labels": labels}, "spec": spec, "source": source_digest},
                           sort_keys=True, default_flow_style=False)
+
+
+def _show_secrets(query):
+    """Whether the request asked for secret values (``?showSecrets=true``) instead of redactions."""
+    return query.get("showSecrets", "").lower() in ("1", "true", "yes")
 
 
 def _query(environ):

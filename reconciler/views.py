@@ -9,6 +9,7 @@ nothing running is ever hidden.
 """
 import datetime
 
+from corral.secrets import redact_spec
 from reconciler.model import LOST, UNREACHABLE
 
 
@@ -19,8 +20,8 @@ def iso(ts):
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def app_json(rec):
-    """One app as `get apps -o json` shows it."""
+def app_json(rec, show_secrets=False):
+    """One app as `get apps -o json` shows it: its env values redacted unless ``show_secrets``."""
     st = rec.status or {}
     return {
         "name": rec.name,
@@ -38,7 +39,7 @@ def app_json(rec):
         "deleting": rec.deleting,
         "source": rec.source_digest,
         "owner": rec.owner,
-        "spec": rec.spec,
+        "spec": rec.spec if show_secrets else redact_spec(rec.spec),
         "created_at": iso(rec.created_at),
         "updated_at": iso(rec.updated_at),
     }
@@ -114,6 +115,7 @@ def nodes_json(views, stored, reports, desired, last_seen):
             },
             "instances": len(rows),
             "conditions": node.get("conditions", []),
+            "isolation": node.get("isolation"),   # the condition Isolation; None until the node reports it
             "load": node.get("load"),
             "version": node.get("version"),
             "agent_started": iso(rep.started_at) if rep else None,   # a restarted agent shows a later one

@@ -164,10 +164,10 @@ def cmd_diff(args, client):
     return 1 if changed else 0
 
 
-def _fetch(client, resource, name):
+def _fetch(client, resource, name, show_secrets=False):
+    params = {"showSecrets": "true"} if show_secrets and resource == "apps" else {}
     if resource == "apps" and name:
-        return client.get(f"/v1/apps/{name}")
-    params = {}
+        return client.get(f"/v1/apps/{name}", params=params)
     if resource == "events" and name:
         params = {"name": name}
     items = client.get(f"/v1/{resource}", params=params)
@@ -186,7 +186,7 @@ def cmd_get(args, client):
         raise ClientError(f"unknown resource {args.resource!r}; one of apps, instances, nodes, builds, events")
     last = None
     while True:
-        text = render(resource, _fetch(client, resource, args.name), args.output)
+        text = render(resource, _fetch(client, resource, args.name, args.show_secrets), args.output)
         if text != last:
             print(text, flush=True)
             last = text

@@ -14,6 +14,7 @@ like drift.
 import dataclasses
 from typing import Optional
 
+from corral.secrets import is_secret, redact
 from corral.spec.model import field_text, show
 from corral.store.base import owner_source
 
@@ -99,16 +100,22 @@ def differences(live, wanted, prefix=()):
     if isinstance(live, dict) and isinstance(wanted, dict):
         out = []
         for key in sorted(set(live) | set(wanted), key=str):
+            shown = _shown_secret if is_secret(prefix + (key,)) else show
             if key not in live:
-                out.append(f"{field_text(prefix + (key,))}: live absent, git {show(wanted[key])}")
+                out.append(f"{field_text(prefix + (key,))}: live absent, git {shown(wanted[key])}")
             elif key not in wanted:
-                out.append(f"{field_text(prefix + (key,))}: live {show(live[key])}, git absent")
+                out.append(f"{field_text(prefix + (key,))}: live {shown(live[key])}, git absent")
             else:
                 out.extend(differences(live[key], wanted[key], prefix + (key,)))
         return out
     if live == wanted and type(live) is type(wanted):
         return []
-    return [f"{field_text(prefix) or 'value'}: live {show(live)}, git {show(wanted)}"]
+    shown = _shown_secret if is_secret(prefix) else show
+    return [f"{field_text(prefix) or 'value'}: live {shown(live)}, git {shown(wanted)}"]
+
+
+def _shown_secret(value):
+    return "absent" if value is None else redact(value)
 
 
 def app_differences(live, wanted):
