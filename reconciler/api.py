@@ -37,6 +37,7 @@ from corral.source import gunzip_source
 from corral.spec import SpecError, validate_document
 from corral.store import StoreError, jsonable  # noqa: F401
 from reconciler import views
+from reconciler.actor import actor
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.rollout_api import RolloutRoutes
 from reconciler.streams import StreamRoutes, Streaming
@@ -160,8 +161,7 @@ class Api:
 
     def apply(self, environ, query):
         docs, dry_run = self._documents(environ)
-        actor = environ.get("HTTP_X_CORRAL_ACTOR") or "cli"
-        results = self.store.apply_apps([d for d in docs if d.get("kind") != "GitSource"], actor=actor,
+        results = self.store.apply_apps([d for d in docs if d.get("kind") != "GitSource"], actor=actor(environ),
                                         dry_run=dry_run,
                                         gitsources=[d for d in docs if d.get("kind") == "GitSource"])
         if not dry_run and any(r.action != "unchanged" for r in results):
@@ -197,7 +197,7 @@ class Api:
         return 200, views.app_json(rec, _show_secrets(query))
 
     def delete_app(self, environ, query, name):
-        if not self.store.mark_app_deleting(name, actor=environ.get("HTTP_X_CORRAL_ACTOR") or "cli"):
+        if not self.store.mark_app_deleting(name, actor=actor(environ)):
             raise HttpError(404, f"app {name!r} not found")
         self.kick(name)
         return 202, {"name": name, "deleting": True}

@@ -6,6 +6,7 @@ Routes::
     POST   /v1/apps/NAME/undo              {"toRevision": N | null}: back to an earlier revision
     POST   /v1/nodes/NAME/drain            cordon, and move its instances off within each app's limits
 """
+from reconciler.actor import actor
 from reconciler.history import UndoError, pick_target, revision_json, undo_document
 
 
@@ -49,11 +50,11 @@ class RolloutRoutes:
             raise self.http_error(400, f"app {name!r}: {e}")
         if not self.store.has_source(target.source_digest):
             raise self.http_error(409, f"app {name!r}: the source of revision {target.revision} is no longer stored")
-        actor = environ.get("HTTP_X_CORRAL_ACTOR") or "cli"
-        result = self.store.apply_apps([undo_document(rec, target)], actor=f"{actor} (rollout undo)")[0]
+        who = actor(environ)
+        result = self.store.apply_apps([undo_document(rec, target)], actor=f"{who} (rollout undo)")[0]
         self.store.add_event("app", name, "RolloutUndo",
                              f"rolled back to the spec of revision {target.revision} (generation {result.generation})",
-                             actor)
+                             who)
         self.kick(name)
         return 200, {"name": name, "toRevision": target.revision, "action": result.action,
                      "generation": result.generation}
@@ -63,7 +64,7 @@ class RolloutRoutes:
             raise self.http_error(404, f"node {name!r} not found")
         self.store.add_event("node", name, "Draining",
                              f"node {name} cordoned; its instances move off within each app's maxUnavailable",
-                             environ.get("HTTP_X_CORRAL_ACTOR") or "cli")
+                             actor(environ))
         self.kick()
         return 200, {"name": name, "cordoned": True, "draining": True}
 

@@ -33,6 +33,8 @@ import uuid
 import eventlet
 import eventlet.queue
 
+from reconciler.actor import actor
+
 log = logging.getLogger(__name__)
 
 WINDOW = 8            # chunks in flight per stream, each way
@@ -302,10 +304,10 @@ class StreamRoutes:
             if isinstance(req.get(k), int) and 0 < req[k] <= 10000:
                 body[k] = req[k]
         session = self._open(inst, "exec_open", body, "exec")
-        actor = environ.get("HTTP_X_CORRAL_ACTOR") or "cli"
+        who = actor(environ)
         command = " ".join(argv)[:500]
-        self._audit(inst, "Exec", f"{actor} ran {command!r} in instance {inst['id']} on node {inst['node']}", actor)
-        return 200, Streaming(self.relay, session, self._exec_items(session, inst, command, actor))
+        self._audit(inst, "Exec", f"{who} ran {command!r} in instance {inst['id']} on node {inst['node']}", who)
+        return 200, Streaming(self.relay, session, self._exec_items(session, inst, command, who))
 
     def _exec_items(self, session, inst, command, actor):
         yield {"started": {"session": session.id, "instance": inst["id"], "node": inst["node"]}}

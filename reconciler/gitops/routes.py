@@ -11,6 +11,7 @@ import hashlib
 import hmac
 
 from reconciler import views
+from reconciler.actor import actor
 
 
 def webhook_token(api_token, name):
@@ -84,7 +85,7 @@ class GitSourceRoutes:
         cascade = query.get("cascade", "false")
         if cascade not in ("true", "false"):
             return 400, {"error": f"cascade={cascade!r}: say true or false"}
-        apps = self.store.delete_gitsource(name, cascade == "true", actor=environ.get("HTTP_X_CORRAL_ACTOR") or "cli")
+        apps = self.store.delete_gitsource(name, cascade == "true", actor=actor(environ))
         if apps is None:
             return 404, {"error": f"gitsource {name!r} not found"}
         if cascade == "true" and apps:
