@@ -20,6 +20,7 @@ import eventlet
 import eventlet.queue
 
 import corral
+from corral import names
 from nodeagent import disk, facts, retention, users as app_users
 from nodeagent.diff import diff
 from nodeagent.environ import base_env
@@ -64,10 +65,17 @@ class Agent:
         self.capture = capture
         self.bus_stats = bus_stats
         self.clock = clock
-        self.records = load_table(data_dir)
+        self.records = {}
+        for iid, record in load_table(data_dir).items():
+            bad = names.bad_instance_id(iid) or names.bad_assignment(record.get("assignment"))
+            if bad:  # never from this agent; a path would be built from it
+                log.error("ignored a record of the instance table: %s", bad)
+            else:
+                self.records[iid] = record
         self.instances = {}
         self.assigned = [r["assignment"] for r in self.records.values() if not r.get("stopping")]
-        self.counters = {"assign_accepted": 0, "assign_stale": 0, "assign_other_node": 0, "reports_sent": 0}
+        self.counters = {"assign_accepted": 0, "assign_stale": 0, "assign_other_node": 0, "bad_id": 0,
+                         "reports_sent": 0}
         self.inbox = eventlet.queue.LightQueue()
         self.changed = Wakeup()
         self.exits = ExitWatch()
@@ -153,8 +161,15 @@ class Agent:
     # -- the control loop -----------------------------------------------------
 
     def accept(self, msg):
-        """Decide one assign: True when it is for this node and not fenced off (then it is the latest)."""
+        """Decide one assign: True when it is for this node, every id in it fits its pattern
+        (:func:`corral.names.bad_assignment`: a path is built from each) and it is not fenced off;
+        then it is the latest. A bad id refuses the whole assign, counted as ``bad_id``."""
         body = msg.body
+        bad = next(filter(None, map(names.bad_assignment, body["instances"])), None)
+        if bad:
+            self.counters["bad_id"] += 1
+            log.warning("refused an assign from %s: %s", msg.sender, bad)
+            return False
         if body["node"] != self.name:
             self.counters["assign_other_node"] += 1
             log.warning("ignored an assign for node %r from %s: this node is %r", body["node"], msg.sender, self.name)
@@ -208,13 +223,20 @@ class Agent:
         if self.memory is None or not self.memory.enforced:
             out.append("MemoryLimitsNotEnforced")  # the reason is in the agent's log
         if not self.users.separate:
-            out.append(app_users.CONDITION)
+            out.append(app_users.CONDITION)  # the old name of Isolation=False, kept for its readers
         return out
+
+    def isolation(self):
+        """The node condition ``Isolation`` (:func:`nodeagent.users.isolation`): whether apps run as
+        their own users, and if not, why."""
+        if self.users.separate:
+            return app_users.isolation(None, None)
+        return app_users.isolation(getattr(self.users, "code", None) or "AppUsersOff", self.users.reason)
 
     def rejected(self):
         """Messages dropped, by reason: the bus's (signature, replay, schema, ...) and the agent's own."""
         out = dict(self.bus_stats().get("rejected", {}))
-        for reason in ("assign_stale", "assign_other_node"):
+        for reason in ("assign_stale", "assign_other_node", "bad_id"):
             if self.counters[reason]:
                 out[reason] = self.counters[reason]
         return out
@@ -229,7 +251,8 @@ class Agent:
         capacity = facts.capacity(self.data_dir)
         return {
             "node": {"name": self.name, "address": self.address, "labels": self.labels,
-                     "capacity": capacity, "conditions": self.conditions(capacity), "load": facts.load(),
+                     "capacity": capacity, "conditions": self.conditions(capacity), "isolation": self.isolation(),
+                     "load": facts.load(),
                      "version": corral.__version__, "rejected_messages": self.rejected()},
             "epoch_seen": self.fence.highest,
             "started_at": self.started_at,

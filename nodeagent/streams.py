@@ -25,6 +25,7 @@ import time
 import eventlet
 import eventlet.queue
 
+from corral import names
 from nodeagent import logs
 from nodeagent.instance import Wakeup
 
@@ -174,6 +175,14 @@ class Streams:
             if sid in self.channels:
                 return  # a repeated open
             channel = Channel(sid, endpoint, body["window"], self.reply, self.clock, self.idle_timeout)
+            bad = names.bad_instance_id(body["instance"])
+            if bad:  # a log folder's path would be built from it: refused and counted
+                counters = getattr(self.agent, "counters", None)
+                if counters is not None:
+                    counters["bad_id"] = counters.get("bad_id", 0) + 1
+                log.warning("refused a %s from %s: %s", msg.type, getattr(msg, "sender", "?"), bad)
+                eventlet.spawn(channel.end, f"node {self.agent.name} refused it: {bad}", True)
+                return
             if len(self.channels) >= MAX_STREAMS:
                 eventlet.spawn(channel.end, f"node {self.agent.name} has {MAX_STREAMS} streams open already; "
                                             "try again when one ends", True)

@@ -15,7 +15,12 @@ are always set in the instance's environment, so that the app's own
 ``getpass.getuser()`` does not fail either (the uid's number stands in for a
 missing name).
 
-Decisions are pure functions (:func:`user_name`, :func:`decide`,
+What the node provides is its condition ``Isolation`` (:func:`isolation`): True
+when apps run as their own users, else False with the reason; where apps share
+the agent's uid an app can read every file of that uid (the key's file, the
+instance table), so the node says so rather than imply otherwise.
+
+Decisions are pure functions (:func:`user_name`, :func:`decide`, :func:`isolation`,
 :func:`corral.reach.denied`); :class:`AppUsers` and :func:`corral.reach.path_entries` do the I/O.
 """
 import dataclasses
@@ -32,9 +37,13 @@ from corral.reach import denied, path_entries  # noqa: F401 (the walk is shared 
 PREFIX = "corral-"
 MAX_NAME = 32           # useradd's limit on a user name
 NOLOGIN = "/usr/sbin/nologin"
-CONDITION = "AppUsersNotEnforced"
+CONDITION = "AppUsersNotEnforced"   # the old name of Isolation=False, still in a report's conditions
+ISOLATION = "Isolation"
+HASHED_MARK = "_"      # only in hashed names: a DNS label never holds it
+HASHED_DIGITS = 16     # hex digits of the sha256 in a hashed name
 
-_VALID = re.compile(r"^[a-z][a-z0-9-]*$")
+_VERBATIM = re.compile(r"^[a-z][a-z0-9-]*$")   # names used as they are: never a HASHED_MARK
+_VALID = re.compile(r"^[a-z_][a-z0-9_-]*$")     # every name this module makes (useradd accepts it)
 
 
 class UserError(Exception):
@@ -57,17 +66,34 @@ class Identity:
 
 def user_name(app):
     """The system user of ``app`` (pure): ``corral-<app>`` when that is a valid name of at most
-    :data:`MAX_NAME` characters, else a stable short form with a digest of the whole name.
+    :data:`MAX_NAME` characters, else ``corral-<up to 8 characters of the app>_<16 hex digits of
+    the sha256 of the whole name>``.
 
     ``hello`` -> ``corral-hello``; a 63-character DNS label ``a-very-long-...`` ->
-    ``corral-a-very-long-name-1f2e3d4c`` (16 characters of the app, ``-``, 8 hex digits).
+    ``corral-a-very-l_1f2e3d4c5b6a7980``. Collision-free by construction between the two
+    forms: a name used verbatim holds no ``_`` (app names are DNS labels, and anything else
+    is hashed), a hashed one always does, so no app's verbatim name can equal another's hashed
+    one (as ``abcdefghijklmnop-1f2e3d4c`` could equal the old hashed form of a long name). Two
+    hashed names are equal only if 64 bits of their sha256 are.
     """
-    if _VALID.match(PREFIX + app) and len(PREFIX + app) <= MAX_NAME:
+    if _VERBATIM.match(PREFIX + app) and len(PREFIX + app) <= MAX_NAME:
         return PREFIX + app
     clean = re.sub(r"[^a-z0-9-]+", "-", app.lower())
-    digest = hashlib.sha256(app.encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha256(app.encode("utf-8")).hexdigest()[:HASHED_DIGITS]
     keep = clean[:MAX_NAME - len(PREFIX) - 1 - len(digest)].strip("-")
-    return f"{PREFIX}{keep}-{digest}" if keep else f"{PREFIX}{digest}"
+    return f"{PREFIX}{keep}{HASHED_MARK}{digest}"
+
+
+def _decision(wanted, is_root, blocked):
+    """``(reason code, sentence)`` of why apps share the agent's user, or ``(None, None)`` (pure)."""
+    if wanted is False:
+        return "AppUsersOff", "apps run as the agent's user: app users are turned off (--no-app-users)"
+    if not is_root:
+        return "AgentNotRoot", "apps run as the agent's user: the agent does not run as root"
+    if blocked:
+        return "FolderNotPassable", (f"apps run as the agent's user: {blocked} cannot be passed by other users, "
+                                     "so an app user could not reach its logs or its image")
+    return None, None
 
 
 def decide(wanted, is_root, blocked):
@@ -76,14 +102,20 @@ def decide(wanted, is_root, blocked):
     ``wanted`` is the setting: None (on when root), True or False;
     ``blocked`` a folder the agent needs other users to reach and they cannot, or None.
     """
-    if wanted is False:
-        return False, "apps run as the agent's user: app users are turned off (--no-app-users)"
-    if not is_root:
-        return False, "apps run as the agent's user: the agent does not run as root"
-    if blocked:
-        return False, (f"apps run as the agent's user: {blocked} cannot be passed by other users, "
-                       "so an app user could not reach its logs or its image")
-    return True, None
+    code, reason = _decision(wanted, is_root, blocked)
+    return code is None, reason
+
+
+def isolation(code, reason):
+    """The node condition ``Isolation`` (pure): ``{"type", "status", "reason", "message"}``,
+    status ``"True"`` when each app runs as its own user (``code`` None), else ``"False"`` with
+    ``code`` (``AgentNotRoot``, ``AppUsersOff``, ``FolderNotPassable``) and the sentence."""
+    if code is None:
+        return {"type": ISOLATION, "status": "True", "reason": "AppUsers",
+                "message": "each app runs as its own system user; file modes keep the agent's state, "
+                           "the key and other apps' files from it"}
+    return {"type": ISOLATION, "status": "False", "reason": code,
+            "message": f"{reason}: an app can read and signal the agent and every other app"}
 
 
 def blocked_for_others(paths):
@@ -111,6 +143,7 @@ class AppUsers:
 
     separate = True
     reason = None
+    code = None
 
     def __init__(self, data_dir, run=subprocess.run):
         self.home_root = os.path.join(data_dir, "home")
@@ -165,10 +198,11 @@ class OwnUser:
 
     separate = False
 
-    def __init__(self, data_dir, home_env, reason="apps run as the agent's user"):
+    def __init__(self, data_dir, home_env, reason="apps run as the agent's user", code="AppUsersOff"):
         self.data_dir = data_dir
         self.home_env = home_env
         self.reason = reason
+        self.code = code
 
     def identity(self, app):
         """The agent's own :class:`Identity` (the same for every app)."""
@@ -190,5 +224,5 @@ def choose(wanted, data_dir, images_dir, home_env):
     :class:`OwnUser`, whose ``reason`` says why."""
     is_root = os.geteuid() == 0
     blocked = blocked_for_others([data_dir, images_dir]) if is_root and wanted is not False else None
-    on, reason = decide(wanted, is_root, blocked)
-    return AppUsers(data_dir) if on else OwnUser(data_dir, home_env, reason)
+    code, reason = _decision(wanted, is_root, blocked)
+    return AppUsers(data_dir) if code is None else OwnUser(data_dir, home_env, reason, code)

@@ -64,6 +64,8 @@ COLUMNS = {
                ("INSTANCES", lambda n: str(n.get("instances", 0))),
                ("CPU", lambda n: f"{n['allocated'].get('cpu', 0):g}/{n['capacity'].get('cpu', 0):g}"),
                ("MEMORY", lambda n: f"{_mem(n['allocated'].get('memory'))}/{_mem(n['capacity'].get('memory'))}"),
+               ("ISOLATION", lambda n: _cond({"conditions": [n["isolation"]] if n.get("isolation") else []},
+                                             "Isolation")),
                ("LAST-SEEN", lambda n: age(n.get("last_seen")))],
               [("LABELS", lambda n: ",".join(f"{k}={v}" for k, v in sorted((n.get("labels") or {}).items())) or "-")]),
     "builds": ([("ID", lambda b: str(b["id"])),
