@@ -11,6 +11,7 @@ import os
 import subprocess
 import tempfile
 
+from corral.secrets import redact_urls
 from corral.untar import UnsafeArchive, unpack
 
 DEFAULT_REF = "HEAD"
@@ -19,7 +20,11 @@ _SAFE = ["-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null"]
 
 
 class GitSourceError(Exception):
-    """A git source could not be fetched or exported; the message is one sentence."""
+    """A git source could not be fetched or exported; the message is one sentence, credentials in
+    URLs redacted."""
+
+    def __init__(self, message):
+        super().__init__(redact_urls(message))
 
 
 def _git(args, what, timeout, cwd=None):

@@ -7,8 +7,15 @@ digits of the value's sha256, so that a change still shows without the value
 (a short digest: a value as guessable as ``true`` can still be guessed from
 it; the point is that no terminal, log or screenshot carries a secret).
 The names stay visible. ``get ... --show-secrets`` asks for the values.
+
+Credentials in URLs (``https://user:token@host/repo.git``, or a token as the
+user name) are shown as ``https://<redacted>@host/repo.git`` wherever a git
+URL is shown: GitSource JSON, sync errors, events and logs.
 """
 import hashlib
+import re
+
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 SECRET_FIELDS = (("spec", "env"),)   # mappings whose values are secrets, by their path in an app
 
@@ -28,3 +35,8 @@ def redact_spec(spec):
     if not isinstance(spec, dict) or not isinstance(spec.get("env"), dict):
         return spec
     return {**spec, "env": {name: redact(value) for name, value in spec["env"].items()}}
+
+
+def redact_urls(text):
+    """``text`` with the user information (user names, passwords, tokens) of every URL in it redacted."""
+    return _USERINFO.sub(r"\g<scheme><redacted>@", text) if isinstance(text, str) else text

@@ -8,11 +8,15 @@ import hashlib
 import os
 import subprocess
 
+from corral.secrets import redact_urls
 from corral.untar import UnsafeArchive, unpack
 
 
 class GitError(Exception):
-    """A git command failed or timed out; the message is one sentence."""
+    """A git command failed or timed out; the message is one sentence, credentials in URLs redacted."""
+
+    def __init__(self, message):
+        super().__init__(redact_urls(message))
 
 
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "LC_ALL": "C",

@@ -10,6 +10,7 @@ as GitHub does (``X-Hub-Signature-256: sha256=<hmac>``).
 import hashlib
 import hmac
 
+from corral.secrets import redact_urls
 from reconciler import views
 from reconciler.actor import actor
 
@@ -37,10 +38,11 @@ def gitsource_json(rec, api_token=None):
     st = rec.status or {}
     apps = st.get("apps", [])
     out = {
-        "name": rec.name, "labels": rec.labels, "generation": rec.generation, "spec": rec.spec,
-        "url": rec.spec["url"], "branch": rec.spec["branch"], "path": rec.spec["path"],
+        "name": rec.name, "labels": rec.labels, "generation": rec.generation,
+        "spec": dict(rec.spec, url=redact_urls(rec.spec["url"])),
+        "url": redact_urls(rec.spec["url"]), "branch": rec.spec["branch"], "path": rec.spec["path"],
         "fetchedCommit": st.get("fetchedCommit"), "syncedCommit": st.get("syncedCommit"),
-        "lastError": st.get("lastError"), "lastErrorAt": views.iso(st.get("lastErrorAt")),
+        "lastError": redact_urls(st.get("lastError")), "lastErrorAt": views.iso(st.get("lastErrorAt")),
         "lastAttempt": views.iso(st.get("lastAttempt")), "lastSynced": views.iso(st.get("lastSynced")),
         "syncRequestedAt": views.iso(rec.sync_requested_at),
         "handledRequestAt": st.get("handledRequest"),  # the store's time of the last request synced
