@@ -3,10 +3,13 @@
 The command gets what the instance's own process gets: the environment built
 by :func:`nodeagent.environ.instance_env` (spec env, ``PORT``, ``CORRAL_*``,
 the virtualenv first on ``PATH``, ``USER``/``HOME`` of its user), the app's
-code as working directory, and the user and group that the instance's
-process runs as (its real ids, read from ``/proc/<pid>/status``: the owner
-of ``/proc/<pid>`` is root for a process that changed its user, and a uid
-need not have a name).
+code as working directory, and the instance's identity as the agent knows it
+(:attr:`Instance.identity`, the app's user: never read from ``/proc``, which
+a process that just exited no longer answers): no supplementary groups,
+``no_new_privs``, the instance's cgroup when it has one
+(:func:`nodeagent.identity.for_instance`). When apps have users of their own
+and the instance's is not known (a process adopted by an agent that has not
+read its spec again yet), the session is refused: it never runs as the agent.
 
 With ``tty`` it runs in a new session on a fresh pty (the pty is its
 controlling terminal, so Ctrl-C typed by the user reaches it as SIGINT, and a
@@ -26,12 +29,11 @@ import signal
 import struct
 import subprocess
 import termios
-import warnings
 
 import eventlet
 
 from corral import images as image_layout
-from nodeagent import environ
+from nodeagent import environ, identity
 from nodeagent.fdio import close_fd as _close, read_some, write_all
 
 log = logging.getLogger(__name__)
@@ -62,20 +64,6 @@ def exec_context(inst, *, base_env, images_dir, node):
     return env, cwd
 
 
-def owner_of(pid, proc_root="/proc"):
-    """``(uid, gid)`` that process ``pid`` runs as (its real ids), or None when it is gone."""
-    try:
-        with open(f"{proc_root}/{pid}/status", encoding="ascii", errors="replace") as f:
-            ids = {}
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("Uid", "Gid"):
-                    ids[key] = int(rest.split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return (ids["Uid"], ids["Gid"]) if len(ids) == 2 else None
-
-
 def resolve_program(argv, env, cwd):
     """``argv`` with its program found as the instance would find it: on the instance's
     PATH, or relative to its code when it names a path. ExecError when not found."""
@@ -100,21 +88,16 @@ def _take_controlling_tty():  # runs in the child, after setsid(): stdin is the 
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def spawn(argv, env, cwd, *, tty, rows=24, cols=80, user=None):
-    """Start the command; returns ``(proc, fds)`` where ``fds`` maps ``"in"``, ``"out"`` and
-    (pipes only) ``"err"`` to this end's file descriptors (non-blocking). Raises OSError."""
-    ids = {}
-    if user is not None and user != (os.getuid(), os.getgid()):
-        ids = {"user": user[0], "group": user[1], "extra_groups": []}
+def spawn(argv, env, cwd, *, tty, run_as, rows=24, cols=80):
+    """Start the command as ``run_as`` (:class:`nodeagent.identity.RunAs`) in a session of its own;
+    returns ``(proc, fds)`` where ``fds`` maps ``"in"``, ``"out"`` and (pipes only) ``"err"`` to
+    this end's file descriptors (non-blocking). Raises OSError."""
     if tty:
         master, slave = pty.openpty()
         try:
             set_winsize(slave, rows, cols)
-            with warnings.catch_warnings():  # eventlet warns of any fork; the child execs at once
-                warnings.filterwarnings("ignore", message="Using fork", category=DeprecationWarning)
-                proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
-                                        start_new_session=True, preexec_fn=_take_controlling_tty,
-                                        close_fds=True, **ids)
+            proc = identity.start(argv, run_as, then=_take_controlling_tty, env=env, cwd=cwd,
+                                  stdin=slave, stdout=slave, stderr=slave)
         except BaseException:
             os.close(master)
             raise
@@ -122,8 +105,8 @@ def spawn(argv, env, cwd, *, tty, rows=24, cols=80, user=None):
             os.close(slave)
         os.set_blocking(master, False)
         return proc, {"in": master, "out": master}
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, close_fds=True, **ids)
+    proc = identity.start(argv, run_as, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
     fds = {"in": os.dup(proc.stdin.fileno()), "out": os.dup(proc.stdout.fileno()), "err": os.dup(proc.stderr.fileno())}
     for f in (proc.stdin, proc.stdout, proc.stderr):
         f.close()
@@ -219,9 +202,12 @@ def run_exec(channel, agent, body):
     try:
         env, cwd = exec_context(inst, base_env=agent.base_env, images_dir=agent.images.images_dir, node=agent.name)
         argv = resolve_program(body["argv"], env, cwd)
-        user = owner_of(inst.alive_pid())
-        proc, fds = spawn(argv, env, cwd, tty=body["tty"], rows=body.get("rows", 24), cols=body.get("cols", 80),
-                          user=user)
+        run_as = identity.for_instance(inst, getattr(agent, "users", None))
+        proc, fds = spawn(argv, env, cwd, tty=body["tty"], run_as=run_as, rows=body.get("rows", 24),
+                          cols=body.get("cols", 80))
+    except identity.IdentityUnknown as e:
+        channel.end(f"exec refused: {e}", error=True)
+        return
     except ExecError as e:
         channel.end(str(e), error=True)
         return

@@ -34,7 +34,7 @@ import eventlet.hubs
 import eventlet.queue
 
 from corral import images as image_layout
-from nodeagent import cgroups, environ, fdio, health, lifecycle, restart
+from nodeagent import cgroups, environ, fdio, health, identity, lifecycle, restart
 from nodeagent.diff import InstanceView
 from nodeagent.images import ImageError
 from nodeagent.lifecycle import Action, State, Status
@@ -440,7 +440,8 @@ class Instance:
                 return code, None
             now = self.clock()
             if tracker is not None and now >= next_probe:
-                ok, detail = self.launcher.probe(self.check, self.address, self.port, env, cwd)
+                ok, detail = self.launcher.probe(self.check, self.address, self.port, env, cwd,
+                                                 run_as=identity.for_check(self, self.users))
                 next_probe = health.next_check(self.clock(), self.check.interval)
                 if self.stop_requested:
                     break

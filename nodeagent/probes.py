@@ -8,25 +8,43 @@ as it is, without a name lookup per check, by a plain non-blocking socket
 that asks a second time before it waits in the hub (``trampoline``), rather
 than a green socket: on the same host the handshake is over by then, and the
 connect is most of what the agent does when hundreds of instances idle.
+
+An exec check is a command of the app's, run exactly as the app's own
+process is (:mod:`nodeagent.identity`): as the instance's user with no
+supplementary groups and ``no_new_privs``, in its cgroup when it has one, in
+a session of its own, with the instance's env and code folder. Without a known
+identity it is not run at all (a failed check). When it ends, or at its
+timeout, whatever is left of its process group is SIGKILLed and reaped: a
+check leaves nothing behind.
 """
 import errno
 import functools
 import os
+import signal
 import socket
 import struct
 import subprocess
+import time
 
+import eventlet
 import eventlet.hubs
 import eventlet.patcher
 import requests
 
+from nodeagent import identity
+
 _plain_socket = eventlet.patcher.original("socket")
 
 
-def probe(check, address, port, env, cwd):
-    """Run ``check`` once; returns ``(ok, detail)``, ``detail`` one phrase of what was seen."""
+def probe(check, address, port, env, cwd, run_as=None):
+    """Run ``check`` once; returns ``(ok, detail)``, ``detail`` one phrase of what was seen.
+
+    ``run_as`` (a :class:`nodeagent.identity.RunAs`) is who an exec check runs as;
+    without it an exec check is not run and fails."""
     if check.kind == "exec":
-        return _exec(check.target, env, cwd, check.timeout)
+        if run_as is None:
+            return False, f"{check.target[0]} was not run: the instance's user is not known"
+        return _exec(check.target, env, cwd, check.timeout, run_as)
     if port is None:
         return False, f"a {check.kind} check needs the process to have a port (port: true)"
     if check.kind == "tcp":
@@ -92,12 +110,55 @@ def _connect_numeric(family, address, port, timeout):
         sock.close()
 
 
-def _exec(argv, env, cwd, timeout):
+WAIT_STEP = 0.01   # seconds between looks at a running exec check (what eventlet's green wait does)
+REAP_WAIT = 1.0    # seconds to collect what was left of a check's group after its SIGKILL
+
+
+def _exec(argv, env, cwd, timeout, run_as):
     try:
-        done = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=timeout, start_new_session=True)
-    except subprocess.TimeoutExpired:
-        return False, f"{argv[0]} did not finish within {timeout:g}s"
+        proc = identity.start(argv, run_as, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError as e:
         return False, f"{argv[0]} could not be run ({e.strerror or e})"
-    return done.returncode == 0, f"{argv[0]} exited with code {done.returncode}"
+    try:
+        ended = _ended(proc.pid, timeout)
+    finally:
+        _end_group(proc)
+    if not ended:
+        return False, f"{argv[0]} did not finish within {timeout:g}s"
+    return proc.returncode == 0, f"{argv[0]} exited with code {proc.returncode}"
+
+
+def _ended(pid, timeout):
+    """Whether child ``pid`` exited within ``timeout`` seconds; it is left unreaped (WNOWAIT), so its
+    pid stays its group's id until :func:`_end_group`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        eventlet.sleep(WAIT_STEP)
+
+
+def _end_group(proc):
+    """SIGKILL the check's process group (its leader not yet reaped, so the id cannot be another's),
+    reap the leader, then the members that were handed to the agent (its subreaper), for a moment."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    deadline = time.monotonic() + REAP_WAIT
+    while True:
+        try:
+            pid, _ = os.waitpid(-proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            if time.monotonic() >= deadline:
+                return
+            eventlet.sleep(WAIT_STEP)

@@ -144,9 +144,10 @@ class Launcher:
         except (AttributeError, OSError):
             return None
 
-    def probe(self, check, address, port, env, cwd):
-        """Run health ``check`` once against an instance; ``(ok, detail)`` (see :mod:`nodeagent.probes`)."""
-        return probes.probe(check, address, port, env, cwd)
+    def probe(self, check, address, port, env, cwd, run_as=None):
+        """Run health ``check`` once against an instance; ``(ok, detail)``. An exec check runs as
+        ``run_as`` (:class:`nodeagent.identity.RunAs`), and not at all without it (see :mod:`nodeagent.probes`)."""
+        return probes.probe(check, address, port, env, cwd, run_as)
 
     def terminate(self, proc, sig):
         """Send ``sig`` to the instance's leader, which relays it to its group once; to the group

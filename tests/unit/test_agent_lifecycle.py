@@ -138,7 +138,7 @@ class FakeLauncher:
     def exit_fd(self, proc):
         return None   # no real process: the ExitWatch polls it
 
-    def probe(self, check, address, port, env, cwd):
+    def probe(self, check, address, port, env, cwd, run_as=None):
         return True, None
 
     def terminate(self, proc, sig):

@@ -122,12 +122,3 @@ def test_a_user_with_uid_0_is_refused(tmp_path, monkeypatch):
     with pytest.raises(users.UserError, match="never runs as root"):
         app_users.identity("hello")
 
-
-def test_exec_takes_the_real_ids_from_proc_status_not_the_owner_of_the_folder(tmp_path):
-    from nodeagent.exec import owner_of
-    (tmp_path / "42").mkdir()  # owned by root here, as /proc/<pid> is for a process that changed user
-    (tmp_path / "42" / "status").write_text("Name:\tpython\nUid:\t54321\t54321\t54321\t54321\n"
-                                            "Gid:\t54322\t54322\t54322\t54322\n")
-    assert owner_of(42, proc_root=str(tmp_path)) == (54321, 54322)
-    assert owner_of(43, proc_root=str(tmp_path)) is None
-    assert owner_of(os.getpid()) == (os.getuid(), os.getgid())

@@ -1,0 +1,150 @@
+"""Becoming an app's identity: the one place that drops a process to an app's user for good.
+
+Every process corral starts for an app (its own process under the capture
+process, an exec health check, a ``corral exec`` session) runs as the app's
+user with no supplementary groups and ``PR_SET_NO_NEW_PRIVS`` set: a setuid
+program cannot raise it back, and a root agent's capabilities are all gone
+(``setuid`` away from uid 0 clears the permitted and effective sets). A
+process that only the agent's own user may run (the agent is not root, or app
+users are off) keeps that user and still gets ``no_new_privs``.
+
+:func:`become` is the shared step (no other module calls ``setuid``);
+:class:`RunAs` says who and where a command of an instance runs,
+:func:`for_instance` decides it from what the agent knows of the instance
+(never from ``/proc``, which a process that just exited no longer answers),
+and :func:`start` starts a command that way in a session of its own.
+
+It imports little at the top (``subprocess`` only in :func:`start`, which
+only the agent calls): the capture process (:mod:`nodeagent.logshim`) may use
+:func:`become`.
+"""
+import ctypes
+import dataclasses
+import errno
+import os
+import warnings
+
+from nodeagent import cgroups
+
+PR_SET_NO_NEW_PRIVS = 38
+
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl   # loaded before any fork: a child only calls it
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def no_new_privs():
+    """Set ``PR_SET_NO_NEW_PRIVS`` on this process (inherited by all it starts, never cleared).
+    Raises OSError when the kernel refuses it: nothing of an app runs without it."""
+    if _prctl is None:
+        raise OSError(0, "prctl is not available")
+    if _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def become(uid, gid):
+    """Become ``uid``/``gid`` for good, with no supplementary groups and no new privileges.
+
+    Called by root in a child before exec (or by the capture process): after
+    it the process has no capability left and cannot gain one. Raises OSError
+    on the first step that fails; the caller must then not exec.
+    """
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    no_new_privs()
+
+
+class IdentityUnknown(Exception):
+    """Who the instance runs as is not known (yet): nothing may run for it; the message is one sentence."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunAs:
+    """Who a command of an instance runs as and where: ``uid``/``gid`` (None: the agent's own user,
+    unchanged) and the ``cgroup.procs`` files it joins before it drops its privileges."""
+
+    uid: int | None = None
+    gid: int | None = None
+    cgroups: tuple = ()
+
+    def enter(self):
+        """In the child, before exec (a ``preexec_fn``): join the cgroups, then become the user
+        (:func:`become`), or keep the agent's user with :func:`no_new_privs`. Raises OSError."""
+        for procs in self.cgroups:
+            with open(procs, "w", encoding="ascii") as f:
+                f.write(str(os.getpid()))
+        if self.uid is None:
+            no_new_privs()
+        else:
+            become(self.uid, self.gid)
+
+    def describe(self):
+        """Who, for messages: ``uid 998 gid 998`` or ``the agent's user``."""
+        return "the agent's user" if self.uid is None else f"uid {self.uid} gid {self.gid}"
+
+
+def for_instance(inst, users):
+    """The :class:`RunAs` of instance ``inst`` (a :class:`nodeagent.instance.Instance`) on a node whose
+    apps run as ``users`` (:class:`nodeagent.users.AppUsers` or ``OwnUser``; None is ``OwnUser``).
+
+    With app users: the instance's known :attr:`identity`, never the agent's;
+    IdentityUnknown when it is not known (a process adopted before its spec was
+    read again) or would be root. Without: the agent's own user. The cgroup is
+    the instance's when it has one now (a memory request, and its folder exists).
+    """
+    procs = ()
+    memory = getattr(inst, "memory", None)
+    if memory is not None and memory.layout is not None and getattr(inst, "memory_limit", 0):
+        try:
+            folder = cgroups.instance_dir(memory.layout, inst.id)
+        except ValueError:  # an id that cannot name a cgroup never had one
+            folder = None
+        if folder is not None and os.path.isdir(folder):
+            procs = (os.path.join(folder, "cgroup.procs"),)
+    if not getattr(users, "separate", False):
+        return RunAs(cgroups=procs)
+    ident = getattr(inst, "identity", None)
+    if ident is None:
+        raise IdentityUnknown(f"the user of instance {inst.id} is not known yet")
+    if ident.uid == 0 or ident.gid == 0:
+        raise IdentityUnknown(f"instance {inst.id} would run as uid {ident.uid} gid {ident.gid}: never as root")
+    return RunAs(uid=ident.uid, gid=ident.gid, cgroups=procs)
+
+
+def for_check(inst, users):
+    """The :class:`RunAs` of an exec health check of ``inst`` (:func:`for_instance`), or None when
+    it is refused: the check is then not run, and fails."""
+    try:
+        return for_instance(inst, users)
+    except IdentityUnknown:
+        return None
+
+
+def start(argv, run_as, *, then=None, **popen_args):
+    """Start ``argv`` as ``run_as`` in a new session (its own process group, whose id is its pid):
+    the child joins the cgroups and drops its privileges (:meth:`RunAs.enter`), runs ``then`` (a
+    pty's ``TIOCSCTTY``), then execs with ``popen_args``' env and cwd. Returns the ``Popen``.
+
+    Raises OSError: the program's own error, or EPERM naming ``run_as`` when the
+    child could not join the cgroup or become the user (it never ran the program).
+    """
+    import subprocess  # the agent's (green) module; never imported by the capture process
+
+    def child():
+        run_as.enter()
+        if then is not None:
+            then()
+
+    try:
+        with warnings.catch_warnings():  # eventlet warns of any fork; the child execs at once
+            warnings.filterwarnings("ignore", message="Using fork", category=DeprecationWarning)
+            return subprocess.Popen(argv, start_new_session=True, close_fds=True, preexec_fn=child, **popen_args)
+    except Exception as e:
+        # a preexec_fn that raised (RunAs.enter): the parent's SubprocessError, of whichever copy of the
+        # subprocess module forked (eventlet's green Popen keeps an original copy of its own)
+        if e.__class__.__name__ != "SubprocessError":
+            raise
+        raise OSError(errno.EPERM, f"could not join the instance's cgroup and become {run_as.describe()}") from None
