@@ -32,6 +32,7 @@ import subprocess
 
 import eventlet.semaphore
 
+from corral import names
 from corral.reach import denied, path_entries  # noqa: F401 (the walk is shared with the builder)
 
 PREFIX = "corral-"
@@ -42,7 +43,7 @@ ISOLATION = "Isolation"
 HASHED_MARK = "_"      # only in hashed names: a DNS label never holds it
 HASHED_DIGITS = 16     # hex digits of the sha256 in a hashed name
 
-_VERBATIM = re.compile(r"^[a-z][a-z0-9-]*$")   # names used as they are: never a HASHED_MARK
+_VERBATIM = re.compile(names.DNS_LABEL)         # apps whose name is used as it is: never a HASHED_MARK
 _VALID = re.compile(r"^[a-z_][a-z0-9_-]*$")     # every name this module makes (useradd accepts it)
 
 
@@ -71,12 +72,12 @@ def user_name(app):
 
     ``hello`` -> ``corral-hello``; a 63-character DNS label ``a-very-long-...`` ->
     ``corral-a-very-l_1f2e3d4c5b6a7980``. Collision-free by construction between the two
-    forms: a name used verbatim holds no ``_`` (app names are DNS labels, and anything else
-    is hashed), a hashed one always does, so no app's verbatim name can equal another's hashed
+    forms: a name used verbatim holds no ``_`` (only a DNS label is used so; anything else is
+    hashed), a hashed one always does, so no app's verbatim name can equal another's hashed
     one (as ``abcdefghijklmnop-1f2e3d4c`` could equal the old hashed form of a long name). Two
     hashed names are equal only if 64 bits of their sha256 are.
     """
-    if _VERBATIM.match(PREFIX + app) and len(PREFIX + app) <= MAX_NAME:
+    if _VERBATIM.fullmatch(app) and len(PREFIX + app) <= MAX_NAME:
         return PREFIX + app
     clean = re.sub(r"[^a-z0-9-]+", "-", app.lower())
     digest = hashlib.sha256(app.encode("utf-8")).hexdigest()[:HASHED_DIGITS]
