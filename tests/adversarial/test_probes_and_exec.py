@@ -91,9 +91,9 @@ class StreamingReconciler(Reconciler):
         else:
             super()._on_message(peer, msg)
 
-    def exec(self, iid, argv):
-        """Run ``argv`` in instance ``iid`` on pipes; ``(stdout text, end item)``."""
-        session = self.relay.open(NODE, "exec_open", {"instance": iid, "argv": argv, "tty": False}, "exec")
+    def exec(self, iid, argv, tty=False):
+        """Run ``argv`` in instance ``iid`` on pipes (or a pty); ``(output text, end item)``."""
+        session = self.relay.open(NODE, "exec_open", {"instance": iid, "argv": argv, "tty": tty}, "exec")
         return collect(session)
 
 
@@ -145,14 +145,15 @@ def test_an_exec_health_check_runs_as_the_app_with_no_groups_caps_or_new_privs_i
     assert record.stat().st_uid == uid
 
 
+@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
 def test_an_exec_session_runs_as_the_app_with_no_groups_caps_or_new_privs_in_its_cgroup(
-        agent, reconciler, system_image_server, open_root, fresh_app):
+        agent, reconciler, system_image_server, open_root, fresh_app, tty):
     layout = memory_layout()
     agent(root=open_root)
     reconciler.assign([assignment("who-web-2", system_image_server, SERVE, app=fresh_app,
                                   resources={"memory": 128 << 20})], epoch=1)
     wait_for("ready", lambda: (i := running(reconciler, "who-web-2")) and i["ready"])
-    out, end = reconciler.exec("who-web-2", ["python", "-c", RECORD, "-", procs_file(layout, "who-web-2")])
+    out, end = reconciler.exec("who-web-2", ["python", "-c", RECORD, "-", procs_file(layout, "who-web-2")], tty=tty)
     assert end.get("exit_code") == 0, (end, out)
     seen = json.loads(out)
     assert_is_the_app(seen, *app_ids(fresh_app))
