@@ -1,22 +1,22 @@
-"""Becoming an app's identity: the one place that drops a process to an app's user for good.
+"""Becoming an app's identity, for the commands an agent runs beside an instance's own process.
 
-Every process corral starts for an app (its own process under the capture
-process, an exec health check, a ``corral exec`` session) runs as the app's
-user with no supplementary groups and ``PR_SET_NO_NEW_PRIVS`` set: a setuid
-program cannot raise it back, and a root agent's capabilities are all gone
-(``setuid`` away from uid 0 clears the permitted and effective sets). A
-process that only the agent's own user may run (the agent is not root, or app
-users are off) keeps that user and still gets ``no_new_privs``.
+An exec health check and a ``corral exec`` session are the app's code (a spec
+author's argv, whatever the user types): they run as the instance's user with
+no supplementary groups and ``PR_SET_NO_NEW_PRIVS`` set, so a root agent's
+capabilities are all gone (``setuid`` away from uid 0 clears the permitted
+and effective sets) and no setuid program gives one back. Where apps run as
+the agent's own user (the agent is not root, or app users are off) they keep
+that user and still get ``no_new_privs``.
 
-:func:`become` is the shared step (no other module calls ``setuid``);
+:func:`become` is the step itself, made to be shared: the capture process
+(:mod:`nodeagent.logshim`) may call it for the instance's own process.
 :class:`RunAs` says who and where a command of an instance runs,
 :func:`for_instance` decides it from what the agent knows of the instance
 (never from ``/proc``, which a process that just exited no longer answers),
 and :func:`start` starts a command that way in a session of its own.
 
 It imports little at the top (``subprocess`` only in :func:`start`, which
-only the agent calls): the capture process (:mod:`nodeagent.logshim`) may use
-:func:`become`.
+only the agent calls), so the capture process can import it.
 """
 import ctypes
 import dataclasses
