@@ -18,6 +18,7 @@ import secrets  # noqa: E402
 import signal  # noqa: E402
 import stat  # noqa: E402
 import subprocess  # noqa: E402
+import sysconfig  # noqa: E402
 import types  # noqa: E402
 
 import pytest  # noqa: E402
@@ -31,7 +32,10 @@ from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
     NODE, WAIT, agent, assignment, image_server, key_file, reconciler, running, wait_for)
 from tests.integration.test_agent_isolation import (  # noqa: E402,F401  (fixtures)
     kill_processes_of, open_root, system_image_server)
-from tests.support import need_root  # noqa: E402
+from tests.support import need, need_root  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SYSTEM_PYTHON3 = "/usr/bin/python3"
 
 # Hunts, as an app would, for the cluster key (its parents' argv and environ, every process's
 # argv, the data dir, where corral up keeps the key and the store, the client config) and for
@@ -222,25 +226,50 @@ def test_without_app_users_the_node_says_apps_are_not_isolated_and_why(up_agent,
     assert "AppUsersNotEnforced" in reconciler.latest()["node"]["conditions"], "the old name stays for its readers"
 
 
-def test_the_agent_cannot_be_read_by_a_process_of_its_own_user(up_agent, reconciler, open_root):
-    """Where apps share the agent's uid (no isolation), its memory and environ are still closed
-    to them: it is non-dumpable. (A root process passes that check, so this runs the reader as
-    another uid that is made the owner of nothing but itself: the kernel's rule is the same.)"""
-    need_root("reading another process's /proc entries as a chosen uid (CI runs as root)")
-    handle = up_agent(open_root)
-    pid = handle.proc.pid
-    with open(f"/proc/{pid}/status") as f:
-        status = dict(line.split(":", 1) for line in f)
-    assert status["Uid"].split()[0] == "0"
-    # /proc/<pid>/environ of a dumpable process is readable by its own uid; of a non-dumpable one
-    # only with CAP_SYS_PTRACE. Ask the kernel what it says: dumpable is the 'dumpable' flag of
-    # prctl, seen from outside as the owner of /proc/<pid>'s files (root:root when not dumpable)
-    # and, for a reader that has dropped CAP_SYS_PTRACE, as EACCES.
-    reader = subprocess.run(
-        ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--", "cat", f"/proc/{pid}/environ"],
-        capture_output=True)
-    assert reader.returncode != 0 and b"Permission denied" in reader.stderr, \
-        "a process of the agent's own uid without capabilities read its environ"
+def test_the_agent_cannot_be_read_by_a_process_of_its_own_user(reconciler, key_file, open_root, tmp_path):
+    """Where apps share the agent's uid (a non-root agent, as on a laptop), its memory and environ
+    are still closed to them: it is non-dumpable. The agent runs here as ``nobody`` (the system
+    python, this checkout on its path), and a capability-less process of that uid reads its
+    ``/proc/PID/environ``: refused. (Against a root agent the kernel refuses a capability-less
+    reader anyway, for lack of the agent's capabilities: that would prove nothing.)"""
+    need_root("running an agent and a reader as another uid (CI runs as root)")
+    if not os.path.exists(SYSTEM_PYTHON3):
+        need("root", f"an agent of another uid needs {SYSTEM_PYTHON3} (this test's own python is under /root)")
+    nobody = pwd.getpwnam("nobody")
+    as_nobody = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                 "--inh-caps=-all", "--bounding-set=-all", "--"]
+    data, images, secret = open_root / "data", open_root / "images", open_root / "nobody.key"
+    for folder in (data, images):
+        folder.mkdir()
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+    secret.write_bytes(key_file.read_bytes())
+    os.chown(secret, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(secret, 0o600)
+    site = sysconfig.get_paths()["purelib"]   # this test's packages (eventlet, zmq, ...), for the same 3.x
+    boot = (f"import sys; sys.path[:0] = [{ROOT!r}, {site!r}]\n"
+            "from corral.cli.main import main\nsys.exit(main(sys.argv[1:]))\n")
+    log = open(tmp_path / "nobody-agent.log", "ab")
+    # --secret-file (kept for compatibility) rather than the environment: this is about the agent's
+    # memory and environ, and an older agent must be able to start here too
+    proc = subprocess.Popen(as_nobody + [SYSTEM_PYTHON3, "-c", boot, "agent", "--name", NODE,
+                                         "--reconciler", reconciler.endpoint, "--data-dir", str(data),
+                                         "--images-dir", str(images), "--secret-file", str(secret)],
+                            env={**os.environ, "CORRAL_PROBE_ENV": "agent-environ-marker"}, stdout=log, stderr=log)
+    log.close()
+    try:
+        wait_for("the nobody agent's first report", reconciler.latest, timeout=30)
+        reader = subprocess.run(as_nobody + ["cat", f"/proc/{proc.pid}/environ"], capture_output=True)
+        assert b"agent-environ-marker" not in reader.stdout, "a process of the agent's own uid read its environ"
+        assert reader.returncode != 0 and b"Permission denied" in reader.stderr, reader.stderr
+        isolation = reconciler.latest()["node"]["isolation"]
+        assert (isolation["status"], isolation["reason"]) == ("False", "AgentNotRoot")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("bad", [
