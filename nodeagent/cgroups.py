@@ -1,4 +1,10 @@
-"""Memory limits through cgroups: which hierarchy to use and what to write (pure: no I/O).
+"""Memory and process-count limits through cgroups: which hierarchy to use and what to write (pure: no I/O).
+
+Every instance also gets a ``pids.max`` (:data:`DEFAULT_PIDS_MAX` unless
+the agent is told another), so that a fork bomb fails inside its own cgroup
+instead of filling the node's process table: v2 where a ``cgroup2`` mount
+offers ``pids`` (the memory cgroup's own folder when both are there), else
+the v1 ``pids`` hierarchy (``/sys/fs/cgroup/pids``), see :func:`pids_layout`.
 
 The agent puts each instance with a memory request into a cgroup of its own,
 ``<mount>/corral/<instance id>``, whose hard limit is the request. The
@@ -19,6 +25,7 @@ import dataclasses
 import re
 
 PARENT = "corral"   # the folder under the mount that holds one cgroup per instance
+DEFAULT_PIDS_MAX = 4096   # processes and threads an instance may have at once
 
 _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -88,6 +95,39 @@ def memory_layout(mounts_text, controllers, is_root):
     return Unsupported("no cgroup memory controller is mounted (neither cgroup2 with memory nor the v1 memory hierarchy)")
 
 
+def pids_layout(mounts_text, controllers, is_root):
+    """Decide where process-count limits go: a :class:`Layout`, or :class:`Unsupported` with the reason.
+    Like :func:`memory_layout`, for the ``pids`` controller (pure)."""
+    if not is_root:
+        return Unsupported("the agent does not run as root, so it cannot create cgroups")
+    mounts = parse_mounts(mounts_text)
+    v2 = sorted((point for point, fstype, _ in mounts
+                 if fstype == "cgroup2" and "pids" in (controllers.get(point) or "").split()),
+                key=lambda p: (p != "/sys/fs/cgroup", p))
+    if v2:
+        return Layout("v2", v2[0])
+    v1 = [point for point, fstype, options in mounts if fstype == "cgroup" and "pids" in options]
+    if v1:
+        return Layout("v1", v1[0])
+    return Unsupported("no cgroup pids controller is mounted (neither cgroup2 with pids nor the v1 pids hierarchy)")
+
+
+def pids_max(value):
+    """The process-count limit asked for by ``value`` (a setting's text, None for the default) (pure):
+    :data:`DEFAULT_PIDS_MAX` for None or "", else a whole number of at least 1; ValueError otherwise."""
+    if value is None or str(value).strip() == "":
+        return DEFAULT_PIDS_MAX
+    n = int(str(value).strip())
+    if n < 1:
+        raise ValueError(f"a pids limit must be at least 1, not {n}")
+    return n
+
+
+def pids_writes(limit):
+    """``[(file name, value)]`` that cap an instance's cgroup at ``limit`` processes (v1 and v2 alike)."""
+    return [("pids.max", str(int(limit)))]
+
+
 def request_bytes(resources):
     """The memory request in ``resources`` (an assignment's ``spec.resources``) in bytes, 0 for none (pure).
 
@@ -107,17 +147,17 @@ def instance_dir(layout, instance_id):
     return f"{layout.parent}/{instance_id}"
 
 
-def parent_writes(layout):
-    """``[(path, value)]`` that make the parent able to limit memory in its children, in order.
+def parent_writes(layout, controller="memory"):
+    """``[(path, value)]`` that make the parent able to limit ``controller`` in its children, in order.
 
-    v2 only: the ``memory`` controller must be enabled in the subtree of the
-    mount's root and of the parent (``+memory`` into ``cgroup.subtree_control``).
+    v2 only: the controller must be enabled in the subtree of the mount's
+    root and of the parent (``+memory`` or ``+pids`` into ``cgroup.subtree_control``).
     v1 needs nothing.
     """
     if layout.kind != "v2":
         return []
-    return [(f"{layout.mount.rstrip('/')}/cgroup.subtree_control", "+memory"),
-            (f"{layout.parent}/cgroup.subtree_control", "+memory")]
+    return [(f"{layout.mount.rstrip('/')}/cgroup.subtree_control", f"+{controller}"),
+            (f"{layout.parent}/cgroup.subtree_control", f"+{controller}")]
 
 
 def limit_writes(layout, limit, present):

@@ -342,19 +342,20 @@ class Instance:
                 return
 
     def _spawn(self, argv, env, cwd):
-        """Start a run: its cgroup with the memory limit first (when enforced), then the process,
-        as the instance's own user when apps have users of their own."""
-        procs = self.memory.create(self.id, self.memory_limit) if self.memory is not None else None
+        """Start a run: its cgroups first (the memory limit when it has a request, ``pids.max`` always,
+        where enforced), then the process, as the instance's own user when apps have users of their own."""
+        procs = self.memory.create_all(self.id, self.memory_limit) if self.memory is not None else []
         ident = self.identity if self.users.separate else None
         return self.launcher.spawn(argv, env, cwd, self.log_dir(), self.capture,
                                    uid=ident.uid if ident else None, gid=ident.gid if ident else None,
-                                   cgroups=[procs] if procs else [])
+                                   cgroups=procs)
 
     def _release_cgroup(self):
-        """Delete the run's cgroup once its processes are gone; True when the kernel OOM-killed in it."""
-        if self.memory is None or not self.memory_limit:
+        """Delete the run's cgroups once its processes are gone; True when the kernel OOM-killed in
+        its memory cgroup."""
+        if self.memory is None:
             return False
-        killed = self.memory.oom_kills(self.id) > 0
+        killed = bool(self.memory_limit) and self.memory.oom_kills(self.id) > 0
         self.memory.remove(self.id)
         return killed
 

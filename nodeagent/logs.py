@@ -15,15 +15,25 @@ each start of the process: the previous run is what lies between the last two.
 A line that does not have the prefix (the plain ``<instance id>.log`` of
 agents before the contract, or a torn line) is read as ``out`` with no time.
 
+The folder belongs to the app's user, who may plant anything in it: every
+file is opened by :func:`open_log`, which never follows a symlink, never
+waits on a FIFO and reads only a regular file with one name (a hard link the
+app made to another file is refused), so a reader running as root (the
+agent, for ``corral logs``) reads nothing but the app's own lines. The
+folders above the file are root's, so the last name is the only one the app
+can swap.
+
 No eventlet here: the ``corral logs`` command imports this module to parse
 and merge what it receives. Pure functions, except those that open files.
 """
 import collections
 import dataclasses
 import datetime
+import errno
 import heapq
 import os
 import re
+import stat
 
 CURRENT = "output.log"
 READ_BLOCK = 64 * 1024
@@ -89,6 +99,21 @@ def log_paths(data_dir, instance_id):
     return os.path.join(folder, CURRENT), [p for _, p in sorted(rotated, reverse=True)]
 
 
+def open_log(path):
+    """``path`` opened for binary reading, only when it is a regular file with no other name; never
+    through a symlink, never blocking on a FIFO. Raises OSError (ELOOP, or EINVAL for what is not
+    such a file): callers treat the file as missing."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            raise OSError(errno.EINVAL, f"{path} is not a log file of its own (a link, a FIFO or another name)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
 def split_lines(buffer: bytes):
     """``(complete lines as text, the unfinished rest)`` of ``buffer``; long lines cut at MAX_LINE."""
     *whole, rest = buffer.split(b"\n")
@@ -123,11 +148,11 @@ class Snapshot:
         self.files = []
         for path in rotated:
             try:
-                self.files.append(open(path, "rb"))
+                self.files.append(open_log(path))
             except OSError:
                 pass  # rotated away between the listing and the open
         try:
-            self.current = open(self.current_path, "rb")
+            self.current = open_log(self.current_path)
             self.end = self.current.seek(0, os.SEEK_END)
             self.current.seek(0)
         except OSError:
@@ -213,7 +238,7 @@ class Follower:
         block = self.file.read(limit)
         if not block:
             try:
-                inode = os.stat(self.path).st_ino
+                inode = os.lstat(self.path).st_ino
             except OSError:
                 return []
             if inode == self.inode:
@@ -230,7 +255,7 @@ class Follower:
 
     def _reopen(self):
         try:
-            self.file = open(self.path, "rb")
+            self.file = open_log(self.path)
         except OSError:
             return False
         self.inode = os.fstat(self.file.fileno()).st_ino

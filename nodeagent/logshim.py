@@ -10,14 +10,31 @@ to its whole group exactly once, and exits the way the app did (its exit
 code, or killed by its signal), so whoever waits on the leader sees the
 app's status.
 
-Its env and working folder are the app's: it execs ARGV with them. The
-app's process moves itself into each cgroup of ``--cgroup`` (a
-``cgroup.procs`` path) before exec, so the app and all it starts are born
-inside them while the capture process stays out: the kernel's OOM killer
-never picks it, it records how the app ended, and its memory is not
-counted against the app's limit. With ``--uid``/``--gid`` the app runs as
-that user, and the capture process drops to it too, right after the start,
-before it writes a line: no process of an instance keeps root.
+It runs with a fixed environment of its own (:data:`SHIM_ENV`, set by
+the agent) and in ``-I`` mode: nothing an app author controls (``env`` of
+the spec: ``LD_PRELOAD``, ``PYTHONPATH``, ``PATH``...) reaches it while it
+may still be root. The app's env and working folder come as one JSON object
+``{"env": {...}, "cwd": "..."}`` on its stdin (an unlinked file or memfd the
+agent wrote: never argv, which every user reads in ``/proc/*/cmdline``, and
+never a path an app could swap), read to its end at start; they are applied
+only in the app's child, right before exec and after the identity change.
+
+The child, in order: moves itself into each cgroup of ``--cgroup`` (a
+``cgroup.procs`` path), so the app and all it starts are born inside them
+while the capture process stays out (the OOM killer never picks it, its
+memory and pids are not counted against the app's limits); with
+``--private-tmp``, enters a mount namespace of its own with a fresh tmpfs on
+``/tmp`` (skipped where the kernel refuses ``unshare``, and where the tmpfs
+would hide a folder the app needs: its code, command, HOME, venv or log
+folder under ``/tmp``, as a test's data dir is); with
+``--uid``/``--gid`` drops every capability from its bounding set and becomes
+that user with no supplementary groups; sets ``PR_SET_NO_NEW_PRIVS`` (always);
+changes to the app's folder; execs with the app's env. The capture process
+drops to the user too, right after the start and before it touches a file:
+no process of an instance keeps root, and every file it opens in the log
+folder (which the app owns) is opened relative to the folder's fd with
+``O_NOFOLLOW|O_NONBLOCK`` as that user: a symlink or a FIFO the app planted
+there is replaced, never followed.
 
 Writes never block the app for long: a write that fails (a full disk)
 drops the line and counts it, and the count is written as a ``sys`` line
@@ -30,11 +47,15 @@ It imports little on purpose: one runs beside every instance.
 # not read its own interpreter's folder (root's), so nothing may be imported after the start.
 import ctypes
 import errno
+import json
 import os
 import select
 import signal
+import stat
 import sys
 import time
+
+from nodeagent import identity
 
 try:
     import resource
@@ -47,7 +68,21 @@ PARTIAL_WAIT = 1.0        # seconds a line without its newline waits before it i
 DRAIN_AFTER_EXIT = 1.0    # seconds to keep reading after the app exits, while others still hold its pipes
 RELAYED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 RUNS_FILE = ".runs"       # the last run number of the instance, in its log folder
+ERR_FILE = "capture.err"  # the capture process's own errors (never the app's output), in its log folder
+CURRENT = "output.log"
+SHIM_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}   # the capture process's whole env, whatever the app's
+SPEC_LIMIT = 16 << 20     # bytes of the JSON on stdin at most
 PR_SET_CHILD_SUBREAPER = 36
+PR_CAPBSET_DROP = 24
+CLONE_NEWNS = 0x00020000
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 1 << 18
+# opening a name in the app's folder: never through a symlink, never waiting on a FIFO, never inherited
+SAFE_OPEN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)   # loaded before any fork or drop: the child only calls it
+except OSError:
+    _libc = None
 
 
 def stamp(ns):
@@ -109,8 +144,9 @@ class Framer:
 
 def rotation_renames(folder, keep):
     """The renames that rotate ``output.log`` keeping ``keep`` files in all, oldest first: a list of
-    ``(src, dst)``, ``dst`` None for a delete (pure). keep=3: delete .2, .1 -> .2, output.log -> .1."""
-    base = os.path.join(folder, "output.log")
+    ``(src, dst)``, ``dst`` None for a delete (pure). keep=3: delete .2, .1 -> .2, output.log -> .1.
+    ``folder`` "" gives names relative to the folder."""
+    base = os.path.join(folder, CURRENT)
     if keep <= 1:
         return [(base, None)]
     steps = [(f"{base}.{keep - 1}", None)]
@@ -120,39 +156,86 @@ def rotation_renames(folder, keep):
     return steps
 
 
+def open_folder(folder):
+    """An fd of the log folder ``folder`` itself (never a symlink in its place), for the ``*at`` calls."""
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _remove(dir_fd, name):
+    """Delete entry ``name`` of the folder, whatever it is (a planted symlink, FIFO, hard link, empty folder)."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except IsADirectoryError:
+        os.rmdir(name, dir_fd=dir_fd)
+    except (FileNotFoundError, PermissionError) as e:
+        if isinstance(e, PermissionError):  # EPERM of unlink on a folder (Linux answers EISDIR, BSDs EPERM)
+            os.rmdir(name, dir_fd=dir_fd)
+
+
+def open_append(dir_fd, name, mode=0o640):
+    """An fd appending to the regular file ``name`` of the folder, created when missing. Whatever
+    else is there (a symlink, a FIFO, a hard link with another name, a folder) is deleted and the
+    file made anew: it is never followed, written through or waited on. Raises OSError."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | SAFE_OPEN
+    for _ in range(3):
+        try:
+            fd = os.open(name, flags, mode, dir_fd=dir_fd)
+        except OSError as e:
+            # ELOOP: a symlink; ENXIO: a FIFO nobody reads; EISDIR: a folder; ENODEV/ETXTBSY: the odd rest
+            if e.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.ENODEV, errno.ETXTBSY,
+                               errno.EWOULDBLOCK):
+                raise
+        else:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                return fd
+            os.close(fd)
+        _remove(dir_fd, name)
+    raise OSError(errno.EEXIST, f"{name} is replaced again each time it is made")
+
+
 class LogFile:
     """``<folder>/output.log``, rotated by rename before a write would take it past ``max_bytes``.
 
-    A write that fails (ENOSPC) is undone (the file is cut back to its size
-    before it), so the file holds only whole lines; the line counts as dropped.
+    Every name is opened, renamed and deleted relative to the folder's fd
+    (``dir_fd``, opened from ``folder`` when not given) and never followed
+    (:func:`open_append`). A write that fails (ENOSPC) is undone (the file
+    is cut back to its size before it), so the file holds only whole lines;
+    the line counts as dropped.
     """
 
-    def __init__(self, folder, max_bytes, keep):
+    def __init__(self, folder, max_bytes, keep, dir_fd=None):
         self.folder = folder
         self.max_bytes = max_bytes
         self.keep = keep
-        self.path = os.path.join(folder, "output.log")
+        self.dir_fd = dir_fd
         self.fd = None
         self.size = 0
         self.dropped = 0
 
     def _open(self):
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        if self.dir_fd is None:
+            self.dir_fd = open_folder(self.folder)
+        self.fd = open_append(self.dir_fd, CURRENT)
         self.size = os.fstat(self.fd).st_size
 
     def _rotate(self):
         os.close(self.fd)
         self.fd = None
-        for src, dst in rotation_renames(self.folder, self.keep):
+        for src, dst in rotation_renames("", self.keep):
             try:
                 if dst is None:
-                    os.unlink(src)
+                    _remove(self.dir_fd, src)
                 else:
-                    os.rename(src, dst)
+                    os.rename(src, dst, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
             except FileNotFoundError:
                 pass
+            except OSError:  # a folder planted at a rotated name: out of the way, the rotation goes on
+                try:
+                    _remove(self.dir_fd, dst or src)
+                except OSError:
+                    pass
         self._open()
-
     def _append(self, data):
         """Append ``data`` whole, or undo the part written and raise OSError."""
         if self.fd is None:
@@ -209,24 +292,33 @@ class LogFile:
             return False
 
 
-def next_run(folder):
-    """The next run number of the instance whose log folder is ``folder``: one more than the last
-    (kept in :data:`RUNS_FILE`, written atomically), 1 at first."""
-    path = os.path.join(folder, RUNS_FILE)
+def next_run(dir_fd):
+    """The next run number of the instance whose log folder is ``dir_fd``: one more than the last
+    (kept in :data:`RUNS_FILE`, written atomically), 1 at first, and 1 again when what is there is
+    not a regular file holding a number (it is then replaced). Never follows a symlink there."""
+    last = 0
     try:
-        with open(path, encoding="ascii") as f:
-            last = int(f.read().strip() or 0)
+        fd = os.open(RUNS_FILE, os.O_RDONLY | SAFE_OPEN, dir_fd=dir_fd)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                last = int(os.read(fd, 32).strip() or 0)
+        finally:
+            os.close(fd)
     except (OSError, ValueError):
         last = 0
     run = last + 1
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = f"{RUNS_FILE}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(str(run))
-        os.replace(tmp, path)
+        _remove(dir_fd, tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | SAFE_OPEN, 0o640, dir_fd=dir_fd)
+        try:
+            os.write(fd, str(run).encode("ascii"))
+        finally:
+            os.close(fd)
+        os.replace(tmp, RUNS_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         except OSError:
             pass
     return run
@@ -246,7 +338,8 @@ def how_it_ended(status):
 
 def parse_args(argv):
     """Options and the app's argv from the shim's command line; ValueError naming what is wrong."""
-    opts = {"dir": None, "max_bytes": 10 * 1024 * 1024, "keep": 3, "uid": None, "gid": None, "cgroup": []}
+    opts = {"dir": None, "max_bytes": 10 * 1024 * 1024, "keep": 3, "uid": None, "gid": None, "cgroup": [],
+            "private_tmp": 0}
     i = 0
     while i < len(argv) and argv[i] != "--":
         name = argv[i]
@@ -255,7 +348,7 @@ def parse_args(argv):
         value = argv[i + 1]
         if name == "--dir":
             opts["dir"] = value
-        elif name in ("--max-bytes", "--keep", "--uid", "--gid"):
+        elif name in ("--max-bytes", "--keep", "--uid", "--gid", "--private-tmp"):
             opts[name[2:].replace("-", "_")] = int(value)
         elif name == "--cgroup":
             opts["cgroup"].append(value)
@@ -267,7 +360,8 @@ def parse_args(argv):
         raise ValueError("logshim: --uid and --gid go together")
     if not opts["dir"] or not app:
         raise ValueError("logshim: usage: python -m nodeagent.logshim --dir DIR [--max-bytes N] [--keep K] "
-                         "[--uid U --gid G] [--cgroup PROCS]... -- ARGV...")
+                         "[--uid U --gid G] [--cgroup PROCS]... [--private-tmp 1] -- ARGV...  "
+                         "(the app's {\"env\": ..., \"cwd\": ...} as JSON on stdin)")
     return opts, app
 
 
@@ -291,10 +385,70 @@ class StartError(OSError):
         return self.strerror if self.step == "exec" else f"{self.step}: {self.strerror}"
 
 
-def _spawn(app, out_w, err_w, uid, gid, cgroups=()):
-    """Fork and exec the app with stdout/stderr on the pipes, inside ``cgroups`` and as ``uid``/``gid``
-    when given; returns its pid. Raises :class:`StartError` when a step before or at exec fails (the
-    child reports its errno and the step through a close-on-exec pipe)."""
+def read_spec(fd=0):
+    """The app's ``(env, cwd)`` from the JSON object on ``fd`` (read to its end; ``{}`` when empty):
+    env None keeps the capture process's own. ValueError when it is not that."""
+    data = b""
+    while len(data) <= SPEC_LIMIT:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:   # no stdin at all: the same as an empty one
+            break
+        if not chunk:
+            break
+        data += chunk
+    if len(data) > SPEC_LIMIT:
+        raise ValueError(f"logshim: the app's env on stdin is over {SPEC_LIMIT} bytes")
+    spec = json.loads(data or b"{}")
+    if not isinstance(spec, dict):
+        raise ValueError("logshim: stdin must hold a JSON object")
+    env, cwd = spec.get("env"), spec.get("cwd")
+    if (env is not None and not (
+            isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()))) \
+            or (cwd is not None and not isinstance(cwd, str)):
+        raise ValueError("logshim: stdin must hold {\"env\": {name: value}, \"cwd\": folder}")
+    return env, cwd
+
+
+def cap_last():
+    """The highest capability number this kernel knows (``/proc/sys/kernel/cap_last_cap``; 40 if unread)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 40
+
+
+def _drop_bounding_set(last):
+    """Drop every capability up to ``last`` from the bounding set: nothing run later can get one back."""
+    for cap in range(last + 1):
+        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+
+def private_tmp():
+    """Enter a mount namespace of this process's own with a fresh tmpfs on ``/tmp`` (nosuid, nodev,
+    mode 1777); False, leaving ``/tmp`` as it is, where the kernel refuses (no namespaces, no root).
+    Mounts never propagate back: the namespace is made private before anything is mounted in it."""
+    if _libc is None or _libc.unshare(CLONE_NEWNS) != 0:
+        return False
+    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return False
+    return _libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777") == 0
+
+
+def tmp_would_hide(paths, tmp="/tmp"):
+    """Whether a fresh tmpfs on ``tmp`` would hide one of ``paths`` (the app's folder, command, HOME,
+    venv, log folder: a test's or a laptop's data dir under /tmp) (pure)."""
+    root = tmp.rstrip("/") + "/"
+    return any(p and (p == tmp or p.startswith(root)) for p in paths)
+
+
+def _spawn(app, out_w, err_w, uid, gid, cgroups=(), env=None, cwd=None, tmp=False, last_cap=40):
+    """Fork and exec the app with stdout/stderr on the pipes; returns its pid. In the child, in this
+    order: join ``cgroups``; a private /tmp when ``tmp`` (where the kernel allows); with ``uid``/``gid``
+    no capability in the bounding set and that user with no supplementary groups; no_new_privs (always);
+    ``cwd``; exec with ``env`` (searching ``argv[0]`` on its PATH). Raises :class:`StartError` when a
+    step before or at exec fails (the child reports its errno and the step through a close-on-exec pipe)."""
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -305,18 +459,29 @@ def _spawn(app, out_w, err_w, uid, gid, cgroups=()):
             os.dup2(null, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            for s in RELAYED + (signal.SIGCHLD,):
-                signal.signal(s, signal.SIG_DFL)
+            for s in RELAYED + (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(s, signal.SIG_DFL)   # SIGPIPE and SIGXFSZ: Python ignores them, an app must not
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             for procs in cgroups:
                 step = f"joining cgroup {os.path.dirname(procs)}"
                 with open(procs, "w", encoding="ascii") as f:
                     f.write(str(os.getpid()))
+            if tmp:
+                private_tmp()
             if uid is not None:
                 step = f"becoming uid {uid} gid {gid}"
-                drop_privileges(uid, gid)
+                _drop_bounding_set(last_cap)
+                identity.become(uid, gid)
+            else:
+                step = "setting no_new_privs"
+                identity.no_new_privs()
+            if cwd is not None:
+                step = f"changing to {cwd}"
+                os.chdir(cwd)
             step = "exec"
-            os.execvp(app[0], app)
+            if env is None:
+                os.execvp(app[0], app)
+            os.execvpe(app[0], app, env)
         except OSError as e:
             os.write(status_w, f"{e.errno or errno.EIO} {step}".encode("utf-8", "replace"))
         finally:
@@ -339,10 +504,19 @@ def _spawn(app, out_w, err_w, uid, gid, cgroups=()):
 
 
 def drop_privileges(uid, gid):
-    """Become ``uid``/``gid`` with no supplementary groups, for good."""
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
+    """Become ``uid``/``gid`` with no supplementary groups and no new privileges, for good."""
+    identity.become(uid, gid)
+
+
+def _errors_to_folder(dir_fd):
+    """From now on the capture process's own errors go to :data:`ERR_FILE` in its folder (opened as it
+    is now, never followed), or nowhere when that cannot be had."""
+    try:
+        fd = open_append(dir_fd, ERR_FILE) if dir_fd is not None else os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 class Relay:
@@ -361,11 +535,11 @@ class Relay:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
 
 
-def run(opts, app):
-    """Run the app under capture until it exits; returns its ``waitpid`` status."""
+def run(opts, app, env=None, cwd=None):
+    """Run the app under capture until it exits, with ``env`` and in ``cwd``; returns its ``waitpid`` status."""
     folder = opts["dir"]
     os.makedirs(folder, exist_ok=True)
-    log = LogFile(folder, opts["max_bytes"], max(1, opts["keep"]))
+    last_cap = cap_last()
     _become_subreaper()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -375,9 +549,11 @@ def run(opts, app):
         signal.signal(s, relay)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    number = next_run(folder)
     try:
-        pid, failed = _spawn(app, out_w, err_w, opts["uid"], opts["gid"], opts["cgroup"]), None
+        needed = [cwd, app[0], os.path.abspath(folder)] + [(env or {}).get(k) for k in ("HOME", "VIRTUAL_ENV")]
+        tmp = bool(opts["private_tmp"]) and not tmp_would_hide(needed + [os.path.realpath(p) for p in needed if p])
+        pid, failed = _spawn(app, out_w, err_w, opts["uid"], opts["gid"], opts["cgroup"], env, cwd,
+                             tmp, last_cap), None
     except StartError as e:
         pid, failed = None, e
     finally:
@@ -385,6 +561,15 @@ def run(opts, app):
         os.close(err_w)
     if opts["uid"] is not None:
         drop_privileges(opts["uid"], opts["gid"])
+    # from here on as the app's user: the folder is the app's, and nothing in it is followed
+    try:
+        dir_fd = open_folder(folder)
+    except OSError as e:
+        sys.stderr.write(f"logshim: the log folder {folder} cannot be opened ({e.strerror})\n")
+        dir_fd = None
+    _errors_to_folder(dir_fd)
+    number = next_run(dir_fd) if dir_fd is not None else 1
+    log = LogFile(folder, opts["max_bytes"], max(1, opts["keep"]), dir_fd=dir_fd)
     if failed is not None:
         log.write([("sys", f"run {number} could not start {app[0]!r}: {failed.reason()}".encode())], time.time_ns())
         return 127 << 8
@@ -484,10 +669,14 @@ def main(argv=None):
     """Entry point of ``python -m nodeagent.logshim``."""
     try:
         opts, app = parse_args(sys.argv[1:] if argv is None else argv)
+        env, cwd = read_spec(0)
     except ValueError as e:
         sys.stderr.write(f"{e}\n")
         return 2
-    exit_like(run(opts, app))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    exit_like(run(opts, app, env, cwd))
 
 
 if __name__ == "__main__":

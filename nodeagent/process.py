@@ -12,11 +12,15 @@ instance only when both match, so a recycled pid is never mistaken for it.
 """
 import ctypes
 import dataclasses
+import json
 import os
+import stat
 import subprocess
 import sys
+import tempfile
 
 from nodeagent import probes
+from nodeagent.logshim import SHIM_ENV
 
 PR_SET_CHILD_SUBREAPER = 36
 EXIT_UNKNOWN = -256   # the returncode of an adopted process that ended: not our child, its status is lost
@@ -49,20 +53,36 @@ class Capture:
 
 
 def give_folder(folder, uid, gid):
-    """Make ``folder`` and the files in it belong to ``uid``:``gid``."""
-    for path in [folder] + [os.path.join(folder, n) for n in os.listdir(folder)]:
-        try:
-            st = os.lstat(path)
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                os.lchown(path, uid, gid)
-        except FileNotFoundError:
-            pass
+    """Make ``folder`` and the regular files in it belong to ``uid``:``gid`` (files an earlier run
+    made as another user). The folder is the app's: an entry is looked at through an ``O_PATH``
+    fd opened without following it, and only a regular file with no other name (``st_nlink`` 1)
+    is given; a symlink, a FIFO or a hard link the app planted there (to a file of root's) is left
+    as it is, never followed or chowned."""
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(dir_fd)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.chown(dir_fd, uid, gid)
+        for name in os.listdir(dir_fd):
+            try:
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            except FileNotFoundError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and (st.st_uid, st.st_gid) != (uid, gid):
+                    os.chown(f"/proc/self/fd/{fd}", uid, gid)   # this very inode: the fd names it
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dir_fd)
 
 
-def shim_argv(argv, log_dir, capture, uid=None, gid=None, cgroups=()):
-    """The command line that runs ``argv`` under :mod:`nodeagent.logshim` (pure).
+def shim_argv(argv, log_dir, capture, uid=None, gid=None, cgroups=(), private_tmp=False):
+    """The command line that runs ``argv`` under :mod:`nodeagent.logshim` (pure). The app's env and
+    folder are not on it: they go on the capture process's stdin (:func:`spec_file`).
 
-    ``-I``: the app's env (PYTHONPATH, ...) must not change which shim runs.
+    ``-I``: nothing of the environment (PYTHONPATH, ...) may change which shim runs.
     """
     out = [sys.executable, "-I", "-m", "nodeagent.logshim", "--dir", log_dir,
            "--max-bytes", str(capture.max_bytes), "--keep", str(capture.keep)]
@@ -70,7 +90,28 @@ def shim_argv(argv, log_dir, capture, uid=None, gid=None, cgroups=()):
         out += ["--uid", str(uid), "--gid", str(gid)]
     for procs in cgroups:
         out += ["--cgroup", procs]
+    if private_tmp:
+        out += ["--private-tmp", "1"]
     return out + ["--"] + list(argv)
+
+
+def spec_file(env, cwd):
+    """An fd of an unlinked file (a memfd where the kernel has them) holding ``{"env", "cwd"}`` as
+    JSON, at offset 0: the capture process's stdin. Nobody else can open it, nothing can swap it."""
+    data = json.dumps({"env": dict(env), "cwd": cwd}).encode("utf-8")
+    try:
+        fd = os.memfd_create("corral-app-env", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        fd = os.dup(tempfile.TemporaryFile(dir="/dev/shm" if os.path.isdir("/dev/shm") else None).fileno())
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class Adopted:
@@ -107,20 +148,25 @@ class Launcher:
         """Start ``argv`` under its capture process in a new session, output to ``log_dir``; returns the
         Popen of the capture process (the group leader).
 
-        Raises OSError when the capture process cannot be started. A capture
-        process's own errors (never the app's output) go to ``log_dir/capture.err``.
-        With ``uid``/``gid`` the folder and its files become that user's first: the
-        capture process drops to it and keeps writing there.
+        The capture process gets :data:`nodeagent.logshim.SHIM_ENV` and ``/`` as its own env and
+        folder; ``env`` and ``cwd`` reach only the app, on its stdin (:func:`spec_file`). Raises
+        OSError when it cannot be started. Its errors before it drops to the app's user go to
+        the agent's stderr, after that to ``capture.err`` in the folder (opened by it, as that user).
+        With ``uid``/``gid`` the folder and its files become that user's first (:func:`give_folder`),
+        and the app gets a private ``/tmp`` where the kernel allows.
         """
         os.makedirs(log_dir, exist_ok=True)
-        with open(os.path.join(log_dir, "capture.err"), "ab") as err:
-            if uid is not None:
-                give_folder(log_dir, uid, gid)
+        if uid is not None:
+            give_folder(log_dir, uid, gid)
+        spec = spec_file(env, cwd)
+        try:
             return subprocess.Popen(
-                shim_argv(argv, log_dir, capture, uid, gid, cgroups), env=env, cwd=cwd,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                shim_argv(argv, log_dir, capture, uid, gid, cgroups, private_tmp=uid is not None),
+                env=dict(SHIM_ENV), cwd="/", stdin=spec, stdout=subprocess.DEVNULL,
                 start_new_session=True, close_fds=True,
             )
+        finally:
+            os.close(spec)
 
     def start_ticks(self, pid):
         """The start time of ``pid`` (see :func:`start_ticks`), to save beside the pid."""

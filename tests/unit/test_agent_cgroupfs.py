@@ -22,11 +22,23 @@ def test_v2_parent_is_prepared_and_an_instance_gets_its_limit(tmp_path):
     mount, mounts = fake_v2(tmp_path)
     found = MemoryCgroups.probe(mounts, is_root=True)
     assert found.enforced and found.layout.kind == "v2"
-    assert (mount / "cgroup.subtree_control").read_text() == "+memory"
-    assert (mount / "corral" / "cgroup.subtree_control").read_text() == "+memory"
+    assert (mount / "cgroup.subtree_control").read_text() == "+memory +pids"
+    assert (mount / "corral" / "cgroup.subtree_control").read_text() == "+memory +pids"
     procs = found.create("hello-web-1", 64 << 20)
     assert procs == str(mount / "corral" / "hello-web-1" / "cgroup.procs")
     assert (mount / "corral" / "hello-web-1" / "memory.max").read_text() == str(64 << 20)
+
+
+def test_every_instance_gets_a_pids_limit_in_the_same_v2_folder(tmp_path):
+    mount, mounts = fake_v2(tmp_path)
+    found = MemoryCgroups.probe(mounts, is_root=True, environ={"CORRAL_AGENT_PIDS_MAX": "64"})
+    assert found.pids_enforced and found.pids_max == 64
+    folder = mount / "corral" / "hello-web-1"
+    assert found.create_all("hello-web-1", 64 << 20) == [str(folder / "cgroup.procs")]
+    assert (folder / "pids.max").read_text() == "64" and (folder / "memory.max").read_text() == str(64 << 20)
+    assert found.create_all("hello-web-2", 0) == [str(mount / "corral" / "hello-web-2" / "cgroup.procs")], \
+        "no memory request: still a pids limit"
+    assert MemoryCgroups.probe(mounts, is_root=True, environ={}).pids_max == 4096
 
 
 def test_oom_kills_are_read_from_memory_events_and_the_cgroup_removed(tmp_path):

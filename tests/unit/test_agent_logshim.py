@@ -1,5 +1,6 @@
 """The capture process's pure parts (line framing, stamps, rotation order, exit phrases) and its
 log file against a device that is always full."""
+import errno
 import os
 import re
 import signal
@@ -81,16 +82,41 @@ def test_a_full_disk_drops_lines_and_counts_them_once_it_can_write(tmp_path, mon
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from eventlet.patcher import original
-    monkeypatch.setattr(os, "write", original("os").write)
-    os.symlink("/dev/full", tmp_path / "output.log")
+    real_write, full = original("os").write, [True]
+
+    def write(fd, data):   # the disk is full until it is not (a symlink to /dev/full is never followed now)
+        if full[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
     log = LogFile(str(tmp_path), max_bytes=1 << 20, keep=2)
     assert not log.write([("out", b"lost 1"), ("out", b"lost 2")], 0)
     assert not log.write([("err", b"lost 3")], 0)
-    os.unlink(tmp_path / "output.log")
+    full[0] = False
     assert log.write([("out", b"kept")], 0)
     lines = (tmp_path / "output.log").read_bytes().splitlines()
     assert [line.split(b" ", 1)[1] for line in lines] == [
         b"sys 3 lines dropped: the log could not be written", b"out kept"]
+
+
+def test_what_the_app_planted_at_a_log_name_is_replaced_never_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_text("kept\n")
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    os.symlink(outside, folder / "output.log")
+    os.mkfifo(folder / "output.log.1")
+    os.symlink(outside, folder / ".runs")
+    os.symlink(outside, folder / f".runs.tmp-{os.getpid()}")
+    log = LogFile(str(folder), max_bytes=120, keep=3)
+    for n in range(4):
+        assert log.write([("out", f"line {n}".encode())], 0)
+    dir_fd = logshim.open_folder(str(folder))
+    assert logshim.next_run(dir_fd) == 1 and logshim.next_run(dir_fd) == 2
+    assert outside.read_text() == "kept\n"
+    assert all(not os.path.islink(folder / n) for n in os.listdir(folder))
+    assert (folder / ".runs").read_text() == "2"
 
 
 def test_uid_and_gid_go_together():
