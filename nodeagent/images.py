@@ -6,13 +6,19 @@ Ids name content, so a finished layer (one with its marker, see
 :mod:`corral.images`) is used as it is, whoever wrote it: this agent,
 another agent on the same machine, or a builder sharing the images dir. A
 node that has the image does no work; one that has the environment fetches
-only the code layer. Each download is checked against its sha256; a
-mismatch or an unsafe archive leaves nothing behind. A layer is unpacked
-into a temporary folder beside its place while it downloads (the body goes
-straight into ``tar -x``, each member's header checked first by
-:class:`TarScan`, the digest taken on the way and compared before the
-rename), so the virtualenv lands at the same path as on the builder with
-no archive file and no second pass; the env and code layers download at once.
+only the code layer (the env and code layers download at once).
+
+A layer is downloaded first, whole, to a scratch file in the images dir
+(an ``O_EXCL`` name unlinked at once), hashed on the way; only a body whose
+sha256 is the one the assignment names is unpacked, into a temporary
+folder beside its place that is renamed into place when whole, so the
+virtualenv lands at the same path as on the builder. Unpacking is
+:mod:`nodeagent.extract` driven by :mod:`nodeagent.tarscan`, one parser
+that both decides and describes what is written: no set-id file, device,
+FIFO, link out of the layer, name out of it, or write through a link; the
+files come out owned by the agent (root in production), not writable by
+others, readable by app users. A mismatch, a broken download or an unsafe
+archive leaves nothing behind: no scratch file, no folder.
 
 Disk pressure (:mod:`nodeagent.disk`): before a fetch, the layers it lacks
 must fit (archive and unpacked copy, twice their size) and still leave the
@@ -22,12 +28,11 @@ code) are deleted, least recently used first; if even that would not make
 room, the image is refused with the figures in one sentence. A layer goes
 marker first, so a half-deleted one is "unfinished", never used.
 """
+import contextlib
 import hashlib
 import os
 import secrets
 import shutil
-import subprocess
-import tempfile
 import threading
 import time
 
@@ -35,8 +40,9 @@ import eventlet.semaphore
 import requests
 
 from corral import images
-from nodeagent import disk, fdio
-from nodeagent.tarscan import TarScan
+from nodeagent import disk
+from nodeagent.extract import extract
+from nodeagent.tarscan import UnsafeLayer
 
 CHUNK = 1 << 20
 TIMEOUT = (10, 60)   # connect, read: seconds
@@ -114,7 +120,8 @@ def ensure_layer(images_dir, layer):
     hexid = images.image_hex(layer_id)
     unpacked = os.path.join(parent, f".tmp-{hexid}-{secrets.token_hex(4)}")
     try:
-        size = _fetch_unpack(layer.get("url", ""), unpacked, layer.get("sha256"), f"{kind} layer {layer_id}")
+        size = _fetch_unpack(layer.get("url", ""), unpacked, layer.get("sha256"), f"{kind} layer {layer_id}",
+                             layer.get("size"))
         try:
             os.rename(unpacked, final)
         except OSError:
@@ -139,70 +146,67 @@ def ensure_layer(images_dir, layer):
             shutil.rmtree(unpacked, ignore_errors=True)
 
 
-def _fetch_unpack(url, dest, sha256, what):
-    """Download the archive at ``url`` and unpack it into the new folder ``dest`` as it arrives; return its size.
+def _fetch_unpack(url, dest, sha256, what, size=None):
+    """Download the archive at ``url``, check it is ``sha256``, then unpack it into the new folder
+    ``dest``; return the archive's size.
 
-    The body goes to the ``tar`` command (several times faster than tarfile
-    for a 16k-file environment) while it downloads, hashed on the way; tar
-    is handed each member only after :class:`TarScan` passed its header, so
-    nothing lands outside ``dest`` even before the digest is known. The
-    digest is checked once the body is complete; on a mismatch, an unsafe
-    member or an unreadable archive, ImageError and the caller drops ``dest``.
+    The body goes to a scratch file beside ``dest`` (:func:`_scratch_file`:
+    nameless once open, so no failure or kill leaves it behind), hashed on
+    the way; a body longer than ``size`` (the assignment's, when given) is cut
+    off there. Only a body whose sha256 matches is unpacked, by
+    :func:`nodeagent.extract.extract`: members as :mod:`nodeagent.tarscan`
+    decides (one parser for the check and the writing). On a failed
+    download, a mismatch, an unsafe member or an unreadable archive,
+    ImageError (one sentence) and the caller drops ``dest``.
     """
-    os.mkdir(dest)
-    digest, scan, size = hashlib.sha256(), TarScan(), 0
-    with tempfile.TemporaryFile() as errors:
-        # A venv links to its base interpreter by absolute path: symlink targets are kept as they are.
-        # Our own pipe, written with fdio: a green pipe's write spins for ever once tar has exited.
-        feed_r, feed_w = os.pipe()
+    with _scratch_file(os.path.dirname(dest) or ".") as fd:
+        length = _download(url, fd, sha256, what, size)
         try:
-            tar = subprocess.Popen(["tar", "--extract", "--file=-", "--directory", dest, "--no-same-owner",
-                                    "--delay-directory-restore"], stdin=feed_r, stdout=subprocess.DEVNULL,
-                                   stderr=errors)
-        except BaseException:
-            os.close(feed_w)
-            raise
-        finally:
-            os.close(feed_r)
-        os.set_blocking(feed_w, False)
-        tar_open = True
-        try:
-            try:
-                with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
-                    if resp.status_code != 200:
-                        raise ImageError(f"{what}: GET {url} answered HTTP {resp.status_code}")
-                    pending = bytearray()
-                    for chunk in resp.iter_content(CHUNK):
-                        digest.update(chunk)
-                        size += len(chunk)
-                        pending += chunk
-                        release = scan.feed(chunk) - (size - len(pending))
-                        if release > 0:
-                            tar_open = tar_open and fdio.write_all(feed_w, pending[:release])
-                            del pending[:release]   # (tar gone early: its reason is read below)
-                        if scan.finished:   # past the archive's end: hashed, never given to tar
-                            del pending[:]
-            except requests.RequestException as e:
-                raise ImageError(f"{what}: downloading {url} failed ({e.__class__.__name__}: {e})") from None
-            except ValueError as e:
-                raise ImageError(f"{what}: archive {e}") from None
-            if digest.hexdigest() != sha256:
-                raise ImageError(f"{what}: the archive from {url} has sha256 {digest.hexdigest()}, expected {sha256}")
-            if pending or not scan.complete():
-                raise ImageError(f"{what}: the archive cannot be read (it ends inside a member)")
-            fdio.close_fd(feed_w)
-            feed_w = None
-            if tar.wait() != 0:
-                errors.seek(0)
-                reason = errors.read().decode("utf-8", "replace").strip().splitlines()
-                raise ImageError(f"{what}: the archive cannot be unpacked ({reason[-1] if reason else tar.returncode})")
-        finally:
-            if tar.returncode is None:
-                tar.kill()
-                tar.wait()
-            if feed_w is not None:
-                fdio.close_fd(feed_w)
-    return size
+            extract(fd, length, dest)
+        except UnsafeLayer as e:
+            raise ImageError(f"{what}: refused: {e}") from None
+        except OSError as e:
+            raise ImageError(f"{what}: the archive cannot be unpacked ({e.strerror or e}"
+                             f"{': ' + e.filename if isinstance(e.filename, str) else ''})") from None
+    return length
+
+
+@contextlib.contextmanager
+def _scratch_file(folder):
+    """A new file in ``folder`` open for reading and writing, as a descriptor: made under a fresh
+    ``O_EXCL`` name, which is unlinked at once (the file lives while the descriptor does)."""
+    path = os.path.join(folder, f".download-{secrets.token_hex(8)}.tar")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.unlink(path)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _download(url, fd, sha256, what, size=None):
+    """Write the body of ``url`` to ``fd``, hashed on the way; return its length once its sha256 is
+    ``sha256``. ImageError on an HTTP error, a broken or over-long body, or another digest."""
+    digest, length = hashlib.sha256(), 0
+    try:
+        with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
+            if resp.status_code != 200:
+                raise ImageError(f"{what}: GET {url} answered HTTP {resp.status_code}")
+            for chunk in resp.iter_content(CHUNK):
+                length += len(chunk)
+                if type(size) is int and length > size:
+                    raise ImageError(f"{what}: the archive from {url} is longer than the {size} bytes "
+                                     f"the assignment says")
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+                time.sleep(0)   # a turn for other green threads: a body on loopback never makes recv wait
+    except requests.RequestException as e:
+        raise ImageError(f"{what}: downloading {url} failed ({e.__class__.__name__}: {e})") from None
+    if digest.hexdigest() != sha256:
+        raise ImageError(f"{what}: the archive from {url} has sha256 {digest.hexdigest()}, expected {sha256}")
+    return length
 
 
 def missing_bytes(images_dir, artifact):

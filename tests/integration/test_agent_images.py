@@ -194,6 +194,53 @@ def test_a_real_tar_of_a_folder_unpacks_to_the_same_files(tmp_path, serve):
 def test_a_truncated_archive_with_its_own_digest_is_one_sentence_and_leaves_nothing(tmp_path, serve):
     cut = archive([("main.py", "file", "x" * 2000)])[:1024]
     base, _ = serve({"env": ENV, "code": cut})
-    with pytest.raises(ImageError, match="ends inside a member"):
+    with pytest.raises(ImageError, match="ends inside the member .main.py."):
         ensure_image(str(tmp_path), IMAGE, artifact(base, code=cut))
+    assert os.listdir(tmp_path / "code") == []
+
+
+def test_unpacked_files_are_the_agents_writable_by_it_alone_and_keep_their_mtime(tmp_path, serve):
+    """Whatever owners and modes the archive names: the agent's own files (root's in production), 0755
+    folders, 0755 programs and 0644 the rest, each file's mtime as archived (bytecode is checked against it)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, kind, mode in (("bin", tarfile.DIRTYPE, 0o777), ("bin/tool", tarfile.REGTYPE, 0o777),
+                                 ("secret.py", tarfile.REGTYPE, 0o600), ("private", tarfile.DIRTYPE, 0o700),
+                                 ("private/x.py", tarfile.REGTYPE, 0o664)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.uid, info.gid, info.mtime = kind, mode, 1234, 1234, 1_600_000_000
+            data = b"x = 1\n" if kind == tarfile.REGTYPE else None
+            if data:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    data = buf.getvalue()
+    base, _ = serve({"env": ENV, "code": data})
+    ensure_image(str(tmp_path), IMAGE, artifact(base, code=data))
+    layer = layout.layer_dir(str(tmp_path), "code", CODE_ID)
+    seen = {}
+    for folder, dirs, files in os.walk(layer):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(folder, name))
+            seen[os.path.relpath(os.path.join(folder, name), layer)] = (st.st_uid, st.st_gid, oct(st.st_mode & 0o7777))
+            assert st.st_mtime == 1_600_000_000
+    me = (os.geteuid(), os.getegid())
+    assert seen == {"bin": (*me, "0o755"), "bin/tool": (*me, "0o755"), "secret.py": (*me, "0o644"),
+                    "private": (*me, "0o755"), "private/x.py": (*me, "0o644")}
+    assert oct(os.stat(layer).st_mode & 0o7777) == "0o755" and os.stat(layer).st_uid == os.geteuid()
+
+
+def test_nothing_but_the_layer_is_left_in_the_images_dir(tmp_path, serve):
+    """The download's scratch file has no name once open, so no failure leaves one behind."""
+    base, _ = serve({"env": ENV, "code": CODE})
+    ensure_image(str(tmp_path), IMAGE, artifact(base))
+    assert sorted(os.listdir(tmp_path / "code")) == ["c" * 64, "c" * 64 + ".json"]
+    assert sorted(os.listdir(tmp_path / "env")) == ["e" * 64, "e" * 64 + ".json"]
+
+
+def test_a_body_longer_than_the_assignment_says_is_cut_off_and_leaves_nothing(tmp_path, serve):
+    base, _ = serve({"env": ENV, "code": CODE})
+    layers = artifact(base)
+    layers["layers"][1]["size"] = 1000
+    with pytest.raises(ImageError, match="longer than the 1000 bytes the assignment says"):
+        ensure_image(str(tmp_path), IMAGE, layers)
     assert os.listdir(tmp_path / "code") == []
