@@ -209,9 +209,13 @@ def planted_runs(reconciler, handle, fresh_app, system_image_server, canary, kin
                                   app=fresh_app)], epoch=1)
     wait_for("restarted three times and running", lambda: (i := running(reconciler, "plant-1")) and i["restarts"] >= 3,
              timeout=40)
+    return folder
+
+
+def calm_line(folder):
+    """Wait until the last run's "calm" line is in a regular ``output.log``: the log works again."""
     log = folder / "output.log"
     wait_for("the calm run's line", lambda: log.is_file() and not log.is_symlink() and " out calm" in log.read_text())
-    return folder
 
 
 def agent_with_small_logs(agent, open_root):
@@ -226,6 +230,7 @@ def test_symlinks_planted_at_every_log_name_make_root_write_nothing_outside(
     folder = planted_runs(reconciler, handle, fresh_app, system_image_server, canary, "link")
     assert (path.read_text(), path.stat().st_mtime_ns) == before, "root wrote through a planted symlink"
     assert sorted(os.listdir(nowhere)) == ["canary"], "root made a file where a planted symlink pointed"
+    calm_line(folder)
     uid = pwd.getpwnam(users.user_name(fresh_app)).pw_uid
     owners = {name: os.lstat(folder / name).st_uid for name in os.listdir(folder)}
     assert set(owners.values()) == {uid}, f"nothing in the app's folder is made by root: {owners}"
@@ -243,5 +248,6 @@ def test_fifos_planted_at_every_log_name_block_neither_the_agent_nor_the_logs(
     wait_for("the agent still reporting", lambda: len(reconciler.reports) >= seen + 5)
     runs = {i["restarts"] for r in reconciler.reports[seen:] for i in r["instances"] if i["id"] == "plant-1"}
     assert runs, "the instance is still reported"
+    calm_line(folder)
     lines = read_like_corral_logs(handle.data_dir, "plant-1")
     assert lines and lines[-1].endswith(" out calm"), "the log still works"
