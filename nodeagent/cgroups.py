@@ -81,35 +81,31 @@ def memory_layout(mounts_text, controllers, is_root):
     offers memory; ``/sys/fs/cgroup`` first when several do. A purely
     computational function with no side-effects.
     """
-    if not is_root:
-        return Unsupported("the agent does not run as root, so it cannot create cgroups")
-    mounts = parse_mounts(mounts_text)
-    v2 = sorted((point for point, fstype, _ in mounts
-                 if fstype == "cgroup2" and "memory" in (controllers.get(point) or "").split()),
-                key=lambda p: (p != "/sys/fs/cgroup", p))
-    if v2:
-        return Layout("v2", v2[0])
-    v1 = [point for point, fstype, options in mounts if fstype == "cgroup" and "memory" in options]
-    if v1:
-        return Layout("v1", v1[0])
-    return Unsupported("no cgroup memory controller is mounted (neither cgroup2 with memory nor the v1 memory hierarchy)")
+    return controller_layout("memory", mounts_text, controllers, is_root)
 
 
 def pids_layout(mounts_text, controllers, is_root):
     """Decide where process-count limits go: a :class:`Layout`, or :class:`Unsupported` with the reason.
     Like :func:`memory_layout`, for the ``pids`` controller (pure)."""
+    return controller_layout("pids", mounts_text, controllers, is_root)
+
+
+def controller_layout(controller, mounts_text, controllers, is_root):
+    """Where the limits of ``controller`` (``memory``, ``pids``) go: cgroup v2 when a cgroup2 mount
+    offers it (``/sys/fs/cgroup`` first), else its v1 hierarchy; else :class:`Unsupported` (pure)."""
     if not is_root:
         return Unsupported("the agent does not run as root, so it cannot create cgroups")
     mounts = parse_mounts(mounts_text)
     v2 = sorted((point for point, fstype, _ in mounts
-                 if fstype == "cgroup2" and "pids" in (controllers.get(point) or "").split()),
+                 if fstype == "cgroup2" and controller in (controllers.get(point) or "").split()),
                 key=lambda p: (p != "/sys/fs/cgroup", p))
     if v2:
         return Layout("v2", v2[0])
-    v1 = [point for point, fstype, options in mounts if fstype == "cgroup" and "pids" in options]
+    v1 = [point for point, fstype, options in mounts if fstype == "cgroup" and controller in options]
     if v1:
         return Layout("v1", v1[0])
-    return Unsupported("no cgroup pids controller is mounted (neither cgroup2 with pids nor the v1 pids hierarchy)")
+    return Unsupported(f"no cgroup {controller} controller is mounted "
+                       f"(neither cgroup2 with {controller} nor the v1 {controller} hierarchy)")
 
 
 def pids_max(value):
