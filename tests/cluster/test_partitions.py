@@ -171,7 +171,9 @@ def test_lossy_slow_link_keeps_the_node_ready(datacentre, request):
     flaps = len([s for s in states if s and s != "ready"])
     figures.record(name, lost=len(before) - len(after), failed=len(load.failures),
                    requests_sent=load.sent, died=len(fleet.died()), note=f"{flaps} non-ready samples{dropped}")
-    require_load_ran(load)
+    # a request that lands on the slowed node waits on its link (a full frame takes 0.3 s at 40 kbit/s), so
+    # the 14 s window fits fewer requests than an unimpaired one: 20, more than one a second, still measures
+    require_load_ran(load, at_least=20)
     assert len(states) >= 20 and None not in states, f"the node's state was not sampled throughout: {states}"
     assert flaps == 0, f"the degraded node left ready: {states}"
     assert after == before and not fleet.died()
