@@ -22,7 +22,7 @@ from nodeagent.cgroupfs import MemoryCgroups  # noqa: E402
 from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
     WAIT, agent, assignment, key_file, reconciler, running, wait_for)
 from tests.integration.test_agent_isolation import (  # noqa: E402,F401  (fixtures)
-    app_pid, fresh_app, ids_of, kill_processes_of, system_image_server)
+    app_pid, app_with_a_fresh_user, fresh_app, ids_of, kill_processes_of, system_image_server)
 from tests.support import need, need_root  # noqa: E402
 
 
@@ -45,15 +45,7 @@ def open_root():
 @pytest.fixture
 def other_app():
     """A second app (another user) that must not notice what the first one does."""
-    app = f"bystander{os.getpid() % 100000}"
-    name = users.user_name(app)
-    subprocess.run(["userdel", "--force", name], capture_output=True)
-    yield app
-    try:
-        kill_processes_of(pwd.getpwnam(name).pw_uid)
-    except KeyError:
-        pass
-    subprocess.run(["userdel", "--force", name], capture_output=True)
+    yield from app_with_a_fresh_user("bystander")
 
 
 # What the app's own process is, from the inside; then it stays up.

@@ -79,11 +79,10 @@ def kill_processes_of(uid):
                 pass
 
 
-@pytest.fixture
-def fresh_app():
-    """An app name whose user does not exist yet; the user (and anything a failed test left
-    running as it) is deleted afterwards."""
-    app = f"iso{os.getpid() % 100000}"
+def app_with_a_fresh_user(prefix):
+    """An app name (``prefix`` and this pid) whose user does not exist yet; the user (and anything a
+    failed test left running as it) is deleted afterwards. A generator, for a fixture to yield from."""
+    app = f"{prefix}{os.getpid() % 100000}"
     name = users.user_name(app)
     subprocess.run(["userdel", "--force", name], capture_output=True)
     yield app
@@ -92,6 +91,12 @@ def fresh_app():
     except KeyError:
         pass
     subprocess.run(["userdel", "--force", name], capture_output=True)
+
+
+@pytest.fixture
+def fresh_app():
+    """An app whose user does not exist yet (:func:`app_with_a_fresh_user`)."""
+    yield from app_with_a_fresh_user("iso")
 
 
 def app_pid(leader):
