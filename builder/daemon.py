@@ -9,7 +9,6 @@ The caller calls ``corral.green.patch()`` before importing this module.
 """
 import logging
 import os
-import signal
 
 import eventlet
 import eventlet.tpool
@@ -20,6 +19,7 @@ from builder.pipeline import Workshop
 from builder.web import make_app
 from builder.worker import Worker
 from corral import private
+from corral.stopping import Stop
 from corral.settings import Timings
 from corral.store import open_store
 from corral.wire.keys import hide_process, store_dsn as store_dsn_from
@@ -60,47 +60,35 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
     store_dsn = store_dsn_from(store_dsn)
     private.tighten_dir(cache_dir, private.DIR_MODE)
     os.makedirs(images_dir, exist_ok=True)
-    stopping = _StopFlag()
-    previous = {sig: signal.signal(sig, stopping.set) for sig in (signal.SIGTERM, signal.SIGINT)}
-    store = open_store(store_dsn)
-    heartbeat_store = open_store(store_dsn, migrate=False)
-    sock = eventlet.listen((host, port), backlog=1024)
-    try:
-        bound = sock.getsockname()
-        address = advertise or (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
-        app = make_app(images_dir=images_dir, cache_dir=cache_dir)
-        server = eventlet.spawn(eventlet.wsgi.server, sock, app, log_output=False)
-        worker = Worker(store, Workshop(name=name, images_dir=images_dir, cache_dir=cache_dir,
-                                        pip_timeout=pip_timeout, engine=engine, index=read_pip_config(),
-                                        layer_cache_bytes=int(timings.builder_layer_cache if layer_cache_bytes is None
-                                                              else layer_cache_bytes),
-                                        wheel_cache_bytes=int(timings.builder_wheel_cache if wheel_cache_bytes is None
-                                                              else wheel_cache_bytes)),
-                        artifact_base=f"http://{address}", stale_after=stale_after,
-                        heartbeat_store=heartbeat_store, offload=eventlet.tpool.execute)
-        working = eventlet.spawn(worker.run, stopping, timings.build_poll)
-        log.info("builder %s serving images on http://%s", name, address)
-        while not stopping() and not working.dead:
-            eventlet.sleep(0.2)
-        working.wait()
-        server.kill()
-        log.info("builder %s stopped", name)
-    finally:
-        sock.close()
-        store.close()
-        heartbeat_store.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    stopping = Stop()
+    with stopping.catching():
+        store = open_store(store_dsn)
+        heartbeat_store = open_store(store_dsn, migrate=False)
+        sock = eventlet.listen((host, port), backlog=1024)
+        try:
+            bound = sock.getsockname()
+            address = advertise or (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
+            app = make_app(images_dir=images_dir, cache_dir=cache_dir)
+            server = eventlet.spawn(eventlet.wsgi.server, sock, app, log_output=False)
+            workshop = Workshop(name=name, images_dir=images_dir, cache_dir=cache_dir, pip_timeout=pip_timeout,
+                                engine=engine, index=read_pip_config(),
+                                layer_cache_bytes=int(_or(layer_cache_bytes, timings.builder_layer_cache)),
+                                wheel_cache_bytes=int(_or(wheel_cache_bytes, timings.builder_wheel_cache)))
+            worker = Worker(store, workshop, artifact_base=f"http://{address}", stale_after=stale_after,
+                            heartbeat_store=heartbeat_store, offload=eventlet.tpool.execute)
+            working = eventlet.spawn(worker.run, stopping, timings.build_poll)
+            log.info("builder %s serving images on http://%s", name, address)
+            while not stopping() and not working.dead:
+                eventlet.sleep(0.2)   # (the worker may end on its own: a store gone for good)
+            working.wait()
+            server.kill()
+            log.info("builder %s stopped", name)
+        finally:
+            sock.close()
+            store.close()
+            heartbeat_store.close()
 
 
-class _StopFlag:
-    """Set by a signal handler; called to ask whether to stop."""
-
-    def __init__(self):
-        self._set = False
-
-    def set(self, *_):
-        self._set = True
-
-    def __call__(self):
-        return self._set
+def _or(given, default):
+    """``given`` unless it is None."""
+    return default if given is None else given

@@ -29,6 +29,7 @@ import signal
 import eventlet
 
 from corral.settings import Timings
+from corral.stopping import Stop
 from corral.wire.bus import BusClient
 from corral import private
 from corral.wire.keys import hide_process, key_path, read_key
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 # The data dir, its logs/ and home/: others may pass (an app user reaches its own log folder and
 # HOME inside) but not list them; every file of the agent's own in them is 0600 (nodeagent.state).
 DATA_DIR_MODE = 0o711
-SIGNAL_POLL = 0.1   # seconds between looks at the stop flag set by a signal handler
 
 
 def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, address="127.0.0.1", timings=Timings(),
@@ -86,36 +86,28 @@ def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, ad
                   log_retention=timings.log_retention)
     bus = BusClient(list(reconcilers), key, name, agent.on_message, window=timings.replay_window)
     agent.streams = Streams(agent, reply=bus.send_to)
-    stop = [] if stop is None else stop
-
-    def on_signal(signum, frame):
-        stop.append(signum)
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = Stop(early=stop)
     profile = _Profile.from_env()
     try:
-        bus.start()
-        agent.start()
-        log.info("agent %s up, reporting to %s", name, ", ".join(reconcilers))
-        while not stop:
-            eventlet.sleep(SIGNAL_POLL)
-        if profile is not None:
-            profile.dump()
-            profile = None
-        if stop[0] == signal.SIGINT:
-            log.info("agent %s stopping its instances and exiting on SIGINT", name)
-            agent.shutdown()
-        else:
-            log.info("agent %s exiting on %s and leaving %d instances running for the next agent",
-                     name, signal.Signals(stop[0]).name, len(agent.instances))
-            agent.detach()
+        with stop.catching():
+            bus.start()
+            agent.start()
+            log.info("agent %s up, reporting to %s", name, ", ".join(reconcilers))
+            stop.wait()
+            if profile is not None:
+                profile.dump()
+                profile = None
+            if stop.first == signal.SIGINT:
+                log.info("agent %s stopping its instances and exiting on SIGINT", name)
+                agent.shutdown()
+            else:
+                log.info("agent %s exiting on %s and leaving %d instances running for the next agent",
+                         name, signal.Signals(stop.first).name, len(agent.instances))
+                agent.detach()
     finally:
         bus.close()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         if profile is not None:
             profile.dump()
-
 
 class _Profile:
     """cProfile of the whole daemon while ``CORRAL_AGENT_PROFILE`` names a file; SIGUSR1 restarts it."""

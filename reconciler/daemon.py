@@ -1,26 +1,37 @@
 """One reconciler process: API server, bus server, lease keeper and control loop.
 
 Every reconciler serves the API and hears every agent; only the one holding
-the leader lease runs the loop. Green threads:
+the leader lease syncs. :class:`Reconciler` holds one method per duty, each
+run as a green thread by :meth:`Reconciler.start`:
 
-- bus: each verified ``report`` updates the observed view; a change enqueues
-  the apps it concerns (a new node: everything);
-- lease: take/renew every ``lease_renew`` seconds; becoming leader enqueues everything;
-- loop: one worker takes the due keys of the work queue (app names, ``ALL``
-  every ``loop_interval``) and syncs them, if (and only while) we lead; a
-  failed app is retried after its own backoff. After a sync it pauses as long
-  as the sync took (at most ``loop_interval``), so syncs take no more than
-  half the time and the bus keeps up with the reports. One worker, on purpose:
-  placements of different apps compete for the same nodes' room, and a single
-  writer of the desired table needs no optimistic retry (Nomad's plan applier
-  serialises them too);
-- gitops: every ``gitops_tick``, the GitSources that are due are synced, if we lead;
-- api: eventlet.wsgi on the API address.
+- :meth:`~Reconciler.on_report` (the bus's thread): each verified ``report``
+  updates the observed view; a change enqueues the apps it concerns (a new
+  node: everything);
+- :meth:`~Reconciler.lease_loop`: take/renew every ``lease_renew`` seconds;
+  becoming leader enqueues everything;
+- :meth:`~Reconciler.control_loop`: one worker takes the due keys of the work
+  queue (app names, ``ALL`` every ``loop_interval``) and syncs them with
+  :meth:`~Reconciler.sync_keys`, if (and only while) we lead; a failed app is
+  retried after its own backoff. After a sync it pauses as long as the sync
+  took (at most ``loop_interval``), so syncs take no more than half the time
+  and the bus keeps up with the reports. One worker, on purpose: placements of
+  different apps compete for the same nodes' room, and a single writer of the
+  desired table needs no optimistic retry (Nomad's plan applier serialises
+  them too);
+- :meth:`~Reconciler.gitops_loop`: every ``gitops_tick`` the GitSources that
+  are due go into a work queue of their own (a key per source, with its own
+  backoff), which a second worker drains with :meth:`~Reconciler.sync_source`,
+  if we lead: a git fetch takes seconds and must not hold the apps' syncs;
+- :meth:`~Reconciler.events_loop`: writes the instance events the reports
+  produced, off the bus's thread;
+- the API: eventlet.wsgi on the API address.
+
+A new duty (a router's table, schedules, add-on services) is a method here,
+started in :meth:`~Reconciler.start`, stopping when :attr:`Reconciler.stop` says so.
 """
 import collections
 import logging
 import shutil
-import signal
 import tempfile
 import time
 
@@ -31,11 +42,12 @@ import eventlet.wsgi
 
 from corral.auth import api_token
 from corral.settings import Timings
+from corral.stopping import Stop
 from corral.store import Fenced, StoreError, open_store
 from corral.wire.bus import BusServer
 from corral.wire.keys import hide_process, key_path, read_key, store_dsn as store_dsn_from
-from reconciler import views
 from reconciler.api import Api
+from reconciler.cluster_state import ClusterState
 from reconciler.gitops.repo import GitRepos
 from reconciler.gitops.sync import GitSync
 from reconciler.instance_events import instance_events
@@ -47,38 +59,7 @@ from reconciler.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
-
-class ClusterState:
-    """What the API asks the daemon: observed view merged with the store."""
-
-    def __init__(self, name, store, observed, lease, timings, clock=time.time, bus_stats=dict):
-        self.name, self.store, self.observed, self.lease, self.timings, self.clock = \
-            name, store, observed, lease, timings, clock
-        self.bus_stats = bus_stats
-
-    def _node_views(self):
-        stored = self.store.list_nodes()
-        desired = self.store.list_desired()
-        known = {n.name for n in stored} | {r.node for r in desired}
-        cordoned = {n.name for n in stored if n.cordoned}
-        return stored, desired, self.observed.node_views(known, cordoned, self.clock(), self.timings,
-                                                         draining={n.name for n in stored if n.draining})
-
-    def health(self):
-        """Name, leadership, and what this reconciler's bus refused (``rejected_messages``, by reason)
-        and dropped: the counts that show a peer sending garbage or replays."""
-        stats = self.bus_stats()
-        return {"name": self.name, "leader": self.lease.epoch is not None, "epoch": self.lease.epoch,
-                "rejected_messages": stats.get("rejected", {}), "dropped_messages": stats.get("dropped", 0)}
-
-    def instances(self):
-        _, desired, node_views = self._node_views()
-        return views.instances_json(desired, self.observed.instance_reports(),
-                                    {v.name: v.state for v in node_views})
-
-    def nodes(self):
-        stored, desired, node_views = self._node_views()
-        return views.nodes_json(node_views, stored, self.observed.reports(), desired, self.observed.last_seen)
+PENDING_EVENTS = 1000   # instance events kept for the store while it is down (leader only)
 
 
 def open_store_retrying(dsn, stop_after=60.0):
@@ -94,6 +75,198 @@ def open_store_retrying(dsn, stop_after=60.0):
             eventlet.sleep(1.0)
 
 
+class Reconciler:
+    """One reconciler's duties over its store and bus (see the module's docstring).
+
+    Constructing it binds the bus endpoint ``bus``; nothing runs until :meth:`start`.
+    ``git_dir`` is a scratch folder of its own for GitOps clones.
+    """
+
+    def __init__(self, *, name, store, key, bus, timings=Timings(), git_dir, stop=None, clock=time.time):
+        self.name, self.store, self.timings, self.clock = name, store, timings, clock
+        self.stop = stop if stop is not None else Stop()
+        self.observed = Observed(started_at=clock())
+        self.work = WorkQueue()      # app names, and ALL for a full resync
+        self.sources = WorkQueue()   # GitSource names
+        self.pending_events = collections.deque(maxlen=PENDING_EVENTS)
+        self._kicks = eventlet.queue.LightQueue(maxsize=1)
+        self.bus = BusServer(bus, key, name, self.on_message, window=timings.replay_window)
+        self.relay = Relay(self.bus.send, lambda node: clock() - self.observed.last_seen(node),
+                           timings.heartbeat_timeout)
+        self.lease = LeaderLease(store, process_holder(name), timings)
+        self.controller = Controller(store, self.observed, self.bus, timings, name)
+        self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats)
+        self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir)
+        self.api = Api(store, self.state, api_token(key), self.kick, self.relay)
+        self._threads = []
+
+    # -- events in ---------------------------------------------------------
+    def kick(self, *keys):
+        """Enqueue ``keys`` (app names; none: everything) and wake the worker."""
+        self.work.add_all(keys or (ALL,))
+        try:
+            self._kicks.put_nowait(True)
+        except eventlet.queue.Full:
+            pass
+
+    def on_message(self, peer, msg):
+        """The bus's handler: stream messages go to the relay, reports to :meth:`on_report`."""
+        if msg.type in self.relay.types:
+            self.relay.on_message(peer, msg)
+        elif msg.type == "report":
+            self.on_report(msg.body)
+
+    def on_report(self, body):
+        """Record a node's report; a change enqueues the apps it concerns (a new node: every app).
+        As leader, the instance transitions it shows become events (written by :meth:`events_loop`)."""
+        node = body["node"]["name"]
+        prev = self.observed.latest(node)
+        if prev is not None and self.lease.epoch is not None and not is_delayed(prev, body):
+            self.pending_events.extend(("app", app, reason, message, self.name)
+                                       for app, reason, message in instance_events(node, prev.instances,
+                                                                                   body["instances"]))
+        if self.observed.record(body, self.clock()):
+            if prev is None:
+                self.kick()
+            else:
+                self.kick(*({i["app"] for i in body["instances"]} | self.controller.apps_on_node(node)))
+
+    # -- duties --------------------------------------------------------------
+    def lease_loop(self):
+        """Take or renew the lease every ``lease_renew`` s; becoming leader enqueues everything."""
+        while not self.stop():
+            was = self.lease.epoch
+            if self.lease.tick() is not None and was is None:
+                self.kick()
+            self.stop.sleep(self.timings.lease_renew)
+
+    def control_loop(self):
+        """The one worker of the apps' work queue (see the module's docstring)."""
+        timings, next_resync = self.timings, 0.0
+        while not self.stop():
+            now = time.monotonic()
+            leading = self.lease.epoch is not None   # else woken by a kick (lease_loop kicks on leading) or the timer
+            wait = self.work.wait_hint(now, max(0.0, min(timings.loop_interval, next_resync - now)), leading)
+            try:
+                self._kicks.get(timeout=wait)
+            except eventlet.queue.Empty:
+                pass
+            now = time.monotonic()
+            if now >= next_resync:
+                self.work.add(ALL)
+                next_resync = now + timings.loop_interval
+            epoch = self.lease.epoch
+            if epoch is None or self.stop():
+                continue
+            keys = self.work.take(now)
+            if keys:
+                self.sync_keys(epoch, keys)
+                # Leave the other green threads as long as the sync took (at most a loop
+                # interval: a sync slowed by a store outage must not delay the next): back to
+                # back, the syncs of a busy cluster let the bus read one report per sync,
+                # until 1,000 nodes seemed unreachable (bench/scale.py).
+                eventlet.sleep(min(time.monotonic() - now, timings.loop_interval))
+            eventlet.sleep(0)
+
+    def sync_keys(self, epoch, keys):
+        """Sync the apps ``keys`` as leader at ``epoch``; each key is retried after its backoff when
+        its sync failed, and forgotten when it succeeded. Fenced: we no longer lead, let the lease go."""
+        failed = set(keys)
+        try:
+            result = self.controller.sync(epoch, keys)
+            failed = set(keys) if result.deferred else result.failed
+        except Fenced:
+            log.warning("%s was fenced at epoch %d: another reconciler leads", self.name, epoch)
+            self.lease.release()
+        except StoreError as e:
+            log.warning("sync of %s failed: %s", ", ".join(sorted(keys)), e)
+        except Exception:
+            log.exception("sync of %s failed", ", ".join(sorted(keys)))
+        self._settle(self.work, keys, failed)
+
+    def gitops_loop(self):
+        """Every ``gitops_tick``, as leader: :meth:`gitops_pass`."""
+        while not self.stop.sleep(self.timings.gitops_tick):
+            epoch = self.lease.epoch
+            if epoch is not None:
+                self.gitops_pass(epoch)
+
+    def gitops_pass(self, epoch):
+        """Enqueue the GitSources that are due and sync those the queue hands out (a source whose
+        sync failed waits for its backoff); returns the names synced to their end."""
+        try:
+            self.sources.add_all(n for n in self.gitsync.due() if not self.sources.backing_off(n))
+        except StoreError as e:
+            log.warning("could not list the GitSources due: %s", e)
+        names = self.sources.take(time.monotonic())
+        synced = [name for name in names if not self.stop() and self.sync_source(epoch, name)]
+        self._settle(self.sources, names, set(names) - set(synced))
+        return synced
+
+    def sync_source(self, epoch, name):
+        """One GitSource's sync as leader at ``epoch``; returns whether it ran to its end (a failed
+        fetch or a refused commit did: its status says so; a store error or a fence did not)."""
+        try:
+            self.gitsync.sync_named(name, epoch)
+            return True
+        except Fenced:
+            log.warning("%s was fenced at epoch %d during a git sync", self.name, epoch)
+        except StoreError as e:
+            log.warning("git sync of %s failed: %s", name, e)
+        except Exception:
+            log.exception("git sync of %s failed", name)
+        return False
+
+    def events_loop(self):
+        """Write the instance events the reports produced, off the bus's green thread; a store
+        that is down keeps them (at most ``PENDING_EVENTS``) for the next try."""
+        while not self.stop.sleep(self.timings.loop_interval):
+            self.write_events()
+
+    def write_events(self):
+        """One attempt to write the pending instance events; returns how many were written."""
+        batch = list(self.pending_events)
+        if not batch:
+            return 0
+        try:
+            self.store.add_events(batch)
+        except StoreError as e:
+            log.warning("%d instance event(s) not written yet: %s", len(batch), e)
+            return 0
+        for _ in batch:
+            self.pending_events.popleft()
+        return len(batch)
+
+    @staticmethod
+    def _settle(queue, keys, failed):
+        """Mark ``keys`` done in ``queue``: the ``failed`` ones retry after their backoff."""
+        now = time.monotonic()
+        for key in keys:
+            queue.done(key)
+            if key in failed:
+                queue.retry(key, now)
+            else:
+                queue.forget(key)
+
+    # -- life ------------------------------------------------------------------
+    def start(self, api_sock):
+        """Start the bus and every duty, and serve the API on the listening socket ``api_sock``."""
+        self.bus.start()
+        self._threads = [eventlet.spawn(duty) for duty in
+                         (self.lease_loop, self.control_loop, self.gitops_loop, self.events_loop)]
+        self._threads.append(eventlet.spawn(eventlet.wsgi.server, api_sock, self.api,
+                                            log=logging.getLogger("corral.api.access"),
+                                            log_output=False, socket_timeout=60))
+
+    def close(self):
+        """Give up the lease (a successor need not wait for it to expire), stop every duty, close the bus."""
+        self.stop.set()
+        self.lease.release()
+        for t in self._threads:
+            t.kill()
+        self.bus.close()
+
+
 def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings()):
     """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint.
 
@@ -102,153 +275,19 @@ def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings()):
     hide_process()
     key = read_key(key_path(secret_file))
     store = open_store_retrying(store_dsn_from(store_dsn))
-    observed = Observed(started_at=time.time())
-    kicks = eventlet.queue.LightQueue(maxsize=1)
-    pending_events = collections.deque(maxlen=1000)   # instance events waiting for the store (leader only)
-    work = WorkQueue()
-
-    def kick(*keys):
-        """Enqueue ``keys`` (app names; none: everything) and wake the worker."""
-        work.add_all(keys or (ALL,))
-        try:
-            kicks.put_nowait(True)
-        except eventlet.queue.Full:
-            pass
-
-    def on_message(peer, msg):
-        if msg.type in relay.types:
-            relay.on_message(peer, msg)
-            return
-        if msg.type != "report":
-            return
-        node = msg.body["node"]["name"]
-        prev = observed.latest(node)
-        new_node = prev is None
-        if prev is not None and lease.epoch is not None and not is_delayed(prev, msg.body):
-            pending_events.extend(("app", app, reason, message, name)
-                                  for app, reason, message in instance_events(node, prev.instances,
-                                                                              msg.body["instances"]))
-        if observed.record(msg.body, time.time()):
-            if new_node:
-                kick()
-            else:
-                kick(*({i["app"] for i in msg.body["instances"]} | controller.apps_on_node(node)))
-
-    server = BusServer(bus, key, name, on_message, window=timings.replay_window)
-    relay = Relay(server.send, lambda node: time.time() - observed.last_seen(node), timings.heartbeat_timeout)
-    lease = LeaderLease(store, process_holder(name), timings)
-    controller = Controller(store, observed, server, timings, name)
-    state = ClusterState(name, store, observed, lease, timings, bus_stats=server.stats)
-    stopping = eventlet.event.Event()
-
-    def lease_loop():
-        while not stopping.ready():
-            was = lease.epoch
-            if lease.tick() is not None and was is None:
-                kick()
-            eventlet.sleep(timings.lease_renew)
-
-    def control_loop():
-        next_resync = 0.0
-        while not stopping.ready():
-            now = time.monotonic()
-            leading = lease.epoch is not None   # else woken by a kick (lease_loop kicks once it leads) or the timer
-            try:
-                kicks.get(timeout=work.wait_hint(now, max(0.0, min(timings.loop_interval, next_resync - now)), leading))
-            except eventlet.queue.Empty:
-                pass
-            now = time.monotonic()
-            if now >= next_resync:
-                work.add(ALL)
-                next_resync = now + timings.loop_interval
-            epoch = lease.epoch
-            if epoch is None or stopping.ready():
-                continue
-            keys = work.take(now)
-            if keys:
-                sync(epoch, keys)
-                # Leave the other green threads as long as the sync took (at most a loop
-                # interval: a sync slowed by a store outage must not delay the next): back to
-                # back, the syncs of a busy cluster let the bus read one report per sync,
-                # until 1,000 nodes seemed unreachable (bench/scale.py).
-                eventlet.sleep(min(time.monotonic() - now, timings.loop_interval))
-            eventlet.sleep(0)
-
-    def sync(epoch, keys):
-        failed = set(keys)
-        try:
-            result = controller.sync(epoch, keys)
-            failed = set(keys) if result.deferred else result.failed
-        except Fenced:
-            log.warning("%s was fenced at epoch %d: another reconciler leads", name, epoch)
-            lease.release()
-        except StoreError as e:
-            log.warning("sync of %s failed: %s", ", ".join(sorted(keys)), e)
-        except Exception:
-            log.exception("sync of %s failed", ", ".join(sorted(keys)))
-        now = time.monotonic()
-        for key in keys:
-            work.done(key)
-            if key in failed:
-                work.retry(key, now)
-            else:
-                work.forget(key)
-
-    def events_loop():
-        """Write the instance events the reports produced, off the bus's green thread; a store
-        that is down keeps them (at most the deque's length) for the next try."""
-        while not stopping.ready():
-            eventlet.sleep(timings.loop_interval)
-            if not pending_events:
-                continue
-            batch = list(pending_events)
-            try:
-                store.add_events(batch)
-            except StoreError as e:
-                log.warning("%d instance event(s) not written yet: %s", len(batch), e)
-                continue
-            for _ in batch:
-                pending_events.popleft()
-
     git_dir = tempfile.mkdtemp(prefix="corral-git-")
-    gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, kick, scratch_dir=git_dir)
-
-    def gitops_loop():
-        while not stopping.ready():
-            eventlet.sleep(timings.gitops_tick)
-            epoch = lease.epoch
-            if epoch is None or stopping.ready():
-                continue
-            try:
-                gitsync.run_due(epoch)
-            except Fenced:
-                log.warning("%s was fenced at epoch %d during a git sync", name, epoch)
-            except StoreError as e:
-                log.warning("git sync failed: %s", e)
-            except Exception:
-                log.exception("git sync failed")
-
+    stop = Stop()
     host, _, port = api.rpartition(":")
     sock = eventlet.listen((host or "127.0.0.1", int(port)), backlog=1024)
-    app = Api(store, state, api_token(key), kick, relay)
-    server.start()
-    threads = [eventlet.spawn(lease_loop), eventlet.spawn(control_loop), eventlet.spawn(gitops_loop),
-               eventlet.spawn(events_loop),
-               eventlet.spawn(eventlet.wsgi.server, sock, app, log=logging.getLogger("corral.api.access"),
-                              log_output=False, socket_timeout=60)]
-
-    def on_signal(signum, frame):
-        stopping.send(True) if not stopping.ready() else None
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    log.info("reconciler %s: api http://%s, bus %s", name, api, bus)
-    stopping.wait()
-    lease.release()
-    for t in threads:
-        t.kill()
-    server.close()
-    sock.close()
-    store.close()
-    shutil.rmtree(git_dir, ignore_errors=True)
+    reconciler = Reconciler(name=name, store=store, key=key, bus=bus, timings=timings, git_dir=git_dir, stop=stop)
+    try:
+        with stop.catching():
+            reconciler.start(sock)
+            log.info("reconciler %s: api http://%s, bus %s", name, api, bus)
+            stop.wait()
+    finally:
+        reconciler.close()
+        sock.close()
+        store.close()
+        shutil.rmtree(git_dir, ignore_errors=True)
     log.info("reconciler %s stopped", name)

@@ -56,6 +56,10 @@ class WorkQueue:
         """Reset ``key``'s backoff (its sync succeeded)."""
         self._failures.pop(key, None)
 
+    def backing_off(self, key):
+        """Whether ``key`` waits for the backoff of a failed sync (a periodic resync leaves it waiting)."""
+        return key in self._delayed
+
     def failures(self, key):
         """How many syncs of ``key`` failed in a row."""
         return self._failures.get(key, 0)

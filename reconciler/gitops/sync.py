@@ -43,16 +43,19 @@ class GitSync:
         self.scratch_dir = scratch_dir
         self._loaded = {}  # source name -> (url, commit, path, wanted)
 
-    def run_due(self, epoch):
-        """Sync every source that is due; returns the names synced. Raises Fenced if deposed."""
-        done = []
+    def due(self):
+        """The names of the sources due to sync now (:func:`plan.is_due`): the leader's resync
+        enqueues them in its work queue, which hands each to :meth:`sync_named`."""
         now = self.clock()
-        for rec in self.store.list_gitsources():
-            if core.is_due(parse_duration(rec.spec["interval"]), rec.status, rec.generation,
-                           rec.sync_requested_at, now):
-                self.sync(rec, epoch)
-                done.append(rec.name)
-        return done
+        return [rec.name for rec in self.store.list_gitsources()
+                if core.is_due(parse_duration(rec.spec["interval"]), rec.status, rec.generation,
+                               rec.sync_requested_at, now)]
+
+    def sync_named(self, name, epoch):
+        """Sync the source ``name`` if it still exists; returns the status written, or None.
+        Raises Fenced if deposed, StoreError if the store failed (the work queue retries)."""
+        rec = self.store.get_gitsource(name)
+        return None if rec is None else self.sync(rec, epoch)
 
     def sync(self, rec, epoch):
         """One sync of the stored source ``rec``; returns the status written."""

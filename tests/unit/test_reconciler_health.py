@@ -1,5 +1,5 @@
 """A reconciler's /healthz shows what its bus refused and dropped, next to its leadership."""
-from reconciler.daemon import ClusterState
+from reconciler.cluster_state import ClusterState
 
 
 class Lease:

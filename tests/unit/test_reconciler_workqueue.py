@@ -69,3 +69,13 @@ def test_a_worker_that_does_not_lead_sleeps_its_full_time_though_work_is_queued(
     q.add("web")
     assert q.wait_hint(0.0, longest=0.5) == 0.0
     assert q.wait_hint(0.0, longest=0.5, leading=False) == 0.5
+
+
+def test_a_key_backing_off_says_so_until_it_is_queued_again():
+    q = WorkQueue(base_delay=1.0)
+    q.add("a")
+    [key] = q.take(0.0)
+    q.done(key)
+    q.retry(key, 0.0)
+    assert q.backing_off("a") and q.take(0.5) == []
+    assert q.take(1.0) == ["a"] and not q.backing_off("a")

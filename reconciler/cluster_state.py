@@ -1,0 +1,37 @@
+"""What the API asks a reconciler about the cluster: the observed view merged with the store."""
+import time
+
+from reconciler import views
+
+
+class ClusterState:
+    """Read-only answers for the API's live routes (``/healthz``, instances, nodes)."""
+
+    def __init__(self, name, store, observed, lease, timings, clock=time.time, bus_stats=dict):
+        self.name, self.store, self.observed, self.lease, self.timings, self.clock = \
+            name, store, observed, lease, timings, clock
+        self.bus_stats = bus_stats
+
+    def _node_views(self):
+        stored = self.store.list_nodes()
+        desired = self.store.list_desired()
+        known = {n.name for n in stored} | {r.node for r in desired}
+        cordoned = {n.name for n in stored if n.cordoned}
+        return stored, desired, self.observed.node_views(known, cordoned, self.clock(), self.timings,
+                                                         draining={n.name for n in stored if n.draining})
+
+    def health(self):
+        """Name, leadership, and what this reconciler's bus refused (``rejected_messages``, by reason)
+        and dropped: the counts that show a peer sending garbage or replays."""
+        stats = self.bus_stats()
+        return {"name": self.name, "leader": self.lease.epoch is not None, "epoch": self.lease.epoch,
+                "rejected_messages": stats.get("rejected", {}), "dropped_messages": stats.get("dropped", 0)}
+
+    def instances(self):
+        _, desired, node_views = self._node_views()
+        return views.instances_json(desired, self.observed.instance_reports(),
+                                    {v.name: v.state for v in node_views})
+
+    def nodes(self):
+        stored, desired, node_views = self._node_views()
+        return views.nodes_json(node_views, stored, self.observed.reports(), desired, self.observed.last_seen)
