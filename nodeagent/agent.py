@@ -74,6 +74,7 @@ class Agent:
                 self.records[iid] = record
         self.instances = {}
         self.assigned = [r["assignment"] for r in self.records.values() if not r.get("stopping")]
+        self.replaced = frozenset()   # of the latest assign: instances to stop without their drain
         self.counters = {"assign_accepted": 0, "assign_stale": 0, "assign_other_node": 0, "bad_id": 0,
                          "reports_sent": 0}
         self.inbox = eventlet.queue.LightQueue()
@@ -181,6 +182,7 @@ class Agent:
             return False
         self.counters["assign_accepted"] += 1
         self.assigned = list(body["instances"])
+        self.replaced = frozenset(body.get("replaced", ()))
         return True
 
     def reconcile(self):
@@ -189,7 +191,7 @@ class Agent:
             return
         changes = diff({iid: inst.view() for iid, inst in self.instances.items()}, self.assigned)
         for iid in changes.stop:
-            self.instances[iid].request_stop()
+            self.instances[iid].request_stop(drain=iid not in self.replaced)
         for entry in changes.start:
             self._new_instance(entry)
         if changes.start or changes.stop:

@@ -173,6 +173,7 @@ class Instance:
         self.ticks = None
         self.port = None
         self.stop_requested = False
+        self.drain = True   # set by request_stop: whether the stop waits the drain period first
         self._wake = Wakeup()
         self._thread = None
         self.exits = exits or ExitWatch()
@@ -236,10 +237,12 @@ class Instance:
         """Start the worker green thread."""
         self._thread = eventlet.spawn(self._work)
 
-    def request_stop(self):
-        """Ask the worker to drain and stop (idempotent; returns at once)."""
+    def request_stop(self, drain=True):
+        """Ask the worker to drain and stop, or without ``drain`` to stop at once: SIGTERM, grace,
+        SIGKILL (an instance replaced while its node was lost). Idempotent; returns at once."""
         if not self.stop_requested:
             self.stop_requested = True
+            self.drain = drain
             self._wake.ring()
 
     def wait(self):
@@ -509,7 +512,7 @@ class Instance:
         """Drain, SIGTERM the group, wait the grace period, SIGKILL; then STOPPED and the port freed."""
         serving = self.proc is not None and self.proc.poll() is None
         self._apply(lifecycle.StopRequested())
-        if serving and self.spec["drainPeriod"] > 0:
+        if serving and self.drain and self.spec["drainPeriod"] > 0:
             eventlet.sleep(self.spec["drainPeriod"])
         message = self._terminate_group() if self.proc is not None else "stopped"
         self._release_cgroup()

@@ -88,6 +88,7 @@ class Controller:
         self._unplaced_said = {}  # (app, process) -> reason last recorded as an event
         self._apps_on_node = {}  # node -> app names with desired rows there (after the last sync)
         self._sent = {}  # node -> (epoch, instance ids, when) of the last assignment sent to it
+        self._replaced = {}  # node -> ids dropped while it was lost, until its reports no longer hold them
 
     def apps_on_node(self, node):
         """App names with desired instances on ``node`` as of the last sync (event routing)."""
@@ -158,6 +159,9 @@ class Controller:
                  for row in result.boot]
                 + [("app", by_id[s.id].app, "Stopping", f"instance {s.id}: {s.reason}", self.actor)
                    for s in result.stop])
+            for s in result.stop:
+                if s.node_lost:
+                    self._replaced.setdefault(by_id[s.id].node, set()).add(s.id)
         for name in result.purge:
             self.store.purge_app(name, epoch)
             self.store.add_event("app", name, "Deleted", "every instance stopped; app removed", self.actor)
@@ -260,8 +264,24 @@ class Controller:
             if (only is None or node in only
                     or (out_of_step(instances, reports.get(node), epoch)
                         and resend_due(self._sent.get(node), epoch, ids, now, self.timings.heartbeat_timeout))):
-                self.bus.send(node.encode(), "assign", {"node": node, "instances": instances}, epoch)
+                body = {"node": node, "instances": instances}
+                replaced = self._still_replaced(node, reports.get(node))
+                if replaced:
+                    body["replaced"] = replaced
+                self.bus.send(node.encode(), "assign", body, epoch)
                 self._sent[node] = (epoch, ids, now)
+
+    def _still_replaced(self, node, report):
+        """The ids dropped while ``node`` was lost that its last report still holds (sorted); the
+        others are forgotten. Its agent stops those at once: a drain protects no client of theirs."""
+        ids = self._replaced.get(node)
+        if not ids:
+            return []
+        if report is not None:
+            ids &= {i["id"] for i in report.instances}
+        if not ids:
+            del self._replaced[node]
+        return sorted(ids)
 
     def _record_nodes(self, now):
         """Write node facts to the store when they change, and every 10 s for last_seen (one transaction)."""

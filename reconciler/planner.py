@@ -53,6 +53,7 @@ class Stop:
 
     id: str
     reason: str
+    node_lost: bool = False   # dropped because its node was lost: replaced, and held by no ready list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +123,8 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
     boot, stop, purge, unplaced = [], [], [], []
     stopping = set()
 
-    def drop(row, reason):
-        stop.append(Stop(row.id, reason))
+    def drop(row, reason, node_lost=False):
+        stop.append(Stop(row.id, reason, node_lost))
         stopping.add(row.id)
 
     rows_by_key = collections.defaultdict(list)
@@ -137,7 +138,7 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
         elif app.process(row.process) is None:
             drop(row, f"process {row.process} was removed from the spec")
         elif node_state.get(row.node, LOST) == LOST:
-            drop(row, f"node {row.node} is lost")
+            drop(row, f"node {row.node} is lost", node_lost=True)
             lost_by_key[(row.app, row.process)].append(row)
         else:
             rows_by_key[(row.app, row.process)].append(row)

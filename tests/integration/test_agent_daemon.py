@@ -138,8 +138,8 @@ class Reconciler:
                 return inst
         return None
 
-    def assign(self, instances, epoch, node=NODE):
-        assert self.server.send(node.encode(), "assign", {"node": node, "instances": instances}, epoch)
+    def assign(self, instances, epoch, node=NODE, **extra):
+        assert self.server.send(node.encode(), "assign", {"node": node, "instances": instances, **extra}, epoch)
 
     def close(self):
         self.server.close()
@@ -343,6 +343,21 @@ def test_a_removed_instance_is_reported_not_ready_and_keeps_serving_while_it_dra
     assert inst["ready"] is False
     assert requests.get(f"http://127.0.0.1:{port}/hello.txt", timeout=1).status_code == 200
     wait_for("the instance forgotten", lambda: reconciler.instance("hello-web-1") is None)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/hello.txt", timeout=1)
+
+
+def test_an_instance_replaced_while_its_node_was_lost_stops_without_its_drain(agent, reconciler, image_server):
+    """No ready list has held it since its node was lost: the drain would protect no client, and
+    the stale copy would only run beside its replacement."""
+    agent()
+    web = assignment("hello-web-1", image_server, HTTP_SERVER)
+    web["spec"]["drainPeriod"] = 60.0
+    reconciler.assign([web], epoch=1)
+    port = wait_for("hello-web-1 running", lambda: running(reconciler, "hello-web-1"))["port"]
+    reconciler.assign([], epoch=1, replaced=["hello-web-1"])
+    wait_for("the instance forgotten well within its drain period", lambda: reconciler.instance("hello-web-1") is None,
+             timeout=15)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/hello.txt", timeout=1)
 

@@ -176,3 +176,33 @@ def test_the_desired_table_and_events_take_batches_of_hundreds_of_rows(store):
     assert len(nodes) == 230 and (nodes["n004"].address, nodes["n005"].address) == ("127.0.0.1", "10.0.0.1")
     assert (nodes["n007"].cordoned, nodes["n007"].labels, nodes["n007"].first_seen, nodes["n007"].last_seen) == \
         (True, {"zone": "a"}, 1.0, 2.0)
+
+
+def test_a_node_back_from_lost_is_told_which_of_its_instances_were_replaced(store):
+    """Its copies were replaced elsewhere while it was lost and no ready list holds them: its
+    assignment names them as ``replaced`` (its agent stops them without a drain) until its
+    reports no longer show them; a scale-down's stop on a node never lost names none."""
+    built_app(store)
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    ctl, bus, observed, clock = controller(store)
+    ctl.sync(epoch, [ALL])
+    rows = {r.node: r.id for r in store.list_desired()}
+    for n in ("n1", "n2", "n3"):
+        observed.record(report(n, [rows[n]] if n in rows else [], epoch_seen=epoch), clock.t)
+    gone = sorted(rows)[0]
+    clock.t += ctl.timings.node_grace + ctl.timings.heartbeat_timeout + 1
+    for n in {"n1", "n2", "n3"} - {gone}:
+        observed.record(report(n, [rows[n]] if n in rows else [], epoch_seen=epoch), clock.t)
+    lost = ctl.sync(epoch, [ALL]).plan
+    assert [(s.id, s.node_lost) for s in lost.stop] == [(rows[gone], True)]
+    bus.sent.clear()
+    observed.record(report(gone, [rows[gone]], epoch_seen=epoch), clock.t)   # it comes back
+    ctl.sync(epoch, [ALL])
+    [(node, body, _)] = [s for s in bus.sent if s[0] == gone]
+    assert body["replaced"] == [rows[gone]] and body["instances"] == []
+    observed.record(report(gone, [], epoch_seen=epoch - 1), clock.t)   # its copy stopped; out of step
+    clock.t += ctl.timings.heartbeat_timeout + 0.1
+    bus.sent.clear()
+    ctl.sync(epoch, [ALL])
+    [(node, body, _)] = [s for s in bus.sent if s[0] == gone]
+    assert "replaced" not in body
