@@ -19,11 +19,11 @@ import subprocess
 import sys
 import tempfile
 
+from corral.exits import EXIT_UNKNOWN
 from nodeagent import probes
 from nodeagent.logshim import SHIM_ENV
 
 PR_SET_CHILD_SUBREAPER = 36
-EXIT_UNKNOWN = -256   # the returncode of an adopted process that ended: not our child, its status is lost
 
 
 def start_ticks(pid, proc_root="/proc"):

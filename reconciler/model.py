@@ -12,6 +12,25 @@ READY, UNREACHABLE, LOST, CORDONED = "ready", "unreachable", "lost", "cordoned"
 
 
 @dataclasses.dataclass(frozen=True)
+class DesiredRow:
+    """One instance placed by the planner: the fields of a row of the desired table.
+
+    The planner reads the rows it is given by these attributes alone (the store's
+    records have the same) and makes new ones of this type, which the loop writes
+    as they are; ``spec`` is the agent spec, ``revision`` the app revision number.
+    """
+
+    id: str
+    app: str
+    process: str
+    node: str
+    revision: str
+    image: str
+    spec: dict
+    created_at: float
+
+
+@dataclasses.dataclass(frozen=True)
 class DesiredProcess:
     """One process of an app as the planner needs it.
 

@@ -39,10 +39,9 @@ import collections
 import dataclasses
 import itertools
 
-from reconciler.model import LOST, UNREACHABLE
+from reconciler.model import LOST, UNREACHABLE, DesiredRow
 from reconciler.rollout import limits, rolling_step
 from reconciler.scheduler import Candidates, place_many
-from corral.store.base import DesiredInstance
 
 _LIVE = frozenset({"pending", "starting", "running", "stopping", "backoff"})
 
@@ -70,7 +69,7 @@ class Unplaced:
 class Plan:
     """The table changes, and what could not be done and why."""
 
-    boot: tuple = ()       # DesiredInstance rows to insert
+    boot: tuple = ()       # DesiredRow rows to insert
     stop: tuple = ()       # Stop: row ids to delete
     purge: tuple = ()      # app names to remove from the store
     unplaced: tuple = ()   # Unplaced: instances that fit nowhere
@@ -110,7 +109,7 @@ def availability(observed, bad_nodes, min_ready, now):
 def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
     """Decide boots, stops and purges. A purely computational function with no side effects.
 
-    ``apps``: DesiredApp list. ``desired``: DesiredInstance rows as stored
+    ``apps``: DesiredApp list. ``desired``: rows of the desired table as stored (DesiredRow's attributes)
     (of these apps, and of apps that are gone). ``observed``:
     ObservedInstance list (every agent's latest report). ``nodes``: NodeView
     list. ``new_id(app, process) -> str`` names a new instance. ``now``
@@ -217,7 +216,7 @@ def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
             same = collections.Counter(r.node for r in current)
             chosen, reason = place_many(app, proc, step.boot, candidates, same, load, cpu_used, mem_used)
             for node in chosen:
-                boot.append(DesiredInstance(
+                boot.append(DesiredRow(
                     id=new_id(app.name, proc.name), app=app.name, process=proc.name, node=node,
                     revision=app.revision, image=app.image, spec=proc.agent_spec, created_at=now))
             if reason:

@@ -27,7 +27,7 @@ from corral.auth import api_token
 from corral.private import tighten_dir
 from corral.cli.client import Client, ClientError, write_config
 from corral.wire.keys import ENV_VAR as SECRET_ENV, STORE_ENV_VAR as STORE_ENV, new_key_file, read_key
-from nodeagent.restart import Backoff, exit_message
+from corral.exits import Backoff, exit_message
 
 
 def default_data_dir(environ=os.environ):

@@ -16,6 +16,8 @@ import abc
 import dataclasses
 from typing import Any, Optional
 
+from corral.owners import owner_source  # noqa: F401  (the store's callers take it from here too)
+
 
 class StoreError(Exception):
     """The store could not do what was asked (connection lost, timeout, ...)."""
@@ -82,11 +84,6 @@ class GitSourceRecord:
     sync_requested_at: Optional[float]
     created_at: float
     updated_at: float
-
-
-def owner_source(owner: Optional[str]) -> Optional[str]:
-    """The ``gitsource/NAME`` part of an app's owner (``gitsource/NAME@COMMIT``), or None."""
-    return owner.partition("@")[0] if owner else None
 
 
 @dataclasses.dataclass(frozen=True)

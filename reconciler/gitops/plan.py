@@ -16,7 +16,7 @@ from typing import Optional
 
 from corral.secrets import is_secret, redact
 from corral.spec.model import field_text, show
-from corral.store.base import owner_source
+from corral.owners import owner_source
 
 SYNCED = "Synced"
 OUT_OF_SYNC = "OutOfSync"

@@ -284,12 +284,6 @@ def test_a_bad_memory_request_fails_the_instance_without_a_spawn(tmp_path):
     assert inst.state == State.STOPPED
 
 
-def test_lifecycle_module_is_pure():
-    source = open(lifecycle.__file__).read()
-    for forbidden in ("import os", "import time", "import eventlet", "import subprocess", "import socket"):
-        assert forbidden not in source
-
-
 def test_the_exit_watch_rings_the_worker_of_an_ended_process_and_stops_when_nothing_is_watched():
     watch = ExitWatch(interval=0.01)
     ends, runs = FakeProc(1), FakeProc(2)
