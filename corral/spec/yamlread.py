@@ -7,6 +7,7 @@ alias expansion before a single value is built ("billion laughs"). Only the
 tags of plain YAML are read; ``!!python/...`` and custom tags are errors.
 """
 import dataclasses
+import math
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -94,7 +95,11 @@ class _Builder:
                 return node.value  # a plain "=" (YAML 1.1's value key): read as text
             if node.tag not in _SCALAR_TAGS:
                 raise YamlProblem(_line(node), f"the tag {_short_tag(node.tag)} is not allowed: corral reads plain YAML only")
-            return self._scalars.construct_object(node, deep=True)
+            value = self._scalars.construct_object(node, deep=True)
+            if isinstance(value, float) and not math.isfinite(value):
+                # .nan passes every minimum and maximum of a schema (each comparison is false)
+                raise YamlProblem(_line(node), f"{node.value} is not a number corral accepts: numbers must be finite")
+            return value
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ:
                 raise YamlProblem(_line(node), f"the tag {_short_tag(node.tag)} is not allowed: corral reads plain YAML only")
