@@ -21,18 +21,14 @@ reuses the environment untouched. Bump FORMAT when a layout or recipe changes.
 This module is purely computational: no I/O.
 """
 import hashlib
-import json
+
+from corral.canonical import canonical_bytes
 
 FORMAT = 2
 
 
-def canonical_json(value):
-    """The canonical UTF-8 bytes of a JSON value: sorted keys, no spaces, ASCII."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
-
-
 def _sha(doc):
-    return "sha256:" + hashlib.sha256(canonical_json(doc)).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_bytes(doc, ascii_only=True)).hexdigest()
 
 
 def env_id(python, platform, pins):

@@ -7,19 +7,14 @@
 - :func:`desired_app`: the planner's frozen view of an app.
 """
 import hashlib
-import json
 
+from corral.canonical import canonical_bytes, canonical_json
 from corral.spec import parse_cpu, parse_duration, parse_memory, process_command
 from reconciler.model import DesiredApp, DesiredProcess, frozen_items
 
 
-def canonical(value):
-    """Canonical JSON text: the form every hash in the reconciler is taken over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def _sha(value):
-    return hashlib.sha256(canonical(value).encode()).hexdigest()
+    return hashlib.sha256(canonical_bytes(value, ascii_only=True)).hexdigest()
 
 
 def build_inputs(record):
@@ -79,7 +74,7 @@ def agent_specs(spec):
     """Every process's :func:`agent_spec`, by name, remembered by the spec's canonical
     text: a loop pass over 1,000 apps parsed every command and duration again (about a
     fifth of its time). The dicts returned are shared: read them, never change them."""
-    key = canonical(spec)
+    key = canonical_json(spec, ascii_only=True)
     got = _AGENT_SPECS.get(key)
     if got is None:
         if len(_AGENT_SPECS) >= _AGENT_SPECS_MAX:

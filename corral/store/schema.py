@@ -6,6 +6,7 @@ Both backends run the same DDL: ``{serial}``, ``{blob}``, ``{real}`` and
 """
 import json
 
+from corral.canonical import canonical_json  # noqa: F401  (the backends take it from here)
 from corral.store.base import AppRecord, BuildRecord, DesiredInstance, Event, GitSourceRecord, NodeRecord
 
 # Each entry upgrades the schema from version i to i + 1. Never edit one that
@@ -125,11 +126,6 @@ DESIRED_COLUMNS = "id, app, process, node, revision, image, spec, created_at"
 NODE_COLUMNS = "name, address, labels, capacity, cordoned, first_seen, last_seen"
 EVENT_COLUMNS = "id, time, kind, name, reason, message, actor"
 GITSOURCE_COLUMNS = "name, labels, spec, generation, status, sync_requested_at, created_at, updated_at"
-
-
-def canonical_json(value) -> str:
-    """The one text form of a JSON value: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def app_from_row(row) -> AppRecord:

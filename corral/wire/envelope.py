@@ -43,6 +43,7 @@ import jsonschema
 import jsonschema_rs
 
 import schemas
+from corral.canonical import canonical_bytes
 
 VERSION = 1
 MAX_BYTES = 8 * 1024 * 1024
@@ -96,13 +97,6 @@ class Rejected(Exception):
         self.detail = detail
 
 
-def canonical(obj):
-    """Return the canonical UTF-8 JSON bytes of ``obj`` (what is signed)."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
 def _sign(key, payload):
     return hmac.new(key, payload, hashlib.sha256).hexdigest().encode("ascii")
 
@@ -130,7 +124,7 @@ def seal(key: bytes, type: str, sender: str, epoch: int, body: dict, now: float,
         nonce = os.urandom(16).hex()
     if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_LEN:
         raise ValueError(f"seal: nonce must be a string of 1 to {MAX_NONCE_LEN} characters")
-    payload = canonical(
+    payload = canonical_bytes(
         {"v": VERSION, "type": type, "sender": sender, "epoch": epoch, "ts": now, "nonce": nonce, "body": body}
     )
     data = _sign(key, payload) + b"." + payload

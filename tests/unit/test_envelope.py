@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from corral.wire import envelope
-from corral.wire.envelope import MAX_BYTES, VERSION, Message, Opener, Rejected, canonical, seal
+from corral.canonical import canonical_bytes as canonical
+from corral.wire.envelope import MAX_BYTES, VERSION, Message, Opener, Rejected, seal
 from corral.wire.keys import new_key_file, read_key
 
 KEY = bytes(range(32))
