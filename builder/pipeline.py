@@ -38,7 +38,7 @@ from builder.imageid import code_id, env_id, image_id, requirement_lines_text, r
 from builder.interpreters import find_interpreter, own_interpreter
 from builder.layers import build_code_layer, build_env_layer, build_env_unresolved, ensure_archive, finished_layers
 from builder.pipconfig import IndexSettings
-from corral import images, source
+from corral import images, private, source
 
 GIB = 1 << 30
 
@@ -251,10 +251,7 @@ def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stoppi
         pins = engine.resolve(python=python, requirements_file=req_file, cwd=cwd, workdir=workdir, log=log,
                               stopping=stopping)
     os.makedirs(os.path.dirname(memo), exist_ok=True)
-    tmp = f"{memo}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(locks.lock_text(pins))
-    os.replace(tmp, memo)
+    private.write_private(memo, locks.lock_text(pins))   # whole or absent, even across a crash
     return pins, env
 
 

@@ -20,6 +20,10 @@ holds the app alone.
 import json
 import os
 
+from corral import private
+
+MARKER_MODE = 0o644
+
 IMAGE_MARKER = ".corral-image.json"
 LAYER_KINDS = ("env", "code")
 
@@ -133,14 +137,6 @@ def _read_json(path):
 
 
 def _write_json(path, facts):
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(facts, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)   # a full disk leaves no half-written marker behind
-        raise
+    """Replace the marker ``path`` atomically (a full disk leaves no half-written marker behind);
+    markers hold ids and digests, no secret, so others may read them."""
+    private.write_private(path, json.dumps(facts, sort_keys=True), mode=MARKER_MODE)

@@ -29,15 +29,10 @@ def write_config(urls, token, environ=os.environ):
     """Write the client config (mode 0600, atomic) and return its path. The text is JSON,
     a YAML document that :func:`load_config` reads without importing a YAML parser."""
     import json
+    from corral import private
     path = config_path(environ)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"api": list(urls), "token": token}, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return private.write_private(path, json.dumps({"api": list(urls), "token": token}, indent=2) + "\n")
 
 
 def _parse_config(text):
