@@ -15,16 +15,13 @@ import stat
 import tarfile
 import zlib
 
+from corral.spec.quantities import format_size
 from corral.untar import unpack
 
 MAX_SOURCE_BYTES = 100 << 20
 SKIPPED_NAMES = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules"})
 SKIPPED_SUFFIXES = (".pyc",)
 IGNORE_FILE = ".corralignore"
-
-
-def _mib(size):
-    return f"{size / (1 << 20):.1f} MiB"
 
 
 def _skipped(name):
@@ -131,7 +128,7 @@ def pack_source(folder):
             elif stat.S_ISREG(st.st_mode):
                 total += st.st_size
                 if total > MAX_SOURCE_BYTES:
-                    raise ValueError(f"source folder {folder!r} holds over {_mib(MAX_SOURCE_BYTES)}, the limit for a source")
+                    raise ValueError(f"source folder {folder!r} holds over {format_size(MAX_SOURCE_BYTES)}, the limit for a source")
                 with open(full, "rb") as f:
                     data = f.read()
                 mode = 0o755 if st.st_mode & 0o111 else 0o644
@@ -140,7 +137,7 @@ def pack_source(folder):
                 raise ValueError(f"source entry {rel!r} in {folder!r} is not a file, folder or symlink")
     raw = buffer.getvalue()
     if len(raw) > MAX_SOURCE_BYTES:
-        raise ValueError(f"source folder {folder!r} packs to {_mib(len(raw))}, over the 100 MiB limit")
+        raise ValueError(f"source folder {folder!r} packs to {format_size(len(raw))}, over the 100 MiB limit")
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
     return digest, gzip.compress(raw, compresslevel=6, mtime=0)
 
@@ -155,7 +152,7 @@ def gunzip_source(data, limit=None):
     except zlib.error as e:
         raise ValueError(f"source archive is not valid gzip ({e})") from None
     if len(out) > limit:
-        raise ValueError(f"source archive unpacks to over {_mib(limit)}, the limit for a source")
+        raise ValueError(f"source archive unpacks to over {format_size(limit)}, the limit for a source")
     if not inflater.eof:
         raise ValueError("source archive is truncated")
     return out

@@ -40,6 +40,7 @@ import eventlet.semaphore
 import requests
 
 from corral import images
+from corral.spec.quantities import format_size
 from nodeagent import disk
 from nodeagent.extract import extract
 from nodeagent.tarscan import UnsafeLayer
@@ -261,9 +262,8 @@ def make_room(images_dir, need, in_use, worked_in=images.working_dirs):
             sizes[(kind, layer_id)] = int(marker.get("size") or 0)
     gone_images, gone_layers, fits = disk.evictions(candidates, sizes, keep, free, total, need)
     if not fits:
-        mib = 1024 * 1024
-        raise ImageError(f"not enough disk space to unpack it: it needs {need / mib:.1f} MiB, {free / mib:.1f} MiB "
-                         f"are free and {disk.threshold(total) / mib:.1f} MiB must stay free (disk pressure), "
+        raise ImageError(f"not enough disk space to unpack it: it needs {format_size(need)}, {format_size(free)} "
+                         f"are free and {format_size(disk.threshold(total))} must stay free (disk pressure), "
                          f"even with every unused image deleted")
     for image_id in gone_images:
         shutil.rmtree(images.image_dir(images_dir, image_id), ignore_errors=True)

@@ -14,14 +14,8 @@ Order of decision, as in DESIGN.md:
 import heapq
 import itertools
 
+from corral.spec.quantities import format_memory
 from reconciler.model import READY
-
-
-def _fmt_bytes(n):
-    for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size}{unit}"
-    return f"{n} bytes"
 
 
 class Candidates:
@@ -106,5 +100,5 @@ def place_many(app, process, count, candidates, same_process, load, cpu_used, me
     if len(chosen) == count:
         return chosen, ""
     if process.memory and all(n.memory - mem_used.get(n.name, 0) < process.memory for n in matching):
-        return chosen, f"no node has {_fmt_bytes(process.memory)} free memory"
+        return chosen, f"no node has {format_memory(process.memory, exact=True)} free memory"
     return chosen, f"no node has {process.cpu:g} cpu free"

@@ -7,6 +7,8 @@ the one item when a name was given) unchanged: that is the stable contract.
 import datetime
 import json
 
+from corral.spec.quantities import format_memory
+
 
 def age(iso, now=None):
     """``2026-11-26T15:20:38Z`` as a short age (``42s``, ``7m``, ``3h``, ``2d``)."""
@@ -26,14 +28,6 @@ def _cond(item, type_):
         if c["type"] == type_:
             return c["status"] if c["status"] != "False" else f"False({c['reason']})"
     return "-"
-
-
-def _mem(n):
-    n = int(n or 0)
-    for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
 
 
 COLUMNS = {
@@ -63,7 +57,7 @@ COLUMNS = {
                ("ADDRESS", lambda n: n.get("address") or "-"),
                ("INSTANCES", lambda n: str(n.get("instances", 0))),
                ("CPU", lambda n: f"{n['allocated'].get('cpu', 0):g}/{n['capacity'].get('cpu', 0):g}"),
-               ("MEMORY", lambda n: f"{_mem(n['allocated'].get('memory'))}/{_mem(n['capacity'].get('memory'))}"),
+               ("MEMORY", lambda n: f"{format_memory(n['allocated'].get('memory'))}/{format_memory(n['capacity'].get('memory'))}"),
                ("ISOLATION", lambda n: _cond({"conditions": [n["isolation"]] if n.get("isolation") else []},
                                              "Isolation")),
                ("LAST-SEEN", lambda n: age(n.get("last_seen")))],

@@ -8,6 +8,7 @@ import dataclasses
 import os
 
 from .errors import SpecError
+from .quantities import format_size
 from .model import check_document, document_name, field_text
 from .yamlread import YamlProblem, read_documents
 
@@ -36,10 +37,6 @@ class Document:
     base_dir: str
 
 
-def _mib(size):
-    return f"{size / (1 << 20):.1f} MiB"
-
-
 def _manifest_files(path, errors):
     """The manifest files ``path`` names: itself, or every *.yaml/*.yml below it, sorted."""
     if os.path.isdir(path):
@@ -61,7 +58,7 @@ def _read_file(path, errors):
     try:
         size = os.stat(path).st_size
         if size > MAX_MANIFEST_BYTES:
-            errors.append(f"{path}: manifest is {_mib(size)}, over the 1 MiB limit")
+            errors.append(f"{path}: manifest is {format_size(size)}, over the 1 MiB limit")
             return None
         with open(path, "rb") as f:
             data = f.read(MAX_MANIFEST_BYTES + 1)
@@ -89,7 +86,7 @@ def _read_stdin(stdin, errors):
     text = stdin.read() if hasattr(stdin, "read") else stdin
     data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
     if len(data) > MAX_MANIFEST_BYTES:
-        errors.append(f"{STDIN_LABEL}: manifest is {_mib(len(data))}, over the 1 MiB limit")
+        errors.append(f"{STDIN_LABEL}: manifest is {format_size(len(data))}, over the 1 MiB limit")
         return None
     return _decode(STDIN_LABEL, data, errors)
 

@@ -62,6 +62,27 @@ def parse_memory(value):
     raise ValueError(f"{value!r} is not an amount of memory (bytes, or a number with Ki, Mi or Gi, like 256Mi)")
 
 
+def format_memory(n, exact=False):
+    """``n`` bytes as a spec writes memory. ``exact``: in the largest of Gi, Mi and Ki that divides
+    it (``512Mi``), else in bytes (``1000 bytes``), for sentences a user acts on; otherwise with one
+    decimal in the largest of Gi and Mi it reaches (``1.5Gi``), else in bytes, for tables."""
+    n = int(n or 0)
+    if exact:
+        for unit in ("Gi", "Mi", "Ki"):
+            if n >= _MEMORY_UNITS[unit] and n % _MEMORY_UNITS[unit] == 0:
+                return f"{n // _MEMORY_UNITS[unit]}{unit}"
+        return f"{n} bytes"
+    for unit in ("Gi", "Mi"):
+        if n >= _MEMORY_UNITS[unit]:
+            return f"{n / _MEMORY_UNITS[unit]:.1f}{unit}"
+    return str(n)
+
+
+def format_size(n):
+    """``n`` bytes in MiB with one decimal (``1.3 MiB``), for the sentences about size limits."""
+    return f"{n / (1 << 20):.1f} MiB"
+
+
 def parse_cpu(value):
     """Cores (a float) for a number, a decimal string, or millicores like ``"500m"``."""
     if _is_number(value) and value >= 0 and math.isfinite(value):

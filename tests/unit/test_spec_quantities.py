@@ -99,3 +99,20 @@ def test_rollout_limits(update, total, limits):
 def test_rollout_can_always_move(total, surge_pct, unavailable_pct):
     surge, unavailable = rollout_limits({"maxSurge": f"{surge_pct}%", "maxUnavailable": f"{unavailable_pct}%"}, total)
     assert surge + unavailable >= 1
+
+
+@pytest.mark.parametrize("n, exact, text", [
+    (512 << 20, True, "512Mi"), (3 << 30, True, "3Gi"), (1536 << 20, True, "1536Mi"), (1000, True, "1000 bytes"),
+    (4 << 10, True, "4Ki"), (1536 << 20, False, "1.5Gi"), (300 << 20, False, "300.0Mi"), (1000, False, "1000"),
+    (None, False, "0"),
+], ids=["Mi", "Gi", "not-whole-Gi", "bytes", "Ki", "table-Gi", "table-Mi", "table-bytes", "table-none"])
+def test_memory_is_said_in_the_units_a_spec_writes(n, exact, text):
+    from corral.spec.quantities import format_memory
+    assert format_memory(n, exact=exact) == text
+
+
+@given(st.integers(min_value=0, max_value=1 << 40))
+def test_an_exact_memory_reads_back_as_the_same_bytes(n):
+    from corral.spec.quantities import format_memory
+    text = format_memory(n, exact=True)
+    assert parse_memory(text.removesuffix(" bytes")) == n
