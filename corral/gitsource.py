@@ -4,43 +4,16 @@ The client resolves the ref (a branch, a tag or a commit) to one commit,
 exports that commit's ``path`` into a folder and packs it like any source
 folder (:func:`corral.source.pack_source`), so the builder and the store see
 a content-addressed archive and the commit is what the user is told. git
-runs by argv, never through a shell, never prompting; the URL comes after
-``--``; the ``ext::`` transport (which runs commands) is refused.
+runs hardened (:mod:`corral.git`); the URL comes after ``--``.
 """
 import os
-import subprocess
 import tempfile
 
-from corral.secrets import redact_urls
+from corral.git import GitError, run_git
 from corral.untar import UnsafeArchive, unpack
 
 DEFAULT_REF = "HEAD"
-_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "LC_ALL": "C"}
-_SAFE = ["-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null"]
-
-
-class GitSourceError(Exception):
-    """A git source could not be fetched or exported; the message is one sentence, credentials in
-    URLs redacted."""
-
-    def __init__(self, message):
-        super().__init__(redact_urls(message))
-
-
-def _git(args, what, timeout, cwd=None):
-    try:
-        done = subprocess.run(["git", *_SAFE, *args], capture_output=True, timeout=timeout, cwd=cwd,
-                              env=dict(os.environ, **_ENV), stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise GitSourceError(f"{what}: git did not finish within {timeout:g}s") from None
-    except OSError as e:
-        raise GitSourceError(f"{what}: cannot run git ({e.strerror or e})") from None
-    if done.returncode:
-        lines = [ln.strip() for ln in done.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-        reason = next((ln.split(": ", 1)[1] for ln in lines if ln.startswith(("fatal: ", "error: "))),
-                      lines[-1] if lines else f"git exited with status {done.returncode}")
-        raise GitSourceError(f"{what}: {reason}")
-    return done.stdout
+GitSourceError = GitError   # (the name callers of this module know)
 
 
 def export_git_source(source, dest, timeout=120.0):
@@ -53,18 +26,18 @@ def export_git_source(source, dest, timeout=120.0):
     if os.path.isabs(path) or ".." in path.replace("\\", "/").split("/"):
         raise GitSourceError(f"git source {url}: path {path!r} must be relative and stay inside the repository")
     with tempfile.TemporaryDirectory(prefix="corral-git-") as clone:
-        _git(["clone", "--quiet", "--no-checkout", "--", url, clone], f"cloning {url} failed", timeout)
+        run_git(["clone", "--quiet", "--no-checkout", "--", url, clone], f"cloning {url} failed", timeout)
         commit = None
         for candidate in (ref, f"origin/{ref}"):
             try:
-                commit = _git(["rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"], "", timeout,
+                commit = run_git(["rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"], "", timeout,
                               cwd=clone).decode().strip()
                 break
             except GitSourceError:
                 continue
         if not commit:
             raise GitSourceError(f"git source {url}: ref {ref!r} names no branch, tag or commit")
-        data = _git(["archive", "--format=tar", commit, "--", *([path] if path else [])],
+        data = run_git(["archive", "--format=tar", commit, "--", *([path] if path else [])],
                     f"git source {url}: cannot export {path or 'the repository'} at {commit[:12]}", timeout, cwd=clone)
     try:
         unpack(data, dest)

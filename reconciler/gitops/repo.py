@@ -1,27 +1,13 @@
 """The git command, run by argv with a timeout: fetch a branch into a local mirror, export a commit.
 
-One bare mirror per URL under ``cache_dir``. Nothing here goes through a
-shell; the URL comes after ``--`` so it can never be read as an option, the
-``ext::`` transport (which runs commands) is refused, and git never prompts.
+One bare mirror per URL under ``cache_dir``. git runs hardened
+(:mod:`corral.git`); the URL comes after ``--`` so it can never be read as an option.
 """
 import hashlib
 import os
-import subprocess
 
-from corral.secrets import redact_urls
+from corral.git import GitError, run_git  # noqa: F401  (GitError: what this module raises)
 from corral.untar import UnsafeArchive, unpack
-
-
-class GitError(Exception):
-    """A git command failed or timed out; the message is one sentence, credentials in URLs redacted."""
-
-    def __init__(self, message):
-        super().__init__(redact_urls(message))
-
-
-_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "LC_ALL": "C",
-        "GIT_CONFIG_NOSYSTEM": "1"}
-_SAFE = ["-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null"]
 
 
 class GitRepos:
@@ -33,17 +19,7 @@ class GitRepos:
         self.git = git
 
     def _run(self, args, what, mirror=None):
-        argv = [self.git, *_SAFE] + (["-C", mirror] if mirror else []) + list(args)
-        env = dict(os.environ, **_ENV)
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=self.timeout, env=env, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise GitError(f"{what}: git did not finish within {self.timeout:g}s") from None
-        except OSError as e:
-            raise GitError(f"{what}: cannot run git ({e.strerror or e})") from None
-        if done.returncode:
-            raise GitError(f"{what}: {_reason(done.stderr, done.returncode)}")
-        return done.stdout
+        return run_git((["-C", mirror] if mirror else []) + list(args), what, self.timeout, git=self.git)
 
     def mirror(self, url):
         """The bare mirror's folder for ``url`` (created empty when missing)."""
@@ -72,12 +48,3 @@ class GitRepos:
         except UnsafeArchive as e:
             raise GitError(f"commit {commit[:12]} of {url} cannot be used: {e}") from None
 
-
-def _reason(stderr, code):
-    """The first ``fatal:``/``error:`` line of git's stderr (its cause), else its last line."""
-    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-    for line in lines:
-        for prefix in ("fatal: ", "error: "):
-            if line.startswith(prefix):
-                return line[len(prefix):]
-    return lines[-1] if lines else f"git exited with status {code}"
