@@ -10,6 +10,7 @@ instance environment, as a shell would without word splitting or globbing:
 """
 import os
 import re
+import shutil
 
 BASE_NAMES = ("PATH", "HOME", "LANG", "TZ")
 
@@ -68,3 +69,9 @@ def expand_command(command, env):
     if not command:
         raise CommandError("the command is empty")
     return [expand_word(word, env) for word in command]
+
+
+def find_program(program, env, cwd):
+    """Where ``program`` is, as an instance finds it: under its code folder ``cwd`` when it names a
+    path, else on the instance's ``PATH`` (in ``env``); None when no executable file is there."""
+    return shutil.which(os.path.join(cwd, program) if os.sep in program else program, path=env.get("PATH"))

@@ -24,7 +24,6 @@ import fcntl
 import logging
 import os
 import pty
-import shutil
 import signal
 import struct
 import subprocess
@@ -32,7 +31,6 @@ import termios
 
 import eventlet
 
-from corral import images as image_layout
 from nodeagent import environ, identity
 from nodeagent.fdio import close_fd as _close, read_some, write_all
 
@@ -46,21 +44,14 @@ class ExecError(Exception):
     """A command that cannot be run in the instance; the message is one sentence."""
 
 
-def exec_context(inst, *, base_env, images_dir, node):
+def exec_context(inst, *, images_dir, node):
     """``(env, cwd)`` of instance ``inst`` (an :class:`nodeagent.instance.Instance`): what its
     own process was given. ExecError when it has no running process or no image yet."""
-    a = inst.assignment
     if inst.alive_pid() is None:
         raise ExecError(f"instance {inst.id} is {inst.state.value}, with no running process to exec beside")
-    cwd = image_layout.code_dir(images_dir, a["image"])
+    env, cwd = inst.process_context(images_dir)
     if not os.path.isdir(cwd):
         raise ExecError(f"instance {inst.id} has no image on node {node} yet")
-    identity = getattr(inst, "identity", None)
-    if identity is not None:
-        base_env = {**base_env, **identity.env()}
-    env = environ.instance_env(base_env, venv=image_layout.venv_dir(images_dir, a["image"]),
-                               spec_env=inst.spec["env"], port=inst.port, app=a["app"], process=a["process"],
-                               instance=inst.id, node=node)
     return env, cwd
 
 
@@ -68,7 +59,7 @@ def resolve_program(argv, env, cwd):
     """``argv`` with its program found as the instance would find it: on the instance's
     PATH, or relative to its code when it names a path. ExecError when not found."""
     program = argv[0]
-    found = shutil.which(os.path.join(cwd, program) if os.sep in program else program, path=env.get("PATH"))
+    found = environ.find_program(program, env, cwd)
     if found is None:
         raise ExecError(f"command {program!r} was not found in the instance (PATH {env.get('PATH')})")
     return [found] + list(argv[1:])
@@ -200,7 +191,7 @@ def run_exec(channel, agent, body):
         channel.end(f"instance {iid} is not on node {agent.name}", error=True)
         return
     try:
-        env, cwd = exec_context(inst, base_env=agent.base_env, images_dir=agent.images.images_dir, node=agent.name)
+        env, cwd = exec_context(inst, images_dir=agent.images.images_dir, node=agent.name)
         argv = resolve_program(body["argv"], env, cwd)
         run_as = identity.for_instance(inst, getattr(agent, "users", None))
         proc, fds = spawn(argv, env, cwd, tty=body["tty"], run_as=run_as, rows=body.get("rows", 24),

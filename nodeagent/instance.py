@@ -24,7 +24,6 @@ report goes out at once.
 """
 import logging
 import os
-import shutil
 import signal
 import socket
 import time
@@ -382,25 +381,25 @@ class Instance:
         except ValueError as e:
             raise environ.CommandError(str(e)) from None
         self.identity = self.users.identity(a["app"])
-        venv = image_layout.venv_dir(os.path.dirname(image_path), a["image"])
-        env = environ.instance_env(
-            {**self.base_env, **self.identity.env()},
-            venv=venv,
-            spec_env=self.spec["env"], port=self.port, app=a["app"], process=a["process"],
-            instance=self.id, node=self.node,
-        )
+        images_dir = os.path.dirname(image_path)
+        env, cwd = self.process_context(images_dir)
         argv = environ.expand_command(self.spec["command"], env)
-        cwd = image_layout.code_dir(os.path.dirname(image_path), a["image"])
-        program = argv[0]
-        if os.sep in program:
-            candidate = os.path.join(cwd, program)
-            found = candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None
-        else:
-            found = shutil.which(program, path=env["PATH"])
+        found = environ.find_program(argv[0], env, cwd)
         if found is None:
-            raise environ.CommandError(f"command {program!r} was not found on the instance PATH {env['PATH']}")
-        self._check_reach(found, cwd, venv)
+            raise environ.CommandError(f"command {argv[0]!r} was not found on the instance PATH {env['PATH']}")
+        self._check_reach(found, cwd, image_layout.venv_dir(images_dir, a["image"]))
         return [found] + argv[1:], env, cwd
+
+    def process_context(self, images_dir):
+        """``(env, cwd)`` that every process of this instance is given (its runs and ``corral exec``):
+        the agent's base env and its user's, the spec's env and the instance's own variables, its
+        image's virtualenv first on PATH; its image's code folder."""
+        a = self.assignment
+        base = self.base_env if self.identity is None else {**self.base_env, **self.identity.env()}
+        env = environ.instance_env(base, venv=image_layout.venv_dir(images_dir, a["image"]),
+                                   spec_env=self.spec["env"], port=self.port, app=a["app"],
+                                   process=a["process"], instance=self.id, node=self.node)
+        return env, image_layout.code_dir(images_dir, a["image"])
 
     def _check_reach(self, command, cwd, venv):
         """Raise UserError (one sentence) when the app's user cannot reach its command, its code or

@@ -19,7 +19,7 @@ import eventlet  # noqa: E402
 import pytest  # noqa: E402
 
 from corral.wire.bus import BusClient, BusServer  # noqa: E402
-from nodeagent.instance import State  # noqa: E402
+from nodeagent.instance import Instance, State  # noqa: E402
 from nodeagent.streams import Streams  # noqa: E402
 from reconciler.streams import Relay  # noqa: E402
 
@@ -50,6 +50,11 @@ class FakeInstance:
         self.gone = False
         self.finished = False
         self._pid = pid
+        self.base_env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+        self.identity = None
+        self.node = NODE
+
+    process_context = Instance.process_context   # the real one: what an instance's processes are given
 
     def alive_pid(self):
         return self._pid
