@@ -127,7 +127,7 @@ def planner_pass(nodes, instances, per_app, runs=5):
     spec = {"command": ["python", "app.py"], "env": {}, "port": True, "restart": "always", "drainPeriod": 2.0,
             "stopGracePeriod": 30.0, "resources": {"cpu": 0.1, "memory": 64 << 20}, "health": None}
     image = "sha256:" + "a" * 64
-    apps = [DesiredApp(name=f"app{a:05d}", deleting=False, revision="1", image=image, artifact={"layers": []},
+    apps = [DesiredApp(name=f"app{a:05d}", deleting=False, revision="1", image=image,
                        processes=(DesiredProcess("web", per_app, spec, cpu=0.1, memory=64 << 20),))
             for a in range(instances // per_app)]
     ns = [NodeView(f"node-{n:05d}", READY, cpu=64.0, memory=256 << 30) for n in range(nodes)]

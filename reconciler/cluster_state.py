@@ -15,10 +15,7 @@ class ClusterState:
     def _node_views(self):
         stored = self.store.list_nodes()
         desired = self.store.list_desired()
-        known = {n.name for n in stored} | {r.node for r in desired}
-        cordoned = {n.name for n in stored if n.cordoned}
-        return stored, desired, self.observed.node_views(known, cordoned, self.clock(), self.timings,
-                                                         draining={n.name for n in stored if n.draining})
+        return stored, desired, self.observed.node_views(stored, desired, self.clock(), self.timings)
 
     def health(self):
         """Name, leadership, and what this reconciler's bus refused (``rejected_messages``, by reason)

@@ -17,7 +17,6 @@ heartbeat timeout has passed since its start (then a silent node is
 unreachable, which changes nothing), so a restart of every reconciler at once
 stops no running instance.
 """
-import collections
 import dataclasses
 import logging
 import secrets
@@ -25,8 +24,9 @@ import time
 
 from corral.store import Fenced, RevisionRecord, StoreError
 from reconciler import specs
-from reconciler.planner import availability, plan, unreachable_nodes
-from reconciler.status import app_status, next_revision, rollout_failed
+from reconciler.outcome import Prepared, outcome
+from reconciler.planner import plan
+from reconciler.status import next_revision, rollout_failed
 from reconciler.model import LOST
 
 log = logging.getLogger(__name__)
@@ -107,111 +107,76 @@ class Controller:
         return self.sync(epoch, [ALL]).plan
 
     def sync(self, epoch, keys):
-        """Converge the apps named in ``keys`` (``ALL``: every app) as leader at ``epoch``.
+        """Converge the apps named in ``keys`` (``ALL``: every app) as leader at ``epoch``: read,
+        :func:`plan`, :func:`outcome`, write.
 
         Raises Fenced when deposed and StoreError when the shared write fails
         (the caller retries every key); an app whose own steps fail is
         returned in ``failed`` and the others go on.
         """
         now = self.clock()
-        full = ALL in keys
         self._record_nodes(now)
         desired = self.store.list_desired()
         if self.waiting_for_reports(desired, now):
             return SyncResult(deferred=True)
+        full = ALL in keys
         records = self.store.list_apps()
         wanted = {r.name for r in records} | {r.app for r in desired} if full else set(keys)
         builds = {b.key: b for b in self.store.list_builds()}
-        artifacts = {b.image: {"layers": b.layers}
-                     for b in builds.values() if b.state == "succeeded" and b.image and b.layers}
-        failed = set()
-        prepared = []  # (record, DesiredApp, build, revision hash, new revision)
-        for rec in records:
-            if rec.name not in wanted:
-                continue
-            try:
-                prepared.append(self._prepare(rec, builds, artifacts, now))
-            except Fenced:
-                raise
-            except Exception as e:  # one app's trouble must not hold up the others
-                log.warning("sync of app %s failed: %s", rec.name, e)
-                failed.add(rec.name)
-        planned = {p[0].name for p in prepared} | (wanted - {r.name for r in records})
+        prepared, failed = self._prepare_all([r for r in records if r.name in wanted], builds, now)
+        planned = {p.record.name for p in prepared} | (wanted - {r.name for r in records})
         rows = [r for r in desired if r.app in planned]
-        others = [r for r in desired if r.app not in planned]
-
-        stored_nodes = self.store.list_nodes()
-        known = {n.name for n in stored_nodes} | {r.node for r in desired}
-        nodes = self.observed.node_views(known, {n.name for n in stored_nodes if n.cordoned}, now, self.timings,
-                                         draining={n.name for n in stored_nodes if n.draining})
+        nodes = self.observed.node_views(self.store.list_nodes(), desired, now, self.timings)
         observed = self.observed.instances()
-        apps = [p[1] for p in prepared]
-        result = plan(apps, rows, observed, nodes, new_instance_id({r.id for r in desired}), now=now,
-                      others=others)
-
-        stopped = {s.id for s in result.stop}
-        if result.boot or result.stop:
-            self.store.write_desired(epoch, list(result.boot), list(stopped))
-            by_id = {r.id: r for r in rows}
-            self.store.add_events(
-                [("app", row.app, "Scheduled",
-                  f"instance {row.id} ({row.process}, revision {row.revision}) placed on node {row.node}", self.actor)
-                 for row in result.boot]
-                + [("app", by_id[s.id].app, "Stopping", f"instance {s.id}: {s.reason}", self.actor)
-                   for s in result.stop])
-            for s in result.stop:
-                if s.node_lost:
-                    self._replaced.setdefault(by_id[s.id].node, set()).add(s.id)
-        for name in result.purge:
-            self.store.purge_app(name, epoch)
-            self.store.add_event("app", name, "Deleted", "every instance stopped; app removed", self.actor)
+        result = plan([p.app for p in prepared], rows, observed, nodes, new_instance_id({r.id for r in desired}),
+                      now=now, others=[r for r in desired if r.app not in planned])
+        out = outcome(prepared, desired, rows, result, observed, nodes, now, self.actor)
+        self._write_table(epoch, result, out, {r.id: r.node for r in rows})
         self._record_unplaced(result.unplaced, planned, full)
-
-        after = [r for r in desired if r.id not in stopped] + list(result.boot)
         # Assignments first: they start instances; statuses only describe them.
         self._apps_on_node = {}
-        for r in after:
+        for r in out.after:
             self._apps_on_node.setdefault(r.node, set()).add(r.app)
-        touched = {r.node for r in result.boot} | {r.node for r in rows if r.id in stopped}
-        self.push_assignments(epoch, after, artifacts, nodes, only=touched)
-        ready_ids = {o.id for o in observed if o.ready and o.state == "running"}
-        bad_nodes = unreachable_nodes(nodes)
-        observed_by_app, after_by_app = collections.defaultdict(list), collections.defaultdict(list)
-        for o in observed:
-            observed_by_app[o.app].append(o)
-        for r in after:
-            after_by_app[r.app].append(r)
-        unplaced_by_app = collections.defaultdict(list)
-        for u in result.unplaced:
-            unplaced_by_app[u.app].append(u)
-        self.store.record_revisions(epoch, [p[4] for p in prepared if p[4] is not None])
-        statuses, changed = {}, []
-        for rec, app, build, rev_hash, _ in prepared:
-            if rec.deleting or rec.name in result.purge:
-                continue
+        artifacts = {b.image: {"layers": b.layers}
+                     for b in builds.values() if b.state == "succeeded" and b.image and b.layers}
+        self.push_assignments(epoch, out.after, artifacts, nodes, only=out.touched)
+        self.store.record_revisions(epoch, [p.new_revision for p in prepared if p.new_revision is not None])
+        if out.statuses:
+            self.store.set_app_statuses(out.statuses, epoch)
+            self.store.add_events(list(out.status_events))
+        for name, why in out.failed.items():
+            log.warning("status of app %s failed: %s", name, why)
+        return SyncResult(plan=result, failed=failed | set(out.failed))
+
+    def _prepare_all(self, records, builds, now):
+        """``([Prepared], failed app names)``: one app's trouble must not hold up the others."""
+        prepared, failed = [], set()
+        for rec in records:
             try:
-                available = availability(observed_by_app[rec.name], bad_nodes, app.min_ready, now)
-                app_rows = after_by_app[rec.name]
-                status = app_status(
-                    generation=rec.generation, app=app, build=build, rev_hash=rev_hash, rows=app_rows,
-                    ready_ids=ready_ids, available_ids={r.id for r in app_rows if available(r.id)},
-                    unplaced=unplaced_by_app[rec.name], prev=rec.status, now=now)
-            except Exception as e:  # one app's trouble must not hold up the others
-                log.warning("status of app %s failed: %s", rec.name, e)
+                prepared.append(self._prepare(rec, builds, now))
+            except Fenced:
+                raise
+            except Exception as e:
+                log.warning("sync of app %s failed: %s", rec.name, e)
                 failed.add(rec.name)
-                continue
-            if status != rec.status:
-                statuses[rec.name] = status
-                changed.append((rec, status))
-        if statuses:
-            self.store.set_app_statuses(statuses, epoch)
-            self.store.add_events([e for rec, status in changed for e in self._progress_events(rec, status)])
+        return prepared, failed
 
-        return SyncResult(plan=result, failed=failed)
+    def _write_table(self, epoch, result, out, node_of):
+        """Write the plan's table changes, its purges and their events (fenced on ``epoch``), and
+        remember the rows dropped with a lost node (``node_of``: row id -> node) until it says
+        they are gone."""
+        if result.boot or result.stop:
+            self.store.write_desired(epoch, list(result.boot), [s.id for s in result.stop])
+        for name in result.purge:
+            self.store.purge_app(name, epoch)
+        if out.table_events:
+            self.store.add_events(list(out.table_events))
+        for s in result.stop:
+            if s.node_lost:
+                self._replaced.setdefault(node_of[s.id], set()).add(s.id)
 
-    def _prepare(self, rec, builds, artifacts, now):
-        """``(record, DesiredApp, build, revision hash, new RevisionRecord or None)`` of
-        one app; queues its build."""
+    def _prepare(self, rec, builds, now):
+        """The :class:`Prepared` view of one app; queues its build."""
         build = None
         if not rec.deleting:
             key, inputs = specs.build_inputs(rec)
@@ -230,19 +195,8 @@ class Controller:
         if image is not None and rev_hash != rec.status.get("revisionHash"):
             new_rev = RevisionRecord(app=rec.name, revision=int(revision), hash=rev_hash, image=image, spec=rec.spec,
                                      source_digest=rec.source_digest, generation=rec.generation, created_at=now)
-        app = specs.desired_app(rec, image, artifacts.get(image), revision,
-                                rollout_failed=rollout_failed(rec.status, revision))
-        return rec, app, build, rev_hash, new_rev
-
-    def _progress_events(self, rec, status):
-        """The event of a rollout that completed or missed its deadline in this pass (once, on the change)."""
-        conds = {c["type"]: c for c in status["conditions"]}
-        before = {c["type"]: c for c in rec.status.get("conditions", [])}
-        prog, was = conds["Progressing"], before.get("Progressing", {})
-        if prog["reason"] != was.get("reason") and prog["reason"] in ("Complete", "ProgressDeadlineExceeded"):
-            reason = "RolloutComplete" if prog["reason"] == "Complete" else "ProgressDeadlineExceeded"
-            return [("app", rec.name, reason, prog["message"], self.actor)]
-        return []
+        app = specs.desired_app(rec, image, revision, rollout_failed=rollout_failed(rec.status, revision))
+        return Prepared(rec, app, build, rev_hash, new_rev)
 
     # -- helpers ----------------------------------------------------------
     def push_assignments(self, epoch, rows, artifacts, nodes, only=None):

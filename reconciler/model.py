@@ -50,15 +50,13 @@ class DesiredProcess:
 class DesiredApp:
     """An app as the planner sees it.
 
-    ``image`` is None until a build succeeded; ``artifact`` is
-    ``{"url", "sha256"}`` of that image. ``revision`` labels new instances.
+    ``image`` is None until a build succeeded. ``revision`` labels new instances.
     """
 
     name: str
     deleting: bool
     revision: str
     image: Optional[str]
-    artifact: Optional[dict]
     processes: tuple
     node_selector: tuple = ()  # ((key, value), ...)
     spread: bool = True
@@ -98,6 +96,20 @@ class ObservedInstance:
     state: str
     ready: bool
     ready_since: Optional[float] = None  # when this reconciler first saw it ready (None: not ready)
+
+
+def runs_current_revision(row, app):
+    """Whether the desired ``row`` runs ``app``'s current image and its process's current agent spec."""
+    proc = app.process(row.process)
+    return app.image is not None and proc is not None and row.image == app.image and row.spec == proc.agent_spec
+
+
+def is_current(row, app, draining=frozenset()):
+    """Whether ``row`` is *current*: it runs the current revision (:func:`runs_current_revision`)
+    on a node that is not ``draining`` (a drain is a rollout of one node's instances). The one
+    definition: the planner keeps current rows and replaces the others (*old*), the status counts
+    current rows as ``updated``."""
+    return row.node not in draining and runs_current_revision(row, app)
 
 
 def frozen_items(mapping):

@@ -114,9 +114,13 @@ class Observed:
         r = self._reports.get(name)
         return max(r.received_at if r else 0.0, self.started_at)
 
-    def node_views(self, known, cordoned, now, timings, draining=()):
-        """NodeViews of every node reported or ``known`` (names from the store);
-        ``cordoned``/``draining``: names of nodes the store marks so."""
+    def node_views(self, stored, desired, now, timings):
+        """NodeViews of every node that reported, that the store knows (``stored``: NodeRecords,
+        which say which are cordoned or draining) or that holds ``desired`` rows: the one view of
+        the nodes, for the planner and for the API."""
+        known = {n.name for n in stored} | {r.node for r in desired}
+        cordoned = {n.name for n in stored if n.cordoned}
+        draining = {n.name for n in stored if n.draining}
         views = []
         for name in sorted(set(self._reports) | set(known)):
             r = self._reports.get(name)

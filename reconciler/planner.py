@@ -39,7 +39,7 @@ import collections
 import dataclasses
 import itertools
 
-from reconciler.model import LOST, UNREACHABLE, DesiredRow
+from reconciler.model import LOST, UNREACHABLE, DesiredRow, is_current, runs_current_revision
 from reconciler.rollout import limits, rolling_step
 from reconciler.scheduler import Candidates, place_many
 
@@ -109,125 +109,159 @@ def availability(observed, bad_nodes, min_ready, now):
 def plan(apps, desired, observed, nodes, new_id, now=0.0, others=()):
     """Decide boots, stops and purges. A purely computational function with no side effects.
 
-    ``apps``: DesiredApp list. ``desired``: rows of the desired table as stored (DesiredRow's attributes)
-    (of these apps, and of apps that are gone). ``observed``:
-    ObservedInstance list (every agent's latest report). ``nodes``: NodeView
-    list. ``new_id(app, process) -> str`` names a new instance. ``now``
-    stamps new rows and times ``minReady``. ``others``: rows of apps not
-    planned in this pass; they take up room on their nodes and nothing else.
+    ``apps``: DesiredApp list. ``desired``: rows of the desired table as
+    stored (DesiredRow's attributes), of these apps and of apps that are gone.
+    ``observed``: ObservedInstance list (every agent's latest report).
+    ``nodes``: NodeView list. ``new_id(app, process) -> str`` names a new
+    instance. ``now`` stamps new rows and times ``minReady``. ``others``: rows
+    of apps not planned in this pass; they take up room on their nodes and
+    nothing else.
     """
     by_app = {a.name: a for a in apps}
-    node_state = {n.name: n.state for n in nodes}
-    draining = {n.name for n in nodes if n.draining}
-    boot, stop, purge, unplaced = [], [], [], []
-    stopping = set()
-
-    def drop(row, reason, node_lost=False):
-        stop.append(Stop(row.id, reason, node_lost))
-        stopping.add(row.id)
-
-    rows_by_key = collections.defaultdict(list)
-    lost_by_key = collections.defaultdict(list)  # rows of live processes lost with their node
-    for row in sorted(desired, key=lambda r: r.id):
-        app = by_app.get(row.app)
-        if app is None:
-            drop(row, "app no longer exists")
-        elif app.deleting:
-            drop(row, "app is being deleted")
-        elif app.process(row.process) is None:
-            drop(row, f"process {row.process} was removed from the spec")
-        elif node_state.get(row.node, LOST) == LOST:
-            drop(row, f"node {row.node} is lost", node_lost=True)
-            lost_by_key[(row.app, row.process)].append(row)
-        else:
-            rows_by_key[(row.app, row.process)].append(row)
-
-    # Allocation as the table will stand, so placements see each other.
-    load, cpu_used, mem_used = collections.Counter(), collections.Counter(), collections.Counter()
-    live_apps = set()
-    for r in itertools.chain(desired, others):
-        if r.id in stopping:
-            continue
-        live_apps.add(r.app)
-        load[r.node] += 1
-        res = r.spec.get("resources") or {}
-        cpu_used[r.node] += float(res.get("cpu") or 0)
-        mem_used[r.node] += int(res.get("memory") or 0)
-
-    bad_nodes = unreachable_nodes(nodes)
-    candidates = Candidates(nodes)
+    rows_by_key, lost_by_key, dropped = _sort_rows(desired, by_app, {n.name: n.state for n in nodes})
+    gone = {s.id for s in dropped}
+    room = _Room([r for r in itertools.chain(desired, others) if r.id not in gone], dropped)
+    pass_ = _Pass(candidates=Candidates(nodes), bad_nodes=unreachable_nodes(nodes),
+                  draining=frozenset(n.name for n in nodes if n.draining), new_id=new_id, now=now)
     observed_by_app = collections.defaultdict(list)
     for o in observed:
         observed_by_app[o.app].append(o)
-
-    def release(r, reason):
-        drop(r, reason)
-        load[r.node] -= 1
-        res = r.spec.get("resources") or {}
-        cpu_used[r.node] -= float(res.get("cpu") or 0)
-        mem_used[r.node] -= int(res.get("memory") or 0)
-
+    boot, purge, unplaced = [], [], []
     for app in sorted(apps, key=lambda a: a.name):
+        seen = observed_by_app[app.name]
         if app.deleting:
-            live = [o for o in observed_by_app[app.name] if o.state in _LIVE]
-            if app.name not in live_apps and not live:
+            if app.name not in room.apps and not any(o.state in _LIVE for o in seen):
                 purge.append(app.name)
             continue
-        available = availability(observed_by_app[app.name], bad_nodes, app.min_ready, now)
-        ready = ready_since(observed_by_app[app.name], bad_nodes)
+        health = _Health(availability(seen, pass_.bad_nodes, app.min_ready, now), ready_since(seen, pass_.bad_nodes))
         for proc in app.processes:
-            rows = rows_by_key.get((app.name, proc.name), [])
-            current = [r for r in rows if _is_current(r, app, proc) and r.node not in draining]
-            current_ids = {r.id for r in current}
-            old = [r for r in rows if r.id not in current_ids]
-            if len(current) > proc.count:
-                # not available first, then newest first
-                doomed = sorted(current, key=lambda r: (available(r.id), -r.created_at, r.id))
-                for r in doomed[:len(current) - proc.count]:
-                    release(r, f"scaled down to {proc.count}")
-                current = [r for r in current if r.id not in stopping]
-            if app.image is None:
-                if proc.count == 0:
-                    for r in old:
-                        release(r, "scaled down to 0")
-                continue
-            lost = lost_by_key.get((app.name, proc.name), [])
-            if app.rollout_failed and (old or any(not _is_current(r, app, proc) for r in lost)):
-                # A failed rollout stands still until a new revision; only its losses are replaced.
-                same = collections.Counter(r.node for r in itertools.chain(current, old))
-                for template, n in _revisions_of(lost):
-                    like = proc if _is_current(template, app, proc) else _process_of(proc, template.spec)
-                    chosen, reason = place_many(app, like, n, candidates, same, load, cpu_used, mem_used)
-                    for node in chosen:
-                        boot.append(dataclasses.replace(template, id=new_id(app.name, proc.name), node=node,
-                                                        created_at=now))
-                    if reason:
-                        unplaced.append(Unplaced(app.name, proc.name, n - len(chosen), reason))
-                continue
-            # Old rows go oldest first, those on a draining node before the rest.
-            old.sort(key=lambda r: (r.node not in draining, r.created_at, r.id))
-            surge, unavailable = limits(app, proc.count)
-            step = rolling_step(proc.count, surge, unavailable, current, old, lambda r: available(r.id),
-                                lambda r: r.id in ready)
-            for r in step.stop:
-                release(r, f"node {r.node} is draining" if r.node in draining and _is_current(r, app, proc)
-                        else f"replaced by revision {app.revision}")
-            # Spread counts the current revision only: old instances are on their way out.
-            same = collections.Counter(r.node for r in current)
-            chosen, reason = place_many(app, proc, step.boot, candidates, same, load, cpu_used, mem_used)
-            for node in chosen:
-                boot.append(DesiredRow(
-                    id=new_id(app.name, proc.name), app=app.name, process=proc.name, node=node,
-                    revision=app.revision, image=app.image, spec=proc.agent_spec, created_at=now))
-            if reason:
-                unplaced.append(Unplaced(app.name, proc.name, proc.count - len(current) - len(chosen), reason))
-
-    return Plan(boot=tuple(boot), stop=tuple(stop), purge=tuple(purge), unplaced=tuple(unplaced))
+            key = (app.name, proc.name)
+            booted, missing = plan_process(app, proc, rows_by_key.get(key, []), lost_by_key.get(key, []),
+                                           room, pass_, health)
+            boot.extend(booted)
+            unplaced.extend(missing)
+    return Plan(boot=tuple(boot), stop=tuple(room.stops), purge=tuple(purge), unplaced=tuple(unplaced))
 
 
-def _is_current(row, app, proc):
-    """Whether ``row`` runs the app's current image and ``proc``'s current agent spec."""
-    return row.image == app.image and row.spec == proc.agent_spec
+@dataclasses.dataclass(frozen=True)
+class _Pass:
+    """What every process of one plan shares: the nodes, and how new rows are named and stamped."""
+
+    candidates: Candidates
+    bad_nodes: frozenset
+    draining: frozenset
+    new_id: object
+    now: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Health:
+    """One app's instances as reports show them: ``available(id)`` and the ids ``ready``."""
+
+    available: object
+    ready: dict
+
+
+class _Room:
+    """The desired table as the plan leaves it, node by node: instances, cpu and memory taken (so
+    that placements see each other), and the stops decided so far, in order."""
+
+    def __init__(self, rows, stops=()):
+        self.load, self.cpu, self.memory = collections.Counter(), collections.Counter(), collections.Counter()
+        self.apps = {r.app for r in rows}
+        self.stops = list(stops)
+        self.stopping = {s.id for s in stops}
+        for r in rows:
+            self._count(r, 1)
+
+    def _count(self, row, sign):
+        res = row.spec.get("resources") or {}
+        self.load[row.node] += sign
+        self.cpu[row.node] += sign * float(res.get("cpu") or 0)
+        self.memory[row.node] += sign * int(res.get("memory") or 0)
+
+    def release(self, row, reason):
+        """Stop ``row`` for ``reason``, freeing its room."""
+        self.stops.append(Stop(row.id, reason))
+        self.stopping.add(row.id)
+        self._count(row, -1)
+
+    def place(self, app, proc, n, candidates, same):
+        """``(nodes chosen, reason when fewer than n)`` for ``n`` new instances (:func:`place_many`)."""
+        return place_many(app, proc, n, candidates, same, self.load, self.cpu, self.memory)
+
+
+def _sort_rows(desired, by_app, node_state):
+    """``(rows by (app, process), rows lost with their node by (app, process), stops)``: every row
+    of an app gone or deleting, of a process gone, or on a lost node is stopped; the rest are kept."""
+    rows_by_key, lost_by_key, stops = collections.defaultdict(list), collections.defaultdict(list), []
+    for row in sorted(desired, key=lambda r: r.id):
+        app = by_app.get(row.app)
+        if app is None:
+            stops.append(Stop(row.id, "app no longer exists"))
+        elif app.deleting:
+            stops.append(Stop(row.id, "app is being deleted"))
+        elif app.process(row.process) is None:
+            stops.append(Stop(row.id, f"process {row.process} was removed from the spec"))
+        elif node_state.get(row.node, LOST) == LOST:
+            stops.append(Stop(row.id, f"node {row.node} is lost", node_lost=True))
+            lost_by_key[(row.app, row.process)].append(row)
+        else:
+            rows_by_key[(row.app, row.process)].append(row)
+    return rows_by_key, lost_by_key, stops
+
+
+def plan_process(app, proc, rows, lost, room, pass_, health):
+    """``(rows to boot, Unplaced)`` for one process of a live app; its stops go into ``room``.
+
+    ``rows``: its rows on nodes that are not lost; ``lost``: its rows lost with their node (already
+    stopped). Scale-downs first, then a rolling step; see the module's docstring for the rules.
+    """
+    current = [r for r in rows if is_current(r, app, pass_.draining)]
+    old = [r for r in rows if not is_current(r, app, pass_.draining)]
+    if len(current) > proc.count:
+        # not available first, then newest first
+        doomed = sorted(current, key=lambda r: (health.available(r.id), -r.created_at, r.id))
+        for r in doomed[:len(current) - proc.count]:
+            room.release(r, f"scaled down to {proc.count}")
+        current = [r for r in current if r.id not in room.stopping]
+    if app.image is None:
+        if proc.count == 0:
+            for r in old:
+                room.release(r, "scaled down to 0")
+        return [], []
+    if app.rollout_failed and (old or not all(runs_current_revision(r, app) for r in lost)):
+        return _replace_losses(app, proc, current + old, lost, room, pass_)
+    # Old rows go oldest first, those on a draining node before the rest.
+    old.sort(key=lambda r: (r.node not in pass_.draining, r.created_at, r.id))
+    surge, unavailable = limits(app, proc.count)
+    step = rolling_step(proc.count, surge, unavailable, current, old, lambda r: health.available(r.id),
+                        lambda r: r.id in health.ready)
+    for r in step.stop:
+        room.release(r, f"node {r.node} is draining" if runs_current_revision(r, app)
+                     else f"replaced by revision {app.revision}")
+    # Spread counts the current revision only: old instances are on their way out.
+    chosen, reason = room.place(app, proc, step.boot, pass_.candidates, collections.Counter(r.node for r in current))
+    boot = [DesiredRow(id=pass_.new_id(app.name, proc.name), app=app.name, process=proc.name, node=node,
+                       revision=app.revision, image=app.image, spec=proc.agent_spec, created_at=pass_.now)
+            for node in chosen]
+    missing = [Unplaced(app.name, proc.name, proc.count - len(current) - len(chosen), reason)] if reason else []
+    return boot, missing
+
+
+def _replace_losses(app, proc, staying, lost, room, pass_):
+    """A failed rollout stands still until a new revision: only its losses are replaced, each by a
+    row of the lost row's own revision. ``(rows to boot, Unplaced)``."""
+    same = collections.Counter(r.node for r in staying)
+    boot, missing = [], []
+    for template, n in _revisions_of(lost):
+        like = proc if runs_current_revision(template, app) else _process_of(proc, template.spec)
+        chosen, reason = room.place(app, like, n, pass_.candidates, same)
+        boot.extend(dataclasses.replace(template, id=pass_.new_id(app.name, proc.name), node=node,
+                                        created_at=pass_.now) for node in chosen)
+        if reason:
+            missing.append(Unplaced(app.name, proc.name, n - len(chosen), reason))
+    return boot, missing
 
 
 def _revisions_of(rows):

@@ -88,7 +88,7 @@ def revision_hash(spec, image):
     return _sha({"image": image, "processes": agent_specs(spec)})[:16]
 
 
-def desired_app(record, image, artifact, revision, rollout_failed=False):
+def desired_app(record, image, revision, rollout_failed=False):
     """The planner's view of ``record`` with its built ``image`` (or None);
     ``rollout_failed``: the rollout of ``revision`` missed its deadline."""
     spec = record.spec
@@ -100,7 +100,7 @@ def desired_app(record, image, artifact, revision, rollout_failed=False):
     placement = spec.get("placement") or {}
     update = spec.get("update") or {}
     return DesiredApp(
-        name=record.name, deleting=record.deleting, revision=revision, image=image, artifact=artifact,
+        name=record.name, deleting=record.deleting, revision=revision, image=image,
         processes=tuple(processes), node_selector=frozen_items(placement.get("nodeSelector")),
         spread=placement.get("spread", True),
         max_surge=update.get("maxSurge", "25%"), max_unavailable=update.get("maxUnavailable", "25%"),

@@ -22,6 +22,7 @@ Conditions (type, status, reason):
 ``apply --wait`` waits for ``observedGeneration`` to reach the applied
 generation and ``Progressing`` to be ``Complete``, and fails on ``False``.
 """
+from reconciler.model import is_current
 from reconciler.rollout import limits, progress
 
 
@@ -46,19 +47,19 @@ def built_condition(build):
     return _cond("Built", "False", "BuildFailed", build.error or "the build failed")
 
 
-def app_status(*, generation, app, build, rev_hash, rows, ready_ids, available_ids, unplaced, prev, now):
+def app_status(*, generation, app, build, rev_hash, rows, ready_ids, available_ids, unplaced, prev, now,
+               draining=frozenset()):
     """The status dict of one app after a loop pass.
 
     ``app``: its DesiredApp; ``rows``: its desired rows after the plan;
     ``ready_ids``/``available_ids``: ids of instances reported ready, and
     ready for minReady; ``unplaced``: the plan's Unplaced entries for this
     app; ``prev``: the status written before (for the progress clock);
-    ``now``: the time of this pass.
+    ``now``: the time of this pass; ``draining``: the names of the nodes being drained (their
+    rows are not current: :func:`reconciler.model.is_current`).
     """
     wanted = sum(p.count for p in app.processes)
-    current = [r for r in rows
-               if app.image is not None and r.image == app.image
-               and app.process(r.process) is not None and r.spec == app.process(r.process).agent_spec]
+    current = [r for r in rows if is_current(r, app, draining)]
     ready = sum(1 for r in current if r.id in ready_ids)
     available = sum(1 for r in current if r.id in available_ids)
     complete = app.image is not None and available == wanted and len(rows) == wanted == len(current)

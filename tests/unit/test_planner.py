@@ -18,7 +18,6 @@ def app(name="hello", count=2, image=IMG, spec=SPEC, deleting=False, revision="1
         cpu=0.0, memory=0, processes=None):
     procs = processes or (DesiredProcess("web", count, spec, cpu=cpu, memory=memory),)
     return DesiredApp(name=name, deleting=deleting, revision=revision, image=image,
-                      artifact={"url": "http://b/x", "sha256": "0" * 64} if image else None,
                       processes=procs, node_selector=selector, spread=spread)
 
 

@@ -20,7 +20,6 @@ OLD, NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 def app(count=2, image=NEW, surge="25%", unavailable="25%", min_ready=0.0, failed=False, selector=(),
         memory=0, revision="2"):
     return DesiredApp(name="hello", deleting=False, revision=revision, image=image,
-                      artifact={"url": "http://b/x", "sha256": "0" * 64} if image else None,
                       processes=(DesiredProcess("web", count, SPEC, memory=memory),),
                       node_selector=selector, max_surge=surge, max_unavailable=unavailable,
                       min_ready=min_ready, rollout_failed=failed)

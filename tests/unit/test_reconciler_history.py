@@ -46,7 +46,7 @@ SPEC = {"command": ["x"], "env": {}}
 
 
 def status(rows, available, prev=None, now=0.0, count=2, deadline=60.0, unavailable=0):
-    app = DesiredApp(name="hello", deleting=False, revision="2", image="sha256:new", artifact=None,
+    app = DesiredApp(name="hello", deleting=False, revision="2", image="sha256:new",
                      processes=(DesiredProcess("web", count, SPEC),), max_surge=1, max_unavailable=unavailable,
                      progress_deadline=deadline)
     return app_status(generation=3, app=app, build=None, rev_hash="h", rows=rows, ready_ids=set(available),
