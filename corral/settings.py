@@ -31,6 +31,9 @@ class Timings:
     log_max_bytes: float = 10 * 1024 * 1024  # agent: an instance log is rotated past this size
     log_keep: float = 3                   # agent: log files kept per instance in all (output.log, .1 .. .N-1)
     log_retention: float = 7 * 24 * 3600  # agent: a forgotten instance's log folder is deleted this long after its last write
+    event_retention: float = 7 * 24 * 3600  # leader: events older than this are deleted
+    event_max: float = 100_000              # leader: at most this many events are kept, the newest
+    prune_interval: float = 60.0            # leader: how often it deletes what the retentions let go
 
 
 def load_timings(path=None, **overrides):

@@ -24,6 +24,8 @@ run as a green thread by :meth:`Reconciler.start`:
   if we lead: a git fetch takes seconds and must not hold the apps' syncs;
 - :meth:`~Reconciler.events_loop`: writes the instance events the reports
   produced, off the bus's thread;
+- :meth:`~Reconciler.prune_loop`: as leader, deletes the events past their
+  retention (``event_retention``, ``event_max``: Kubernetes keeps an hour);
 - the API: eventlet.wsgi on the API address.
 
 A new duty (a router's table, schedules, add-on services) is a method here,
@@ -223,6 +225,21 @@ class Reconciler:
         while not self.stop.sleep(self.timings.loop_interval):
             self.write_events()
 
+    def prune_loop(self):
+        """Every ``prune_interval``, as leader: :meth:`prune`."""
+        while not self.stop.sleep(self.timings.prune_interval):
+            if self.lease.epoch is not None:
+                self.prune()
+
+    def prune(self):
+        """Delete the events past ``event_retention`` or beyond the newest ``event_max``; returns
+        how many went (None when the store could not be reached: the next turn tries again)."""
+        try:
+            return self.store.prune_events(self.timings.event_retention, int(self.timings.event_max))
+        except StoreError as e:
+            log.warning("old events not deleted yet: %s", e)
+            return None
+
     def write_events(self):
         """One attempt to write the pending instance events; returns how many were written."""
         batch = list(self.pending_events)
@@ -253,7 +270,7 @@ class Reconciler:
         """Start the bus and every duty, and serve the API on the listening socket ``api_sock``."""
         self.bus.start()
         self._threads = [eventlet.spawn(duty) for duty in
-                         (self.lease_loop, self.control_loop, self.gitops_loop, self.events_loop)]
+                         (self.lease_loop, self.control_loop, self.gitops_loop, self.events_loop, self.prune_loop)]
         self._threads.append(eventlet.spawn(eventlet.wsgi.server, api_sock, self.api,
                                             log=logging.getLogger("corral.api.access"),
                                             log_output=False, socket_timeout=60))

@@ -402,6 +402,11 @@ class Store(abc.ABC):
     def list_events(self, kind: Optional[str] = None, name: Optional[str] = None, limit: int = 100) -> list:
         """The newest ``limit`` events (optionally of one object), oldest first."""
 
+    @abc.abstractmethod
+    def prune_events(self, max_age: float, keep: int) -> int:
+        """Delete the events older than ``max_age`` seconds by the store's clock, and all but the
+        newest ``keep``; returns how many were deleted."""
+
     # --- leases --------------------------------------------------------
     @abc.abstractmethod
     def acquire_lease(self, name: str, holder: str, ttl: float) -> Optional[Lease]:

@@ -718,6 +718,19 @@ class SQLStore(Store):
             return [event_from_row(row) for row in reversed(cur.fetchall())]
         return self._run(work, write=False)
 
+    def prune_events(self, max_age: float, keep: int) -> int:
+        """See Store.prune_events: by age, then by count (the newest ``keep`` by id stay)."""
+        def work(cur):
+            cur.execute("DELETE FROM events WHERE time < ?", (self._now(cur) - max_age,))
+            deleted = max(cur.rowcount, 0)
+            cur.execute("SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (int(keep),))
+            row = cur.fetchone()
+            if row is not None:
+                cur.execute("DELETE FROM events WHERE id <= ?", (row[0],))
+                deleted += max(cur.rowcount, 0)
+            return deleted
+        return self._run(work, write=True)
+
     # --- leases --------------------------------------------------------
     def acquire_lease(self, name: str, holder: str, ttl: float) -> Optional[Lease]:
         """Take or renew the lease; see Store.acquire_lease."""

@@ -3,6 +3,7 @@ store, a real git repository and a bound bus: what a report enqueues and records
 GitSources go through their own work queue (synced once when due, retried after a backoff)."""
 import pytest
 
+from corral.settings import Timings
 from corral.stopping import Stop
 from reconciler.daemon import Reconciler
 from reconciler.loop import ALL
@@ -65,3 +66,16 @@ def test_a_gitsource_due_is_synced_once_and_one_that_fails_waits_for_its_backoff
     assert reconciler.gitops_pass(epoch + 1) == [], "a deposed epoch syncs nothing"
     assert reconciler.sources.failures("fleet") == 1
     assert reconciler.gitops_pass(epoch) == [], "the failed source waits for its backoff"
+
+
+def test_as_leader_events_past_their_retention_are_pruned(tmp_path):
+    with fresh_store("sqlite", str(tmp_path)) as store:
+        r = Reconciler(name="r1", store=store, key=KEY, bus=f"tcp://127.0.0.1:{free_port()}",
+                       git_dir=str(tmp_path / "git"), stop=Stop(),
+                       timings=Timings(event_max=3, event_retention=3600))
+        try:
+            store.add_events([("app", "x", "Scheduled", f"step {i}", "r1") for i in range(5)])
+            assert r.prune() == 2
+            assert [e.message for e in store.list_events()] == ["step 2", "step 3", "step 4"]
+        finally:
+            r.close()

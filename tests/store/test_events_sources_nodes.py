@@ -50,3 +50,13 @@ def test_uncordon_and_missing_node(store):
     assert store.set_node_cordoned("node-1", False) is True
     assert store.list_nodes()[0].cordoned is False
     assert store.set_node_cordoned("ghost", True) is False
+
+
+def test_pruning_keeps_the_newest_events_and_deletes_those_past_their_age(store):
+    for i in range(5):
+        store.add_event("app", "hello", "Scheduled", f"step {i}", "reconciler/r1")
+    assert store.prune_events(max_age=3600, keep=10) == 0
+    assert store.prune_events(max_age=3600, keep=2) == 3
+    assert [e.message for e in store.list_events()] == ["step 3", "step 4"]
+    assert store.prune_events(max_age=-60, keep=10) == 2   # every event is older than a minute from now
+    assert store.list_events() == []
