@@ -24,6 +24,7 @@ M from scratch, the median of a few runs. This is a benchmark, not a test:
 it prints figures and asserts nothing.
 """
 import argparse
+import resource
 import json
 import os
 import random
@@ -97,7 +98,11 @@ def agent_worker(names, endpoint, secret_file, heartbeat):
     from corral.wire.bus import shared_context
     from corral.wire.keys import read_key
 
-    fleet = Fleet(names, endpoint, read_key(secret_file), shared_context())
+    # One DEALER (and its descriptors) per simulated agent: a worker of thousands of agents needs more
+    # than a ZeroMQ context's 1,023 sockets and the usual 1,024 open files.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8 * len(names) + 1024)), hard))
+    fleet = Fleet(names, endpoint, read_key(secret_file), shared_context(max_sockets=len(names) + 64))
 
     def heartbeats():  # every agent once per heartbeat, spread over it as real agents are
         due, step = time.monotonic(), heartbeat / len(names)

@@ -33,6 +33,7 @@ started in :meth:`~Reconciler.start`, stopping when :attr:`Reconciler.stop` says
 """
 import collections
 import logging
+import resource
 import shutil
 import tempfile
 import time
@@ -284,12 +285,24 @@ class Reconciler:
         self.bus.close()
 
 
+def raise_open_files_limit():
+    """Raise this process's soft limit of open files to its hard limit: a reconciler holds a bus
+    connection per node, and 5,000 nodes need more than the 1,024 a shell or a unit usually grants."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open files limit from %d: %s", soft, e)
+
+
 def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings()):
     """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint.
 
     The key's path and the store DSN come from the environment when not given
     (:func:`corral.wire.keys.key_path`, :func:`corral.wire.keys.store_dsn`): never from argv."""
     hide_process()
+    raise_open_files_limit()
     key = read_key(key_path(secret_file))
     store = open_store_retrying(store_dsn_from(store_dsn))
     git_dir = tempfile.mkdtemp(prefix="corral-git-")

@@ -60,10 +60,14 @@ def _common_options(sock):
     sock.setsockopt(zmq.MAXMSGSIZE, 8 * 1024 * 1024 + 1024)  # envelope limit plus routing frames
 
 
-def shared_context():
+def shared_context(max_sockets=None):
     """A new green ZeroMQ context for many :class:`BusClient` in one process to share
-    (``context=``); its owner terminates it once every client is closed."""
-    return zmq.Context()
+    (``context=``); its owner terminates it once every client is closed. ``max_sockets`` raises
+    ZeroMQ's limit of 1,023 sockets a context (one per client and reconciler)."""
+    ctx = zmq.Context()
+    if max_sockets is not None:
+        ctx.set(zmq.MAX_SOCKETS, max_sockets)
+    return ctx
 
 
 def curve_keypair():
