@@ -23,6 +23,8 @@ class Timings:
     build_poll: float = 0.5         # builder: how often an idle builder looks for work
     builder_layer_cache: float = 20 * 1024 ** 3   # builder: bytes of layers built here kept, least recently used pruned (0: no limit)
     builder_wheel_cache: float = 10 * 1024 ** 3   # builder: bytes of uv's cache and pip's wheelhouse kept, likewise
+    watch_interval: float = 1.0     # API: how often the change stream (get -w, the dashboard) looks for changes
+    watch_keepalive: float = 5.0    # API: a quiet change stream sends a keepalive this often (a gone client is noticed)
     gitops_tick: float = 1.0        # leader: how often it looks for GitSources due to sync
     git_timeout: float = 60.0       # one git command (fetch, export) is killed after this
     restart_backoff_first: float = 1.0    # agent: delay before the first restart, doubling per failure

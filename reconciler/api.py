@@ -1,6 +1,7 @@
 """The HTTP/JSON API that every reconciler serves (WSGI, run by eventlet.wsgi).
 
-Every route but ``/healthz`` needs the bearer token. Errors are JSON
+Every route but ``/healthz`` and the dashboard's static files needs a bearer
+token, and the token's role must allow it (:func:`role_needed`, corral/auth.py). Errors are JSON
 ``{"error": "<one sentence>"}`` with a 4xx/5xx status. Apply is server-side
 and idempotent: the store decides created / configured / unchanged, and an
 unchanged app is not written at all.
@@ -15,9 +16,13 @@ Routes::
     GET    /v1/instances[?app=NAME]
     GET    /v1/nodes            POST /v1/nodes/NAME/cordon|uncordon|drain
     GET    /v1/apps/NAME/revisions   POST /v1/apps/NAME/undo   (reconciler/rollout_api.py)
+    POST   /v1/apps/NAME/scale  {"process": P, "instances": N}
     GET    /v1/builds[?app=NAME]
     GET    /v1/events[?kind=K&name=N&limit=L]
     GET    /v1/backup           the control-plane state as a backup document
+    GET    /v1/whoami           {"role": "read" | "deploy" | "admin"}: the role of the token sent
+    GET    /v1/watch[?kinds=apps,instances,nodes,events]   server-sent changes (reconciler/watch.py)
+    GET    /ui/...              the dashboard's files (reconciler/dashboard); it calls the routes above
     GET    /v1/instances/ID/logs     POST /v1/exec[/SESSION/input|resize]   (reconciler/streams.py)
     GET    /v1/gitsources[/NAME]  DELETE /v1/gitsources/NAME[?cascade=true]
     POST   /v1/gitsources/NAME/sync  POST /v1/gitsources/NAME/webhook
@@ -31,16 +36,19 @@ import re
 
 import yaml
 
-from corral.auth import token_matches
+from corral.auth import allows, role_of
 from corral.secrets import redact_spec
 from corral.source import gunzip_source
 from corral.spec import SpecError, validate_document
 from corral.store import StoreError, jsonable  # noqa: F401
 from reconciler import views
+from reconciler import dashboard
 from reconciler.actor import actor
+from reconciler.changes import parse_kinds
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.rollout_api import RolloutRoutes
-from reconciler.streams import StreamRoutes, Streaming
+from reconciler.streams import StreamRoutes
+from reconciler.watch import KEEPALIVE, ChangeFeed, EventStream, TooManyWatchers
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +64,26 @@ class HttpError(Exception):
         self.message = message
 
 
-_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
-            401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 302: "Found", 400: "Bad Request",
+            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
             500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 class Api:
     """The WSGI application. ``state`` answers the questions only the daemon knows
-    (observed view, node states, leadership); ``kick()`` wakes the loop."""
+    (observed view, node states, leadership); ``kick()`` wakes the loop. ``token`` is the
+    admin token; ``tokens`` (``{role: token}``, corral.auth.role_tokens) the tokens of every role,
+    when given. ``watch``: the change stream's seconds between reads, and between keepalives."""
 
-    def __init__(self, store, state, token, kick, relay=None):
+    def __init__(self, store, state, token, kick, relay=None, tokens=None, watch=(1.0, KEEPALIVE)):
         self.store = store
         self.state = state
         self.token = token
+        self.tokens = dict(tokens or {"admin": token})
         self.kick = kick
+        self.feed = ChangeFeed({"app": self._app_view, "instance": self._instance_view,
+                                "node": self._node_view, "event": self._event_view}, watch[0])
+        self.watch_keepalive = watch[1]
         self.routes = [
             ("GET", r"/healthz", self.healthz, False),
             ("POST", r"/v1/apply", self.apply, True),
@@ -85,6 +99,11 @@ class Api:
             ("GET", r"/v1/builds", self.list_builds, True),
             ("GET", r"/v1/events", self.list_events, True),
             ("GET", r"/v1/backup", self.backup, True),
+            ("POST", r"/v1/apps/(?P<name>[^/]+)/scale", self.scale, True),
+            ("GET", r"/v1/whoami", self.whoami, True),
+            ("GET", r"/v1/watch", self.watch, True),
+            ("GET", r"/ui", dashboard.to_index, False),
+            ("GET", r"/ui/(?P<name>[^/]*)", dashboard.serve, False),
         ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, HttpError, _json_body).routes()
         if relay is not None:  # logs and exec (reconciler/streams.py)
             self.routes += StreamRoutes(store, state, relay, HttpError, _json_body).routes()
@@ -92,9 +111,10 @@ class Api:
     # -- WSGI plumbing -------------------------------------------------------
     def __call__(self, environ, start_response):
         status, body = self._dispatch(environ)
-        if isinstance(body, Streaming):  # chunked, each line written as soon as it is yielded
+        if hasattr(body, "content_type"):  # streamed (each chunk written as soon as it is yielded), or a file
             environ["eventlet.minimum_write_chunk_size"] = 0
-            start_response(f"{status} {_REASONS.get(status, '')}", [("Content-Type", body.content_type)])
+            start_response(f"{status} {_REASONS.get(status, '')}",
+                           [("Content-Type", body.content_type)] + list(getattr(body, "headers", [])))
             return body
         payload = b"" if body is None else json.dumps(body).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
@@ -111,10 +131,17 @@ class Api:
             allowed = True
             if m != method:
                 continue
-            if auth and not token_matches(self.token, environ.get("HTTP_AUTHORIZATION")):
-                return 401, {"error": "missing or wrong API token (see CORRAL_TOKEN or the config corral up wrote)"}
+            query = _query(environ)
+            if auth:
+                role = role_of(self.tokens, environ.get("HTTP_AUTHORIZATION"))
+                if role is None:
+                    return 401, {"error": "missing or wrong API token (see CORRAL_TOKEN or the config corral up wrote)"}
+                needed = role_needed(method, path, query)
+                if not allows(role, needed):
+                    return 403, {"error": f"a {role} token may not {method} {path}: that needs the {needed} role"}
+                environ["corral.role"] = role
             try:
-                return handler(environ, _query(environ), **match.groupdict())
+                return handler(environ, query, **match.groupdict())
             except HttpError as e:
                 return e.status, {"error": e.message}
             except StoreError as e:
@@ -243,6 +270,58 @@ class Api:
         from corral.store import backup
         return 200, backup.dump(self.store)
 
+    def scale(self, environ, query, name):
+        """Set one process's instance count (as `kubectl scale`): the app's spec as stored, that count
+        changed, applied as a new generation."""
+        body = _json_body(environ)
+        process, count = body.get("process"), body.get("instances")
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1000:
+            raise HttpError(400, "instances must be a whole number from 0 to 1000")
+        rec = self.store.get_app(name)
+        if rec is None:
+            raise HttpError(404, f"app {name!r} not found")
+        procs = rec.spec.get("processes", {})
+        if process not in procs:
+            raise HttpError(400, f"app {name!r} has no process {process!r} (it has {', '.join(sorted(procs))})")
+        spec = dict(rec.spec, processes=dict(procs, **{process: dict(procs[process], instances=count)}))
+        doc = {"name": name, "labels": rec.labels, "spec": spec, "source_digest": rec.source_digest}
+        if rec.owner:
+            doc["owner"] = rec.owner
+        result = self.store.apply_apps([doc], actor=f"{actor(environ)} (scale)")[0]
+        if result.action != "unchanged":
+            self.store.add_event("app", name, "Scaled", f"process {process} scaled to {count}", actor(environ))
+            self.kick(name)
+        return 200, {"name": name, "process": process, "instances": count, "action": result.action,
+                     "generation": result.generation}
+
+    def whoami(self, environ, query):
+        """The role of the token the request carries (the dashboard shows only what it allows)."""
+        return 200, {"role": environ["corral.role"]}
+
+    def watch(self, environ, query):
+        try:
+            kinds = parse_kinds(query.get("kinds", ""))
+        except ValueError as e:
+            raise HttpError(400, str(e))
+        try:
+            watcher, initial = self.feed.subscribe(kinds)
+        except TooManyWatchers as e:
+            raise HttpError(503, f"{e}; try again later")
+        return 200, EventStream(self.feed, watcher, initial, self.watch_keepalive)
+
+    # -- the change stream's views (reconciler/changes.py) -------------------
+    def _app_view(self):
+        return {r.name: views.app_json(r) for r in self.store.list_apps()}
+
+    def _instance_view(self):
+        return {i["id"]: i for i in self.state.instances()}
+
+    def _node_view(self):
+        return {n["name"]: n for n in self.state.nodes()}
+
+    def _event_view(self):
+        return {e.id: views.event_json(e) for e in self.store.list_events(limit=100)}
+
     def list_events(self, environ, query):
         try:
             limit = max(1, min(1000, int(query.get("limit", 100))))
@@ -250,6 +329,21 @@ class Api:
             raise HttpError(400, "limit must be a whole number")
         events = self.store.list_events(kind=query.get("kind") or None, name=query.get("name") or None, limit=limit)
         return 200, [views.event_json(e) for e in events]
+
+
+# Routes a role below admin may not take although their method only reads, or that read although they POST.
+_ADMIN_READS = (r"/v1/backup",)
+_READING_POSTS = (r"/v1/diff",)
+
+
+def role_needed(method, path, query):
+    """The role a request needs (corral/auth.py): ``read`` to read (GET, HEAD, and a diff), ``admin`` for
+    a backup, secret values and exec (which runs code inside an app), ``deploy`` for any other write."""
+    if path.startswith("/v1/exec"):
+        return "admin"
+    if method in ("GET", "HEAD"):
+        return "admin" if path in _ADMIN_READS or _show_secrets(query) else "read"
+    return "read" if path in _READING_POSTS else "deploy"
 
 
 def _diffable(labels, spec, source_digest):

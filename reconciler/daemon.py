@@ -43,7 +43,7 @@ import eventlet
 import eventlet.queue
 import eventlet.wsgi
 
-from corral.auth import api_token
+from corral.auth import api_token, role_tokens
 from corral.settings import Timings
 from corral.stopping import Stop
 from corral.store import Fenced, StoreError, open_store
@@ -100,7 +100,8 @@ class Reconciler:
         self.controller = Controller(store, self.observed, self.bus, timings, name)
         self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats)
         self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir)
-        self.api = Api(store, self.state, api_token(key), self.kick, self.relay)
+        self.api = Api(store, self.state, api_token(key), self.kick, self.relay, tokens=role_tokens(key),
+                       watch=(timings.watch_interval, timings.watch_keepalive))
         self._threads = []
 
     # -- events in ---------------------------------------------------------

@@ -101,6 +101,56 @@ def wait_for(what, predicate, timeout, interval=0.05):
 
 
 @contextlib.contextmanager
+def reconciler_process(folder, name="r-test", settings=None):
+    """A reconciler process on a fresh SQLite store in ``folder`` (no agent, no builder), with its own
+    cluster key and, when given, a settings mapping (:mod:`corral.settings`); yields ``(port, key)``
+    once its API answers, and stops it with SIGTERM after."""
+    import http.client
+    import subprocess
+    import sys
+    import yaml
+    from corral.wire.keys import new_key_file
+    folder = str(folder)
+    key = new_key_file(os.path.join(folder, "cluster.key"))
+    port = free_port()
+    argv = [sys.executable, "-m", "corral", "reconciler", "--store", f"sqlite:///{folder}/corral.db",
+            "--api", f"127.0.0.1:{port}", "--bus", f"tcp://127.0.0.1:{free_port()}",
+            "--secret-file", os.path.join(folder, "cluster.key"), "--name", name]
+    if settings:
+        with open(os.path.join(folder, "settings.yaml"), "w") as f:
+            yaml.safe_dump(settings, f)
+        argv += ["--settings", os.path.join(folder, "settings.yaml")]
+    log_path = os.path.join(folder, "reconciler.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log,
+                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def healthy():
+        if proc.poll() is not None:
+            with open(log_path, errors="replace") as f:
+                raise AssertionError("the reconciler exited:\n" + f.read()[-2000:])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/healthz")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+    try:
+        wait_for("the reconciler's API", healthy, timeout=30)
+        yield port, key
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+
+@contextlib.contextmanager
 def scratch_schema(base_dsn, prefix="t"):
     """A new PostgreSQL schema on the server of ``base_dsn``; yields a DSN whose
     search_path is that schema, and drops the schema (and all in it) afterwards."""

@@ -10,23 +10,22 @@ import base64
 import http.client
 import itertools
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from corral.auth import api_token
-from corral.wire.keys import new_key_file
-from reconciler.api import Api
-from tests.support import free_port, wait_for
+from corral.auth import allows, api_token, role_tokens
+from reconciler.api import Api, role_needed
+from tests.support import reconciler_process
 
 # (method, pattern) of the routes that do not take the API token, and why.
 OPEN = {
     ("GET", r"/healthz"): "liveness probes carry no secret; it says only name, leadership and bus counters",
     ("POST", r"/v1/gitsources/(?P<name>[^/]+)/webhook"): "a git host cannot be given the API token; the "
                                                          "source's own webhook token guards it (401 without)",
+    ("GET", r"/ui"): "the dashboard's address, sent on to /ui/",
+    ("GET", r"/ui/(?P<name>[^/]*)"): "the dashboard's own files hold nothing secret; the page asks for a token "
+                                     "and calls the locked routes with it",
 }
 WEBHOOK = ("POST", r"/v1/gitsources/(?P<name>[^/]+)/webhook")
 
@@ -50,7 +49,7 @@ def example_paths(pattern):
     choices = []
     for group in _GROUP.finditer(pattern):
         body = group["body"]
-        if body == "[^/]+":
+        if body in ("[^/]+", "[^/]*"):
             choices.append(["no-such-" + group["name"]])
         elif re.fullmatch(r"\w+(\|\w+)*", body):
             choices.append(body.split("|"))
@@ -72,36 +71,14 @@ def requests_of(table):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """A reconciler process on a fresh SQLite store; yields (port, API token). Stopped with SIGTERM after."""
-    folder = tmp_path_factory.mktemp("api-auth")
-    key = new_key_file(folder / "cluster.key")
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "corral", "reconciler", "--store", f"sqlite:///{folder / 'corral.db'}",
-         "--api", f"127.0.0.1:{port}", "--bus", f"tcp://127.0.0.1:{free_port()}",
-         "--secret-file", str(folder / "cluster.key"), "--name", "r-auth"],
-        stdout=subprocess.DEVNULL, stderr=open(folder / "reconciler.log", "wb"),
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    try:
-        def healthy():
-            assert proc.poll() is None, "the reconciler exited:\n" + (folder / "reconciler.log").read_text()[-2000:]
-            try:
-                return ask(port, "GET", "/healthz")[0] == 200
-            except OSError:
-                return False
-        wait_for("the reconciler's API", healthy, timeout=30)
-        yield port, api_token(key)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """A reconciler process on a fresh SQLite store; yields (port, API token, {role: token})."""
+    with reconciler_process(tmp_path_factory.mktemp("api-auth"), name="r-auth") as (port, key):
+        yield port, api_token(key), role_tokens(key)
 
 
 def ask(port, method, path, authorization=None, body=b""):
-    """One request over a fresh connection; ``(status, content type, body bytes)``."""
+    """One request over a fresh connection; ``(status, content type, body bytes)``. The body of a stream
+    that does not end (the change stream) is not read."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         headers = {"Content-Length": str(len(body))}
@@ -109,7 +86,8 @@ def ask(port, method, path, authorization=None, body=b""):
             headers["Authorization"] = authorization
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
-        return resp.status, resp.getheader("Content-Type"), resp.read()
+        ctype = resp.getheader("Content-Type")
+        return resp.status, ctype, b"" if ctype == "text/event-stream" else resp.read()
     finally:
         conn.close()
 
@@ -128,11 +106,12 @@ def test_the_open_routes_are_exactly_the_ones_named_here():
     assert {(m, p) for m, p, auth, _ in table if not auth} == set(OPEN)
     # The table read is the whole one: the API's own routes and those of gitops, rollouts and streams.
     assert {handler.__module__ for *_, handler in table} == {
-        "reconciler.api", "reconciler.gitops.routes", "reconciler.rollout_api", "reconciler.streams"}
+        "reconciler.api", "reconciler.dashboard", "reconciler.gitops.routes", "reconciler.rollout_api",
+        "reconciler.streams"}
 
 
 def test_every_route_that_takes_the_token_refuses_every_other_header_with_a_json_error(served):
-    port, token = served
+    port, token, _ = served
     wrong = []
     for method, path, auth, _pattern in requests_of(route_table()):
         if not auth:
@@ -148,17 +127,18 @@ def test_every_route_that_takes_the_token_refuses_every_other_header_with_a_json
 
 def test_every_route_that_takes_the_token_serves_the_right_one(served):
     """The 401s above come from the token check, not from a route the server does not have."""
-    port, token = served
+    port, token, _ = served
     for method, path, auth, _pattern in requests_of(route_table()):
         if auth:
             status, ctype, body = ask(port, method, path, f"Bearer {token}")
-            assert status not in (401, 405) and ctype == "application/json", f"{method} {path}: {status} {ctype}"
+            want = "text/event-stream" if path == "/v1/watch" else "application/json"
+            assert status not in (401, 403, 405) and ctype == want, f"{method} {path}: {status} {ctype}"
             if status == 404 and body:  # the named thing's 404, not the route's
                 assert not json.loads(body)["error"].startswith("no such API route"), f"{method} {path}"
 
 
 def test_the_open_routes_answer_without_a_token_and_the_webhook_takes_only_its_own(served):
-    port, token = served
+    port, token, _ = served
     status, ctype, body = ask(port, "GET", "/healthz")
     assert (status, ctype) == (200, "application/json") and json.loads(body)["name"] == "r-auth"
     for path in example_paths(WEBHOOK[1]):
@@ -166,3 +146,24 @@ def test_the_open_routes_answer_without_a_token_and_the_webhook_takes_only_its_o
             status, ctype, body = ask(port, "POST", path, header)
             assert (status, ctype) == (401, "application/json"), f"webhook with {what}: {status} {ctype}"
             assert json.loads(body)["error"].startswith("missing or wrong webhook token")
+
+
+@pytest.mark.parametrize("role", ["read", "deploy"])
+def test_a_token_below_admin_is_refused_with_403_where_its_role_ends_and_let_in_elsewhere(served, role):
+    """Each role against every route: a route its role does not allow answers 403 with a sentence naming
+    the role needed, before the route does anything; every other one is served (neither 401 nor 403)."""
+    port, _, tokens = served
+    wrong = []
+    for method, path, auth, _pattern in requests_of(route_table()):
+        if not auth:
+            continue
+        status, _, body = ask(port, method, path, f"Bearer {tokens[role]}")
+        needed = role_needed(method, path, {})
+        if allows(role, needed):
+            if status in (401, 403):
+                wrong.append(f"{method} {path}: {status} for a {role} token")
+        elif status != 403 or f"needs the {needed} role" not in json.loads(body)["error"]:
+            wrong.append(f"{method} {path}: {status} {body[:100]!r} for a {role} token (needs {needed})")
+    assert not wrong, "\n".join(wrong)
+    status, _, body = ask(port, "GET", "/v1/whoami", f"Bearer {tokens[role]}")
+    assert (status, json.loads(body)) == (200, {"role": role})
