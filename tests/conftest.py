@@ -4,7 +4,7 @@ Tiers are the folders under tests/ (``unit``, ``store``, ``integration``, ``e2e`
 ``cluster``, ``adversarial``): every test gets its folder's marker, so ``-m "unit or store"`` selects
 the quick loop and a new test file is tiered by where it lives.
 
-``CORRAL_REQUIRE`` (CI: ``postgresql,root,netns``) names what the run claims to
+``CORRAL_REQUIRE`` (CI: ``postgresql,root,netns,chromium``) names what the run claims to
 prove; a test that would skip for one of those fails instead (tests/support.py
 ``need``), and the summary says how many tests were skipped.
 """

@@ -27,12 +27,13 @@ REQUIREMENTS = {
     "postgresql": "a PostgreSQL server (on 127.0.0.1:5432, CORRAL_TEST_PG, or binaries to start one)",
     "root": "running as root (app users, cgroups, mounts)",
     "netns": "network namespaces (root, iproute2, `ip netns add` working)",
+    "chromium": "headless Chromium and its driver (Debian's chromium and chromium-driver) and selenium",
 }
 
 
 def required():
     """The requirements the run insists on: the comma-separated names of CORRAL_REQUIRE (CI sets
-    ``postgresql,root,netns``). A name that is not in REQUIREMENTS is refused with ValueError, so a
+    ``postgresql,root,netns,chromium``). A name that is not in REQUIREMENTS is refused with ValueError, so a
     typo cannot quietly turn a requirement back into a skip."""
     names = {n.strip() for n in os.environ.get("CORRAL_REQUIRE", "").split(",") if n.strip()}
     unknown = sorted(names - set(REQUIREMENTS))

@@ -25,14 +25,17 @@ def config_path(environ=os.environ):
     return os.path.join(base, "corral", "config.yaml")
 
 
-def write_config(urls, token, environ=os.environ):
+def write_config(urls, token, environ=os.environ, tokens=None):
     """Write the client config (mode 0600, atomic) and return its path. The text is JSON,
-    a YAML document that :func:`load_config` reads without importing a YAML parser."""
+    a YAML document that :func:`load_config` reads without importing a YAML parser. ``tokens``
+    (``{role: token}``), when given, are kept under ``tokens`` for the dashboard's users."""
     import json
     from corral import private
     path = config_path(environ)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    return private.write_private(path, json.dumps({"api": list(urls), "token": token}, indent=2) + "\n")
+    body = {"api": list(urls), "token": token, **({"tokens": tokens} if tokens else {})}
+    return private.write_private(path, json.dumps(body, indent=2) + "
+")
 
 
 def _parse_config(text):

@@ -184,7 +184,10 @@ def cmd_get(args, client):
     resource = RESOURCES.get(args.resource)
     if resource is None:
         raise ClientError(f"unknown resource {args.resource!r}; one of apps, instances, nodes, builds, events")
-    last = None
+    if args.watch and resource in ("apps", "instances", "nodes", "events") and not args.show_secrets:
+        from corral.cli.watch import watch   # the API's change stream (what the dashboard shows)
+        return watch(client, resource, args.name, args.output)
+    last = None   # builds, and apps with their secrets, are read again each second
     while True:
         text = render(resource, _fetch(client, resource, args.name, args.show_secrets), args.output)
         if text != last:

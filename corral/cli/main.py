@@ -72,7 +72,8 @@ def parser():
                    help="only this one (an app's name also selects its instances, and its events)")
     g.add_argument("-o", "--output", choices=OUTPUTS, default="table",
                    help="table (default), wide (more columns), or the API's JSON or YAML (the stable contract)")
-    g.add_argument("-w", "--watch", action="store_true", help="keep printing the list as it changes")
+    g.add_argument("-w", "--watch", action="store_true", help="after the list, print each change as it happens (apps, instances, nodes, events: "
+                        "a row with ADDED/MODIFIED/DELETED first; -o json: one change a line)")
     g.add_argument("--show-secrets", action="store_true",
                    help="apps: show env values (by default each is <redacted sha256:...>, a digest of it)")
 

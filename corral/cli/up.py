@@ -23,7 +23,7 @@ import time
 
 import requests
 
-from corral.auth import api_token
+from corral.auth import api_token, role_tokens
 from corral.private import tighten_dir
 from corral.cli.client import Client, ClientError, write_config
 from corral.wire.keys import ENV_VAR as SECRET_ENV, STORE_ENV_VAR as STORE_ENV, new_key_file, read_key
@@ -171,8 +171,8 @@ def up(args):
         new_key_file(secret)
     store = args.store or f"sqlite:///{os.path.join(data_dir, 'corral.db')}"
     urls = [f"http://127.0.0.1:{args.base_port + 10 * i}" for i in range(args.reconcilers)]
-    token = api_token(read_key(secret))
-    config = write_config(urls, token)
+    key = read_key(secret)
+    config = write_config(urls, api_token(key), tokens=role_tokens(key))
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
@@ -186,6 +186,8 @@ def up(args):
         _wait_healthy(urls, procs.items())
         print(f"corral is up: API {', '.join(urls)}; store {store}; data {data_dir}", flush=True)
         print(f"client config written to {config}; try `corral get nodes`", flush=True)
+        print(f"dashboard: {urls[0]}/ui/ (log in with a token of the config's tokens: read, deploy or admin)",
+              flush=True)
         if os.geteuid() != 0:
             print("corral up: apps run as you here, sharing your files and each other's (no isolation); "
                   "as root, each app runs as its own user", file=sys.stderr, flush=True)
@@ -193,7 +195,7 @@ def up(args):
         if args.apply:
             from corral.cli.commands import apply_files
             from corral.cli.serving import Watch
-            client = Client(urls, token)
+            client = Client(urls, api_token(key))
             watch = Watch(client, apply_files(client, args.apply)["results"])
         keeper = Keeper(daemons, time.monotonic())
         next_look = time.monotonic()

@@ -188,7 +188,10 @@
     const page = r.page === "apps" && r.name ? appPage : pages[r.page] || appsPage;
     const next = el("div", { id: "page", "data-page": r.page === "apps" && r.name ? "app" : r.page }, S.synced ? page(r.name) : el("p", { class: "muted" }, "Loading…"));
     const now = $("page");
-    if (now.outerHTML !== next.outerHTML) now.replaceWith(next);   // unchanged: leave the elements be
+    if (now.outerHTML === next.outerHTML) return;   // unchanged: leave the elements be
+    const focused = document.activeElement && now.contains(document.activeElement) ? document.activeElement.id : null;
+    now.replaceWith(next);
+    if (focused && $(focused)) $(focused).focus();   // a change that came in while typing keeps the caret where it was
   }
 
   function appsPage() {
@@ -196,7 +199,8 @@
     return [el("h1", {}, "Apps"), apps.length ? table(["NAME", "READY", "REVISION", "GENERATION", "CONDITIONS"],
       apps.map((a) => [link(appHref(a.name), a.name), el("span", { class: "ready", "data-app": a.name }, a.ready + "/" + a.desired),
         a.revision || "-", a.observedGeneration + "/" + a.generation, (a.conditions || []).map(badge)]))
-      : el("p", { class: "muted" }, "No apps yet: corral apply -f manifests/examples/hello.yaml")];
+      : el("p", { class: "muted" }, "No apps yet: corral apply -f manifests/examples/hello.yaml"),
+      el("h2", {}, "Cluster"), clusterPicture()];
   }
 
   function scaleControls(a) {
@@ -205,6 +209,7 @@
     return [el("h2", {}, "Scale"), procs.map(([p, spec]) => {
       const key = a.name + "/" + p;
       const input = el("input", { type: "number", min: 0, max: 1000, value: S.drafts[key] ?? spec.instances ?? 1, "data-process": p, class: "scale-input",
+        id: "scale-" + p, "aria-label": "instances of " + p,
         oninput: (e) => { S.drafts[key] = e.target.value; } });
       return el("p", {}, p + ": ", input, el("button", { type: "button", class: "scale", "data-process": p, onclick: () => {
         delete S.drafts[key];
@@ -293,11 +298,15 @@
   }
 
   function clusterPage() {
+    return [el("h1", {}, "Cluster"), clusterPicture()];
+  }
+
+  // Nodes as boxes, each with its instances coloured by state.
+  function clusterPicture() {
     const nodes = [...S.nodes.values()].sort((a, b) => a.name.localeCompare(b.name));
     const insts = [...S.instances.values()];
     const states = ["running", "starting", "pending", "stopping", "stopped", "failed", "unknown"];
-    return [el("h1", {}, "Cluster"),
-      el("p", { class: "legend" }, states.map((s) => el("span", { class: "inst " + s }, s))),
+    return [el("p", { class: "legend" }, states.map((s) => el("span", { class: "inst " + s }, s))),
       el("div", { class: "nodes" }, nodes.map((n) => el("div", { class: "node " + n.state, "data-node": n.name },
         el("h3", {}, n.name + " · " + n.state + (n.draining ? " (draining)" : "")),
         insts.filter((i) => i.node === n.name).sort((a, b) => a.id.localeCompare(b.id)).map((i) =>
