@@ -34,8 +34,7 @@ def write_config(urls, token, environ=os.environ, tokens=None):
     path = config_path(environ)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     body = {"api": list(urls), "token": token, **({"tokens": tokens} if tokens else {})}
-    return private.write_private(path, json.dumps(body, indent=2) + "
-")
+    return private.write_private(path, json.dumps(body, indent=2) + "\n")
 
 
 def _parse_config(text):
