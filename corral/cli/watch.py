@@ -66,6 +66,7 @@ class Rows:
         """The header and a row for each change of the listing; fixes the columns' widths."""
         rows = [[h for h, _ in self.columns]] + [self.cells(c) for c in changes]
         self.widths = [max(len(r[i]) for r in rows) for i in range(len(self.columns))]
+        self.widths[0] = max(self.widths[0], len("MODIFIED"))   # the widest type, whichever the listing had
         return [self._line(r) for r in rows]
 
     def row(self, change):

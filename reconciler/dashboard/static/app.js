@@ -309,6 +309,8 @@
     return [el("p", { class: "legend" }, states.map((s) => el("span", { class: "inst " + s }, s))),
       el("div", { class: "nodes" }, nodes.map((n) => el("div", { class: "node " + n.state, "data-node": n.name },
         el("h3", {}, n.name + " · " + n.state + (n.draining ? " (draining)" : "")),
+        el("div", { class: "muted" }, "cpu " + (n.allocated.cpu || 0) + "/" + ((n.capacity || {}).cpu || 0) + " · memory " +
+          mem(n.allocated.memory) + "/" + mem((n.capacity || {}).memory)),
         insts.filter((i) => i.node === n.name).sort((a, b) => a.id.localeCompare(b.id)).map((i) =>
           el("span", { class: "inst " + i.state + (i.state === "running" && !i.ready ? " notready" : ""), "data-app": i.app, title: i.id + ": " + i.state + (i.message ? " — " + i.message : "") }, i.app + "/" + i.process)))))];
   }
