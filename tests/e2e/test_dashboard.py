@@ -90,12 +90,14 @@ def test_get_w_prints_the_listing_then_each_change_as_json_and_as_rows(cluster):
         assert rows.until("the header", lambda line: line.startswith("EVENT")).split()[:3] == ["EVENT", "ID", "APP"]
         listed = {rows.until("an instance listed", lambda line: line.startswith("ADDED")).split()[1] for _ in range(2)}
         scale(cluster, 3)
-        as_json.until("desired 3", lambda line: json.loads(line)["object"]["desired"] == 3)
-        as_json.until("ready 3", lambda line: json.loads(line)["object"]["ready"] == 3)
-        added = rows.until("the new instance", lambda line: line.startswith("ADDED")).split()[1]
+        as_json.until("ready 3 of 3", lambda line: (json.loads(line)["object"]["ready"],
+                                                     json.loads(line)["object"]["desired"]) == (3, 3))
+        row = rows.until("the new instance", lambda line: line.startswith("ADDED"))
+        added = row.split()[1]
         assert added not in listed and added.startswith("hello-web-")
-        rows.until("the new instance running", lambda line: line.startswith("MODIFIED") and added in line
-                   and " running " in line)
+        if " running " not in row:   # seen first as pending or starting (as it mostly is): then it runs
+            rows.until("the new instance running", lambda line: line.startswith("MODIFIED") and added in line
+                       and " running " in line)
         scale(cluster, 2)
         rows.until("an instance deleted", lambda line: line.startswith("DELETED"))
         as_json.until("ready 2 of 2", lambda line: (json.loads(line)["object"]["ready"],
@@ -139,6 +141,14 @@ def login(driver, cluster, role):
     wait_until("the stream live", lambda: driver.find_element("id", "live").text == "live")
 
 
+def click(driver, selector):
+    """Click the element ``selector`` names, looking again while the page is drawn anew under it."""
+    def clicked():
+        driver.find_element("css selector", selector).click()
+        return True
+    wait_until(f"a click on {selector}", clicked)
+
+
 def shot(driver, name):
     driver.save_screenshot(str(driver.shots / f"{name}.png"))
 
@@ -149,11 +159,12 @@ def ready_text(driver):
 
 
 def test_log_in_see_the_app_ready_and_scale_it_from_its_page_live(cluster, browser):
+    scale(cluster, 2)   # as the cluster started, whatever a test before left
     login(browser, cluster, "deploy")
     assert "token" not in browser.current_url and cluster.tokens["deploy"] not in browser.current_url
     wait_until("hello 2/2 on the apps page", lambda: ready_text(browser) == "2/2")
     shot(browser, "apps")
-    browser.find_element("link text", "hello").click()
+    click(browser, '#page a[href="#/apps/hello"]')
     wait_until("the app's page", lambda: by_css(browser, '#page[data-page="app"] button.scale'))
     browser.execute_script("window.__sameLoad = true")   # gone if the page reloads
     wait_until("the app's logs shown", lambda: "…" not in browser.find_element("css selector", "#page pre.logs").text)
@@ -181,6 +192,8 @@ def instances_on(driver, node):
 
 
 def test_drain_a_node_from_the_page_and_see_its_instances_move(cluster, browser):
+    scale(cluster, 2)
+    login(browser, cluster, "deploy")
     go(browser, cluster, "cluster")
     wait_until("both nodes drawn", lambda: len(by_css(browser, "#page .node")) == 2)
     wait_until("the app settled at two running instances",
@@ -188,7 +201,7 @@ def test_drain_a_node_from_the_page_and_see_its_instances_move(cluster, browser)
     busy = "node-1" if instances_on(browser, "node-1") else "node-2"
     other = "node-2" if busy == "node-1" else "node-1"
     go(browser, cluster, "nodes")
-    wait_until("the drain button", lambda: by_css(browser, f'#page button.drain[data-node="{busy}"]'))[0].click()
+    click(browser, f'#page button.drain[data-node="{busy}"]')
     wait_until(f"{busy} draining", lambda: "draining" in browser.find_element(
         "css selector", f'#page .node-state[data-node="{busy}"]').text)
     shot(browser, "nodes")
@@ -200,7 +213,7 @@ def test_drain_a_node_from_the_page_and_see_its_instances_move(cluster, browser)
     assert browser.execute_script("return window.__sameLoad") is True, "the page was reloaded"
     shot(browser, "cluster")
     go(browser, cluster, "nodes")
-    wait_until("the uncordon button", lambda: by_css(browser, f'#page button.uncordon[data-node="{busy}"]'))[0].click()
+    click(browser, f'#page button.uncordon[data-node="{busy}"]')
     wait_until(f"{busy} ready again", lambda: browser.find_element(
         "css selector", f'#page .node-state[data-node="{busy}"]').text == "ready")
 
@@ -211,6 +224,7 @@ def test_the_other_pages_and_a_hostile_event_message_shown_as_text(cluster, brow
         store.add_event("app", "hello", "Hostile", HOSTILE, "test")
     finally:
         store.close()
+    login(browser, cluster, "read")
     go(browser, cluster, "events")
     cell = wait_until("the hostile message listed", lambda: [e for e in by_css(browser, "#page .event-message")
                                                              if e.text == HOSTILE])
