@@ -41,8 +41,7 @@ from corral.secrets import redact_spec
 from corral.source import gunzip_source
 from corral.spec import SpecError, validate_document
 from corral.store import StoreError, jsonable  # noqa: F401
-from reconciler import views
-from reconciler import dashboard
+from reconciler import dashboard, views
 from reconciler.actor import actor
 from reconciler.changes import parse_kinds
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
@@ -65,7 +64,7 @@ class HttpError(Exception):
 
 
 _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 302: "Found", 400: "Bad Request",
-            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 405: "Method Not Allowed", 413: "Payload Too Large",
             500: "Internal Server Error", 503: "Service Unavailable"}
 
 
@@ -275,13 +274,15 @@ class Api:
         changed, applied as a new generation."""
         body = _json_body(environ)
         process, count = body.get("process"), body.get("instances")
-        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1000:
-            raise HttpError(400, "instances must be a whole number from 0 to 1000")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise HttpError(400, "instances must be a whole number from 0 (as in an app's spec)")
         rec = self.store.get_app(name)
         if rec is None:
             raise HttpError(404, f"app {name!r} not found")
+        if rec.deleting:
+            raise HttpError(409, f"app {name!r} is being deleted; scaling it would bring it back")
         procs = rec.spec.get("processes", {})
-        if process not in procs:
+        if not isinstance(process, str) or process not in procs:
             raise HttpError(400, f"app {name!r} has no process {process!r} (it has {', '.join(sorted(procs))})")
         spec = dict(rec.spec, processes=dict(procs, **{process: dict(procs[process], instances=count)}))
         doc = {"name": name, "labels": rec.labels, "spec": spec, "source_digest": rec.source_digest}

@@ -44,11 +44,12 @@ def test_the_same_count_again_writes_nothing(api, store):
 
 
 @pytest.mark.parametrize("name,body,status,sentence", [
-    ("hello", {"process": "web", "instances": -1}, 400, "instances must be a whole number from 0 to 1000"),
-    ("hello", {"process": "web", "instances": "3"}, 400, "instances must be a whole number from 0 to 1000"),
-    ("hello", {"process": "web", "instances": True}, 400, "instances must be a whole number from 0 to 1000"),
-    ("hello", {"process": "web", "instances": 1001}, 400, "instances must be a whole number from 0 to 1000"),
+    ("hello", {"process": "web", "instances": -1}, 400, "instances must be a whole number from 0 (as in an app's spec)"),
+    ("hello", {"process": "web", "instances": "3"}, 400, "instances must be a whole number from 0 (as in an app's spec)"),
+    ("hello", {"process": "web", "instances": True}, 400, "instances must be a whole number from 0 (as in an app's spec)"),
+    ("hello", {"process": "web", "instances": 2.5}, 400, "instances must be a whole number from 0 (as in an app's spec)"),
     ("hello", {"process": "cron", "instances": 1}, 400, "app 'hello' has no process 'cron' (it has web, worker)"),
+    ("hello", {"process": ["web"], "instances": 1}, 400, "app 'hello' has no process ['web'] (it has web, worker)"),
     ("nope", {"process": "web", "instances": 1}, 404, "app 'nope' not found"),
 ])
 def test_a_bad_request_is_one_sentence_and_writes_nothing(api, store, name, body, status, sentence):
@@ -57,3 +58,11 @@ def test_a_bad_request_is_one_sentence_and_writes_nothing(api, store, name, body
         post(api, name, body)
     assert (caught.value.status, caught.value.message) == (status, sentence)
     assert store.get_app("hello").resource_version == version
+
+
+def test_an_app_being_deleted_is_not_brought_back_by_a_scale(api, store):
+    store.mark_app_deleting("hello", actor="cli")
+    with pytest.raises(HttpError) as caught:
+        post(api, "hello", {"process": "web", "instances": 3})
+    assert caught.value.status == 409 and "being deleted" in caught.value.message
+    assert store.get_app("hello").deleting

@@ -208,7 +208,7 @@
     const procs = Object.entries((a.spec && a.spec.processes) || {});
     return [el("h2", {}, "Scale"), procs.map(([p, spec]) => {
       const key = a.name + "/" + p;
-      const input = el("input", { type: "number", min: 0, max: 1000, value: S.drafts[key] ?? spec.instances ?? 1, "data-process": p, class: "scale-input",
+      const input = el("input", { type: "number", min: 0, value: S.drafts[key] ?? spec.instances ?? 1, "data-process": p, class: "scale-input",
         id: "scale-" + p, "aria-label": "instances of " + p,
         oninput: (e) => { S.drafts[key] = e.target.value; } });
       return el("p", {}, p + ": ", input, el("button", { type: "button", class: "scale", "data-process": p, onclick: () => {
