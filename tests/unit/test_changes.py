@@ -1,5 +1,6 @@
 """The change stream's pure core: what `get -w` and the dashboard are told, given two successive views."""
 import pytest
+from hypothesis import given, strategies as st
 
 from reconciler.changes import diff, listing, parse_kinds
 
@@ -70,3 +71,26 @@ def test_parse_kinds(text, want):
 def test_an_unknown_kind_is_named():
     with pytest.raises(ValueError, match="'pods' is not one of apps, instances, nodes, events"):
         parse_kinds("apps,pods")
+
+
+def apply(view, changes, key):
+    """What a watcher holds after ``changes``, starting from ``view``."""
+    out = dict(view)
+    for c in changes:
+        if c["type"] == "DELETED":
+            out.pop(c["object"][key], None)
+        else:
+            out[c["object"][key]] = c["object"]
+    return out
+
+
+views = st.dictionaries(st.sampled_from("abcdef"), st.integers(0, 3), max_size=6).map(
+    lambda d: {k: {"name": k, "ready": v} for k, v in d.items()})
+
+
+@given(old=views, new=views)
+def test_a_watcher_that_applies_the_changes_holds_the_new_view(old, new):
+    changes = diff("app", old, new)
+    assert apply(old, changes, "name") == new
+    assert len(changes) == len({c["object"]["name"] for c in changes}), "an object changed twice in one diff"
+    assert diff("app", new, new) == []
