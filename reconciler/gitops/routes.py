@@ -80,7 +80,8 @@ class GitSourceRoutes:
         rec = self.store.get_gitsource(name)
         if rec is None:
             return 404, {"error": f"gitsource {name!r} not found"}
-        return 200, gitsource_json(rec, self.token)
+        # The webhook's token starts a sync: shown to a token that may sync (deploy and up), not to a read one.
+        return 200, gitsource_json(rec, self.token if environ.get("corral.role", "admin") != "read" else None)
 
     def delete(self, environ, query, name):
         """Remove the source; ``?cascade=true`` deletes its apps too, else they stay, managed by hand."""

@@ -180,6 +180,18 @@ def test_webhook_takes_the_source_token_and_requests_a_sync(store, repo):
     assert call(api, "GET", "/v1/gitsources/nope", headers=auth) == (404, {"error": "gitsource 'nope' not found"})
 
 
+def test_a_read_token_sees_a_source_but_not_its_webhook_token_which_would_let_it_start_syncs(store, repo):
+    add_source(store, repo)
+    api = Api(store, state=None, token="api-token", kick=lambda: None,
+              tokens={"admin": "api-token", "deploy": "deploy-token", "read": "read-token"})
+    for role, token in (("read", "read-token"), ("deploy", "deploy-token")):
+        status, shown = call(api, "GET", "/v1/gitsources/fleet", headers={"HTTP_AUTHORIZATION": f"Bearer {token}"})
+        assert status == 200 and shown["name"] == "fleet"
+        assert ("webhook" in shown) is (role != "read"), role
+        assert call(api, "POST", "/v1/gitsources/fleet/sync",
+                    headers={"HTTP_AUTHORIZATION": f"Bearer {token}"})[0] == (403 if role == "read" else 202)
+
+
 def test_a_sync_that_read_its_source_before_the_source_was_deleted_applies_nothing(store, repo, tmp_path):
     epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
     sync = GitSync(store, GitRepos(str(tmp_path / "git")), "r1")
