@@ -21,7 +21,7 @@ def test_without_corral_require_a_missing_requirement_skips_with_its_reason(monk
 
 @pytest.mark.parametrize("what", sorted(REQUIREMENTS))
 def test_a_requirement_corral_require_names_fails_with_the_reason(monkeypatch, what):
-    monkeypatch.setenv("CORRAL_REQUIRE", " postgresql, root ,netns")
+    monkeypatch.setenv("CORRAL_REQUIRE", " " + " ,".join(sorted(REQUIREMENTS)) + " ")   # spaces are no part of a name
     with pytest.raises(pytest.fail.Exception) as out:
         need(what, "no such thing here")
     assert out.value.msg == f"CORRAL_REQUIRE names {what}, so this fails instead of skipping: no such thing here"
