@@ -2,7 +2,7 @@
 
 ::
 
-    GET  /healthz                      200 "ok"
+    GET  /healthz                      200 {"ok": true, "version": ..., "schema": ...} (JSON)
     GET  /layers/<kind>/<hex>.tar      200 the archive, streamed from disk; Content-Length;
     HEAD /layers/<kind>/<hex>.tar          X-Corral-Sha256: <hex sha256 of the archive>
                                        404 when the layer is not finished here
@@ -16,12 +16,13 @@ mid-pack) is packed, or waited for, before the answer
 (builder.layers.ensure_archive). The body is the server's file
 wrapper (``wsgi.file_wrapper``) when it has one, else 1 MiB reads.
 """
+import json
 import os
 import re
 
 from builder.artifacts import artifact_path
 from builder.layers import ensure_archive
-from corral import images
+from corral import images, versions
 
 _LAYER_PATH = re.compile(r"^/layers/(env|code)/([0-9a-f]{64})\.tar$")
 _CHUNK = 1 << 20
@@ -37,7 +38,8 @@ def make_app(*, images_dir, cache_dir):
             if method not in ("GET", "HEAD"):
                 return _plain(start_response, "405 Method Not Allowed", "only GET and HEAD are served\n",
                               [("Allow", "GET, HEAD")])
-            return _plain(start_response, "200 OK", "ok\n", head=method == "HEAD")
+            body = json.dumps({"ok": True, "role": "builder", **versions.local()}) + "\n"
+            return _plain(start_response, "200 OK", body, head=method == "HEAD", content_type="application/json")
         match = _LAYER_PATH.match(path)
         if not match:
             return _plain(start_response, "404 Not Found", f"no such path: {path}\n")
@@ -84,8 +86,8 @@ class _FileChunks:
         self._f.close()
 
 
-def _plain(start_response, status, text, extra=(), head=False):
+def _plain(start_response, status, text, extra=(), head=False, content_type="text/plain; charset=utf-8"):
     body = text.encode("utf-8")
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+    start_response(status, [("Content-Type", content_type),
                             ("Content-Length", str(len(body)))] + list(extra))
     return [b""] if head else [body]

@@ -8,7 +8,7 @@ unchanged app is not written at all.
 
 Routes::
 
-    GET    /healthz
+    GET    /healthz             liveness, leadership, versions (release, bus, store schema)
     POST   /v1/apply            {"documents": [{"doc": {...}, "source_digest": "sha256:..."}], "dryRun": bool}
     POST   /v1/diff             same body; per app the change as a unified diff
     GET    /v1/apps             GET /v1/apps/NAME        DELETE /v1/apps/NAME
@@ -36,6 +36,7 @@ import re
 
 import yaml
 
+from corral import versions
 from corral.auth import allows, role_of
 from corral.secrets import redact_spec
 from corral.source import gunzip_source
@@ -154,7 +155,13 @@ class Api:
 
     # -- handlers ------------------------------------------------------------
     def healthz(self, environ, query):
-        return 200, {"ok": True, **self.state.health()}
+        """Liveness, and what this reconciler speaks: its release, the bus version, the store schema
+        it migrates to and the one the store holds (None while the store does not answer)."""
+        try:
+            store_schema = self.store.schema_version()
+        except StoreError:
+            store_schema = None
+        return 200, {"ok": True, **versions.local(), "store_schema": store_schema, **self.state.health()}
 
     def _documents(self, environ):
         body = _json_body(environ)

@@ -7,13 +7,19 @@ wakes up still believing it leads): the store refuses writes with an old
 epoch and agents refuse commands with one. The local validity below is only
 there so that a leader that cannot reach the store stops acting on its own
 before the lease can have passed to someone else.
+
+An older reconciler never leads a store whose schema a newer one migrated
+(the store refuses it the lease, :class:`corral.store.NewerSchema`): it says
+so once in its log and keeps serving the API, which reads and writes that
+schema as well as its own (migrations within one minor release only add).
 """
 import logging
 import os
 import secrets
 import time
 
-from corral.store import StoreError
+import corral
+from corral.store import NewerSchema, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +49,23 @@ class LeaderLease:
         self.clock = clock
         self._epoch = None
         self._valid_until = 0.0
+        self.refused = None   # the NewerSchema that keeps us from leading, once said
 
     def tick(self):
         """Try to take or renew the lease once; return the epoch if we lead now."""
         asked = self.clock()
         try:
             lease = self.store.acquire_lease(LEASE, self.holder, self.timings.lease_ttl)
+        except NewerSchema as e:
+            if self.refused is None or self.refused.store != e.store:
+                log.error("%s will not lead: the store's schema is version %d, newer than this corral's %d "
+                          "(corral %s); upgrade this reconciler", self.holder, e.store, e.code, corral.__version__)
+            self.refused, self._epoch, self._valid_until = e, None, 0.0
+            return None
         except StoreError as e:
             log.warning("lease renewal failed: %s", e)
             return self.epoch
+        self.refused = None
         if lease is None:
             if self._epoch is not None:
                 log.warning("%s lost the leader lease", self.holder)

@@ -25,15 +25,17 @@ def config_path(environ=os.environ):
     return os.path.join(base, "corral", "config.yaml")
 
 
-def write_config(urls, token, environ=os.environ, tokens=None):
+def write_config(urls, token, environ=os.environ, tokens=None, builders=()):
     """Write the client config (mode 0600, atomic) and return its path. The text is JSON,
     a YAML document that :func:`load_config` reads without importing a YAML parser. ``tokens``
-    (``{role: token}``), when given, are kept under ``tokens`` for the dashboard's users."""
+    (``{role: token}``), when given, are kept under ``tokens`` for the dashboard's users;
+    ``builders``: the builders' URLs, which `corral version` asks too."""
     import json
     from corral import private
     path = config_path(environ)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    body = {"api": list(urls), "token": token, **({"tokens": tokens} if tokens else {})}
+    body = {"api": list(urls), "token": token, **({"tokens": tokens} if tokens else {}),
+            **({"builders": list(builders)} if builders else {})}
     return private.write_private(path, json.dumps(body, indent=2) + "\n")
 
 
@@ -49,8 +51,16 @@ def _parse_config(text):
 
 def load_config(environ=os.environ):
     """``(urls, token)`` from the environment, else from the config file."""
+    urls, token, _ = load_full_config(environ)
+    return urls, token
+
+
+def load_full_config(environ=os.environ):
+    """``(urls, token, builders)``: the API URLs and token from the environment, else from the config
+    file, and the builders' URLs (``CORRAL_BUILDERS``, comma separated, else the file's ``builders``)."""
     urls = [u.strip() for u in environ.get("CORRAL_API", "").split(",") if u.strip()]
     token = environ.get("CORRAL_TOKEN")
+    builders = [u.strip() for u in environ.get("CORRAL_BUILDERS", "").split(",") if u.strip()]
     if not urls or not token:
         path = config_path(environ)
         try:
@@ -71,9 +81,10 @@ def load_config(environ=os.environ):
             raise ClientError(f"cannot read the client config {path}: it is not a mapping of api and token")
         urls = urls or list(conf.get("api") or [])
         token = token or conf.get("token")
+        builders = builders or list(conf.get("builders") or [])
     if not token:
         raise ClientError("no API token: set CORRAL_TOKEN or run `corral up`, which writes it to the config")
-    return urls, token
+    return urls, token, builders
 
 
 CONNECT_TIMEOUT = 3.0    # seconds: a reconciler's host that drops packets is passed over this soon

@@ -95,11 +95,12 @@ def parser():
     y.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="seconds --wait waits (default 120)")
 
-    from corral.cli import exec as exec_command, logs, nodes, rollout
+    from corral.cli import exec as exec_command, logs, nodes, rollout, version
     rollout.add_parser(sub)
     nodes.add_parser(sub)
     logs.add_parser(sub)
     exec_command.add_parser(sub)
+    version.add_parser(sub)
 
     x = add_verb(sub, "delete", "stop and remove an app, or remove a GitSource (by name, or by its manifest)",
                  ["corral delete app hello", "corral delete -f manifests/examples/hello.yaml"],
@@ -284,6 +285,9 @@ def main(argv=None):
     try:
         if args.command in ("reconciler", "agent", "builder", "up"):
             return run_daemon(args) or 0
+        if args.command == "version":
+            from corral.cli import version
+            return version.run(args)
         if args.command in ("backup", "restore"):
             from corral.cli import backup
             return backup.run(args)

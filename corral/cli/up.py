@@ -172,7 +172,8 @@ def up(args):
     store = args.store or f"sqlite:///{os.path.join(data_dir, 'corral.db')}"
     urls = [f"http://127.0.0.1:{args.base_port + 10 * i}" for i in range(args.reconcilers)]
     key = read_key(secret)
-    config = write_config(urls, api_token(key), tokens=role_tokens(key))
+    config = write_config(urls, api_token(key), tokens=role_tokens(key),
+                          builders=[f"http://127.0.0.1:{args.base_port + 2}"])
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))

@@ -31,6 +31,15 @@ class Conflict(StoreError):
     """A compare-and-set failed: the object changed since it was read."""
 
 
+class NewerSchema(StoreError):
+    """The store's schema is newer than this corral's: it may read and write it (migrations within one
+    minor release only add), but never lead on it. ``store`` and ``code`` are the two versions."""
+
+    def __init__(self, store, code):
+        super().__init__(f"the store's schema is version {store}, newer than this corral's {code}")
+        self.store, self.code = store, code
+
+
 @dataclasses.dataclass(frozen=True)
 class AppRecord:
     """One ``kind: App`` as stored.
@@ -200,7 +209,12 @@ class Store(abc.ABC):
     # --- lifecycle -----------------------------------------------------
     @abc.abstractmethod
     def migrate(self) -> None:
-        """Create or upgrade the schema; idempotent, safe for two daemons at once."""
+        """Create or upgrade the schema; idempotent, safe for two daemons at once. A schema newer
+        than this corral's is left as it is (see :class:`NewerSchema`)."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """The version of the schema the store holds (0 before the first migration)."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -414,7 +428,9 @@ class Store(abc.ABC):
 
         Succeeds when the lease is free, expired, or already held by
         ``holder``. The epoch grows by one whenever the holder changes (never
-        on a renewal). Returns the lease when held, None otherwise.
+        on a renewal). Returns the lease when held, None otherwise. Raises
+        :class:`NewerSchema`, taking nothing, when the store's schema is newer
+        than this corral's: an older reconciler never leads a newer store.
         """
 
     @abc.abstractmethod

@@ -28,8 +28,8 @@ import json
 from typing import Optional
 
 from corral.store.base import (
-    AppRecord, ApplyResult, BuildRecord, Conflict, Fenced, GitSourceRecord, Lease, RevisionRecord, Store,
-    owner_source,
+    AppRecord, ApplyResult, BuildRecord, Conflict, Fenced, GitSourceRecord, Lease, NewerSchema, RevisionRecord,
+    Store, owner_source,
 )
 from corral.store.schema import (
     APP_COLUMNS, BUILD_COLUMNS, DESIRED_COLUMNS, EVENT_COLUMNS, GITSOURCE_COLUMNS, MIGRATIONS, NODE_COLUMNS,
@@ -139,24 +139,39 @@ class SQLStore(Store):
 
     # --- lifecycle -----------------------------------------------------
     def migrate(self) -> None:
-        """Create or upgrade the schema to SCHEMA_VERSION, all in one transaction."""
+        """Create or upgrade the schema to SCHEMA_VERSION, all in one transaction.
+
+        A schema newer than SCHEMA_VERSION is left as it is: this corral reads and writes it (a
+        migration within one minor release only adds) but :meth:`acquire_lease` refuses it the
+        lead. Upgrading a schema that was in use frees the leader lease and raises its epoch, so
+        that an older leader's next write is fenced and a reconciler of this version takes over.
+        """
         def work(cur):
             self._lock_for_migration(cur)
             cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            cur.execute("SELECT version FROM schema_version")
-            row = cur.fetchone()
-            current = row[0] if row else 0
-            if current > SCHEMA_VERSION:
-                raise Conflict(f"the store's schema is version {current}, newer than this "
-                               f"corral's {SCHEMA_VERSION}; upgrade corral first")
+            current = self._schema_version(cur)
+            if current >= SCHEMA_VERSION:
+                return
             for steps in MIGRATIONS[current:]:
                 for statement in steps:
                     cur.execute(statement.format(**self.types))
-            if row is None:
+            if current == 0:
                 cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             else:
                 cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                cur.execute("UPDATE leases SET holder = NULL, expires_at = 0, epoch = epoch + 1 WHERE name = ?",
+                            (LEADER,))
         self._run(work, write=True)
+
+    def schema_version(self) -> int:
+        """The version of the schema the store holds (0 before the first migration)."""
+        return self._run(self._schema_version, write=False)
+
+    @staticmethod
+    def _schema_version(cur: Cursor) -> int:
+        cur.execute("SELECT version FROM schema_version")
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
 
     # --- apps ----------------------------------------------------------
     def apply_apps(self, docs: list, actor: str, dry_run: bool = False, gitsources: tuple = ()) -> list:
@@ -735,6 +750,9 @@ class SQLStore(Store):
     def acquire_lease(self, name: str, holder: str, ttl: float) -> Optional[Lease]:
         """Take or renew the lease; see Store.acquire_lease."""
         def work(cur):
+            found = self._schema_version(cur)
+            if found > SCHEMA_VERSION:
+                raise NewerSchema(found, SCHEMA_VERSION)
             cur.execute("INSERT INTO leases (name, holder, epoch, expires_at) VALUES (?, NULL, 0, 0) "
                         "ON CONFLICT (name) DO NOTHING", (name,))
             cur.execute("SELECT holder, epoch, expires_at FROM leases WHERE name = ?" + self.for_update,

@@ -20,7 +20,7 @@ from tests.support import reconciler_process
 
 # (method, pattern) of the routes that do not take the API token, and why.
 OPEN = {
-    ("GET", r"/healthz"): "liveness probes carry no secret; it says only name, leadership and bus counters",
+    ("GET", r"/healthz"): "liveness probes carry no secret; it says only name, leadership, versions and bus counters",
     ("POST", r"/v1/gitsources/(?P<name>[^/]+)/webhook"): "a git host cannot be given the API token; the "
                                                          "source's own webhook token guards it (401 without)",
     ("GET", r"/ui"): "the dashboard's address, sent on to /ui/",

@@ -62,3 +62,30 @@ def test_a_leader_that_cannot_renew_stops_claiming_before_its_lease_ends(store):
     assert lease.tick() == 1, "still within its own margin"
     now[0] += 0.02
     assert lease.tick() is None, "it must stop acting a renew interval before the store's expiry"
+
+
+def one_schema_further(store):
+    """What a reconciler of the next minor release leaves: one more (additive) migration."""
+    from corral.store.schema import SCHEMA_VERSION
+
+    def work(cur):
+        cur.execute("CREATE TABLE future_things (name TEXT PRIMARY KEY)")
+        cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    store.write_transaction(work)
+
+
+def test_an_older_reconciler_never_leads_a_newer_schema_and_says_so_once(store, caplog):
+    lease = LeaderLease(store, process_holder("r-old"), TIMINGS)
+    one_schema_further(store)
+    with caplog.at_level("ERROR", logger="reconciler.leader"):
+        assert [lease.tick() for _ in range(5)] == [None] * 5
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "will not lead: the store's schema is version" in said and said.endswith("upgrade this reconciler")
+    assert store.get_lease("leader") is None, "the refused reconciler took (or made) the lease"
+
+
+def test_a_leader_stops_leading_once_the_store_is_migrated_past_it(store):
+    lease = LeaderLease(store, process_holder("r-old"), TIMINGS)
+    assert lease.tick() == 1
+    one_schema_further(store)
+    assert lease.tick() is None and lease.epoch is None

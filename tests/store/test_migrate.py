@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from corral.store import sql
-from corral.store.base import Conflict
+from corral.store.base import Fenced, NewerSchema
 
 
 def test_migrate_twice_keeps_the_data(store):
@@ -33,11 +33,44 @@ def test_concurrent_migrations_of_an_empty_store(open_twin):
     assert stores[0].apps_version() == 0
 
 
-def test_a_newer_schema_is_refused(store, monkeypatch):
-    monkeypatch.setattr(sql, "SCHEMA_VERSION", sql.SCHEMA_VERSION - 1)
-    monkeypatch.setattr(sql, "MIGRATIONS", sql.MIGRATIONS[:-1])
-    with pytest.raises(Conflict, match="newer than this corral"):
-        store.migrate()
+# What the next minor release might add: a table, and a column that may be NULL (additive, as they must be).
+NEXT = ["CREATE TABLE future_things (name TEXT PRIMARY KEY)", "ALTER TABLE apps ADD COLUMN future_field TEXT"]
+
+
+def migrate_one_further(store, monkeypatch):
+    """Migrate ``store`` as the next release would (one more migration), then be this release again."""
+    monkeypatch.setattr(sql, "MIGRATIONS", sql.MIGRATIONS + [NEXT])
+    monkeypatch.setattr(sql, "SCHEMA_VERSION", sql.SCHEMA_VERSION + 1)
+    store.migrate()
+    monkeypatch.undo()
+
+
+def test_a_newer_schema_is_kept_read_and_written_but_never_led(store, monkeypatch):
+    app = {"name": "a", "labels": {}, "spec": {}, "source_digest": "d"}
+    store.apply_apps([app], actor="cli")
+    migrate_one_further(store, monkeypatch)
+    store.migrate()   # this release's migrate leaves the newer schema as it is
+    assert store.schema_version() == sql.SCHEMA_VERSION + 1
+    store.apply_apps([dict(app, labels={"x": "y"})], actor="cli")
+    assert [(a.name, a.labels) for a in store.list_apps()] == [("a", {"x": "y"})]
+    before = store.get_lease("leader")
+    with pytest.raises(NewerSchema, match=f"version {sql.SCHEMA_VERSION + 1}, newer than this corral's"):
+        store.acquire_lease("leader", "old-reconciler", ttl=10)
+    assert store.get_lease("leader") == before   # nothing taken, no epoch spent
+
+
+def test_migrating_a_schema_in_use_fences_the_leader(store, monkeypatch):
+    lease = store.acquire_lease("leader", "old-leader", ttl=60)
+    store.write_desired(lease.epoch, [], [])
+    migrate_one_further(store, monkeypatch)
+    after = store.get_lease("leader")
+    assert (after.holder, after.epoch) == (None, lease.epoch + 1)
+    with pytest.raises(Fenced):
+        store.write_desired(lease.epoch, [], [])
+
+
+def test_a_fresh_store_is_created_at_this_version(store):
+    assert store.schema_version() == sql.SCHEMA_VERSION
 
 
 def test_open_store_creates_the_sqlite_folder_and_schema(tmp_path):

@@ -1,11 +1,13 @@
 """The layer server's WSGI app, called directly: which requests get what."""
 import io
+import json
 import os
 
 import pytest
 
 from builder.artifacts import artifact_path
 from builder.web import make_app
+from corral import versions
 from corral.images import write_layer_marker
 
 HEX = "ab" * 32
@@ -39,8 +41,10 @@ def finish(images, cache):
     write_layer_marker(images, "env", "sha256:" + HEX, {"id": "sha256:" + HEX, "artifact_sha256": "cd" * 32})
 
 
-def test_healthz(dirs):
-    assert call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "GET", "/healthz")[:1] == ("200 OK",)
+def test_healthz_says_the_builders_version(dirs):
+    status, headers, body = call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "GET", "/healthz")
+    assert (status, headers["Content-Type"]) == ("200 OK", "application/json")
+    assert json.loads(body) == {"ok": True, "role": "builder", **versions.local()}
 
 
 def test_finished_image_is_served_whole_with_length_and_sha(dirs):

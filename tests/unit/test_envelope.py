@@ -138,7 +138,7 @@ def test_replay_after_the_window_is_expired():
 
 def test_rejected_message_does_not_burn_its_nonce():
     op = opener()
-    bad = seal(KEY, "ping", "node-1", 0, {"unexpected": 1}, now=NOW, nonce="x")
+    bad = seal(KEY, "ping", "node-1", 0, {"n": "not an integer"}, now=NOW, nonce="x")
     assert rejected_reason(op, bad) == "schema"
     assert op.open(seal(KEY, "ping", "node-1", 0, {}, now=NOW, nonce="x"), NOW).nonce == "x"
 
@@ -149,7 +149,8 @@ def test_unknown_type():
 
 @pytest.mark.parametrize("body", [
     pytest.param({}, id="empty"),
-    pytest.param({**REPORT, "extra": 1}, id="unknown-field"),
+    pytest.param({**REPORT, **{f"extra{i}": 1 for i in range(40)}}, id="too-many-unknown-fields"),
+    pytest.param({**REPORT, "extra": "x" * 5000}, id="oversized-unknown-field"),
     pytest.param({**REPORT, "epoch_seen": -1}, id="negative-epoch"),
     pytest.param({**REPORT, "instances": [{**REPORT["instances"][0], "state": "dancing"}]}, id="bad-state"),
 ])
@@ -208,7 +209,8 @@ def test_huge_input_is_malformed_without_being_signed_or_parsed():
     pytest.param(b'{"v":1,"type":"ping","sender":"a","epoch":0,"ts":"0","nonce":"n","body":{}}', "malformed", id="ts-string"),
     pytest.param(b'{"v":1,"type":"ping","sender":"","epoch":0,"ts":0,"nonce":"n","body":{}}', "malformed", id="sender-empty"),
     pytest.param(b'{"v":1,"type":"ping","sender":"a","epoch":0,"ts":0,"nonce":"n","body":[]}', "malformed", id="body-list"),
-    pytest.param(b'{"v":1,"type":"ping","sender":"a","epoch":0,"ts":0,"nonce":"n","body":{},"x":1}', "malformed", id="extra-field"),
+    pytest.param(b'{"v":1,"type":"ping","sender":"a","epoch":0,"ts":0,"nonce":"n","body":{},'
+                 + b",".join(b'"x%d":1' % i for i in range(17)) + b'}', "malformed", id="too-many-extra-fields"),
 ])
 def test_signed_but_ill_formed_payloads(payload, reason):
     payload = payload.replace(b'"ts":0', b'"ts":%d' % NOW)
