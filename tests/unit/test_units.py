@@ -1,0 +1,83 @@
+"""The systemd units `corral install-units` writes: what each role's unit holds (a table), what never goes on
+its command line, and that systemd itself accepts each one (`systemd-analyze verify` where it is installed,
+else a parse that knows every key we write)."""
+import configparser
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from corral import units
+
+EXE = os.path.join(os.path.dirname(sys.executable), "corral")
+DSN = "postgresql://corral:s3cret@db1:5432/corral"
+HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes", "ProtectHome": "yes"}
+
+
+def options(role, **kw):
+    return units.Options(role=role, exe=EXE, name="host-1", store=DSN if role != "agent" else None,
+                         reconcilers=("tcp://10.0.0.1:7071", "tcp://10.0.0.2:7071") if role == "agent" else (), **kw)
+
+
+def service(text):
+    """The [Service] section of a unit as a dict (the last value of a key wins)."""
+    p = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes=("#",))
+    p.optionxform = str
+    p.read_string(text)
+    return dict(p["Service"])
+
+
+@pytest.mark.parametrize("role,user,kill_mode,hardened,folders", [
+    ("reconciler", "corral", None, True, {"StateDirectory": "corral/reconciler", "StateDirectoryMode": "0700"}),
+    ("builder", "corral-builder", None, True, {"StateDirectory": "corral/images", "CacheDirectory": "corral/builder"}),
+    ("agent", "root", "process", False, {"StateDirectory": "corral/node corral/images"}),
+])
+def test_each_roles_unit(role, user, kill_mode, hardened, folders):
+    s = service(units.unit(options(role)))
+    assert (s["User"], s.get("KillMode"), s["Restart"]) == (user, kill_mode, "on-failure")
+    assert s["EnvironmentFile"] == f"/etc/corral/{role}.env"
+    assert s["ExecStart"].split()[:2] == [EXE, role]
+    assert all(s.get(k) == v for k, v in HARDENING.items()) is hardened
+    assert {k: s.get(k) for k in folders} == folders
+
+
+@pytest.mark.parametrize("role", units.ROLES)
+def test_the_key_and_the_store_stay_off_the_command_line(role):
+    s = service(units.unit(options(role)))
+    for secret in ("secret", "s3cret", "postgresql", "CORRAL_"):
+        assert secret not in s["ExecStart"], f"{secret} on {role}'s command line"
+    env = units.env_file(options(role))
+    assert (f"CORRAL_STORE={DSN}" in env) is (role != "agent")
+    assert ("CORRAL_SECRET_FILE=/etc/corral/secret" in env) is (role != "builder")
+
+
+def test_an_agent_without_reconcilers_and_an_unplain_word_are_refused_in_one_sentence():
+    with pytest.raises(ValueError, match="needs the reconcilers' buses"):
+        units.Options(role="agent", exe=EXE, name="n")
+    with pytest.raises(ValueError, match="cannot go on a unit's command line"):
+        units.unit(options("reconciler", settings="/etc/corral/my settings.yaml"))
+    with pytest.raises(ValueError, match="not one of reconciler, agent, builder"):
+        units.Options(role="router", exe=EXE, name="n")
+
+
+def test_a_folder_outside_var_is_named_writable_and_made_by_nobody():
+    s = service(units.unit(options("reconciler", data_dir="/srv/corral")))
+    assert s["ReadWritePaths"] == "/srv/corral" and "StateDirectory" not in s
+
+
+@pytest.mark.parametrize("role", units.ROLES)
+def test_systemd_accepts_the_unit(role, tmp_path):
+    path = tmp_path / units.unit_name(role)
+    path.write_text(units.unit(options(role)))
+    if not shutil.which("systemd-analyze"):   # a parse, and every key is one systemd knows
+        known = {"Type", "User", "Group", "EnvironmentFile", "Environment", "ExecStart", "Restart", "RestartSec",
+                 "TimeoutStopSec", "KillMode", "KillSignal", "TasksMax", "LimitNOFILE", "StateDirectory",
+                 "StateDirectoryMode", "CacheDirectory", "CacheDirectoryMode", "ReadWritePaths", "PrivateDevices",
+                 "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups", "RestrictSUIDSGID",
+                 "LockPersonality", *HARDENING}
+        assert set(service(path.read_text())) <= known
+        return
+    done = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr.strip()) == (0, ""), done.stderr
