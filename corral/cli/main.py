@@ -95,13 +95,14 @@ def parser():
     y.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="seconds --wait waits (default 120)")
 
-    from corral.cli import exec as exec_command, logs, nodes, rollout, units, version
+    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, units, version
     rollout.add_parser(sub)
     nodes.add_parser(sub)
     logs.add_parser(sub)
     exec_command.add_parser(sub)
     version.add_parser(sub)
     units.add_parser(sub)
+    doctor.add_parser(sub)
 
     x = add_verb(sub, "delete", "stop and remove an app, or remove a GitSource (by name, or by its manifest)",
                  ["corral delete app hello", "corral delete -f manifests/examples/hello.yaml"],
@@ -292,6 +293,9 @@ def main(argv=None):
         if args.command == "install-units":
             from corral.cli import units
             return units.run(args)
+        if args.command == "doctor":
+            from corral.cli import doctor
+            return doctor.run(args)
         if args.command in ("backup", "restore"):
             from corral.cli import backup
             return backup.run(args)

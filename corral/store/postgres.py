@@ -49,6 +49,8 @@ class PostgresStore(SQLStore):
     for_share = " FOR SHARE"
     skip_locked = " SKIP LOCKED"
     snapshot_statement = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+    table_exists_sql = ("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+                        "AND table_name = ?")
 
     def __init__(self, dsn: str, pool_size: int = 4, statement_timeout: float = 10.0,
                  connect_timeout: float = 5.0):

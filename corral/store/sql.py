@@ -104,6 +104,8 @@ class SQLStore(Store):
     #: First statement of a transaction that must read one snapshot across statements
     #: (PostgreSQL's READ COMMITTED gives each statement its own); SQLite needs none.
     snapshot_statement = ""
+    #: A query with one row when the table named by its parameter exists (SQLite's form here).
+    table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
 
     # --- what a backend supplies -----------------------------------------
     @abc.abstractmethod
@@ -165,7 +167,10 @@ class SQLStore(Store):
 
     def schema_version(self) -> int:
         """The version of the schema the store holds (0 before the first migration)."""
-        return self._run(self._schema_version, write=False)
+        def work(cur):
+            cur.execute(self.table_exists_sql, ("schema_version",))
+            return self._schema_version(cur) if cur.fetchone() else 0
+        return self._run(work, write=False)
 
     @staticmethod
     def _schema_version(cur: Cursor) -> int:

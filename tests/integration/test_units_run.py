@@ -1,7 +1,8 @@
 """The units' command lines start the daemons: `corral install-units` writes each role's unit and environment
 file (here into a scratch folder, with scratch data folders and free ports), and the test runs exactly the
 unit's ExecStart with exactly its EnvironmentFile, as systemd would: the reconciler and the builder answer
-their /healthz, and the agent reports to the reconciler, its version with it."""
+their /healthz, and the agent reports to the reconciler, its version with it. Then `corral doctor` on this
+machine, against those daemons, gives a clean report for either role."""
 import configparser
 import os
 import shlex
@@ -102,3 +103,18 @@ def test_each_units_command_line_starts_its_daemon(tmp_path, started):
         return [n for n in r.json() if n["name"] == "unit-node" and n.get("version")]
     (node,) = wait_for("the agent's report", reported, timeout=30)
     assert node["version"] == corral.__version__
+
+    # corral doctor on this machine, against the daemons just started: a clean report for either role
+    node = subprocess.run([EXE, "doctor", "--role", "node", "--api", f"http://127.0.0.1:{api}",
+                           "--reconciler", f"tcp://127.0.0.1:{bus}", "--builder", f"http://127.0.0.1:{images}",
+                           "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    plane = subprocess.run([EXE, "doctor", "--role", "control-plane", "--store", store, "--port", str(api),
+                            "--port", str(bus), "--port", str(images), "--data-dir", str(tmp_path)],
+                           capture_output=True, text=True, timeout=60)
+    for done in (node, plane):
+        assert (done.returncode, done.stderr) == (0, ""), done.stdout
+        assert "FAIL" not in done.stdout and done.stdout.rstrip().endswith("checks)"), done.stdout
+    assert f"ok    reach bus: tcp://127.0.0.1:{bus}" in node.stdout
+    assert "ok    clock: within" in node.stdout
+    assert f"ok    port {api}: held by corral reconciler" in plane.stdout
+    assert "ok    store schema: version" in plane.stdout

@@ -73,6 +73,20 @@ def test_a_fresh_store_is_created_at_this_version(store):
     assert store.schema_version() == sql.SCHEMA_VERSION
 
 
+def test_a_store_never_migrated_is_at_version_0(backend, request, tmp_path):
+    from corral.store import open_store
+    from tests.support import scratch_schema
+    if backend == "sqlite":
+        empty = open_store(f"sqlite://{tmp_path / 'empty.db'}", migrate=False)
+        assert empty.schema_version() == 0
+        empty.close()
+        return
+    with scratch_schema(request.getfixturevalue("pg_dsn")) as dsn:
+        empty = open_store(dsn, migrate=False)
+        assert empty.schema_version() == 0
+        empty.close()
+
+
 def test_open_store_creates_the_sqlite_folder_and_schema(tmp_path):
     from corral.store import open_store
     path = tmp_path / "deep" / "er" / "corral.db"
