@@ -23,6 +23,7 @@ import re
 from builder.artifacts import artifact_path
 from builder.layers import ensure_archive
 from corral import images, versions
+from corral.store.schema import SCHEMA_VERSION
 
 _LAYER_PATH = re.compile(r"^/layers/(env|code)/([0-9a-f]{64})\.tar$")
 _CHUNK = 1 << 20
@@ -38,7 +39,7 @@ def make_app(*, images_dir, cache_dir):
             if method not in ("GET", "HEAD"):
                 return _plain(start_response, "405 Method Not Allowed", "only GET and HEAD are served\n",
                               [("Allow", "GET, HEAD")])
-            body = json.dumps({"ok": True, "role": "builder", **versions.local()}) + "\n"
+            body = json.dumps({"ok": True, "role": "builder", **versions.local(SCHEMA_VERSION)}) + "\n"
             return _plain(start_response, "200 OK", body, head=method == "HEAD", content_type="application/json")
         match = _LAYER_PATH.match(path)
         if not match:

@@ -6,7 +6,7 @@ Three numbers say what a peer can understand:
   ``corral version`` prints for the client and every daemon it reaches;
 - the bus envelope's version, :data:`corral.wire.envelope.VERSION` (the ``v``
   of every signed message; a change of it is a new major release);
-- the store's schema version, ``len(corral.store.schema.MIGRATIONS)``.
+- the store's schema version, ``corral.store.schema.SCHEMA_VERSION`` (the number of migrations).
 
 The skew guarantee: daemons one minor release apart work together (a
 reconciler of 0.3 with agents of 0.2, during an upgrade). A message field
@@ -43,7 +43,7 @@ def skew(mine, theirs):
     return a is not None and b is not None and a[0] == b[0] and abs(a[1] - b[1]) <= 1
 
 
-def local():
-    """This process's versions: ``{"version", "bus", "schema"}`` (schema: the store schema it migrates to)."""
-    from corral.store.schema import SCHEMA_VERSION
-    return {"version": corral.__version__, "bus": BUS, "schema": SCHEMA_VERSION}
+def local(schema):
+    """This process's versions: ``{"version", "bus", "schema"}``; ``schema`` is the store schema it
+    migrates to (``corral.store.schema.SCHEMA_VERSION``, passed in: this module reads no store code)."""
+    return {"version": corral.__version__, "bus": BUS, "schema": schema}

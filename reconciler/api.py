@@ -42,6 +42,7 @@ from corral.secrets import redact_spec
 from corral.source import gunzip_source
 from corral.spec import SpecError, validate_document
 from corral.store import StoreError, jsonable  # noqa: F401
+from corral.store.schema import SCHEMA_VERSION
 from reconciler import dashboard, views
 from reconciler.actor import actor
 from reconciler.changes import parse_kinds
@@ -161,7 +162,7 @@ class Api:
             store_schema = self.store.schema_version()
         except StoreError:
             store_schema = None
-        return 200, {"ok": True, **versions.local(), "store_schema": store_schema, **self.state.health()}
+        return 200, {"ok": True, **versions.local(SCHEMA_VERSION), "store_schema": store_schema, **self.state.health()}
 
     def _documents(self, environ):
         body = _json_body(environ)

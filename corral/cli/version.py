@@ -14,6 +14,7 @@ import corral
 from corral import versions
 from corral.cli.client import Client, ClientError, Unreachable, connect, load_full_config
 from corral.cli.verbs import add_verb
+from corral.store.schema import SCHEMA_VERSION
 
 ASK_TIMEOUT = 3.0
 
@@ -77,7 +78,7 @@ def judge(rows, mine=corral.__version__):
 
 def gather(urls, token, builders, fetch=fetch_json):
     """Every row `corral version` shows: the client's, each reconciler's, each agent's, each builder's."""
-    rows = [{"role": "client", "name": "corral", **versions.local()}]
+    rows = [{"role": "client", "name": "corral", **versions.local(SCHEMA_VERSION)}]
     for url in urls:
         try:
             rows.append(reconciler_row(url, fetch(url, "/healthz")))
@@ -121,7 +122,7 @@ def _text(value):
 def run(args):
     """Print the versions; exit 0 (a daemon that does not answer is listed, not an error)."""
     if args.client:
-        rows = judge([{"role": "client", "name": "corral", **versions.local()}])
+        rows = judge([{"role": "client", "name": "corral", **versions.local(SCHEMA_VERSION)}])
     else:
         try:
             urls, token, builders = load_full_config()

@@ -9,6 +9,7 @@ from builder.artifacts import artifact_path
 from builder.web import make_app
 from corral import versions
 from corral.images import write_layer_marker
+from corral.store.schema import SCHEMA_VERSION
 
 HEX = "ab" * 32
 BODY = b"\x1f\x8b not really gzip" * 10000
@@ -44,7 +45,7 @@ def finish(images, cache):
 def test_healthz_says_the_builders_version(dirs):
     status, headers, body = call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "GET", "/healthz")
     assert (status, headers["Content-Type"]) == ("200 OK", "application/json")
-    assert json.loads(body) == {"ok": True, "role": "builder", **versions.local()}
+    assert json.loads(body) == {"ok": True, "role": "builder", **versions.local(SCHEMA_VERSION)}
 
 
 def test_finished_image_is_served_whole_with_length_and_sha(dirs):

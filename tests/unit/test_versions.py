@@ -4,6 +4,7 @@ import pytest
 import corral
 from corral import versions
 from corral.cli import version
+from corral.store.schema import SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("mine,theirs,ok", [
@@ -25,7 +26,7 @@ def test_the_package_version_is_a_release_number():
 
 def test_the_table_names_each_daemon_and_what_is_wrong():
     rows = version.judge([
-        {"role": "client", "name": "corral", **versions.local()},
+        {"role": "client", "name": "corral", **versions.local(SCHEMA_VERSION)},
         version.reconciler_row("http://10.0.0.1:7070", {"name": "r1", "version": corral.__version__, "bus": 1,
                                                         "schema": 4, "store_schema": 5, "leader": True}),
         dict(version.reconciler_row("http://10.0.0.2:7070", None), error="unreachable: connection refused"),
