@@ -3,7 +3,9 @@
 One unit per role, ``corral-<role>.service``:
 
 - ``reconciler`` runs as the system user ``corral``; ``builder`` as
-  ``corral-builder``: neither needs root, and both are hardened
+  ``corral_builder`` (never ``corral-...``: that is the agent's namespace of
+  app users, and an app named ``builder`` would be given the builder's
+  user): neither needs root, and both are hardened
   (``NoNewPrivileges``, ``ProtectSystem=strict`` with only their own data
   folders writable, ``PrivateTmp``, ``ProtectHome``).
 - ``agent`` runs as root (it makes app users, cgroups and private mounts)
@@ -26,7 +28,7 @@ SECRET = "/etc/corral/secret"
 STATE = "/var/lib/corral"
 IMAGES = "/var/lib/corral/images"    # the same path on the builders and every node (DESIGN.md, Builder)
 CACHE = "/var/cache/corral"
-USERS = {"reconciler": "corral", "builder": "corral-builder", "agent": "root"}
+USERS = {"reconciler": "corral", "builder": "corral_builder", "agent": "root"}
 
 # What a word of ExecStart may hold: no whitespace, quotes, backslashes or systemd's % and $ specifiers.
 _PLAIN = re.compile(r"^[A-Za-z0-9_@%+=:,./\[\]-]+$")

@@ -28,7 +28,7 @@ def add_parser(sub):
     p.add_argument("--name", default=None, help="the daemon's (or node's) name (default: this host's name)")
     p.add_argument("--exec", dest="exe", default=None, metavar="PATH",
                    help="the corral script the unit runs (default: the one beside this Python)")
-    p.add_argument("--user", default=None, help="the user it runs as (default: corral, corral-builder; root for agent)")
+    p.add_argument("--user", default=None, help="the user it runs as (default: corral, corral_builder; root for agent)")
     p.add_argument("--api", default="0.0.0.0:7070", metavar="HOST:PORT", help="reconciler: its API (default 0.0.0.0:7070)")
     p.add_argument("--bus", default="tcp://0.0.0.0:7071", metavar="tcp://HOST:PORT",
                    help="reconciler: its bus (default tcp://0.0.0.0:7071)")

@@ -31,7 +31,7 @@ def service(text):
 
 @pytest.mark.parametrize("role,user,kill_mode,hardened,folders", [
     ("reconciler", "corral", None, True, {"StateDirectory": "corral/reconciler", "StateDirectoryMode": "0700"}),
-    ("builder", "corral-builder", None, True, {"StateDirectory": "corral/images", "CacheDirectory": "corral/builder"}),
+    ("builder", "corral_builder", None, True, {"StateDirectory": "corral/images", "CacheDirectory": "corral/builder"}),
     ("agent", "root", "process", False, {"StateDirectory": "corral/node corral/images"}),
 ])
 def test_each_roles_unit(role, user, kill_mode, hardened, folders):
@@ -81,3 +81,11 @@ def test_systemd_accepts_the_unit(role, tmp_path):
         return
     done = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr.strip()) == (0, ""), done.stderr
+
+
+def test_no_daemon_user_is_one_an_app_could_be_given():
+    from nodeagent.users import user_name
+    for role, user in units.USERS.items():
+        if user != "root":
+            assert not user.startswith("corral-"), f"{role}'s user {user} is in the app users' namespace"
+            assert user not in {user_name(app) for app in (role, user, user.removeprefix("corral"))}
