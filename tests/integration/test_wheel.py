@@ -1,16 +1,17 @@
 """A non-editable install works: the wheel carries every package and the schemas."""
 import os
+import pathlib
 import subprocess
 import sys
 import zipfile
+
+from tests.e2e.installed import build_wheel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_wheel_ships_packages_and_schemas_and_runs_outside_the_checkout(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                    "-w", str(tmp_path / "dist"), ROOT], check=True, capture_output=True)
-    (wheel,) = (tmp_path / "dist").glob("corral-*.whl")
+    wheel = pathlib.Path(build_wheel(ROOT, str(tmp_path / "dist")))
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("schemas/app.schema.json", "schemas/wire/report.schema.json",
                      "schemas/wire/assign.schema.json", "corral/cli/main.py", "reconciler/planner.py",
