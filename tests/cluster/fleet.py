@@ -151,9 +151,12 @@ class Fleet:
     Agents share the builder's images dir unless ``agent_images_dirs`` gives
     one its own (then it fetches images from the builder over the link), and
     keep their state under the workdir unless ``agent_data_dirs`` says where.
+    ``agent_env``: the environment of the agents (default: the test's), e.g. a
+    PYTHONPATH that runs an older release of corral.
     """
 
-    def __init__(self, dc, workdir, timings=TIMINGS, nodes=NODES, agent_data_dirs=None, agent_images_dirs=None):
+    def __init__(self, dc, workdir, timings=TIMINGS, nodes=NODES, agent_data_dirs=None, agent_images_dirs=None,
+                 agent_env=None):
         self.dc = dc
         self.workdir = str(workdir)
         self.logs = os.path.join(self.workdir, "logs")
@@ -194,7 +197,7 @@ class Fleet:
                          "--label", f"host={n}"]
             for r in ("r1", "r2"):
                 argv += ["--reconciler", f"tcp://{dc.hosts[r].address}:{BUS_PORT}"]
-            self._add(n, argv + settings)
+            self._add(n, argv + settings, env=agent_env)
         self.env = dict(os.environ, CORRAL_API=",".join(self.api_url(r) for r in ("r1", "r2")),
                         CORRAL_TOKEN=self.token, XDG_CONFIG_HOME=os.path.join(self.workdir, "config"))
         for d in self.daemons.values():
@@ -205,9 +208,9 @@ class Fleet:
             self.down(check=False)
             raise
 
-    def _add(self, name, argv):
+    def _add(self, name, argv, env=None):
         inside = self.dc.argv(name, argv) if name in self.dc.hosts and name != "b1" else argv
-        self.daemons[name] = Daemon(name, inside, os.path.join(self.logs, f"{name}.log"))
+        self.daemons[name] = Daemon(name, inside, os.path.join(self.logs, f"{name}.log"), env=env)
 
     # --- talking to the cluster -------------------------------------------
     def api_url(self, reconciler):
