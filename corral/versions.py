@@ -43,6 +43,16 @@ def skew(mine, theirs):
     return a is not None and b is not None and a[0] == b[0] and abs(a[1] - b[1]) <= 1
 
 
+def older_than(version, since):
+    """Whether a peer that says ``version`` is known to be of a release before ``since`` (``"0.2"``),
+    and so does not read what that release added to a message. An unknown or unparsable version is
+    not known to be older. Pure.
+
+    ``"0.1.0"`` is older than ``"0.2"``; ``"0.2.0.dev0"`` and ``None`` are not."""
+    mine, theirs = release(since), release(version)
+    return mine is not None and theirs is not None and theirs < mine
+
+
 def local(schema):
     """This process's versions: ``{"version", "bus", "schema"}``; ``schema`` is the store schema it
     migrates to (``corral.store.schema.SCHEMA_VERSION``, passed in: this module reads no store code)."""

@@ -22,6 +22,7 @@ import logging
 import secrets
 import time
 
+from corral import versions
 from corral.store import Fenced, RevisionRecord, StoreError
 from reconciler import specs
 from reconciler.outcome import Prepared, outcome
@@ -30,6 +31,15 @@ from reconciler.status import next_revision, rollout_failed
 from reconciler.model import LOST
 
 log = logging.getLogger(__name__)
+
+# The first release whose agents read an assignment's "replaced": an older agent's schema refuses a
+# field it does not know, so it is not sent one (it drains its replaced copies, as it always did).
+REPLACED_SINCE = "0.2"
+
+
+def agent_version(report):
+    """The release a node's agent says it runs (None before its first report)."""
+    return report.node.get("version") if report is not None else None
 
 ALL = "*"  # the work-queue key of a full resync: every app, every node's assignment
 
@@ -220,7 +230,7 @@ class Controller:
                         and resend_due(self._sent.get(node), epoch, ids, now, self.timings.heartbeat_timeout))):
                 body = {"node": node, "instances": instances}
                 replaced = self._still_replaced(node, reports.get(node))
-                if replaced:
+                if replaced and not versions.older_than(agent_version(reports.get(node)), REPLACED_SINCE):
                     body["replaced"] = replaced
                 self.bus.send(node.encode(), "assign", body, epoch)
                 self._sent[node] = (epoch, ids, now)

@@ -42,9 +42,10 @@ class Clock:
         return self.t
 
 
-def report(name, instances=(), epoch_seen=0):
+def report(name, instances=(), epoch_seen=0, version=None):
     return {"node": {"name": name, "address": "127.0.0.1", "labels": {},
-                     "capacity": {"cpu": 4, "memory": 8 << 30, "disk": 1 << 30}},
+                     "capacity": {"cpu": 4, "memory": 8 << 30, "disk": 1 << 30},
+                     **({"version": version} if version else {})},
             "instances": [{"id": i, "app": "hello", "process": "web", "state": "running", "ready": True}
                           for i in instances], "epoch_seen": epoch_seen}
 
@@ -178,10 +179,12 @@ def test_the_desired_table_and_events_take_batches_of_hundreds_of_rows(store):
         (True, {"zone": "a"}, 1.0, 2.0)
 
 
-def test_a_node_back_from_lost_is_told_which_of_its_instances_were_replaced(store):
+@pytest.mark.parametrize("version", [None, "0.2.0", "0.1.0"])
+def test_a_node_back_from_lost_is_told_which_of_its_instances_were_replaced(store, version):
     """Its copies were replaced elsewhere while it was lost and no ready list holds them: its
     assignment names them as ``replaced`` (its agent stops them without a drain) until its
-    reports no longer show them; a scale-down's stop on a node never lost names none."""
+    reports no longer show them; a scale-down's stop on a node never lost names none. An agent
+    of 0.1, whose schema refuses a field it does not know, is never sent it (it drains them)."""
     built_app(store)
     epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
     ctl, bus, observed, clock = controller(store)
@@ -196,10 +199,10 @@ def test_a_node_back_from_lost_is_told_which_of_its_instances_were_replaced(stor
     lost = ctl.sync(epoch, [ALL]).plan
     assert [(s.id, s.node_lost) for s in lost.stop] == [(rows[gone], True)]
     bus.sent.clear()
-    observed.record(report(gone, [rows[gone]], epoch_seen=epoch), clock.t)   # it comes back
+    observed.record(report(gone, [rows[gone]], epoch_seen=epoch, version=version), clock.t)   # it comes back
     ctl.sync(epoch, [ALL])
     [(node, body, _)] = [s for s in bus.sent if s[0] == gone]
-    assert body["replaced"] == [rows[gone]] and body["instances"] == []
+    assert body.get("replaced") == (None if version == "0.1.0" else [rows[gone]]) and body["instances"] == []
     observed.record(report(gone, [], epoch_seen=epoch - 1), clock.t)   # its copy stopped; out of step
     clock.t += ctl.timings.heartbeat_timeout + 0.1
     bus.sent.clear()

@@ -41,3 +41,11 @@ def test_the_table_names_each_daemon_and_what_is_wrong():
     assert "outside the supported skew" in by_name["node-1"]
     assert "has not reported" in by_name["node-2"]
     assert by_name["http://10.0.0.3:7072"].split()[2] == corral.__version__
+
+
+@pytest.mark.parametrize("version,since,older", [
+    ("0.1.0", "0.2", True), ("0.2.0.dev0", "0.2", False), ("0.3.1", "0.2", False), (None, "0.2", False),
+    ("garbage", "0.2", False),
+])
+def test_older_than(version, since, older):
+    assert versions.older_than(version, since) is older
