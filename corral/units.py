@@ -25,6 +25,7 @@ import re
 ROLES = ("reconciler", "agent", "builder")
 ENV_DIR = "/etc/corral"
 SECRET = "/etc/corral/secret"
+ENV_SECRET, ENV_STORE = "CORRAL_SECRET_FILE", "CORRAL_STORE"   # corral/wire/keys.py reads them
 STATE = "/var/lib/corral"
 IMAGES = "/var/lib/corral/images"    # the same path on the builders and every node (DESIGN.md, Builder)
 CACHE = "/var/cache/corral"
@@ -47,6 +48,7 @@ class Options:
     advertise: str | None = None              # builder: HOST:PORT agents fetch images from
     reconcilers: tuple = ()                   # agent: tcp://HOST:7071 of each reconciler
     address: str | None = None                # agent: the address instances are reached at
+    labels: tuple = ()                        # agent: "key=value" labels of the node, for placement
     store: str | None = None                  # reconciler, builder: the DSN, written to the env file only
     data_dir: str | None = None               # reconciler: <STATE>/reconciler, agent: <STATE>/node
     images_dir: str = IMAGES                  # agent, builder
@@ -85,6 +87,8 @@ def command(o):
     else:
         argv = [o.exe, "agent", "--name", o.name, "--data-dir", o.data_dir, "--images-dir", o.images_dir]
         argv += ["--address", o.address] if o.address else []
+        for label in o.labels:
+            argv += ["--label", label]
         for bus in o.reconcilers:
             argv += ["--reconciler", bus]
     argv += settings
@@ -154,9 +158,9 @@ def env_file(o):
     lines = [f"# corral {o.role}: read by systemd (EnvironmentFile= of corral-{o.role}.service) as root;",
              "# keep this file 0600 root:root. Nothing here goes on a command line."]
     if o.role != "builder":
-        lines.append(f"CORRAL_SECRET_FILE={SECRET}")
+        lines.append(f"{ENV_SECRET}={SECRET}")
     if o.store:
-        lines.append(f"CORRAL_STORE={o.store}")
+        lines.append(f"{ENV_STORE}={o.store}")
     return "\n".join(lines) + "\n"
 
 

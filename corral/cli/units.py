@@ -38,6 +38,8 @@ def add_parser(sub):
     p.add_argument("--reconciler", dest="reconcilers", action="append", default=[], metavar="tcp://HOST:PORT",
                    help="agent: a reconciler's bus (repeatable, one for each reconciler)")
     p.add_argument("--address", default=None, help="agent: the address instances are reached at (this server's)")
+    p.add_argument("--label", dest="labels", action="append", default=[], metavar="KEY=VALUE",
+                   help="agent: a label of the node, for placement (repeatable)")
     p.add_argument("--store", default=None, metavar="DSN",
                    help="reconciler, builder: the store DSN, written to the environment file (never the unit)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
@@ -61,7 +63,8 @@ def options(args):
     """The unit's :class:`corral.units.Options` from the verb's arguments."""
     return units.Options(role=args.role, exe=args.exe or default_exe(), name=args.name or socket.gethostname(),
                          api=args.api, bus=args.bus, listen=args.listen, advertise=args.advertise,
-                         reconcilers=tuple(args.reconcilers), address=args.address, store=args.store,
+                         reconcilers=tuple(args.reconcilers), address=args.address, labels=tuple(args.labels),
+                         store=args.store,
                          data_dir=args.data_dir, images_dir=args.images_dir, cache_dir=args.cache_dir,
                          env_file=args.env_file, settings=args.settings, user=args.user)
 

@@ -27,12 +27,14 @@ import time
 import requests
 import yaml
 
+from corral import units
 from corral.auth import api_token
 from corral.wire.keys import new_key_file, read_key
 from tests.e2e.cluster import proc_environ, proc_state, wait_for
 from tests.pg import _pg_bin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CORRAL = os.path.join(os.path.dirname(sys.executable), "corral")   # the venv's script, as a unit runs it
 APP_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app")
 
 HOSTS = ["store", "r1", "r2", "n1", "n2", "n3"]
@@ -152,7 +154,8 @@ class Fleet:
     one its own (then it fetches images from the builder over the link), and
     keep their state under the workdir unless ``agent_data_dirs`` says where.
     ``agent_env``: the environment of the agents (default: the test's), e.g. a
-    PYTHONPATH that runs an older release of corral.
+    PYTHONPATH that runs an older release of corral. Every daemon runs under
+    the command line and environment of its systemd unit (:meth:`unit`).
     """
 
     def __init__(self, dc, workdir, timings=TIMINGS, nodes=NODES, agent_data_dirs=None, agent_images_dirs=None,
@@ -175,29 +178,26 @@ class Fleet:
         self.store = self.pg.dsn
         self.apps = set()
         self.daemons = {}
-        py = [sys.executable, "-m", "corral"]
-        settings = ["--settings", self.settings]
+        self.unit_env = {}   # an agent's unit environment, to start it again in another one (an upgrade)
         for r in ("r1", "r2"):
             a = dc.hosts[r].address
-            self._add(r, py + ["reconciler", "--name", r, "--store", self.store, "--api", f"{a}:{API_PORT}",
-                               "--bus", f"tcp://{a}:{BUS_PORT}", "--secret-file", self.secret] + settings)
+            self._add(r, *self.unit("reconciler", r, api=f"{a}:{API_PORT}", bus=f"tcp://{a}:{BUS_PORT}",
+                                    store=self.store))
         # The builder runs on the operator's host (root namespace, on the bridge's address): it needs
         # the package index the machine reaches, which the private link does not route to.
         b = dc.operator
-        self._add("b1", py + ["builder", "--name", "b1", "--store", self.store, "--listen", f"{b}:{BUILDER_PORT}",
-                              "--advertise", f"{b}:{BUILDER_PORT}", "--cache-dir",
-                              os.path.join(self.workdir, "builder"), "--images-dir", self.images,
-                              "--secret-file", self.secret] + settings)
+        self._add("b1", *self.unit("builder", "b1", listen=f"{b}:{BUILDER_PORT}", advertise=f"{b}:{BUILDER_PORT}",
+                                   store=self.store, cache_dir=os.path.join(self.workdir, "builder"),
+                                   images_dir=self.images))
         agent_data_dirs, agent_images_dirs = agent_data_dirs or {}, agent_images_dirs or {}
         for n in nodes:
-            data = agent_data_dirs.get(n) or os.path.join(self.workdir, "nodes", n)
             # Each agent carries the label host=<its name>, so that a test can pin an app to one node.
-            argv = py + ["agent", "--name", n, "--data-dir", data, "--secret-file", self.secret,
-                         "--images-dir", agent_images_dirs.get(n) or self.images, "--address", dc.hosts[n].address,
-                         "--label", f"host={n}"]
-            for r in ("r1", "r2"):
-                argv += ["--reconciler", f"tcp://{dc.hosts[r].address}:{BUS_PORT}"]
-            self._add(n, argv + settings, env=agent_env)
+            argv, env = self.unit("agent", n, data_dir=agent_data_dirs.get(n) or os.path.join(self.workdir, "nodes", n),
+                                  images_dir=agent_images_dirs.get(n) or self.images, address=dc.hosts[n].address,
+                                  labels=(f"host={n}",),
+                                  reconcilers=tuple(f"tcp://{dc.hosts[r].address}:{BUS_PORT}" for r in ("r1", "r2")))
+            self.unit_env[n] = env
+            self._add(n, argv, dict(agent_env or os.environ, **env))
         self.env = dict(os.environ, CORRAL_API=",".join(self.api_url(r) for r in ("r1", "r2")),
                         CORRAL_TOKEN=self.token, XDG_CONFIG_HOME=os.path.join(self.workdir, "config"))
         for d in self.daemons.values():
@@ -208,8 +208,19 @@ class Fleet:
             self.down(check=False)
             raise
 
+    def unit(self, role, name, **options):
+        """``(argv, environment)`` of a daemon as its systemd unit runs it (corral/units.py): the unit's
+        ExecStart, and the test's environment with the unit's EnvironmentFile over it (the key's path is
+        the fleet's)."""
+        o = units.Options(role=role, exe=CORRAL, name=name, settings=self.settings, **options)
+        env = dict(line.split("=", 1) for line in units.env_file(o).splitlines() if line and line[0] != "#")
+        if units.ENV_SECRET in env:
+            env[units.ENV_SECRET] = self.secret
+        return units.command(o), env
+
     def _add(self, name, argv, env=None):
         inside = self.dc.argv(name, argv) if name in self.dc.hosts and name != "b1" else argv
+        env = env if name.startswith("n") else dict(os.environ, **(env or {}))
         self.daemons[name] = Daemon(name, inside, os.path.join(self.logs, f"{name}.log"), env=env)
 
     # --- talking to the cluster -------------------------------------------

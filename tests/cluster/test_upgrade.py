@@ -65,7 +65,7 @@ def upgrade_agent(fleet, node):
     d = fleet.daemons[node]
     d.signal(signal.SIGTERM)
     d.proc.wait(30)
-    d.env = None
+    d.env = dict(os.environ, **fleet.unit_env[node])   # this release: the test's own environment
     d.start()
     wait_for(f"{node} to report as {corral.__version__}",
              lambda: (fleet.nodes().get(node) or {}).get("version") == corral.__version__

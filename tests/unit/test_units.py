@@ -89,3 +89,8 @@ def test_no_daemon_user_is_one_an_app_could_be_given():
         if user != "root":
             assert not user.startswith("corral-"), f"{role}'s user {user} is in the app users' namespace"
             assert user not in {user_name(app) for app in (role, user, user.removeprefix("corral"))}
+
+
+def test_the_environment_names_are_those_the_daemons_read():
+    from corral.wire import keys
+    assert (units.ENV_SECRET, units.ENV_STORE) == (keys.ENV_VAR, keys.STORE_ENV_VAR)
