@@ -1,6 +1,7 @@
 """Set-ups that tests and benchmarks share: what a test needs of the machine (skip, or
 fail under CORRAL_REQUIRE), a free port, polling with a deadline, a throwaway PostgreSQL
-schema, a fresh store of either backend, ballast that fills a disk, a static HTTP file server, a tar of named members, and an app whose image counts as built.
+schema, a fresh store of either backend, ballast that fills a disk, a static HTTP file server, a tar of named members, an app whose image counts as built, and a store left one schema version
+further, as the next release would leave it.
 
 Nothing here is a fake: the helpers make real ports, real schemas and real build
 records through the store's own interface.
@@ -289,3 +290,15 @@ def mark_built(store, app, spec, source_digest, image, worker="test"):
                        artifact_sha256="0" * 64,
                        layers=[{"kind": kind, "id": "sha256:" + c * 64, "url": "http://127.0.0.1:1/x",
                                 "sha256": c * 64} for kind, c in (("env", "e"), ("code", "c"))])
+
+
+def schema_one_further(store):
+    """Leave ``store`` as a reconciler of the next minor release would: one more migration, additive (a
+    table, a column that may be NULL), and the schema version one higher than this corral's."""
+    from corral.store.schema import SCHEMA_VERSION
+
+    def work(cur):
+        cur.execute("CREATE TABLE future_things (name TEXT PRIMARY KEY)")
+        cur.execute("ALTER TABLE apps ADD COLUMN future_field TEXT")
+        cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    store.write_transaction(work)

@@ -65,29 +65,30 @@ class Facts:
     version: str = ""                         # this corral's release
 
 
+def _verdict(ok, check, good, bad, fix):
+    """One finding of ``check``: ``good`` when ``ok``, else the problem ``bad`` with its ``fix``."""
+    return [Finding(OK, check, good)] if ok else [Finding(PROBLEM, check, bad, fix)]
+
+
 def check_python(f):
     """corral needs Python 3.11 or newer."""
     text = ".".join(map(str, f.python[:3]))
-    if tuple(f.python[:2]) >= (3, 11):
-        return [Finding(OK, "python", text)]
-    return [Finding(PROBLEM, "python", f"{text} is older than 3.11",
-                    "install python3.11 or newer (Debian 12's python3 is 3.11) and make the venv with it")]
+    return _verdict(tuple(f.python[:2]) >= (3, 11), "python", text, f"{text} is older than 3.11",
+                    "install python3.11 or newer (Debian 12's python3 is 3.11) and make the venv with it")
 
 
 def check_root(f):
     """A node's agent runs as root: app users, cgroups and private mounts need it."""
-    if f.is_root:
-        return [Finding(OK, "root", "the agent can make app users, cgroups and private mounts")]
-    return [Finding(PROBLEM, "root", "not root: the agent here could not run apps as their own users nor limit them",
-                    "run the agent as root (corral install-units --role agent does), and this check with sudo")]
+    return _verdict(f.is_root, "root", "the agent can make app users, cgroups and private mounts",
+                    "not root: the agent here could not run apps as their own users nor limit them",
+                    "run the agent as root (corral install-units --role agent does), and this check with sudo")
 
 
 def check_pidfd(f):
     """The agent waits on each instance through a pidfd (Linux 5.3)."""
-    if f.pidfd_error is None:
-        return [Finding(OK, "pidfd", f"pidfd_open works (kernel {f.kernel})")]
-    return [Finding(PROBLEM, "pidfd", f"pidfd_open fails on kernel {f.kernel}: {f.pidfd_error}",
-                    "run a Linux kernel of 5.3 or newer (Debian 11 and later have one)")]
+    return _verdict(f.pidfd_error is None, "pidfd", f"pidfd_open works (kernel {f.kernel})",
+                    f"pidfd_open fails on kernel {f.kernel}: {f.pidfd_error}",
+                    "run a Linux kernel of 5.3 or newer (Debian 11 and later have one)")
 
 
 def check_cgroups(f):
@@ -110,19 +111,16 @@ def check_cgroups(f):
 
 def check_namespaces(f):
     """Each app gets a private /tmp through a mount namespace (unshare(CLONE_NEWNS)); without it, apps share /tmp."""
-    if f.mount_ns_error is None:
-        return [Finding(OK, "mount namespace", "unshare works: each app gets a private /tmp")]
-    return [Finding(PROBLEM, "mount namespace", f"unshare(CLONE_NEWNS) fails ({f.mount_ns_error}): apps would "
-                    "share /tmp", "allow unshare for root: a kernel with CONFIG_NAMESPACES, and no seccomp "
-                    "profile or container runtime forbidding it")]
+    return _verdict(f.mount_ns_error is None, "mount namespace", "unshare works: each app gets a private /tmp",
+                    f"unshare(CLONE_NEWNS) fails ({f.mount_ns_error}): apps would share /tmp",
+                    "allow unshare for root: a kernel with CONFIG_NAMESPACES, and no seccomp profile or "
+                    "container runtime forbidding it")
 
 
 def check_useradd(f):
     """The agent makes one system user per app with useradd."""
-    if f.useradd:
-        return [Finding(OK, "useradd", "found: each app gets its own system user")]
-    return [Finding(PROBLEM, "useradd", "not found: apps could not run as their own users",
-                    "apt-get install passwd")]
+    return _verdict(f.useradd, "useradd", "found: each app gets its own system user",
+                    "not found: apps could not run as their own users", "apt-get install passwd")
 
 
 def check_disks(f):

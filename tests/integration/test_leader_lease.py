@@ -8,7 +8,7 @@ import pytest
 from corral.settings import Timings
 from corral.store import StoreError
 from reconciler.leader import LeaderLease, process_holder
-from tests.support import fresh_store, wait_for
+from tests.support import fresh_store, schema_one_further, wait_for
 
 TIMINGS = dataclasses.replace(Timings(), lease_ttl=1.0, lease_renew=0.2)
 
@@ -64,19 +64,9 @@ def test_a_leader_that_cannot_renew_stops_claiming_before_its_lease_ends(store):
     assert lease.tick() is None, "it must stop acting a renew interval before the store's expiry"
 
 
-def one_schema_further(store):
-    """What a reconciler of the next minor release leaves: one more (additive) migration."""
-    from corral.store.schema import SCHEMA_VERSION
-
-    def work(cur):
-        cur.execute("CREATE TABLE future_things (name TEXT PRIMARY KEY)")
-        cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
-    store.write_transaction(work)
-
-
 def test_an_older_reconciler_never_leads_a_newer_schema_and_says_so_once(store, caplog):
     lease = LeaderLease(store, process_holder("r-old"), TIMINGS)
-    one_schema_further(store)
+    schema_one_further(store)
     with caplog.at_level("ERROR", logger="reconciler.leader"):
         assert [lease.tick() for _ in range(5)] == [None] * 5
     (said,) = [r.getMessage() for r in caplog.records]
@@ -87,5 +77,5 @@ def test_an_older_reconciler_never_leads_a_newer_schema_and_says_so_once(store, 
 def test_a_leader_stops_leading_once_the_store_is_migrated_past_it(store):
     lease = LeaderLease(store, process_holder("r-old"), TIMINGS)
     assert lease.tick() == 1
-    one_schema_further(store)
+    schema_one_further(store)
     assert lease.tick() is None and lease.epoch is None

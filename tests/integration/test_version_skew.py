@@ -13,26 +13,15 @@ from corral.auth import api_token
 from corral.store import open_store
 from corral.store.schema import SCHEMA_VERSION
 from corral.wire.keys import new_key_file, read_key
-from tests.support import free_port, wait_for
+from tests.support import free_port, schema_one_further, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def migrate_one_further(dsn):
-    """What a reconciler of the next minor release leaves in the store: one more (additive) migration."""
-    store = open_store(dsn)
-
-    def work(cur):
-        cur.execute("CREATE TABLE future_things (name TEXT PRIMARY KEY)")
-        cur.execute("ALTER TABLE apps ADD COLUMN future_field TEXT")
-        cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
-    store.write_transaction(work)
-    return store
-
-
 def test_a_reconciler_on_a_newer_schema_serves_but_never_leads_and_corral_version_says_so(tmp_path):
     dsn = f"sqlite:///{tmp_path / 'corral.db'}"
-    store = migrate_one_further(dsn)
+    store = open_store(dsn)
+    schema_one_further(store)
     key = tmp_path / "secret"
     new_key_file(key)
     settings = tmp_path / "settings.yaml"
