@@ -10,7 +10,7 @@ import os
 import socket
 import sys
 
-from corral import units
+from corral import private, units
 from corral.cli.verbs import add_verb
 
 
@@ -69,7 +69,7 @@ def options(args):
                          env_file=args.env_file, settings=args.settings, user=args.user)
 
 
-def write_private(path, text):
+def write_new_private(path, text):
     """Write ``text`` to a new file ``path``, mode 0600, refusing to replace one that is there."""
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -86,17 +86,13 @@ def run(args):
         return 0
     path = os.path.join(args.unit_dir, units.unit_name(args.role))
     os.makedirs(args.unit_dir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    private.replace_with(path, lambda f: f.write(text.encode("utf-8")), 0o644)
     print(f"wrote {path}")
     env = units._defaults(o).env_file
     if os.path.exists(env):
         print(f"kept {env} as it is (it may hold the store's password); compare it with `--print` and docs/PRODUCTION.md")
     else:
-        write_private(env, units.env_file(o))
+        write_new_private(env, units.env_file(o))
         print(f"wrote {env} (0600: the key's path{' and the store DSN' if args.role != 'agent' else ''})")
     user = units._defaults(o).user
     if user != "root":

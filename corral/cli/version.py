@@ -17,6 +17,7 @@ from corral.cli.verbs import add_verb
 from corral.store.schema import SCHEMA_VERSION
 
 ASK_TIMEOUT = 3.0
+MAX_ANSWER = 1 << 20   # bytes read of a daemon's answer: a health check is small, whoever answers
 
 
 def add_parser(sub):
@@ -37,7 +38,7 @@ def fetch_json(url, path, token=None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         conn.request("GET", base + path, headers=headers)
         r = conn.getresponse()
-        body = r.read()
+        body = r.read(MAX_ANSWER)
         if r.status != 200:
             raise Unreachable(f"HTTP {r.status}")
         return json.loads(body)

@@ -92,7 +92,7 @@ def test_the_install_steps_run_as_written(tmp_path):
         env = tmp_path / "etc" / "corral" / f"{role}.env"
         assert stat.S_IMODE(env.stat().st_mode) == 0o600
         unit = tmp_path / "systemd" / f"corral-{role}.service"
-        assert f"EnvironmentFile={env}" in unit.read_text()
+        assert f"EnvironmentFile={env}" in unit.read_text() and stat.S_IMODE(unit.stat().st_mode) == 0o644
         if shutil.which("systemd-analyze"):
             verified = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
             assert (verified.returncode, verified.stderr.strip()) == (0, ""), verified.stderr
