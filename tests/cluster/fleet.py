@@ -153,13 +153,13 @@ class Fleet:
     Agents share the builder's images dir unless ``agent_images_dirs`` gives
     one its own (then it fetches images from the builder over the link), and
     keep their state under the workdir unless ``agent_data_dirs`` says where.
-    ``agent_env``: the environment of the agents (default: the test's), e.g. a
-    PYTHONPATH that runs an older release of corral. Every daemon runs under
+    ``release_env``: the environment every daemon starts in (default: the
+    test's), e.g. a PYTHONPATH that runs an older release of corral. Every daemon runs under
     the command line and environment of its systemd unit (:meth:`unit`).
     """
 
     def __init__(self, dc, workdir, timings=TIMINGS, nodes=NODES, agent_data_dirs=None, agent_images_dirs=None,
-                 agent_env=None):
+                 release_env=None):
         self.dc = dc
         self.workdir = str(workdir)
         self.logs = os.path.join(self.workdir, "logs")
@@ -178,7 +178,8 @@ class Fleet:
         self.store = self.pg.dsn
         self.apps = set()
         self.daemons = {}
-        self.unit_env = {}   # an agent's unit environment, to start it again in another one (an upgrade)
+        self.release_env = release_env or os.environ
+        self.unit_env = {}   # each daemon's unit environment, to start it again in another release's (an upgrade)
         for r in ("r1", "r2"):
             a = dc.hosts[r].address
             self._add(r, *self.unit("reconciler", r, api=f"{a}:{API_PORT}", bus=f"tcp://{a}:{BUS_PORT}",
@@ -196,8 +197,7 @@ class Fleet:
                                   images_dir=agent_images_dirs.get(n) or self.images, address=dc.hosts[n].address,
                                   labels=(f"host={n}",),
                                   reconcilers=tuple(f"tcp://{dc.hosts[r].address}:{BUS_PORT}" for r in ("r1", "r2")))
-            self.unit_env[n] = env
-            self._add(n, argv, dict(agent_env or os.environ, **env))
+            self._add(n, argv, env)
         self.env = dict(os.environ, CORRAL_API=",".join(self.api_url(r) for r in ("r1", "r2")),
                         CORRAL_TOKEN=self.token, XDG_CONFIG_HOME=os.path.join(self.workdir, "config"))
         for d in self.daemons.values():
@@ -218,10 +218,11 @@ class Fleet:
             env[units.ENV_SECRET] = self.secret
         return units.command(o), env
 
-    def _add(self, name, argv, env=None):
+    def _add(self, name, argv, env):
         inside = self.dc.argv(name, argv) if name in self.dc.hosts and name != "b1" else argv
-        env = env if name.startswith("n") else dict(os.environ, **(env or {}))
-        self.daemons[name] = Daemon(name, inside, os.path.join(self.logs, f"{name}.log"), env=env)
+        self.unit_env[name] = env
+        self.daemons[name] = Daemon(name, inside, os.path.join(self.logs, f"{name}.log"),
+                                    env=dict(self.release_env, **env))
 
     # --- talking to the cluster -------------------------------------------
     def api_url(self, reconciler):

@@ -1,9 +1,10 @@
-"""Scenario 9: corral upgraded under its apps. The agents of the previous release (0.1.0, commit 2782e51:
-its wheel is built here from `git archive` of that commit) run against reconcilers of this checkout, then
-are upgraded one node at a time as an operator does it (SIGTERM, as `systemctl restart corral-agent` with
-`KillMode=process` sends it, and the new agent started on the same data dir) while a bounded load loop
-follows the app: no request fails, and no instance is restarted by the upgrade (same ids, same pids, the
-same restart counts)."""
+"""Scenario 9: corral upgraded under its apps. A fleet of the previous release (0.1.0, commit 2782e51: its
+wheel is built here from `git archive` of that commit) runs an app; then, while a bounded load loop follows
+the app, it is upgraded to this checkout in the order docs/PRODUCTION.md gives, each daemon as `systemctl
+restart` does it (SIGTERM, then the new release started with the same unit command line): the reconcilers
+one at a time (an old agent then talks to new reconcilers), the builder, then the agents node by node
+(`KillMode=process`: the apps keep running, and the new agent adopts them). No request fails, and no
+instance is restarted by the upgrade (same ids, same pids, the same restart counts)."""
 import os
 import signal
 import subprocess
@@ -11,11 +12,12 @@ import sys
 import time
 
 import pytest
+import requests
 
 import corral
 from tests.cluster import figures
 from tests.cluster.figures import Load
-from tests.cluster.fleet import Fleet, ROOT
+from tests.cluster.fleet import BUILDER_PORT, Fleet, ROOT
 from tests.e2e.cluster import wait_for
 from tests.e2e.installed import build_wheel
 
@@ -50,8 +52,23 @@ def previous_release(tmp_path_factory):
     return env
 
 
+def release_of(fleet, name):
+    """The release daemon ``name`` says it runs: an agent in its report (once ready), a reconciler and the
+    builder on their /healthz (0.1.0 did not say it there: None)."""
+    if name.startswith("n"):
+        node = fleet.nodes().get(name) or {}
+        return node.get("version") if node.get("state") == "ready" else None
+    if name == "b1":
+        try:
+            return requests.get(f"http://{fleet.dc.operator}:{BUILDER_PORT}/healthz", timeout=1).json().get("version")
+        except (requests.RequestException, ValueError):
+            return None
+    return (fleet.get("/healthz", name, timeout=1) or {}).get("version")
+
+
 def versions(fleet):
-    return {name: node.get("version") for name, node in fleet.nodes().items()}
+    """``{daemon: release}`` of the reconcilers and agents."""
+    return {name: release_of(fleet, name) for name in ("r1", "r2", "n1", "n2", "n3")}
 
 
 def running(fleet, app):
@@ -59,40 +76,40 @@ def running(fleet, app):
     return {i["id"]: (i["pid"], i["restarts"], i["node"]) for i in fleet.serving(app)}
 
 
-def upgrade_agent(fleet, node):
-    """Stop the node's agent alone (SIGTERM) and start this release's on the same data dir; wait until it
-    reports, ready, with this release's version."""
-    d = fleet.daemons[node]
+def upgrade(fleet, name):
+    """Stop daemon ``name`` (SIGTERM: an agent ends alone) and start this release with its unit's command
+    line; wait until it says it runs this release."""
+    d = fleet.daemons[name]
     d.signal(signal.SIGTERM)
     d.proc.wait(30)
-    d.env = dict(os.environ, **fleet.unit_env[node])   # this release: the test's own environment
+    d.env = dict(os.environ, **fleet.unit_env[name])   # this release: the test's own environment
     d.start()
-    wait_for(f"{node} to report as {corral.__version__}",
-             lambda: (fleet.nodes().get(node) or {}).get("version") == corral.__version__
-             and fleet.nodes()[node]["state"] == "ready", timeout=60, interval=0.2)
+    wait_for(f"{name} to run {corral.__version__}", lambda: release_of(fleet, name) == corral.__version__,
+             timeout=60, interval=0.2)
 
 
-def test_agents_of_the_previous_release_are_upgraded_node_by_node_under_load(datacentre, tmp_path,
-                                                                              previous_release):
-    fleet = Fleet(datacentre, tmp_path, agent_env=previous_release)
+def test_a_fleet_of_the_previous_release_is_upgraded_in_order_under_load(datacentre, tmp_path, previous_release):
+    fleet = Fleet(datacentre, tmp_path, release_env=previous_release)
     try:
-        assert set(versions(fleet).values()) == {PREVIOUS_VERSION}, versions(fleet)
+        assert versions(fleet) == {"n1": PREVIOUS_VERSION, "n2": PREVIOUS_VERSION, "n3": PREVIOUS_VERSION,
+                                   "r1": None, "r2": None}, versions(fleet)
         app = "upgraded"
         fleet.deploy(app, instances=3)
         before = running(fleet, app)
         started = time.monotonic()
-        with Load(fleet, app, interval=0.05, max_requests=2000, max_seconds=120) as load:
-            for node in ("n1", "n2", "n3"):
-                upgrade_agent(fleet, node)
+        with Load(fleet, app, interval=0.05, max_requests=3000, max_seconds=180) as load:
+            for name in ("r1", "r2", "b1", "n1", "n2", "n3"):
+                upgrade(fleet, name)
             fleet.heard_from_after(time.time() + 2 * fleet.timings["heartbeat"])
         took = time.monotonic() - started
         after = running(fleet, app)
-        figures.record("9 agents 0.1.0 upgraded under load", recover=took, lost=len(before) - len(after),
+        figures.record("9 0.1.0 fleet upgraded under load", recover=took, lost=len(before) - len(after),
                        failed=len(load.failures), requests_sent=load.sent, died=len(fleet.died()),
-                       note="recover: all three agents replaced, one at a time")
-        assert set(versions(fleet).values()) == {corral.__version__}
+                       note="recover: 2 reconcilers, the builder and 3 agents replaced, one at a time")
+        assert set(versions(fleet).values()) == {corral.__version__}, versions(fleet)
         assert load.sent > 0 and load.failures == [], f"{len(load.failures)} of {load.sent} requests failed"
         assert after == before, "the upgrade restarted or moved instances"
         assert not fleet.died()
+        fleet.deploy(app, instances=4)   # and the upgraded fleet still acts
     finally:
         fleet.down()
