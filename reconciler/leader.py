@@ -20,6 +20,7 @@ import time
 
 import corral
 from corral.store import NewerSchema, StoreError
+from corral.store.schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,13 @@ class LeaderLease:
             # Counted from before the request: the store's expiry is at least this late.
             self._epoch, self._valid_until = lease.epoch, asked + self.timings.lease_ttl - self.timings.lease_renew
         return self.epoch
+
+    @property
+    def store_schema(self):
+        """The store's schema version as the lease last found it, without asking the store (a health
+        check must answer while the store does not): that of a newer schema that refused us the lease,
+        else this corral's (the reconciler migrated the store to it when it started)."""
+        return self.refused.store if self.refused is not None else SCHEMA_VERSION
 
     @property
     def epoch(self):

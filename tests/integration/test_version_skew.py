@@ -39,7 +39,8 @@ def test_a_reconciler_on_a_newer_schema_serves_but_never_leads_and_corral_versio
                 return requests.get(url + "/healthz", timeout=1).json()
             except requests.RequestException:
                 return None
-        h = wait_for("the reconciler to answer", health, timeout=30)
+        h = wait_for("the reconciler to answer, its lease having met the newer schema",
+                     lambda: (health() or {}).get("store_schema") == SCHEMA_VERSION + 1 and health(), timeout=30)
         assert (h["version"], h["bus"], h["schema"], h["store_schema"], h["leader"]) == \
             (corral.__version__, 1, SCHEMA_VERSION, SCHEMA_VERSION + 1, False)
         done = subprocess.run([sys.executable, "-m", "corral", "version", "-o", "json", "--builder",
