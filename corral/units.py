@@ -32,7 +32,7 @@ CACHE = "/var/cache/corral"
 USERS = {"reconciler": "corral", "builder": "corral_builder", "agent": "root"}
 
 # What a word of ExecStart may hold: no whitespace, quotes, backslashes or systemd's % and $ specifiers.
-_PLAIN = re.compile(r"^[A-Za-z0-9_@%+=:,./\[\]-]+$")
+_PLAIN = re.compile(r"^[A-Za-z0-9_@+=:,./\[\]-]+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +93,7 @@ def command(o):
             argv += ["--reconciler", bus]
     argv += settings
     for word in argv:
-        if not _PLAIN.match(word) or "%" in word:
+        if not _PLAIN.match(word):
             raise ValueError(f"{word!r} cannot go on a unit's command line as it is (whitespace, quotes, "
                              f"'$', '%' or a backslash); choose a plain value")
     return argv
@@ -147,7 +147,8 @@ def unit(o):
         lines += ["KillSignal=SIGTERM", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
                   "PrivateTmp=yes", "PrivateDevices=yes", "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
                   "ProtectControlGroups=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
-                  "LimitNOFILE=65536"] + _folders(o)
+                  # a reconciler holds a bus connection per node (it raises its soft limit to this)
+                  "LimitNOFILE=1048576"] + _folders(o)
     lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
     return "\n".join(lines)
 
