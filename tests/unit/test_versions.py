@@ -49,3 +49,14 @@ def test_the_table_names_each_daemon_and_what_is_wrong():
 ])
 def test_older_than(version, since, older):
     assert versions.older_than(version, since) is older
+
+
+def test_the_client_config_carries_the_builders_and_the_environment_overrides_them(tmp_path):
+    from corral.cli.client import load_full_config, write_config
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    write_config(["http://r1:7070"], "tok", environ=env, builders=["http://b1:7072"])
+    assert load_full_config(env) == (["http://r1:7070"], "tok", ["http://b1:7072"])
+    assert load_full_config(dict(env, CORRAL_BUILDERS="http://b2:7072, http://b3:7072"))[2] == \
+        ["http://b2:7072", "http://b3:7072"]
+    write_config(["http://r1:7070"], "tok", environ=env)
+    assert load_full_config(env)[2] == []
