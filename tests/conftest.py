@@ -13,6 +13,11 @@ import pathlib
 
 import pytest
 
+# Hypothesis runs its entry points when first imported; trio's (installed with selenium) imports trio,
+# which fails on eventlet's green socket once a test module has patched (the adversarial tier does at
+# collection, before the unit tier imports hypothesis). corral's tests use no Hypothesis plugin.
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
+
 TIERS = ("unit", "store", "integration", "e2e", "cluster", "adversarial")
 HERE = pathlib.Path(__file__).resolve().parent
 
