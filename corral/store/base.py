@@ -62,6 +62,7 @@ class AppRecord:
     created_at: float
     updated_at: float
     owner: Optional[str] = None  # e.g. "gitsource/NAME@commit"; None when applied by hand
+    applied_at: Optional[float] = None  # the last apply that changed it (created_at for older rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,6 +357,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def write_desired(self, epoch: int, upsert: list, delete: list) -> None:
         """Insert/replace DesiredInstances and delete ids, in one fenced transaction."""
+
+    # --- runs (reconciler/cron.py) ---------------------------------------
+    @abc.abstractmethod
+    def list_runs(self, app: Optional[str] = None, run_id: Optional[str] = None) -> list:
+        """RunRecords (all, one app's, or one by id), oldest first."""
+
+    @abc.abstractmethod
+    def request_run(self, run: "RunRecord", event: tuple) -> "RunRecord":
+        """Record a ``requested`` run and its audit event in one transaction (not fenced: the leader places it)."""
+
+    @abc.abstractmethod
+    def write_runs(self, epoch: int, runs: list = (), boot: list = (), stop: list = (), prune: list = (),
+                   events: list = ()) -> None:
+        """Runs, their desired instances, stops, prunes and events in ONE transaction fenced on
+        ``epoch``; a new run for a slot that has one raises Conflict and writes nothing."""
 
     # --- nodes ---------------------------------------------------------
     @abc.abstractmethod

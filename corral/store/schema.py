@@ -7,7 +7,7 @@ Both backends run the same DDL: ``{serial}``, ``{blob}``, ``{real}`` and
 import json
 
 from corral.canonical import canonical_json  # noqa: F401  (the backends take it from here)
-from corral.store.base import AppRecord, BuildRecord, DesiredInstance, Event, GitSourceRecord, NodeRecord
+from corral.store.base import AppRecord, BuildRecord, DesiredInstance, Event, GitSourceRecord, NodeRecord, RunRecord
 
 # Each entry upgrades the schema from version i to i + 1. Never edit one that
 # has shipped: append a new one.
@@ -114,17 +114,39 @@ MIGRATIONS = [
         "ALTER TABLE builds ADD COLUMN progress TEXT",
         "ALTER TABLE builds ADD COLUMN log_tail TEXT",
     ],
+    [  # runs of scheduled processes, triggers and one-offs (reconciler/cron.py); a slot has one run, ever
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            app TEXT NOT NULL,
+            process TEXT NOT NULL,
+            slot BIGINT,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            node TEXT,
+            command TEXT,
+            exit_code INTEGER,
+            message TEXT,
+            created_at {real} NOT NULL,
+            started_at {real},
+            finished_at {real},
+            actor TEXT NOT NULL,
+            UNIQUE (app, process, slot))""",
+        "CREATE INDEX runs_app ON runs (app, process)",
+        "ALTER TABLE apps ADD COLUMN applied_at {real}",  # the last apply that changed the app (status writes do not)
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 APP_COLUMNS = ("name, labels, spec, source_digest, generation, resource_version, deleting, "
-               "status, owner, created_at, updated_at")
+               "status, owner, created_at, updated_at, applied_at")
 BUILD_COLUMNS = ("id, key, app, inputs, state, image, artifact_url, artifact_sha256, cache, "
                  "phases, error, worker, created_at, started_at, finished_at, layers, lock, progress, log_tail")
 DESIRED_COLUMNS = "id, app, process, node, revision, image, spec, created_at"
 NODE_COLUMNS = "name, address, labels, capacity, cordoned, first_seen, last_seen"
 EVENT_COLUMNS = "id, time, kind, name, reason, message, actor"
+RUN_COLUMNS = ("id, app, process, slot, kind, state, node, command, exit_code, message, created_at, "
+               "started_at, finished_at, actor")
 GITSOURCE_COLUMNS = "name, labels, spec, generation, status, sync_requested_at, created_at, updated_at"
 
 
@@ -132,7 +154,8 @@ def app_from_row(row) -> AppRecord:
     return AppRecord(
         name=row[0], labels=json.loads(row[1]), spec=json.loads(row[2]), source_digest=row[3],
         generation=int(row[4]), resource_version=int(row[5]), deleting=bool(row[6]),
-        status=json.loads(row[7]), owner=row[8], created_at=row[9], updated_at=row[10])
+        status=json.loads(row[7]), owner=row[8], created_at=row[9], updated_at=row[10],
+        applied_at=row[11] if row[11] is not None else row[9])
 
 
 def gitsource_from_row(row) -> GitSourceRecord:
@@ -169,3 +192,17 @@ def node_from_row(row, draining=False) -> NodeRecord:
 def event_from_row(row) -> Event:
     return Event(id=int(row[0]), time=row[1], kind=row[2], name=row[3], reason=row[4],
                  message=row[5], actor=row[6])
+
+
+def run_from_row(row) -> RunRecord:
+    return RunRecord(
+        id=row[0], app=row[1], process=row[2], slot=None if row[3] is None else int(row[3]), kind=row[4],
+        state=row[5], node=row[6], command=json.loads(row[7]) if row[7] else None,
+        exit_code=None if row[8] is None else int(row[8]), message=row[9], created_at=row[10],
+        started_at=row[11], finished_at=row[12], actor=row[13])
+
+
+def run_to_row(run: RunRecord) -> tuple:
+    return (run.id, run.app, run.process, run.slot, run.kind, run.state, run.node,
+            canonical_json(run.command) if run.command is not None else None, run.exit_code, run.message,
+            run.created_at, run.started_at, run.finished_at, run.actor)

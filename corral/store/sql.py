@@ -31,6 +31,7 @@ from corral.store.base import (
     AppRecord, ApplyResult, BuildRecord, Conflict, Fenced, GitSourceRecord, Lease, NewerSchema, RevisionRecord,
     Store, owner_source,
 )
+from corral.store.runs import RunQueries
 from corral.store.schema import (
     APP_COLUMNS, BUILD_COLUMNS, DESIRED_COLUMNS, EVENT_COLUMNS, GITSOURCE_COLUMNS, MIGRATIONS, NODE_COLUMNS,
     SCHEMA_VERSION, app_from_row, build_from_row, canonical_json, desired_from_row, event_from_row,
@@ -86,7 +87,7 @@ class Cursor:
         return self.raw.rowcount
 
 
-class SQLStore(Store):
+class SQLStore(RunQueries, Store):
     """The Store interface in SQL that both SQLite and PostgreSQL accept.
 
     Subclasses set the class attributes below and implement :meth:`_run`,
@@ -207,8 +208,8 @@ class SQLStore(Store):
         row = cur.fetchone()
         if row is None:
             cur.execute(
-                f"INSERT INTO apps ({APP_COLUMNS}) VALUES (?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)",
-                (name, labels, spec, digest, False, "{}", doc.get("owner"), now, now))
+                f"INSERT INTO apps ({APP_COLUMNS}) VALUES (?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?)",
+                (name, labels, spec, digest, False, "{}", doc.get("owner"), now, now, now))
             self._add_event(cur, now, "app", name, "Created", "app created (generation 1)", actor)
             return ApplyResult(name=name, action="created", generation=1)
         old_labels, old_spec, old_digest, generation, deleting, old_owner = row
@@ -223,8 +224,9 @@ class SQLStore(Store):
         generation = int(generation) + 1
         cur.execute(
             "UPDATE apps SET labels = ?, spec = ?, source_digest = ?, owner = ?, deleting = ?, "
-            "generation = ?, resource_version = resource_version + 1, updated_at = ? WHERE name = ?",
-            (labels, spec, digest, owner, False, generation, now, name))
+            "generation = ?, resource_version = resource_version + 1, updated_at = ?, applied_at = ? "
+            "WHERE name = ?",
+            (labels, spec, digest, owner, False, generation, now, now, name))
         how = "revived after delete" if deleting else "configured"
         self._add_event(cur, now, "app", name, "Configured", f"app {how} (generation {generation})",
                         actor)
