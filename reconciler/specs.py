@@ -54,7 +54,7 @@ def _health(proc):
 def agent_spec(spec, process_name):
     """What the agent needs to run one instance of ``process_name`` (schema: wire/assign)."""
     proc = spec["processes"][process_name]
-    return {
+    out = {
         "command": process_command(proc),
         "env": dict(spec.get("env") or {}),
         "port": bool(proc.get("port", False)),
@@ -64,6 +64,9 @@ def agent_spec(spec, process_name):
         "resources": _resources(proc),
         "health": _health(proc),
     }
+    if "retries" in proc:
+        out["retries"] = proc["retries"]
+    return out
 
 
 _AGENT_SPECS = {}  # canonical spec text -> {process: agent spec}

@@ -16,6 +16,7 @@ import jsonschema
 import schemas
 
 from .errors import SpecError
+from .scheduled import fill_process_defaults, schedule_problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +234,7 @@ def _rule_problems(info, doc):
                     out.append(Problem(where, where, "splits into no words: give the program to run"))
             except ValueError as e:
                 out.append(Problem(where, where, f"cannot be split like a shell command ({str(e).lower()})"))
+        out += [Problem(field, field, text) for field, text in schedule_problems(name, process)]
     update = spec.get("update", {})
     if update.get("maxSurge") in (0, "0%") and update.get("maxUnavailable") in (0, "0%"):
         out.append(Problem(("spec", "update"), ("spec", "update"),
@@ -264,6 +266,9 @@ def check_document(doc):
         return info, None, problems
     filled = copy.deepcopy(doc)
     _fill_defaults(validator.schema, filled, validator.schema)
+    if info.kind == "App":
+        for process in filled["spec"]["processes"].values():
+            fill_process_defaults(process)
     return info, filled, []
 
 

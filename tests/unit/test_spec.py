@@ -272,3 +272,19 @@ def test_process_command(command, argv):
 def test_process_command_refuses_an_empty_command(command):
     with pytest.raises(ValueError, match="has no program to run"):
         process_command({"command": command})
+
+
+def test_a_scheduled_process_gets_its_run_defaults():
+    doc = {"apiVersion": "corral/v1", "kind": "App", "metadata": {"name": "hello"},
+           "spec": {"source": ".", "processes": {
+               "web": {"command": "serve"},
+               "report": {"command": "python manage.py send_reports", "schedule": "0 7 * * 1-5",
+                          "timezone": "Europe/London", "concurrency": "forbid", "startingDeadline": "5m",
+                          "activeDeadline": "1h", "history": {"succeeded": 3, "failed": 3}},
+               "retry": {"command": "x", "schedule": "every 10s", "restart": "on-failure", "retries": 2}}}}
+    procs = validate_document(doc)["spec"]["processes"]
+    assert (procs["web"]["restart"], procs["web"]["instances"]) == ("always", 1)
+    assert (procs["report"]["restart"], procs["report"]["instances"], procs["report"]["timezone"]) == (
+        "never", 0, "Europe/London")
+    assert (procs["retry"]["restart"], procs["retry"]["retries"], procs["retry"]["concurrency"]) == (
+        "on-failure", 2, "allow")
