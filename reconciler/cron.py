@@ -13,7 +13,9 @@ Per pass, for one scheduled process, :func:`due` decides:
 - the slots between the cursor and ``now``; one later than its
   ``startingDeadline`` is skipped (a missed slot is started late if within
   it, else skipped with an event: never twice); with no deadline, at most
-  :data:`CATCH_UP` of the newest are started and older ones skipped;
+  :data:`CATCH_UP` of the newest are started and older ones skipped. The
+  slots skipped as too late are one skip, of the newest of them (one row,
+  one event, whatever the length of the outage);
 - ``concurrency``: ``allow`` starts every due slot; ``forbid`` skips them all
   while a run is active, else starts only the newest; ``replace`` stops the
   active runs and starts the newest. Worked example, ``forbid``, slots at
@@ -28,6 +30,7 @@ Nothing here reads a clock, the store or the bus.
 """
 import dataclasses
 import datetime
+import math
 from typing import Optional
 
 from corral.schedule import Schedule, parse, slots
@@ -99,37 +102,53 @@ def _text(slot):
 
 
 def due_slots(cron, after, now):
-    """Slots (whole epoch seconds) in ``(after, now]``, and the ones older than
-    :data:`CATCH_UP` newest when there is no starting deadline, returned apart as
-    ``(slots, too_old)``. Pure."""
-    found = [int(t.timestamp()) for t in slots(cron.schedule, cron.timezone, _stamp(after), _stamp(now))]
-    if cron.starting_deadline is None and len(found) > CATCH_UP:
-        return found[-CATCH_UP:], found[:-CATCH_UP]
-    return found, []
+    """The slots (whole epoch seconds) in ``(after, now]`` as ``(fresh, missed)``: ``fresh``
+    may still start; ``missed`` are ``(count, newest)`` of those too late to (older than
+    the ``startingDeadline``, or beyond the :data:`CATCH_UP` newest without one), or
+    None. Counted lazily: an outage of a week of ``every 1s`` keeps no list. Pure."""
+    edge = now - cron.starting_deadline if cron.starting_deadline is not None else None
+    fresh, count, newest = [], 0, None
+    step = cron.schedule.interval
+    if step and edge is not None and edge > after:
+        # every N: the too-late slots are counted, not listed (multiples of N below edge)
+        newest = (math.ceil(edge) - 1) // step * step
+        count = max(0, newest // step - int(after // step))
+        after, newest = (max(after, newest), newest) if count else (after, None)
+    for t in slots(cron.schedule, cron.timezone, _stamp(after), _stamp(now)):
+        s = int(t.timestamp())
+        if edge is not None and s < edge:
+            count, newest = count + 1, s
+            continue
+        fresh.append(s)
+        if edge is None and len(fresh) > CATCH_UP:
+            count, newest = count + 1, fresh.pop(0)
+    return fresh, ((count, newest) if count else None)
+
+
+def _missed(cron, missed, now):
+    """The one skip that stands for every slot too late to start: its newest slot, and why."""
+    count, newest = missed
+    what = f"slot {_text(newest)}" if count == 1 else f"{count} slots up to {_text(newest)}"
+    if cron.starting_deadline is None:
+        return newest, f"{what} skipped: more than {CATCH_UP} slots were due at once"
+    return newest, (f"{what} missed by more than the startingDeadline of {cron.starting_deadline:g}s "
+                    f"({now - newest:.0f}s late)")
 
 
 def due(cron, runs, after, now):
     """The :class:`Due` of one scheduled process at ``now``: ``runs`` are its run rows
     (any kind), ``after`` its :func:`cursor`. A purely computational function."""
-    found, too_old = due_slots(cron, after, now)
-    skip = [(s, f"slot {_text(s)} was missed: more than {CATCH_UP} slots were due at once") for s in too_old]
-    late = cron.starting_deadline
-    fresh = []
-    for s in found:
-        if late is not None and now - s > late:
-            skip.append((s, f"slot {_text(s)} was missed by {now - s:.0f}s, more than its startingDeadline "
-                            f"of {late:g}s"))
-        else:
-            fresh.append(s)
+    fresh, missed = due_slots(cron, after, now)
+    skip = [_missed(cron, missed, now)] if missed else []
     active = [r for r in runs if r.state in ACTIVE]
     stop = list(overdue(cron, runs, now))
     start = fresh
     if fresh and cron.concurrency in ("forbid", "replace"):
         start = fresh[-1:]
-        skip += [(s, f"slot {_text(s)} was skipped: the newer slot {_text(fresh[-1])} was due too "
+        skip += [(s, f"slot {_text(s)} skipped: the newer slot {_text(fresh[-1])} was due too "
                      f"(concurrency {cron.concurrency})") for s in fresh[:-1]]
     if start and cron.concurrency == "forbid" and active:
-        skip.append((start[0], f"slot {_text(start[0])} was skipped: run {active[0].id} is still active "
+        skip.append((start[0], f"slot {_text(start[0])} skipped: run {active[0].id} is still active "
                                f"(concurrency forbid)"))
         start = []
     if start and cron.concurrency == "replace":

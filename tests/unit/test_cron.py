@@ -2,11 +2,12 @@
 import datetime
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from corral.schedule import parse
 from corral.spec import parse_duration
 from corral.store.base import RunRecord
-from reconciler.cron import CATCH_UP, CronSpec, cron_spec, cursor, due, prune, run_state, trigger
+from reconciler.cron import CATCH_UP, CronSpec, cron_spec, cursor, due, due_slots, prune, run_state, trigger
 
 T0 = int(datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc).timestamp())  # a 10 s slot boundary
 
@@ -25,7 +26,7 @@ def run(rid, state, slot=None, started=None, created=0.0, kind="schedule"):
     pytest.param(spec(), [], T0, T0 + 10, [T0 + 10], [], [], id="a-slot-at-now-is-due"),
     pytest.param(spec(), [], T0, T0 + 35, [T0 + 10, T0 + 20, T0 + 30], [], [],
                  id="allow-starts-every-missed-slot"),
-    pytest.param(spec(starting_deadline=12), [], T0, T0 + 35, [T0 + 30], [T0 + 10, T0 + 20], [],
+    pytest.param(spec(starting_deadline=12), [], T0, T0 + 35, [T0 + 30], [T0 + 20], [],
                  id="deadline-skips-what-is-too-late-and-starts-the-rest"),
     pytest.param(spec(starting_deadline=12), [], T0, T0 + 22, [T0 + 10, T0 + 20], [], [],
                  id="late-within-the-deadline-still-starts"),
@@ -53,7 +54,8 @@ def test_due(cron, runs, after, now, start, skipped, stopped):
 
 def test_skip_reasons_say_why():
     got = due(spec(starting_deadline=12), [], T0, T0 + 35)
-    assert got.skip[0][1] == ("slot 2026-01-01 00:00:10 UTC was missed by 25s, more than its startingDeadline of 12s")
+    assert got.skip[0][1] == ("2 slots up to 2026-01-01 00:00:20 UTC missed by more than the startingDeadline "
+                              "of 12s (15s late)")
     got = due(spec(concurrency="forbid"), [run("r1", "running", T0, T0)], T0, T0 + 10)
     assert "run r1 is still active (concurrency forbid)" in got.skip[0][1]
 
@@ -61,7 +63,14 @@ def test_skip_reasons_say_why():
 def test_a_long_outage_without_a_deadline_catches_up_a_bounded_number():
     got = due(spec(), [], T0, T0 + 10 * (CATCH_UP + 5))
     assert len(got.start) == CATCH_UP and got.start[-1] == T0 + 10 * (CATCH_UP + 5)
-    assert [s for s, _ in got.skip] == [T0 + 10 * i for i in range(1, 6)]
+    assert got.skip == ((T0 + 50, "5 slots up to 2026-01-01 00:00:50 UTC skipped: more than 100 slots were due "
+                                  "at once"),)
+
+
+def test_a_week_long_outage_is_one_skip():
+    got = due(spec(schedule="every 1s", starting_deadline=5), [], T0, T0 + 7 * 86400)
+    assert len(got.start) == 6 and len(got.skip) == 1
+    assert got.skip[0][1].startswith("604794 slots up to")
 
 
 def test_cursor_is_the_newest_slot_or_the_apply_time():
@@ -120,3 +129,14 @@ def test_cron_spec_from_a_process():
     assert got == CronSpec(schedule=parse("@daily"), timezone="Europe/London", concurrency="forbid",
                            starting_deadline=300.0, active_deadline=3600.0, keep_succeeded=2, keep_failed=1)
     assert cron_spec({"command": "x"}, parse_duration) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 50), st.integers(0, 500), st.integers(0, 500), st.integers(0, 100))
+def test_missed_slots_are_counted_like_a_plain_count(step, offset, span, deadline):
+    after, now = T0 + offset, T0 + offset + span
+    fresh, missed = due_slots(spec(schedule=f"every {step}s", starting_deadline=deadline), after, now)
+    every = [s for s in range(after + 1, now + 1) if s % step == 0]
+    late = [s for s in every if now - s > deadline]
+    assert fresh == [s for s in every if now - s <= deadline]
+    assert missed == ((len(late), late[-1]) if late else None)
