@@ -29,7 +29,7 @@ from nodeagent.instance import ExitWatch, Instance, Wakeup
 from nodeagent.ports import PortAllocator
 from nodeagent.process import Capture, Launcher
 from nodeagent.restart import Backoff
-from nodeagent.state import EpochFence, load_table, save_table, table_text
+from nodeagent.state import EpochFence, RunLedger, load_table, save_table, table_text
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class Agent:
         self.send = send
         self.launcher = launcher or Launcher()
         self.fence = EpochFence(data_dir)
+        self.ran = RunLedger(data_dir)
+        self._refused = set()  # runs refused by the last diff (said once in the log)
         self.images = ImageCache(images_dir, in_use=self.images_in_use)
         self.ports = PortAllocator(address)
         self.base_env = base_env(os.environ if parent_env is None else parent_env)
@@ -76,7 +78,7 @@ class Agent:
         self.assigned = [r["assignment"] for r in self.records.values() if not r.get("stopping")]
         self.replaced = frozenset()   # of the latest assign: instances to stop without their drain
         self.counters = {"assign_accepted": 0, "assign_stale": 0, "assign_other_node": 0, "bad_id": 0,
-                         "reports_sent": 0}
+                         "reports_sent": 0, "run_refused": 0}
         self.inbox = eventlet.queue.LightQueue()
         self.changed = Wakeup()
         self.exits = ExitWatch()
@@ -189,10 +191,16 @@ class Agent:
         """Diff what runs against the latest assignment, then start and stop (idempotent)."""
         if self.closing:
             return
-        changes = diff({iid: inst.view() for iid, inst in self.instances.items()}, self.assigned)
+        changes = diff({iid: inst.view() for iid, inst in self.instances.items()}, self.assigned, self.ran.ids)
         for iid in changes.stop:
             self.instances[iid].request_stop(drain=iid not in self.replaced)
+        for iid in set(changes.refused) - self._refused:
+            self.counters["run_refused"] += 1
+            log.warning("refused to start run %s again: this agent started it once", iid)
+        self._refused = set(changes.refused)
         for entry in changes.start:
+            if entry["spec"].get("run"):
+                self.ran.add(entry["id"])  # on disk before it can start
             self._new_instance(entry)
         if changes.start or changes.stop:
             self.changed.ring()

@@ -34,17 +34,19 @@ class Changes:
     stop: tuple = ()
     keep: tuple = ()
     deferred: tuple = ()
+    refused: tuple = ()
 
 
-def diff(current, assigned):
-    """Compare ``current`` (id -> InstanceView) with ``assigned`` (a list of assignment dicts).
+def diff(current, assigned, ran=frozenset()):
+    """Compare ``current`` (id -> InstanceView) with ``assigned`` (a list of assignment dicts);
+    ``ran``: the ids of the runs this agent has ever started.
 
     An id already held is kept even when its spec differs: the reconciler
     gives a new id to a new revision, so a changed spec under the same id is
     not acted on. When an id appears twice in ``assigned``, the first entry
     counts. Never mutates its inputs.
     """
-    start, keep, deferred = [], [], []
+    start, keep, deferred, refused = [], [], [], []
     wanted = set()
     for entry in assigned:
         instance_id = entry["id"]
@@ -52,11 +54,14 @@ def diff(current, assigned):
             continue
         wanted.add(instance_id)
         view = current.get(instance_id)
-        if view is None:
+        if view is None and instance_id in ran and (entry.get("spec") or {}).get("run"):
+            refused.append(instance_id)
+        elif view is None:
             start.append(entry)
         elif view.stopping:
             deferred.append(instance_id)
         else:
             keep.append(instance_id)
     stop = [iid for iid, view in current.items() if iid not in wanted and not view.stopping]
-    return Changes(start=tuple(start), stop=tuple(sorted(stop)), keep=tuple(keep), deferred=tuple(deferred))
+    return Changes(start=tuple(start), stop=tuple(sorted(stop)), keep=tuple(keep), deferred=tuple(deferred),
+                   refused=tuple(refused))

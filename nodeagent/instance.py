@@ -259,7 +259,7 @@ class Instance:
     def _apply(self, event):
         """Take one step of the lifecycle (:func:`nodeagent.lifecycle.step`); report when the status changed."""
         decision = lifecycle.step(self.status, event, now=self.clock(), policy=self.spec["restart"],
-                                  backoff=self.backoff)
+                                  retries=self.spec.get("retries"), backoff=self.backoff)
         if decision.status != self.status:
             self.status = decision.status
             self.on_change()

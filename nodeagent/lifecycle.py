@@ -158,10 +158,12 @@ def _with(status, **fields):
     return dataclasses.replace(status, **fields)
 
 
-def step(status, event, *, now, policy, backoff):
+def step(status, event, *, now, policy, backoff, retries=None):
     """The :class:`Decision` after ``event`` for an instance in ``status`` (pure).
 
     ``policy`` is the spec's restart policy (always / on-failure / never),
+    ``retries`` the most restarts it allows (None: no limit; a run's
+    ``on-failure`` with ``retries: 2`` runs at most three times),
     ``backoff`` a :class:`nodeagent.restart.Backoff`. Worked example of a
     crash loop under the default schedule: exits in a row wait 1, 2, 4 ... s,
     up to 300 s; a run of 600 s or more starts the count over.
@@ -200,7 +202,7 @@ def step(status, event, *, now, policy, backoff):
         # STARTING/RUNNING -> the same, readiness or its reason changed
         return Decision(_with(status, ready=event.ready, message=message))
     if isinstance(event, Exited):
-        return _exited(status, event, now, policy, backoff)
+        return _exited(status, event, now, policy, backoff, retries)
     if isinstance(event, BackoffOver):
         # BACKOFF -> BACKOFF, one more restart (STARTING follows with Spawned)
         return Decision(_with(status, restarts=status.restarts + 1))
@@ -217,13 +219,16 @@ def step(status, event, *, now, policy, backoff):
     raise TypeError(f"no transition for event {event!r}")
 
 
-def _exited(status, event, now, policy, backoff):
+def _exited(status, event, now, policy, backoff, retries):
     started = status.started_at if status.started_at is not None else now
     failures = backoff.failures_after(status.failures, now - started)
     message = event.why or restart.exit_message(event.code)
     if event.oom_limit:
         message = cgroups.oom_message(event.oom_limit, message)
-    if not restart.should_restart(policy, event.code):
+    again = restart.should_restart(policy, event.code)
+    if again and retries is not None and status.restarts >= retries:
+        again, message = False, f"{message}; no retry left (retries: {retries})"
+    if not again:
         # STARTING/RUNNING -> STOPPED (code 0) | FAILED, for good
         state = State.STOPPED if event.code == 0 else State.FAILED
         return Decision(_with(status, state=state, ready=False, exit_code=event.code, message=message,

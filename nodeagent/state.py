@@ -9,7 +9,12 @@ each record what :meth:`nodeagent.instance.Instance.persisted` returns (the
 assignment, pid and start time, port, restart counts): what a restarted agent
 needs to adopt the instances it finds still running.
 
-Both are written atomically (temp file, fsync, rename, fsync of the folder): a
+``<data_dir>/runs.json`` holds ``{"version": 1, "runs": [id, ...]}``: the ids
+of the runs (assignments whose spec says ``run``) this agent has started, the
+newest :data:`RUNS_KEPT`, so that no run is started twice, even by an agent
+restarted after the run ended and was forgotten (:class:`RunLedger`).
+
+All are written atomically (temp file, fsync, rename, fsync of the folder): a
 crash or a full disk leaves the old file or the new one, never half. Both are
 0600 (the table holds every instance's env, secrets included), written through
 a temporary name created with ``O_EXCL`` (:mod:`corral.private`); a file left
@@ -22,6 +27,8 @@ from corral import private
 
 STATE_FILE = "agent-state.json"
 TABLE_FILE = "instances.json"
+RUNS_FILE = "runs.json"
+RUNS_KEPT = 10000
 
 
 def accept_epoch(highest, epoch):
@@ -117,3 +124,29 @@ class EpochFence:
             save_state(self.data_dir, {**self.state, "epoch": epoch})
             self.state = {**self.state, "epoch": epoch}
         return True
+
+
+class RunLedger:
+    """The ids of the runs this agent has started, kept on disk (``runs.json``)."""
+
+    def __init__(self, data_dir):
+        self.path = os.path.join(data_dir, RUNS_FILE)
+        try:
+            private.tighten_file(self.path)
+            with open(self.path, encoding="utf-8") as f:
+                ids = json.load(f)["runs"]
+        except FileNotFoundError:
+            ids = []
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            # starting without it could start a run a second time
+            raise ValueError(f"agent run ledger {self.path} cannot be read ({e})") from None
+        self.order = [i for i in ids if isinstance(i, str)][-RUNS_KEPT:]
+        self.ids = frozenset(self.order)
+
+    def add(self, run_id):
+        """Remember ``run_id`` on disk before this returns (call it before the run starts)."""
+        if run_id in self.ids:
+            return
+        order = (self.order + [run_id])[-RUNS_KEPT:]
+        write_atomic(self.path, json.dumps({"version": 1, "runs": order}))
+        self.order, self.ids = order, frozenset(order)

@@ -33,7 +33,8 @@ import datetime
 import math
 from typing import Optional
 
-from corral.schedule import Schedule, parse, slots
+from corral.schedule import Schedule, next_slot, parse, slots
+from corral.spec.quantities import parse_duration
 
 CATCH_UP = 100  # without a startingDeadline, the most missed slots started after an outage
 
@@ -70,9 +71,9 @@ class Due:
     stop: tuple = ()
 
 
-def cron_spec(process, parse_duration):
+def cron_spec(process):
     """The :class:`CronSpec` of a process spec that has a ``schedule``, else None.
-    ``parse_duration`` turns ``"5m"`` into seconds. A purely computational function."""
+    A purely computational function."""
     if not process.get("schedule"):
         return None
     history = process.get("history") or {}
@@ -211,3 +212,25 @@ def prune(runs, keep_succeeded, keep_failed):
         done = sorted((r for r in runs if r.state in states), key=lambda r: (r.created_at, r.id), reverse=True)
         out += [r.id for r in done[keep:] if r.id != newest]
     return sorted(out)
+
+
+def next_wake(records, now):
+    """``(when, app names)``: the earliest slot after ``now`` of any scheduled process of
+    the app ``records`` (not being deleted), and the apps whose slot it is; ``(None, ())``
+    when nothing is scheduled. The leader wakes then, so a run starts at its slot and
+    not at the next resync. Pure."""
+    best, names = None, []
+    for rec in records:
+        if rec.deleting:
+            continue
+        for proc in rec.spec["processes"].values():
+            cron = cron_spec(proc)
+            slot = next_slot(cron.schedule, cron.timezone, _stamp(now)) if cron else None
+            if slot is None:
+                continue
+            t = slot.timestamp()
+            if best is None or t < best:
+                best, names = t, [rec.name]
+            elif t == best and rec.name not in names:
+                names.append(rec.name)
+    return best, tuple(names)

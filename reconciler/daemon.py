@@ -26,6 +26,8 @@ run as a green thread by :meth:`Reconciler.start`:
   produced, off the bus's thread;
 - :meth:`~Reconciler.prune_loop`: as leader, deletes the events past their
   retention (``event_retention``, ``event_max``: Kubernetes keeps an hour);
+- :meth:`~Reconciler.schedule_loop`: as leader, wakes at the next slot of any
+  schedule and enqueues the apps it belongs to (their runs: reconciler/cron.py);
 - the API: eventlet.wsgi on the API address.
 
 A new duty (a router's table, schedules, add-on services) is a method here,
@@ -51,6 +53,7 @@ from corral.wire.bus import BusServer
 from corral.wire.keys import hide_process, key_path, read_key, store_dsn as store_dsn_from
 from reconciler.api import Api
 from reconciler.cluster_state import ClusterState
+from reconciler.cron import next_wake
 from reconciler.gitops.repo import GitRepos
 from reconciler.gitops.sync import GitSync
 from reconciler.instance_events import instance_events
@@ -63,6 +66,7 @@ from reconciler.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 PENDING_EVENTS = 1000   # instance events kept for the store while it is down (leader only)
+SLOT_MARGIN = 0.005     # seconds past a slot before its sync: a timer that fires early finds it due
 
 
 def open_store_retrying(dsn, stop_after=60.0):
@@ -188,6 +192,23 @@ class Reconciler:
             log.exception("sync of %s failed", ", ".join(sorted(keys)))
         self._settle(self.work, keys, failed)
 
+    def schedule_loop(self):
+        """As leader: sleep until the next slot of any schedule (:func:`reconciler.cron.next_wake`)
+        and then sync the apps it belongs to, so a run starts at its slot, not at the next resync."""
+        while not self.stop():
+            wait = self.timings.loop_interval
+            if self.lease.epoch is not None:
+                try:
+                    when, names = next_wake(self.store.list_apps(), self.clock())
+                except StoreError as e:
+                    log.warning("could not read the schedules: %s", e)
+                    when, names = None, ()
+                if when is not None and when - self.clock() <= wait:
+                    self.stop.sleep(max(0.0, when - self.clock()) + SLOT_MARGIN)
+                    self.kick(*names)
+                    continue
+            self.stop.sleep(wait)
+
     def gitops_loop(self):
         """Every ``gitops_tick``, as leader: :meth:`gitops_pass`."""
         while not self.stop.sleep(self.timings.gitops_tick):
@@ -272,7 +293,8 @@ class Reconciler:
         """Start the bus and every duty, and serve the API on the listening socket ``api_sock``."""
         self.bus.start()
         self._threads = [eventlet.spawn(duty) for duty in
-                         (self.lease_loop, self.control_loop, self.gitops_loop, self.events_loop, self.prune_loop)]
+                         (self.lease_loop, self.control_loop, self.gitops_loop, self.events_loop, self.prune_loop,
+                          self.schedule_loop)]
         self._threads.append(eventlet.spawn(eventlet.wsgi.server, api_sock, self.api,
                                             log=logging.getLogger("corral.api.access"),
                                             log_output=False, socket_timeout=60))

@@ -27,6 +27,7 @@ from corral.store import Fenced, RevisionRecord, StoreError
 from reconciler import specs
 from reconciler.outcome import Prepared, outcome
 from reconciler.planner import plan
+from reconciler.runplan import plan_runs
 from reconciler.status import next_revision, rollout_failed
 from reconciler.model import LOST
 
@@ -135,21 +136,29 @@ class Controller:
         builds = {b.key: b for b in self.store.list_builds()}
         prepared, failed = self._prepare_all([r for r in records if r.name in wanted], builds, now)
         planned = {p.record.name for p in prepared} | (wanted - {r.name for r in records})
-        rows = [r for r in desired if r.app in planned]
+        runs = [r for r in self.store.list_runs() if r.app in planned]
+        run_rows = [r for r in desired if r.id in {run.id for run in runs}]
+        instances = [r for r in desired if r not in run_rows]  # a run's row is the run plan's, not the planner's
+        rows = [r for r in instances if r.app in planned]
         nodes = self.observed.node_views(self.store.list_nodes(), desired, now, self.timings)
         observed = self.observed.instances()
-        result = plan([p.app for p in prepared], rows, observed, nodes, new_instance_id({r.id for r in desired}),
-                      now=now, others=[r for r in desired if r.app not in planned])
-        out = outcome(prepared, desired, rows, result, observed, nodes, now, self.actor)
+        new_id = new_instance_id({r.id for r in desired} | {r.id for r in runs})
+        result = plan([p.app for p in prepared], rows, observed, nodes, new_id,
+                      now=now, others=[r for r in instances if r.app not in planned] + run_rows)
+        out = outcome(prepared, instances, rows, result, observed, nodes, now, self.actor)
         self._write_table(epoch, result, out, {r.id: r.node for r in rows})
-        self._record_unplaced(result.unplaced, planned, full)
+        ran = self._write_runs(epoch, prepared, runs, list(out.after) + run_rows, nodes, now, new_id)
+        self._record_unplaced(result.unplaced + ran.unplaced, planned, full)
+        ended = set(ran.stop)
+        after = list(out.after) + [r for r in run_rows if r.id not in ended] + list(ran.boot)
+        touched = out.touched | {r.node for r in ran.boot} | {r.node for r in run_rows if r.id in ended}
         # Assignments first: they start instances; statuses only describe them.
         self._apps_on_node = {}
-        for r in out.after:
+        for r in after:
             self._apps_on_node.setdefault(r.node, set()).add(r.app)
         artifacts = {b.image: {"layers": b.layers}
                      for b in builds.values() if b.state == "succeeded" and b.image and b.layers}
-        self.push_assignments(epoch, out.after, artifacts, nodes, only=out.touched)
+        self.push_assignments(epoch, after, artifacts, nodes, only=touched)
         self.store.record_revisions(epoch, [p.new_revision for p in prepared if p.new_revision is not None])
         if out.statuses:
             self.store.set_app_statuses(out.statuses, epoch)
@@ -184,6 +193,16 @@ class Controller:
         for s in result.stop:
             if s.node_lost:
                 self._replaced.setdefault(node_of[s.id], set()).add(s.id)
+
+    def _write_runs(self, epoch, prepared, runs, desired, nodes, now, new_id):
+        """Plan the runs of the prepared apps (:func:`reconciler.runplan.plan_runs`) and write
+        the plan in one fenced transaction, before any node hears of it; returns the plan."""
+        reports = {name: rep.instances for name, rep in self.observed.reports().items()}
+        ran = plan_runs([(p.record, p.app) for p in prepared], runs, desired, nodes, reports, now, new_id)
+        if ran.write or ran.stop or ran.prune:
+            self.store.write_runs(epoch, runs=list(ran.write), boot=list(ran.boot), stop=list(ran.stop),
+                                  prune=list(ran.prune), events=[e + (self.actor,) for e in ran.events])
+        return ran
 
     def _prepare(self, rec, builds, now):
         """The :class:`Prepared` view of one app; queues its build."""

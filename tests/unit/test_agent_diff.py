@@ -54,3 +54,35 @@ def test_diff_of_its_own_outcome_is_idempotent():
     first = diff(running("b", "z"), assigned)
     after = running(*([e["id"] for e in first.start] + list(first.keep)))
     assert diff(after, assigned) == Changes(keep=("a", "b"))
+
+
+def run_entry(iid):
+    e = entry(iid)
+    return {**e, "spec": {**e["spec"], "restart": "never", "run": True}}
+
+
+@pytest.mark.parametrize("current, assigned, ran, start, refused", [
+    pytest.param({}, [run_entry("r1")], frozenset(), ["r1"], [], id="a-new-run-starts"),
+    pytest.param({}, [run_entry("r1")], frozenset({"r1"}), [], ["r1"], id="a-run-started-once-never-again"),
+    pytest.param(running("r1"), [run_entry("r1")], frozenset({"r1"}), [], [], id="a-held-run-is-kept"),
+    pytest.param({}, [entry("r1")], frozenset({"r1"}), ["r1"], [], id="only-runs-are-refused"),
+])
+def test_runs_start_once(current, assigned, ran, start, refused):
+    changes = diff(current, assigned, ran)
+    assert [e["id"] for e in changes.start] == start and list(changes.refused) == refused
+
+
+def test_the_run_ledger_survives_a_restart_and_stays_private(tmp_path):
+    from nodeagent.state import RUNS_KEPT, RunLedger
+    ledger = RunLedger(str(tmp_path))
+    ledger.add("hello-report-1")
+    again = RunLedger(str(tmp_path))
+    assert "hello-report-1" in again.ids
+    assert (tmp_path / "runs.json").stat().st_mode & 0o777 == 0o600
+    for i in range(RUNS_KEPT + 1):
+        again.order.append(f"x{i}")
+    again.add("last")
+    assert len(RunLedger(str(tmp_path)).order) == RUNS_KEPT and "last" in RunLedger(str(tmp_path)).ids
+    (tmp_path / "runs.json").write_text("{not json")
+    with pytest.raises(ValueError, match="run ledger .* cannot be read"):
+        RunLedger(str(tmp_path))

@@ -86,6 +86,22 @@ def test_a_crash_loop_doubles_the_delay_and_a_long_run_starts_it_over():
     assert decide(long_run, Exited(1)).delay == 1.0
 
 
+def test_on_failure_with_retries_gives_up_after_them():
+    """retries: 2 under on-failure: the run is tried three times, then it is failed for good."""
+    status, spawns = RUNNING, 1
+    while True:
+        decision = step(status, Exited(3), now=NOW, policy="on-failure", backoff=BACKOFF, retries=2)
+        if decision.action != Action.RESTART:
+            break
+        status = decide(decide(decision.status, BackoffOver()).status, Spawned()).status
+        spawns += 1
+    assert spawns == 3
+    assert (decision.status.state, decision.status.finished) == (State.FAILED, True)
+    assert decision.status.message == "exited with code 3; no retry left (retries: 2)"
+    ok = step(RUNNING, Exited(0), now=NOW, policy="on-failure", backoff=BACKOFF, retries=0)
+    assert (ok.status.state, ok.action) == (State.STOPPED, Action.IDLE)
+
+
 def test_image_retries_back_off_too():
     first = decide(Status(), ImageFailed("x"))
     second = decide(first.status, ImageFailed("x"))

@@ -5,9 +5,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from corral.schedule import parse
-from corral.spec import parse_duration
 from corral.store.base import RunRecord
-from reconciler.cron import CATCH_UP, CronSpec, cron_spec, cursor, due, due_slots, prune, run_state, trigger
+from reconciler.cron import CATCH_UP, CronSpec, cron_spec, cursor, due, due_slots, next_wake, prune, run_state, trigger
 
 T0 = int(datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc).timestamp())  # a 10 s slot boundary
 
@@ -124,11 +123,23 @@ def test_prune_keeps_the_history_and_the_cursor():
 
 def test_cron_spec_from_a_process():
     got = cron_spec({"command": "x", "schedule": "@daily", "timezone": "Europe/London", "concurrency": "forbid",
-                     "startingDeadline": "5m", "activeDeadline": "1h", "history": {"succeeded": 2}},
-                    parse_duration)
+                     "startingDeadline": "5m", "activeDeadline": "1h", "history": {"succeeded": 2}})
     assert got == CronSpec(schedule=parse("@daily"), timezone="Europe/London", concurrency="forbid",
                            starting_deadline=300.0, active_deadline=3600.0, keep_succeeded=2, keep_failed=1)
-    assert cron_spec({"command": "x"}, parse_duration) is None
+    assert cron_spec({"command": "x"}) is None
+
+
+def test_next_wake_is_the_earliest_slot_of_any_app():
+    from corral.store.base import AppRecord
+
+    def rec(name, deleting=False, **procs):
+        return AppRecord(name=name, labels={}, spec={"processes": procs}, source_digest="", generation=1,
+                         resource_version=1, deleting=deleting, status={}, created_at=0.0, updated_at=0.0)
+    apps = [rec("a", report={"schedule": "every 10s"}), rec("b", x={"schedule": "every 5s"}, web={"command": "s"}),
+            rec("c", y={"schedule": "every 5s"}), rec("d", True, z={"schedule": "every 1s"})]
+    assert next_wake(apps, T0 + 1) == (T0 + 5, ("b", "c"))
+    assert next_wake(apps, T0 + 5) == (T0 + 10, ("a", "b", "c"))
+    assert next_wake([rec("w", web={"command": "s"})], T0) == (None, ())
 
 
 @settings(max_examples=200, deadline=None)
