@@ -155,7 +155,10 @@ def _start(p, app, process, run, command=None):
     if node is None:
         p.unplaced.append((app.name, process, reason))
         return False
-    spec = dict(proc.agent_spec, run=True)
+    env = dict(proc.agent_spec["env"], CORRAL_RUN=run.id)
+    if run.slot is not None:
+        env["CORRAL_SLOT"] = str(run.slot)
+    spec = dict(proc.agent_spec, run=True, env=env)
     if command is not None:
         spec.update(command=list(command), restart="never", health=None)
         spec.pop("retries", None)
