@@ -24,6 +24,7 @@ Routes::
     GET    /v1/watch[?kinds=apps,instances,nodes,events]   server-sent changes (reconciler/watch.py)
     GET    /ui/...              the dashboard's files (reconciler/dashboard); it calls the routes above
     GET    /v1/instances/ID/logs     POST /v1/exec[/SESSION/input|resize]   (reconciler/streams.py)
+    GET    /v1/runs[?app=NAME]  GET /v1/runs/ID  POST /v1/apps/NAME/trigger|runs   (reconciler/runs_api.py)
     GET    /v1/gitsources[/NAME]  DELETE /v1/gitsources/NAME[?cascade=true]
     POST   /v1/gitsources/NAME/sync  POST /v1/gitsources/NAME/webhook
                                 (reconciler/gitops/routes.py; apply takes GitSource documents too)
@@ -48,6 +49,7 @@ from reconciler.actor import actor
 from reconciler.changes import parse_kinds
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.rollout_api import RolloutRoutes
+from reconciler.runs_api import RunRoutes
 from reconciler.streams import StreamRoutes
 from reconciler.watch import KEEPALIVE, ChangeFeed, EventStream, TooManyWatchers
 
@@ -106,6 +108,7 @@ class Api:
             ("GET", r"/ui", dashboard.to_index, False),
             ("GET", r"/ui/(?P<name>[^/]*)", dashboard.serve, False),
         ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, HttpError, _json_body).routes()
+        self.routes += RunRoutes(store, kick, HttpError, _json_body).routes()
         if relay is not None:  # logs and exec (reconciler/streams.py)
             self.routes += StreamRoutes(store, state, relay, HttpError, _json_body).routes()
 

@@ -270,8 +270,14 @@ class StreamRoutes:
         except StreamFailed as e:
             raise self.http_error(e.status, e.message)
 
+    def _finished_run(self, iid):
+        """A run that has ended (its instance is gone from the table, its log stays on its
+        node) as the instance whose log to read, or None."""
+        run = next(iter(self.store.list_runs(run_id=iid)), None)
+        return {"id": run.id, "node": run.node, "state": "stopped"} if run is not None and run.node else None
+
     def logs(self, environ, query, iid):
-        inst = next((i for i in self.state.instances() if i["id"] == iid), None)
+        inst = next((i for i in self.state.instances() if i["id"] == iid), None) or self._finished_run(iid)
         if inst is None:
             raise self.http_error(404, f"instance {iid!r} not found")
         body = {"instance": iid, "follow": _flag(query.get("follow")), "previous": _flag(query.get("previous"))}

@@ -20,7 +20,7 @@ from corral.cli.output import render
 
 RESOURCES = {"apps": "apps", "app": "apps", "instances": "instances", "instance": "instances",
              "nodes": "nodes", "node": "nodes", "builds": "builds", "build": "builds",
-             "events": "events", "event": "events"}
+             "events": "events", "event": "events", "runs": "runs", "run": "runs"}
 
 
 def _load(paths):
@@ -168,8 +168,8 @@ def _fetch(client, resource, name, show_secrets=False):
     params = {"showSecrets": "true"} if show_secrets and resource == "apps" else {}
     if resource == "apps" and name:
         return client.get(f"/v1/apps/{name}", params=params)
-    if resource == "events" and name:
-        params = {"name": name}
+    if resource in ("events", "runs") and name:
+        params = {"name" if resource == "events" else "app": name}
     items = client.get(f"/v1/{resource}", params=params)
     if name and resource in ("instances", "nodes", "builds"):
         key = "id" if resource in ("instances", "builds") else "name"
@@ -183,7 +183,7 @@ def _fetch(client, resource, name, show_secrets=False):
 def cmd_get(args, client):
     resource = RESOURCES.get(args.resource)
     if resource is None:
-        raise ClientError(f"unknown resource {args.resource!r}; one of apps, instances, nodes, builds, events")
+        raise ClientError(f"unknown resource {args.resource!r}; one of apps, instances, nodes, builds, events, runs")
     if args.watch and resource in ("apps", "instances", "nodes", "events") and not args.show_secrets:
         from corral.cli.watch import watch   # the API's change stream (what the dashboard shows)
         return watch(client, resource, args.name, args.output)
@@ -216,7 +216,11 @@ def cmd_describe(args, client):
              "Processes:"]
     for pname, p in sorted(spec["processes"].items()):
         cmd = p["command"] if isinstance(p["command"], str) else " ".join(p["command"])
-        lines.append(f"  {pname}: {p.get('instances', 1)} x {cmd}" + ("  (port)" if p.get("port") else ""))
+        if "schedule" in p:
+            lines.append(f"  {pname}: {p['schedule']!r} ({p.get('timezone', 'UTC')}) x {cmd}")
+        else:
+            lines.append(f"  {pname}: {p.get('instances', 1)} x {cmd}" + ("  (port)" if p.get("port") else ""))
+    lines += schedule_lines(spec, client.get("/v1/runs", params={"app": args.name}) if _scheduled(spec) else [])
     lines.append("Conditions:")
     for c in app["conditions"]:
         lines.append(f"  {c['type']:<12} {c['status']:<8} {c['reason']:<22} {c['message']}")
@@ -230,6 +234,38 @@ def cmd_describe(args, client):
     lines.append("  " + (render("events", events, "table").replace("\n", "\n  ") if events else "none"))
     print("\n".join(lines))
     return 0
+
+
+def _scheduled(spec):
+    return any("schedule" in p for p in spec["processes"].values())
+
+
+def schedule_lines(spec, runs, now=None):
+    """``describe app``'s Schedules section: each scheduled process's next slot and its last
+    run's outcome (``runs``: the app's runs as the API lists them, oldest first)."""
+    import datetime
+    from corral.schedule import ScheduleError, next_slot
+    if not _scheduled(spec):
+        return []
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    out = ["Schedules:"]
+    for pname, p in sorted(spec["processes"].items()):
+        if "schedule" not in p:
+            continue
+        try:
+            nxt = next_slot(p["schedule"], p.get("timezone"), now)
+        except ScheduleError as e:
+            nxt = str(e)
+        ended = [r for r in runs if r["process"] == pname and r["state"] in ("succeeded", "failed", "skipped")]
+        last = "none yet"
+        if ended:
+            r = ended[-1]
+            code = f", exit {r['exitCode']}" if r.get("exitCode") is not None else ""
+            took = f", {r['duration']:.1f}s" if r.get("duration") is not None else ""
+            last = f"run {r['id']} {r['state']}{code}{took}" + (f" ({r['message']})" if r.get("message") else "")
+        when = nxt.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(nxt, datetime.datetime) else (nxt or "none")
+        out.append(f"  {pname}: next {when}; last {last}")
+    return out
 
 
 DELETE_KINDS = {"app": "App", "apps": "App", "gitsource": "GitSource", "gitsources": "GitSource"}

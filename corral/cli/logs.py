@@ -31,6 +31,7 @@ def add_parser(sub):
     p.add_argument("app", help="the app's name")
     p.add_argument("--process", "-p", help="only instances of this process")
     p.add_argument("--instance", "-i", help="only this instance")
+    p.add_argument("--run", "-r", metavar="ID", help="only this run (`corral get runs`), also once it has ended")
     p.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines of each instance")
     p.add_argument("--since", default=None, metavar="DURATION", help="only lines newer than this (10m, 1h)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until interrupted")
@@ -39,8 +40,22 @@ def add_parser(sub):
                    help="the output of each instance's run before its latest restart")
 
 
+def the_run(client, args):
+    """The run ``args.run`` of ``args.app`` as the one instance to read; ClientError when it is
+    another app's or has not started."""
+    run = client.get(f"/v1/runs/{args.run}")
+    if run["app"] != args.app:
+        raise ClientError(f"run {args.run!r} is of app {run['app']!r}, not {args.app!r}")
+    if not run["node"]:
+        raise ClientError(f"run {args.run!r} never started ({run['state']}): it has no log")
+    args.instance = run["id"]
+    return [{"id": run["id"], "app": run["app"], "process": run["process"], "node": run["node"]}]
+
+
 def matching(client, args):
     """The app's instances that the arguments select; ClientError when the app or instance is unknown."""
+    if getattr(args, "run", None):
+        return the_run(client, args)
     found = [i for i in client.get("/v1/instances", params={"app": args.app})
              if (args.process is None or i["process"] == args.process)
              and (args.instance is None or i["id"] == args.instance)]

@@ -65,9 +65,9 @@ def parser():
     d.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                    help="a manifest file, a folder of them, or - for stdin (repeatable)")
 
-    g = add_verb(sub, "get", "list apps, instances, nodes, builds, events or gitsources, or show one",
+    g = add_verb(sub, "get", "list apps, instances, nodes, builds, events, runs or gitsources, or show one",
                  ["corral get apps", "corral get instances hello -o wide", "corral get nodes -o json"])
-    g.add_argument("resource", help="apps | instances | nodes | builds | events | gitsources (or the singular)")
+    g.add_argument("resource", help="apps | instances | nodes | builds | events | runs | gitsources (or the singular)")
     g.add_argument("name", nargs="?",
                    help="only this one (an app's name also selects its instances, and its events)")
     g.add_argument("-o", "--output", choices=OUTPUTS, default="table",
@@ -95,8 +95,9 @@ def parser():
     y.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="seconds --wait waits (default 120)")
 
-    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, units, version
+    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, runs, units, version
     rollout.add_parser(sub)
+    runs.add_parser(sub)
     nodes.add_parser(sub)
     logs.add_parser(sub)
     exec_command.add_parser(sub)
@@ -299,10 +300,11 @@ def main(argv=None):
         if args.command in ("backup", "restore"):
             from corral.cli import backup
             return backup.run(args)
-        from corral.cli import commands, gitops, nodes, rollout
+        from corral.cli import commands, gitops, nodes, rollout, runs
         from corral.cli.client import Client, load_config
         client = Client(*load_config())
         handler = (gitops.handler_for(args) or rollout.handler_for(args) or nodes.handler_for(args)
+                   or runs.handler_for(args)
                    or _stream_handler(args) or getattr(commands, f"cmd_{args.command}"))
         return handler(args, client)
     except (ClientError, ValueError, OSError) as e:   # a SpecError is a ValueError
