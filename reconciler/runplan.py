@@ -153,7 +153,7 @@ def _start(p, app, process, run, command=None):
         return False
     node, reason = p.places.place(app, proc)
     if node is None:
-        p.unplaced.append((app.name, process, reason))
+        p.unplaced.append(Unplaced(app.name, process, 1, reason))
         return False
     env = dict(proc.agent_spec["env"], CORRAL_RUN=run.id)
     if run.slot is not None:
