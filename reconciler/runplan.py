@@ -30,6 +30,12 @@ from reconciler.planner import Unplaced
 from reconciler.scheduler import Candidates, place_many
 
 
+ATTACH_HOLD = 12 * 3600  # seconds an attached run's environment waits for its terminal's command
+# An attached run's own process: it holds the app's environment on the node while the command runs beside
+# it through `corral exec`'s stream; it ends (failed, 124) if nobody reports the command's end.
+HOLD = ["sh", "-c", f"sleep {ATTACH_HOLD}; echo 'no terminal reported the command ending' >&2; exit 124"]
+
+
 @dataclasses.dataclass(frozen=True)
 class RunPlan:
     """Run rows to write, their instances to boot, desired rows to stop, run rows to
@@ -106,7 +112,12 @@ def plan_runs(apps, runs, desired, nodes, reports, now, new_id):
 
 
 def _follow(p, run, observed, node_lost, present):
-    """Step 1: a started run follows its instance's report."""
+    """Step 1: a started run follows its instance's report (an attached run, the exit code
+    ``corral run`` reported: its instance only held the environment)."""
+    if run.kind == "attached" and run.exit_code is not None:
+        code = run.exit_code
+        p.end(run, "succeeded" if code == 0 else "failed", f"the attached command exited with code {code}", code)
+        return
     if not present and observed is None:
         p.end(run, "failed", "its instance is gone from the desired table; a run is never started twice")
         return
@@ -160,7 +171,8 @@ def _start(p, app, process, run, command=None):
         env["CORRAL_SLOT"] = str(run.slot)
     spec = dict(proc.agent_spec, run=True, env=env)
     if command is not None:
-        spec.update(command=list(command), restart="never", health=None)
+        held = run.kind == "attached"
+        spec.update(command=HOLD if held else list(command), restart="never", health=None, port=False)
         spec.pop("retries", None)
     placed = dataclasses.replace(run, state="pending", node=node)
     p.boot.append(DesiredInstance(id=run.id, app=app.name, process=process, node=node, revision=app.revision,

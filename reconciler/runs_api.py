@@ -5,7 +5,8 @@ Routes::
     GET    /v1/runs[?app=NAME]              runs, oldest first (`corral get runs`)
     GET    /v1/runs/ID                      one run
     POST   /v1/apps/NAME/trigger            {"process": P}: a run of P now, under its concurrency
-    POST   /v1/apps/NAME/runs               {"command": [...], "process": P?}: a one-off (`corral run`)
+    POST   /v1/apps/NAME/runs               {"command": [...], "process": P?, "attach": bool}: a one-off (`corral run`)
+    POST   /v1/runs/ID/exit                 {"exitCode": N}: an attached run's command ended (`corral run`)
 
 A trigger or a one-off is recorded as a ``requested`` run with its audit
 event, in one transaction; the leader places it (reconciler/runplan.py).
@@ -49,6 +50,7 @@ class RunRoutes:
             ("GET", r"/v1/runs/(?P<run_id>[^/]+)", self.get_run, True),
             ("POST", r"/v1/apps/(?P<name>[^/]+)/trigger", self.trigger, True),
             ("POST", r"/v1/apps/(?P<name>[^/]+)/runs", self.one_off, True),
+            ("POST", r"/v1/runs/(?P<run_id>[^/]+)/exit", self.exit, True),
         ]
 
     def list_runs(self, environ, query):
@@ -101,5 +103,16 @@ class RunRoutes:
                                        f"{MAX_ARG} characters, no NUL)")
         rec, process = self._process(name, body.get("process"), scheduled_only=False)
         shown = " ".join(command)
-        return self._request(environ, rec, process, "oneoff", command,
-                             f"one-off in {process}'s env: {shown[:200]}")
+        attached = body.get("attach") is True
+        return self._request(environ, rec, process, "attached" if attached else "oneoff", command,
+                             f"one-off in {process}'s env{' (attached)' if attached else ''}: {shown[:200]}")
+
+    def exit(self, environ, query, run_id):
+        code = self.json_body(environ).get("exitCode")
+        if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 255:
+            raise self.http_error(400, "exitCode must be a whole number from 0 to 255")
+        if not self.store.report_exit(run_id, code):
+            raise self.http_error(409, f"run {run_id!r} is not an attached run that is still running")
+        found = self.store.list_runs(run_id=run_id)
+        self.kick(*(r.app for r in found))
+        return 200, run_json(found[0])

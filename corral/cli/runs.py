@@ -68,8 +68,32 @@ def run(args, client):
         argv = argv[1:]
     if not argv:
         raise ClientError("run needs a command after --")
-    run_ = _request(client, f"/v1/apps/{args.app}/runs", {"command": argv, "process": args.process})
-    return _detached_or_waited(args, client, run_)
+    body = {"command": argv, "process": args.process, "attach": not args.detach}
+    run_ = _request(client, f"/v1/apps/{args.app}/runs", body)
+    if args.detach:
+        print(run_["id"])
+        return 0
+    return attached(client, args.app, run_["id"], argv)
+
+
+def attached(client, app, run_id, argv):
+    """Run ``argv`` in the environment the attached run ``run_id`` holds, through ``corral
+    exec``'s stream (a pty when stdin is a terminal), report its exit code so the leader ends
+    the run with it, and return it (255 when the connection was lost)."""
+    import argparse
+    from corral.cli import exec as exec_command
+    started = wait_for_state(client, run_id, {"running", "succeeded", "failed", "skipped"})
+    if started["state"] != "running":
+        return outcome(started)
+    code = exec_command.LOST
+    try:
+        code = exec_command.run(argparse.Namespace(app=app, process=None, instance=run_id, argv=argv), client)
+    finally:
+        try:
+            client.request("POST", f"/v1/runs/{run_id}/exit", json={"exitCode": code}, idempotent=True)
+        except ClientError as e:
+            print(f"corral: the end of run {run_id} could not be reported: {e}", file=sys.stderr)
+    return code
 
 
 def _detached_or_waited(args, client, run_):

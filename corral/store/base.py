@@ -121,7 +121,8 @@ class RunRecord:
 
     ``slot`` (whole seconds since the epoch) is set for scheduled runs only, and
     ``(app, process, slot)`` is unique: a slot has at most one run, ever.
-    ``kind``: schedule | trigger | oneoff. ``state``: requested (asked for through
+    ``kind``: schedule | trigger | oneoff | attached (a one-off whose command runs
+    through ``corral run``'s terminal; its instance only holds the environment). ``state``: requested (asked for through
     the API, not yet placed) | pending (placed: its instance ``id`` is in the
     desired table on ``node``) | running | succeeded | failed | skipped.
     ``command`` is a one-off's argv (None: the process's own).
@@ -366,6 +367,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def request_run(self, run: "RunRecord", event: tuple) -> "RunRecord":
         """Record a ``requested`` run and its audit event in one transaction (not fenced: the leader places it)."""
+
+    @abc.abstractmethod
+    def report_exit(self, run_id: str, code: int) -> bool:
+        """Record an attached run's exit code (not fenced: the leader ends the run); False when it is not active."""
 
     @abc.abstractmethod
     def write_runs(self, epoch: int, runs: list = (), boot: list = (), stop: list = (), prune: list = (),

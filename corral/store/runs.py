@@ -43,6 +43,15 @@ class RunQueries:
             return row
         return self._run(work, write=True)
 
+    def report_exit(self, run_id: str, code: int) -> bool:
+        """Record the exit code of an attached run's command (``corral run`` reports it when
+        the command ends); the leader then ends the run. False when no such run is active."""
+        def work(cur):
+            cur.execute("UPDATE runs SET exit_code = ? WHERE id = ? AND kind = 'attached' AND exit_code IS NULL "
+                        "AND state IN ('pending', 'running')", (code, run_id))
+            return cur.rowcount == 1
+        return self._run(work, write=True)
+
     def write_runs(self, epoch: int, runs: list = (), boot: list = (), stop: list = (), prune: list = (),
                    events: list = ()) -> None:
         """The leader's runs, in ONE transaction fenced on ``epoch``: insert or update
