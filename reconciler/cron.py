@@ -185,9 +185,9 @@ def run_state(observed, node_lost):
     """``(state, exit code, message)`` of a started run from its instance's report
     (``observed``: a dict as agents report it, or None when unreported) and whether its
     node is lost. ``None`` when nothing is known yet or it changed nothing. Pure."""
+    if node_lost:  # what its node last said no longer counts: nobody can vouch for it
+        return "failed", None, "its node was lost; a run is never started twice"
     if observed is None:
-        if node_lost:
-            return "failed", None, "its node was lost; a run is never started twice"
         return None
     state, code = observed.get("state"), observed.get("exit_code")
     if state in ("starting", "running", "backoff", "stopping"):
@@ -196,8 +196,6 @@ def run_state(observed, node_lost):
         return ("succeeded" if code == 0 else "failed"), code, observed.get("message")
     if state == "failed":  # finished, or cannot run (no image, no program): a run is not retried
         return "failed", code, observed.get("message")
-    if node_lost:
-        return "failed", code, "its node was lost; a run is never started twice"
     return None
 
 

@@ -105,6 +105,7 @@ def test_trigger(concurrency, runs, want):
     ({"state": "stopped", "exit_code": -15, "message": "stopped"}, False, ("failed", -15, "stopped")),
     ({"state": "failed", "exit_code": 3, "message": "exited 3"}, False, ("failed", 3, "exited 3")),
     ({"state": "pending"}, True, ("failed", None, "its node was lost; a run is never started twice")),
+    ({"state": "running"}, True, ("failed", None, "its node was lost; a run is never started twice")),
 ])
 def test_run_state(observed, lost, want):
     assert run_state(observed, lost) == want
