@@ -20,7 +20,7 @@ def record(name="job", deleting=False, applied_at=T0, **procs):
 
 
 def pair(rec, image=IMG):
-    return rec, desired_app(rec, image, {"layers": []}, "1")
+    return rec, desired_app(rec, image, "1")
 
 
 def nodes(*names, state=READY):
