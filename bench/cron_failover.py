@@ -1,7 +1,7 @@
 """Exactly once under failover, the long version: slots, runs, duplicates, skips, latency.
 
-Starts a `corral up` cluster (two reconcilers, two nodes; PostgreSQL with
-``--store``, else SQLite), applies an app whose process is scheduled
+Starts a `corral up` cluster (two reconcilers, two nodes; with ``--postgres``
+on a scratch schema of the test PostgreSQL, else on SQLite), applies an app whose process is scheduled
 ``every 2s`` (each run appends its slot and the time it started to a file),
 and for ``--window`` seconds SIGKILLs the leader a moment before a slot
 boundary, again and again, each time once a new leader leads (`corral up`
@@ -11,10 +11,11 @@ latency from slot to process start (p50, p99, max). Without failover the
 latency is the pass and the start of a process; a slot that falls while no
 reconciler leads waits for the lease to pass (``lease_ttl``, 3 s here).
 
-Run: ``.venv/bin/python bench/cron_failover.py [--window 120] [--store postgresql://...]``
+Run: ``.venv/bin/python bench/cron_failover.py [--window 120] [--postgres]``
 (the e2e test runs the same for ``CORRAL_CRON_WINDOW`` seconds, 16 by default).
 """
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -24,21 +25,25 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.e2e.cluster import UpCluster  # noqa: E402
 from tests.e2e.cronproof import prove  # noqa: E402
+from tests.pg import postgres_dsn  # noqa: E402
+from tests.support import scratch_schema  # noqa: E402
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--window", type=float, default=120.0, help="seconds of leader kills (default 120)")
-    p.add_argument("--store", default=None, help="a PostgreSQL DSN (default: SQLite in the cluster's folder)")
+    p.add_argument("--postgres", action="store_true", help="a scratch schema of the test PostgreSQL (default: SQLite)")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="corral-bench-cron-")
-    cluster = UpCluster(work, nodes=2, store=args.store)
-    started = time.time()
-    try:
-        figures = prove(cluster, work, args.window, log=lambda line: print(f"  {line}", flush=True))
-    finally:
-        cluster.down()
-    print(f"\nstore: {args.store and 'PostgreSQL' or 'SQLite'}; window {args.window:g}s; "
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(scratch_schema(postgres_dsn(), prefix="bench")) if args.postgres else None
+        cluster = UpCluster(work, nodes=2, store=store)
+        started = time.time()
+        try:
+            figures = prove(cluster, work, args.window, log=lambda line: print(f"  {line}", flush=True))
+        finally:
+            cluster.down()
+    print(f"\nstore: {'PostgreSQL' if args.postgres else 'SQLite'}; window {args.window:g}s; "
           f"wall {time.time() - started:.0f}s; leader kills {figures['kills']}")
     print("| slots | runs | duplicates | skips | slot to start p50 | p99 | max |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
