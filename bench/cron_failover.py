@@ -12,7 +12,7 @@ latency is the pass and the start of a process; a slot that falls while no
 reconciler leads waits for the lease to pass (``lease_ttl``, 3 s here).
 
 Run: ``.venv/bin/python bench/cron_failover.py [--window 120] [--postgres]``
-(the e2e test runs the same for ``CORRAL_CRON_WINDOW`` seconds, 12 by default).
+(the e2e test runs the same for ``CORRAL_CRON_WINDOW`` seconds, 10 by default).
 """
 import argparse
 import contextlib

@@ -2,7 +2,7 @@
 (PostgreSQL store, two reconcilers, two nodes): get runs, describe, trigger, run
 (attached on pipes and on a pty, detached), logs by run id, a run on a node that
 dies, and last the exactly-once proof under leader kills (tests/e2e/cronproof.py;
-``CORRAL_CRON_WINDOW`` seconds, default 12)."""
+``CORRAL_CRON_WINDOW`` seconds, default 10)."""
 import contextlib
 import os
 import shutil
@@ -18,7 +18,7 @@ from tests.e2e.installed import corral_bin
 from tests.pg import PostgresUnavailable, postgres_dsn
 from tests.support import need, scratch_schema
 
-WINDOW = float(os.environ.get("CORRAL_CRON_WINDOW", "12"))
+WINDOW = float(os.environ.get("CORRAL_CRON_WINDOW", "10"))
 
 
 @pytest.fixture(scope="module")
