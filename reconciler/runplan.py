@@ -23,9 +23,8 @@ import collections
 import dataclasses
 import datetime
 
-from corral.store.base import DesiredInstance, RunRecord
 from reconciler.cron import ACTIVE, cron_spec, cursor, due, prune, run_state, trigger
-from reconciler.model import LOST
+from reconciler.model import LOST, DesiredRow, RunRow
 from reconciler.planner import Unplaced
 from reconciler.scheduler import Candidates, place_many
 
@@ -152,7 +151,7 @@ def _schedule(p, rec, app, name, cron):
 
 
 def _run(p, app, process, slot, state, **kw):
-    return RunRecord(id=p.new_id(app, process), app=app, process=process, slot=slot, kind="schedule",
+    return RunRow(id=p.new_id(app, process), app=app, process=process, slot=slot, kind="schedule",
                      state=state, created_at=p.now, **kw)
 
 
@@ -175,7 +174,7 @@ def _start(p, app, process, run, command=None):
         spec.update(command=HOLD if held else list(command), restart="never", health=None, port=False)
         spec.pop("retries", None)
     placed = dataclasses.replace(run, state="pending", node=node)
-    p.boot.append(DesiredInstance(id=run.id, app=app.name, process=process, node=node, revision=app.revision,
+    p.boot.append(DesiredRow(id=run.id, app=app.name, process=process, node=node, revision=app.revision,
                                   image=app.image, spec=spec, created_at=p.now))
     p.put(placed, "RunStarted", f"run {run.id} ({_what(run)}) placed on node {node}")
     return True
