@@ -31,30 +31,6 @@ class DesiredRow:
 
 
 @dataclasses.dataclass(frozen=True)
-class RunRow:
-    """A run the run plan starts or skips: the fields of a row of the runs table.
-
-    As with :class:`DesiredRow`, the run plan reads the store's records by these
-    attributes alone and makes new runs of this type, which the loop writes as they
-    are (:class:`corral.store.base.RunRecord` has the same fields)."""
-
-    id: str
-    app: str
-    process: str
-    slot: Optional[int]
-    kind: str
-    state: str
-    node: Optional[str] = None
-    command: Optional[list] = None
-    exit_code: Optional[int] = None
-    message: Optional[str] = None
-    created_at: float = 0.0
-    started_at: Optional[float] = None
-    finished_at: Optional[float] = None
-    actor: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
 class DesiredProcess:
     """One process of an app as the planner needs it.
 

@@ -24,7 +24,8 @@ import dataclasses
 import datetime
 
 from reconciler.cron import ACTIVE, cron_spec, cursor, due, prune, run_state, trigger
-from reconciler.model import LOST, DesiredRow, RunRow
+from corral.runs import RunRecord
+from reconciler.model import LOST, DesiredRow
 from reconciler.planner import Unplaced
 from reconciler.scheduler import Candidates, place_many
 
@@ -151,7 +152,7 @@ def _schedule(p, rec, app, name, cron):
 
 
 def _run(p, app, process, slot, state, **kw):
-    return RunRow(id=p.new_id(app, process), app=app, process=process, slot=slot, kind="schedule",
+    return RunRecord(id=p.new_id(app, process), app=app, process=process, slot=slot, kind="schedule",
                      state=state, created_at=p.now, **kw)
 
 
