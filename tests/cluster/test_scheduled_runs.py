@@ -36,7 +36,7 @@ def test_each_slot_runs_once_while_the_leader_is_cut_off_and_comes_back(fleet):
         wait_for(f"every slot up to {last}", lambda: {int(g[0]) for g in lines(out)} >= set(
             range(first, last + 1, EVERY)), timeout=60)
         got = count(out, first, last)
-        figures.record("cron: leader cut off at a slot boundary", detect=took_over, recover=got["latency_max"],
+        figures.record("10 cron: leader cut off at a slot boundary", detect=took_over, recover=got["latency_max"],
                        lost=got["skips"], died=len(fleet.died()),
                        note=f"{got['slots']} slots, {got['runs']} runs, {got['duplicates']} duplicates")
         assert (got["duplicates"], got["skips"], got["runs"]) == (0, 0, got["slots"]), got
