@@ -343,12 +343,14 @@ class Api:
 # Routes a role below admin may not take although their method only reads, or that read although they POST.
 _ADMIN_READS = (r"/v1/backup",)
 _READING_POSTS = (r"/v1/diff",)
+_ONE_OFF = re.compile(r"/v1/apps/[^/]+/runs|/v1/runs/[^/]+/exit")   # `corral run`: a command of the caller's
 
 
 def role_needed(method, path, query):
     """The role a request needs (corral/auth.py): ``read`` to read (GET, HEAD, and a diff), ``admin`` for
-    a backup, secret values and exec (which runs code inside an app), ``deploy`` for any other write."""
-    if path.startswith("/v1/exec"):
+    a backup, secret values, exec and a one-off run (both run code of the caller's inside an app),
+    ``deploy`` for any other write (a trigger runs the app's own command)."""
+    if path.startswith("/v1/exec") or (method == "POST" and _ONE_OFF.fullmatch(path)):
         return "admin"
     if method in ("GET", "HEAD"):
         return "admin" if path in _ADMIN_READS or _show_secrets(query) else "read"

@@ -123,3 +123,11 @@ def test_trigger_is_for_scheduled_processes_of_existing_apps(api):
     assert call("get_run", {}, run_id="../../etc/passwd") == (404, "run '../../etc/passwd' not found")
     status, run = call("trigger", {"process": "tick"}, name="job")
     assert status == 201 and run["state"] == "requested" and run["kind"] == "trigger"
+
+
+def test_a_one_off_runs_the_callers_code_so_it_needs_admin_as_exec_does():
+    from reconciler.api import role_needed
+    assert role_needed("POST", "/v1/apps/job/runs", {}) == "admin"
+    assert role_needed("POST", "/v1/runs/job-x-1/exit", {}) == "admin"
+    assert role_needed("POST", "/v1/apps/job/trigger", {}) == "deploy"  # the app's own command
+    assert role_needed("GET", "/v1/runs", {}) == "read"
