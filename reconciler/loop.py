@@ -136,7 +136,8 @@ class Controller:
         builds = {b.key: b for b in self.store.list_builds()}
         prepared, failed = self._prepare_all([r for r in records if r.name in wanted], builds, now)
         planned = {p.record.name for p in prepared} | (wanted - {r.name for r in records})
-        runs = [r for r in self.store.list_runs() if r.app in planned]
+        named = {r.name for r in records}   # a full sync also ends and prunes the runs of apps gone
+        runs = [r for r in self.store.list_runs() if r.app in planned or (full and r.app not in named)]
         run_rows = [r for r in desired if r.id in {run.id for run in runs}]
         instances = [r for r in desired if r not in run_rows]  # a run's row is the run plan's, not the planner's
         rows = [r for r in instances if r.app in planned]

@@ -83,3 +83,15 @@ def test_a_finished_run_is_recorded_and_leaves_the_assignment(store):
     assert run.id not in {d.id for d in store.list_desired()}
     assert run.id not in assigned(bus)[-1]
     assert any(e.reason == "RunSucceeded" for e in store.list_events("app", "hello"))
+
+
+def test_the_runs_of_an_app_gone_are_pruned_by_a_full_sync(store):
+    scheduled_app(store)
+    ctl, _, _, _ = controller(store, now=T0 + 10.1, reports=("n1",))
+    epoch = lead(store)
+    ctl.sync(epoch, [ALL])
+    (run,) = store.list_runs()
+    store.purge_app("hello", epoch)
+    ctl.sync(epoch, [ALL])   # its run is ended, its instance goes, and its row is pruned
+    assert store.list_runs() == [] and store.list_desired() == []
+    assert any(e.reason == "RunFailed" and run.id in e.message for e in store.list_events("app", "hello"))
