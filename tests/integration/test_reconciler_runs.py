@@ -66,12 +66,18 @@ def test_a_stale_leader_writes_no_run_and_sends_nothing(store):
     assert store.list_runs() == [] and bus.sent == []
 
 
-def test_a_finished_run_is_recorded_and_leaves_the_assignment(store):
+def one_run_started(store):
+    """A leader that has started the run of slot T0 + 10: ``(controller, bus, observed, clock, epoch, run)``."""
     scheduled_app(store)
     ctl, bus, observed, clock = controller(store, now=T0 + 10.1, reports=("n1",))
     epoch = lead(store)
     ctl.sync(epoch, [ALL])
     (run,) = store.list_runs()
+    return ctl, bus, observed, clock, epoch, run
+
+
+def test_a_finished_run_is_recorded_and_leaves_the_assignment(store):
+    ctl, bus, observed, clock, epoch, run = one_run_started(store)
     body = report("n1", epoch_seen=epoch)
     body["instances"] = [{"id": run.id, "app": "hello", "process": "tick", "state": "stopped", "ready": False,
                           "exit_code": 0, "started_at": T0 + 10.3, "message": "exited with code 0"}]
@@ -86,11 +92,7 @@ def test_a_finished_run_is_recorded_and_leaves_the_assignment(store):
 
 
 def test_the_runs_of_an_app_gone_are_pruned_by_a_full_sync(store):
-    scheduled_app(store)
-    ctl, _, _, _ = controller(store, now=T0 + 10.1, reports=("n1",))
-    epoch = lead(store)
-    ctl.sync(epoch, [ALL])
-    (run,) = store.list_runs()
+    ctl, _, _, _, epoch, run = one_run_started(store)
     store.purge_app("hello", epoch)
     ctl.sync(epoch, [ALL])   # its run is ended, its instance goes, and its row is pruned
     assert store.list_runs() == [] and store.list_desired() == []
