@@ -4,6 +4,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-python3}"
 venv="$root/.venv"
+made="$venv/.corral-venv-made"
+# A .venv that an interrupted first run left half-made (no pip in it) is made again, not used.
+if [ -d "$venv" ] && [ ! -f "$made" ]; then
+  if "$venv/bin/python" -c 'import pip' >/dev/null 2>&1; then touch "$made"; else rm -rf "$venv"; fi
+fi
 if [ ! -x "$venv/bin/python" ]; then
   # One sentence, at once, for an interpreter corral cannot use (3.11 is the oldest it runs on).
   if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -16,6 +21,7 @@ if [ ! -x "$venv/bin/python" ]; then
     echo "$py could not make a virtualenv (on Debian and Ubuntu: apt install python3-venv): ${err##*$'\n'}" >&2
     exit 2
   fi
+  touch "$made"
 fi
 stamp="$venv/.corral-installed"
 want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"

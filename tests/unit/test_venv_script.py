@@ -39,3 +39,16 @@ def test_a_python_that_is_not_there_is_named(checkout):
                           capture_output=True, text=True)
     assert done.returncode == 2 and "there is no corral-no-such-python on PATH" in done.stderr
     assert not (checkout / ".venv").exists()
+
+
+def test_a_venv_an_interrupted_first_run_left_without_pip_is_made_again(checkout):
+    """Ctrl-C while `python -m venv` ran left .venv/bin/python and no pip: every later run said
+    'No module named pip' and stopped."""
+    made = subprocess.run(["python3", "-m", "venv", "--without-pip", str(checkout / ".venv")], capture_output=True)
+    assert made.returncode == 0
+    (checkout / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0"\n[project.optional-dependencies]\n'
+                                             'test = []\n[tool.setuptools]\npy-modules = []\n')
+    done = subprocess.run(["bash", "-c", "source scripts/venv.sh && $venv/bin/python -c 'import pip'"],
+                          cwd=checkout, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (checkout / ".venv" / ".corral-venv-made").exists()
