@@ -14,11 +14,13 @@ import eventlet
 import eventlet.tpool
 import eventlet.wsgi
 
+from builder.metrics import BuilderMetrics
 from builder.pipconfig import read_pip_config
 from builder.pipeline import Workshop
 from builder.web import make_app
 from builder.worker import Worker
 from corral import private
+from corral.metrics import MetricsServer, parse_listen
 from corral.stopping import Stop
 from corral.settings import Timings
 from corral.store import open_store
@@ -30,18 +32,9 @@ DEFAULT_STALE_AFTER = 60.0     # a build unheard of this long is claimable by an
 DEFAULT_PIP_TIMEOUT = 1800.0   # seconds one pip install may take
 
 
-def parse_listen(listen):
-    """``"HOST:PORT"`` (or ``"[v6]:PORT"``) as ``(host, port)``; ValueError naming the value otherwise."""
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen address {listen!r} is not of the form HOST:PORT")
-    return host, int(port)
-
-
 def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, timings=Timings(),
         stale_after=DEFAULT_STALE_AFTER, pip_timeout=DEFAULT_PIP_TIMEOUT, engine="auto", layer_cache_bytes=None,
-        wheel_cache_bytes=None):
+        wheel_cache_bytes=None, metrics="127.0.0.1:7073"):
     """Serve images on ``listen`` and work the store's build queue until SIGTERM/SIGINT.
 
     ``advertise`` (``HOST:PORT``) is the address written into artifact URLs
@@ -51,6 +44,9 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
     to ``layer_cache_bytes`` and ``wheel_cache_bytes`` (None: the settings'
     ``builder_layer_cache``/``builder_wheel_cache``; 0: no limit). The operator's
     pip index settings are read once, here. Must be called from the main thread.
+
+    ``metrics``: the ``HOST:PORT`` its ``/metrics`` is served on (:mod:`builder.metrics`), loopback
+    by default.
 
     ``store_dsn`` None takes it from ``$CORRAL_STORE`` (:func:`corral.wire.keys.store_dsn`), which
     no build inherits; the builder is non-dumpable and its cache dir is 0700 (its own alone).
@@ -64,7 +60,10 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
     with stopping.catching():
         store = open_store(store_dsn)
         heartbeat_store = open_store(store_dsn, migrate=False)
+        metrics_store = open_store(store_dsn, migrate=False)
+        counted = BuilderMetrics(metrics_store)
         sock = eventlet.listen((host, port), backlog=1024)
+        metrics_server = MetricsServer.start(counted.registry, metrics)
         try:
             bound = sock.getsockname()
             address = advertise or (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
@@ -75,7 +74,7 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
                                 layer_cache_bytes=int(_or(layer_cache_bytes, timings.builder_layer_cache)),
                                 wheel_cache_bytes=int(_or(wheel_cache_bytes, timings.builder_wheel_cache)))
             worker = Worker(store, workshop, artifact_base=f"http://{address}", stale_after=stale_after,
-                            heartbeat_store=heartbeat_store, offload=eventlet.tpool.execute)
+                            heartbeat_store=heartbeat_store, offload=eventlet.tpool.execute, metrics=counted)
             working = eventlet.spawn(worker.run, stopping, timings.build_poll)
             log.info("builder %s serving images on http://%s", name, address)
             while not stopping() and not working.dead:
@@ -84,9 +83,12 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
             server.kill()
             log.info("builder %s stopped", name)
         finally:
+            if metrics_server is not None:
+                metrics_server.close()
             sock.close()
             store.close()
             heartbeat_store.close()
+            metrics_store.close()
 
 
 def _or(given, default):

@@ -61,7 +61,8 @@ class Workshop:
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """A finished image: its id, its layers, ``hit``/``env-hit``/``miss``, seconds per phase, its lock."""
+    """A finished image: its id, its layers, ``hit``/``env-hit``/``miss``, seconds per phase, its lock,
+    and whether each layer kind was found already built."""
 
     image: str
     layers: list     # [{"kind", "id", "sha256", "size"}, ...]: env first, then code
@@ -69,6 +70,7 @@ class Outcome:
     phases: dict
     lock: str
     engine: str
+    layer_hits: dict = dataclasses.field(default_factory=dict)   # {"env": bool, "code": bool}
 
 
 def run_here(fn, *args):
@@ -203,7 +205,8 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
         images.link_image(workshop.images_dir, image, env, code,
                           {"image": image, "layers": layers, "built_by": workshop.name}, tmp_suffix=token)
         cache = "hit" if env_was_there and code_was_there else "env-hit" if env_was_there else "miss"
-        return Outcome(image=image, layers=layers, cache=cache, phases=phases, lock=lock_text, engine=engine.name)
+        return Outcome(image=image, layers=layers, cache=cache, phases=phases, lock=lock_text, engine=engine.name,
+                       layer_hits={"env": env_was_there, "code": code_was_there})
     except BuildFailed as exc:
         raise BuildFailed(str(exc), image=image, phases=phases) from None
     finally:

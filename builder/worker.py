@@ -57,8 +57,9 @@ class Worker:
     """Works build jobs one at a time for the builder ``workshop.name``."""
 
     def __init__(self, store, workshop, *, artifact_base, stale_after, heartbeat_store=None,
-                 offload=run_here):
+                 offload=run_here, metrics=None):
         self.store = store
+        self.metrics = metrics   # builder.metrics.BuilderMetrics, or None
         self.workshop = workshop
         self.artifact_base = artifact_base.rstrip("/")
         self.stale_after = stale_after
@@ -110,17 +111,21 @@ class Worker:
         except BuildAbandoned:
             log.info("builder %s: build %s abandoned (%s)", self.workshop.name, job.id,
                      "reclaimed by another builder" if lost else "stopping")
+            self._count("abandoned", started)
             return
         except BuildFailed as exc:
             self._failed(job, str(exc), exc.image, exc.phases)
+            self._count("failed", started, exc.phases)
             return
         except Exception as exc:  # a bug or a broken disk: the job still gets an answer
             log.exception("builder %s: build %s crashed", self.workshop.name, job.id)
             self._failed(job, f"builder {self.workshop.name} failed unexpectedly: {type(exc).__name__}: {exc}"
                          f" (see {log_path(self.workshop, job.id)})", None, {})
+            self._count("failed", started)
             return
         finally:
             beating.kill()
+        self._count("succeeded", started, outcome.phases, outcome.layer_hits)
         packed = all(layer.get("sha256") for layer in outcome.layers)
         recorded = self._record(job, "Built",
                                 f"image {outcome.image} ready ({outcome.cache}, {time.monotonic() - started:.1f}s)"
@@ -132,6 +137,10 @@ class Worker:
                                     outcome.layers)
         self.prune(keep={(layer["kind"], layer["id"])
                          for layers in [outcome.layers] + [p[1] for p in self.packing.values()] for layer in layers})
+
+    def _count(self, result, started, phases=None, layer_hits=None):
+        if self.metrics is not None:
+            self.metrics.ended(result, time.monotonic() - started, phases, layer_hits)
 
     def _with_urls(self, layers):
         return [dict(layer, url=f"{self.artifact_base}/layers/{layer['kind']}/{layer['id'][7:]}.tar")

@@ -41,12 +41,14 @@ class Agent:
 
     ``users`` says who apps run as (:func:`nodeagent.users.choose`; the
     agent's own user when None); ``memory`` enforces memory requests
-    (:meth:`nodeagent.cgroupfs.MemoryCgroups.probe`; not enforced when None).
+    (:meth:`nodeagent.cgroupfs.MemoryCgroups.probe`; not enforced when None);
+    ``metrics`` (:class:`nodeagent.metrics.AgentMetrics`, or None) counts restarts,
+    probes and image fetches.
     """
 
     def __init__(self, *, name, data_dir, images_dir, labels, address, heartbeat, send,
                  launcher=None, parent_env=None, backoff=Backoff(), capture=Capture(), bus_stats=dict,
-                 clock=time.time, users=None, memory=None, log_retention=7 * 24 * 3600.0):
+                 clock=time.time, users=None, memory=None, log_retention=7 * 24 * 3600.0, metrics=None):
         self.name = name
         self.data_dir = data_dir
         self.address = address
@@ -57,7 +59,9 @@ class Agent:
         self.fence = EpochFence(data_dir)
         self.ran = RunLedger(data_dir)
         self._refused = set()  # runs refused by the last diff (said once in the log)
-        self.images = ImageCache(images_dir, in_use=self.images_in_use)
+        self.metrics = metrics   # nodeagent.metrics.AgentMetrics, or None
+        self.images = ImageCache(images_dir, in_use=self.images_in_use,
+                                 on_fetch=metrics.fetched if metrics is not None else None)
         self.ports = PortAllocator(address)
         self.base_env = base_env(os.environ if parent_env is None else parent_env)
         self.users = users or app_users.OwnUser(data_dir, self.base_env.get("HOME"))
@@ -156,7 +160,7 @@ class Agent:
                         image_cache=self.images, launcher=self.launcher, ports=self.ports,
                         base_env=self.base_env, on_change=self._on_instance_change, users=self.users,
                         memory=self.memory, clock=self.clock, backoff=self.backoff, capture=self.capture,
-                        record=record, exits=self.exits)
+                        record=record, exits=self.exits, metrics=self.metrics)
         self.instances[inst.id] = inst
         inst.start()
         return inst

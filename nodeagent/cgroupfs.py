@@ -37,10 +37,21 @@ def _write(path, value):
 
 def _read(path):
     try:
-        with open(path, encoding="ascii") as f:
+        with open(path, encoding="ascii", errors="replace") as f:
             return f.read()
     except OSError:
         return None
+
+
+def _process_usage(pids):
+    """``(cpu seconds, resident bytes)`` summed over ``pids`` (those gone meanwhile left out)."""
+    ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    cpu = rss = 0
+    for pid in pids:
+        got = cgroups.process_usage(_read(f"/proc/{pid}/stat"), _read(f"/proc/{pid}/statm"), ticks, page)
+        if got is not None:
+            cpu, rss = cpu + got[0], rss + got[1]
+    return cpu, rss
 
 
 class MemoryCgroups:
@@ -170,6 +181,29 @@ class MemoryCgroups:
             return 0
         folder = cgroups.instance_dir(self.layout, instance_id)
         return cgroups.oom_kills(_read(os.path.join(folder, self.layout.events_file)))
+
+    def usage(self, instance_id):
+        """``(memory bytes, cpu seconds)`` the kernel counts for the instance now, each None when it
+        cannot say: memory from its memory cgroup (else the resident sum of the processes in its
+        pids cgroup), CPU from the v2 ``cpu.stat`` (else the sum of its processes' times, which
+        leaves out children that exited unwaited)."""
+        memory = cpu = None
+        folders = [cgroups.instance_dir(layout, instance_id) for layout in (self.layout, self.pids_layout)
+                   if layout is not None]
+        if self.layout is not None:
+            text = _read(os.path.join(folders[0], cgroups.memory_usage_file(self.layout)))
+            memory = int(text) if text and text.strip().isdigit() else None
+        for folder in folders:
+            cpu = cpu if cpu is not None else cgroups.cpu_seconds(_read(os.path.join(folder, "cpu.stat")))
+        if memory is None or cpu is None:
+            procs = set()
+            for folder in folders:
+                procs.update((_read(os.path.join(folder, "cgroup.procs")) or "").split())
+            summed = _process_usage(procs) if procs else None
+            if summed is not None:
+                cpu = summed[0] if cpu is None else cpu
+                memory = summed[1] if memory is None else memory
+        return memory, cpu
 
     def remove(self, instance_id):
         """Delete the instance's cgroups (memory, pids): SIGKILL what is still in them (a process that

@@ -188,6 +188,36 @@ def oom_kills(text):
     return 0
 
 
+def memory_usage_file(layout):
+    """The file of a memory cgroup that holds the bytes it charges now."""
+    return "memory.current" if layout.kind == "v2" else "memory.usage_in_bytes"
+
+
+def cpu_seconds(cpu_stat):
+    """CPU seconds of a v2 cgroup from its ``cpu.stat`` text (``usage_usec N``); None when absent."""
+    for line in (cpu_stat or "").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec" and value.strip().isdigit():
+            return int(value) / 1e6
+    return None
+
+
+def process_usage(stat, statm, ticks_per_second, page_size):
+    """``(cpu seconds, resident bytes)`` of one process from its ``/proc/PID/stat`` and ``statm`` texts
+    (user + system time of it and its waited-for children); None for a text that does not parse.
+
+    ``stat``: ``PID (comm) STATE ...``, where utime, stime, cutime, cstime are fields 14 to 17
+    counted from 1; comm may hold spaces and parentheses, so fields are counted after its last ``)``.
+    """
+    try:
+        fields = stat[stat.rindex(")") + 2:].split()
+        cpu = sum(int(f) for f in fields[11:15]) / ticks_per_second
+        rss = int(statm.split()[1]) * page_size
+    except (ValueError, IndexError, AttributeError):
+        return None
+    return cpu, rss
+
+
 def format_bytes(n):
     """``n`` bytes as people write a memory request: ``64Mi``, ``1.5Gi``, ``512Ki``, ``100`` (bytes)."""
     for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):

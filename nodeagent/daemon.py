@@ -28,6 +28,7 @@ import signal
 
 import eventlet
 
+from corral.metrics import MetricsServer
 from corral.settings import Timings
 from corral.stopping import Stop
 from corral.wire.bus import BusClient
@@ -36,6 +37,7 @@ from corral.wire.keys import hide_process, key_path, read_key
 from nodeagent import users
 from nodeagent.agent import Agent
 from nodeagent.cgroupfs import MemoryCgroups
+from nodeagent.metrics import AgentMetrics
 from nodeagent.process import Capture, Launcher
 from nodeagent.restart import Backoff
 from nodeagent.streams import Streams
@@ -45,10 +47,11 @@ log = logging.getLogger(__name__)
 # The data dir, its logs/ and home/: others may pass (an app user reaches its own log folder and
 # HOME inside) but not list them; every file of the agent's own in them is 0600 (nodeagent.state).
 DATA_DIR_MODE = 0o711
+DEFAULT_METRICS = "127.0.0.1:7075"
 
 
 def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, address="127.0.0.1", timings=Timings(),
-        app_users=None, stop=None):
+        app_users=None, stop=None, metrics=DEFAULT_METRICS):
     """Run the agent of node ``name`` until SIGINT (stop its instances, then return) or SIGTERM
     (return and leave them running for the next agent to adopt).
 
@@ -57,6 +60,9 @@ def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, ad
     the signals caught before this was called (the caller's early handlers);
     the first of them is honoured once the agent is up, after it adopted its
     instances.
+
+    ``metrics``: the ``HOST:PORT`` its ``/metrics`` is served on (:mod:`nodeagent.metrics`),
+    loopback by default: what it tells of the node is for the node's own scraper.
 
     ``secret_file``: the cluster key's path, for compatibility only; None (``corral up``, a
     service unit) takes it from ``$CORRAL_SECRET_FILE`` (:func:`corral.wire.keys.key_path`),
@@ -79,15 +85,18 @@ def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, ad
     if who.reason:  # a warning where root was meant to isolate apps and cannot; else the chosen setup
         (log.warning if os.geteuid() == 0 and app_users is not False else log.info)("%s", who.reason)
     bus = None
+    counted = AgentMetrics()
     agent = Agent(name=name, data_dir=data_dir, images_dir=images_dir, labels=labels, address=address,
                   heartbeat=timings.heartbeat, send=lambda t, body, epoch: bus.send_all(t, body, epoch),
                   launcher=launcher, backoff=Backoff.from_timings(timings), capture=Capture.from_timings(timings),
                   bus_stats=lambda: bus.stats(), users=who, memory=MemoryCgroups.probe(),
-                  log_retention=timings.log_retention)
+                  log_retention=timings.log_retention, metrics=counted)
+    counted.watch(agent)
     bus = BusClient(list(reconcilers), key, name, agent.on_message, window=timings.replay_window)
     agent.streams = Streams(agent, reply=bus.send_to)
     stop = Stop(early=stop)
     profile = _Profile.from_env()
+    server = MetricsServer.start(counted.registry, metrics)
     try:
         with stop.catching():
             bus.start()
@@ -105,6 +114,8 @@ def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, ad
                          name, signal.Signals(stop.first).name, len(agent.instances))
                 agent.detach()
     finally:
+        if server is not None:
+            server.close()
         bus.close()
         if profile is not None:
             profile.dump()

@@ -210,14 +210,25 @@ def _download(url, fd, sha256, what, size=None):
     return length
 
 
-def missing_bytes(images_dir, artifact):
-    """Bytes a fetch of ``artifact``'s missing layers needs on disk: archive plus unpacked copy of each."""
+def missing_layers(images_dir, artifact):
+    """The layers of ``artifact`` (its layer dicts) not yet in ``images_dir``; [] when it is malformed."""
     try:
         env, code = layers_of("image", artifact)
     except ImageError:
-        return 0
-    return sum(2 * int(layer.get("size") or 0) for layer in (env, code)
-               if images.read_layer_marker(images_dir, layer["kind"], layer.get("id")) is None)
+        return []
+    return [layer for layer in (env, code)
+            if images.read_layer_marker(images_dir, layer["kind"], layer.get("id")) is None]
+
+
+def missing_bytes(images_dir, artifact):
+    """Bytes a fetch of ``artifact``'s missing layers needs on disk: archive plus unpacked copy of each."""
+    return sum(2 * int(layer.get("size") or 0) for layer in missing_layers(images_dir, artifact))
+
+
+def fetched_bytes(images_dir, layers):
+    """Bytes of the archives downloaded for ``layers``, as their markers record them."""
+    return sum(int((images.read_layer_marker(images_dir, layer["kind"], layer.get("id")) or {}).get("size") or 0)
+               for layer in layers)
 
 
 def installed(images_dir):
@@ -279,12 +290,14 @@ def make_room(images_dir, need, in_use, worked_in=images.working_dirs):
 class ImageCache:
     """:func:`ensure_image` with one fetch per image at a time (callers for the same image wait),
     room made on the disk first, and each use recorded for least-recently-used eviction.
-    ``in_use()`` returns the image ids the agent's instances run."""
+    ``in_use()`` returns the image ids the agent's instances run; ``on_fetch(ok, bytes, seconds)``
+    is told of each fetch of an image that was not there (the bytes of the archives downloaded)."""
 
-    def __init__(self, images_dir, fetch=ensure_image, in_use=set):
+    def __init__(self, images_dir, fetch=ensure_image, in_use=set, on_fetch=None):
         self.images_dir = images_dir
         self.fetch = fetch
         self.in_use = in_use
+        self.on_fetch = on_fetch
         self.locks = {}
         self.room = eventlet.semaphore.Semaphore()
 
@@ -295,15 +308,26 @@ class ImageCache:
         a lack of disk space included."""
         lock = self.locks.setdefault(image_id, eventlet.semaphore.Semaphore())
         with lock:
+            began, missing = time.monotonic(), None
             try:
                 if images.read_marker(self.images_dir, image_id) is None:
+                    missing = missing_layers(self.images_dir, artifact)
                     with self.room:
                         make_room(self.images_dir, missing_bytes(self.images_dir, artifact),
                                   set(self.in_use()) | {image_id})
                 folder = self.fetch(self.images_dir, image_id, artifact)
                 os.utime(os.path.join(folder, images.IMAGE_MARKER))
-                return folder
             except ImageError as e:
+                self._fetched(missing, False, began)
                 raise ImageError(f"image {image_id}: {e}" if not str(e).startswith("image ") else str(e)) from None
             except (OSError, ValueError) as e:
+                self._fetched(missing, False, began)
                 raise ImageError(f"image {image_id}: its folder could not be made ready ({e})") from None
+            self._fetched(missing, True, began)
+            return folder
+
+    def _fetched(self, missing, ok, began):
+        """Tell ``on_fetch`` of a fetch of the ``missing`` layers (None: the image was there, nothing fetched)."""
+        if missing is not None and self.on_fetch is not None:
+            size = fetched_bytes(self.images_dir, missing) if ok else 0
+            self.on_fetch(ok, size, time.monotonic() - began)

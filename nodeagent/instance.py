@@ -146,7 +146,7 @@ class Instance:
 
     def __init__(self, assignment, *, node, address, data_dir, image_cache, launcher, ports,
                  base_env, on_change, users, memory=None, clock=time.time, backoff=restart.Backoff(),
-                 capture=Capture(), record=None, exits=None):
+                 capture=Capture(), record=None, exits=None, metrics=None):
         self.assignment = assignment
         self.id = assignment["id"]
         self.spec = assignment["spec"]
@@ -176,6 +176,7 @@ class Instance:
         self._wake = Wakeup()
         self._thread = None
         self.exits = exits or ExitWatch()
+        self.metrics = metrics
         if record is not None:
             self.port = record.get("port")
             self.status = Status(restarts=record.get("restarts", 0), failures=record.get("failures", 0),
@@ -366,7 +367,11 @@ class Instance:
         self._kill_leftovers()
         oom_killed = self._release_cgroup()
         decision = self._apply(lifecycle.Exited(code, why, self.memory_limit if oom_killed else 0))
-        if decision.action != Action.RESTART or self._pause(decision.delay):
+        if decision.action != Action.RESTART:
+            return False
+        if self.metrics is not None:
+            self.metrics.restarted(why, oom_killed)
+        if self._pause(decision.delay):
             return False
         self._apply(lifecycle.BackoffOver())
         return True
@@ -443,8 +448,11 @@ class Instance:
                 return code, None
             now = self.clock()
             if tracker is not None and now >= next_probe:
+                began = time.monotonic()
                 ok, detail = self.launcher.probe(self.check, self.address, self.port, env, cwd,
                                                  run_as=identity.for_check(self, self.users))
+                if self.metrics is not None:
+                    self.metrics.probed(ok, time.monotonic() - began)
                 next_probe = health.next_check(self.clock(), self.check.interval)
                 if self.stop_requested:
                     break

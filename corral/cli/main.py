@@ -183,6 +183,8 @@ def parser():
     n.add_argument("--images-dir", default="/var/lib/corral/images", metavar="DIR",
                    help="where images are unpacked (default /var/lib/corral/images)")
     n.add_argument("--address", default="127.0.0.1", help="the address instances are reached at (default 127.0.0.1)")
+    n.add_argument("--metrics", default="127.0.0.1:7075", metavar="HOST:PORT",
+                   help="where its Prometheus /metrics is served (default 127.0.0.1:7075, loopback only)")
     n.add_argument("--no-app-users", dest="app_users", action="store_false", default=None,
                    help="run apps as the agent's user (as root, each app runs as its own system user corral-APP)")
     n.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
@@ -201,6 +203,8 @@ def parser():
     b.add_argument("--name", default=None, help="its name in build records (default: --listen)")
     b.add_argument("--advertise", default=None, metavar="HOST:PORT",
                    help="the address agents fetch images from (default: --listen)")
+    b.add_argument("--metrics", default="127.0.0.1:7073", metavar="HOST:PORT",
+                   help="where its Prometheus /metrics is served (default 127.0.0.1:7073, loopback only)")
     b.add_argument("--layer-cache-size", type=_bytes, default=None, metavar="BYTES",
                    help="prune layers built here, least recently used first, to this size (like 20Gi; 0: no limit)")
     b.add_argument("--wheel-cache-size", type=_bytes, default=None, metavar="BYTES",
@@ -262,14 +266,14 @@ def run_daemon(args):
         _daemon_logging(f"agent/{args.name}")
         run(name=args.name, reconcilers=args.reconciler, data_dir=args.data_dir,
             secret_file=args.secret_file, images_dir=args.images_dir, labels=_agent_labels(args),
-            address=args.address, timings=timings, app_users=args.app_users, stop=early)
+            address=args.address, timings=timings, app_users=args.app_users, stop=early, metrics=args.metrics)
     elif args.command == "builder":
         from builder.daemon import run
         name = args.name or args.listen
         _daemon_logging(f"builder/{name}")
         run(store_dsn=args.store, listen=args.listen, cache_dir=args.cache_dir, images_dir=args.images_dir,
             name=name, advertise=args.advertise, timings=timings, layer_cache_bytes=args.layer_cache_size,
-            wheel_cache_bytes=args.wheel_cache_size)
+            wheel_cache_bytes=args.wheel_cache_size, metrics=args.metrics)
     elif args.command == "up":
         from corral.cli.up import up
         return up(args)

@@ -55,12 +55,14 @@ def daemon_commands(args, data_dir, secret, store):
                                                  "--api", api, "--bus", bus] + settings, {**keyed, **stored}))
     cmds.append(("builder", py + ["builder", "--name", "b1",
                                   "--listen", f"127.0.0.1:{args.base_port + 2}",
+                                  "--metrics", f"127.0.0.1:{args.base_port + 3}",
                                   "--cache-dir", os.path.join(data_dir, "builder"), "--images-dir", images]
                  + settings, stored))
     for n in range(args.nodes):
         name = f"node-{n + 1}"
         argv = py + ["agent", "--name", name, "--data-dir", os.path.join(data_dir, "nodes", name),
-                     "--images-dir", images, "--label", f"corral.up/node={name}"]
+                     "--images-dir", images, "--label", f"corral.up/node={name}",
+                     "--metrics", f"127.0.0.1:{args.base_port + 10 * n + 5}"]
         for bus in buses:
             argv += ["--reconciler", bus]
         cmds.append((name, argv + settings, keyed))
@@ -102,13 +104,17 @@ class Keeper:
         return names
 
 
-def listen_ports(base_port, reconcilers):
-    """``[(port, what)]``: every TCP port on 127.0.0.1 the cluster's daemons will listen on. Pure."""
+def listen_ports(base_port, reconcilers, nodes=0):
+    """``[(port, what)]``: every TCP port on 127.0.0.1 the cluster's daemons will listen on. Pure.
+
+    Reconciler i (from 0): its API on BASE+10i (which serves its /metrics too), its bus on BASE+10i+1;
+    the builder's images on BASE+2 and its /metrics on BASE+3; node agent n's /metrics on BASE+10n+5."""
     ports = []
     for i in range(reconcilers):
         ports += [(base_port + 10 * i, f"the API of reconciler-{i + 1}"),
                   (base_port + 10 * i + 1, f"the bus of reconciler-{i + 1}")]
-    ports.append((base_port + 2, "the builder's image server"))
+    ports += [(base_port + 2, "the builder's image server"), (base_port + 3, "the builder's metrics")]
+    ports += [(base_port + 10 * n + 5, f"the metrics of node-{n + 1}") for n in range(nodes)]
     return sorted(ports)
 
 
@@ -161,7 +167,7 @@ def up(args):
     """Run the cluster in the foreground; return the exit code."""
     if args.nodes < 1 or args.reconcilers < 1:
         raise ClientError("corral up needs at least one node and one reconciler")
-    check_ports_free(listen_ports(args.base_port, args.reconcilers))
+    check_ports_free(listen_ports(args.base_port, args.reconcilers, args.nodes))
     data_dir = os.path.abspath(args.data_dir or default_data_dir())
     # The key and the SQLite store are 0600 in it; others may pass it (an app user reaches its
     # logs and its image below) but not list it, and not even pass it when apps run as us anyway.

@@ -425,6 +425,10 @@ class Store(abc.ABC):
     def list_builds(self, app: Optional[str] = None) -> list:
         """Builds, newest first."""
 
+    @abc.abstractmethod
+    def count_builds(self) -> dict:
+        """``{state: number of builds}`` (queued, building, succeeded, failed; only those there are)."""
+
     # --- events --------------------------------------------------------
     @abc.abstractmethod
     def add_event(self, kind: str, name: str, reason: str, message: str, actor: str) -> None:

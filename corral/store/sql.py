@@ -701,6 +701,12 @@ class SQLStore(RunQueries, Store):
             return [build_from_row(row) for row in cur.fetchall()]
         return self._run(work, write=False)
 
+    def count_builds(self) -> dict:
+        def work(cur):
+            cur.execute("SELECT state, COUNT(*) FROM builds GROUP BY state")
+            return {state: int(n) for state, n in cur.fetchall()}
+        return self._run(work, write=False)
+
     # --- events --------------------------------------------------------
     def add_event(self, kind: str, name: str, reason: str, message: str, actor: str) -> None:
         """Append an event stamped with the store's clock."""

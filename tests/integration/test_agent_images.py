@@ -244,3 +244,19 @@ def test_a_body_longer_than_the_assignment_says_is_cut_off_and_leaves_nothing(tm
     with pytest.raises(ImageError, match="longer than the 1000 bytes the assignment says"):
         ensure_image(str(tmp_path), IMAGE, layers)
     assert os.listdir(tmp_path / "code") == []
+
+
+def test_the_metrics_count_each_fetch_its_bytes_and_a_failure_but_not_a_finished_image(tmp_path, serve):
+    from nodeagent.metrics import AgentMetrics
+    counted = AgentMetrics()
+    base, _ = serve({"env": ENV, "code": CODE})
+    cache = ImageCache(str(tmp_path), on_fetch=counted.fetched)
+    cache.ensure(IMAGE, artifact(base))
+    cache.ensure(IMAGE, artifact(base))   # there already: no fetch
+    with pytest.raises(ImageError):
+        cache.ensure("sha256:" + "3" * 64, artifact(base, code_id="sha256:" + "d" * 64, code_sha="0" * 64))
+    value = counted.registry.get_sample_value
+    assert value("corral_agent_image_fetches_total", {"result": "success"}) == 1
+    assert value("corral_agent_image_fetches_total", {"result": "failure"}) == 1
+    assert value("corral_agent_image_fetch_bytes_total") == len(ENV) + len(CODE)
+    assert value("corral_agent_image_fetch_duration_seconds_count") == 2

@@ -14,9 +14,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def test_every_listening_port_is_named_once():
-    ports = listen_ports(7070, 2)
-    assert [p for p, _ in ports] == [7070, 7071, 7072, 7080, 7081]
+    ports = listen_ports(7070, 2, nodes=2)
+    assert [p for p, _ in ports] == [7070, 7071, 7072, 7073, 7075, 7080, 7081, 7085]
     assert dict(ports)[7081] == "the bus of reconciler-2"
+    assert dict(ports)[7085] == "the metrics of node-2"
 
 
 def test_a_taken_port_is_one_sentence_and_nothing_is_written(tmp_path):

@@ -1,0 +1,125 @@
+"""Every daemon's /metrics on a `corral up` cluster: parsed with prometheus_client's own parser, and
+counters that move when the thing they count happens (a build, a placement, a restart, a probe, a
+rejected bus message). The alert rules of docs/monitoring.md name only metrics the daemons serve.
+
+One cluster for the module; its app crashes whenever its trigger file appears.
+"""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.cluster import ROOT, UpCluster, wait_for
+
+APP = """\
+import http.server, os, threading, time
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), http.server.SimpleHTTPRequestHandler)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+hog = b"x" * (8 << 20)   # resident memory for the cgroup to count
+while True:
+    if os.path.exists(os.environ["TRIGGER"]):
+        os.remove(os.environ["TRIGGER"])
+        raise SystemExit(3)
+    time.sleep(0.1)
+"""
+
+
+def samples(text):
+    """``{(name, frozenset(labels.items())): value}`` of an exposition, by prometheus_client's parser."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(found, name, **labels):
+    """The sample ``name`` with exactly ``labels``, else 0.0."""
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(found, name, **labels):
+    """The sum of every sample ``name`` whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in found.items() if n == name and want <= ls)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    work = tmp_path_factory.mktemp("metrics")
+    os.makedirs(work / "src")
+    (work / "src" / "app.py").write_text(APP)
+    doc = {"apiVersion": "corral/v1", "kind": "App", "metadata": {"name": "counted"},
+           "spec": {"source": "./src", "env": {"TRIGGER": str(work / "trigger")},
+                    "processes": {"web": {"command": "python app.py", "instances": 1, "port": True,
+                                          "health": {"http": "/", "interval": "300ms"},
+                                          "resources": {"memory": "128Mi"},
+                                          "stopGracePeriod": "2s", "drainPeriod": "0s"}}}}
+    with open(work / "app.yaml", "w") as f:
+        yaml.safe_dump(doc, f)
+    c = UpCluster(work, nodes=1)
+    c.work = str(work)
+    try:
+        c.corral("apply", "-f", str(work / "app.yaml"), "--wait", "--timeout", "120s")
+        yield c
+    finally:
+        c.down()
+
+
+def scrape(url, **kw):
+    r = requests.get(url, timeout=10, **kw)
+    assert r.status_code == 200, (url, r.status_code, r.text[:200])
+    assert r.headers["Content-Type"].startswith("text/plain")
+    return samples(r.text)
+
+
+def agent_url(c):
+    return f"http://127.0.0.1:{c.base + 5}/metrics"
+
+
+def builder_url(c):
+    return f"http://127.0.0.1:{c.base + 3}/metrics"
+
+
+def test_the_builder_counts_its_build_and_its_queue(cluster):
+    found = scrape(builder_url(cluster))
+    assert value(found, "corral_builder_builds_total", result="succeeded") == 1
+    assert value(found, "corral_builder_builds_total", result="failed") == 0
+    assert total(found, "corral_builder_layer_cache_total", kind="env") == 1
+    assert total(found, "corral_builder_layer_cache_total", kind="code") == 1
+    assert value(found, "corral_builder_build_duration_seconds_count", result="succeeded") == 1
+    assert value(found, "corral_builder_builds_in_state", state="queued") == 0
+    assert value(found, "corral_builder_builds_in_state", state="succeeded") == 1
+
+
+def test_the_agent_counts_instances_probes_fetches_and_a_restart(cluster):
+    found = scrape(agent_url(cluster))
+    assert value(found, "corral_agent_instances", app="counted", state="running") == 1
+    assert value(found, "corral_agent_instances_ready", app="counted") == 1
+    # corral up's agents share the builder's images folder: the image is there, nothing is fetched
+    # (tests/integration/test_agent_images.py counts fetches)
+    assert ("corral_agent_image_fetch_bytes_total", frozenset()) in found
+    assert value(found, "corral_agent_probes_total", result="success") >= 1
+    assert value(found, "corral_agent_probe_duration_seconds_count") >= 1
+    assert value(found, "corral_agent_disk_free_bytes", folder="data") > 0
+    iid = cluster.instances("counted")[0]["id"]
+    assert value(found, "corral_agent_instance_memory_bytes", app="counted", instance=iid) >= 8 << 20
+    assert (("corral_agent_instance_cpu_seconds_total", frozenset({("app", "counted"), ("instance", iid)}))
+            in found)
+    before = value(found, "corral_agent_restarts_total", reason="exited")
+
+    open(os.path.join(cluster.work, "trigger"), "w").close()
+    wait_for("the restart counted", lambda: value(scrape(agent_url(cluster)), "corral_agent_restarts_total",
+                                                  reason="exited") == before + 1, timeout=30)
+
+
+def test_agents_and_builders_serve_metrics_on_loopback_only_and_nothing_else(cluster):
+    r = requests.get(f"http://127.0.0.1:{cluster.base + 5}/", timeout=10)
+    assert r.status_code == 404
+    up_argv = open(f"/proc/{cluster.daemons('agent')['node-1']}/cmdline", "rb").read().split(b"\0")
+    assert up_argv[up_argv.index(b"--metrics") + 1].startswith(b"127.0.0.1:")
