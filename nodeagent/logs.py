@@ -38,6 +38,7 @@ import stat
 CURRENT = "output.log"
 READ_BLOCK = 64 * 1024
 MAX_LINE = 64 * 1024   # a longer line (only a file without the contract can hold one) is cut here
+TEXT_BLOCK = 256 * 1024   # bytes of whole lines per block of text (a logs_chunk), at most about this many
 
 _LINE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (out|err|sys) ?(.*)\Z", re.S)
 _STARTED = re.compile(r"run \d+ started\b")
@@ -64,6 +65,31 @@ def parse_line(raw: str) -> Line:
     if m is None:
         return Line(None, "out", raw)
     return Line(m.group(1), m.group(2), m.group(3))
+
+
+_HEADS = ("Z out ", "Z err ")   # what follows the time stamp of an app's line (chars 26 to 31)
+
+
+def has_note(text: str) -> bool:
+    """Whether a block of lines may hold a ``sys`` line of corral's own (looked for in one scan)."""
+    return "Z sys " in text
+
+
+def app_text(text: str, timestamps=False, head="") -> str:
+    """A block of log lines (each ending in a newline) as ``corral logs`` prints the app's output:
+    each line's text, after its time when ``timestamps``, after ``head`` (the instance's prefix);
+    a line without the contract's prefix as it is. Pure; for a block without ``sys`` lines
+    (:func:`has_note`). One slice per line, no parsing: the capturer writes every line of a
+    folder's files with its 27-character time stamp, a space, its stream and a space."""
+    lines = text.split("\n")
+    lines.pop()   # after the last newline
+    if timestamps:
+        lines = [raw[:27] + raw[31:] if raw[26:32] in _HEADS else raw for raw in lines]
+    else:
+        lines = [raw[32:] if raw[26:32] in _HEADS else raw for raw in lines]
+    if not lines:
+        return ""
+    return head + ("\n" + head).join(lines) + "\n" if head else "\n".join(lines) + "\n"
 
 
 def format_ts(seconds: float) -> str:
@@ -124,6 +150,79 @@ def split_lines(buffer: bytes):
     return lines, rest
 
 
+def cut_lines(buffer: bytes):
+    """``(whole lines, the unfinished rest)`` of ``buffer``: the bytes up to and with its last newline,
+    and those after it. A rest longer than MAX_LINE is cut there and given as a line of its own
+    (a newline added), so that what is held back stays bounded and nothing is dropped."""
+    cut = buffer.rfind(b"\n") + 1
+    whole, rest = buffer[:cut], buffer[cut:]
+    while len(rest) > MAX_LINE:
+        whole += rest[:MAX_LINE] + b"\n"
+        rest = rest[MAX_LINE:]
+    return whole, rest
+
+
+def text_of(data: bytes) -> str:
+    """Log bytes as text: invalid UTF-8 replaced, never fatal."""
+    return data.decode("utf-8", errors="replace")
+
+
+def tail_start(files, n):
+    """``(index, offset)`` in ``files`` (``[(binary file, end)]``, oldest first) where the last ``n``
+    lines begin; a file's last line counts even without its newline. Reads backwards in blocks and
+    holds one block: the memory of a tail of a million lines is that of one line."""
+    if n <= 0:
+        return len(files), 0
+    need = n
+    for index in range(len(files) - 1, -1, -1):
+        f, end = files[index]
+        if end <= 0:
+            continue
+        hi = end - 1   # a newline at the very end starts no line
+        while hi > 0:
+            lo = max(0, hi - READ_BLOCK)
+            f.seek(lo)
+            block = f.read(hi - lo)
+            found = block.count(b"\n")
+            if found >= need:
+                at = len(block)
+                for _ in range(need):
+                    at = block.rfind(b"\n", 0, at)
+                return index, lo + at + 1
+            need -= found
+            hi = lo
+        need -= 1   # the file's first line
+        if need == 0:
+            return index, 0
+    return 0, 0
+
+
+def byte_blocks(files, start=(0, 0), size=TEXT_BLOCK):
+    """Blocks of whole lines (bytes, each line ending in a newline) of ``files`` (``[(binary file,
+    end)]``, oldest first) from ``start`` (``(index, offset)``, :func:`tail_start`), about ``size``
+    bytes each. No work per line: the bytes are cut at a newline. A file's last line without a
+    newline is given one."""
+    index, offset = start
+    block = b""
+    for f, end in files[index:]:
+        f.seek(offset)
+        rest = b""
+        while f.tell() < end:
+            data = f.read(min(size, end - f.tell()))
+            if not data:
+                break
+            whole, rest = cut_lines(rest + data)
+            block += whole
+            if len(block) >= size:
+                yield block
+                block = b""
+        if rest:
+            block += rest + b"\n"
+        offset = 0
+    if block:
+        yield block
+
+
 def _read_file(f, limit=None):
     """Every line of open binary file ``f`` from where it stands (up to byte ``limit``), as text."""
     rest = b""
@@ -171,6 +270,14 @@ class Snapshot:
         if self.current is not None:
             self.current.seek(0)
             yield from _read_file(self.current, self.end)
+
+    def blocks(self, tail=None, size=TEXT_BLOCK):
+        """The snapshot's lines (the last ``tail`` of them, or all) as blocks of bytes: :func:`byte_blocks`."""
+        files = [(f, os.fstat(f.fileno()).st_size) for f in self.files]
+        if self.current is not None:
+            files.append((self.current, self.end))
+        start = (0, 0) if tail is None else tail_start(files, tail)
+        return byte_blocks(files, start, size)
 
     def follower(self):
         """A :class:`Follower` that starts right after the last line of the snapshot."""
@@ -232,26 +339,32 @@ class Follower:
         self.rest = b""
 
     def poll(self, limit=READ_BLOCK):
-        """New complete lines (raw text), oldest first; [] when nothing new."""
+        """New complete lines (raw text, no newlines), oldest first; [] when nothing new."""
+        return text_of(self.poll_bytes(limit)).split("\n")[:-1]
+
+    def poll_bytes(self, limit=READ_BLOCK):
+        """New complete lines as bytes, each line ending in a newline (at most about ``limit``
+        bytes of them); b"" when nothing new. No work per line (:func:`cut_lines`)."""
         if self.file is None and not self._reopen():
-            return []
+            return b""
         block = self.file.read(limit)
         if not block:
             try:
                 inode = os.lstat(self.path).st_ino
             except OSError:
-                return []
+                return b""
             if inode == self.inode:
-                return []
-            block = self.file.read()  # rotated: what was written before the rename
-            lines, self.rest = split_lines(self.rest + block + (b"\n" if self.rest or block else b""))
+                return b""
+            whole = self.rest + self.file.read()  # rotated: what was written before the rename
+            if whole and not whole.endswith(b"\n"):
+                whole += b"\n"
             self.file.close()
             self.file = None
             self.rest = b""
             self._reopen()
-            return [raw for raw in lines if raw]
-        lines, self.rest = split_lines(self.rest + block)
-        return lines
+            return whole
+        whole, self.rest = cut_lines(self.rest + block)
+        return whole
 
     def _reopen(self):
         try:

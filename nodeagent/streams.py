@@ -31,7 +31,7 @@ from nodeagent.instance import Wakeup
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 128 * 1024   # log lines per logs_chunk, at most about this many bytes
+CHUNK_BYTES = logs.TEXT_BLOCK   # log lines per logs_chunk, at most about this many bytes (of whole lines)
 FOLLOW_POLL = 0.1          # seconds between looks at a followed file that had nothing new
 IDLE_TIMEOUT = 15.0        # seconds of silence from the reconciler after which a stream is closed
 SEND_RETRY = 0.05          # seconds between tries of a send the bus could not take at once
@@ -108,10 +108,10 @@ class Channel:
         """True when the reconciler has been silent past the idle timeout."""
         return self._clock() - self.heard > self.idle_timeout
 
-    def _send(self, type, body):
+    def _send(self, type, body, attachment=None):
         body["stream"] = self.id
         while not self.closed:
-            if self._reply(self.endpoint, type, body):
+            if self._reply(self.endpoint, type, body, attachment=attachment):
                 return True
             if self.stale():
                 self.close()
@@ -119,8 +119,9 @@ class Channel:
             eventlet.sleep(SEND_RETRY)
         return False
 
-    def emit(self, type, body):
-        """Send one chunk once the window has room; False when the stream was closed first."""
+    def emit(self, type, body, attachment=None):
+        """Send one chunk (and its ``attachment``: the bytes of a logs_chunk) once the window has room;
+        False when the stream was closed first."""
         while not self.closed and not self.window.has_room():
             if self.stale():
                 log.info("stream %s: no word from its reconciler for %gs; closing it", self.id, self.idle_timeout)
@@ -130,7 +131,7 @@ class Channel:
         if self.closed:
             return False
         body["seq"] = self.window.take()
-        return self._send(type, body)
+        return self._send(type, body, attachment)
 
     def emit_credit(self, ack):
         """Tell the reconciler that its input chunks up to ``ack`` are consumed (outside the window)."""
@@ -155,7 +156,8 @@ class Channel:
 
 
 class Streams:
-    """Every stream of one agent. ``reply(endpoint, type, body) -> bool`` sends to one reconciler."""
+    """Every stream of one agent. ``reply(endpoint, type, body, attachment=None) -> bool`` sends to one
+    reconciler (:meth:`corral.wire.bus.BusClient.send_to`)."""
 
     types = frozenset({"logs_open", "exec_open", "credit", "exec_input", "exec_resize", "stream_close"})
 
@@ -246,14 +248,9 @@ class Streams:
             if not snap.exists and iid not in agent.instances:
                 channel.end(f"instance {iid} has no log on node {agent.name}", error=True)
                 return
-            since = None
-            if body.get("since_seconds") is not None:
-                since = logs.format_ts(time.time() - body["since_seconds"])
-            source = snap.lines if body.get("previous") else snap.lines()
-            lines = logs.select(source, tail=body.get("tail"), since=since, previous=bool(body.get("previous")))
-            if not self._send_lines(channel, lines):
+            if not self._send_texts(channel, self._backlog(snap, body)):
                 return
-            if not channel.emit("logs_chunk", {"lines": [], "caught_up": True}):
+            if not channel.emit("logs_chunk", {"caught_up": True}):
                 return
             if not body.get("follow") or body.get("previous"):
                 channel.end("end of the log")
@@ -266,32 +263,55 @@ class Streams:
         finally:
             follower.close()
 
-    def _send_lines(self, channel, lines):
-        batch, size = [], 0
-        for raw in lines:
-            batch.append(raw)
-            size += len(raw) + 4
-            if size >= CHUNK_BYTES:
-                if not channel.emit("logs_chunk", {"lines": batch}):
-                    return False
-                batch, size = [], 0
-        return not batch or channel.emit("logs_chunk", {"lines": batch})
+    @staticmethod
+    def _backlog(snap, body):
+        """The blocks of lines (bytes, each line ending in a newline) a logs_open asks for: raw blocks of
+        the files (the last ``tail`` lines, or all; no work per line) unless it picks lines by time or
+        run, which reads them line by line."""
+        if body.get("since_seconds") is None and not body.get("previous"):
+            return snap.blocks(tail=body.get("tail"), size=CHUNK_BYTES)
+        since = None
+        if body.get("since_seconds") is not None:
+            since = logs.format_ts(time.time() - body["since_seconds"])
+        source = snap.lines if body.get("previous") else snap.lines()
+        lines = logs.select(source, tail=body.get("tail"), since=since, previous=bool(body.get("previous")))
+        return _joined(lines, CHUNK_BYTES)
+
+    @staticmethod
+    def _send_texts(channel, blocks):
+        for data in blocks:
+            if not channel.emit("logs_chunk", {}, data):
+                return False
+        return True
 
     def _follow(self, channel, iid, follower):
         while not channel.closed:
-            lines = follower.poll(CHUNK_BYTES)
-            if lines:
-                if not channel.emit("logs_chunk", {"lines": lines}):
+            data = follower.poll_bytes(CHUNK_BYTES)
+            if data:
+                if not channel.emit("logs_chunk", {}, data):
                     return
                 continue
             inst = self.agent.instances.get(iid)
             if inst is None or inst.gone or inst.finished:
-                lines = follower.poll(CHUNK_BYTES)
-                if lines:
-                    if not channel.emit("logs_chunk", {"lines": lines}):
+                data = follower.poll_bytes(CHUNK_BYTES)
+                if data:
+                    if not channel.emit("logs_chunk", {}, data):
                         return
                     continue
                 why = inst.message if inst is not None and inst.message else "stopped"
                 channel.end(f"instance {iid} ended ({why})")
                 return
             eventlet.sleep(FOLLOW_POLL)
+
+
+def _joined(lines, size):
+    """Blocks of about ``size`` bytes of ``lines`` (raw text), as UTF-8, each line ending in a newline."""
+    batch, length = [], 0
+    for raw in lines:
+        batch.append(raw)
+        length += len(raw) + 1
+        if length >= size:
+            yield ("\n".join(batch) + "\n").encode("utf-8")
+            batch, length = [], 0
+    if batch:
+        yield ("\n".join(batch) + "\n").encode("utf-8")

@@ -17,8 +17,10 @@ written it to the client (eventlet.wsgi blocks while the client's socket is
 full), so a slow client holds at most ``window`` chunks here and one at the
 agent. Input the other way is held to the same window by the agent's credits.
 
-Every answer is one JSON object a line: ``{"lines": [...]}``, ``{"caught_up":
-true}``, ``{"out"|"err": base64}``, ``{"started": {...}}``, ``{}`` (a
+Every answer is one JSON object a line: ``{"data": "<log lines, each ending in
+a newline>"}`` (with ``bytes=1``: ``{"bytes": N}``, a newline and the N bytes of
+the lines as the node read them, which spares both ends the JSON escaping of
+every byte), ``{"caught_up": true}``, ``{"out"|"err": base64}``, ``{"started": {...}}``, ``{}`` (a
 keepalive, every :data:`KEEPALIVE` seconds, which is also how a client that
 went away is noticed), and last ``{"end": why, "error": bool, "exit_code": n}``.
 A node that does not answer an open within :data:`OPEN_TIMEOUT`, or stops
@@ -71,11 +73,22 @@ def pick_instance(instances, app, process=None, instance=None):
                 return i
 
 
+def chunk_bytes(msg):
+    """The lines of a ``logs_chunk`` as bytes, every line ending in a newline: its attachment (given
+    a last newline if it lacks one, so that a node's chunk never runs into the next one's first
+    line), else its body's ``lines`` (agents before attachments). Pure."""
+    data = msg.attachment if msg.attachment else "".join(
+        line + "\n" for line in msg.body.get("lines", ())).encode("utf-8")
+    return data if not data or data.endswith(b"\n") else data + b"\n"
+
+
 def client_item(msg):
-    """The NDJSON object the client gets for one message from the agent. Pure."""
+    """The object the client gets for one message from the agent (log lines as bytes under
+    ``data``: :func:`encode_item` writes them). Pure."""
     body = msg.body
     if msg.type == "logs_chunk":
-        return {"caught_up": True} if body.get("caught_up") else {"lines": body["lines"]}
+        data = chunk_bytes(msg)
+        return dict({"data": data} if data else {}, **({"caught_up": True} if body.get("caught_up") else {}))
     if msg.type == "exec_output":
         return {body["fd"]: body["data"]}
     return {"end": body["reason"], "error": bool(body.get("error")), "exit_code": body.get("exit_code")}
@@ -237,7 +250,7 @@ class Relay:
 class StreamRoutes:
     """The API routes of logs and exec (added to :class:`reconciler.api.Api`)::
 
-        GET  /v1/instances/ID/logs?tail=N&since=SECONDS&follow=1&previous=1
+        GET  /v1/instances/ID/logs?tail=N&since=SECONDS&follow=1&previous=1&bytes=1
         POST /v1/exec                      {"app", "process", "instance", "argv", "tty", "rows", "cols"}
         POST /v1/exec/SESSION/input        {"data": base64, "eof": bool}
         POST /v1/exec/SESSION/resize       {"rows", "cols"}
@@ -289,7 +302,7 @@ class StreamRoutes:
         except ValueError:
             raise self.http_error(400, "tail must be a whole number and since a number of seconds")
         session = self._open(inst, "logs_open", body, "logs")
-        return 200, Streaming(self.relay, session, session.items())
+        return 200, Streaming(self.relay, session, session.items(), binary=_flag(query.get("bytes")))
 
     def exec(self, environ, query):
         req = self.json_body(environ)
@@ -365,20 +378,36 @@ class StreamRoutes:
         return 200, {"ok": True}
 
 
+def encode_item(item, binary=False):
+    """The bytes of one streamed item: a JSON line, its log lines (``data``, bytes) as a JSON string
+    (invalid UTF-8 replaced); or with ``binary``, as ``{"bytes": N}`` and a newline followed by the
+    N bytes as they are (no escaping on either side). Pure."""
+    data = item.get("data")
+    if data is None:
+        return json.dumps(item).encode("utf-8") + b"\n"
+    if binary:
+        head = dict(item, bytes=len(data))
+        del head["data"]
+        return b"".join((json.dumps(head).encode("utf-8"), b"\n", data))
+    return json.dumps(dict(item, data=data.decode("utf-8", errors="replace"))).encode("utf-8") + b"\n"
+
+
 class Streaming:
-    """A streamed response body (chunked NDJSON): each item a line; the session is closed
-    when the client is done or gone (the WSGI server calls :meth:`close`)."""
+    """A streamed response body (chunked NDJSON, log lines as raw bytes when ``binary``: see
+    :func:`encode_item`); the session is closed when the client is done or gone (the WSGI server
+    calls :meth:`close`)."""
 
     content_type = "application/x-ndjson"
 
-    def __init__(self, relay, session, items):
+    def __init__(self, relay, session, items, binary=False):
         self.relay = relay
         self.session = session
         self.items = items
+        self.binary = binary
 
     def __iter__(self):
         for item in self.items:
-            yield json.dumps(item).encode("utf-8") + b"\n"
+            yield encode_item(item, self.binary)
 
     def close(self):
         """Close the item generator and the session (tells the agent when the stream had not ended)."""

@@ -1,8 +1,10 @@
 """``corral logs APP``: instance output from every node, merged in time order; ``-f`` follows.
 
 One stream per instance (``GET /v1/instances/ID/logs``), each read by its own
-thread into one queue. The backlog of every stream is merged by time stamp
-before it is printed; followed lines are printed as they come. While
+thread into one queue. The backlogs of several instances are merged by time
+stamp before they are printed; one instance's backlog, and followed lines,
+are printed as they come, a block of lines at a time with no parsing per line
+(:func:`nodeagent.logs.app_text`). While
 following an app, its instance list is polled so that instances that start
 later (a rollout, a replacement) are followed too, and an instance that ends
 is said on stderr. The app's output goes to stdout, whichever stream (stdout
@@ -89,6 +91,17 @@ class Printer:
         else:
             self.out.write(head + line.text + "\n")
 
+    def block(self, iid, text):
+        """Print a block of raw log lines of instance ``iid`` (each ending in a newline): in one write
+        when it holds no line of corral's own, else line by line."""
+        from nodeagent.logs import app_text, has_note, parse_line
+        if has_note(text):
+            for raw in text.split("\n")[:-1]:
+                self.line(iid, parse_line(raw))
+        else:
+            self.out.write(app_text(text, self.timestamps, f"{iid} | " if self.prefix else ""))
+        self.out.flush()
+
     def note(self, text):
         """Something corral has to say (an instance ended, a stream failed), on stderr."""
         self.out.flush()
@@ -97,17 +110,18 @@ class Printer:
 
 def _reader(client, inst, params, events):
     from corral.cli.stream import items, open_stream
-    from nodeagent.logs import parse_line
     iid = inst["id"]
     try:
         _, r = open_stream(client, "GET", f"/v1/instances/{iid}/logs", params=params)
         with r:
             for item in items(r):
-                if "lines" in item:
-                    events.put(("lines", iid, [parse_line(raw) for raw in item["lines"]]))
-                elif item.get("caught_up"):
+                if item.get("data"):
+                    data = item["data"]
+                    events.put(("data", iid, data.decode("utf-8", errors="replace") if isinstance(data, bytes)
+                                else data))
+                if item.get("caught_up"):
                     events.put(("caught_up", iid, None))
-                elif "end" in item:
+                if "end" in item:
                     events.put(("end", iid, item))
                     return
         events.put(("end", iid, {"end": "the stream ended early", "error": True}))
@@ -124,8 +138,8 @@ def _start(client, inst, params, events):
 def run(args, client):
     """``corral logs``: 0 when every stream ended well (or on Ctrl-C while following), else 1."""
     import queue
-    from nodeagent.logs import merge
-    params = {"follow": "1" if args.follow else "0", "previous": "1" if args.previous else "0"}
+    from nodeagent.logs import merge, parse_line
+    params = {"follow": "1" if args.follow else "0", "previous": "1" if args.previous else "0", "bytes": "1"}
     if args.tail is not None:
         params["tail"] = str(args.tail)
     if args.since:
@@ -155,13 +169,11 @@ def run(args, client):
                 kind, iid, payload = events.get(timeout=0.5)
             except queue.Empty:
                 kind = None
-            if kind == "lines":
-                if iid in backlog:
-                    backlog[iid].extend(payload)
+            if kind == "data":
+                if iid in backlog and len(insts) > 1:   # merged by time with the other instances' backlogs
+                    backlog[iid].extend(map(parse_line, payload.split("\n")[:-1]))
                 else:
-                    for line in payload:
-                        printer.line(iid, line)
-                    printer.out.flush()
+                    printer.block(iid, payload)
             elif kind in ("caught_up", "end"):
                 pending.discard(iid)
                 if not pending and backlog:

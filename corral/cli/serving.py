@@ -120,7 +120,8 @@ def last_output(client, instance, lines=3):
                                   params={"follow": "0", "tail": str(lines * 4)})
         with response:
             for item in items(response):
-                out += [line.text for line in map(parse_line, item.get("lines", [])) if line.stream != "sys"]
+                out += [line.text for line in map(parse_line, item.get("data", "").split("\n")[:-1])
+                        if line.stream != "sys"]
                 if item.get("caught_up") or "end" in item:
                     break
     except ClientError:

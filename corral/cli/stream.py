@@ -15,7 +15,7 @@ from corral.cli.client import ClientError, Unreachable, _short, connect, encode_
 
 READ_TIMEOUT = 30.0     # seconds without a byte (keepalives come every 2 s) before the API counts as gone
 CONNECT_TIMEOUT = 10.0
-BLOCK = 64 * 1024
+BLOCK = 1024 * 1024
 
 
 def open_stream(client, method, path, *, params=None, json=None, headers=None):
@@ -67,24 +67,65 @@ def _error_of(content):
     return body.get("error") if isinstance(body, dict) else None
 
 
+MAX_BYTES_ITEM = 8 * 1024 * 1024   # the most bytes one item's ``{"bytes": N}`` may announce
+
+
+class _Reader:
+    """Lines and counted bytes of a streamed answer, read in blocks as they arrive."""
+
+    def __init__(self, response):
+        self.response = response
+        self.buf = bytearray()
+        self.pos = 0
+
+    def _more(self):
+        block = self.response.read1(BLOCK)
+        if not block:
+            return False
+        del self.buf[:self.pos]
+        self.pos = 0
+        self.buf += block
+        return True
+
+    def line(self):
+        """The next line (without its newline), or None at the end of the answer."""
+        start = self.pos
+        while (end := self.buf.find(b"\n", start)) < 0:
+            start = len(self.buf) - self.pos
+            if not self._more():
+                return None
+            start += self.pos
+        line, self.pos = bytes(self.buf[self.pos:end]), end + 1
+        return line
+
+    def take(self, n):
+        """The next ``n`` bytes; ClientError when the answer ends first."""
+        while len(self.buf) - self.pos < n:
+            if not self._more():
+                raise ClientError(f"the stream ended inside an item of {n} bytes")
+        data, self.pos = bytes(self.buf[self.pos:self.pos + n]), self.pos + n
+        return data
+
+
 def items(response):
-    """The JSON objects of a streamed answer, as they arrive (keepalives left out).
+    """The JSON objects of a streamed answer, as they arrive (keepalives left out). An object that
+    says ``{"bytes": N}`` is followed by N bytes of log lines: they are its ``data`` (bytes).
 
     Raises ClientError when the connection is lost before the stream's end.
     """
     import http.client
-    rest = b""
+    reader = _Reader(response)
     try:
-        while True:
-            block = response.read1(BLOCK)
-            if not block:
-                return
-            rest += block
-            *lines, rest = rest.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    item = json.loads(line)
-                    if item:
-                        yield item
+        while (line := reader.line()) is not None:
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            if isinstance(item, dict) and "bytes" in item:
+                size = item.pop("bytes")
+                if type(size) is not int or not 0 <= size <= MAX_BYTES_ITEM:
+                    raise ClientError(f"the API announced an item of {size!r} bytes")
+                item["data"] = reader.take(size)
+            if item:
+                yield item
     except (OSError, http.client.HTTPException, ValueError) as e:
         raise ClientError(f"the connection to the API was lost ({_short(e)})")

@@ -94,8 +94,8 @@ class _Endpoint:
         self.dropped = 0
         self.extra_rejected = collections.Counter()
 
-    def _seal(self, type, body, epoch):
-        return seal(self._key, type, self.sender, epoch, body, now=self._clock())
+    def _seal(self, type, body, epoch, attachment=None):
+        return seal(self._key, type, self.sender, epoch, body, now=self._clock(), attachment=attachment)
 
     def _receive_loop(self, sock, name):
         while not self._closing:
@@ -294,14 +294,15 @@ class BusClient(_Endpoint):
                 eventlet.sleep(0)
         return taken
 
-    def send_to(self, endpoint: str, type: str, body: dict, epoch: int = 0) -> bool:
-        """Seal and send one message to the reconciler at ``endpoint`` only (the one that
-        opened a stream); False when it cannot go now (never blocks, counted in ``dropped``)."""
+    def send_to(self, endpoint: str, type: str, body: dict, epoch: int = 0, attachment: bytes | None = None) -> bool:
+        """Seal and send one message (with its ``attachment``, see :mod:`corral.wire.envelope`) to the
+        reconciler at ``endpoint`` only (the one that opened a stream); False when it cannot go now
+        (never blocks, counted in ``dropped``)."""
         sock = self._socks.get(endpoint)
         if sock is None:
             return False
         try:
-            sock.send(self._seal(type, body, epoch), flags=zmq.NOBLOCK)
+            sock.send(self._seal(type, body, epoch, attachment), flags=zmq.NOBLOCK)
         except zmq.Again:
             self.dropped += 1
             return False

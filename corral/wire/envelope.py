@@ -5,12 +5,19 @@ outside input is ``os.urandom`` for a default nonce.
 
 Framing of the wire bytes (one ZeroMQ frame)::
 
-    <64 lowercase hex digits: HMAC-SHA256(key, payload)> "." <payload>
+    <64 lowercase hex digits: HMAC-SHA256(key, signed)> "." <signed>
+    signed = <payload> [ NUL <attachment> ]
 
 ``payload`` is the canonical JSON (UTF-8, sorted keys, no spaces) of
 ``{"v", "type", "sender", "epoch", "ts", "nonce", "body"}``. The signature has
 a fixed length at a fixed place, so nothing has to be parsed before it is
 checked, and no payload can be mistaken for a signature or the other way round.
+
+``attachment``: raw bytes after the first NUL (JSON text never holds a raw NUL,
+so the cut is unambiguous), for the types of :data:`ATTACHMENTS` only and at
+most their limit: log lines travel as the bytes of the files they were read
+from, with no JSON escaping on either side (which cost more than all the rest
+of a chunk's way together). The signature covers it with the payload.
 
 :class:`Opener` checks, in this order, each failure raising :class:`Rejected`
 with its ``reason``:
@@ -20,7 +27,8 @@ with its ``reason``:
 3. JSON and field types -> ``malformed``; ``v`` -> ``version``
 4. ``ts`` within ``window`` seconds of ``now`` either way -> ``expired``
 5. nonce not seen before -> ``replayed``
-6. type known -> ``type``; body valid against its JSON Schema -> ``schema``
+6. type known -> ``type``; body valid against its JSON Schema, an attachment
+   only where its type takes one and within its limit -> ``schema``
 
 Forward compatibility (:mod:`corral.wire.compat`): a body may carry fields
 its schema does not declare (a peer one minor release newer sends them),
@@ -57,6 +65,7 @@ MAX_BYTES = 8 * 1024 * 1024
 SIG_LEN = 64  # hex digits of an HMAC-SHA256
 MAX_NONCE_LEN = 128
 REASONS = frozenset({"malformed", "version", "signature", "expired", "replayed", "schema", "type"})
+ATTACHMENTS = {"logs_chunk": 1 << 20}   # the types that may carry an attachment, and its limit in bytes
 
 PING_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -92,6 +101,7 @@ class Message:
     timestamp: float
     nonce: str
     body: dict
+    attachment: bytes = b""
 
 
 class Rejected(Exception):
@@ -104,16 +114,18 @@ class Rejected(Exception):
         self.detail = detail
 
 
-def _sign(key, payload):
-    return hmac.new(key, payload, hashlib.sha256).hexdigest().encode("ascii")
+def _sign(key, signed):
+    return hmac.new(key, signed, hashlib.sha256).hexdigest().encode("ascii")
 
 
-def seal(key: bytes, type: str, sender: str, epoch: int, body: dict, now: float, nonce: str | None = None) -> bytes:
+def seal(key: bytes, type: str, sender: str, epoch: int, body: dict, now: float, nonce: str | None = None,
+         attachment: bytes | None = None) -> bytes:
     """Return the signed wire bytes of one message (framing: see the module docstring).
 
     Raises ValueError naming the field when an argument could never be opened
     (empty type or sender, negative epoch, a timestamp that is not finite, a
-    body that is not a JSON object, or one that is larger than MAX_BYTES).
+    body that is not a JSON object, an attachment where the type takes none or
+    over its limit, or a message that is larger than MAX_BYTES).
     """
     if not isinstance(key, bytes) or not key:
         raise ValueError("seal: the key must be non-empty bytes")
@@ -134,6 +146,10 @@ def seal(key: bytes, type: str, sender: str, epoch: int, body: dict, now: float,
     payload = canonical_bytes(
         {"v": VERSION, "type": type, "sender": sender, "epoch": epoch, "ts": now, "nonce": nonce, "body": body}
     )
+    if attachment is not None:
+        if len(attachment) > ATTACHMENTS.get(type, -1):
+            raise ValueError(f"seal: a {type!r} message takes no attachment of {len(attachment)} bytes")
+        payload = b"".join((payload, b"\0", attachment))
     data = _sign(key, payload) + b"." + payload
     if len(data) > MAX_BYTES:
         raise ValueError(f"seal: a {type!r} message of {len(data)} bytes is larger than the {MAX_BYTES} byte limit")
@@ -241,9 +257,10 @@ class Opener:
             raise Rejected("malformed", f"{len(data)} bytes is more than the {MAX_BYTES} byte limit")
         if len(data) <= SIG_LEN or data[SIG_LEN:SIG_LEN + 1] != b".":
             raise Rejected("malformed", "not a signed envelope (expected 64 hex digits, '.', payload)")
-        sig, payload = data[:SIG_LEN], data[SIG_LEN + 1:]
-        if not hmac.compare_digest(sig, _sign(self._key, payload)):
+        if not hmac.compare_digest(data[:SIG_LEN], _sign(self._key, memoryview(data)[SIG_LEN + 1:])):
             raise Rejected("signature", "the HMAC does not match the payload under the cluster key")
+        cut = data.find(b"\0", SIG_LEN + 1)
+        payload, attachment = (data[SIG_LEN + 1:], None) if cut < 0 else (data[SIG_LEN + 1:cut], data[cut + 1:])
 
         try:
             doc = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
@@ -272,10 +289,15 @@ class Opener:
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(body)"
             raise Rejected("schema", f"{fields['type']} body from {fields['sender']!r} at {where}: {error.message}")
+        if attachment is not None and len(attachment) > ATTACHMENTS.get(fields["type"], -1):
+            raise Rejected("schema", f"a {fields['type']} from {fields['sender']!r} with an attachment of "
+                                     f"{len(attachment)} bytes (its type takes "
+                                     + (f"at most {ATTACHMENTS[fields['type']]})" if fields["type"] in ATTACHMENTS
+                                        else "none)"))
         return Message(
             type=fields["type"], sender=fields["sender"], epoch=fields["epoch"],
             timestamp=float(ts), nonce=fields["nonce"],
-            body=compat.known_only(self._closed[fields["type"]], fields["body"]),
+            body=compat.known_only(self._closed[fields["type"]], fields["body"]), attachment=attachment or b"",
         )
 
 

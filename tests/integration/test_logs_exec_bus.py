@@ -139,7 +139,7 @@ def write_lines(path, start, count, mode="a", width=0):
 
 
 def texts(items):
-    return [raw.split(" ", 2)[2] for item in items for raw in item.get("lines", [])]
+    return [raw.split(" ", 2)[2] for item in items for raw in item.get("data", b"").decode().split("\n")[:-1]]
 
 
 # -- logs ---------------------------------------------------------------------
@@ -172,7 +172,7 @@ def test_a_slow_reader_holds_the_agent_to_its_window(pair, monkeypatch):
         # It has had its chance once it has heard the relay's latest credit and sent all that credit allows.
         wait_for(lambda: channel.window.acked == session.acked and not channel.window.has_room(),
                  "the agent to hear the relay's latest credit and use it up")
-        consumed = len([i for i in got if "lines" in i])
+        consumed = len([i for i in got if "data" in i])
         assert channel.window.sent <= consumed + pair.relay.window, \
             f"the agent sent chunk {channel.window.sent} with only {consumed} consumed"
         assert session.queue.qsize() <= pair.relay.window

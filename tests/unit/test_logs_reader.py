@@ -169,3 +169,55 @@ def test_merge_orders_instances_by_time_and_keeps_unstamped_lines_in_place():
     b = [Line(ts(2), "out", "b2"), Line(ts(3), "err", "b3")]
     got = [(k, line.text) for k, line in merge([("a", a), ("b", b)])]
     assert got == [("a", "a1"), ("a", "a1-cont"), ("b", "b2"), ("b", "b3"), ("a", "a4")]
+
+
+# -- blocks of bytes: what `corral logs` streams, with no work per line ------------------------------
+
+FILES = {"output.log.2": ["a1", "a2"], "output.log.1": ["b1"], "output.log": ["c1", "c2", "c3"]}
+EVERY = ["a1", "a2", "b1", "c1", "c2", "c3"]
+
+
+@pytest.mark.parametrize("tail, expected", [
+    (None, EVERY), (0, []), (1, ["c3"]), (3, ["c1", "c2", "c3"]), (4, ["b1", "c1", "c2", "c3"]),
+    (5, EVERY[1:]), (6, EVERY), (1_000_000, EVERY),
+], ids=["all", "none", "last", "current-file", "into-the-previous", "inside-the-oldest", "exactly-all", "more"])
+def test_blocks_give_the_last_lines_across_rotated_files(tmp_path, folder, tail, expected):
+    for name, lines in FILES.items():
+        write(folder, name, lines)
+    snap = Snapshot(str(tmp_path), IID)
+    got = b"".join(snap.blocks(tail=tail, size=4))
+    snap.close()
+    assert got.decode().split("\n")[:-1] == expected
+
+
+def test_blocks_cut_only_at_newlines_and_end_a_torn_last_line(tmp_path, folder):
+    os.makedirs(folder)
+    with open(os.path.join(folder, "output.log"), "wb") as f:
+        f.write(b"one\ntwo\nthree without end")
+    snap = Snapshot(str(tmp_path), IID)
+    blocks = list(snap.blocks(size=5))
+    assert all(b.endswith(b"\n") for b in blocks)
+    assert b"".join(blocks) == b"one\ntwo\nthree without end\n"
+    assert b"".join(Snapshot(str(tmp_path), IID).blocks(tail=1)) == b"three without end\n"
+
+
+def test_a_line_longer_than_max_line_is_given_in_pieces_not_held():
+    whole, rest = logs.cut_lines(b"ok\n" + b"y" * (logs.MAX_LINE * 2 + 5))
+    assert whole == b"ok\n" + (b"y" * logs.MAX_LINE + b"\n") * 2 and rest == b"y" * 5
+
+
+@pytest.mark.parametrize("timestamps, head, expected", [
+    (False, "", "hello\n two\nplain\n\n"),
+    (True, "", f"{ts(1)} hello\n{ts(2)}  two\nplain\n{ts(3)} \n"),
+    (False, "i | ", "i | hello\ni |  two\ni | plain\ni | \n"),
+], ids=["text", "timestamps", "prefixed"])
+def test_app_text_is_what_corral_logs_prints(timestamps, head, expected):
+    block = f"{ts(1)} out hello\n{ts(2)} err  two\nplain\n{ts(3)} out \n"
+    assert not logs.has_note(block)
+    assert logs.app_text(block, timestamps, head) == expected
+    if not timestamps and not head:   # the same as parsing each line
+        assert expected == "".join(parse_line(raw).text + "\n" for raw in block.split("\n")[:-1])
+
+
+def test_a_block_with_corral_s_own_line_is_noticed():
+    assert logs.has_note(f"{ts(1)} out a\n{ts(2)} sys run 2 started pid 7\n")
