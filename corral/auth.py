@@ -29,6 +29,12 @@ def role_tokens(key):
     return {role: api_token(key, role) for role in ROLES}
 
 
+def metrics_token(key):
+    """The bearer token that a reconciler's ``/metrics`` accepts beside the API token, and nothing
+    else does: what a Prometheus server holds reads counts, never the cluster's state or secrets."""
+    return hmac.new(key, b"corral metrics token v1", hashlib.sha256).hexdigest()
+
+
 def token_matches(expected, header):
     """Whether an ``Authorization`` header carries ``expected`` (constant time)."""
     scheme, _, given = (header or "").partition(" ")

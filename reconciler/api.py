@@ -1,7 +1,8 @@
 """The HTTP/JSON API that every reconciler serves (WSGI, run by eventlet.wsgi).
 
 Every route but ``/healthz`` and the dashboard's static files needs a bearer
-token, and the token's role must allow it (:func:`role_needed`, corral/auth.py). Errors are JSON
+token, and the token's role must allow it (:func:`role_needed`, corral/auth.py); ``/metrics``
+takes the metrics token too (corral.auth.metrics_token). Errors are JSON
 ``{"error": "<one sentence>"}`` with a 4xx/5xx status. Apply is server-side
 and idempotent: the store decides created / configured / unchanged, and an
 unchanged app is not written at all.
@@ -9,6 +10,7 @@ unchanged app is not written at all.
 Routes::
 
     GET    /healthz             liveness, leadership, versions (release, bus, store schema)
+    GET    /metrics             Prometheus text format; any role's token or the metrics token (reconciler/metrics.py)
     POST   /v1/apply            {"documents": [{"doc": {...}, "source_digest": "sha256:..."}], "dryRun": bool}
     POST   /v1/diff             same body; per app the change as a unified diff
     GET    /v1/apps             GET /v1/apps/NAME        DELETE /v1/apps/NAME
@@ -34,11 +36,13 @@ import hashlib
 import json
 import logging
 import re
+import time
 
 import yaml
 
 from corral import versions
-from corral.auth import allows, role_of
+from corral.auth import allows, role_of, token_matches
+from corral.metrics import exposition_of
 from corral.secrets import redact_spec
 from corral.source import gunzip_source
 from corral.spec import SpecError, validate_document
@@ -48,6 +52,7 @@ from reconciler import dashboard, views
 from reconciler.actor import actor
 from reconciler.changes import parse_kinds
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
+from reconciler.metrics import route_label
 from reconciler.rollout_api import RolloutRoutes
 from reconciler.runs_api import RunRoutes
 from reconciler.streams import StreamRoutes
@@ -58,6 +63,17 @@ log = logging.getLogger(__name__)
 MAX_BODY = 8 << 20
 MAX_SOURCE = 100 << 20
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+METRICS = "metrics"   # a route's auth: the API token, or the metrics token (corral.auth.metrics_token)
+
+
+class Exposition:
+    """An answer that is not JSON: metrics in a Prometheus format."""
+
+    def __init__(self, content_type, data):
+        self.content_type = content_type
+        self.data = data
 
 
 class HttpError(Exception):
@@ -78,7 +94,8 @@ class Api:
     admin token; ``tokens`` (``{role: token}``, corral.auth.role_tokens) the tokens of every role,
     when given. ``watch``: the change stream's seconds between reads, and between keepalives."""
 
-    def __init__(self, store, state, token, kick, relay=None, tokens=None, watch=(1.0, KEEPALIVE)):
+    def __init__(self, store, state, token, kick, relay=None, tokens=None, watch=(1.0, KEEPALIVE), metrics=None,
+                 metrics_token=None):
         self.store = store
         self.state = state
         self.token = token
@@ -87,8 +104,11 @@ class Api:
         self.feed = ChangeFeed({"app": self._app_view, "instance": self._instance_view,
                                 "node": self._node_view, "event": self._event_view}, watch[0])
         self.watch_keepalive = watch[1]
+        self.metrics = metrics   # reconciler.metrics.ReconcilerMetrics, or None
+        self.metrics_token = metrics_token
         self.routes = [
             ("GET", r"/healthz", self.healthz, False),
+            ("GET", r"/metrics", self.serve_metrics, METRICS),
             ("POST", r"/v1/apply", self.apply, True),
             ("POST", r"/v1/diff", self.diff, True),
             ("GET", r"/v1/apps", self.list_apps, True),
@@ -114,7 +134,15 @@ class Api:
 
     # -- WSGI plumbing -------------------------------------------------------
     def __call__(self, environ, start_response):
+        began = time.monotonic()
         status, body = self._dispatch(environ)
+        if self.metrics is not None:
+            self.metrics.answered(environ["REQUEST_METHOD"], route_label(environ.get("corral.route")), status,
+                                  time.monotonic() - began)
+        if isinstance(body, Exposition):
+            start_response(f"{status} OK", [("Content-Type", body.content_type),
+                                            ("Content-Length", str(len(body.data)))])
+            return [body.data]
         if hasattr(body, "content_type"):  # streamed (each chunk written as soon as it is yielded), or a file
             environ["eventlet.minimum_write_chunk_size"] = 0
             start_response(f"{status} {_REASONS.get(status, '')}",
@@ -136,7 +164,10 @@ class Api:
             if m != method:
                 continue
             query = _query(environ)
-            if auth:
+            environ["corral.route"] = pattern
+            if auth is METRICS and self._metrics_reader(environ.get("HTTP_AUTHORIZATION")):
+                pass   # the metrics token: this route alone
+            elif auth:
                 role = role_of(self.tokens, environ.get("HTTP_AUTHORIZATION"))
                 if role is None:
                     return 401, {"error": "missing or wrong API token (see CORRAL_TOKEN or the config corral up wrote)"}
@@ -157,7 +188,18 @@ class Api:
             return 405, {"error": f"{method} is not allowed on {path}"}
         return 404, {"error": f"no such API route: {method} {path}"}
 
+    def _metrics_reader(self, header):
+        """Whether ``header`` carries the metrics token (which opens ``/metrics`` and nothing else)."""
+        return self.metrics_token is not None and token_matches(self.metrics_token, header)
+
     # -- handlers ------------------------------------------------------------
+    def serve_metrics(self, environ, query):
+        """The reconciler's metrics in the Prometheus text format (reconciler/metrics.py)."""
+        if self.metrics is None:
+            raise HttpError(404, "this API serves no metrics")
+        content_type, data = exposition_of(self.metrics.registry, environ.get("HTTP_ACCEPT"))
+        return 200, Exposition(content_type, data)
+
     def healthz(self, environ, query):
         """Liveness, and what this reconciler speaks: its release, the bus version, the store schema
         it migrates to and the one the store holds (as its lease last found it: no store call here)."""

@@ -45,7 +45,7 @@ import eventlet
 import eventlet.queue
 import eventlet.wsgi
 
-from corral.auth import api_token, role_tokens
+from corral.auth import api_token, metrics_token, role_tokens
 from corral.settings import Timings
 from corral.stopping import Stop
 from corral.store import Fenced, StoreError, open_store
@@ -59,6 +59,7 @@ from reconciler.gitops.sync import GitSync
 from reconciler.instance_events import instance_events
 from reconciler.leader import LeaderLease, process_holder
 from reconciler.loop import ALL, Controller
+from reconciler.metrics import ReconcilerMetrics
 from reconciler.observed import Observed, is_delayed
 from reconciler.streams import Relay
 from reconciler.workqueue import WorkQueue
@@ -101,11 +102,14 @@ class Reconciler:
         self.relay = Relay(self.bus.send, lambda node: clock() - self.observed.last_seen(node),
                            timings.heartbeat_timeout)
         self.lease = LeaderLease(store, process_holder(name), timings)
-        self.controller = Controller(store, self.observed, self.bus, timings, name)
+        self.metrics = ReconcilerMetrics()
+        self.controller = Controller(store, self.observed, self.bus, timings, name, metrics=self.metrics)
         self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats)
         self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir)
         self.api = Api(store, self.state, api_token(key), self.kick, self.relay, tokens=role_tokens(key),
-                       watch=(timings.watch_interval, timings.watch_keepalive))
+                       watch=(timings.watch_interval, timings.watch_keepalive), metrics=self.metrics,
+                       metrics_token=metrics_token(key))
+        self.metrics.watch(self)
         self._threads = []
 
     # -- events in ---------------------------------------------------------
@@ -119,6 +123,7 @@ class Reconciler:
 
     def on_message(self, peer, msg):
         """The bus's handler: stream messages go to the relay, reports to :meth:`on_report`."""
+        self.metrics.messages.labels(msg.type).inc()
         if msg.type in self.relay.types:
             self.relay.on_message(peer, msg)
         elif msg.type == "report":
@@ -180,8 +185,10 @@ class Reconciler:
         """Sync the apps ``keys`` as leader at ``epoch``; each key is retried after its backoff when
         its sync failed, and forgotten when it succeeded. Fenced: we no longer lead, let the lease go."""
         failed = set(keys)
+        began = time.monotonic()
         try:
             result = self.controller.sync(epoch, keys)
+            self.metrics.sync_seconds.observe(time.monotonic() - began)
             failed = set(keys) if result.deferred else result.failed
         except Fenced:
             log.warning("%s was fenced at epoch %d: another reconciler leads", self.name, epoch)
@@ -231,8 +238,10 @@ class Reconciler:
     def sync_source(self, epoch, name):
         """One GitSource's sync as leader at ``epoch``; returns whether it ran to its end (a failed
         fetch or a refused commit did: its status says so; a store error or a fence did not)."""
+        began = time.monotonic()
         try:
             self.gitsync.sync_named(name, epoch)
+            self.metrics.gitops_seconds.labels(name).observe(time.monotonic() - began)
             return True
         except Fenced:
             log.warning("%s was fenced at epoch %d during a git sync", self.name, epoch)

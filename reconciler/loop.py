@@ -87,8 +87,9 @@ def resend_due(last, epoch, ids, now, after):
 class Controller:
     """Syncs apps for the leader and pushes assignments over the bus."""
 
-    def __init__(self, store, observed, bus, timings, name, clock=time.time):
+    def __init__(self, store, observed, bus, timings, name, clock=time.time, metrics=None):
         self.store = store
+        self.metrics = metrics   # reconciler.metrics.ReconcilerMetrics, or None
         self.observed = observed
         self.bus = bus
         self.timings = timings
@@ -144,8 +145,11 @@ class Controller:
         nodes = self.observed.node_views(self.store.list_nodes(), desired, now, self.timings)
         observed = self.observed.instances()
         new_id = new_instance_id({r.id for r in desired} | {r.id for r in runs})
+        began = time.monotonic()
         result = plan([p.app for p in prepared], rows, observed, nodes, new_id,
                       now=now, others=[r for r in instances if r.app not in planned] + run_rows)
+        if self.metrics is not None:
+            self.metrics.planned(time.monotonic() - began, result, rows)
         out = outcome(prepared, instances, rows, result, observed, nodes, now, self.actor)
         self._write_table(epoch, result, out, {r.id: r.node for r in rows})
         ran = self._write_runs(epoch, prepared, runs, list(out.after) + run_rows, nodes, now, new_id)

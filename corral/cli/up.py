@@ -23,8 +23,8 @@ import time
 
 import requests
 
-from corral.auth import api_token, role_tokens
-from corral.private import tighten_dir
+from corral.auth import api_token, metrics_token, role_tokens
+from corral.private import tighten_dir, write_private
 from corral.cli.client import Client, ClientError, write_config
 from corral.wire.keys import ENV_VAR as SECRET_ENV, STORE_ENV_VAR as STORE_ENV, new_key_file, read_key
 from corral.exits import Backoff, exit_message
@@ -180,6 +180,7 @@ def up(args):
     key = read_key(secret)
     config = write_config(urls, api_token(key), tokens=role_tokens(key),
                           builders=[f"http://127.0.0.1:{args.base_port + 2}"])
+    write_private(os.path.join(data_dir, "metrics-token"), metrics_token(key).encode("ascii"))   # docs/monitoring.md
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))

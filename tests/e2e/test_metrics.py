@@ -5,16 +5,15 @@ rejected bus message). The alert rules of docs/monitoring.md name only metrics t
 One cluster for the module; its app crashes whenever its trigger file appears.
 """
 import os
-import re
-import shutil
-import subprocess
 
 import pytest
 import requests
 import yaml
+import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.cluster import ROOT, UpCluster, wait_for
+from corral.cli.client import load_config
+from tests.e2e.cluster import UpCluster, wait_for
 
 APP = """\
 import http.server, os, threading, time
@@ -49,19 +48,23 @@ def total(found, name, **labels):
     return sum(v for (n, ls), v in found.items() if n == name and want <= ls)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    work = tmp_path_factory.mktemp("metrics")
-    os.makedirs(work / "src")
-    (work / "src" / "app.py").write_text(APP)
+def manifest(work, instances):
     doc = {"apiVersion": "corral/v1", "kind": "App", "metadata": {"name": "counted"},
            "spec": {"source": "./src", "env": {"TRIGGER": str(work / "trigger")},
-                    "processes": {"web": {"command": "python app.py", "instances": 1, "port": True,
+                    "processes": {"web": {"command": "python app.py", "instances": instances, "port": True,
                                           "health": {"http": "/", "interval": "300ms"},
                                           "resources": {"memory": "128Mi"},
                                           "stopGracePeriod": "2s", "drainPeriod": "0s"}}}}
     with open(work / "app.yaml", "w") as f:
         yaml.safe_dump(doc, f)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    work = tmp_path_factory.mktemp("metrics")
+    os.makedirs(work / "src")
+    (work / "src" / "app.py").write_text(APP)
+    manifest(work, 1)
     c = UpCluster(work, nodes=1)
     c.work = str(work)
     try:
@@ -118,8 +121,76 @@ def test_the_agent_counts_instances_probes_fetches_and_a_restart(cluster):
                                                   reason="exited") == before + 1, timeout=30)
 
 
-def test_agents_and_builders_serve_metrics_on_loopback_only_and_nothing_else(cluster):
-    r = requests.get(f"http://127.0.0.1:{cluster.base + 5}/", timeout=10)
-    assert r.status_code == 404
-    up_argv = open(f"/proc/{cluster.daemons('agent')['node-1']}/cmdline", "rb").read().split(b"\0")
-    assert up_argv[up_argv.index(b"--metrics") + 1].startswith(b"127.0.0.1:")
+def reconciler_url(c, n):
+    return f"http://127.0.0.1:{c.base + 10 * (n - 1)}/metrics"
+
+
+def metrics_token(c):
+    with open(os.path.join(c.work, "data", "metrics-token")) as f:
+        return f.read()
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_reconciler_s_metrics_need_a_token_and_the_metrics_token_opens_nothing_else(cluster):
+    token = metrics_token(cluster)
+    assert requests.get(reconciler_url(cluster, 1), timeout=10).status_code == 401
+    assert requests.get(reconciler_url(cluster, 1), headers=bearer("0" * 64), timeout=10).status_code == 401
+    _, api = load_config(cluster.env)   # the API token corral up wrote for the command
+    for key in (token, api):
+        scrape(reconciler_url(cluster, 1), headers=bearer(key))
+    assert requests.get(f"http://127.0.0.1:{cluster.base}/v1/apps", headers=bearer(token),
+                        timeout=10).status_code == 401
+
+
+def test_the_reconcilers_count_leadership_nodes_instances_placements_and_requests(cluster):
+    token = metrics_token(cluster)
+    both = [scrape(reconciler_url(cluster, n), headers=bearer(token)) for n in (1, 2)]
+    assert sorted(value(found, "corral_reconciler_leader") for found in both) == [0, 1]
+    n = 1 if value(both[0], "corral_reconciler_leader") else 2
+
+    def counts():   # the instance may be on its way back from the restart of the agent's test
+        found = scrape(reconciler_url(cluster, n), headers=bearer(token))
+        return [value(found, f"corral_reconciler_instances_{w}", app="counted") for w in ("desired", "running",
+                                                                                          "ready")] == [1, 1, 1]
+    wait_for("the instance desired, running and ready", counts, timeout=30)
+    leader = scrape(reconciler_url(cluster, n), headers=bearer(token))
+    assert value(leader, "corral_reconciler_epoch") >= 1
+    assert value(leader, "corral_reconciler_nodes", state="ready") == 1
+    assert value(leader, "corral_reconciler_placements_total", reason="scale_up") == 1
+    assert value(leader, "corral_reconciler_sync_duration_seconds_count") >= 1
+    assert value(leader, "corral_reconciler_planner_duration_seconds_count") >= 1
+    assert value(leader, "corral_reconciler_bus_messages_total", type="report") > 0
+    assert total(leader, "corral_reconciler_api_requests_total", method="POST", route="/v1/apply", code="200") >= 1
+
+    manifest(pathlib_path(cluster.work), 2)
+    cluster.corral("apply", "-f", os.path.join(cluster.work, "app.yaml"), "--wait", "--timeout", "60s")
+    found = scrape(reconciler_url(cluster, n), headers=bearer(token))
+    assert value(found, "corral_reconciler_placements_total", reason="scale_up") == 2
+    assert value(found, "corral_reconciler_instances_ready", app="counted") == 2
+
+
+def test_a_rejected_bus_message_is_counted_by_reason(cluster):
+    url, token = reconciler_url(cluster, 1), metrics_token(cluster)
+    before = scrape(url, headers=bearer(token))
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 1000)
+    try:
+        sock.connect(f"tcp://127.0.0.1:{cluster.base + 1}")
+        sock.send(b"not a signed envelope")
+        sock.send(b"0" * 64 + b"." + b'{"v":1}')
+    finally:
+        sock.close()
+        ctx.term()
+    wait_for("both counted", lambda: [value(scrape(url, headers=bearer(token)),
+                                            "corral_reconciler_bus_rejected_messages_total", reason=r)
+                                      - value(before, "corral_reconciler_bus_rejected_messages_total", reason=r)
+                                      for r in ("malformed", "signature")] == [1, 1], timeout=10)
+
+
+def pathlib_path(path):
+    import pathlib
+    return pathlib.Path(path)
