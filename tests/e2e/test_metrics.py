@@ -5,6 +5,9 @@ rejected bus message). The alert rules of docs/monitoring.md name only metrics t
 One cluster for the module; its app crashes whenever its trigger file appears.
 """
 import os
+import re
+import shutil
+import subprocess
 
 import pytest
 import requests
@@ -13,7 +16,8 @@ import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
 from corral.cli.client import load_config
-from tests.e2e.cluster import UpCluster, wait_for
+from corral.cli.up import listen_ports
+from tests.e2e.cluster import ROOT, UpCluster, wait_for
 
 APP = """\
 import http.server, os, threading, time
@@ -194,3 +198,45 @@ def test_a_rejected_bus_message_is_counted_by_reason(cluster):
 def pathlib_path(path):
     import pathlib
     return pathlib.Path(path)
+
+
+def doc_blocks():
+    """The YAML blocks of docs/monitoring.md: ``(prometheus.yml, the alert rules)``."""
+    with open(os.path.join(ROOT, "docs", "monitoring.md")) as f:
+        blocks = re.findall(r"```yaml\n(.*?)```", f.read(), re.S)
+    config = next(b for b in blocks if "scrape_configs:" in b)
+    rules = next(b for b in blocks if "groups:" in b)
+    return config, rules
+
+
+def test_the_monitoring_doc_scrapes_what_corral_up_listens_on():
+    config, _ = doc_blocks()
+    targets = {t for job in yaml.safe_load(config)["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    ports = dict(listen_ports(7070, 2, nodes=2))
+    assert {int(t.rsplit(":", 1)[1]) for t in targets} == {p for p, what in ports.items()
+                                                           if "API" in what or "metrics" in what}
+
+
+def test_the_alert_rules_are_valid_and_name_only_metrics_the_daemons_serve(cluster, tmp_path):
+    config, rules = doc_blocks()
+    names = set()
+    token = metrics_token(cluster)
+    for url, kw in [(agent_url(cluster), {}), (builder_url(cluster), {}),
+                    (reconciler_url(cluster, 1), {"headers": bearer(token)})]:
+        names |= {name for name, _ in scrape(url, **kw)}
+    groups = yaml.safe_load(rules)["groups"]
+    alerts = [r for g in groups for r in g["rules"]]
+    assert len(alerts) == 5
+    for rule in alerts:
+        named = set(re.findall(r"\bcorral_[a-z_]+", rule["expr"]))
+        assert named and named <= names, (rule["alert"], named - names)
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return   # parsed above; promtool checks them where it is installed (Debian: apt-get install prometheus)
+    (tmp_path / "corral-alerts.yml").write_text(rules)
+    (tmp_path / "prometheus.yml").write_text(config.replace("/root/.local/share/corral/metrics-token",
+                                                            os.path.join(cluster.work, "data", "metrics-token")))
+    for what in (["check", "rules", str(tmp_path / "corral-alerts.yml")],
+                 ["check", "config", str(tmp_path / "prometheus.yml")]):
+        r = subprocess.run([promtool, *what], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
