@@ -6,7 +6,7 @@ import eventlet.semaphore
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from corral.metrics import LONG_BUCKETS, new_registry
+from corral.metrics import LONG_BUCKETS, ScrapeCollector, new_registry
 from corral.store import StoreError
 
 RESULTS = ("succeeded", "failed", "abandoned")
@@ -48,21 +48,18 @@ class BuilderMetrics:
             self.layers.labels(kind, "hit" if hit else "miss").inc()
 
 
-class QueueCollector:
-    """``corral_builder_builds_in_state{state}`` from the store at each scrape (one scrape at a time on
-    its connection); nothing when the store does not answer."""
+class QueueCollector(ScrapeCollector):
+    """``corral_builder_builds_in_state{state}`` from the store (``source``) at each scrape, one scrape
+    at a time on its connection; nothing when the store does not answer."""
 
     def __init__(self, store):
-        self.store = store
+        super().__init__(store)
         self.lock = eventlet.semaphore.Semaphore()
-
-    def describe(self):
-        return []
 
     def collect(self):
         try:
             with self.lock:
-                counts = self.store.count_builds()
+                counts = self.source.count_builds()
         except StoreError:
             return
         g = GaugeMetricFamily("corral_builder_builds_in_state",

@@ -29,6 +29,17 @@ def new_registry():
     return CollectorRegistry(auto_describe=True)
 
 
+class ScrapeCollector:
+    """A collector that reads ``source`` (a daemon, a store) at each scrape: its subclass says how,
+    in ``collect``. Nothing is described ahead: the series exist once there is something to count."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def describe(self):
+        return []
+
+
 def exposition_of(registry, accept=None):
     """``(content type, body bytes)`` of ``registry`` in the format ``accept`` asks for (the text
     format 0.0.4 unless OpenMetrics is asked)."""

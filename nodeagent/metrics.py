@@ -18,7 +18,7 @@ import collections
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from corral.metrics import LONG_BUCKETS, SHORT_BUCKETS, new_registry
+from corral.metrics import LONG_BUCKETS, SHORT_BUCKETS, ScrapeCollector, new_registry
 from nodeagent import disk, facts
 from nodeagent.lifecycle import State
 
@@ -91,17 +91,11 @@ def instance_counts(instances):
     return by_state, dict(ready)
 
 
-class NodeCollector:
-    """A collector that reads one agent's instances, cgroups, disks and counters when scraped."""
-
-    def __init__(self, agent):
-        self.agent = agent
-
-    def describe(self):
-        return []   # read at scrape time: nothing to check at registration
+class NodeCollector(ScrapeCollector):
+    """Reads one agent's instances, cgroups, disks and counters when scraped (``source``: the agent)."""
 
     def collect(self):
-        agent = self.agent
+        agent = self.source
         insts = [i for i in list(agent.instances.values()) if not i.gone]
         by_state, ready = instance_counts([(i.assignment["app"], i.state.value, i.ready) for i in insts])
         g = GaugeMetricFamily("corral_agent_instances", "Instances this agent holds, by app and state",
@@ -131,7 +125,7 @@ class NodeCollector:
                                    "Memory the kernel charges to an instance (its cgroup)", labels=["app", "instance"])
         cpu = CounterMetricFamily("corral_agent_instance_cpu_seconds", "CPU time of an instance's processes",
                                   labels=["app", "instance"])
-        cgroups = self.agent.memory
+        cgroups = self.source.memory
         for inst in insts:
             if cgroups is None or inst.alive_pid() is None:
                 continue
@@ -152,7 +146,7 @@ class NodeCollector:
                                  labels=["folder"])
         total = GaugeMetricFamily("corral_agent_disk_total_bytes", "Size of the disk of a folder the agent uses",
                                   labels=["folder"])
-        for folder, path in (("data", self.agent.data_dir), ("images", self.agent.images.images_dir)):
+        for folder, path in (("data", self.source.data_dir), ("images", self.source.images.images_dir)):
             try:
                 has, size = facts.disk_free_bytes(path), facts.disk_total_bytes(path)
             except OSError:

@@ -18,7 +18,7 @@ import re
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from corral.metrics import LONG_BUCKETS, SHORT_BUCKETS, new_registry
+from corral.metrics import LONG_BUCKETS, SHORT_BUCKETS, ScrapeCollector, new_registry
 from corral.store import StoreError
 
 STOP_KINDS = ("node_lost", "rollout", "scaled_down", "drain", "deleted", "process_removed", "other")
@@ -122,17 +122,12 @@ class ReconcilerMetrics:
         self.request_seconds.labels(method, route).observe(seconds)
 
 
-class ClusterCollector:
-    """A collector that reads one reconciler's lease, queues, observed view, bus counters and store."""
-
-    def __init__(self, reconciler):
-        self.r = reconciler
-
-    def describe(self):
-        return []   # read at scrape time: nothing to check at registration
+class ClusterCollector(ScrapeCollector):
+    """Reads one reconciler's lease, queues, observed view, bus counters and store when scraped
+    (``source``: the :class:`~reconciler.daemon.Reconciler`)."""
 
     def collect(self):
-        r = self.r
+        r = self.source
         epoch = r.lease.epoch
         yield GaugeMetricFamily("corral_reconciler_leader", "1 while this reconciler holds the leader lease",
                                 value=int(epoch is not None))
@@ -161,7 +156,7 @@ class ClusterCollector:
                                   value=stats.get("dropped", 0))
 
     def _cluster(self):
-        r = self.r
+        r = self.source
         nodes = collections.Counter(n["state"] for n in r.state.nodes())
         g = GaugeMetricFamily("corral_reconciler_nodes", "Nodes by state", labels=["state"])
         for state in sorted(set(NODE_STATES) | set(nodes)):
