@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from corral.auth import allows, api_token, role_tokens
+from corral.auth import allows, api_token, metrics_token, role_tokens
 from reconciler.api import Api, role_needed
 from tests.support import reconciler_process
 
@@ -131,10 +131,23 @@ def test_every_route_that_takes_the_token_serves_the_right_one(served):
     for method, path, auth, _pattern in requests_of(route_table()):
         if auth:
             status, ctype, body = ask(port, method, path, f"Bearer {token}")
-            want = "text/event-stream" if path == "/v1/watch" else "application/json"
+            want = {"/v1/watch": "text/event-stream", "/metrics": "text/plain; version=0.0.4; charset=utf-8"}.get(
+                path, "application/json")   # the change stream's events, the Prometheus text format
             assert status not in (401, 403, 405) and ctype == want, f"{method} {path}: {status} {ctype}"
             if status == 404 and body:  # the named thing's 404, not the route's
                 assert not json.loads(body)["error"].startswith("no such API route"), f"{method} {path}"
+
+
+def test_the_metrics_token_opens_metrics_and_nothing_else(tmp_path):
+    with reconciler_process(tmp_path, name="r-metrics") as (port, key):
+        opened = []
+        for method, path, auth, _pattern in requests_of(route_table()):
+            if auth:
+                status, _, _ = ask(port, method, path, f"Bearer {metrics_token(key)}")
+                if status != 401:
+                    opened.append(f"{method} {path}: {status}")
+        assert opened == ["GET /metrics: 200"]
+        assert ask(port, "GET", "/metrics", f"Bearer {api_token(key, 'read')}")[0] == 200   # a read token too
 
 
 def test_the_open_routes_answer_without_a_token_and_the_webhook_takes_only_its_own(served):
