@@ -1,5 +1,5 @@
-"""The reconciler's metrics, served on its API port at ``/metrics`` (a token: the API's, or the
-metrics token of :func:`corral.auth.metrics_token`).
+"""The reconciler's metrics, served on its API port at ``/metrics`` (a token: any role's, ``read``
+being enough, or the metrics token of :func:`corral.auth.metrics_token`).
 
 Counted where they happen: sync and planner pass durations, placements by reason
 (``replacement`` of an instance lost with its node, ``rollout``, ``scale_up``),
