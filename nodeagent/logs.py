@@ -67,29 +67,30 @@ def parse_line(raw: str) -> Line:
     return Line(m.group(1), m.group(2), m.group(3))
 
 
-_HEADS = ("Z out ", "Z err ")   # what follows the time stamp of an app's line (chars 26 to 31)
+_HEADS = (b"Z out ", b"Z err ")   # what follows the time stamp of an app's line (bytes 26 to 31)
 
 
-def has_note(text: str) -> bool:
+def has_note(data: bytes) -> bool:
     """Whether a block of lines may hold a ``sys`` line of corral's own (looked for in one scan)."""
-    return "Z sys " in text
+    return b"Z sys " in data
 
 
-def app_text(text: str, timestamps=False, head="") -> str:
-    """A block of log lines (each ending in a newline) as ``corral logs`` prints the app's output:
-    each line's text, after its time when ``timestamps``, after ``head`` (the instance's prefix);
-    a line without the contract's prefix as it is. Pure; for a block without ``sys`` lines
-    (:func:`has_note`). One slice per line, no parsing: the capturer writes every line of a
-    folder's files with its 27-character time stamp, a space, its stream and a space."""
-    lines = text.split("\n")
+def app_text(data: bytes, timestamps=False, head=b"") -> bytes:
+    """A block of log lines (bytes, each line ending in a newline) as ``corral logs`` prints the app's
+    output: each line's text, after its time when ``timestamps``, after ``head`` (the instance's
+    prefix); a line without the contract's prefix as it is. Pure; for a block without ``sys``
+    lines (:func:`has_note`). One slice per line, no parsing, no decoding: the capturer writes
+    every line of a folder's files as UTF-8 with its 27-byte time stamp, a space, its stream and
+    a space."""
+    lines = data.split(b"\n")
     lines.pop()   # after the last newline
     if timestamps:
         lines = [raw[:27] + raw[31:] if raw[26:32] in _HEADS else raw for raw in lines]
     else:
         lines = [raw[32:] if raw[26:32] in _HEADS else raw for raw in lines]
     if not lines:
-        return ""
-    return head + ("\n" + head).join(lines) + "\n" if head else "\n".join(lines) + "\n"
+        return b""
+    return head + (b"\n" + head).join(lines) + b"\n" if head else b"\n".join(lines) + b"\n"
 
 
 def format_ts(seconds: float) -> str:

@@ -91,16 +91,23 @@ class Printer:
         else:
             self.out.write(head + line.text + "\n")
 
-    def block(self, iid, text):
-        """Print a block of raw log lines of instance ``iid`` (each ending in a newline): in one write
-        when it holds no line of corral's own, else line by line."""
+    def block(self, iid, data):
+        """Print a block of raw log lines of instance ``iid`` (bytes, each line ending in a newline): in
+        one write of bytes when it holds no line of corral's own, else line by line."""
         from nodeagent.logs import app_text, has_note, parse_line
-        if has_note(text):
-            for raw in text.split("\n")[:-1]:
+        if has_note(data):
+            for raw in data.decode("utf-8", errors="replace").split("\n")[:-1]:
                 self.line(iid, parse_line(raw))
-        else:
-            self.out.write(app_text(text, self.timestamps, f"{iid} | " if self.prefix else ""))
+            self.out.flush()
+            return
+        out = app_text(data, self.timestamps, f"{iid} | ".encode() if self.prefix else b"")
         self.out.flush()
+        binary = getattr(self.out, "buffer", None)
+        if binary is None:   # a text stream of its own (tests)
+            self.out.write(out.decode("utf-8", errors="replace"))
+        else:
+            binary.write(out)
+            binary.flush()
 
     def note(self, text):
         """Something corral has to say (an instance ended, a stream failed), on stderr."""
@@ -117,8 +124,7 @@ def _reader(client, inst, params, events):
             for item in items(r):
                 if item.get("data"):
                     data = item["data"]
-                    events.put(("data", iid, data.decode("utf-8", errors="replace") if isinstance(data, bytes)
-                                else data))
+                    events.put(("data", iid, data if isinstance(data, bytes) else data.encode("utf-8")))
                 if item.get("caught_up"):
                     events.put(("caught_up", iid, None))
                 if "end" in item:
@@ -171,7 +177,7 @@ def run(args, client):
                 kind = None
             if kind == "data":
                 if iid in backlog and len(insts) > 1:   # merged by time with the other instances' backlogs
-                    backlog[iid].extend(map(parse_line, payload.split("\n")[:-1]))
+                    backlog[iid].extend(map(parse_line, payload.decode("utf-8", errors="replace").split("\n")[:-1]))
                 else:
                     printer.block(iid, payload)
             elif kind in ("caught_up", "end"):

@@ -213,11 +213,11 @@ def test_a_line_longer_than_max_line_is_given_in_pieces_not_held():
 ], ids=["text", "timestamps", "prefixed"])
 def test_app_text_is_what_corral_logs_prints(timestamps, head, expected):
     block = f"{ts(1)} out hello\n{ts(2)} err  two\nplain\n{ts(3)} out \n"
-    assert not logs.has_note(block)
-    assert logs.app_text(block, timestamps, head) == expected
+    assert not logs.has_note(block.encode())
+    assert logs.app_text(block.encode(), timestamps, head.encode()) == expected.encode()
     if not timestamps and not head:   # the same as parsing each line
         assert expected == "".join(parse_line(raw).text + "\n" for raw in block.split("\n")[:-1])
 
 
 def test_a_block_with_corral_s_own_line_is_noticed():
-    assert logs.has_note(f"{ts(1)} out a\n{ts(2)} sys run 2 started pid 7\n")
+    assert logs.has_note(f"{ts(1)} out a\n{ts(2)} sys run 2 started pid 7\n".encode())
