@@ -266,7 +266,7 @@
         for (const line of (await r.text()).split("\n")) {
           if (!line.trim()) continue;
           const item = JSON.parse(line);
-          for (const l of item.lines || []) out.push(i.id + " " + l);
+          for (const l of (item.data || "").split("\n")) if (l) out.push(i.id + " " + l);
           if (item.error) out.push(i.id + ": " + item.error);
         }
       } catch (e) {
