@@ -7,7 +7,8 @@ evictions (rows stopped) by reason, API requests by method, route and code with
 their duration, bus messages accepted by type, GitOps sync durations by source.
 
 Read at each scrape (:class:`ClusterCollector`): leadership and epoch, the work
-queues' depth, nodes by state, instances desired, running and ready per app, the
+queues' depth, nodes by state, instances desired, running and ready per app, rollouts
+in progress and stuck, the
 bus's rejected (by reason) and dropped messages, each GitSource's last successful
 sync. A collector that cannot reach the store leaves those series out of that scrape.
 """
@@ -51,6 +52,17 @@ def stop_kind(stop):
     if why.startswith("process ") and why.endswith("removed from the spec"):
         return "process_removed"
     return "other"
+
+
+def rollout_state(status):
+    """``rolling``, ``stuck`` or ``done`` (or None: no rollout yet) of an app's stored status, from its
+    ``Progressing`` condition (reconciler/status.py). Pure."""
+    for cond in status.get("conditions") or ():
+        if isinstance(cond, dict) and cond.get("type") == "Progressing":
+            if cond.get("status") == "False":
+                return "stuck"
+            return "rolling" if cond.get("reason") == "Rolling" else "done"
+    return None
 
 
 def plan_counts(plan, rows):
@@ -166,7 +178,8 @@ class ClusterCollector(ScrapeCollector):
         insts = r.state.instances()
         running = collections.Counter(i["app"] for i in insts if i.get("state") == "running")
         ready = collections.Counter(i["app"] for i in insts if i.get("ready"))
-        apps = sorted(set(desired) | set(running) | {rec.name for rec in r.store.list_apps()})
+        records = r.store.list_apps()
+        apps = sorted(set(desired) | set(running) | {rec.name for rec in records})
         for name, help_, counts in (("desired", "Instances the desired table holds, by app", desired),
                                     ("running", "Instances reported running, by app", running),
                                     ("ready", "Instances reported ready, by app", ready)):
@@ -174,6 +187,13 @@ class ClusterCollector(ScrapeCollector):
             for app in apps:
                 g.add_metric([app], counts.get(app, 0))
             yield g
+        rollouts = collections.Counter(rollout_state(rec.status) for rec in records)
+        g = GaugeMetricFamily("corral_reconciler_rollouts", "Apps by the state of their rollout "
+                              "(rolling: in progress; stuck: failed, or blocked by a build or by room)",
+                              labels=["state"])
+        for state in ("rolling", "stuck"):
+            g.add_metric([state], rollouts.get(state, 0))
+        yield g
         g = GaugeMetricFamily("corral_reconciler_gitops_last_success_timestamp_seconds",
                               "When a GitSource last synced to its end (seconds since the epoch)", labels=["source"])
         for rec in r.store.list_gitsources():

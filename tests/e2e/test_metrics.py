@@ -174,6 +174,7 @@ def test_the_reconcilers_count_leadership_nodes_instances_placements_and_request
     found = scrape(reconciler_url(cluster, n), headers=bearer(token))
     assert value(found, "corral_reconciler_placements_total", reason="scale_up") == 2
     assert value(found, "corral_reconciler_instances_ready", app="counted") == 2
+    assert [value(found, "corral_reconciler_rollouts", state=s) for s in ("rolling", "stuck")] == [0, 0]
 
 
 def test_a_rejected_bus_message_is_counted_by_reason(cluster):

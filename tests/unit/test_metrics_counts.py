@@ -4,7 +4,7 @@ import pytest
 
 from nodeagent import cgroups
 from nodeagent.metrics import instance_counts, restart_reason
-from reconciler.metrics import plan_counts, route_label, stop_kind
+from reconciler.metrics import plan_counts, rollout_state, route_label, stop_kind
 from reconciler.model import DesiredRow
 from reconciler.planner import Plan, Stop
 
@@ -75,3 +75,15 @@ def test_the_kernel_s_texts_of_usage():
     assert cgroups.process_usage(stat, "500 100 0 0 0 0 0", 100, 4096) == (2.1, 100 * 4096)
     assert cgroups.process_usage(None, None, 100, 4096) is None
     assert cgroups.process_usage("garbage", "x", 100, 4096) is None
+
+
+@pytest.mark.parametrize("conditions, state", [
+    ([], None),
+    ([{"type": "Available", "status": "True"}, {"type": "Progressing", "status": "True", "reason": "Rolling"}],
+     "rolling"),
+    ([{"type": "Progressing", "status": "True", "reason": "Complete"}], "done"),
+    ([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}], "stuck"),
+    ([{"type": "Progressing", "status": "False", "reason": "BuildFailed"}], "stuck"),
+])
+def test_rollout_state_of_a_stored_status(conditions, state):
+    assert rollout_state({"conditions": conditions}) == state
