@@ -7,7 +7,9 @@ then measures:
 1. throughput: `corral logs APP -f` from the start of the log until the marker
    is printed (agent reads the rotated files, the bus, the reconciler's HTTP
    stream, the command's parsing and printing to a pipe), and the same for
-   `corral logs APP --tail 1000000`: MB/s, with the machine's load;
+   `corral logs APP --tail 1000000`: MB/s, with the machine's load, and the CPU
+   seconds the agent, each reconciler and the command spent (which the load
+   of a shared machine does not change);
 2. the agent's resident memory while a deliberately slow client follows the
    same log (reads 4 KiB every 10 ms over raw HTTP for ``--slow-seconds``):
    baseline before, peak (VmHWM) after, and how much the reader got. With the
