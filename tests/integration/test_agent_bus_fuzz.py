@@ -1,6 +1,6 @@
 """The agent's receiving path under random and mutated envelopes (Hypothesis) from a raw ROUTER:
 it keeps running, changes nothing it was not told to, and counts every drop in
-``rejected_messages``."""
+``rejected_messages`` (its reports and its /metrics)."""
 import corral.green
 
 corral.green.patch()
@@ -9,9 +9,12 @@ import time  # noqa: E402
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+import requests  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from corral.wire.envelope import seal  # noqa: E402
 from corral.wire.keys import read_key  # noqa: E402
+from tests.support import free_port  # noqa: E402
 from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
     HTTP_SERVER, NODE, agent, assignment, image_server, key_file, reconciler, running, wait_for)
 
@@ -40,7 +43,8 @@ def rejected_total(reconciler):
 
 
 def test_random_and_mutated_envelopes_are_dropped_counted_and_change_nothing(agent, reconciler, image_server, key_file):
-    handle = agent()
+    port = free_port()
+    handle = agent(run_args={"metrics": f"127.0.0.1:{port}"})
     reconciler.assign([assignment("hello-web-1", image_server, HTTP_SERVER)], epoch=EPOCH)
     pid = wait_for("hello-web-1 running", lambda: running(reconciler, "hello-web-1"))["pid"]
     # the routing id of the agent's connection, as the server learned it from its verified reports
@@ -64,3 +68,8 @@ def test_random_and_mutated_envelopes_are_dropped_counted_and_change_nothing(age
     assert reconciler.latest()["epoch_seen"] == EPOCH
     reasons = reconciler.latest()["node"]["rejected_messages"]
     assert {"assign_stale", "assign_other_node"} & set(reasons) and len(reasons) >= 3, reasons
+    # the agent's /metrics counts them as its reports do, by reason (nodeagent/metrics.py)
+    families = text_string_to_metric_families(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+    counted = {s.labels["reason"]: s.value for f in families for s in f.samples
+               if s.name == "corral_agent_rejected_messages_total"}
+    assert counted == {reason: float(n) for reason, n in reconciler.latest()["node"]["rejected_messages"].items()}
