@@ -183,9 +183,10 @@ def request_host(head):
 
 def wants_upgrade(head):
     """The ``Upgrade`` value when the request asks to switch protocols (``Connection:
-    upgrade`` and an ``Upgrade`` header), else None."""
+    upgrade`` and an ``Upgrade`` header), else None. ``h2c`` is never passed on: a tunnel of
+    HTTP/2 cleartext would carry requests the router never reads (h2c smuggling)."""
     upgrade = head.get(b"upgrade")
-    if upgrade and b"upgrade" in head.tokens(b"connection"):
+    if upgrade and b"upgrade" in head.tokens(b"connection") and upgrade.strip().lower() != b"h2c":
         return upgrade
     return None
 
@@ -226,8 +227,9 @@ def backend_head(head, target, *, host_header, peer, proto, rid, trusted, upgrad
     method = head.start[0]
     out = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
     drop_forwarding = not trusted
+    named = head.tokens(b"connection")   # headers the client calls hop-by-hop are not passed on either
     for lower, name, value in head.headers:
-        if lower in HOP_BY_HOP or lower == b"expect":
+        if lower in HOP_BY_HOP or lower == b"expect" or lower in named:
             continue
         if lower in FORWARDING and (drop_forwarding or lower in (b"x-forwarded-for", b"x-request-id")):
             continue

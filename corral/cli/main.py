@@ -1,7 +1,7 @@
 """`corral`: the one command. Parses arguments and dispatches; errors are one sentence.
 
 User verbs (apply, diff, get, describe, delete, ...) talk to the API and never
-import eventlet. Daemon verbs (reconciler, agent, builder, up) patch eventlet
+import eventlet. Daemon verbs (reconciler, agent, builder, router, up) patch eventlet
 first, before importing anything that touches sockets or threads.
 
 Every command builds the whole parser, so building it imports only the small
@@ -14,6 +14,7 @@ import argparse
 import signal
 import sys
 
+from corral.cli import router as router_command
 from corral.cli.verbs import EXAMPLE, VerbHelp, add_verb, nested
 
 OUTPUTS = ["table", "wide", "json", "yaml"]
@@ -206,6 +207,7 @@ def parser():
     b.add_argument("--wheel-cache-size", type=_bytes, default=None, metavar="BYTES",
                    help="prune the wheel caches (uv's, pip's) likewise (like 10Gi; 0: no limit)")
     b.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
+    router_command.add_parser(sub, SECRET_HELP)
     return p
 
 
@@ -270,6 +272,9 @@ def run_daemon(args):
         run(store_dsn=args.store, listen=args.listen, cache_dir=args.cache_dir, images_dir=args.images_dir,
             name=name, advertise=args.advertise, timings=timings, layer_cache_bytes=args.layer_cache_size,
             wheel_cache_bytes=args.wheel_cache_size)
+    elif args.command == "router":
+        _daemon_logging("router")
+        router_command.run(args, timings)
     elif args.command == "up":
         from corral.cli.up import up
         return up(args)
@@ -286,7 +291,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     from corral.cli.client import ClientError
     try:
-        if args.command in ("reconciler", "agent", "builder", "up"):
+        if args.command in ("reconciler", "agent", "builder", "router", "up"):
             return run_daemon(args) or 0
         if args.command == "version":
             from corral.cli import version

@@ -312,3 +312,123 @@ class BusClient(_Endpoint):
         """Stop receiving and disconnect from every endpoint; safe to call twice."""
         if not self._closing:
             self._close_sockets(list(self._socks.values()))
+
+
+class BusPublisher(_Endpoint):
+    """A reconciler's route table feed: an XPUB bound at ``endpoint`` that sends signed messages
+    to every subscriber (ZeroMQ PUB/SUB).
+
+    ``on_subscribe()`` is called (in the receive green thread) whenever a subscriber joins
+    or asks again (:meth:`BusSubscriber.resubscribe`): the publisher answers with a full
+    snapshot. ``XPUB_VERBOSE`` passes every subscription up, not only the first of a topic,
+    so a second router joining gets its snapshot too. A subscription is not signed (ZeroMQ
+    makes it), so it can only ask for what the publisher sends anyway; the caller coalesces
+    snapshots so that a flood of them costs one snapshot per interval.
+    """
+
+    def __init__(self, endpoint: str, key: bytes, sender: str, on_subscribe, window: float = 30.0,
+                 clock=time.time, *, curve_secret: bytes | None = None, sndhwm: int = 10000):
+        super().__init__(key, sender, on_subscribe, window, clock)
+        sock = self._ctx.socket(zmq.XPUB)
+        _common_options(sock)
+        sock.setsockopt(zmq.SNDHWM, sndhwm)
+        sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        if curve_secret is not None:
+            sock.curve_secretkey = curve_secret
+            sock.curve_server = True
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as e:
+            sock.close(linger=0)
+            self._ctx.term()
+            raise OSError(f"bus: cannot bind {endpoint}: {e}") from None
+        self._sock = sock
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.subscriptions = 0
+
+    def start(self):
+        """Start receiving subscriptions in a green thread; returns at once."""
+        self._threads.append(eventlet.spawn(self._receive_loop, self._sock, self.endpoint))
+        return self
+
+    def _on_frames(self, frames, name):
+        if len(frames) == 1 and frames[0][:1] == b"\x01":
+            self.subscriptions += 1
+            self._handler()
+
+    def publish(self, type: str, body: dict, epoch: int = 0) -> bool:
+        """Seal and send one message to every subscriber; False when it could not go now.
+
+        Never blocks; a subscriber whose queue is full misses it (PUB semantics) and notices
+        the gap by the sequence number its body carries."""
+        try:
+            self._sock.send(self._seal(type, body, epoch), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        self.sent += 1
+        return True
+
+    def close(self):
+        """Stop and release the endpoint; safe to call twice."""
+        if not self._closing:
+            self._close_sockets([self._sock])
+
+
+class BusSubscriber(_Endpoint):
+    """A router's end of the route feeds: one SUB per publisher endpoint.
+
+    ``handler(endpoint: str, msg: Message)`` gets every verified message; unsigned, forged,
+    replayed or expired ones are dropped and counted as on every bus socket."""
+
+    def __init__(self, endpoints: list[str], key: bytes, sender: str, handler, window: float = 30.0,
+                 clock=time.time, *, curve_server_public: bytes | None = None):
+        super().__init__(key, sender, handler, window, clock)
+        if not endpoints:
+            raise ValueError("bus: a subscriber needs at least one publisher endpoint")
+        self.endpoints = list(endpoints)
+        self._socks = {}
+        curve = curve_keypair() if curve_server_public is not None else None
+        for endpoint in self.endpoints:
+            sock = self._ctx.socket(zmq.SUB)
+            _common_options(sock)
+            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
+            if curve is not None:
+                sock.curve_publickey, sock.curve_secretkey = curve
+                sock.curve_serverkey = curve_server_public
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+            try:
+                sock.connect(endpoint)
+            except zmq.ZMQError as e:
+                sock.close(linger=0)
+                for other in self._socks.values():
+                    other.close(linger=0)
+                self._ctx.term()
+                raise ValueError(f"bus: cannot connect to {endpoint}: {e}") from None
+            self._socks[endpoint] = sock
+
+    def start(self):
+        """Start one receiving green thread per endpoint; returns at once."""
+        for endpoint, sock in self._socks.items():
+            self._threads.append(eventlet.spawn(self._receive_loop, sock, endpoint))
+        return self
+
+    def _on_frames(self, frames, endpoint):
+        if len(frames) != 1:
+            self.extra_rejected["malformed"] += 1
+            return
+        msg = self._open(frames[0], endpoint)
+        if msg is not None:
+            self._handler(endpoint, msg)
+
+    def resubscribe(self, endpoint: str):
+        """Subscribe again at ``endpoint``: its publisher answers with a fresh snapshot."""
+        sock = self._socks[endpoint]
+        sock.setsockopt(zmq.UNSUBSCRIBE, b"")
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+
+    def close(self):
+        """Stop receiving and disconnect; safe to call twice."""
+        if not self._closing:
+            self._close_sockets(list(self._socks.values()))
