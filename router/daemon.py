@@ -24,7 +24,7 @@ import eventlet.wsgi
 
 from router.feed import Feed
 from router.proxy import Proxy
-from router.table import from_snapshot
+from corral.routetable import from_snapshot
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1   # prctl(2)

@@ -3,7 +3,7 @@
 Per request::
 
     read head (limits, slowloris timeout) -> parse (router/http.py, strict)
-      -> route by host and path (router/table.py)   404: unknown host / 503: no ready backend
+      -> route by host and path (corral/routetable.py)   404: unknown host / 503: no ready backend
       -> pick a backend (least outstanding, two choices)
       -> pooled keep-alive connection, else connect (connect timeout)
       -> send head (+ body streamed) -> read response head (response timeout)
@@ -33,7 +33,7 @@ from router import balance, http
 from router.pool import Pool
 from router.streams import BACKEND, CLIENT, HeadTooSlow, Reader, SideError, relay_chunked, relay_length, \
     relay_until_close, send
-from router.table import Table
+from corral.routetable import Table
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("corral.router.access")

@@ -10,7 +10,7 @@ served last, and its health says so.
 """
 import dataclasses
 
-from router.table import RESYNC, Table, apply_delta, from_snapshot
+from corral.routetable import RESYNC, Table, apply_delta, from_snapshot
 
 
 @dataclasses.dataclass(frozen=True)

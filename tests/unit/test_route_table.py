@@ -1,8 +1,8 @@
-"""The route table (router/table.py) and the choice of publisher (router/sources.py), by table."""
+"""The route table (corral/routetable.py) and the choice of publisher (router/sources.py), by table."""
 import pytest
 
 from router import sources
-from router.table import (RESYNC, Backend, Route, Table, apply_delta, conflicts, delta_body, from_snapshot,
+from corral.routetable import (RESYNC, Backend, Route, Table, apply_delta, conflicts, delta_body, from_snapshot,
                           normalize_host, normalize_path, route_to_json)
 
 

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from router import balance, http
-from router.table import Backend
+from corral.routetable import Backend
 
 
 def req(*lines):

@@ -1,4 +1,5 @@
-"""The route table: which backends serve a request, by host and path. Pure: no I/O.
+"""The route table: which backends serve a request, by host and path; shared by the reconcilers
+that publish it and the routers that serve it. Pure: no I/O.
 
 A route is ``(host, path) -> app, process, backends``. Hosts are exact
 (``shop.example.com``) or a wildcard (``*.example.com``, which matches any
@@ -15,12 +16,10 @@ reconciler), cannot be applied: :func:`apply_delta` answers :data:`RESYNC`
 and the router asks for a new snapshot.
 """
 import dataclasses
-import re
+
+from corral.hostnames import normalize_host, normalize_path  # noqa: F401  (the router's names for them)
 
 RESYNC = "resync"
-
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_PORT = re.compile(r"^[0-9]{1,5}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,53 +44,6 @@ class Route:
     @property
     def key(self):
         return (self.host, self.path)
-
-
-def normalize_host(raw):
-    """The canonical form of a ``Host`` header value (or a route's host), or None when it is
-    not a host name: case folded, the port and one trailing dot dropped, a Unicode name
-    IDNA-encoded (``bücher.example`` -> ``xn--bcher-kva.example``). Bracketed IPv6
-    literals are kept bracketed; dotted IPv4 passes as it is."""
-    if not isinstance(raw, str):
-        return None
-    host = raw.strip()
-    if host.startswith("["):
-        end = host.find("]")
-        if end < 0 or (host[end + 1:] and not (host[end + 1] == ":" and _PORT.match(host[end + 2:]))):
-            return None
-        literal = host[1:end].lower()
-        return f"[{literal}]" if literal and re.fullmatch(r"[0-9a-f:.]+", literal) else None
-    name, colon, port = host.rpartition(":")
-    if colon:
-        if not _PORT.match(port):
-            return None
-        host = name
-    host = host.lower()
-    if host.endswith("."):
-        host = host[:-1]
-    if not host or len(host) > 253:
-        return None
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    labels = host.split(".")
-    if labels[0] == "*":
-        labels = labels[1:]
-        if not labels:
-            return None
-    if not all(_LABEL.match(label) for label in labels):
-        return None
-    return host
-
-
-def normalize_path(path):
-    """A route's path prefix in canonical form: starts with ``/``, no trailing ``/`` but for
-    the root. None when it does not start with ``/``."""
-    if not isinstance(path, str) or not path.startswith("/"):
-        return None
-    return path.rstrip("/") or "/"
 
 
 def path_matches(prefix, path):
