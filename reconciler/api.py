@@ -10,6 +10,7 @@ Routes::
 
     GET    /healthz             liveness, leadership, versions (release, bus, store schema)
     POST   /v1/apply            {"documents": [{"doc": {...}, "source_digest": "sha256:..."}], "dryRun": bool}
+                                (409 when an app claims a host and path another app routes)
     POST   /v1/diff             same body; per app the change as a unified diff
     GET    /v1/apps             GET /v1/apps/NAME        DELETE /v1/apps/NAME
     HEAD   /v1/sources/DIGEST   PUT /v1/sources/DIGEST   (gzip'd tar, digest checked)
@@ -23,6 +24,7 @@ Routes::
     GET    /v1/whoami           {"role": "read" | "deploy" | "admin"}: the role of the token sent
     GET    /v1/watch[?kinds=apps,instances,nodes,events]   server-sent changes (reconciler/watch.py)
     GET    /ui/...              the dashboard's files (reconciler/dashboard); it calls the routes above
+    GET    /v1/routes           the route table this reconciler publishes to the routers
     GET    /v1/instances/ID/logs     POST /v1/exec[/SESSION/input|resize]   (reconciler/streams.py)
     GET    /v1/runs[?app=NAME]  GET /v1/runs/ID  POST /v1/apps/NAME/trigger|runs   (reconciler/runs_api.py)
     GET    /v1/gitsources[/NAME]  DELETE /v1/gitsources/NAME[?cascade=true]
@@ -49,6 +51,7 @@ from reconciler.actor import actor
 from reconciler.changes import parse_kinds
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.rollout_api import RolloutRoutes
+from reconciler.routes import apply_conflicts
 from reconciler.runs_api import RunRoutes
 from reconciler.streams import StreamRoutes
 from reconciler.watch import KEEPALIVE, ChangeFeed, EventStream, TooManyWatchers
@@ -78,7 +81,8 @@ class Api:
     admin token; ``tokens`` (``{role: token}``, corral.auth.role_tokens) the tokens of every role,
     when given. ``watch``: the change stream's seconds between reads, and between keepalives."""
 
-    def __init__(self, store, state, token, kick, relay=None, tokens=None, watch=(1.0, KEEPALIVE)):
+    def __init__(self, store, state, token, kick, relay=None, tokens=None, watch=(1.0, KEEPALIVE), *,
+                 route_table=list, cluster_domain="localhost"):
         self.store = store
         self.state = state
         self.token = token
@@ -87,6 +91,8 @@ class Api:
         self.feed = ChangeFeed({"app": self._app_view, "instance": self._instance_view,
                                 "node": self._node_view, "event": self._event_view}, watch[0])
         self.watch_keepalive = watch[1]
+        self.route_table = route_table         # () -> the published route table (reconciler/route_feed.py)
+        self.cluster_domain = cluster_domain   # an app's default host is <app>.<cluster domain>
         self.routes = [
             ("GET", r"/healthz", self.healthz, False),
             ("POST", r"/v1/apply", self.apply, True),
@@ -107,6 +113,7 @@ class Api:
             ("GET", r"/v1/watch", self.watch, True),
             ("GET", r"/ui", dashboard.to_index, False),
             ("GET", r"/ui/(?P<name>[^/]*)", dashboard.serve, False),
+            ("GET", r"/v1/routes", self.list_routes, True),
         ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, HttpError, _json_body).routes()
         self.routes += RunRoutes(store, kick, HttpError, _json_body).routes()
         if relay is not None:  # logs and exec (reconciler/streams.py)
@@ -195,6 +202,7 @@ class Api:
 
     def apply(self, environ, query):
         docs, dry_run = self._documents(environ)
+        self._refuse_route_conflicts([d for d in docs if d.get("kind") != "GitSource"])
         results = self.store.apply_apps([d for d in docs if d.get("kind") != "GitSource"], actor=actor(environ),
                                         dry_run=dry_run,
                                         gitsources=[d for d in docs if d.get("kind") == "GitSource"])
@@ -202,6 +210,21 @@ class Api:
             self.kick(*[r.name for r in results if r.action != "unchanged" and r.kind == "App"])
         return 200, {"dryRun": dry_run, "results": [
             {"kind": r.kind, "name": r.name, "action": r.action, "generation": r.generation} for r in results]}
+
+    def _refuse_route_conflicts(self, apps):
+        """409 when an app of this apply claims a host and path another app owns (the sentence
+        names the owner). Checked here, outside the store's transaction: two applies racing for
+        one host both pass, and the route goes to the app created first (reconciler/routes.py)."""
+        if not apps:
+            return
+        stored = [(a.name, a.spec) for a in sorted(self.store.list_apps(), key=lambda a: (a.created_at, a.name))
+                  if not a.deleting]
+        problems = apply_conflicts(stored, [(d["name"], d["spec"]) for d in apps], self.cluster_domain)
+        if problems:
+            raise HttpError(409, "; ".join(problems))
+
+    def list_routes(self, environ, query):
+        return 200, self.route_table()
 
     def diff(self, environ, query):
         docs, _ = self._documents(environ)

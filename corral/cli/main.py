@@ -66,11 +66,13 @@ def parser():
     d.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                    help="a manifest file, a folder of them, or - for stdin (repeatable)")
 
-    g = add_verb(sub, "get", "list apps, instances, nodes, builds, events, runs or gitsources, or show one",
-                 ["corral get apps", "corral get instances hello -o wide", "corral get nodes -o json"])
-    g.add_argument("resource", help="apps | instances | nodes | builds | events | runs | gitsources (or the singular)")
+    g = add_verb(sub, "get", "list apps, instances, nodes, builds, events, runs, routes or gitsources, or show one",
+                 ["corral get apps", "corral get instances hello -o wide", "corral get nodes -o json",
+                  "corral get routes"])
+    g.add_argument("resource",
+                   help="apps | instances | nodes | builds | events | runs | routes | gitsources (or the singular)")
     g.add_argument("name", nargs="?",
-                   help="only this one (an app's name also selects its instances, and its events)")
+                   help="only this one (an app's name also selects its instances, its events and its routes)")
     g.add_argument("-o", "--output", choices=OUTPUTS, default="table",
                    help="table (default), wide (more columns), or the API's JSON or YAML (the stable contract)")
     g.add_argument("-w", "--watch", action="store_true", help="after the list, print each change as it happens (apps, instances, nodes, events: "
@@ -151,6 +153,8 @@ def parser():
                    help="apply this manifest once up (repeatable)")
     u.add_argument("--base-port", type=int, default=7070, metavar="PORT",
                    help="API of reconciler i on BASE+10i, its bus on BASE+10i+1, the builder on BASE+2 (default 7070)")
+    u.add_argument("--router-port", type=int, default=None, metavar="PORT",
+                   help="where the router listens, its health on PORT+1 (default BASE+1010: 8080)")
     u.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
     r = add_verb(sub, "reconciler", "run one reconciler daemon: the API, and the control loop while it leads",
@@ -163,6 +167,10 @@ def parser():
                    help="where the API listens (default 127.0.0.1:7070)")
     r.add_argument("--bus", default="tcp://127.0.0.1:7071", metavar="tcp://HOST:PORT",
                    help="where the agents' bus listens (default tcp://127.0.0.1:7071)")
+    r.add_argument("--routes", default="tcp://127.0.0.1:7073", metavar="tcp://HOST:PORT",
+                   help="where the routers subscribe to its route table (default tcp://127.0.0.1:7073)")
+    r.add_argument("--cluster-domain", default="localhost", metavar="DOMAIN",
+                   help="an app with no routes and one port process is served at APP.DOMAIN (default localhost)")
     r.add_argument("--secret-file", default=None, metavar="FILE", help=SECRET_HELP)
     r.add_argument("--name", default=None, help="its name in the lease and in events (default: --api)")
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
@@ -258,7 +266,7 @@ def run_daemon(args):
         name = args.name or args.api
         _daemon_logging(f"reconciler/{name}")
         run(store_dsn=args.store, api=args.api, bus=args.bus, secret_file=args.secret_file,
-            name=name, timings=timings)
+            name=name, timings=timings, routes=args.routes, cluster_domain=args.cluster_domain)
     elif args.command == "agent":
         from nodeagent.daemon import run
         _daemon_logging(f"agent/{args.name}")

@@ -37,6 +37,8 @@ def add_parser(sub, secret_help):
                    help="a kept-alive client's next request (default 60)")
     r.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
                    help="a client's whole request head from its first byte, then 408 (default 10)")
+    r.add_argument("--feed-timeout", type=float, default=3.0, metavar="S",
+                   help="a reconciler's feed silent this long is not live (it ticks every second; default 3)")
     r.add_argument("--secret-file", default=None, metavar="FILE", help=secret_help)
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
@@ -51,7 +53,7 @@ def config(args, timings):
         raise ValueError(f"--workers must be at least 1, not {args.workers}")
     return {"listen": args.listen, "health": args.health, "reconcilers": args.reconciler,
             "static": args.static, "workers": args.workers, "trusted": args.trusted_proxy,
-            "limits": Limits(), "max_connections": 10000, "feed_timeout": 3.0,
+            "limits": Limits(), "max_connections": 10000, "feed_timeout": args.feed_timeout,
             "replay_window": timings.replay_window,
             "timeouts": Timeouts(connect=args.connect_timeout, response=args.response_timeout,
                                  idle=args.idle_timeout, header=args.header_timeout)}

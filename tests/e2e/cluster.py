@@ -74,6 +74,7 @@ class UpCluster:
     def __init__(self, workdir, nodes=2, store=None, timings=FAST, apply=()):
         self.workdir = str(workdir)
         self.base = free_base_port()
+        self.router_port = self.base + 20   # and its health on + 21: inside the span free_base_port checked
         settings = os.path.join(self.workdir, "settings.yaml")
         with open(settings, "w") as f:
             yaml.safe_dump(timings, f)
@@ -82,7 +83,8 @@ class UpCluster:
         self.env.pop("CORRAL_TOKEN", None)
         self.log_path = os.path.join(self.workdir, "up.log")
         argv = [corral_bin(), "up", "--data-dir", os.path.join(self.workdir, "data"),
-                "--nodes", str(nodes), "--base-port", str(self.base), "--settings", settings]
+                "--nodes", str(nodes), "--base-port", str(self.base), "--router-port", str(self.router_port),
+                "--settings", settings]
         if store:
             argv += ["--store", store]
         for path in apply:

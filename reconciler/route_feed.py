@@ -1,0 +1,110 @@
+"""The route table feed of one reconciler: the thin shell around reconciler/routes.py.
+
+Every reconciler (leader or not: each hears every agent and reads the same
+store) derives the table and publishes it on its own XPUB endpoint::
+
+    kick (a report changed, a sync wrote the desired table) or every interval
+      -> compute() -> delta from the last table, seq + 1 -> publish
+    a router subscribes (or asks again after a gap) -> one snapshot (coalesced)
+    every interval -> a tick with the current seq (a router that missed the last
+      delta notices, and one that hears nothing knows the feed is gone)
+
+``stream`` is new at every start, so a router sees a restarted reconciler's
+seq starting over as a new stream, never as a gap or an old message.
+"""
+import logging
+import os
+import time
+
+import eventlet
+import eventlet.queue
+
+from corral.routetable import delta_body, route_to_json
+
+log = logging.getLogger(__name__)
+
+COALESCE = 0.05   # seconds a pass waits after a kick, so that a burst of reports makes one delta
+
+
+class RouteFeed:
+    """Publishes ``compute()`` (``{(host, path): Route}``) through ``publish(type, body)``;
+    ``is_leader()`` is stamped on every message so that routers prefer the leader's table."""
+
+    def __init__(self, publish, compute, is_leader, interval=1.0, clock=time.monotonic):
+        self.publish, self.compute, self.is_leader = publish, compute, is_leader
+        self.interval, self.clock = interval, clock
+        self.stream = os.urandom(8).hex()
+        self.seq = 0
+        self.routes = {}
+        self._kicks = eventlet.queue.LightQueue(maxsize=1)
+        self._snapshot_due = True
+        self._thread = None
+
+    def kick(self):
+        """Ask for a pass soon (cheap; repeated kicks collapse)."""
+        try:
+            self._kicks.put_nowait(True)
+        except eventlet.queue.Full:
+            pass
+
+    def on_subscribe(self):
+        """A router joined or asked again: the next pass sends a snapshot."""
+        self._snapshot_due = True
+        self.kick()
+
+    def step(self):
+        """One pass: publish a delta when the table changed, and a snapshot when one is due."""
+        try:
+            new = self.compute()
+        except Exception as e:   # the store may be down: keep the last table, routers keep serving it
+            log.warning("route table not derived (the last one stays published): %s", e)
+            new = None
+        leader = bool(self.is_leader())
+        if new is not None:
+            body = delta_body(self.stream, self.seq + 1, self.routes, new)
+            if body is not None:
+                self.seq, self.routes = self.seq + 1, new
+                self.publish("routes", {**body, "leader": leader})
+        if self._snapshot_due:
+            self._snapshot_due = False
+            self.publish("routes", self.snapshot_body(leader))
+
+    def snapshot_body(self, leader):
+        """The body of a snapshot of the current table."""
+        return {"kind": "snapshot", "stream": self.stream, "seq": self.seq, "leader": leader,
+                "routes": [route_to_json(self.routes[k]) for k in sorted(self.routes)]}
+
+    def tick(self):
+        """Say the current seq (liveness, and the catch for a lost last delta)."""
+        self.publish("routes", {"kind": "tick", "stream": self.stream, "seq": self.seq,
+                                "leader": bool(self.is_leader())})
+
+    def run(self):
+        """Passes on kicks and every ``interval``, a tick every ``interval``; until killed."""
+        next_tick = self.clock()
+        while True:
+            try:
+                self._kicks.get(timeout=max(0.0, next_tick - self.clock()))
+                eventlet.sleep(COALESCE)
+            except eventlet.queue.Empty:
+                pass
+            self.step()
+            if self.clock() >= next_tick:
+                self.tick()
+                next_tick = self.clock() + self.interval
+
+    def start(self):
+        """Run in a green thread; returns at once."""
+        self._thread = eventlet.spawn(self.run)
+        return self
+
+    def stop(self):
+        """Stop the green thread."""
+        if self._thread is not None:
+            self._thread.kill()
+            self._thread = None
+
+    def table_json(self):
+        """The published table for ``GET /v1/routes``: each route with its ready backends."""
+        return [{**route_to_json(self.routes[k]), "ready": len(self.routes[k].backends)} for k in sorted(self.routes)]
+

@@ -1,0 +1,89 @@
+"""The router end to end on a `corral up` cluster: the app reached by its host name, `corral get
+routes`, a conflicting route refused at apply, and a rolling update under a steady load through
+the router that fails no request (instances leave the routers' tables when the leader decides
+to stop them, before their drain ends)."""
+import threading
+import time
+
+import pytest
+import requests
+import yaml
+
+from tests.e2e.cluster import UpCluster, app_copy, wait_for
+from tests.e2e.test_rollout import write_app
+
+
+class RouterLoad:
+    """Sends requests through the router, one after another, and counts what failed."""
+
+    def __init__(self, port, host):
+        self.url, self.host = f"http://127.0.0.1:{port}/", host
+        self.ok, self.failures, self.greetings = 0, [], set()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        session = requests.Session()
+        while not self.stopping.is_set():
+            try:
+                r = session.get(self.url, headers={"Host": self.host}, timeout=5)
+                r.raise_for_status()
+                self.greetings.add(r.json()["greeting"])
+                self.ok += 1
+            except (requests.RequestException, ValueError) as e:
+                self.failures.append(str(e)[:200])
+            time.sleep(0.005)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = UpCluster(tmp_path, nodes=2)
+    yield c
+    assert c.down() == 0, "corral up did not stop cleanly:\n" + c.tail()
+
+
+def via_router(cluster, host):
+    try:
+        r = requests.get(f"http://127.0.0.1:{cluster.router_port}/", headers={"Host": host}, timeout=5)
+    except requests.RequestException:
+        return None
+    return r.json() if r.status_code == 200 else None
+
+
+def test_an_app_is_reached_by_host_through_the_router_and_a_rollout_fails_no_request(cluster, tmp_path):
+    path = write_app(app_copy(tmp_path, "roll"), "roll", greeting="one")
+    cluster.corral("apply", "-f", path, "--wait", "--timeout", "180s")
+    assert wait_for("the app through the router", lambda: via_router(cluster, "roll.localhost"),
+                    timeout=30)["greeting"] == "one"
+    routes = wait_for("both instances in the route table", lambda: [
+        r for r in cluster.json("get", "routes") if r["app"] == "roll" and r["ready"] == 2], timeout=30)
+    assert (routes[0]["host"], routes[0]["path"], routes[0]["process"]) == ("roll.localhost", "/", "web")
+    assert "roll.localhost" in cluster.corral("get", "routes").stdout
+
+    other = tmp_path / "thief.yaml"
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    doc["metadata"]["name"] = "thief"
+    doc["spec"]["routes"] = [{"host": "ROLL.localhost"}]
+    other.write_text(yaml.safe_dump(doc))
+    refused = cluster.corral("apply", "-f", str(other), check=False)
+    assert refused.returncode != 0
+    assert "host roll.localhost path / is already routed to app roll" in refused.stderr
+
+    with RouterLoad(cluster.router_port, "roll.localhost") as load:
+        wait_for("requests flowing", lambda: load.ok > 20, timeout=30)
+        write_app(path, "roll", greeting="two")
+        cluster.corral("apply", "-f", path)
+        cluster.corral("rollout", "status", "roll", "--timeout", "120")
+        wait_for("the new greeting through the router", lambda: "two" in load.greetings, timeout=30)
+        time.sleep(1)
+    assert load.failures == [], f"{len(load.failures)} of {load.ok + len(load.failures)} failed: {load.failures[:3]}"
+    assert load.ok > 50
