@@ -2,6 +2,7 @@
 routes`, a conflicting route refused at apply, and a rolling update under a steady load through
 the router that fails no request (instances leave the routers' tables when the leader decides
 to stop them, before their drain ends)."""
+import os
 import threading
 import time
 
@@ -68,13 +69,14 @@ def test_an_app_is_reached_by_host_through_the_router_and_a_rollout_fails_no_req
     assert (routes[0]["host"], routes[0]["path"], routes[0]["process"]) == ("roll.localhost", "/", "web")
     assert "roll.localhost" in cluster.corral("get", "routes").stdout
 
-    other = tmp_path / "thief.yaml"
+    other = os.path.join(os.path.dirname(path), "thief.yaml")   # beside it: the same source folder
     with open(path) as f:
         doc = yaml.safe_load(f)
     doc["metadata"]["name"] = "thief"
     doc["spec"]["routes"] = [{"host": "ROLL.localhost"}]
-    other.write_text(yaml.safe_dump(doc))
-    refused = cluster.corral("apply", "-f", str(other), check=False)
+    with open(other, "w") as f:
+        yaml.safe_dump(doc, f)
+    refused = cluster.corral("apply", "-f", other, check=False)
     assert refused.returncode != 0
     assert "host roll.localhost path / is already routed to app roll" in refused.stderr
 
