@@ -58,7 +58,8 @@ class Feed:
 
     def health(self):
         """What this router serves and whom it hears: ``stale`` is true (with a ``message``) when
-        no publisher is live and the last table is served as it was."""
+        no publisher is live and the last table is served as it was; ``rejected_messages``
+        counts, by reason, what the feeds sent that failed its checks (a forged signature...)."""
         now = self.clock()
         live = {e: sources.is_live(s, now, self.timeout) for e, s in self.sources.items()}
         table = self.proxy.table
@@ -68,6 +69,8 @@ class Feed:
                                "seq": s.table.seq if s.table else None,
                                "heard_ago": None if s.heard_at == float("-inf") else round(now - s.heard_at, 3)}
                            for e, s in self.sources.items()}}
+        if self.subscriber is not None:
+            out["rejected_messages"] = self.subscriber.stats()["rejected"]
         if out["stale"]:
             since = "never heard from one" if self.served_at is None else \
                 f"none heard from for {now - self.served_at:.1f} s"
