@@ -1,7 +1,7 @@
 """The router end to end on a `corral up` cluster: the app reached by its host name, `corral get
-routes`, a conflicting route refused at apply, and a rolling update under a steady load through
-the router that fails no request (instances leave the routers' tables when the leader decides
-to stop them, before their drain ends)."""
+routes`, a conflicting route refused at apply, and a rolling update and a node drain under a
+steady load through the router that fail no request (instances leave the routers' tables when
+the leader decides to stop them, before their drain ends)."""
 import os
 import threading
 import time
@@ -59,7 +59,7 @@ def via_router(cluster, host):
     return r.json() if r.status_code == 200 else None
 
 
-def test_an_app_is_reached_by_host_through_the_router_and_a_rollout_fails_no_request(cluster, tmp_path):
+def test_an_app_is_reached_by_host_and_a_rollout_and_a_drain_fail_no_request_through_the_router(cluster, tmp_path):
     path = write_app(app_copy(tmp_path, "roll"), "roll", greeting="one")
     cluster.corral("apply", "-f", path, "--wait", "--timeout", "180s")
     assert wait_for("the app through the router", lambda: via_router(cluster, "roll.localhost"),
@@ -89,3 +89,13 @@ def test_an_app_is_reached_by_host_through_the_router_and_a_rollout_fails_no_req
         time.sleep(1)
     assert load.failures == [], f"{len(load.failures)} of {load.ok + len(load.failures)} failed: {load.failures[:3]}"
     assert load.ok > 50
+
+    with RouterLoad(cluster.router_port, "roll.localhost") as load:   # a drain moves an instance
+        wait_for("requests flowing", lambda: load.ok > 20, timeout=30)
+        node = cluster.instances("roll")[0]["node"]
+        cluster.corral("node", "drain", node, "--timeout", "120")
+        wait_for("the app served from the other node only", lambda: [
+            r for r in cluster.json("get", "routes") if r["app"] == "roll" and r["ready"] == 2
+            and all(i["node"] != node for i in cluster.instances("roll") if i["ready"])], timeout=60)
+        time.sleep(1)
+    assert load.failures == [], f"{len(load.failures)} of {load.ok + len(load.failures)} failed in the drain"
