@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import yaml
@@ -66,6 +67,27 @@ def cmdline(pid):
             return [a.decode() for a in f.read().split(b"\0") if a]
     except OSError:
         return []
+
+
+class LoadLoop:
+    """Requests sent from a thread of its own while a ``with`` block runs; a subclass's ``run``
+    sends them until ``stopping`` is set and counts ``ok``, ``failures`` and ``greetings``."""
+
+    def __init__(self):
+        self.ok, self.failures, self.greetings = 0, [], set()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(10)
 
 
 class UpCluster:

@@ -3,25 +3,22 @@ routes`, a conflicting route refused at apply, and a rolling update and a node d
 steady load through the router that fail no request (instances leave the routers' tables when
 the leader decides to stop them, before their drain ends)."""
 import os
-import threading
 import time
 
 import pytest
 import requests
 import yaml
 
-from tests.e2e.cluster import UpCluster, app_copy, wait_for
+from tests.e2e.cluster import LoadLoop, UpCluster, app_copy, wait_for
 from tests.e2e.test_rollout import write_app
 
 
-class RouterLoad:
+class RouterLoad(LoadLoop):
     """Sends requests through the router, one after another, and counts what failed."""
 
     def __init__(self, port, host):
         self.url, self.host = f"http://127.0.0.1:{port}/", host
-        self.ok, self.failures, self.greetings = 0, [], set()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__()
 
     def run(self):
         session = requests.Session()
@@ -34,14 +31,6 @@ class RouterLoad:
             except (requests.RequestException, ValueError) as e:
                 self.failures.append(str(e)[:200])
             time.sleep(0.005)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(10)
 
 
 @pytest.fixture
