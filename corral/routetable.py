@@ -17,8 +17,6 @@ and the router asks for a new snapshot.
 """
 import dataclasses
 
-from corral.hostnames import normalize_host, normalize_path  # noqa: F401  (the router's names for them)
-
 RESYNC = "resync"
 
 

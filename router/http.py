@@ -10,7 +10,7 @@ lengths, a length that is not digits, a transfer coding other than
 import dataclasses
 import re
 
-from corral.routetable import normalize_host
+from corral.hostnames import normalize_host
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")

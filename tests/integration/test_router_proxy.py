@@ -82,7 +82,6 @@ def rss_kib(pid):
 
 
 def test_large_bodies_stream_both_ways_without_the_router_holding_them(farm):
-    pid = farm.health()["pid"] if farm.health() else None
     before = {p: rss_kib(p) for p in worker_pids(farm)}
     piece = os.urandom(65536)
     digest = hashlib.sha256()
@@ -97,7 +96,6 @@ def test_large_bodies_stream_both_ways_without_the_router_holding_them(farm):
     assert sum(len(c) for c in r.iter_content(65536)) == 48 * 1024 * 1024
     grown = max(rss_kib(p) - before[p] for p in before)
     assert grown < 16 * 1024, f"a router worker grew by {grown} KiB while 96 MiB passed through"
-    assert pid
 
 
 def worker_pids(farm):

@@ -2,8 +2,8 @@
 import pytest
 
 from router import sources
-from corral.routetable import (RESYNC, Backend, Route, Table, apply_delta, conflicts, delta_body, from_snapshot,
-                          normalize_host, normalize_path, route_to_json)
+from corral.hostnames import normalize_host, normalize_path
+from corral.routetable import RESYNC, Backend, Route, Table, apply_delta, conflicts, delta_body, from_snapshot, route_to_json
 
 
 @pytest.mark.parametrize("raw, want", [
