@@ -1,9 +1,10 @@
 """Keep-alive connections to backends, at most ``size`` idle ones per backend.
 
 A pooled connection the backend has closed meanwhile (its own keep-alive
-timeout) is found before use by a non-blocking peek: it reads as EOF, or as
-bytes nobody asked for, and is dropped. Without the peek, every request on
-such a connection would fail and need a retry.
+timeout, or the backend died) is found before use by a non-blocking peek: it
+reads as EOF, or as bytes nobody asked for, and is dropped. Without the peek, a
+request on such a connection would fail, and one that may not be sent twice
+(a POST) would fail for good.
 """
 import socket
 
@@ -27,12 +28,14 @@ class Pool:
         self.size = size
         self._idle = {}
 
-    def get(self, backend):
-        """An idle connection to ``backend`` that is still open, or None."""
+    def get(self, backend, peek=True):
+        """An idle connection to ``backend``, or None; with ``peek``, one that is still open.
+        The router peeks only for a request it may not send twice: one it may is sent again
+        on another connection when this one turns out closed, and saves the system call."""
         idle = self._idle.get((backend.address, backend.port))
         while idle:
             sock = idle.pop()
-            if _alive(sock):
+            if not peek or _alive(sock):
                 return sock
             sock.close()
         return None
@@ -43,6 +46,11 @@ class Pool:
         if len(idle) < self.size:
             idle.append(sock)
         else:
+            sock.close()
+
+    def drop(self, backend):
+        """Close every idle connection to ``backend`` (one of them failed: the rest likely will)."""
+        for sock in self._idle.pop((backend.address, backend.port), ()):
             sock.close()
 
     def keep_only(self, addresses):

@@ -22,18 +22,17 @@ import collections
 import dataclasses
 import ipaddress
 import logging
-import os
 import random
 import socket
 import time
 
 import eventlet
 
+from corral.routetable import Table
 from router import balance, http
 from router.pool import Pool
 from router.streams import BACKEND, CLIENT, HeadTooSlow, Reader, SideError, relay_chunked, relay_length, \
     relay_until_close, send
-from corral.routetable import Table
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("corral.router.access")
@@ -95,7 +94,7 @@ class Proxy:
     """One router process's proxy state: the table it serves, requests in flight per backend,
     idle backend connections, counters per route."""
 
-    def __init__(self, limits=http.Limits(), timeouts=Timeouts(), trusted=(), proto="http", pool_size=32,
+    def __init__(self, limits=http.Limits(), timeouts=Timeouts(), trusted=(), proto="http", pool_size=64,
                  rng=None):
         self.limits, self.timeouts, self.proto = limits, timeouts, proto
         self.trusted_nets = [ipaddress.ip_network(t, strict=False) for t in trusted]
@@ -165,7 +164,7 @@ class Proxy:
         except http.BadMessage as e:
             return self._answer(sock, x, e.status, _REASONS.get(e.status, "Bad Request"), str(e), close=True)
         x.trusted = self.is_trusted(peer)
-        x.rid = http.request_id(head, x.trusted) or os.urandom(12).hex()
+        x.rid = http.request_id(head, x.trusted) or "%024x" % self.rng.getrandbits(96)
         return self._route(sock, client, x)
 
     def _answer(self, sock, x, status, reason, sentence, close, retry_after=None):
@@ -220,7 +219,7 @@ class Proxy:
             backend = balance.pick(route.backends, self.outstanding, self.rng, tried)
             if backend is None:
                 break
-            conn, reused = self.pool.get(backend), True
+            conn, reused = self.pool.get(backend, peek=not replayable), True
             if conn is None:
                 reused = False
                 try:
@@ -235,7 +234,9 @@ class Proxy:
                 return self._exchange(sock, client, x, backend, conn, replayable)
             except Retry:
                 conn.close()
-                if not reused:
+                if reused:
+                    self.pool.drop(backend)   # its other idle connections are likely dead too
+                else:
                     tried.add(backend.id)
             except BaseException:
                 conn.close()
