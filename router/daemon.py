@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import time
 
 import corral.green  # noqa: F401  (silences the banner before eventlet loads)
@@ -24,6 +25,7 @@ import eventlet.wsgi
 
 from router.feed import Feed
 from router.proxy import Proxy
+from router.tls import server_context
 from corral.routetable import from_snapshot
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,32 @@ def health_app(proxy, feed, worker):
     return app
 
 
+def accept_loop(listener, pool, handle):
+    """Accept connections on ``listener`` for ever, each served by ``handle(sock, addr)`` in ``pool``."""
+    while True:
+        try:
+            sock, addr = listener.accept()
+        except OSError as e:
+            log.warning("accept failed: %s", e)
+            eventlet.sleep(0.01)
+            continue
+        pool.spawn_n(handle, sock, addr)
+
+
+def tls_handler(context, proxy, handshake_timeout):
+    """A connection handler that does the TLS handshake (within ``handshake_timeout`` s, in the
+    connection's own green thread) and then serves it as ``https``."""
+    def handle(sock, addr):
+        try:
+            sock.settimeout(handshake_timeout)
+            tls = context.wrap_socket(sock, server_side=True)
+        except (OSError, ssl.SSLError):
+            sock.close()
+            return
+        proxy.handle(tls, addr, proto="https")
+    return handle
+
+
 def worker_main(index, cfg, key):
     """One worker process: listen, follow the feeds (or the static table), serve until a signal."""
     proxy = Proxy(limits=cfg["limits"], timeouts=cfg["timeouts"], trusted=cfg["trusted"])
@@ -88,20 +116,15 @@ def worker_main(index, cfg, key):
     signal.signal(signal.SIGINT, lambda *a: stopping.append(True))
     eventlet.spawn(eventlet.wsgi.server, health, health_app(proxy, feed, index), log_output=False)
     pool = eventlet.GreenPool(cfg["max_connections"])
-
-    def accept_loop():
-        while True:
-            try:
-                sock, addr = listener.accept()
-            except OSError as e:
-                log.warning("accept failed: %s", e)
-                eventlet.sleep(0.01)
-                continue
-            pool.spawn_n(proxy.handle, sock, addr)
-    acceptor = eventlet.spawn(accept_loop)
+    acceptors = [eventlet.spawn(accept_loop, listener, pool, proxy.handle)]
+    if cfg["tls"]:
+        acceptors.append(eventlet.spawn(accept_loop, eventlet.listen(
+            split_address(cfg["tls_listen"], "--tls-listen"), backlog=4096, reuse_port=True), pool,
+            tls_handler(server_context(cfg["tls"]), proxy, cfg["timeouts"].header)))
     while not stopping:   # a signal handler cannot wake the hub (its epoll resumes): look every 0.2 s
         eventlet.sleep(0.2)
-    acceptor.kill()
+    for acceptor in acceptors:
+        acceptor.kill()
     listener.close()
     if subscriber is not None:
         subscriber.close()

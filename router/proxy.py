@@ -76,6 +76,7 @@ class Exchange:
     trusted: bool
     rid: str
     started: float
+    proto: str = "http"
     status: int = 0
     sent: int = 0
     backend: str = "-"
@@ -126,13 +127,15 @@ class Proxy:
 
     # -- a client connection --------------------------------------------------------------
 
-    def handle(self, sock, addr):
-        """Serve one client connection until it closes, idles out, or a request ends it."""
+    def handle(self, sock, addr, proto=None):
+        """Serve one client connection until it closes, idles out, or a request ends it;
+        ``proto`` (``http``, ``https``) is what ``X-Forwarded-Proto`` says (default: the proxy's)."""
         peer = addr[0] if isinstance(addr, tuple) else "-"
         client = Reader(sock, CLIENT)
+        proto = proto or self.proto
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            while self._one_request(sock, client, peer):
+            while self._one_request(sock, client, peer, proto):
                 pass
         except SideError:
             pass
@@ -146,10 +149,10 @@ class Proxy:
         if len(buf) > self.limits.header_bytes + self.limits.request_line:
             raise http.BadMessage(431, f"the request head is larger than {self.limits.header_bytes} bytes")
 
-    def _one_request(self, sock, client, peer):
+    def _one_request(self, sock, client, peer, proto):
         """Read and answer one request; True when the connection may carry another."""
         t = self.timeouts
-        x = Exchange(peer, None, "-", "-", False, "-", time.time())
+        x = Exchange(peer, None, "-", "-", False, "-", time.time(), proto)
         try:
             raw = client.head(self.limits, t.idle, t.header, self._too_big)
             if raw is None:
@@ -265,7 +268,7 @@ class Proxy:
         head, t = x.head, self.timeouts
         upgrade = http.wants_upgrade(head)
         out = http.backend_head(head, x.target, host_header=head.get(b"host") or x.host.encode(), peer=x.peer,
-                                proto=self.proto, rid=x.rid, trusted=x.trusted, upgrade=upgrade,
+                                proto=x.proto, rid=x.rid, trusted=x.trusted, upgrade=upgrade,
                                 body_chunked=head.chunked)
         held = not head.chunked and len(client.buf) >= (head.length or 0)
         body_len = head.length or 0

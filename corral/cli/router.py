@@ -23,6 +23,11 @@ def add_parser(sub, secret_help):
     r.add_argument("--static", metavar="FILE",
                    help="serve this fixed table instead (JSON: {\"routes\": [{host, path, app, process, "
                         "backends: [{id, address, port}]}]})")
+    r.add_argument("--tls", action="append", default=[], metavar="HOST=CERT,KEY",
+                   help="serve HTTPS for HOST (exact or *.domain) with this certificate and key, chosen by SNI "
+                        "(repeatable; the first is the default)")
+    r.add_argument("--tls-listen", default="127.0.0.1:8443", metavar="HOST:PORT",
+                   help="where HTTPS clients connect, with --tls (default 127.0.0.1:8443)")
     r.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="router processes sharing the port (default: one per core)")
     r.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
@@ -47,11 +52,16 @@ def config(args, timings):
     """The router daemon's settings from its flags (ValueError names a bad one)."""
     from router.http import Limits
     from router.proxy import Timeouts
+    from router.tls import parse_tls_option, server_context
     if not args.reconciler and not args.static:
         raise ValueError("corral router needs --reconciler (the route feeds) or --static FILE")
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, not {args.workers}")
+    tls = [parse_tls_option(t) for t in args.tls]
+    if tls:
+        server_context(tls)   # a file that cannot be loaded is one sentence now, not a worker dying later
     return {"listen": args.listen, "health": args.health, "reconcilers": args.reconciler,
+            "tls": tls, "tls_listen": args.tls_listen,
             "static": args.static, "workers": args.workers, "trusted": args.trusted_proxy,
             "limits": Limits(), "max_connections": 10000, "feed_timeout": args.feed_timeout,
             "replay_window": timings.replay_window,
