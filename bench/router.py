@@ -228,7 +228,7 @@ def publisher_main(endpoint, key_file, port, every):
 
     def compute():
         return {(r["host"], r["path"]): route_from_json(r) for r in churn_routes(state["generation"], port)}
-    feed = RouteFeed(lambda t, b: pub.publish(t, b), compute, lambda: True)
+    feed = RouteFeed(lambda t, b: pub.publish(t, b), compute, lambda: 1)
     pub = BusPublisher(endpoint, key, "bench", feed.on_subscribe).start()
     feed.start()
     while True:

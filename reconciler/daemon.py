@@ -110,7 +110,7 @@ class Reconciler:
         self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats)
         self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir)
         self.feed = RouteFeed(lambda type, body: self.publisher.publish(type, body),
-                              lambda: self.state.routes(cluster_domain), lambda: self.lease.epoch is not None)
+                              lambda: self.state.routes(cluster_domain), lambda: self.lease.epoch)
         self.publisher = None if routes is None else \
             BusPublisher(routes, key, name, self.feed.on_subscribe, window=timings.replay_window)
         self.api = Api(store, self.state, api_token(key), self.kick, self.relay, tokens=role_tokens(key),

@@ -28,10 +28,11 @@ COALESCE = 0.05   # seconds a pass waits after a kick, so that a burst of report
 
 class RouteFeed:
     """Publishes ``compute()`` (``{(host, path): Route}``) through ``publish(type, body)``;
-    ``is_leader()`` is stamped on every message so that routers prefer the leader's table."""
+    ``epoch()`` (the leader epoch while this reconciler leads, else None) is stamped on every
+    message so that routers prefer the leader's table."""
 
-    def __init__(self, publish, compute, is_leader, interval=1.0, clock=time.monotonic):
-        self.publish, self.compute, self.is_leader = publish, compute, is_leader
+    def __init__(self, publish, compute, epoch, interval=1.0, clock=time.monotonic):
+        self.publish, self.compute, self.epoch = publish, compute, epoch
         self.interval, self.clock = interval, clock
         self.stream = os.urandom(8).hex()
         self.seq = 0
@@ -59,25 +60,29 @@ class RouteFeed:
         except Exception as e:   # the store may be down: keep the last table, routers keep serving it
             log.warning("route table not derived (the last one stays published): %s", e)
             new = None
-        leader = bool(self.is_leader())
+        lead = self.leadership()
         if new is not None:
             body = delta_body(self.stream, self.seq + 1, self.routes, new)
             if body is not None:
                 self.seq, self.routes = self.seq + 1, new
-                self.publish("routes", {**body, "leader": leader})
+                self.publish("routes", {**body, **lead})
         if self._snapshot_due:
             self._snapshot_due = False
-            self.publish("routes", self.snapshot_body(leader))
+            self.publish("routes", self.snapshot_body(lead))
 
-    def snapshot_body(self, leader):
+    def leadership(self):
+        """``{"leader", "epoch"}`` as every message carries them."""
+        epoch = self.epoch()
+        return {"leader": epoch is not None, "epoch": epoch or 0}
+
+    def snapshot_body(self, lead):
         """The body of a snapshot of the current table."""
-        return {"kind": "snapshot", "stream": self.stream, "seq": self.seq, "leader": leader,
+        return {"kind": "snapshot", "stream": self.stream, "seq": self.seq, **lead,
                 "routes": [route_to_json(self.routes[k]) for k in sorted(self.routes)]}
 
     def tick(self):
         """Say the current seq (liveness, and the catch for a lost last delta)."""
-        self.publish("routes", {"kind": "tick", "stream": self.stream, "seq": self.seq,
-                                "leader": bool(self.is_leader())})
+        self.publish("routes", {"kind": "tick", "stream": self.stream, "seq": self.seq, **self.leadership()})
 
     def run(self):
         """Passes on kicks and every ``interval``, a tick every ``interval``; until killed."""

@@ -5,7 +5,7 @@ Every reconciler publishes the table it derives (``routes`` messages: a
 carries its current ``seq`` so that a lost last delta is noticed too). A
 router keeps one :class:`Source` per reconciler and serves the table of a
 *live* one (heard within the timeout, and in step): the leader's when it is
-live, else the freshest. When none is live it keeps serving the table it
+live (by the highest epoch), else the freshest. When none is live it keeps serving the table it
 served last, and its health says so.
 """
 import dataclasses
@@ -21,13 +21,14 @@ class Source:
     table: Table = None
     heard_at: float = float("-inf")
     leader: bool = False
+    epoch: int = 0   # the publisher's leader epoch when it leads
 
 
 def receive(source, body, now):
     """``(source, resync)`` after the routes message ``body``: the new state of the publisher,
     and whether the router must ask it for a snapshot (a gap, a new stream, a tick ahead of
     the table, or a delta before any snapshot)."""
-    heard = dataclasses.replace(source, heard_at=now, leader=bool(body.get("leader")))
+    heard = dataclasses.replace(source, heard_at=now, leader=bool(body.get("leader")), epoch=body.get("epoch", 0))
     kind = body["kind"]
     if kind == "snapshot":
         table = source.table
@@ -52,9 +53,9 @@ def is_live(source, now, timeout):
 
 def choose(sources, now, timeout):
     """The name of the publisher whose table to serve, or None when no one is live: the live
-    leader (highest seq if two say so), else the live one heard from last."""
-    live = [(name, s) for name, s in sources.items() if is_live(s, now, timeout)]
+    leader (the higher epoch when two say they lead: the other has lost its lease and not
+    noticed yet), else the live one heard from last."""
+    live = {name: s for name, s in sources.items() if is_live(s, now, timeout)}
     if not live:
         return None
-    return max(live, key=lambda item: (item[1].leader, item[1].heard_at if not item[1].leader
-                                       else item[1].table.seq, item[0]))[0]
+    return max(live, key=lambda name: (live[name].leader, live[name].epoch, live[name].heard_at, name))

@@ -39,7 +39,7 @@ class Feed:
 
     def __init__(self, endpoint, leader=False, key=KEY):
         self.table, self.leader = [], leader
-        self.feed = RouteFeed(self._publish, self._compute, lambda: self.leader, interval=0.3)
+        self.feed = RouteFeed(self._publish, self._compute, lambda: 7 if self.leader else None, interval=0.3)
         self.pub = BusPublisher(endpoint, key, "r-test", self.feed.on_subscribe).start()
         self.drop = False
         self.feed.start()

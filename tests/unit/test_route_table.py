@@ -148,8 +148,8 @@ def test_receive(messages, want_seq, resync):
     assert src.heard_at == float(len(messages) - 1)
 
 
-def live(seq, heard_at, leader=False):
-    return sources.Source(Table("s", seq, {}), heard_at, leader)
+def live(seq, heard_at, leader=False, epoch=0):
+    return sources.Source(Table("s", seq, {}), heard_at, leader, epoch)
 
 
 @pytest.mark.parametrize("given, want", [
@@ -159,7 +159,7 @@ def live(seq, heard_at, leader=False):
     ({"r1": live(1, 10.0, leader=True), "r2": live(1, 4.0, leader=True)}, "r1"),  # r2 is not live
     ({"r1": live(1, 4.0), "r2": live(1, 3.0)}, None),                   # no one is live
     ({"r1": sources.Source(None, 10.0), "r2": live(1, 9.0)}, "r2"),     # r1 is resyncing
-    ({"r1": live(5, 10.0, True), "r2": live(7, 9.5, True)}, "r2"),      # two leaders: the newer table
+    ({"r1": live(5, 10.0, True, 3), "r2": live(7, 9.5, True, 4)}, "r2"),   # two leaders: the higher epoch
 ])
 def test_choose(given, want):
     assert sources.choose(given, now=10.0, timeout=3.0) == want
