@@ -38,7 +38,6 @@ started in :meth:`~Reconciler.start`, stopping when :attr:`Reconciler.stop` says
 """
 import collections
 import logging
-import resource
 import shutil
 import tempfile
 import time
@@ -49,6 +48,7 @@ import eventlet.queue
 import eventlet.wsgi
 
 from corral.auth import api_token, role_tokens
+from corral.limits import raise_open_files_limit
 from corral.settings import Timings
 from corral.stopping import Stop
 from corral.store import Fenced, StoreError, open_store
@@ -323,17 +323,6 @@ class Reconciler:
         self.bus.close()
         if self.publisher is not None:
             self.publisher.close()
-
-
-def raise_open_files_limit():
-    """Raise this process's soft limit of open files to its hard limit: a reconciler holds a bus
-    connection per node, and 5,000 nodes need more than the 1,024 a shell or a unit usually grants."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError) as e:
-            log.warning("could not raise the open files limit from %d: %s", soft, e)
 
 
 def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), routes=None,

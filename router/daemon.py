@@ -23,10 +23,11 @@ import corral.green  # noqa: F401  (silences the banner before eventlet loads)
 import eventlet
 import eventlet.wsgi
 
+from corral.limits import raise_open_files_limit
+from corral.routetable import from_snapshot
 from router.feed import Feed
 from router.proxy import Proxy
 from router.tls import server_context
-from corral.routetable import from_snapshot
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1   # prctl(2)
@@ -146,6 +147,7 @@ def die_with_parent():
 def run(cfg, key=None):
     """Run ``cfg["workers"]`` worker processes until SIGTERM/SIGINT; a worker that dies is
     started again after a second. ``cfg``: see ``corral router --help``."""
+    raise_open_files_limit()   # the workers inherit it
     children = {}
     stopping = []
 
