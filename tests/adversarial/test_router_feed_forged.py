@@ -36,7 +36,7 @@ def test_a_forged_or_unsigned_feed_routes_nothing(tmp_path):
         stack.callback(lambda: (unsigned.close(0), ctx.term()))
         router = stack.enter_context(running_router(tmp_path, feeds=[forged_at, raw_at], env=env, workers=1,
                                                     args=["--feed-timeout", "1"]))
-        for _ in range(30):   # keep sending while the router connects and subscribes
+        for _ in range(20):   # keep sending while the router connects and subscribes
             forger.publish("routes", snapshot)
             unsigned.send(b"0" * 64 + b"." + b'{"type": "routes"}')
             eventlet.sleep(0.1)
