@@ -63,7 +63,7 @@ from reconciler.instance_events import instance_events
 from reconciler.leader import LeaderLease, process_holder
 from reconciler.loop import ALL, Controller
 from reconciler.observed import Observed, is_delayed
-from reconciler.route_feed import RouteFeed
+from reconciler.route_feed import RouteFeed, Touch
 from reconciler.streams import Relay
 from reconciler.workqueue import WorkQueue
 
@@ -109,8 +109,10 @@ class Reconciler:
         self.controller = Controller(store, self.observed, self.bus, timings, name)
         self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats)
         self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir)
+        self.touch = Touch(timings.heartbeat_timeout)   # routes are published only while we hear the agents
         self.feed = RouteFeed(lambda type, body: self.publisher.publish(type, body),
-                              lambda: self.state.routes(cluster_domain), lambda: self.lease.epoch)
+                              lambda: self.state.routes(cluster_domain), lambda: self.lease.epoch,
+                              in_touch=lambda: self.touch.ok(time.monotonic()))
         self.publisher = None if routes is None else \
             BusPublisher(routes, key, name, self.feed.on_subscribe, window=timings.replay_window)
         self.api = Api(store, self.state, api_token(key), self.kick, self.relay, tokens=role_tokens(key),
@@ -138,6 +140,7 @@ class Reconciler:
         """Record a node's report; a change enqueues the apps it concerns (a new node: every app).
         As leader, the instance transitions it shows become events (written by :meth:`events_loop`)."""
         node = body["node"]["name"]
+        self.touch.heard(time.monotonic())
         prev = self.observed.latest(node)
         if prev is not None and self.lease.epoch is not None and not is_delayed(prev, body):
             self.pending_events.extend(("app", app, reason, message, self.name)

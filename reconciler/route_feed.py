@@ -11,6 +11,12 @@ store) derives the table and publishes it on its own XPUB endpoint::
 
 ``stream`` is new at every start, so a router sees a restarted reconciler's
 seq starting over as a new stream, never as a gap or an old message.
+
+A reconciler that hears no agent (it is the one cut off, or it has just
+started) would derive a table with every node unreachable and no backend at
+all; it stays silent instead (:class:`Touch`) until it has heard the agents
+for a whole heartbeat timeout again, long enough for every live node to have
+reported.
 """
 import logging
 import os
@@ -26,13 +32,37 @@ log = logging.getLogger(__name__)
 COALESCE = 0.05   # seconds a pass waits after a kick, so that a burst of reports makes one delta
 
 
+class Touch:
+    """Whether a reconciler hears the agents well enough to publish routes. Pure: times are passed in.
+
+    Out of touch when no report came for ``timeout`` seconds; back in touch ``timeout``
+    seconds after the first report that ended the silence (every live node reports at
+    least once a heartbeat, and the timeout is several heartbeats).
+    """
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.heard_at = float("-inf")
+        self.since = float("-inf")   # when the current stretch of hearing began
+
+    def heard(self, now):
+        """A report arrived at ``now``."""
+        if now - self.heard_at > self.timeout:
+            self.since = now
+        self.heard_at = now
+
+    def ok(self, now):
+        """True when the routes derived now can be trusted."""
+        return now - self.heard_at <= self.timeout and now - self.since >= self.timeout
+
+
 class RouteFeed:
     """Publishes ``compute()`` (``{(host, path): Route}``) through ``publish(type, body)``;
     ``epoch()`` (the leader epoch while this reconciler leads, else None) is stamped on every
     message so that routers prefer the leader's table."""
 
-    def __init__(self, publish, compute, epoch, interval=1.0, clock=time.monotonic):
-        self.publish, self.compute, self.epoch = publish, compute, epoch
+    def __init__(self, publish, compute, epoch, interval=1.0, clock=time.monotonic, in_touch=lambda: True):
+        self.publish, self.compute, self.epoch, self.in_touch = publish, compute, epoch, in_touch
         self.interval, self.clock = interval, clock
         self.stream = os.urandom(8).hex()
         self.seq = 0
@@ -85,7 +115,11 @@ class RouteFeed:
         self.publish("routes", {"kind": "tick", "stream": self.stream, "seq": self.seq, **self.leadership()})
 
     def run(self):
-        """Passes on kicks and every ``interval``, a tick every ``interval``; until killed."""
+        """Passes on kicks and every ``interval``, a tick every ``interval``; until killed. While
+        ``in_touch()`` is false (this reconciler hears no agent, or has not heard them long
+        enough since it did again) it publishes nothing at all: its table would be wrong (every
+        node unreachable, no instance ready), and its silence makes the routers serve another
+        reconciler's table or their last one."""
         next_tick = self.clock()
         while True:
             try:
@@ -93,6 +127,9 @@ class RouteFeed:
                 eventlet.sleep(COALESCE)
             except eventlet.queue.Empty:
                 pass
+            if not self.in_touch():
+                next_tick = self.clock() + self.interval
+                continue
             self.step()
             if self.clock() >= next_tick:
                 self.tick()
