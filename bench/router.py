@@ -22,7 +22,12 @@ Scenarios (each prints a table; nothing is asserted):
    retry of a refused connect on another backend. (In a cluster, the agent's next
    report takes it out: its ``state`` is no longer running.)
 
-    .venv/bin/python bench/router.py [--seconds 10] [--churn-seconds 60] [--only throughput|churn|kill]
+4. ``cluster-kill``: `corral up` (short timings) with the example app, wrk
+   through its router, one instance's process SIGKILLed: failed requests, and
+   how long until the route table the reconcilers publish no longer lists it
+   (the agent sees the exit, reports, the reconcilers publish a delta).
+
+    .venv/bin/python bench/router.py [--seconds 10] [--churn-seconds 60] [--only throughput|churn|kill|cluster-kill]
 
 Needs ``wrk`` and ``nginx`` (Debian: ``apt-get install wrk nginx-light``).
 """
@@ -339,11 +344,81 @@ def kill(tmp, seconds):
     print(row("corral router (1 worker)", r))
 
 
+def instance_pids(app):
+    """``{instance id: pid}`` of the live processes whose environment says ``CORRAL_APP=app``."""
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+        except OSError:
+            continue
+        if env.get(b"CORRAL_APP") == app.encode():
+            out.setdefault(env[b"CORRAL_INSTANCE"].decode(), int(pid))
+    return out
+
+
+def cluster_kill(tmp, seconds):
+    """Scenario 4 (see the module docstring)."""
+    import urllib.request
+    from tests.support import free_base_port
+    base = free_base_port()
+    router_port = base + 20
+    settings = os.path.join(tmp, "fast.yaml")
+    with open(settings, "w") as f:
+        f.write("heartbeat: 0.5\nheartbeat_timeout: 3\nnode_grace: 8\nlease_ttl: 3\nlease_renew: 0.5\n"
+                "loop_interval: 0.5\nbuild_poll: 0.2\n")
+    env = dict(os.environ, XDG_CONFIG_HOME=os.path.join(tmp, "config"))
+    up = subprocess.Popen([PY, "-m", "corral", "up", "--data-dir", os.path.join(tmp, "up"), "--base-port", str(base),
+                           "--router-port", str(router_port), "--settings", settings, "--apply",
+                           os.path.join(ROOT, "manifests", "examples", "hello.yaml")], cwd=ROOT, env=env,
+                          stdout=open(os.path.join(tmp, "up.log"), "w"), stderr=subprocess.STDOUT,
+                          start_new_session=True)
+
+    def ready_backends():
+        with open(os.path.join(tmp, "config", "corral", "config.yaml")) as f:
+            token = json.load(f)["token"]
+        req = urllib.request.Request(f"http://127.0.0.1:{base}/v1/routes", headers={"Authorization": f"Bearer {token}"})
+        return {b["id"] for r in json.load(urllib.request.urlopen(req, timeout=2)) if r["app"] == "hello"
+                for b in r["backends"]}
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if len(ready_backends()) == 2:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            if time.monotonic() > deadline or up.poll() is not None:
+                raise RuntimeError("corral up did not serve hello through its router; see " + tmp)
+            time.sleep(0.5)
+        victim, pid = sorted(instance_pids("hello").items())[0]
+        out = {}
+
+        def kill_and_time():
+            time.sleep(3)
+            os.kill(pid, signal.SIGKILL)
+            killed = time.monotonic()
+            while victim in ready_backends():
+                time.sleep(0.02)
+            out["gone"] = time.monotonic() - killed
+        t = threading.Thread(target=kill_and_time)
+        t.start()
+        r = wrk(f"http://127.0.0.1:{router_port}/", seconds, connections=10, host="hello.localhost")
+        t.join()
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(120)
+    print(f"\n## cluster-kill: corral up, hello (2 instances), one SIGKILLed after 3 s of wrk -c10 -d{seconds}s\n")
+    print("| proxy | req/s | p50 ms | p99 ms | failed requests | out of the routes after |\n| --- | --- | --- | --- | --- | --- |")
+    print(row("corral router (1 worker)", r) + f" {out.get('gone', float('nan')):.2f} s |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--churn-seconds", type=int, default=60)
-    ap.add_argument("--only", choices=["throughput", "churn", "kill"])
+    ap.add_argument("--only", choices=["throughput", "churn", "kill", "cluster-kill"])
     ap.add_argument("--publish", help=argparse.SUPPRESS)
     ap.add_argument("--key", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -365,6 +440,8 @@ def main():
             kill(tmp, args.seconds)
         if args.only in (None, "churn"):
             churn(tmp, args.churn_seconds)
+        if args.only in (None, "cluster-kill"):
+            cluster_kill(tmp, args.seconds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
