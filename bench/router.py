@@ -183,6 +183,9 @@ def throughput(tmp, seconds):
             ("backend alone", f"http://127.0.0.1:{backend_port}/"),
             ("nginx (1 worker)", f"http://127.0.0.1:{nginx_port}/"),
             ("corral router (1 worker)", f"http://127.0.0.1:{rport}/")]}
+        half = half_rate(tmp, f"http://127.0.0.1:{rport}/", results["corral router (1 worker)"]["rps"], seconds)
+        direct = half_rate(tmp, f"http://127.0.0.1:{backend_port}/", results["corral router (1 worker)"]["rps"],
+                           seconds)
     finally:
         for p in (rproc, proxy, backend):
             stop(p)
@@ -193,7 +196,19 @@ def throughput(tmp, seconds):
         print(row(name, r) + f" {idle[name]:.3f} |")
     ratio = results["corral router (1 worker)"]["rps"] / results["nginx (1 worker)"]["rps"]
     added = idle["corral router (1 worker)"] - idle["backend alone"]
+    print(f"at about half the router's peak ({half['rps']:,.0f} req/s, paced): p50 {half['p50']:.3f} ms through "
+          f"the router, {direct['p50']:.3f} ms straight to the backend: {half['p50'] - direct['p50']:.3f} ms added")
     print(f"\nrouter / nginx per process: {ratio:.2f}x; latency the router adds at 1 connection: {added:.3f} ms")
+
+
+def half_rate(tmp, url, peak, seconds, connections=20):
+    """wrk paced (each connection waits between requests, wrk's ``delay()``) to about half of
+    ``peak`` req/s; wrk's latency leaves the pause out."""
+    script = os.path.join(tmp, "paced.lua")
+    pause_ms = max(1, int(connections * 1000 / (peak / 2)))
+    with open(script, "w") as f:
+        f.write(f'wrk.headers["Host"] = "b.test"\nfunction delay()\n  return {pause_ms}\nend\n')
+    return wrk(url, max(3, seconds // 2), connections=connections, script=script)
 
 
 def churn_routes(generation, port):
