@@ -115,7 +115,7 @@ class Keeper:
 
 def router_port_of(args):
     """The router's port: ``--router-port``, else the base port + 1010 (8080 for the default 7070)."""
-    return args.router_port or args.base_port + ROUTER_OFFSET
+    return getattr(args, "router_port", None) or args.base_port + ROUTER_OFFSET
 
 
 def listen_ports(base_port, reconcilers, router_port=None):
