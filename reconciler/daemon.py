@@ -110,14 +110,14 @@ class Reconciler:
         self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats)
         self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir)
         self.touch = Touch(timings.heartbeat_timeout)   # routes are published only while we hear the agents
-        self.feed = RouteFeed(lambda type, body: self.publisher.publish(type, body),
-                              lambda: self.state.routes(cluster_domain), lambda: self.lease.epoch,
-                              in_touch=lambda: self.touch.ok(time.monotonic()))
+        self.route_feed = RouteFeed(lambda type, body: self.publisher.publish(type, body),
+                                    lambda: self.state.routes(cluster_domain), lambda: self.lease.epoch,
+                                    in_touch=lambda: self.touch.ok(time.monotonic()))
         self.publisher = None if routes is None else \
-            BusPublisher(routes, key, name, self.feed.on_subscribe, window=timings.replay_window)
+            BusPublisher(routes, key, name, self.route_feed.on_subscribe, window=timings.replay_window)
         self.api = Api(store, self.state, api_token(key), self.kick, self.relay, tokens=role_tokens(key),
-                       watch=(timings.watch_interval, timings.watch_keepalive), route_table=self.feed.table_json,
-                       cluster_domain=cluster_domain)
+                       watch=(timings.watch_interval, timings.watch_keepalive),
+                       route_table=self.route_feed.table_json, cluster_domain=cluster_domain)
         self._threads = []
 
     # -- events in ---------------------------------------------------------
@@ -147,7 +147,7 @@ class Reconciler:
                                        for app, reason, message in instance_events(node, prev.instances,
                                                                                    body["instances"]))
         if self.observed.record(body, self.clock()):
-            self.feed.kick()
+            self.route_feed.kick()
             if prev is None:
                 self.kick()
             else:
@@ -197,7 +197,7 @@ class Reconciler:
         try:
             result = self.controller.sync(epoch, keys)
             failed = set(keys) if result.deferred else result.failed
-            self.feed.kick()   # the desired table may have lost instances: they leave the routes now
+            self.route_feed.kick()   # the desired table may have lost instances: they leave the routes now
         except Fenced:
             log.warning("%s was fenced at epoch %d: another reconciler leads", self.name, epoch)
             self.lease.release()
@@ -311,7 +311,7 @@ class Reconciler:
                   self.schedule_loop]
         if self.publisher is not None:
             self.publisher.start()
-            duties.append(self.feed.run)
+            duties.append(self.route_feed.run)
         self._threads = [eventlet.spawn(duty) for duty in duties]
         self._threads.append(eventlet.spawn(eventlet.wsgi.server, api_sock, self.api,
                                             log=logging.getLogger("corral.api.access"),

@@ -357,7 +357,8 @@ class Fleet:
         for h in self.dc.hosts:
             self.dc.heal(h)
         problems = []
-        for name in ["rt"] + [n for n in self.daemons if n.startswith("n")] + ["b1", "r1", "r2"]:
+        order = ["rt"] + [n for n in self.daemons if n.startswith("n")] + ["b1", "r1", "r2"]
+        for name in [n for n in order if n in self.daemons]:
             d = self.daemons[name]
             if d.alive() and d.stop(timeout=20) is None:
                 problems.append(f"{name} did not stop within 20 s of SIGINT and was SIGKILLed:\n{d.tail(10)}")
