@@ -108,7 +108,8 @@ class Reconciler:
         self.lease = LeaderLease(store, process_holder(name), timings)
         self.controller = Controller(store, self.observed, self.bus, timings, name)
         self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats)
-        self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir)
+        self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir,
+                               cluster_domain=cluster_domain)
         self.touch = Touch(timings.heartbeat_timeout)   # routes are published only while we hear the agents
         self.route_feed = RouteFeed(lambda type, body: self.publisher.publish(type, body),
                                     lambda: self.state.routes(cluster_domain), lambda: self.lease.epoch,
