@@ -202,7 +202,8 @@ class Proxy:
             counts[f"{e.status}"] += 1
             return self._answer(sock, x, e.status, e.reason, str(e), close=True)
         counts[f"{x.status // 100}xx"] += 1
-        self._log(x)
+        if x.status != 101:   # an upgrade was logged when it began
+            self._log(x)
         return keep and not x.close
 
     def _log(self, x):
