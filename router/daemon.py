@@ -144,6 +144,42 @@ def die_with_parent():
         os._exit(0)
 
 
+def _signal(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def supervise(children, stopping, spawn, grace=10.0):
+    """Reap the workers ``children`` (``{pid: index}``): one that dies is started again after a
+    second by ``spawn(index)``, unless ``stopping`` (the times a stop was asked): then every
+    worker gets SIGTERM (here, not in the signal handler, so that one forked while the signal
+    came is not missed), and one still there ``grace`` seconds later SIGKILL. Returns when none
+    is left."""
+    told, killed = set(), set()
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            if stopping:
+                late = time.monotonic() - stopping[0] > grace
+                for child in set(children) - (killed if late else told):
+                    (killed if late else told).add(child)
+                    if late:
+                        log.warning("router worker %d did not stop within %g s; killing it", children[child], grace)
+                    _signal(child, signal.SIGKILL if late else signal.SIGTERM)
+            time.sleep(0.05)
+            continue
+        index = children.pop(pid, None)
+        if index is not None and not stopping:
+            log.warning("router worker %d exited (status %d); starting it again", index, status)
+            time.sleep(1.0)
+            spawn(index)
+
+
 def run(cfg, key=None):
     """Run ``cfg["workers"]`` worker processes until SIGTERM/SIGINT; a worker that dies is
     started again after a second. ``cfg``: see ``corral router --help``."""
@@ -152,9 +188,17 @@ def run(cfg, key=None):
     stopping = []
 
     def spawn(index):
+        # The parent's handler, inherited, would swallow a stop in the worker: signals wait (blocked)
+        # across the fork until the worker has the default ones back (a stop then ends it outright,
+        # until it sets its own).
+        stops = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
         pid = os.fork()
         if pid == 0:
             try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
                 die_with_parent()
                 worker_main(index, cfg, key)
             except BaseException:
@@ -162,14 +206,10 @@ def run(cfg, key=None):
             finally:
                 os._exit(1)
         children[pid] = index
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
 
     def on_signal(signum, frame):
-        stopping.append(signum)
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        stopping.append(time.monotonic())   # supervise() passes it on, to every worker forked by then
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -177,16 +217,5 @@ def run(cfg, key=None):
         spawn(i)
     log.info("router: %d worker(s) on %s, health on %s, feeds %s", cfg["workers"], cfg["listen"], cfg["health"],
              ", ".join(cfg["reconcilers"]) or "(static table)")
-    while children:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        index = children.pop(pid, None)
-        if index is not None and not stopping:
-            log.warning("router worker %d exited (status %d); starting it again", index, status)
-            time.sleep(1.0)
-            spawn(index)
+    supervise(children, stopping, spawn)
     log.info("router stopped")

@@ -164,3 +164,24 @@ def test_workers_end_with_a_sigterm_and_with_a_killed_parent(tmp_path):
         wait_for(f"the workers to end after SIG{sig} to their parent",
                  lambda: not any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()
                                  for p in pids), 5)
+
+
+def test_a_stop_asked_while_the_workers_start_still_stops_them_all(tmp_path):
+    """Seen: a worker SIGTERMed before it had set its own handler ran the parent's (inherited), which
+    only passed the signal on, and the router never ended."""
+    import subprocess
+    import sys
+    from tests.routerkit import ROOT
+    table = tmp_path / "table.json"
+    table.write_text('{"routes": []}')
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "corral", "router", "--static", str(table), "--workers", "4",
+                                 "--listen", f"127.0.0.1:{free_port()}", "--health", f"127.0.0.1:{free_port()}"],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pids = wait_for("the workers forked", lambda: os.path.exists(f"/proc/{proc.pid}/task/{proc.pid}/children")
+                        and len(open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()) == 4
+                        and open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split(), 20, 0.001)
+        proc.terminate()
+        assert proc.wait(10) == 0
+        assert not any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()
+                       for p in pids)
