@@ -35,9 +35,14 @@ COALESCE = 0.05   # seconds a pass waits after a kick, so that a burst of report
 class Touch:
     """Whether a reconciler hears the agents well enough to publish routes. Pure: times are passed in.
 
-    Out of touch when no report came for ``timeout`` seconds; back in touch ``timeout``
-    seconds after the first report that ended the silence (every live node reports at
-    least once a heartbeat, and the timeout is several heartbeats).
+    Out of touch when no report came for half the heartbeat ``timeout``: before any node can
+    turn unreachable in this reconciler's eyes (which takes the whole timeout), so that a
+    reconciler that is being cut off never publishes a table of unreachable nodes (the routers
+    would get it, queued, when the link heals). Back in touch a whole ``timeout`` after the
+    first report that ended the silence (every live node reports at least once a heartbeat,
+    and the timeout is several heartbeats). Worked example, timeout 3 s, heartbeat 0.5 s:
+    cut at t=10 (last report 9.9): silent from 11.4 on, while the nodes turn unreachable only
+    at 12.9; healed at 20, first report 20.2: publishing again from 23.2.
     """
 
     def __init__(self, timeout):
@@ -47,13 +52,13 @@ class Touch:
 
     def heard(self, now):
         """A report arrived at ``now``."""
-        if now - self.heard_at > self.timeout:
+        if now - self.heard_at > self.timeout / 2:
             self.since = now
         self.heard_at = now
 
     def ok(self, now):
         """True when the routes derived now can be trusted."""
-        return now - self.heard_at <= self.timeout and now - self.since >= self.timeout
+        return now - self.heard_at <= self.timeout / 2 and now - self.since >= self.timeout
 
 
 class RouteFeed:

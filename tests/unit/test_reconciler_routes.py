@@ -125,13 +125,14 @@ def test_a_valid_route_gets_its_default_path():
 
 
 @pytest.mark.parametrize("reports, now, ok", [
-    ([], 0.0, False),                         # heard nobody yet (just started)
-    ([0.0], 1.0, False),                      # heard, but not for a whole timeout yet
-    ([0.0, 1.0, 2.0, 3.0], 3.0, True),        # heard for a whole timeout
-    ([0.0, 1.0, 2.0, 3.0], 6.5, False),       # silent for longer than the timeout: cut off
-    ([0.0, 1.0, 2.0, 3.0, 9.0], 10.0, False), # back, but only for 1 s
+    ([], 0.0, False),                            # heard nobody yet (just started)
+    ([0.0], 1.0, False),                         # heard, but not for a whole timeout yet
+    ([0.0, 1.0, 2.0, 3.0], 3.0, True),           # heard for a whole timeout
+    ([0.0, 1.0, 2.0, 3.0], 4.4, True),
+    ([0.0, 1.0, 2.0, 3.0], 4.6, False),          # silent for half the timeout: before a node can turn unreachable
+    ([0.0, 1.0, 2.0, 3.0, 9.0], 10.0, False),    # back, but only for 1 s
     ([0.0, 1.0, 2.0, 3.0, 9.0, 10.0, 11.0, 12.0], 12.0, True),
-], ids=["never", "too-soon", "in-touch", "silent", "back-too-soon", "back"])
+], ids=["never", "too-soon", "in-touch", "quiet-a-moment", "silent", "back-too-soon", "back"])
 def test_a_reconciler_publishes_routes_only_while_it_hears_the_agents(reports, now, ok):
     touch = Touch(3.0)
     for t in reports:
