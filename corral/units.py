@@ -44,6 +44,7 @@ class Options:
     name: str                                 # the daemon's name (reconciler, builder) or the node's (agent)
     api: str = "0.0.0.0:7070"                 # reconciler
     bus: str = "tcp://0.0.0.0:7071"           # reconciler
+    routes: str = "tcp://0.0.0.0:7073"        # reconciler: its route feed, which the routers subscribe to
     listen: str = "0.0.0.0:7072"              # builder
     advertise: str | None = None              # builder: HOST:PORT agents fetch images from
     reconcilers: tuple = ()                   # agent: tcp://HOST:7071 of each reconciler
@@ -80,7 +81,7 @@ def command(o):
     o = _defaults(o)
     settings = ["--settings", o.settings] if o.settings else []
     if o.role == "reconciler":
-        argv = [o.exe, "reconciler", "--name", o.name, "--api", o.api, "--bus", o.bus]
+        argv = [o.exe, "reconciler", "--name", o.name, "--api", o.api, "--bus", o.bus, "--routes", o.routes]
     elif o.role == "builder":
         argv = [o.exe, "builder", "--name", o.name, "--listen", o.listen, "--cache-dir", o.cache_dir,
                 "--images-dir", o.images_dir] + (["--advertise", o.advertise] if o.advertise else [])

@@ -12,6 +12,7 @@ Routes::
     GET    /healthz             liveness, leadership, versions (release, bus, store schema)
     GET    /metrics             Prometheus text format; any role's token or the metrics token (reconciler/metrics.py)
     POST   /v1/apply            {"documents": [{"doc": {...}, "source_digest": "sha256:..."}], "dryRun": bool}
+                                (409 when an app claims a host and path another app routes)
     POST   /v1/diff             same body; per app the change as a unified diff
     GET    /v1/apps             GET /v1/apps/NAME        DELETE /v1/apps/NAME
     HEAD   /v1/sources/DIGEST   PUT /v1/sources/DIGEST   (gzip'd tar, digest checked)
@@ -25,6 +26,7 @@ Routes::
     GET    /v1/whoami           {"role": "read" | "deploy" | "admin"}: the role of the token sent
     GET    /v1/watch[?kinds=apps,instances,nodes,events]   server-sent changes (reconciler/watch.py)
     GET    /ui/...              the dashboard's files (reconciler/dashboard); it calls the routes above
+    GET    /v1/routes           the route table this reconciler publishes to the routers
     GET    /v1/instances/ID/logs     POST /v1/exec[/SESSION/input|resize]   (reconciler/streams.py)
     GET    /v1/runs[?app=NAME]  GET /v1/runs/ID  POST /v1/apps/NAME/trigger|runs   (reconciler/runs_api.py)
     GET    /v1/gitsources[/NAME]  DELETE /v1/gitsources/NAME[?cascade=true]
@@ -54,6 +56,7 @@ from reconciler.changes import parse_kinds
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.metrics import route_label
 from reconciler.rollout_api import RolloutRoutes
+from reconciler.routes import apply_conflicts
 from reconciler.runs_api import RunRoutes
 from reconciler.streams import StreamRoutes
 from reconciler.watch import KEEPALIVE, ChangeFeed, EventStream, TooManyWatchers
@@ -94,8 +97,8 @@ class Api:
     admin token; ``tokens`` (``{role: token}``, corral.auth.role_tokens) the tokens of every role,
     when given. ``watch``: the change stream's seconds between reads, and between keepalives."""
 
-    def __init__(self, store, state, token, kick, relay=None, tokens=None, watch=(1.0, KEEPALIVE), metrics=None,
-                 metrics_token=None):
+    def __init__(self, store, state, token, kick, relay=None, tokens=None, watch=(1.0, KEEPALIVE), *, metrics=None,
+                 metrics_token=None, route_table=list, cluster_domain="localhost"):
         self.store = store
         self.state = state
         self.token = token
@@ -106,6 +109,8 @@ class Api:
         self.watch_keepalive = watch[1]
         self.metrics = metrics   # reconciler.metrics.ReconcilerMetrics, or None
         self.metrics_token = metrics_token
+        self.route_table = route_table         # () -> the published route table (reconciler/route_feed.py)
+        self.cluster_domain = cluster_domain   # an app's default host is <app>.<cluster domain>
         self.routes = [
             ("GET", r"/healthz", self.healthz, False),
             ("GET", r"/metrics", self.serve_metrics, METRICS),
@@ -127,6 +132,7 @@ class Api:
             ("GET", r"/v1/watch", self.watch, True),
             ("GET", r"/ui", dashboard.to_index, False),
             ("GET", r"/ui/(?P<name>[^/]*)", dashboard.serve, False),
+            ("GET", r"/v1/routes", self.list_routes, True),
         ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, HttpError, _json_body).routes()
         self.routes += RunRoutes(store, kick, HttpError, _json_body).routes()
         if relay is not None:  # logs and exec (reconciler/streams.py)
@@ -237,6 +243,7 @@ class Api:
 
     def apply(self, environ, query):
         docs, dry_run = self._documents(environ)
+        self._refuse_route_conflicts([d for d in docs if d.get("kind") != "GitSource"])
         results = self.store.apply_apps([d for d in docs if d.get("kind") != "GitSource"], actor=actor(environ),
                                         dry_run=dry_run,
                                         gitsources=[d for d in docs if d.get("kind") == "GitSource"])
@@ -244,6 +251,21 @@ class Api:
             self.kick(*[r.name for r in results if r.action != "unchanged" and r.kind == "App"])
         return 200, {"dryRun": dry_run, "results": [
             {"kind": r.kind, "name": r.name, "action": r.action, "generation": r.generation} for r in results]}
+
+    def _refuse_route_conflicts(self, apps):
+        """409 when an app of this apply claims a host and path another app owns (the sentence
+        names the owner). Checked here, outside the store's transaction: two applies racing for
+        one host both pass, and the route goes to the app created first (reconciler/routes.py)."""
+        if not apps:
+            return
+        stored = [(a.name, a.spec) for a in sorted(self.store.list_apps(), key=lambda a: (a.created_at, a.name))
+                  if not a.deleting]
+        problems = apply_conflicts(stored, [(d["name"], d["spec"]) for d in apps], self.cluster_domain)
+        if problems:
+            raise HttpError(409, "; ".join(problems))
+
+    def list_routes(self, environ, query):
+        return 200, self.route_table()
 
     def diff(self, environ, query):
         docs, _ = self._documents(environ)

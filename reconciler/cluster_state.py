@@ -2,6 +2,7 @@
 import time
 
 from reconciler import views
+from reconciler.routes import derive_routes
 
 
 class ClusterState:
@@ -32,3 +33,10 @@ class ClusterState:
     def nodes(self):
         stored, desired, node_views = self._node_views()
         return views.nodes_json(node_views, stored, self.observed.reports(), desired, self.observed.last_seen)
+
+    def routes(self, domain):
+        """The route table ``{(host, path): Route}`` this reconciler derives now
+        (:func:`reconciler.routes.derive_routes`; apps without routes are served at APP.``domain``)."""
+        _, desired, node_views = self._node_views()
+        return derive_routes(self.store.list_apps(), desired, self.observed.instance_reports(),
+                             {v.name: v.state for v in node_views}, domain)

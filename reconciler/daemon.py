@@ -28,6 +28,9 @@ run as a green thread by :meth:`Reconciler.start`:
   retention (``event_retention``, ``event_max``: Kubernetes keeps an hour);
 - :meth:`~Reconciler.schedule_loop`: as leader, wakes at the next slot of any
   schedule and enqueues the apps it belongs to (their runs: reconciler/cron.py);
+- the route feed (reconciler/route_feed.py), leader or not: the routers' table
+  derived from the store and this reconciler's observed view, published on its
+  own XPUB endpoint; every changed report and every sync kicks it;
 - the API: eventlet.wsgi on the API address.
 
 A new duty (a router's table, schedules, add-on services) is a method here,
@@ -35,7 +38,6 @@ started in :meth:`~Reconciler.start`, stopping when :attr:`Reconciler.stop` says
 """
 import collections
 import logging
-import resource
 import shutil
 import tempfile
 import time
@@ -46,10 +48,11 @@ import eventlet.queue
 import eventlet.wsgi
 
 from corral.auth import api_token, metrics_token, role_tokens
+from corral.limits import raise_open_files_limit
 from corral.settings import Timings
 from corral.stopping import Stop
 from corral.store import Fenced, StoreError, open_store
-from corral.wire.bus import BusServer
+from corral.wire.bus import BusPublisher, BusServer
 from corral.wire.keys import hide_process, key_path, read_key, store_dsn as store_dsn_from
 from reconciler.api import Api
 from reconciler.cluster_state import ClusterState
@@ -61,6 +64,7 @@ from reconciler.leader import LeaderLease, process_holder
 from reconciler.loop import ALL, Controller
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.observed import Observed, is_delayed
+from reconciler.route_feed import RouteFeed, Touch
 from reconciler.streams import Relay
 from reconciler.workqueue import WorkQueue
 
@@ -90,7 +94,8 @@ class Reconciler:
     ``git_dir`` is a scratch folder of its own for GitOps clones.
     """
 
-    def __init__(self, *, name, store, key, bus, timings=Timings(), git_dir, stop=None, clock=time.time):
+    def __init__(self, *, name, store, key, bus, timings=Timings(), git_dir, stop=None, clock=time.time,
+                 routes=None, cluster_domain="localhost"):
         self.name, self.store, self.timings, self.clock = name, store, timings, clock
         self.stop = stop if stop is not None else Stop()
         self.observed = Observed(started_at=clock())
@@ -105,10 +110,18 @@ class Reconciler:
         self.metrics = ReconcilerMetrics()
         self.controller = Controller(store, self.observed, self.bus, timings, name, metrics=self.metrics)
         self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats)
-        self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir)
+        self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir,
+                               cluster_domain=cluster_domain)
+        self.touch = Touch(timings.heartbeat_timeout)   # routes are published only while we hear the agents
+        self.route_feed = RouteFeed(lambda type, body: self.publisher.publish(type, body),
+                                    lambda: self.state.routes(cluster_domain), lambda: self.lease.epoch,
+                                    in_touch=lambda: self.touch.ok(time.monotonic()))
+        self.publisher = None if routes is None else \
+            BusPublisher(routes, key, name, self.route_feed.on_subscribe, window=timings.replay_window)
         self.api = Api(store, self.state, api_token(key), self.kick, self.relay, tokens=role_tokens(key),
                        watch=(timings.watch_interval, timings.watch_keepalive), metrics=self.metrics,
-                       metrics_token=metrics_token(key))
+                       metrics_token=metrics_token(key), route_table=self.route_feed.table_json,
+                       cluster_domain=cluster_domain)
         self.metrics.watch(self)
         self._threads = []
 
@@ -133,12 +146,14 @@ class Reconciler:
         """Record a node's report; a change enqueues the apps it concerns (a new node: every app).
         As leader, the instance transitions it shows become events (written by :meth:`events_loop`)."""
         node = body["node"]["name"]
+        self.touch.heard(time.monotonic())
         prev = self.observed.latest(node)
         if prev is not None and self.lease.epoch is not None and not is_delayed(prev, body):
             self.pending_events.extend(("app", app, reason, message, self.name)
                                        for app, reason, message in instance_events(node, prev.instances,
                                                                                    body["instances"]))
         if self.observed.record(body, self.clock()):
+            self.route_feed.kick()
             if prev is None:
                 self.kick()
             else:
@@ -190,6 +205,7 @@ class Reconciler:
             result = self.controller.sync(epoch, keys)
             self.metrics.sync_seconds.observe(time.monotonic() - began)
             failed = set(keys) if result.deferred else result.failed
+            self.route_feed.kick()   # the desired table may have lost instances: they leave the routes now
         except Fenced:
             log.warning("%s was fenced at epoch %d: another reconciler leads", self.name, epoch)
             self.lease.release()
@@ -301,9 +317,12 @@ class Reconciler:
     def start(self, api_sock):
         """Start the bus and every duty, and serve the API on the listening socket ``api_sock``."""
         self.bus.start()
-        self._threads = [eventlet.spawn(duty) for duty in
-                         (self.lease_loop, self.control_loop, self.gitops_loop, self.events_loop, self.prune_loop,
-                          self.schedule_loop)]
+        duties = [self.lease_loop, self.control_loop, self.gitops_loop, self.events_loop, self.prune_loop,
+                  self.schedule_loop]
+        if self.publisher is not None:
+            self.publisher.start()
+            duties.append(self.route_feed.run)
+        self._threads = [eventlet.spawn(duty) for duty in duties]
         self._threads.append(eventlet.spawn(eventlet.wsgi.server, api_sock, self.api,
                                             log=logging.getLogger("corral.api.access"),
                                             log_output=False, socket_timeout=60))
@@ -315,20 +334,12 @@ class Reconciler:
         for t in self._threads:
             t.kill()
         self.bus.close()
+        if self.publisher is not None:
+            self.publisher.close()
 
 
-def raise_open_files_limit():
-    """Raise this process's soft limit of open files to its hard limit: a reconciler holds a bus
-    connection per node, and 5,000 nodes need more than the 1,024 a shell or a unit usually grants."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError) as e:
-            log.warning("could not raise the open files limit from %d: %s", soft, e)
-
-
-def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings()):
+def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), routes=None,
+        cluster_domain="localhost"):
     """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint.
 
     The key's path and the store DSN come from the environment when not given
@@ -341,11 +352,12 @@ def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings()):
     stop = Stop()
     host, _, port = api.rpartition(":")
     sock = eventlet.listen((host or "127.0.0.1", int(port)), backlog=1024)
-    reconciler = Reconciler(name=name, store=store, key=key, bus=bus, timings=timings, git_dir=git_dir, stop=stop)
+    reconciler = Reconciler(name=name, store=store, key=key, bus=bus, timings=timings, git_dir=git_dir, stop=stop,
+                            routes=routes, cluster_domain=cluster_domain)
     try:
         with stop.catching():
             reconciler.start(sock)
-            log.info("reconciler %s: api http://%s, bus %s", name, api, bus)
+            log.info("reconciler %s: api http://%s, bus %s, route feed %s", name, api, bus, routes or "(none)")
             stop.wait()
     finally:
         reconciler.close()

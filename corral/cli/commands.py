@@ -20,7 +20,8 @@ from corral.cli.output import render
 
 RESOURCES = {"apps": "apps", "app": "apps", "instances": "instances", "instance": "instances",
              "nodes": "nodes", "node": "nodes", "builds": "builds", "build": "builds",
-             "events": "events", "event": "events", "runs": "runs", "run": "runs"}
+             "events": "events", "event": "events", "runs": "runs", "run": "runs", "routes": "routes",
+             "route": "routes"}
 
 
 def _load(paths):
@@ -171,6 +172,8 @@ def _fetch(client, resource, name, show_secrets=False):
     if resource in ("events", "runs") and name:
         params = {"name" if resource == "events" else "app": name}
     items = client.get(f"/v1/{resource}", params=params)
+    if name and resource == "routes":   # an app's routes, or one host's
+        return [r for r in items if name in (r["app"], r["host"])]
     if name and resource in ("instances", "nodes", "builds"):
         key = "id" if resource in ("instances", "builds") else "name"
         match = [i for i in items if str(i[key]) == name or (resource == "instances" and i["app"] == name)]
@@ -183,7 +186,7 @@ def _fetch(client, resource, name, show_secrets=False):
 def cmd_get(args, client):
     resource = RESOURCES.get(args.resource)
     if resource is None:
-        raise ClientError(f"unknown resource {args.resource!r}; one of apps, instances, nodes, builds, events, runs")
+        raise ClientError(f"unknown resource {args.resource!r}; one of apps, instances, nodes, builds, events, runs, routes")
     if args.watch and resource in ("apps", "instances", "nodes", "events") and not args.show_secrets:
         from corral.cli.watch import watch   # the API's change stream (what the dashboard shows)
         return watch(client, resource, args.name, args.output)

@@ -1,7 +1,7 @@
 """`corral`: the one command. Parses arguments and dispatches; errors are one sentence.
 
 User verbs (apply, diff, get, describe, delete, ...) talk to the API and never
-import eventlet. Daemon verbs (reconciler, agent, builder, up) patch eventlet
+import eventlet. Daemon verbs (reconciler, agent, builder, router, up) patch eventlet
 first, before importing anything that touches sockets or threads.
 
 Every command builds the whole parser, so building it imports only the small
@@ -14,6 +14,7 @@ import argparse
 import signal
 import sys
 
+from corral.cli import router as router_command
 from corral.cli.verbs import EXAMPLE, VerbHelp, add_verb, nested
 
 OUTPUTS = ["table", "wide", "json", "yaml"]
@@ -65,11 +66,13 @@ def parser():
     d.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                    help="a manifest file, a folder of them, or - for stdin (repeatable)")
 
-    g = add_verb(sub, "get", "list apps, instances, nodes, builds, events, runs or gitsources, or show one",
-                 ["corral get apps", "corral get instances hello -o wide", "corral get nodes -o json"])
-    g.add_argument("resource", help="apps | instances | nodes | builds | events | runs | gitsources (or the singular)")
+    g = add_verb(sub, "get", "list apps, instances, nodes, builds, events, runs, routes or gitsources, or show one",
+                 ["corral get apps", "corral get instances hello -o wide", "corral get nodes -o json",
+                  "corral get routes"])
+    g.add_argument("resource",
+                   help="apps | instances | nodes | builds | events | runs | routes | gitsources (or the singular)")
     g.add_argument("name", nargs="?",
-                   help="only this one (an app's name also selects its instances, and its events)")
+                   help="only this one (an app's name also selects its instances, its events and its routes)")
     g.add_argument("-o", "--output", choices=OUTPUTS, default="table",
                    help="table (default), wide (more columns), or the API's JSON or YAML (the stable contract)")
     g.add_argument("-w", "--watch", action="store_true", help="after the list, print each change as it happens (apps, instances, nodes, events: "
@@ -150,6 +153,8 @@ def parser():
                    help="apply this manifest once up (repeatable)")
     u.add_argument("--base-port", type=int, default=7070, metavar="PORT",
                    help="API of reconciler i on BASE+10i, its bus on BASE+10i+1, the builder on BASE+2 (default 7070)")
+    u.add_argument("--router-port", type=int, default=None, metavar="PORT",
+                   help="where the router listens, its health on PORT+1 (default BASE+1010: 8080)")
     u.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
     r = add_verb(sub, "reconciler", "run one reconciler daemon: the API, and the control loop while it leads",
@@ -162,6 +167,10 @@ def parser():
                    help="where the API listens (default 127.0.0.1:7070)")
     r.add_argument("--bus", default="tcp://127.0.0.1:7071", metavar="tcp://HOST:PORT",
                    help="where the agents' bus listens (default tcp://127.0.0.1:7071)")
+    r.add_argument("--routes", default="tcp://127.0.0.1:7073", metavar="tcp://HOST:PORT",
+                   help="where the routers subscribe to its route table (default tcp://127.0.0.1:7073)")
+    r.add_argument("--cluster-domain", default="localhost", metavar="DOMAIN",
+                   help="an app with no routes and one port process is served at APP.DOMAIN (default localhost)")
     r.add_argument("--secret-file", default=None, metavar="FILE", help=SECRET_HELP)
     r.add_argument("--name", default=None, help="its name in the lease and in events (default: --api)")
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
@@ -203,13 +212,14 @@ def parser():
     b.add_argument("--name", default=None, help="its name in build records (default: --listen)")
     b.add_argument("--advertise", default=None, metavar="HOST:PORT",
                    help="the address agents fetch images from (default: --listen)")
-    b.add_argument("--metrics", default="127.0.0.1:7073", metavar="HOST:PORT",
-                   help="where its Prometheus /metrics is served (default 127.0.0.1:7073, loopback only)")
+    b.add_argument("--metrics", default="127.0.0.1:7074", metavar="HOST:PORT",
+                   help="where its Prometheus /metrics is served (default 127.0.0.1:7074, loopback only)")
     b.add_argument("--layer-cache-size", type=_bytes, default=None, metavar="BYTES",
                    help="prune layers built here, least recently used first, to this size (like 20Gi; 0: no limit)")
     b.add_argument("--wheel-cache-size", type=_bytes, default=None, metavar="BYTES",
                    help="prune the wheel caches (uv's, pip's) likewise (like 10Gi; 0: no limit)")
     b.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
+    router_command.add_parser(sub, SECRET_HELP)
     return p
 
 
@@ -260,7 +270,7 @@ def run_daemon(args):
         name = args.name or args.api
         _daemon_logging(f"reconciler/{name}")
         run(store_dsn=args.store, api=args.api, bus=args.bus, secret_file=args.secret_file,
-            name=name, timings=timings)
+            name=name, timings=timings, routes=args.routes, cluster_domain=args.cluster_domain)
     elif args.command == "agent":
         from nodeagent.daemon import run
         _daemon_logging(f"agent/{args.name}")
@@ -274,6 +284,9 @@ def run_daemon(args):
         run(store_dsn=args.store, listen=args.listen, cache_dir=args.cache_dir, images_dir=args.images_dir,
             name=name, advertise=args.advertise, timings=timings, layer_cache_bytes=args.layer_cache_size,
             wheel_cache_bytes=args.wheel_cache_size, metrics=args.metrics)
+    elif args.command == "router":
+        _daemon_logging("router")
+        router_command.run(args, timings)
     elif args.command == "up":
         from corral.cli.up import up
         return up(args)
@@ -290,7 +303,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     from corral.cli.client import ClientError
     try:
-        if args.command in ("reconciler", "agent", "builder", "up"):
+        if args.command in ("reconciler", "agent", "builder", "router", "up"):
             return run_daemon(args) or 0
         if args.command == "version":
             from corral.cli import version

@@ -32,6 +32,8 @@ def add_parser(sub):
     p.add_argument("--api", default="0.0.0.0:7070", metavar="HOST:PORT", help="reconciler: its API (default 0.0.0.0:7070)")
     p.add_argument("--bus", default="tcp://0.0.0.0:7071", metavar="tcp://HOST:PORT",
                    help="reconciler: its bus (default tcp://0.0.0.0:7071)")
+    p.add_argument("--routes", default="tcp://0.0.0.0:7073", metavar="tcp://HOST:PORT",
+                   help="reconciler: its route feed, for the routers (default tcp://0.0.0.0:7073)")
     p.add_argument("--listen", default="0.0.0.0:7072", metavar="HOST:PORT",
                    help="builder: where it serves images (default 0.0.0.0:7072)")
     p.add_argument("--advertise", default=None, metavar="HOST:PORT", help="builder: the address agents fetch from")
@@ -62,7 +64,7 @@ def default_exe():
 def options(args):
     """The unit's :class:`corral.units.Options` from the verb's arguments."""
     return units.Options(role=args.role, exe=args.exe or default_exe(), name=args.name or socket.gethostname(),
-                         api=args.api, bus=args.bus, listen=args.listen, advertise=args.advertise,
+                         api=args.api, bus=args.bus, routes=args.routes, listen=args.listen, advertise=args.advertise,
                          reconcilers=tuple(args.reconcilers), address=args.address, labels=tuple(args.labels),
                          store=args.store,
                          data_dir=args.data_dir, images_dir=args.images_dir, cache_dir=args.cache_dir,

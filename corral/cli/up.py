@@ -30,6 +30,10 @@ from corral.wire.keys import ENV_VAR as SECRET_ENV, STORE_ENV_VAR as STORE_ENV, 
 from corral.exits import Backoff, exit_message
 
 
+CLUSTER_DOMAIN = "localhost"   # an app's default host is APP.localhost, which browsers resolve to 127.0.0.1
+ROUTER_OFFSET = 1010           # the router listens on the base port + 1010: 8080 for the default 7070
+
+
 def default_data_dir(environ=os.environ):
     base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "corral")
@@ -45,17 +49,24 @@ def daemon_commands(args, data_dir, secret, store):
     images = os.path.join(data_dir, "images")
     keyed = {SECRET_ENV: secret}
     stored = {STORE_ENV: store}
-    buses = []
+    buses, feeds = [], []
     cmds = []
     for i in range(args.reconcilers):
         api = f"127.0.0.1:{args.base_port + 10 * i}"
         bus = f"tcp://127.0.0.1:{args.base_port + 10 * i + 1}"
+        feed = f"tcp://127.0.0.1:{args.base_port + 10 * i + 3}"
         buses.append(bus)
-        cmds.append((f"reconciler-{i + 1}", py + ["reconciler", "--name", f"r{i + 1}",
-                                                 "--api", api, "--bus", bus] + settings, {**keyed, **stored}))
+        feeds.append(feed)
+        cmds.append((f"reconciler-{i + 1}", py + ["reconciler", "--name", f"r{i + 1}", "--api", api, "--bus", bus,
+                                                 "--routes", feed, "--cluster-domain", CLUSTER_DOMAIN]
+                     + settings, {**keyed, **stored}))
+    router_port = router_port_of(args)
+    cmds.append(("router", py + ["router", "--listen", f"127.0.0.1:{router_port}",
+                                 "--health", f"127.0.0.1:{router_port + 1}", "--workers", "1"]
+                 + [a for feed in feeds for a in ("--reconciler", feed)] + settings, keyed))
     cmds.append(("builder", py + ["builder", "--name", "b1",
                                   "--listen", f"127.0.0.1:{args.base_port + 2}",
-                                  "--metrics", f"127.0.0.1:{args.base_port + 3}",
+                                  "--metrics", f"127.0.0.1:{args.base_port + 4}",
                                   "--cache-dir", os.path.join(data_dir, "builder"), "--images-dir", images]
                  + settings, stored))
     for n in range(args.nodes):
@@ -104,17 +115,26 @@ class Keeper:
         return names
 
 
-def listen_ports(base_port, reconcilers, nodes=0):
+def router_port_of(args):
+    """The router's port: ``--router-port``, else the base port + 1010 (8080 for the default 7070)."""
+    return getattr(args, "router_port", None) or args.base_port + ROUTER_OFFSET
+
+
+def listen_ports(base_port, reconcilers, nodes=0, router_port=None):
     """``[(port, what)]``: every TCP port on 127.0.0.1 the cluster's daemons will listen on. Pure.
 
-    Reconciler i (from 0): its API on BASE+10i (which serves its /metrics too), its bus on BASE+10i+1;
-    the builder's images on BASE+2 and its /metrics on BASE+3; node agent n's /metrics on BASE+10n+5."""
+    Reconciler i (from 0): its API on BASE+10i (which serves its /metrics too), its bus on BASE+10i+1,
+    its route feed on BASE+10i+3; the builder's images on BASE+2 and its /metrics on BASE+4; node
+    agent n's /metrics on BASE+10n+5; the router on BASE+1010 (or ``router_port``), its health next."""
     ports = []
     for i in range(reconcilers):
         ports += [(base_port + 10 * i, f"the API of reconciler-{i + 1}"),
-                  (base_port + 10 * i + 1, f"the bus of reconciler-{i + 1}")]
-    ports += [(base_port + 2, "the builder's image server"), (base_port + 3, "the builder's metrics")]
+                  (base_port + 10 * i + 1, f"the bus of reconciler-{i + 1}"),
+                  (base_port + 10 * i + 3, f"the route feed of reconciler-{i + 1}")]
+    ports += [(base_port + 2, "the builder's image server"), (base_port + 4, "the builder's metrics")]
     ports += [(base_port + 10 * n + 5, f"the metrics of node-{n + 1}") for n in range(nodes)]
+    router_port = router_port or base_port + ROUTER_OFFSET
+    ports += [(router_port, "the router"), (router_port + 1, "the router's health")]
     return sorted(ports)
 
 
@@ -167,7 +187,7 @@ def up(args):
     """Run the cluster in the foreground; return the exit code."""
     if args.nodes < 1 or args.reconcilers < 1:
         raise ClientError("corral up needs at least one node and one reconciler")
-    check_ports_free(listen_ports(args.base_port, args.reconcilers, args.nodes))
+    check_ports_free(listen_ports(args.base_port, args.reconcilers, args.nodes, router_port_of(args)))
     data_dir = os.path.abspath(args.data_dir or default_data_dir())
     # The key and the SQLite store are 0600 in it; others may pass it (an app user reaches its
     # logs and its image below) but not list it, and not even pass it when apps run as us anyway.
@@ -196,6 +216,8 @@ def up(args):
         print(f"client config written to {config}; try `corral get nodes`", flush=True)
         print(f"dashboard: {urls[0]}/ui/ (log in with a token of the config's tokens: read, deploy or admin)",
               flush=True)
+        print(f"router: http://127.0.0.1:{router_port_of(args)}/ serves each app at APP.{CLUSTER_DOMAIN} "
+              f"(curl -H 'Host: hello.{CLUSTER_DOMAIN}' http://127.0.0.1:{router_port_of(args)}/)", flush=True)
         if os.geteuid() != 0:
             print("corral up: apps run as you here, sharing your files and each other's (no isolation); "
                   "as root, each app runs as its own user", file=sys.stderr, flush=True)

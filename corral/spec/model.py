@@ -14,6 +14,7 @@ import shlex
 import jsonschema
 
 import schemas
+from corral.hostnames import normalize_host, normalize_path
 
 from .errors import SpecError
 from .scheduled import fill_process_defaults, schedule_problems
@@ -239,6 +240,35 @@ def _rule_problems(info, doc):
     if update.get("maxSurge") in (0, "0%") and update.get("maxUnavailable") in (0, "0%"):
         out.append(Problem(("spec", "update"), ("spec", "update"),
                            "maxSurge and maxUnavailable cannot both be 0: a rollout could never move"))
+    return out + _route_problems(spec)
+
+
+def _route_problems(spec):
+    """What is wrong with ``spec.routes``: a host that is not a host name, a process that is
+    not one of the app's with a port (or none named where several have one), a host and
+    path given twice."""
+    out, seen = [], set()
+    ported = sorted(name for name, p in spec["processes"].items() if p.get("port"))
+    for i, item in enumerate(spec.get("routes") or ()):
+        where = ("spec", "routes", i)
+        host = normalize_host(item["host"])
+        if host is None or host.startswith("["):
+            out.append(Problem(where + ("host",), where + ("host",),
+                               f"{item['host']!r} is not a host name (like shop.example.com or *.example.com)"))
+            continue
+        process = item.get("process")
+        if process is not None and process not in ported:
+            out.append(Problem(where + ("process",), where + ("process",),
+                               f"{process!r} is not a process of this app with port: true"
+                               f" ({', '.join(ported) or 'it has none'})"))
+        elif process is None and len(ported) != 1:
+            out.append(Problem(where, where, "name the process to route to: the app has "
+                                             f"{len(ported) or 'no'} process{'es' if len(ported) != 1 else ''} "
+                                             "with port: true" + (f" ({', '.join(ported)})" if ported else "")))
+        key = (host, normalize_path(item.get("path", "/")))
+        if key in seen:
+            out.append(Problem(where, where, f"host {host} and path {key[1]} are routed twice in this app"))
+        seen.add(key)
     return out
 
 

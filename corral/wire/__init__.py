@@ -14,5 +14,7 @@ Message types and their body schemas (``schemas/wire/<type>.schema.json``):
 
 - ``report``: agent -> reconcilers, every heartbeat and at once on change;
 - ``assign``: leader -> agent, the node's whole desired instance list, with the
-  leader's epoch on the envelope.
+  leader's epoch on the envelope;
+- ``routes``: each reconciler -> routers (``BusPublisher`` XPUB, ``BusSubscriber``
+  SUB): the route table as a snapshot, sequenced deltas, and a tick a second.
 """

@@ -130,6 +130,24 @@ class _Endpoint:
         return {"accepted": self._opener.accepted, "rejected": dict(rejected),
                 "sent": self.sent, "dropped": self.dropped}
 
+    def _bind(self, kind, endpoint, curve_secret, **options):
+        """A socket of ``kind`` with the common options and ``options``, bound at ``endpoint``
+        (OSError naming it when it cannot be; this endpoint's context is then terminated)."""
+        sock = self._ctx.socket(kind)
+        _common_options(sock)
+        for option, value in options.items():
+            sock.setsockopt(getattr(zmq, option), value)
+        if curve_secret is not None:
+            sock.curve_secretkey = curve_secret
+            sock.curve_server = True
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as e:
+            sock.close(linger=0)
+            self._ctx.term()
+            raise OSError(f"bus: cannot bind {endpoint}: {e}") from None
+        return sock
+
     def _close_sockets(self, sockets):
         self._closing = True
         current = eventlet.getcurrent()
@@ -143,7 +161,21 @@ class _Endpoint:
             self._ctx.term()
 
 
-class BusServer(_Endpoint):
+class _Bound(_Endpoint):
+    """What BusServer and BusPublisher share: one bound socket (``_sock``) and its receive loop."""
+
+    def start(self):
+        """Start receiving in a green thread; returns at once."""
+        self._threads.append(eventlet.spawn(self._receive_loop, self._sock, self.endpoint))
+        return self
+
+    def close(self):
+        """Stop receiving and release the endpoint; safe to call twice."""
+        if not self._closing:
+            self._close_sockets([self._sock])
+
+
+class BusServer(_Bound):
     """The reconciler's end: a ROUTER bound at ``endpoint``.
 
     ``handler(peer: bytes, msg: Message)`` is called in the receive green
@@ -156,25 +188,9 @@ class BusServer(_Endpoint):
         super().__init__(key, sender, handler, window, clock)
         self._peers = {}   # node name (bytes) -> clock time of its last accepted message
         self._routes = {}  # node name (bytes) -> routing id of the connection it last spoke on
-        sock = self._ctx.socket(zmq.ROUTER)
-        _common_options(sock)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        if curve_secret is not None:
-            sock.curve_secretkey = curve_secret
-            sock.curve_server = True
-        try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as e:
-            sock.close(linger=0)
-            self._ctx.term()
-            raise OSError(f"bus: cannot bind {endpoint}: {e}") from None
-        self._sock = sock
-        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._sock = self._bind(zmq.ROUTER, endpoint, curve_secret, ROUTER_MANDATORY=1)
+        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
-    def start(self):
-        """Start receiving in a green thread; returns at once."""
-        self._threads.append(eventlet.spawn(self._receive_loop, self._sock, self.endpoint))
-        return self
 
     def _on_frames(self, frames, name):
         if len(frames) != 2:
@@ -215,34 +231,22 @@ class BusServer(_Endpoint):
         """Return ``{node name: clock time of its last accepted message}``."""
         return dict(self._peers)
 
-    def close(self):
-        """Stop receiving and release the endpoint; safe to call twice."""
-        if not self._closing:
-            self._close_sockets([self._sock])
 
+class _Connecting(_Endpoint):
+    """What BusClient and BusSubscriber share: one connected socket per endpoint, a receive
+    loop on each, one frame per message."""
 
-class BusClient(_Endpoint):
-    """The agent's end: one DEALER per reconciler endpoint; it signs as ``sender``.
-
-    ``handler(endpoint: str, msg: Message)`` is called in that endpoint's
-    receive green thread for every accepted message. ``context``: a green
-    ``zmq.Context`` to share with other clients in this process (many
-    simulated agents, as in bench/scale.py), else one of its own; a shared
-    one is left open by :meth:`close`.
-    """
-
-    def __init__(self, endpoints: list[str], key: bytes, sender: str, handler, window: float = 30.0,
-                 clock=time.time, *, curve_server_public: bytes | None = None, context=None):
-        super().__init__(key, sender, handler, window, clock, context)
+    def _connect_all(self, endpoints, kind, curve_server_public, none_given, **options):
         if not endpoints:
-            raise ValueError("bus: a client needs at least one reconciler endpoint")
+            raise ValueError(f"bus: {none_given}")
         self.endpoints = list(endpoints)
         self._socks = {}
         curve = curve_keypair() if curve_server_public is not None else None
         for endpoint in self.endpoints:
-            sock = self._ctx.socket(zmq.DEALER)
+            sock = self._ctx.socket(kind)
             _common_options(sock)
-            sock.setsockopt(zmq.IMMEDIATE, 1)
+            for option, value in options.items():
+                sock.setsockopt(getattr(zmq, option), value)
             sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
             if curve is not None:
@@ -273,6 +277,28 @@ class BusClient(_Endpoint):
         msg = self._open(frames[0], endpoint)
         if msg is not None:
             self._handler(endpoint, msg)
+
+    def close(self):
+        """Stop receiving and disconnect from every endpoint; safe to call twice."""
+        if not self._closing:
+            self._close_sockets(list(self._socks.values()))
+
+
+class BusClient(_Connecting):
+    """The agent's end: one DEALER per reconciler endpoint; it signs as ``sender``.
+
+    ``handler(endpoint: str, msg: Message)`` is called in that endpoint's
+    receive green thread for every accepted message. ``context``: a green
+    ``zmq.Context`` to share with other clients in this process (many
+    simulated agents, as in bench/scale.py), else one of its own; a shared
+    one is left open by :meth:`close`.
+    """
+
+    def __init__(self, endpoints: list[str], key: bytes, sender: str, handler, window: float = 30.0,
+                 clock=time.time, *, curve_server_public: bytes | None = None, context=None):
+        super().__init__(key, sender, handler, window, clock, context)
+        self._connect_all(endpoints, zmq.DEALER, curve_server_public, "a client needs at least one reconciler endpoint",
+                          IMMEDIATE=1)
 
     def send_all(self, type: str, body: dict, epoch: int = 0) -> int:
         """Seal and send one message to every reconciler; return how many took it.
@@ -309,7 +335,60 @@ class BusClient(_Endpoint):
         self.sent += 1
         return True
 
-    def close(self):
-        """Stop receiving and disconnect from every endpoint; safe to call twice."""
-        if not self._closing:
-            self._close_sockets(list(self._socks.values()))
+
+class BusPublisher(_Bound):
+    """A reconciler's route table feed: an XPUB bound at ``endpoint`` that sends signed messages
+    to every subscriber (ZeroMQ PUB/SUB).
+
+    ``on_subscribe()`` is called (in the receive green thread) whenever a subscriber joins
+    or asks again (:meth:`BusSubscriber.resubscribe`): the publisher answers with a full
+    snapshot. ``XPUB_VERBOSE`` passes every subscription up, not only the first of a topic,
+    so a second router joining gets its snapshot too. A subscription is not signed (ZeroMQ
+    makes it), so it can only ask for what the publisher sends anyway; the caller coalesces
+    snapshots so that a flood of them costs one snapshot per interval.
+    """
+
+    def __init__(self, endpoint: str, key: bytes, sender: str, on_subscribe, window: float = 30.0,
+                 clock=time.time, *, curve_secret: bytes | None = None, sndhwm: int = 10000):
+        super().__init__(key, sender, on_subscribe, window, clock)
+        self._sock = self._bind(zmq.XPUB, endpoint, curve_secret, SNDHWM=sndhwm, XPUB_VERBOSE=1)
+        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.subscriptions = 0
+
+
+    def _on_frames(self, frames, name):
+        if len(frames) == 1 and frames[0][:1] == b"\x01":
+            self.subscriptions += 1
+            self._handler()
+
+    def publish(self, type: str, body: dict, epoch: int = 0) -> bool:
+        """Seal and send one message to every subscriber; False when it could not go now.
+
+        Never blocks; a subscriber whose queue is full misses it (PUB semantics) and notices
+        the gap by the sequence number its body carries."""
+        try:
+            self._sock.send(self._seal(type, body, epoch), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        self.sent += 1
+        return True
+
+
+class BusSubscriber(_Connecting):
+    """A router's end of the route feeds: one SUB per publisher endpoint.
+
+    ``handler(endpoint: str, msg: Message)`` gets every verified message; unsigned, forged,
+    replayed or expired ones are dropped and counted as on every bus socket."""
+
+    def __init__(self, endpoints: list[str], key: bytes, sender: str, handler, window: float = 30.0,
+                 clock=time.time, *, curve_server_public: bytes | None = None):
+        super().__init__(key, sender, handler, window, clock)
+        self._connect_all(endpoints, zmq.SUB, curve_server_public, "a subscriber needs at least one publisher endpoint",
+                          SUBSCRIBE=b"")
+
+    def resubscribe(self, endpoint: str):
+        """Subscribe again at ``endpoint``: its publisher answers with a fresh snapshot."""
+        sock = self._socks[endpoint]
+        sock.setsockopt(zmq.UNSUBSCRIBE, b"")
+        sock.setsockopt(zmq.SUBSCRIBE, b"")

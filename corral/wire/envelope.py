@@ -87,6 +87,7 @@ def default_schemas():
         "report": schemas.load("wire/report"),
         "assign": schemas.load("wire/assign"),
         "ping": PING_SCHEMA,
+        "routes": schemas.load("wire/routes"),
         **{t: schemas.load(f"wire/{t}") for t in STREAM_TYPES},
     }
 

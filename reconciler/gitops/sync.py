@@ -15,6 +15,7 @@ from corral.store import Conflict
 from reconciler.gitops import plan as core
 from reconciler.gitops.manifests import load_commit
 from reconciler.gitops.repo import GitError
+from reconciler.routes import apply_conflicts
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,10 @@ def live_apps(records):
 class GitSync:
     """Syncs the sources that are due, as leader at an epoch."""
 
-    def __init__(self, store, repos, name, kick=lambda: None, clock=time.time, scratch_dir=None):
+    def __init__(self, store, repos, name, kick=lambda: None, clock=time.time, scratch_dir=None,
+                 cluster_domain="localhost"):
         self.store = store
+        self.cluster_domain = cluster_domain   # for the default routes a commit's apps claim
         self.repos = repos
         self.actor = f"reconciler/{name}"
         self.kick = kick
@@ -68,10 +71,11 @@ class GitSync:
             wanted = self._wanted(rec, commit)
         except (GitError, SpecError) as e:
             return self._failed(rec, status, str(e), epoch)
-        plan = core.plan_sync(source_of(rec), commit, wanted, live_apps(self.store.list_apps()),
-                              rec.status.get("syncedCommit"))
-        if plan.refused:
-            return self._failed(rec, status, plan.refused, epoch)
+        stored = self.store.list_apps()
+        plan = core.plan_sync(source_of(rec), commit, wanted, live_apps(stored), rec.status.get("syncedCommit"))
+        refused = plan.refused or self._route_conflicts(stored, plan, commit)
+        if refused:
+            return self._failed(rec, status, refused, epoch)
         status.update(syncedCommit=commit, lastSynced=now, lastError=None,
                       apps=[{"name": a.name, "state": a.state, "diff": list(a.diff)} for a in plan.apps])
         try:
@@ -81,6 +85,14 @@ class GitSync:
             return self._failed(rec, status, str(e), epoch)
         self._record(rec, commit, plan, results, pruned)
         return status
+
+    def _route_conflicts(self, stored, plan, commit):
+        """The sentence refusing ``commit`` when an app it applies claims a host and path another
+        app routes (reconciler/routes.py, as an apply is refused), else None."""
+        kept = [(a.name, a.spec) for a in sorted(stored, key=lambda a: (a.created_at, a.name))
+                if not a.deleting and a.name not in plan.prune]
+        clash = apply_conflicts(kept, [(d["name"], d["spec"]) for d in plan.apply], self.cluster_domain)
+        return f"commit {commit[:12]}: " + "; ".join(clash) if clash else None
 
     def _wanted(self, rec, commit):
         """The commit's apps, loaded once per (url, commit, path) and kept while the source stays there."""

@@ -1,7 +1,7 @@
 """A corral cluster spread over the hosts of a :class:`~tests.cluster.netns.Datacentre`.
 
 Hosts: ``store`` (PostgreSQL), ``r1`` and ``r2`` (reconcilers), ``n1``..``n3``
-(node agents). The builder sits on the operator's seat (the bridge address in
+(node agents), ``rt`` (a router on both reconcilers' route feeds). The builder sits on the operator's seat (the bridge address in
 the root namespace), where the package index is reachable. Every daemon is started with
 ``ip netns exec`` in its host's namespace and binds that host's address, so
 cutting a host's link really cuts it off. The test process sits on the
@@ -37,14 +37,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CORRAL = os.path.join(os.path.dirname(sys.executable), "corral")   # the venv's script, as a unit runs it
 APP_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app")
 
-HOSTS = ["store", "r1", "r2", "n1", "n2", "n3"]
+HOSTS = ["store", "r1", "r2", "n1", "n2", "n3", "rt"]
 NODES = ["n1", "n2", "n3"]
 
 # Short timings, as the e2e suite uses: unreachable after 3 s, lost after 8 s.
 TIMINGS = {"heartbeat": 0.5, "heartbeat_timeout": 3, "node_grace": 8, "lease_ttl": 3,
            "lease_renew": 0.5, "loop_interval": 0.5, "build_poll": 0.2}
 
-API_PORT, BUS_PORT, BUILDER_PORT, PG_PORT = 7070, 7071, 7072, 5432
+API_PORT, BUS_PORT, BUILDER_PORT, ROUTES_PORT, PG_PORT, ROUTER_PORT = 7070, 7071, 7072, 7073, 5432, 8080
 
 
 class Daemon:
@@ -183,7 +183,14 @@ class Fleet:
         for r in ("r1", "r2"):
             a = dc.hosts[r].address
             self._add(r, *self.unit("reconciler", r, api=f"{a}:{API_PORT}", bus=f"tcp://{a}:{BUS_PORT}",
-                                    store=self.store))
+                                    routes=f"tcp://{a}:{ROUTES_PORT}", store=self.store))
+        # The router in a namespace of its own, on both reconcilers' route feeds.
+        rt = dc.hosts["rt"].address
+        self._add("rt", [CORRAL, "router", "--listen", f"{rt}:{ROUTER_PORT}", "--health", f"{rt}:{ROUTER_PORT + 1}",
+                         "--workers", "1", "--feed-timeout", "2", "--settings", self.settings,
+                         "--access-log", os.path.join(self.logs, "rt-access.log")]
+                  + [a for r in ("r1", "r2") for a in ("--reconciler", f"tcp://{dc.hosts[r].address}:{ROUTES_PORT}")],
+                  {units.ENV_SECRET: self.secret})
         # The builder runs on the operator's host (root namespace, on the bridge's address): it needs
         # the package index the machine reaches, which the private link does not route to.
         b = dc.operator
@@ -292,6 +299,22 @@ class Fleet:
         """Instances of ``app`` that are running and ready."""
         return [i for i in self.instances(app) if i["state"] == "running" and i["ready"]]
 
+    def through_router(self, host, path="/", timeout=2):
+        """``(status, body)`` of a GET to the router in ``rt`` for ``host``, or None when it did not answer."""
+        try:
+            r = requests.get(f"http://{self.dc.hosts['rt'].address}:{ROUTER_PORT}{path}", headers={"Host": host},
+                             timeout=timeout)
+        except requests.RequestException:
+            return None
+        return r.status_code, r.text
+
+    def router_health(self):
+        """The router's health (JSON), or None when it does not answer."""
+        try:
+            return requests.get(f"http://{self.dc.hosts['rt'].address}:{ROUTER_PORT + 1}/", timeout=2).json()
+        except (requests.RequestException, ValueError):
+            return None
+
     def leader(self):
         """The name of the reconciler that leads now, or None."""
         for r in ("r1", "r2"):
@@ -334,7 +357,8 @@ class Fleet:
         for h in self.dc.hosts:
             self.dc.heal(h)
         problems = []
-        for name in [n for n in self.daemons if n.startswith("n")] + ["b1", "r1", "r2"]:
+        order = ["rt"] + [n for n in self.daemons if n.startswith("n")] + ["b1", "r1", "r2"]
+        for name in [n for n in order if n in self.daemons]:
             d = self.daemons[name]
             if d.alive() and d.stop(timeout=20) is None:
                 problems.append(f"{name} did not stop within 20 s of SIGINT and was SIGKILLed:\n{d.tail(10)}")

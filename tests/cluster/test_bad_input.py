@@ -11,7 +11,7 @@ import zmq
 
 from corral.wire.envelope import seal
 from tests.cluster import figures
-from tests.cluster.fleet import API_PORT, BUILDER_PORT, BUS_PORT
+from tests.cluster.fleet import API_PORT, BUILDER_PORT, BUS_PORT, ROUTER_PORT
 from tests.e2e.cluster import ROOT, wait_for
 
 BAD_FIXTURES = sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "manifests", "bad", "*.yaml")))
@@ -121,10 +121,10 @@ def test_bad_input_at_every_door_changes_nothing_and_kills_nothing(fleet, tmp_pa
         statuses.append(401)
     counts["API requests refused"] = len(statuses)
 
-    # 3. malformed HTTP to both APIs and the builder
+    # 3. malformed HTTP to both APIs, the builder and the router
     sent = 0
     for address, port in [(fleet.dc.hosts["r1"].address, API_PORT), (fleet.dc.hosts["r2"].address, API_PORT),
-                          (fleet.dc.operator, BUILDER_PORT)]:
+                          (fleet.dc.operator, BUILDER_PORT), (fleet.dc.hosts["rt"].address, ROUTER_PORT)]:
         for payload in MALFORMED_HTTP:
             answer = raw_http(address, port, payload)
             assert b" 500 " not in answer.split(b"\r\n", 1)[0], f"{address}:{port} answered 500 to {payload[:40]!r}"

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import yaml
@@ -68,12 +69,34 @@ def cmdline(pid):
         return []
 
 
+class LoadLoop:
+    """Requests sent from a thread of its own while a ``with`` block runs; a subclass's ``run``
+    sends them until ``stopping`` is set and counts ``ok``, ``failures`` and ``greetings``."""
+
+    def __init__(self):
+        self.ok, self.failures, self.greetings = 0, [], set()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(10)
+
+
 class UpCluster:
     """``corral up`` in ``workdir``, with its own ports, config and timings."""
 
     def __init__(self, workdir, nodes=2, store=None, timings=FAST, apply=()):
         self.workdir = str(workdir)
         self.base = free_base_port()
+        self.router_port = self.base + 20   # and its health on + 21: inside the span free_base_port checked
         settings = os.path.join(self.workdir, "settings.yaml")
         with open(settings, "w") as f:
             yaml.safe_dump(timings, f)
@@ -82,7 +105,8 @@ class UpCluster:
         self.env.pop("CORRAL_TOKEN", None)
         self.log_path = os.path.join(self.workdir, "up.log")
         argv = [corral_bin(), "up", "--data-dir", os.path.join(self.workdir, "data"),
-                "--nodes", str(nodes), "--base-port", str(self.base), "--settings", settings]
+                "--nodes", str(nodes), "--base-port", str(self.base), "--router-port", str(self.router_port),
+                "--settings", settings]
         if store:
             argv += ["--store", store]
         for path in apply:

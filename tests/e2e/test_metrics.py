@@ -90,7 +90,7 @@ def agent_url(c):
 
 
 def builder_url(c):
-    return f"http://127.0.0.1:{c.base + 3}/metrics"
+    return f"http://127.0.0.1:{c.base + 4}/metrics"
 
 
 def test_the_builder_counts_its_build_and_its_queue(cluster):

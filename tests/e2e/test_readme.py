@@ -55,7 +55,8 @@ class Newcomer:
             subprocess.run(["chown", "-R", f"{user}:{user}", base], check=True)
         self.log_path = os.path.join(base, "up.log")
         self.log = open(self.log_path, "w")
-        self.up = subprocess.Popen(self.argv(["./up", "--base-port", str(self.port)]), cwd=self.clone,
+        self.up = subprocess.Popen(self.argv(["./up", "--base-port", str(self.port), "--router-port",
+                                              str(self.port + 20)]), cwd=self.clone,
                                    stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def argv(self, args):

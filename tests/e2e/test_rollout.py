@@ -9,14 +9,13 @@
 """
 import os
 import signal
-import threading
 import time
 
 import pytest
 import requests
 import yaml
 
-from tests.e2e.cluster import UpCluster, app_copy, instance_processes, proc_environ, wait_for
+from tests.e2e.cluster import LoadLoop, UpCluster, app_copy, instance_processes, proc_environ, wait_for
 
 
 def write_app(path, name, instances=2, greeting="one"):
@@ -34,7 +33,7 @@ def write_app(path, name, instances=2, greeting="one"):
     return path
 
 
-class Load:
+class Load(LoadLoop):
     """Keeps refreshing the ready list from the API and sending requests to the ready instances."""
 
     def __init__(self, cluster, app):
@@ -42,9 +41,7 @@ class Load:
             conf = yaml.safe_load(f)
         self.api, self.app = conf["api"], app
         self.headers = {"Authorization": f"Bearer {conf['token']}"}
-        self.ok, self.failures, self.greetings = 0, [], set()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__()
 
     def ready_list(self):
         for url in self.api:
@@ -73,14 +70,6 @@ class Load:
                 except (requests.RequestException, ValueError) as e:
                     self.failures.append(f"{address}:{port}: {e}")
             time.sleep(0.01)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(10)
 
 
 @pytest.fixture

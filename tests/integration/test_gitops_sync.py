@@ -106,6 +106,23 @@ def test_a_broken_commit_keeps_the_last_good_one_and_names_file_line_and_reason(
     assert [e.reason for e in store.list_events(kind="gitsource", name="fleet")][-1] == "SyncFailed"
 
 
+def test_a_commit_whose_app_claims_another_apps_route_is_refused_naming_the_owner(store, repo, tmp_path):
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    store.apply_apps([{"name": "hand", "labels": {}, "source_digest": "sha256:h",
+                       "spec": {"processes": {"web": {"command": "x", "port": True}},
+                                "routes": [{"host": "shop.test", "path": "/"}]}}], actor="cli")
+    sync = GitSync(store, GitRepos(str(tmp_path / "git")), "r1")
+    good = sync.sync(add_source(store, repo), epoch)["syncedCommit"]
+    repo.write("one.yaml", APP.format(name="one", instances=3).replace("      instances: 3\n", (
+        "      instances: 3\n      port: true\n  routes:\n    - host: Shop.Test\n")))
+    bad = repo.commit("one takes hand's host")
+    status = sync.sync(store.get_gitsource("fleet"), epoch)
+    assert status["syncedCommit"] == good
+    assert status["lastError"] == (f"commit {bad[:12]}: app one: host shop.test path / is already routed to app hand; "
+                                   "remove it from hand's routes first, or choose another host or path")
+    assert instances(store, "one") == 1
+
+
 def test_a_deleted_file_is_pruned_and_a_hand_applied_app_survives(store, repo, tmp_path):
     epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
     store.apply_apps([{"name": "hand", "labels": {}, "spec": {"processes": {}}, "source_digest": "sha256:h"}],

@@ -8,7 +8,7 @@ import sys
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PACKAGES = ("corral", "reconciler", "nodeagent", "builder")
+PACKAGES = ("corral", "reconciler", "nodeagent", "builder", "router")
 
 
 def contracts():

@@ -15,9 +15,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_every_listening_port_is_named_once():
     ports = listen_ports(7070, 2, nodes=2)
-    assert [p for p, _ in ports] == [7070, 7071, 7072, 7073, 7075, 7080, 7081, 7085]
+    assert [p for p, _ in ports] == [7070, 7071, 7072, 7073, 7074, 7075, 7080, 7081, 7083, 7085, 8080, 8081]
+    assert len(set(p for p, _ in ports)) == len(ports), "two daemons on one port"
     assert dict(ports)[7081] == "the bus of reconciler-2"
     assert dict(ports)[7085] == "the metrics of node-2"
+    assert (dict(ports)[7083], dict(ports)[8080]) == ("the route feed of reconciler-2", "the router")
+    assert (dict(ports)[7073], dict(ports)[7074]) == ("the route feed of reconciler-1", "the builder's metrics")
+    assert [p for p, _ in listen_ports(7070, 1, router_port=9000)][-2:] == [9000, 9001]
 
 
 def test_a_taken_port_is_one_sentence_and_nothing_is_written(tmp_path):

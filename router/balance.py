@@ -1,0 +1,27 @@
+"""Which backend gets a request: least outstanding requests, by the power of two choices.
+
+Pure but for the random source, which is passed in. Two backends are drawn at
+random and the one with fewer requests in flight (from this router process)
+wins; ties go to the first drawn. Against "always the least loaded" it needs
+no scan of every backend and does not herd every router onto the same
+momentarily idle instance (Mitzenmacher's "power of two choices").
+"""
+
+
+def pick(backends, outstanding, rng, exclude=()):
+    """The backend for the next request, or None when every one is excluded (tried already).
+
+    ``outstanding``: ``{backend id: requests in flight}``; ``rng``: a ``random.Random``."""
+    if exclude:
+        backends = [b for b in backends if b.id not in exclude]
+    n = len(backends)
+    if n == 0:
+        return None
+    if n == 1:
+        return backends[0]
+    i = rng.randrange(n)
+    j = rng.randrange(n - 1)
+    if j >= i:
+        j += 1
+    a, b = backends[i], backends[j]
+    return a if outstanding.get(a.id, 0) <= outstanding.get(b.id, 0) else b

@@ -1,0 +1,64 @@
+"""Keep-alive connections to backends, at most ``size`` idle ones per backend.
+
+A pooled connection the backend has closed meanwhile (its own keep-alive
+timeout, or the backend died) is found before use by a non-blocking peek: it
+reads as EOF, or as bytes nobody asked for, and is dropped. Without the peek, a
+request on such a connection would fail, and one that may not be sent twice
+(a POST) would fail for good.
+"""
+import socket
+
+
+def _alive(sock):
+    """True when ``sock`` is open and has nothing unread: the peek would block."""
+    try:
+        raw = getattr(sock, "fd", sock)   # the OS socket under a green one: a peek must not wait
+        raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)   # b"" (closed) or unasked-for bytes
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+class Pool:
+    """Idle keep-alive connections by backend ``(address, port)``."""
+
+    def __init__(self, size=32):
+        self.size = size
+        self._idle = {}
+
+    def get(self, backend, peek=True):
+        """An idle connection to ``backend``, or None; with ``peek``, one that is still open.
+        The router peeks only for a request it may not send twice: one it may is sent again
+        on another connection when this one turns out closed, and saves the system call."""
+        idle = self._idle.get((backend.address, backend.port))
+        while idle:
+            sock = idle.pop()
+            if not peek or _alive(sock):
+                return sock
+            sock.close()
+        return None
+
+    def put(self, backend, sock):
+        """Keep ``sock`` for the next request to ``backend``, or close it when the pool is full."""
+        idle = self._idle.setdefault((backend.address, backend.port), [])
+        if len(idle) < self.size:
+            idle.append(sock)
+        else:
+            sock.close()
+
+    def drop(self, backend):
+        """Close every idle connection to ``backend`` (one of them failed: the rest likely will)."""
+        for sock in self._idle.pop((backend.address, backend.port), ()):
+            sock.close()
+
+    def keep_only(self, addresses):
+        """Close the idle connections of every backend not in ``addresses`` (gone from the table)."""
+        for key in [k for k in self._idle if k not in addresses]:
+            for sock in self._idle.pop(key):
+                sock.close()
+
+    def idle_count(self):
+        """How many idle connections the pool holds."""
+        return sum(len(v) for v in self._idle.values())

@@ -1,0 +1,79 @@
+"""Scenario 11: a router in a namespace of its own keeps serving an app through a leader
+SIGKILLed (it follows the other reconciler's feed) and through a partition from both
+reconcilers (it serves its last table, and its health says so), with no failed request."""
+import signal
+import time
+
+import requests
+
+from tests.cluster import figures
+from tests.cluster.fleet import ROUTER_PORT
+from tests.e2e.cluster import wait_for
+
+
+class RouterLoad(figures.Load):
+    """The bounded load loop (:class:`figures.Load`), through the router by the app's host name."""
+
+    def _loop(self):
+        started = time.monotonic()
+        self.why = []
+        session = requests.Session()
+        url = f"http://{self.fleet.dc.hosts['rt'].address}:{ROUTER_PORT}/"
+        while not self._stop.is_set() and self.sent < self.max_requests \
+                and time.monotonic() - started < self.max_seconds:
+            self.sent += 1
+            try:
+                r = session.get(url, headers={"Host": f"{self.app}.localhost"}, timeout=2)
+                inst = r.json()["instance"] if r.ok else None
+                why = f"{r.status_code} {r.text.strip()[:200]}"
+            except (requests.RequestException, ValueError, KeyError) as e:
+                inst, why = None, str(e)[:200]
+            if inst is None:
+                self.failures.append(time.monotonic())
+                self.why.append(why)
+            else:
+                self.answered_by[inst] = self.answered_by.get(inst, 0) + 1
+            self._stop.wait(self.interval)
+
+
+def health_says(fleet, **want):
+    health = fleet.router_health() or {}
+    return all(health.get(k) == v for k, v in want.items()) and health
+
+
+def test_the_router_serves_through_a_leader_kill_and_a_partition_from_both_reconcilers(fleet):
+    app = "front"
+    fleet.deploy(app, instances=2)
+    wait_for("the app through the router", lambda: (fleet.through_router(f"{app}.localhost") or (0,))[0] == 200,
+             timeout=30)
+    with RouterLoad(fleet, app, interval=0.05, max_seconds=90) as load:
+        wait_for("requests through the router", lambda: load.sent > 20, timeout=30)
+        leader = wait_for("a leader", fleet.leader, timeout=20)
+        other = "r2" if leader == "r1" else "r1"
+        fleet.daemons[leader].kill()
+        fleet.daemons[leader].ended_on_purpose = True
+        killed = time.monotonic()
+        wait_for(f"the router on {other}'s feed", lambda: health_says(fleet, serving=other, stale=False), timeout=30)
+        switched = time.monotonic() - killed
+        sent = load.sent
+        wait_for("more requests", lambda: load.sent > sent + 20, timeout=30)
+
+        fleet.dc.cut("r1")
+        fleet.dc.cut("r2")
+        cut = time.monotonic()
+        stale = wait_for("the router to say it serves its last table", lambda: health_says(fleet, stale=True),
+                         timeout=30)
+        noticed = time.monotonic() - cut
+        sent = load.sent
+        wait_for("requests served from the last table", lambda: load.sent > sent + 40, timeout=30)
+        fleet.dc.heal("r1")
+        fleet.dc.heal("r2")
+        wait_for("the router live again", lambda: health_says(fleet, stale=False), timeout=30)
+    figures.record("11 router: leader SIGKILLed, both cut", detect=noticed, recover=switched,
+                   failed=len(load.failures), requests_sent=load.sent, died=len(fleet.died()),
+                   note=f"feed {leader} -> {other} in {switched:.1f} s; stale noticed in {noticed:.1f} s")
+    assert "serving the last table" in stale["message"]
+    assert load.failures == [], f"{len(load.failures)} of {load.sent} requests through the router failed: {load.why}"
+    assert len(load.answered_by) == 2, f"answered by {sorted(load.answered_by)}, expected both instances"
+    assert not fleet.died()
+    fleet.daemons[leader].signal(signal.SIGCONT)

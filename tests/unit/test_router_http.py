@@ -1,0 +1,85 @@
+"""Request heads (router/http.py) and the balancing choice (router/balance.py), by table."""
+import collections
+import random
+
+import pytest
+
+from router import balance, http
+from corral.routetable import Backend
+
+
+def req(*lines):
+    return "\r\n".join(lines).encode("latin-1")
+
+
+@pytest.mark.parametrize("data, status", [
+    (req("GET / HTTP/1.1", "Host: a", "Content-Length: 3", "Transfer-Encoding: chunked"), 400),
+    (req("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Content-Length: 3"), 400),
+    (req("POST / HTTP/1.1", "Host: a", "Content-Length: 3", "Content-Length: 4"), 400),
+    (req("POST / HTTP/1.1", "Host: a", "Content-Length: +3"), 400),
+    (req("POST / HTTP/1.1", "Host: a", "Content-Length: 3, 3"), 400),
+    (req("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: gzip, chunked"), 501),
+    (req("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Transfer-Encoding: chunked"), 501),
+    (req("POST / HTTP/1.0", "Host: a", "Transfer-Encoding: chunked"), 400),
+    (req("GET / HTTP/1.1", "Host: a", "Content-Length : 3"), 400),
+    (req("GET / HTTP/1.1", "Host: a", " folded: line"), 400),
+    (b"GET / HTTP/1.1\r\nHost: a\nX: y", 400),
+    (req("GET / HTTP/1.1", "Host: a", "X: a\x00b"), 400),
+    (req("GET /a b HTTP/1.1", "Host: a"), 400),
+    (req("GET / HTTP/2.0", "Host: a"), 505),
+    (req("GET / FTP/1.0", "Host: a"), 400),
+    (req("GET /" + "a" * 9000 + " HTTP/1.1", "Host: a"), 414),
+    (req("GET / HTTP/1.1", *[f"X-{i}: y" for i in range(101)]), 431),
+    (req("GET / HTTP/1.1", "X: " + "y" * 40000), 431),
+], ids=["cl+te", "te+cl", "two-lengths", "signed-length", "list-length", "gzip", "two-te", "te-in-1.0",
+        "space-before-colon", "folding", "bare-lf", "nul", "space-in-target", "http2", "not-http",
+        "long-line", "many-headers", "big-header"])
+def test_refused_heads(data, status):
+    with pytest.raises(http.BadMessage) as e:
+        http.parse_request(data)
+    assert e.value.status == status and str(e.value)
+
+
+@pytest.mark.parametrize("lines, want", [
+    (("GET / HTTP/1.1", "Host: Shop.Example:8080"), ("shop.example", "/")),
+    (("GET http://other.test/x?y HTTP/1.1", "Host: shop.test"), ("other.test", "/x?y")),
+    (("GET / HTTP/1.0",), http.BadMessage),       # no host: nothing to route by
+    (("GET / HTTP/1.1",), http.BadMessage),
+    (("GET / HTTP/1.1", "Host: a", "Host: b"), http.BadMessage),
+    (("GET / HTTP/1.1", "Host: user@a"), http.BadMessage),
+    (("GET / HTTP/1.1", "Host: *.a"), http.BadMessage),
+    (("CONNECT a:443 HTTP/1.1", "Host: a:443"), http.BadMessage),
+])
+def test_request_host(lines, want):
+    head = http.parse_request(req(*lines))
+    if want is http.BadMessage:
+        with pytest.raises(http.BadMessage):
+            http.request_host(head)
+    else:
+        assert http.request_host(head) == want
+
+
+def test_forged_forwarding_headers_are_replaced_unless_the_peer_is_trusted():
+    head = http.parse_request(req("GET / HTTP/1.1", "Host: a.test", "X-Forwarded-For: 6.6.6.6",
+                                  "X-Request-Id: forged", "X-Forwarded-Proto: https", "Forwarded: for=6.6.6.6",
+                                  "Connection: keep-alive, X-Secret", "Keep-Alive: 5"))
+    untrusted = http.backend_head(head, "/", host_header=b"a.test", peer="10.0.0.9", proto="http",
+                                  rid=http.request_id(head, False) or "new", trusted=False).decode()
+    assert "X-Forwarded-For: 10.0.0.9\r\n" in untrusted and "6.6.6.6" not in untrusted
+    assert "X-Request-Id: new\r\n" in untrusted and "forged" not in untrusted
+    assert "X-Forwarded-Proto: http\r\n" in untrusted and "Keep-Alive" not in untrusted
+    trusted = http.backend_head(head, "/", host_header=b"a.test", peer="10.0.0.9", proto="http",
+                                rid=http.request_id(head, True) or "new", trusted=True).decode()
+    assert "X-Forwarded-For: 6.6.6.6, 10.0.0.9\r\n" in trusted and "X-Request-Id: forged\r\n" in trusted
+    assert "X-Forwarded-Proto: https\r\n" in trusted and trusted.count("X-Forwarded-Proto") == 1
+
+
+def test_power_of_two_choices_prefers_the_less_loaded_and_never_an_excluded_one():
+    backends = [Backend(f"b{i}", "127.0.0.1", 1000 + i) for i in range(4)]
+    outstanding = {"b0": 0, "b1": 5, "b2": 5, "b3": 5}
+    rng = random.Random(1)
+    picks = collections.Counter(balance.pick(backends, outstanding, rng).id for _ in range(3000))
+    assert picks["b0"] > 1300          # b0 wins every draw it is in: half of them
+    assert balance.pick(backends, {}, rng, exclude={"b0", "b1", "b2"}).id == "b3"
+    assert balance.pick(backends, {}, rng, exclude={b.id for b in backends}) is None
+    assert balance.pick(backends[:1], {}, rng).id == "b0"
