@@ -1,0 +1,243 @@
+"""PostgreSQL databases for apps, on psycopg2 and the server's own pg_dump/pg_restore. A thin shell.
+
+Per service: an owner role (NOLOGIN) that owns the database, ``CONNECT`` revoked
+from ``PUBLIC``; and one login role per credential generation, a member of the
+owner whose sessions ``SET role`` to it, so a rotation adds a login, rolls the
+instances and drops the old login while the data keeps its owner.
+
+A backup is ``pg_dump -Fc`` taken inside a repeatable-read transaction whose
+snapshot was exported first, and the per-table row counts and content checksums
+are read in that same snapshot: they describe exactly what was dumped. The
+verification restores the file into a scratch database and reads them again.
+A content checksum is the sum over rows of 60 bits of ``md5(row::text)``: order
+free, and read in one pass without holding the table in memory.
+"""
+import glob
+import os
+import shutil
+import subprocess
+import urllib.parse
+
+import psycopg2
+from psycopg2 import sql
+
+from services.base import Provisioner, ServiceError, Verification
+from services.names import pg_database, pg_login, pg_scratch, server_address
+
+TABLES = """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+            ORDER BY 1, 2"""
+TABLE_FACTS = "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM {} t"
+
+
+def pg_tool(name):
+    """The path of ``pg_dump``/``pg_restore``: the newest in /usr/lib/postgresql/*/bin, else on PATH."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    path = found[-1] if found else shutil.which(name)
+    if not path:
+        raise ServiceError(f"{name} is not installed (package postgresql-client): backups of PostgreSQL need it")
+    return path
+
+
+def compare_tables(expected, got):
+    """``(ok, reason)``: whether the per-table facts ``got`` (name -> [rows, checksum]) of a restored copy
+    equal ``expected``, what was dumped; the reason names the first difference. Pure."""
+    for name in sorted(set(expected) | set(got)):
+        if name not in got:
+            return False, f"table {name} is in the backup's facts but was not restored"
+        if name not in expected:
+            return False, f"table {name} was restored but is not in the backup's facts"
+        (rows_e, sum_e), (rows_g, sum_g) = expected[name], got[name]
+        if rows_e != rows_g:
+            return False, f"table {name}: {rows_e} rows were dumped, {rows_g} restored"
+        if sum_e != sum_g:
+            return False, f"table {name}: the content checksum of the restored rows differs from the dumped ones"
+    rows = sum(r for r, _ in expected.values())
+    return True, f"restored into a scratch database: {len(expected)} tables, {rows} rows, counts and checksums agree"
+
+
+class PostgresProvisioner(Provisioner):
+    """Databases on one PostgreSQL server reached as an admin that may create roles and databases."""
+
+    type = "postgresql"
+
+    def __init__(self, url, password=None, timeout=300):
+        self.admin_url, self.password, self.timeout = url, password, timeout
+        self.host, self.port = server_address(url)
+        self.port = self.port or 5432
+
+    # -- connections ------------------------------------------------------------------------------
+    def _connect(self, dbname=None):
+        kwargs = {"password": self.password} if self.password else {}
+        if dbname:
+            kwargs["dbname"] = dbname
+        try:
+            conn = psycopg2.connect(self.admin_url, connect_timeout=10,
+                                    options=f"-c statement_timeout={int(self.timeout * 1000)}", **kwargs)
+        except psycopg2.Error as e:
+            raise ServiceError(f"PostgreSQL at {self.host}:{self.port} did not take the admin connection: "
+                               f"{str(e).strip().splitlines()[0]}") from None
+        conn.autocommit = True
+        return conn
+
+    def _run(self, statements, dbname=None):
+        """Run ``statements`` ((statement, args...) each) in autocommit; the rows of the last that had any."""
+        conn = self._connect(dbname)
+        rows = None
+        try:
+            with conn.cursor() as cur:
+                for stmt, *args in statements:
+                    cur.execute(stmt, *args)
+                    if cur.description is not None:
+                        rows = cur.fetchall()
+            return rows
+        except psycopg2.Error as e:
+            raise ServiceError(f"PostgreSQL at {self.host}:{self.port} refused: {str(e).strip().splitlines()[0]}") \
+                from None
+        finally:
+            conn.close()
+
+    def _query(self, query, args=(), dbname=None):
+        return self._run([(query, args)], dbname)
+
+    def _tool_env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        if self.password:
+            env["PGPASSWORD"] = self.password
+        return env
+
+    def _dsn(self, dbname):
+        """The admin URL pointed at ``dbname``, without the password (that goes in PGPASSWORD)."""
+        parts = urllib.parse.urlsplit(self.admin_url)
+        user = parts.username or "postgres"
+        return f"postgresql://{urllib.parse.quote(user)}@{self.host}:{self.port}/{urllib.parse.quote(dbname)}"
+
+    # -- provisioning ---------------------------------------------------------------------------------
+    def _role_exists(self, name):
+        return bool(self._query("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)))
+
+    def ensure(self, service, credential):
+        db, login = pg_database(service.app, service.name), pg_login(service.app, service.name, credential.generation)
+        owner = sql.Identifier(db)
+        steps = []
+        if not self._role_exists(db):
+            steps.append((sql.SQL("CREATE ROLE {} NOLOGIN").format(owner),))
+        verb = "ALTER" if self._role_exists(login) else "CREATE"
+        steps += [(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(login),
+                                                                       sql.Literal(credential.password)),),
+                  (sql.SQL("GRANT {} TO {}").format(owner, sql.Identifier(login)),),
+                  (sql.SQL("ALTER ROLE {} SET role = {}").format(sql.Identifier(login), sql.Literal(db)),)]
+        self._run(steps)
+        if not self._query("SELECT 1 FROM pg_database WHERE datname = %s", (db,)):
+            self._run([(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), owner),)])
+        self._run([(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)),),
+                   (sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(db), owner),)])
+
+    def exists(self, service, credential):
+        db, login = pg_database(service.app, service.name), pg_login(service.app, service.name, credential.generation)
+        return bool(self._query("SELECT 1 FROM pg_database WHERE datname = %s", (db,))) and self._role_exists(login)
+
+    def url(self, service, credential):
+        db, login = pg_database(service.app, service.name), pg_login(service.app, service.name, credential.generation)
+        return f"postgresql://{login}:{credential.password}@{self.host}:{self.port}/{db}"
+
+    def _logins(self, owner):
+        rows = self._query("""SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+                              WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s)""", (owner,))
+        return [r[0] for r in rows or []]
+
+    def _drop_login(self, login):
+        self._run([("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (login,)),
+                   (sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)),)])
+
+    def retire(self, service, generation):
+        self._drop_login(pg_login(service.app, service.name, generation))
+
+    def drop(self, service):
+        db = pg_database(service.app, service.name)
+        self._run([(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)),)])
+        if self._role_exists(db):
+            for login in self._logins(db):
+                if login.startswith(db + "_u"):
+                    self._drop_login(login)
+            self._run([(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db)),)])
+
+    def size(self, service):
+        rows = self._query("SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s",
+                           (pg_database(service.app, service.name),))
+        return int(rows[0][0]) if rows else None
+
+    def version(self):
+        return self._query("SHOW server_version")[0][0]
+
+    # -- backups ------------------------------------------------------------------------------------
+    @staticmethod
+    def _table_facts(cur):
+        cur.execute(TABLES)
+        facts = {}
+        for schema, table in cur.fetchall():
+            cur.execute(sql.SQL(TABLE_FACTS).format(sql.Identifier(schema, table)))
+            rows, checksum = cur.fetchone()
+            facts[f"{schema}.{table}"] = [int(rows), checksum]
+        return facts
+
+    def _tool(self, argv, stdout=subprocess.DEVNULL, what="pg_restore"):
+        try:
+            done = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, env=self._tool_env(),
+                                  timeout=self.timeout * 4, check=False)
+        except subprocess.TimeoutExpired:
+            raise ServiceError(f"{what} did not finish within {self.timeout * 4:.0f} s") from None
+        if done.returncode != 0:
+            lines = done.stderr.decode("utf-8", "replace").strip().splitlines() or ["(no output)"]
+            raise ServiceError(f"{what} failed (exit {done.returncode}): {lines[-1]}")
+
+    def backup(self, service, out):
+        db = pg_database(service.app, service.name)
+        conn = self._connect(db)
+        try:
+            conn.autocommit = False
+            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
+                snapshot, server_version = cur.fetchone()
+                tables = self._table_facts(cur)
+                self._tool([pg_tool("pg_dump"), "-Fc", "--no-password", f"--snapshot={snapshot}",
+                            "-d", self._dsn(db)], stdout=out, what="pg_dump")
+            conn.rollback()
+        except psycopg2.Error as e:
+            raise ServiceError(f"reading {db} for its backup failed: {str(e).strip().splitlines()[0]}") from None
+        finally:
+            conn.close()
+        return {"tables": tables, "server_version": server_version, "tool_version": self._tool_version()}
+
+    @staticmethod
+    def _tool_version():
+        done = subprocess.run([pg_tool("pg_dump"), "--version"], capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    def _restore_into(self, path, db, *extra):
+        self._tool([pg_tool("pg_restore"), "--no-password", "--no-owner", "--no-privileges", "--exit-on-error",
+                    *extra, "-d", self._dsn(db), path])
+
+    def verify(self, path, facts):
+        scratch = pg_scratch()
+        self._run([(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)),)])
+        try:
+            self._restore_into(path, scratch, "--single-transaction")
+            conn = self._connect(scratch)
+            try:
+                with conn.cursor() as cur:
+                    got = self._table_facts(cur)
+            finally:
+                conn.close()
+            ok, reason = compare_tables(facts.get("tables", {}), got)
+            return Verification(ok, reason, {"tables": got})
+        except ServiceError as e:
+            return Verification(False, f"restoring it into a scratch database failed: {e}")
+        finally:
+            self._run([(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)),)])
+
+    def restore(self, path, service):
+        db = pg_database(service.app, service.name)
+        self._restore_into(path, db, "--clean", "--if-exists", "--single-transaction", f"--role={db}")
