@@ -2,9 +2,11 @@
 
 Defaults are those of DESIGN.md. Tests shrink timings by passing a settings
 file (YAML mapping of the field names below) with ``--settings``; nothing deep
-inside the code reads the environment.
+inside the code reads the environment. The same file's ``services`` mapping
+names the servers apps' databases live on (:class:`ServiceServers`).
 """
 import dataclasses
+import urllib.parse
 
 import yaml
 
@@ -36,6 +38,19 @@ class Timings:
     event_retention: float = 7 * 24 * 3600  # leader: events older than this are deleted
     event_max: float = 100_000              # leader: at most this many events are kept, the newest
     prune_interval: float = 60.0            # leader: how often it deletes what the retentions let go
+    services_check: float = 30.0    # leader: how often it checks that each ready service still exists on its server
+    service_timeout: float = 300.0  # one statement on a service server; pg_dump/pg_restore get four times this
+
+
+def _read(path):
+    """The settings file's mapping ({} without a file)."""
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: settings must be a mapping of name to seconds")
+    return values
 
 
 def load_timings(path=None, **overrides):
@@ -43,15 +58,62 @@ def load_timings(path=None, **overrides):
 
     Unknown keys are an error naming the key and the file.
     """
-    values = {}
-    if path:
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: settings must be a mapping of name to seconds")
+    values = {k: v for k, v in _read(path).items() if k != "services"}
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(Timings)}
     for key in values:
         if key not in known:
             raise ValueError(f"{path or 'settings'}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
     return Timings(**{k: float(v) for k, v in values.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceServers:
+    """The servers apps' services are provisioned on (``services:`` in the settings file), and where their
+    backups go. A server is an admin URL without a password (``postgresql://admin@db1:5432/postgres``,
+    ``redis://r1:6379``); its password, if any, is the first line of the ``*_password_file``."""
+
+    postgresql: str = None
+    postgresql_password_file: str = None
+    redis: str = None
+    redis_password_file: str = None
+    backup_dir: str = None          # default: <data dir>/backups under `corral up`, else none (backups refused)
+    backup_margin: int = 64 * 1024 * 1024   # bytes kept free beyond the last backup's size
+
+    def types(self):
+        """The service types this cluster can provision."""
+        return frozenset(kind for kind in ("postgresql", "redis") if getattr(self, kind))
+
+    def password(self, kind):
+        """The admin password of ``kind``'s server, read from its file now (None without a file)."""
+        path = getattr(self, f"{kind}_password_file")
+        if not path:
+            return None
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\n") or None
+
+
+_SCHEMES = {"postgresql": ("postgresql", "postgres"), "redis": ("redis", "rediss")}
+
+
+def load_services(path=None):
+    """The :class:`ServiceServers` of the settings file at ``path``: ValueError (one sentence naming the file
+    and the key) for an unknown key, a URL of the wrong scheme, or a password written into a URL."""
+    values = _read(path).get("services") or {}
+    where = path or "settings"
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: services must be a mapping (postgresql, redis, backup_dir, ...)")
+    known = {f.name for f in dataclasses.fields(ServiceServers)}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"{where}: unknown setting services.{key} (known: {', '.join(sorted(known))})")
+        if key in _SCHEMES and value is not None:
+            parts = urllib.parse.urlsplit(str(value))
+            if parts.scheme not in _SCHEMES[key]:
+                raise ValueError(f"{where}: services.{key} must be a {_SCHEMES[key][0]}:// URL, not {value!r}")
+            if parts.password is not None:
+                raise ValueError(f"{where}: services.{key} carries a password; put it in "
+                                 f"services.{key}_password_file instead")
+    if "backup_margin" in values:
+        values = {**values, "backup_margin": int(values["backup_margin"])}
+    return ServiceServers(**values)

@@ -196,6 +196,8 @@ def up(args):
     if not os.path.exists(secret):
         new_key_file(secret)
     store = args.store or f"sqlite:///{os.path.join(data_dir, 'corral.db')}"
+    from corral.cli.upservices import prepare
+    args.settings, services_said = prepare(args.settings, data_dir)
     urls = [f"http://127.0.0.1:{args.base_port + 10 * i}" for i in range(args.reconcilers)]
     key = read_key(secret)
     config = write_config(urls, api_token(key), tokens=role_tokens(key),
@@ -218,6 +220,7 @@ def up(args):
               flush=True)
         print(f"router: http://127.0.0.1:{router_port_of(args)}/ serves each app at APP.{CLUSTER_DOMAIN} "
               f"(curl -H 'Host: hello.{CLUSTER_DOMAIN}' http://127.0.0.1:{router_port_of(args)}/)", flush=True)
+        print(services_said, flush=True)
         if os.geteuid() != 0:
             print("corral up: apps run as you here, sharing your files and each other's (no isolation); "
                   "as root, each app runs as its own user", file=sys.stderr, flush=True)

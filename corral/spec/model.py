@@ -236,6 +236,11 @@ def _rule_problems(info, doc):
             except ValueError as e:
                 out.append(Problem(where, where, f"cannot be split like a shell command ({str(e).lower()})"))
         out += [Problem(field, field, text) for field, text in schedule_problems(name, process)]
+    redis = sorted(n for n, svc in (spec.get("services") or {}).items() if svc["type"] == "redis")
+    if len(redis) > 1:
+        where = ("spec", "services", redis[1])
+        out.append(Problem(where, where, f"is a second redis service: an app has one Redis key prefix "
+                                         f"({redis[0]} has it already)"))
     update = spec.get("update", {})
     if update.get("maxSurge") in (0, "0%") and update.get("maxUnavailable") in (0, "0%"):
         out.append(Problem(("spec", "update"), ("spec", "update"),

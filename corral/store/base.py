@@ -68,6 +68,46 @@ class AppRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServiceRecord:
+    """One service of an app as provisioned (services/): ``state`` is ``ready``, ``failed`` (``message``
+    says why) or ``retained`` (kept after its app was deleted or it left the spec); ``password`` is the
+    credential of ``generation``; ``old_generations`` are logins still to retire after a rotation."""
+
+    app: str
+    name: str
+    type: str
+    server: str
+    state: str
+    generation: int
+    password: str
+    old_generations: tuple = ()
+    rotate_requested: bool = False
+    message: str = ""
+    size: Optional[int] = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceBackupRecord:
+    """A backup of a service, as its manifest says (``manifest``), with whether it was verified and why;
+    ``slot``: the schedule slot it was taken for, None when asked for by hand."""
+
+    id: str
+    app: str
+    service: str
+    type: str
+    path: str
+    size: int
+    sha256: str
+    verified: bool
+    reason: str
+    manifest: dict
+    created_at: float
+    slot: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ApplyResult:
     """What one document of an apply did: ``created``, ``configured`` or ``unchanged``."""
 
@@ -322,6 +362,35 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_source(self, digest: str) -> Optional[bytes]:
         """The archive bytes, or None."""
+
+    # --- app services (services/) -----------------------------------------
+    @abc.abstractmethod
+    def list_services(self, app: Optional[str] = None) -> list:
+        """ServiceRecords (all, or one app's), sorted by app and name."""
+
+    @abc.abstractmethod
+    def put_service(self, epoch: int, record: "ServiceRecord") -> None:
+        """Insert or replace a ServiceRecord (fenced on ``epoch``; ``created_at`` of a known one is kept)."""
+
+    @abc.abstractmethod
+    def delete_service(self, epoch: int, app: str, name: str) -> None:
+        """Forget a service (fenced on ``epoch``): after it was dropped."""
+
+    @abc.abstractmethod
+    def request_rotation(self, app: str, name: str) -> bool:
+        """Ask the leader for a new credential of ``app/name``; False when there is no such service."""
+
+    @abc.abstractmethod
+    def add_service_backup(self, record: "ServiceBackupRecord") -> None:
+        """Record a finished backup."""
+
+    @abc.abstractmethod
+    def list_service_backups(self, app: Optional[str] = None, service: Optional[str] = None) -> list:
+        """ServiceBackupRecords (all, one app's or one service's), oldest first."""
+
+    @abc.abstractmethod
+    def delete_service_backup(self, backup_id: str) -> None:
+        """Forget a backup (its files were removed)."""
 
     # --- desired instances (leader only, fenced) ---------------------------
     @abc.abstractmethod

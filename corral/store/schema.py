@@ -134,6 +134,37 @@ MIGRATIONS = [
         "CREATE INDEX runs_app ON runs (app, process)",
         "ALTER TABLE apps ADD COLUMN applied_at {real}",  # the last apply that changed the app (status writes do not)
     ],
+    [  # app services (services/): each app's databases and Redis users, and their verified backups
+        """CREATE TABLE services (
+            app TEXT NOT NULL,
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            server TEXT NOT NULL,
+            state TEXT NOT NULL,
+            generation BIGINT NOT NULL,
+            password TEXT NOT NULL,
+            old_generations TEXT NOT NULL,
+            rotate_requested {bool} NOT NULL,
+            message TEXT NOT NULL,
+            size BIGINT,
+            created_at {real} NOT NULL,
+            updated_at {real} NOT NULL,
+            PRIMARY KEY (app, name))""",
+        """CREATE TABLE service_backups (
+            id TEXT PRIMARY KEY,
+            app TEXT NOT NULL,
+            service TEXT NOT NULL,
+            type TEXT NOT NULL,
+            path TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            sha256 TEXT NOT NULL,
+            verified {bool} NOT NULL,
+            reason TEXT NOT NULL,
+            manifest TEXT NOT NULL,
+            slot TEXT,
+            created_at {real} NOT NULL)""",
+        "CREATE INDEX service_backups_app ON service_backups (app, service, created_at)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -38,6 +38,8 @@ from corral.store.schema import (
     gitsource_from_row, node_from_row,
 )
 
+from corral.store.servicerows import ServiceRows
+
 LEADER = "leader"
 
 ROWS_A_STATEMENT = 100  # rows of one multi-row INSERT (8 columns: within SQLite's 999 variables)
@@ -87,7 +89,7 @@ class Cursor:
         return self.raw.rowcount
 
 
-class SQLStore(RunQueries, Store):
+class SQLStore(RunQueries, ServiceRows, Store):
     """The Store interface in SQL that both SQLite and PostgreSQL accept.
 
     Subclasses set the class attributes below and implement :meth:`_run`,

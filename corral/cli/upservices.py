@@ -1,0 +1,78 @@
+"""`corral up` and app services: use the PostgreSQL and Redis of this machine when they answer.
+
+The daemons read the servers from the settings file's ``services`` mapping.
+Unless the user's settings name them, `up` looks for a PostgreSQL on
+127.0.0.1:5432 (as ``postgres``) and a Redis on 127.0.0.1:6379, writes the user's
+settings plus what it found (and a backup folder in the data dir) to a
+settings file of its own, 0600, and says in one line what it found.
+"""
+import os
+import urllib.parse
+
+import yaml
+
+from corral.private import write_private
+
+LOCAL_POSTGRESQL = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_REDIS = "redis://127.0.0.1:6379"
+
+
+def answers_postgresql(url, timeout=2):
+    """Whether a PostgreSQL server takes an admin connection at ``url``."""
+    import psycopg2
+    try:
+        psycopg2.connect(url, connect_timeout=timeout).close()
+        return True
+    except psycopg2.Error:
+        return False
+
+
+def answers_redis(url, timeout=2):
+    """Whether a Redis server answers PING at ``url`` and lets us manage ACL users."""
+    import redis
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return bool(client.ping()) and client.execute_command("ACL", "WHOAMI") is not None
+    except redis.RedisError:
+        return False
+
+
+def with_services(user_settings, found, backup_dir):
+    """The settings mapping the daemons get: the user's, with ``services`` made of ``found`` (type -> URL)
+    and ``backup_dir`` when the user named none. Pure."""
+    services = dict(user_settings.get("services") or {})
+    if not any(k in services for k in ("postgresql", "redis")):
+        services.update(found)
+    services.setdefault("backup_dir", backup_dir)
+    return {**user_settings, "services": services}
+
+
+def services_line(services, source):
+    """The one line `up` prints about app services. Pure."""
+    have = [f"{label} at {urllib.parse.urlsplit(services[kind]).netloc.rpartition('@')[2]}" for kind, label in
+            (("postgresql", "PostgreSQL"), ("redis", "Redis")) if services.get(kind)]
+    if not have:
+        return ("corral up: no PostgreSQL or Redis answers on 127.0.0.1 (5432, 6379): apps that ask for "
+                "services will be refused")
+    return f"corral up: app services on {' and '.join(have)} ({source}); backups in {services['backup_dir']}"
+
+
+def prepare(settings_path, data_dir):
+    """``(path of the settings file for the daemons, the line to print)``."""
+    user = {}
+    if settings_path:
+        with open(settings_path, encoding="utf-8") as f:
+            user = yaml.safe_load(f) or {}
+        if not isinstance(user, dict):
+            raise ValueError(f"{settings_path}: settings must be a mapping of name to seconds")
+    given = any(k in (user.get("services") or {}) for k in ("postgresql", "redis"))
+    found = {}
+    if not given:
+        if answers_postgresql(LOCAL_POSTGRESQL):
+            found["postgresql"] = LOCAL_POSTGRESQL
+        if answers_redis(LOCAL_REDIS):
+            found["redis"] = LOCAL_REDIS
+    merged = with_services(user, found, os.path.join(data_dir, "backups"))
+    path = os.path.join(data_dir, "settings.yaml")
+    write_private(path, yaml.safe_dump(merged, sort_keys=True))
+    return path, services_line(merged["services"], f"from {settings_path}" if given else "found on this machine")
