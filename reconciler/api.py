@@ -32,6 +32,9 @@ Routes::
     GET    /v1/gitsources[/NAME]  DELETE /v1/gitsources/NAME[?cascade=true]
     POST   /v1/gitsources/NAME/sync  POST /v1/gitsources/NAME/webhook
                                 (reconciler/gitops/routes.py; apply takes GitSource documents too)
+    GET    /v1/services[/APP/NAME]   GET /v1/backups   POST /v1/apps/NAME/backups[/ID/restore]
+                                (reconciler/service_routes.py; an app asking for a service type the
+                                cluster has no server for is refused at apply)
 """
 import difflib
 import hashlib
@@ -60,6 +63,8 @@ from reconciler.routes import apply_conflicts
 from reconciler.runs_api import RunRoutes
 from reconciler.streams import StreamRoutes
 from reconciler.watch import KEEPALIVE, ChangeFeed, EventStream, TooManyWatchers
+from reconciler.service_routes import ServiceRoutes
+from services.plan import missing_server
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +103,9 @@ class Api:
     when given. ``watch``: the change stream's seconds between reads, and between keepalives."""
 
     def __init__(self, store, state, token, kick, relay=None, tokens=None, watch=(1.0, KEEPALIVE), *, metrics=None,
-                 metrics_token=None, route_table=list, cluster_domain="localhost"):
+                 metrics_token=None, route_table=list, cluster_domain="localhost", services=None):
         self.store = store
+        self.services = services   # a ServiceKeeper, or None: no app may then ask for services
         self.state = state
         self.token = token
         self.tokens = dict(tokens or {"admin": token})
@@ -135,6 +141,8 @@ class Api:
             ("GET", r"/v1/routes", self.list_routes, True),
         ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, HttpError, _json_body).routes()
         self.routes += RunRoutes(store, kick, HttpError, _json_body).routes()
+        if services is not None:
+            self.routes += ServiceRoutes(store, services, kick, HttpError, _json_body).routes()
         if relay is not None:  # logs and exec (reconciler/streams.py)
             self.routes += StreamRoutes(store, state, relay, HttpError, _json_body).routes()
 
@@ -237,6 +245,10 @@ class Api:
                 raise HttpError(400, f"app {name!r}: source_digest must be sha256:<64 hex digits>")
             if not self.store.has_source(digest):
                 raise HttpError(400, f"app {name!r}: source {digest[:19]}... was not uploaded (PUT /v1/sources/DIGEST first)")
+            refusal = missing_server(name, doc["spec"].get("services"),
+                                     self.services.types() if self.services is not None else frozenset())
+            if refusal:
+                raise HttpError(400, refusal)
             out.append({"name": name, "labels": doc["metadata"].get("labels") or {},
                         "spec": doc["spec"], "source_digest": digest})
         return out, bool(body.get("dryRun"))
@@ -295,10 +307,14 @@ class Api:
         return 200, views.app_json(rec, _show_secrets(query))
 
     def delete_app(self, environ, query, name):
+        rec = self.store.get_app(name)
         if not self.store.mark_app_deleting(name, actor=actor(environ)):
             raise HttpError(404, f"app {name!r} not found")
         self.kick(name)
-        return 202, {"name": name, "deleting": True}
+        services = (rec.spec.get("services") or {}) if rec is not None else {}
+        return 202, {"name": name, "deleting": True,
+                     "services": [{"name": n, "type": s["type"], "onDelete": s.get("onDelete", "Retain")}
+                                  for n, s in sorted(services.items())]}
 
     def has_source(self, environ, query, digest):
         return (200 if _DIGEST.match(digest) and self.store.has_source(digest) else 404), None
@@ -410,11 +426,15 @@ _READING_POSTS = (r"/v1/diff",)
 _ONE_OFF = re.compile(r"/v1/apps/[^/]+/runs|/v1/runs/[^/]+/exit")   # `corral run`: a command of the caller's
 
 
+_ADMIN_WRITES = re.compile(r"/v1/apps/[^/]+/backups/[^/]+/restore")   # replaces an app's live data
+
+
 def role_needed(method, path, query):
     """The role a request needs (corral/auth.py): ``read`` to read (GET, HEAD, and a diff), ``admin`` for
-    a backup, secret values, exec and a one-off run (both run code of the caller's inside an app),
-    ``deploy`` for any other write (a trigger runs the app's own command)."""
-    if path.startswith("/v1/exec") or (method == "POST" and _ONE_OFF.fullmatch(path)):
+    a backup, secret values, exec and a one-off run (both run code of the caller's inside an app) and
+    restoring an app's data from a backup, ``deploy`` for any other write (a trigger runs the app's own
+    command)."""
+    if path.startswith("/v1/exec") or (method == "POST" and _ONE_OFF.fullmatch(path)) or _ADMIN_WRITES.fullmatch(path):
         return "admin"
     if method in ("GET", "HEAD"):
         return "admin" if path in _ADMIN_READS or _show_secrets(query) else "read"

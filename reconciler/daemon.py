@@ -31,6 +31,9 @@ run as a green thread by :meth:`Reconciler.start`:
 - the route feed (reconciler/route_feed.py), leader or not: the routers' table
   derived from the store and this reconciler's observed view, published on its
   own XPUB endpoint; every changed report and every sync kicks it;
+- :meth:`~Reconciler.services_loop`: every ``loop_interval``, as leader, app
+  services are provisioned, rotated, kept or dropped (reconciler/appservices.py);
+  an app whose service env changed is enqueued, so its instances roll;
 - the API: eventlet.wsgi on the API address.
 
 A new duty (a router's table, schedules, add-on services) is a method here,
@@ -49,12 +52,13 @@ import eventlet.wsgi
 
 from corral.auth import api_token, metrics_token, role_tokens
 from corral.limits import raise_open_files_limit
-from corral.settings import Timings
+from corral.settings import ServiceServers, Timings
 from corral.stopping import Stop
 from corral.store import Fenced, StoreError, open_store
 from corral.wire.bus import BusPublisher, BusServer
 from corral.wire.keys import hide_process, key_path, read_key, store_dsn as store_dsn_from
 from reconciler.api import Api
+from reconciler.appservices import ServiceKeeper
 from reconciler.cluster_state import ClusterState
 from reconciler.cron import next_wake
 from reconciler.gitops.repo import GitRepos
@@ -95,7 +99,7 @@ class Reconciler:
     """
 
     def __init__(self, *, name, store, key, bus, timings=Timings(), git_dir, stop=None, clock=time.time,
-                 routes=None, cluster_domain="localhost"):
+                 routes=None, cluster_domain="localhost", services=ServiceServers()):
         self.name, self.store, self.timings, self.clock = name, store, timings, clock
         self.stop = stop if stop is not None else Stop()
         self.observed = Observed(started_at=clock())
@@ -108,7 +112,9 @@ class Reconciler:
                            timings.heartbeat_timeout)
         self.lease = LeaderLease(store, process_holder(name), timings)
         self.metrics = ReconcilerMetrics()
-        self.controller = Controller(store, self.observed, self.bus, timings, name, metrics=self.metrics)
+        self.services = ServiceKeeper(store, services, timings, f"reconciler/{name}")
+        self.controller = Controller(store, self.observed, self.bus, timings, name, metrics=self.metrics,
+                                     services=self.services)
         self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats)
         self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir,
                                cluster_domain=cluster_domain)
@@ -121,7 +127,7 @@ class Reconciler:
         self.api = Api(store, self.state, api_token(key), self.kick, self.relay, tokens=role_tokens(key),
                        watch=(timings.watch_interval, timings.watch_keepalive), metrics=self.metrics,
                        metrics_token=metrics_token(key), route_table=self.route_feed.table_json,
-                       cluster_domain=cluster_domain)
+                       cluster_domain=cluster_domain, services=self.services)
         self.metrics.watch(self)
         self._threads = []
 
@@ -267,6 +273,31 @@ class Reconciler:
             log.exception("git sync of %s failed", name)
         return False
 
+    def services_loop(self):
+        """Every ``loop_interval``, as leader: :meth:`services_pass`."""
+        while not self.stop.sleep(self.timings.loop_interval):
+            epoch = self.lease.epoch
+            if epoch is not None:
+                self.services_pass(epoch)
+
+    def services_pass(self, epoch):
+        """One pass of app services as leader at ``epoch``; the apps whose service env changed are enqueued."""
+        def observed_ids(app):
+            return {o.id for o in self.observed.instances() if o.app == app}
+        try:
+            changed = self.services.sync(epoch, self.store.list_desired(), observed_ids)
+        except Fenced:
+            log.warning("%s was fenced at epoch %d during a services pass", self.name, epoch)
+            return
+        except StoreError as e:
+            log.warning("services pass failed: %s", e)
+            return
+        except Exception:
+            log.exception("services pass failed")
+            return
+        if changed:
+            self.kick(*sorted(changed))
+
     def events_loop(self):
         """Write the instance events the reports produced, off the bus's green thread; a store
         that is down keeps them (at most ``PENDING_EVENTS``) for the next try."""
@@ -318,7 +349,7 @@ class Reconciler:
         """Start the bus and every duty, and serve the API on the listening socket ``api_sock``."""
         self.bus.start()
         duties = [self.lease_loop, self.control_loop, self.gitops_loop, self.events_loop, self.prune_loop,
-                  self.schedule_loop]
+                  self.schedule_loop, self.services_loop]
         if self.publisher is not None:
             self.publisher.start()
             duties.append(self.route_feed.run)
@@ -339,7 +370,7 @@ class Reconciler:
 
 
 def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), routes=None,
-        cluster_domain="localhost"):
+        cluster_domain="localhost", services=ServiceServers()):
     """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint.
 
     The key's path and the store DSN come from the environment when not given
@@ -353,7 +384,7 @@ def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), 
     host, _, port = api.rpartition(":")
     sock = eventlet.listen((host or "127.0.0.1", int(port)), backlog=1024)
     reconciler = Reconciler(name=name, store=store, key=key, bus=bus, timings=timings, git_dir=git_dir, stop=stop,
-                            routes=routes, cluster_domain=cluster_domain)
+                            routes=routes, cluster_domain=cluster_domain, services=services)
     try:
         with stop.catching():
             reconciler.start(sock)

@@ -30,6 +30,7 @@ from reconciler.planner import plan
 from reconciler.runplan import plan_runs
 from reconciler.status import next_revision, rollout_failed
 from reconciler.model import LOST
+from services.plan import service_conditions
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,10 @@ def resend_due(last, epoch, ids, now, after):
 class Controller:
     """Syncs apps for the leader and pushes assignments over the bus."""
 
-    def __init__(self, store, observed, bus, timings, name, clock=time.time, metrics=None):
+    def __init__(self, store, observed, bus, timings, name, clock=time.time, metrics=None, services=None):
         self.store = store
         self.metrics = metrics   # reconciler.metrics.ReconcilerMetrics, or None
+        self.services = services  # a reconciler.appservices.ServiceKeeper, or None (no service servers)
         self.observed = observed
         self.bus = bus
         self.timings = timings
@@ -175,9 +177,10 @@ class Controller:
     def _prepare_all(self, records, builds, now):
         """``([Prepared], failed app names)``: one app's trouble must not hold up the others."""
         prepared, failed = [], set()
+        service_rows = self._service_rows(records)
         for rec in records:
             try:
-                prepared.append(self._prepare(rec, builds, now))
+                prepared.append(self._prepare(rec, builds, now, service_rows.get(rec.name, ())))
             except Fenced:
                 raise
             except Exception as e:
@@ -209,8 +212,34 @@ class Controller:
                                   prune=list(ran.prune), events=[e + (self.actor,) for e in ran.events])
         return ran
 
-    def _prepare(self, rec, builds, now):
-        """The :class:`Prepared` view of one app; queues its build."""
+    def _service_rows(self, records):
+        """The service rows of ``records`` that ask for services, by app (one query, and only then)."""
+        if not any(r.spec.get("services") for r in records):
+            return {}
+        rows = {}
+        for row in self.store.list_services():
+            rows.setdefault(row.app, []).append(row)
+        return rows
+
+    def _service_env(self, rec, rows):
+        """``rec``'s env from its services ({} without any), or None while one has no credential yet."""
+        if not rec.spec.get("services"):
+            return {}
+        return self.services.env_for(rec, rows) if self.services is not None else None
+
+    def _service_conditions(self, rec, rows):
+        """The conditions of ``rec``'s services (ServicesReady, BackupVerified), if it has any."""
+        services = rec.spec.get("services")
+        if not services:
+            return ()
+        last = {b.service: (b.id, b.verified, b.reason) for b in self.store.list_service_backups(rec.name)}
+        return tuple(service_conditions(services, {r.name: (r.state, r.message) for r in rows}, last))
+
+    def _prepare(self, rec, builds, now, service_rows=()):
+        """The :class:`Prepared` view of one app; queues its build. The instances' spec carries the
+        app's service env (its own ``env`` wins a name both have); the recorded revision keeps the
+        spec as applied. An app whose services are not provisioned yet is held as if unbuilt:
+        nothing boots without them."""
         build = None
         if not rec.deleting:
             key, inputs = specs.build_inputs(rec)
@@ -220,6 +249,12 @@ class Controller:
                 self.store.add_event("app", rec.name, "BuildQueued",
                                      f"image build queued for source {rec.source_digest[:19]}", self.actor)
         image = build.image if build is not None and build.state == "succeeded" else None
+        applied = rec
+        service_env = self._service_env(rec, service_rows)
+        if service_env is None:
+            image = None
+        elif service_env:
+            rec = dataclasses.replace(rec, spec={**rec.spec, "env": {**service_env, **(rec.spec.get("env") or {})}})
         rev_hash = rec.status.get("revisionHash")
         revision = rec.status.get("revision", "0")
         if image is not None:
@@ -227,10 +262,11 @@ class Controller:
             revision = next_revision(rec.status, rev_hash)
         new_rev = None
         if image is not None and rev_hash != rec.status.get("revisionHash"):
-            new_rev = RevisionRecord(app=rec.name, revision=int(revision), hash=rev_hash, image=image, spec=rec.spec,
-                                     source_digest=rec.source_digest, generation=rec.generation, created_at=now)
+            new_rev = RevisionRecord(app=rec.name, revision=int(revision), hash=rev_hash, image=image,
+                                     spec=applied.spec, source_digest=rec.source_digest, generation=rec.generation,
+                                     created_at=now)
         app = specs.desired_app(rec, image, revision, rollout_failed=rollout_failed(rec.status, revision))
-        return Prepared(rec, app, build, rev_hash, new_rev)
+        return Prepared(applied, app, build, rev_hash, new_rev, self._service_conditions(applied, service_rows))
 
     # -- helpers ----------------------------------------------------------
     def push_assignments(self, epoch, rows, artifacts, nodes, only=None):

@@ -18,14 +18,16 @@ from reconciler.status import app_status
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """One app made ready for the planner: its stored ``record``, its planner view ``app``, its
-    ``build`` (None: none yet), the hash of its revision, and the revision to record (None: the
-    revision did not change)."""
+    ``build`` (None: none yet), the hash of its revision, the revision to record (None: the
+    revision did not change), and the conditions its status carries beside its own (those of its
+    services: ``ServicesReady``, ``BackupVerified``)."""
 
     record: object
     app: DesiredApp
     build: object
     rev_hash: Optional[str]
     new_revision: object = None
+    conditions: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +87,8 @@ def _statuses(prepared, after, result, observed, nodes, now):
                 generation=rec.generation, app=p.app, build=p.build, rev_hash=p.rev_hash, rows=rows,
                 ready_ids=ready_ids, available_ids={r.id for r in rows if available(r.id)},
                 unplaced=unplaced_by_app[rec.name], prev=rec.status, now=now, draining=draining)
+            if p.conditions:
+                status = {**status, "conditions": status["conditions"] + list(p.conditions)}
         except Exception as e:  # noqa: BLE001  (an app whose status cannot be worked out is retried alone)
             failed[rec.name] = str(e) or type(e).__name__
             continue

@@ -3,10 +3,11 @@
 :func:`plan` compares the services the apps ask for with the services the store
 knows and returns buckets (as Nomad's reconciler does): ``ensure`` (create, or
 repair what is not ready), ``rotate`` (a new credential was asked for),
-``retire`` (old logins whose instances have moved on), ``drop`` (an app deleted
-with ``onDelete: Delete``: a final verified backup, then drop), ``retain`` (an
-app deleted, or a service taken out of its spec, with ``Retain``: the data stays,
-the row says so) and ``refused`` (one sentence each).
+``retire`` (old logins whose instances have moved on), ``record`` (only the
+row's ``onDelete`` changed), ``drop`` (an app deleted with ``onDelete: Delete``:
+a final verified backup, then drop), ``retain`` (an app deleted with
+``Retain``, or a service taken out of its spec: the data stays, the row says
+so) and ``refused`` (one sentence each).
 """
 import dataclasses
 
@@ -19,40 +20,40 @@ READY, RETAINED, FAILED = "ready", "retained", "failed"
 
 @dataclasses.dataclass(frozen=True)
 class Wanted:
-    """A service an app's spec asks for; ``deleting``: the app is being deleted."""
+    """A service the spec of a live app (one not being deleted) asks for."""
 
     app: str
     name: str
     type: str
     on_delete: str = RETAIN
-    deleting: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class Known:
-    """A service the store holds: its state, its current credential's generation, whether a rotation
-    was asked for, and the older generations still to retire."""
+    """A service the store holds: its state, what its app's spec said of deletion when it was recorded,
+    its current credential's generation, whether a rotation was asked for, the older generations still
+    to retire, and whether the last look at its server found it (``present``)."""
 
     app: str
     name: str
     type: str
     state: str = READY
+    on_delete: str = RETAIN
     generation: int = 1
     rotate: bool = False
     old_generations: tuple = ()
+    present: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
 class ServicePlan:
-    ensure: tuple = ()
-    rotate: tuple = ()
-    retire: tuple = ()
-    drop: tuple = ()
-    retain: tuple = ()
+    ensure: tuple = ()    # Wanted: create, or repair what is failed, retained or gone from its server
+    record: tuple = ()    # Wanted: only what the row says changed (onDelete)
+    rotate: tuple = ()    # Known: a new credential
+    retire: tuple = ()    # Known: drop the old logins, every instance has moved on
+    drop: tuple = ()      # Known: its app is deleted with onDelete: Delete (a final verified backup first)
+    retain: tuple = ()    # Known: its app is deleted, or it left the spec: the data stays
     refused: tuple = ()   # (app, name, sentence)
-
-    def empty(self):
-        return not any(dataclasses.astuple(self))
 
 
 def missing_server(app, services, servers):
@@ -66,37 +67,43 @@ def missing_server(app, services, servers):
     return None
 
 
-def plan(wanted, known, servers, rolled=frozenset()):
-    """The :class:`ServicePlan` from ``wanted`` (Wanted, of every app including those being deleted),
-    ``known`` (Known, from the store), ``servers`` (the service types the cluster has) and ``rolled``
-    (``(app, name)`` whose instances all run with the current credential: older logins may go)."""
+def _wanted_step(w, k, servers, rolled):
+    """The bucket and item of one wanted service ``w`` whose row is ``k`` (or None)."""
+    if k is not None and k.type != w.type:
+        return "refused", (w.app, w.name, f"service {w.app}/{w.name} is a {k.type} service and cannot become "
+                                          f"{w.type}: delete the app or give it another name")
+    if w.type not in servers:
+        return "refused", (w.app, w.name, missing_server(w.app, {w.name: {"type": w.type}}, servers))
+    if k is None or k.state != READY or not k.present:
+        return "ensure", w
+    if k.rotate:
+        return "rotate", k
+    if k.old_generations and (w.app, w.name) in rolled:
+        return "retire", k
+    if k.on_delete != w.on_delete:
+        return "record", w
+    return None, None
+
+
+def plan(wanted, known, servers, live_apps, rolled=frozenset()):
+    """The :class:`ServicePlan` from ``wanted`` (Wanted, of the live apps), ``known`` (Known, from the
+    store), ``servers`` (the service types the cluster has), ``live_apps`` (names of the apps that exist
+    and are not being deleted) and ``rolled`` (``(app, name)`` whose instances all run with the current
+    credential: older logins may go). A service whose app is deleted or gone is dropped or kept by the
+    ``onDelete`` its row recorded; one taken out of a live app's spec is kept."""
     by_key = {(k.app, k.name): k for k in known}
     asked = {(w.app, w.name): w for w in wanted}
-    out = {"ensure": [], "rotate": [], "retire": [], "drop": [], "retain": [], "refused": []}
+    out = {field.name: [] for field in dataclasses.fields(ServicePlan)}
     for key in sorted(asked):
-        w, k = asked[key], by_key.get(key)
-        if w.deleting:
-            if k is None:
-                continue
-            if w.on_delete == DELETE:
-                out["drop"].append(k)            # a final verified backup first: the shell's part
-            elif k.state != RETAINED:
-                out["retain"].append(k)
-            continue
-        if k is not None and k.type != w.type:
-            out["refused"].append((w.app, w.name, f"service {w.app}/{w.name} is a {k.type} service and cannot "
-                                                  f"become {w.type}: delete the app or give it another name"))
-        elif w.type not in servers:
-            out["refused"].append((w.app, w.name, missing_server(w.app, {w.name: {"type": w.type}}, servers)))
-        elif k is None or k.state != READY:
-            out["ensure"].append(w)
-        elif k.rotate:
-            out["rotate"].append(k)
-        elif k.old_generations and key in rolled:
-            out["retire"].append(k)
+        bucket, item = _wanted_step(asked[key], by_key.get(key), servers, rolled)
+        if bucket:
+            out[bucket].append(item)
     for key in sorted(set(by_key) - set(asked)):
-        if by_key[key].state != RETAINED:
-            out["retain"].append(by_key[key])    # taken out of the spec: the data stays
+        k = by_key[key]
+        if k.app not in live_apps and k.on_delete == DELETE:
+            out["drop"].append(k)             # a final verified backup first: the shell's part
+        elif k.state != RETAINED:
+            out["retain"].append(k)
     return ServicePlan(**{name: tuple(items) for name, items in out.items()})
 
 

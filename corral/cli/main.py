@@ -269,8 +269,10 @@ def run_daemon(args):
         from reconciler.daemon import run
         name = args.name or args.api
         _daemon_logging(f"reconciler/{name}")
+        from corral.settings import load_services
         run(store_dsn=args.store, api=args.api, bus=args.bus, secret_file=args.secret_file,
-            name=name, timings=timings, routes=args.routes, cluster_domain=args.cluster_domain)
+            name=name, timings=timings, routes=args.routes, cluster_domain=args.cluster_domain,
+            services=load_services(args.settings))
     elif args.command == "agent":
         from nodeagent.daemon import run
         _daemon_logging(f"agent/{args.name}")

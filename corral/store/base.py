@@ -70,7 +70,8 @@ class AppRecord:
 @dataclasses.dataclass(frozen=True)
 class ServiceRecord:
     """One service of an app as provisioned (services/): ``state`` is ``ready``, ``failed`` (``message``
-    says why) or ``retained`` (kept after its app was deleted or it left the spec); ``password`` is the
+    says why) or ``retained`` (kept after its app was deleted or it left the spec); ``on_delete`` is what
+    its app's spec said of deletion (``Retain`` or ``Delete``) when last seen; ``password`` is the
     credential of ``generation``; ``old_generations`` are logins still to retire after a rotation."""
 
     app: str
@@ -80,6 +81,7 @@ class ServiceRecord:
     state: str
     generation: int
     password: str
+    on_delete: str = "Retain"
     old_generations: tuple = ()
     rotate_requested: bool = False
     message: str = ""

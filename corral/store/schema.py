@@ -141,6 +141,7 @@ MIGRATIONS = [
             type TEXT NOT NULL,
             server TEXT NOT NULL,
             state TEXT NOT NULL,
+            on_delete TEXT NOT NULL,
             generation BIGINT NOT NULL,
             password TEXT NOT NULL,
             old_generations TEXT NOT NULL,

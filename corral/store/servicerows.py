@@ -5,16 +5,16 @@ from typing import Optional
 from corral.store.base import ServiceBackupRecord, ServiceRecord
 from corral.store.schema import canonical_json
 
-SERVICE_COLUMNS = ("app, name, type, server, state, generation, password, old_generations, rotate_requested, "
+SERVICE_COLUMNS = ("app, name, type, server, state, on_delete, generation, password, old_generations, rotate_requested, "
                    "message, size, created_at, updated_at")
 BACKUP_COLUMNS = "id, app, service, type, path, size, sha256, verified, reason, manifest, slot, created_at"
 
 
 def service_from_row(row) -> ServiceRecord:
-    return ServiceRecord(app=row[0], name=row[1], type=row[2], server=row[3], state=row[4], generation=int(row[5]),
-                         password=row[6], old_generations=tuple(json.loads(row[7])), rotate_requested=bool(row[8]),
-                         message=row[9], size=None if row[10] is None else int(row[10]), created_at=row[11],
-                         updated_at=row[12])
+    return ServiceRecord(app=row[0], name=row[1], type=row[2], server=row[3], state=row[4], on_delete=row[5],
+                         generation=int(row[6]), password=row[7], old_generations=tuple(json.loads(row[8])),
+                         rotate_requested=bool(row[9]), message=row[10], size=None if row[11] is None else int(row[11]),
+                         created_at=row[12], updated_at=row[13])
 
 
 def backup_from_row(row) -> ServiceBackupRecord:
@@ -49,12 +49,13 @@ class ServiceRows:
             self._check_epoch(cur, epoch)
             now = self._now(cur)
             cur.execute(
-                f"INSERT INTO services ({SERVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO services ({SERVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (app, name) DO UPDATE SET type = excluded.type, server = excluded.server, "
-                "state = excluded.state, generation = excluded.generation, password = excluded.password, "
+                "state = excluded.state, on_delete = excluded.on_delete, generation = excluded.generation, password = excluded.password, "
                 "old_generations = excluded.old_generations, rotate_requested = excluded.rotate_requested, "
                 "message = excluded.message, size = excluded.size, updated_at = excluded.updated_at",
-                (record.app, record.name, record.type, record.server, record.state, int(record.generation),
+                (record.app, record.name, record.type, record.server, record.state, record.on_delete,
+                 int(record.generation),
                  record.password, canonical_json(list(record.old_generations)), bool(record.rotate_requested),
                  record.message, record.size, now, now))
         self._run(work, write=True)

@@ -19,36 +19,42 @@ def k(app="hello", name="db", kind="postgresql", **kw):
     return Known(app, name, kind, **kw)
 
 
-@pytest.mark.parametrize("wanted, known, servers, rolled, expected", [
-    ([w()], [], BOTH, (), ServicePlan(ensure=(w(),))),
-    ([w()], [k()], BOTH, (), ServicePlan()),
-    ([w()], [k(state=FAILED)], BOTH, (), ServicePlan(ensure=(w(),))),
-    ([w()], [k(state=RETAINED)], BOTH, (), ServicePlan(ensure=(w(),))),
-    ([w()], [k(rotate=True)], BOTH, (), ServicePlan(rotate=(k(rotate=True),))),
-    ([w()], [k(old_generations=(1,))], BOTH, (), ServicePlan()),
-    ([w()], [k(old_generations=(1,))], BOTH, {("hello", "db")}, ServicePlan(retire=(k(old_generations=(1,)),))),
-    ([w(deleting=True)], [k()], BOTH, (), ServicePlan(retain=(k(),))),
-    ([w(deleting=True)], [k(state=RETAINED)], BOTH, (), ServicePlan()),
-    ([w(deleting=True, on_delete=DELETE)], [k()], BOTH, (), ServicePlan(drop=(k(),))),
-    ([w(deleting=True)], [], BOTH, (), ServicePlan()),
-    ([], [k()], BOTH, (), ServicePlan(retain=(k(),))),
-    ([w(kind="redis", name="cache")], [], {"postgresql"}, (),
+LIVE = {"hello"}
+
+
+@pytest.mark.parametrize("wanted, known, live, rolled, expected", [
+    ([w()], [], LIVE, (), ServicePlan(ensure=(w(),))),
+    ([w()], [k()], LIVE, (), ServicePlan()),
+    ([w()], [k(state=FAILED)], LIVE, (), ServicePlan(ensure=(w(),))),
+    ([w()], [k(state=RETAINED)], LIVE, (), ServicePlan(ensure=(w(),))),
+    ([w()], [k(present=False)], LIVE, (), ServicePlan(ensure=(w(),))),
+    ([w()], [k(rotate=True)], LIVE, (), ServicePlan(rotate=(k(rotate=True),))),
+    ([w()], [k(old_generations=(1,))], LIVE, (), ServicePlan()),
+    ([w()], [k(old_generations=(1,))], LIVE, {("hello", "db")}, ServicePlan(retire=(k(old_generations=(1,)),))),
+    ([w(on_delete=DELETE)], [k()], LIVE, (), ServicePlan(record=(w(on_delete=DELETE),))),
+    ([], [k()], set(), (), ServicePlan(retain=(k(),))),
+    ([], [k(state=RETAINED)], set(), (), ServicePlan()),
+    ([], [k(on_delete=DELETE)], set(), (), ServicePlan(drop=(k(on_delete=DELETE),))),
+    ([], [k(on_delete=DELETE, state=RETAINED)], set(), (), ServicePlan(drop=(k(on_delete=DELETE, state=RETAINED),))),
+    ([], [k(on_delete=DELETE)], LIVE, (), ServicePlan(retain=(k(on_delete=DELETE),))),
+    ([w(kind="redis", name="cache")], [], LIVE, (),
      ServicePlan(refused=(("hello", "cache", "app hello asks for a redis service (cache), but this cluster has "
                                              "no redis server (setting services.redis)"),))),
-    ([w(kind="redis")], [k()], BOTH, (),
+    ([w(kind="redis")], [k()], LIVE, (),
      ServicePlan(refused=(("hello", "db", "service hello/db is a postgresql service and cannot become redis: "
                                           "delete the app or give it another name"),))),
-], ids=["new", "ready", "failed-again", "retained-comes-back", "rotate", "old-login-waits-for-the-roll",
-        "old-login-retired-once-rolled", "deleted-retain", "deleted-retained-already", "deleted-drop",
-        "deleted-never-made", "taken-out-of-spec", "no-server", "type-change"])
-def test_plan(wanted, known, servers, rolled, expected):
-    assert plan(wanted, known, servers, frozenset(rolled)) == expected
+], ids=["new", "ready", "failed-again", "retained-comes-back", "gone-from-its-server", "rotate",
+        "old-login-waits-for-the-roll", "old-login-retired-once-rolled", "on-delete-changed", "deleted-retain",
+        "deleted-retained-already", "deleted-drop", "retained-then-deleted-with-delete", "taken-out-of-spec-is-kept",
+        "no-server", "type-change"])
+def test_plan(wanted, known, live, rolled, expected):
+    servers = {"postgresql"} if any(x.type == "redis" and x.name == "cache" for x in wanted) else BOTH
+    assert plan(wanted, known, servers, live, frozenset(rolled)) == expected
 
 
-def test_plan_touches_nothing_twice_and_orders_by_app():
+def test_plan_orders_by_app():
     wanted = [w(app="b"), w(app="a"), w(app="c", kind="redis", name="cache")]
-    got = plan(wanted, [], BOTH)
-    assert [x.app for x in got.ensure] == ["a", "b", "c"]
+    assert [x.app for x in plan(wanted, [], BOTH, {"a", "b", "c"}).ensure] == ["a", "b", "c"]
 
 
 def test_missing_server_names_the_first_missing_type():

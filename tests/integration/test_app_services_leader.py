@@ -1,0 +1,139 @@
+"""The leader's services pass against a real store and the real PostgreSQL and Redis: an app asking for a
+database and a cache is provisioned once, its instances are placed only then with DATABASE_URL, REDIS_URL,
+<NAME>_URL and REDIS_KEY_PREFIX; a rotation rolls them and retires the old login; delete keeps the data
+(Retain) or drops it after a final verified backup (Delete)."""
+import dataclasses
+
+import psycopg2
+import pytest
+import redis
+
+from corral.settings import ServiceServers, Timings
+from reconciler.appservices import ServiceKeeper
+from tests.integration.test_reconciler_loop import IMAGE, controller
+from tests.pg import PostgresUnavailable, postgres_dsn
+from tests.redisserver import redis_url
+from tests.servicekit import unique_app
+from tests.support import fresh_store, mark_built, need
+
+
+@pytest.fixture
+def store(tmp_path):
+    with fresh_store("sqlite", str(tmp_path)) as s:
+        yield s
+
+
+@pytest.fixture
+def keeper(store, tmp_path):
+    try:
+        admin = postgres_dsn()
+    except PostgresUnavailable as e:
+        need("postgresql", str(e))
+    servers = ServiceServers(postgresql=admin, redis=redis_url(), backup_dir=str(tmp_path / "backups"), backup_margin=0)
+    k = ServiceKeeper(store, servers, Timings(services_check=0), "reconciler/r1")
+    made = []
+    yield k, made
+    for app, name, kind in made:
+        from services.base import Service
+        k.provisioners[kind].drop(Service(app, name, kind))
+
+
+def spec(on_delete="Retain"):
+    return {"source": "./x", "processes": {"web": {"command": "python app.py", "instances": 2}},
+            "update": {"maxSurge": 1, "maxUnavailable": 0}, "env": {"GREETING": "hi"},
+            "services": {"db": {"type": "postgresql", "onDelete": on_delete}, "cache": {"type": "redis"}}}
+
+
+def deploy(store, name, app_spec):
+    store.put_source("sha256:src", b"x")
+    store.apply_apps([{"name": name, "labels": {}, "spec": app_spec, "source_digest": "sha256:src"}], actor="test")
+    mark_built(store, name, app_spec, "sha256:src", IMAGE)
+
+
+def lead(store):
+    return store.acquire_lease("leader", "r1", ttl=600).epoch
+
+
+def test_instances_wait_for_their_services_then_get_their_urls(store, keeper):
+    k, made = keeper
+    app = unique_app("shop")
+    made += [(app, "db", "postgresql"), (app, "cache", "redis")]
+    deploy(store, app, spec())
+    ctl, _, _, _ = controller(store)
+    ctl.services = k
+    epoch = lead(store)
+    assert ctl.sync(epoch, [app]).plan.boot == (), "nothing boots before its database exists"
+    assert k.sync(epoch) == {app}
+    assert k.sync(epoch) == set(), "a second pass finds nothing to do"
+    rows = {r.name: r for r in store.list_services(app)}
+    assert {n: r.state for n, r in rows.items()} == {"db": "ready", "cache": "ready"}
+    boot = ctl.sync(epoch, [app]).plan.boot
+    assert len(boot) == 2
+    env = boot[0].spec["env"]
+    assert env["GREETING"] == "hi" and env["REDIS_KEY_PREFIX"] == f"{app}:"
+    assert env["DATABASE_URL"] == env["DB_URL"] and env["REDIS_URL"] == env["CACHE_URL"]
+    with psycopg2.connect(env["DATABASE_URL"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_database()")
+        assert cur.fetchone()[0] == f"corral_{app}_db"
+    redis.Redis.from_url(env["REDIS_URL"]).set(f"{app}:visits", 1)
+    [rev] = store.list_revisions(app)
+    assert "DATABASE_URL" not in rev.spec.get("env", {}), "the history keeps the spec as applied, not the secrets"
+    reasons = [e.reason for e in store.list_events("app", app)]
+    assert reasons.count("ServiceReady") == 2
+
+
+def test_a_rotation_rolls_the_instances_then_retires_the_old_login(store, keeper):
+    k, made = keeper
+    app = unique_app("rot")
+    made += [(app, "db", "postgresql"), (app, "cache", "redis")]
+    deploy(store, app, spec())
+    ctl, _, _, _ = controller(store)
+    ctl.services = k
+    epoch = lead(store)
+    k.sync(epoch)
+    old_url = ctl.sync(epoch, [app]).plan.boot[0].spec["env"]["DATABASE_URL"]
+    store.request_rotation(app, "db")
+    assert k.sync(epoch) == {app}
+    row = {r.name: r for r in store.list_services(app)}["db"]
+    assert (row.generation, row.old_generations, row.rotate_requested) == (2, (1,), False)
+    psycopg2.connect(old_url).close()     # the old login still works while instances move
+    desired = store.list_desired(app)
+    k.sync(epoch, desired, lambda a: {d.id for d in desired})
+    assert {r.name: r for r in store.list_services(app)}["db"].old_generations == (1,), \
+        "the old login stays while an instance still carries it"
+    new_url = k.url(row)
+    rolled = [dataclasses.replace(d, spec={**d.spec, "env": {**d.spec["env"], "DATABASE_URL": new_url,
+                                                            "DB_URL": new_url}}) for d in desired]
+    k.sync(epoch, rolled, lambda a: {d.id for d in rolled})
+    assert {r.name: r for r in store.list_services(app)}["db"].old_generations == ()
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(old_url).close()
+    psycopg2.connect(new_url).close()
+
+
+@pytest.mark.parametrize("on_delete", ["Retain", "Delete"])
+def test_delete_keeps_or_drops_after_a_final_verified_backup(store, keeper, on_delete):
+    k, made = keeper
+    app = unique_app("del")
+    made += [(app, "db", "postgresql"), (app, "cache", "redis")]
+    deploy(store, app, spec(on_delete))
+    epoch = lead(store)
+    k.sync(epoch)
+    db = {r.name: r for r in store.list_services(app)}["db"]
+    with psycopg2.connect(k.url(db)) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+    store.mark_app_deleting(app, actor="test")
+    k.sync(epoch)
+    rows = {r.name: r for r in store.list_services(app)}
+    assert rows["cache"].state == "retained"
+    if on_delete == "Retain":
+        assert rows["db"].state == "retained" and "onDelete: Retain" in rows["db"].message
+        psycopg2.connect(k.url(db)).close()
+        assert store.list_service_backups(app) == []
+    else:
+        assert "db" not in rows
+        [final] = store.list_service_backups(app, "db")
+        assert final.verified and final.manifest["facts"]["tables"]["public.t"][0] == 1
+        with pytest.raises(psycopg2.OperationalError):
+            psycopg2.connect(k.url(db)).close()
+        assert any(e.reason == "ServiceDropped" and final.id in e.message for e in store.list_events("app", app))
