@@ -271,6 +271,20 @@ def schedule_lines(spec, runs, now=None):
     return out
 
 
+def retention_lines(app, services):
+    """What a delete says of the app's services (``[{name, type, onDelete}]``): kept or dropped. Pure."""
+    kept = [f"{s['name']} ({s['type']})" for s in services if s["onDelete"] != "Delete"]
+    dropped = [f"{s['name']} ({s['type']})" for s in services if s["onDelete"] == "Delete"]
+    lines = []
+    if kept:
+        lines.append(f"app/{app}: its services {', '.join(kept)} and their backups are kept (onDelete: Retain); "
+                     f"see `corral get services {app}`")
+    if dropped:
+        lines.append(f"app/{app}: its services {', '.join(dropped)} are dropped after a final verified backup "
+                     f"(onDelete: Delete); the backups are kept")
+    return "\n".join(lines)
+
+
 DELETE_KINDS = {"app": "App", "apps": "App", "gitsource": "GitSource", "gitsources": "GitSource"}
 
 
@@ -295,8 +309,11 @@ def cmd_delete(args, client):
         else:
             print(f"gitsource/{name} deleted; its apps keep running, managed by hand: {owned}")
     for name in (name for kind, name in targets if kind == "App"):
-        client.request("DELETE", f"/v1/apps/{name}", idempotent=True)
+        _, reply = client.request("DELETE", f"/v1/apps/{name}", idempotent=True)
         print(f"app/{name} deleting")
+        said = retention_lines(name, (reply or {}).get("services") or [])
+        if said:
+            print(said)
     if args.wait:
         from corral.spec.quantities import parse_duration
         deadline = time.monotonic() + parse_duration(args.timeout)

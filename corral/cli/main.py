@@ -66,13 +66,16 @@ def parser():
     d.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                    help="a manifest file, a folder of them, or - for stdin (repeatable)")
 
-    g = add_verb(sub, "get", "list apps, instances, nodes, builds, events, runs, routes or gitsources, or show one",
+    g = add_verb(sub, "get", "list apps, instances, nodes, builds, events, runs, routes, gitsources, services or "
+                             "backups, or show one",
                  ["corral get apps", "corral get instances hello -o wide", "corral get nodes -o json",
-                  "corral get routes"])
+                  "corral get routes", "corral get backups hello"])
     g.add_argument("resource",
-                   help="apps | instances | nodes | builds | events | runs | routes | gitsources (or the singular)")
+                   help="apps | instances | nodes | builds | events | runs | routes | gitsources | services | backups "
+                        "(or the singular)")
     g.add_argument("name", nargs="?",
-                   help="only this one (an app's name also selects its instances, its events and its routes)")
+                   help="only this one (an app's name also selects its instances, its events, its routes, its "
+                        "services and its backups)")
     g.add_argument("-o", "--output", choices=OUTPUTS, default="table",
                    help="table (default), wide (more columns), or the API's JSON or YAML (the stable contract)")
     g.add_argument("-w", "--watch", action="store_true", help="after the list, print each change as it happens (apps, instances, nodes, events: "
@@ -80,7 +83,7 @@ def parser():
     g.add_argument("--show-secrets", action="store_true",
                    help="apps: show env values (by default each is <redacted sha256:...>, a digest of it)")
 
-    s = add_verb(sub, "describe", "show an app's or a GitSource's spec, status and recent events",
+    s = add_verb(sub, "describe", "show an app's, a GitSource's or a service's spec, status and recent events",
                  ["corral describe app hello"])
     kinds = nested(s, "kind", "KIND")
     sa = add_verb(kinds, "app", "show an app's spec, status, conditions, instances and recent events",
@@ -89,6 +92,9 @@ def parser():
     sg = add_verb(kinds, "gitsource", "show a GitSource's spec, commits, last error, webhook, apps and events",
                   ["corral describe gitsource fleet"], aliases=["gitsources"])
     sg.add_argument("name", help="the GitSource's name")
+    sv = add_verb(kinds, "service", "show an app's service: its server, state, credential, backups and events",
+                  ["corral describe service hello/db"], aliases=["services"])
+    sv.add_argument("name", metavar="APP/NAME", help="the service, as app/name")
 
     y = add_verb(sub, "sync", "sync a GitSource now and wait for the outcome (exit 1 when its commit was refused)",
                  ["corral sync fleet"])
@@ -98,9 +104,10 @@ def parser():
     y.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="seconds --wait waits (default 120)")
 
-    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, runs, units, version
+    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, runs, services, units, version
     rollout.add_parser(sub)
     runs.add_parser(sub)
+    services.add_parser(sub)
     nodes.add_parser(sub)
     logs.add_parser(sub)
     exec_command.add_parser(sub)
@@ -319,11 +326,11 @@ def main(argv=None):
         if args.command in ("backup", "restore"):
             from corral.cli import backup
             return backup.run(args)
-        from corral.cli import commands, gitops, nodes, rollout, runs
+        from corral.cli import commands, gitops, nodes, rollout, runs, services
         from corral.cli.client import Client, load_config
         client = Client(*load_config())
-        handler = (gitops.handler_for(args) or rollout.handler_for(args) or nodes.handler_for(args)
-                   or runs.handler_for(args)
+        handler = (services.handler_for(args) or gitops.handler_for(args) or rollout.handler_for(args)
+                   or nodes.handler_for(args) or runs.handler_for(args)
                    or _stream_handler(args) or getattr(commands, f"cmd_{args.command}"))
         return handler(args, client)
     except (ClientError, ValueError, OSError) as e:   # a SpecError is a ValueError

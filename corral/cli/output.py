@@ -30,6 +30,17 @@ def _cond(item, type_):
     return "-"
 
 
+def _iso(t):
+    """A UNIX time as the ISO text :func:`age` reads."""
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+def _last_backup(b):
+    if not b:
+        return "none"
+    return f"{b['id']} (verified {'yes' if b['verified'] else 'no'})"
+
+
 COLUMNS = {
     "apps": ([("NAME", lambda a: a["name"]),
               ("READY", lambda a: f"{a['ready']}/{a['desired']}"),
@@ -87,6 +98,23 @@ COLUMNS = {
                 ("PROCESS", lambda r: r["process"]),
                 ("READY", lambda r: str(r["ready"]))],
                [("BACKENDS", lambda r: " ".join(f"{b['address']}:{b['port']}" for b in r["backends"]) or "-")]),
+    "services": ([("APP", lambda s: s["app"]),
+                  ("NAME", lambda s: s["name"]),
+                  ("TYPE", lambda s: s["type"]),
+                  ("SERVER", lambda s: s["server"].split("://", 1)[-1].rpartition("@")[2].split("/")[0]),
+                  ("STATUS", lambda s: s["state"]),
+                  ("SIZE", lambda s: format_memory(s.get("size"))),
+                  ("LAST-BACKUP", lambda s: _last_backup(s.get("lastBackup")))],
+                 [("ON-DELETE", lambda s: s["onDelete"]),
+                  ("MESSAGE", lambda s: s.get("message") or "")]),
+    "backups": ([("ID", lambda b: b["id"]),
+                 ("SERVICE", lambda b: b["service"]),
+                 ("TYPE", lambda b: b["type"]),
+                 ("SIZE", lambda b: format_memory(b["size"])),
+                 ("VERIFIED", lambda b: "yes" if b["verified"] else f"no ({b['reason']})"),
+                 ("AGE", lambda b: age(_iso(b["created_at"])))],
+                [("SECONDS", lambda b: " ".join(f"{k}={v:.1f}s" for k, v in (b.get("seconds") or {}).items())),
+                 ("REASON", lambda b: b["reason"])]),
     "events": ([("AGE", lambda e: age(e["time"])),
                 ("OBJECT", lambda e: f"{e['kind']}/{e['name']}"),
                 ("REASON", lambda e: e["reason"]),

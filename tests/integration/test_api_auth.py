@@ -32,9 +32,9 @@ WEBHOOK = ("POST", r"/v1/gitsources/(?P<name>[^/]+)/webhook")
 
 def route_table(with_handlers=False):
     """``(method, pattern, needs the API token)`` of every route, as the reconciler daemon builds its Api
-    (with a stream relay, as ``reconciler.daemon.run`` does, so the logs and exec routes are in); each
-    with its handler last when ``with_handlers``."""
-    api = Api(store=None, state=None, token="unused", kick=lambda *apps: None, relay=object())
+    (with a stream relay and a services keeper, as ``reconciler.daemon.run`` does, so the logs, exec,
+    services and backups routes are in); each with its handler last when ``with_handlers``."""
+    api = Api(store=None, state=None, token="unused", kick=lambda *apps: None, relay=object(), services=object())
     return [(method, pattern, auth, *([handler] if with_handlers else [])) for method, pattern, handler, auth
             in api.routes]
 
@@ -104,10 +104,10 @@ def test_the_open_routes_are_exactly_the_ones_named_here():
     table = route_table(with_handlers=True)
     assert len({(m, p) for m, p, _, _ in table}) == len(table), "a route is declared twice"
     assert {(m, p) for m, p, auth, _ in table if not auth} == set(OPEN)
-    # The table read is the whole one: the API's own routes and those of gitops, rollouts and streams.
+    # The table read is the whole one: the API's own routes and those of gitops, rollouts, streams and services.
     assert {handler.__module__ for *_, handler in table} == {
         "reconciler.api", "reconciler.dashboard", "reconciler.gitops.routes", "reconciler.rollout_api",
-        "reconciler.runs_api", "reconciler.streams"}
+        "reconciler.runs_api", "reconciler.streams", "reconciler.service_routes"}
 
 
 def test_every_route_that_takes_the_token_refuses_every_other_header_with_a_json_error(served):
