@@ -12,6 +12,7 @@ verification restores the file into a scratch database and reads them again.
 A content checksum is the sum over rows of 60 bits of ``md5(row::text)``: order
 free, and read in one pass without holding the table in memory.
 """
+import contextlib
 import glob
 import os
 import shutil
@@ -81,22 +82,28 @@ class PostgresProvisioner(Provisioner):
         conn.autocommit = True
         return conn
 
-    def _run(self, statements, dbname=None):
-        """Run ``statements`` ((statement, args...) each) in autocommit; the rows of the last that had any."""
+    @contextlib.contextmanager
+    def _cursor(self, dbname=None):
+        """An autocommit cursor of a new admin connection; a refusal is one ServiceError sentence."""
         conn = self._connect(dbname)
-        rows = None
         try:
             with conn.cursor() as cur:
-                for stmt, *args in statements:
-                    cur.execute(stmt, *args)
-                    if cur.description is not None:
-                        rows = cur.fetchall()
-            return rows
+                yield cur
         except psycopg2.Error as e:
             raise ServiceError(f"PostgreSQL at {self.host}:{self.port} refused: {str(e).strip().splitlines()[0]}") \
                 from None
         finally:
             conn.close()
+
+    def _run(self, statements, dbname=None):
+        """Run ``statements`` ((statement, args...) each) on one connection; the rows of the last that had any."""
+        rows = None
+        with self._cursor(dbname) as cur:
+            for stmt, *args in statements:
+                cur.execute(stmt, *args)
+                if cur.description is not None:
+                    rows = cur.fetchall()
+        return rows
 
     def _query(self, query, args=(), dbname=None):
         return self._run([(query, args)], dbname)
@@ -114,54 +121,56 @@ class PostgresProvisioner(Provisioner):
         return f"postgresql://{urllib.parse.quote(user)}@{self.host}:{self.port}/{urllib.parse.quote(dbname)}"
 
     # -- provisioning ---------------------------------------------------------------------------------
-    def _role_exists(self, name):
-        return bool(self._query("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)))
+    @staticmethod
+    def _exists(cur, catalog, name):
+        column = "rolname" if catalog == "pg_roles" else "datname"
+        cur.execute(sql.SQL("SELECT 1 FROM {} WHERE {} = %s").format(sql.Identifier(catalog), sql.Identifier(column)),
+                    (name,))
+        return cur.fetchone() is not None
 
     def ensure(self, service, credential):
         db, login = pg_database(service.app, service.name), pg_login(service.app, service.name, credential.generation)
-        owner = sql.Identifier(db)
-        steps = []
-        if not self._role_exists(db):
-            steps.append((sql.SQL("CREATE ROLE {} NOLOGIN").format(owner),))
-        verb = "ALTER" if self._role_exists(login) else "CREATE"
-        steps += [(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(login),
-                                                                       sql.Literal(credential.password)),),
-                  (sql.SQL("GRANT {} TO {}").format(owner, sql.Identifier(login)),),
-                  (sql.SQL("ALTER ROLE {} SET role = {}").format(sql.Identifier(login), sql.Literal(db)),)]
-        self._run(steps)
-        if not self._query("SELECT 1 FROM pg_database WHERE datname = %s", (db,)):
-            self._run([(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), owner),)])
-        self._run([(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)),),
-                   (sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(db), owner),)])
+        owner, user = sql.Identifier(db), sql.Identifier(login)
+        with self._cursor() as cur:
+            if not self._exists(cur, "pg_roles", db):
+                cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(owner))
+            verb = "ALTER" if self._exists(cur, "pg_roles", login) else "CREATE"
+            cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(user, sql.Literal(credential.password)))
+            cur.execute(sql.SQL("GRANT {} TO {}").format(owner, user))
+            cur.execute(sql.SQL("ALTER ROLE {} SET role = {}").format(user, sql.Literal(db)))
+            if not self._exists(cur, "pg_database", db):
+                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(owner, owner))
+            cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(owner))
+            cur.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(owner, owner))
 
     def exists(self, service, credential):
         db, login = pg_database(service.app, service.name), pg_login(service.app, service.name, credential.generation)
-        return bool(self._query("SELECT 1 FROM pg_database WHERE datname = %s", (db,))) and self._role_exists(login)
+        with self._cursor() as cur:
+            return self._exists(cur, "pg_database", db) and self._exists(cur, "pg_roles", login)
 
     def url(self, service, credential):
         db, login = pg_database(service.app, service.name), pg_login(service.app, service.name, credential.generation)
         return f"postgresql://{login}:{credential.password}@{self.host}:{self.port}/{db}"
 
-    def _logins(self, owner):
-        rows = self._query("""SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
-                              WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s)""", (owner,))
-        return [r[0] for r in rows or []]
-
-    def _drop_login(self, login):
-        self._run([("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (login,)),
-                   (sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)),)])
+    @staticmethod
+    def _drop_login(cur, login):
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (login,))
+        cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
 
     def retire(self, service, generation):
-        self._drop_login(pg_login(service.app, service.name, generation))
+        with self._cursor() as cur:
+            self._drop_login(cur, pg_login(service.app, service.name, generation))
 
     def drop(self, service):
         db = pg_database(service.app, service.name)
-        self._run([(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)),)])
-        if self._role_exists(db):
-            for login in self._logins(db):
+        with self._cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+            cur.execute("""SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+                           WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s)""", (db,))
+            for (login,) in cur.fetchall():
                 if login.startswith(db + "_u"):
-                    self._drop_login(login)
-            self._run([(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db)),)])
+                    self._drop_login(cur, login)
+            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db)))
 
     def size(self, service):
         rows = self._query("SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s",
