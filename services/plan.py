@@ -123,3 +123,36 @@ def service_env(app, urls):
             env.setdefault("REDIS_URL", url)
             env["REDIS_KEY_PREFIX"] = redis_prefix(app)
     return env
+
+
+def _condition(type_, ok, reason, message):
+    return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message}
+
+
+def service_conditions(services, states, last_backups):
+    """The app conditions of its services. Pure.
+
+    ``services``: the spec's ``services``; ``states``: name -> (state, message) of the rows the store
+    holds; ``last_backups``: name -> (backup id, verified, reason) of each service's latest backup.
+    ``ServicesReady`` says whether every service is provisioned; ``BackupVerified`` (once there is a
+    backup) whether the latest backup of every service was proven by its restore."""
+    missing = [n for n in sorted(services) if n not in states]
+    failed = [n for n in sorted(services) if n in states and states[n][0] != READY]
+    if failed:
+        ready = _condition("ServicesReady", False, "Failed", f"service {failed[0]}: {states[failed[0]][1]}")
+    elif missing:
+        ready = _condition("ServicesReady", False, "Provisioning", f"waiting for {', '.join(missing)}")
+    else:
+        ready = _condition("ServicesReady", True, "Ready", f"{', '.join(sorted(services))} ready")
+    out = [ready]
+    backed = {n: last_backups[n] for n in sorted(services) if n in last_backups}
+    if backed:
+        bad = [(n, b) for n, b in backed.items() if not b[1]]
+        if bad:
+            name, (bid, _, reason) = bad[0]
+            out.append(_condition("BackupVerified", False, "VerificationFailed",
+                                  f"the latest backup of {name}, {bid}, did not restore as dumped: {reason}"))
+        else:
+            out.append(_condition("BackupVerified", True, "Verified",
+                                  "latest backups restored and verified: " + ", ".join(b[0] for b in backed.values())))
+    return out

@@ -54,6 +54,10 @@ def lead(store):
     return store.acquire_lease("leader", "r1", ttl=600).epoch
 
 
+def conditions(store, app):
+    return {c["type"]: (c["status"], c["reason"]) for c in store.get_app(app).status["conditions"]}
+
+
 def test_instances_wait_for_their_services_then_get_their_urls(store, keeper):
     k, made = keeper
     app = unique_app("shop")
@@ -63,12 +67,14 @@ def test_instances_wait_for_their_services_then_get_their_urls(store, keeper):
     ctl.services = k
     epoch = lead(store)
     assert ctl.sync(epoch, [app]).plan.boot == (), "nothing boots before its database exists"
+    assert conditions(store, app)["ServicesReady"] == ("False", "Provisioning")
     assert k.sync(epoch) == {app}
     assert k.sync(epoch) == set(), "a second pass finds nothing to do"
     rows = {r.name: r for r in store.list_services(app)}
     assert {n: r.state for n, r in rows.items()} == {"db": "ready", "cache": "ready"}
     boot = ctl.sync(epoch, [app]).plan.boot
     assert len(boot) == 2
+    assert conditions(store, app)["ServicesReady"] == ("True", "Ready")
     env = boot[0].spec["env"]
     assert env["GREETING"] == "hi" and env["REDIS_KEY_PREFIX"] == f"{app}:"
     assert env["DATABASE_URL"] == env["DB_URL"] and env["REDIS_URL"] == env["CACHE_URL"]

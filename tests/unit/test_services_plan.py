@@ -4,7 +4,8 @@ import pytest
 from services.backups import MANIFEST_FORMAT, backup_id, manifest_refusal, space_refusal
 from services.names import (env_name, pg_database, pg_login, redis_login, redis_prefix, redis_scratch,
                             pg_scratch, without_password)
-from services.plan import DELETE, FAILED, RETAINED, Known, ServicePlan, Wanted, missing_server, plan, service_env
+from services.plan import (DELETE, FAILED, RETAINED, Known, ServicePlan, Wanted, missing_server, plan,
+                           service_conditions, service_env)
 from services.postgresql import compare_tables
 from services.redis import acl_rules, digest
 
@@ -164,3 +165,25 @@ def test_redis_digest_is_order_free_and_sees_every_byte():
     assert digest(a) == digest(list(reversed(a)))
     assert digest(a)[0] == 2
     assert digest(a) != digest([(b"k1", b"v1"), (b"k2", b"v3")])
+
+
+SERVICES = {"db": {"type": "postgresql"}, "cache": {"type": "redis"}}
+
+
+@pytest.mark.parametrize("states, backups, expected", [
+    ({}, {}, [("ServicesReady", "False", "Provisioning", "waiting for cache, db")]),
+    ({"db": ("ready", ""), "cache": ("failed", "Redis refused ACL")}, {},
+     [("ServicesReady", "False", "Failed", "service cache: Redis refused ACL")]),
+    ({"db": ("ready", ""), "cache": ("ready", "")}, {}, [("ServicesReady", "True", "Ready", "cache, db ready")]),
+    ({"db": ("ready", ""), "cache": ("ready", "")}, {"db": ("b1", True, "agree")},
+     [("ServicesReady", "True", "Ready", "cache, db ready"),
+      ("BackupVerified", "True", "Verified", "latest backups restored and verified: b1")]),
+    ({"db": ("ready", ""), "cache": ("ready", "")}, {"db": ("b1", False, "table t: 2 rows were dumped, 1 restored"),
+                                                     "cache": ("c1", True, "agree")},
+     [("ServicesReady", "True", "Ready", "cache, db ready"),
+      ("BackupVerified", "False", "VerificationFailed",
+       "the latest backup of db, b1, did not restore as dumped: table t: 2 rows were dumped, 1 restored")]),
+], ids=["provisioning", "failed", "ready", "verified", "verification-failed"])
+def test_service_conditions(states, backups, expected):
+    got = service_conditions(SERVICES, states, backups)
+    assert [(c["type"], c["status"], c["reason"], c["message"]) for c in got] == expected
