@@ -19,7 +19,7 @@ import time
 from corral.store import ServiceBackupRecord, ServiceRecord
 from services.backups import Backups, BackupRefused
 from services.base import Credential, Service, ServiceError
-from services.names import new_password, without_password
+from services.names import check_label, new_password, without_password
 from services.plan import DELETE, READY, RETAIN, RETAINED, FAILED, Known, Wanted, plan, service_env
 
 log = logging.getLogger(__name__)
@@ -257,6 +257,29 @@ class ServiceKeeper:
         self.store.add_event("app", row.app, "BackupVerified" if b.verified else "BackupVerificationFailed",
                              said if b.verified else said.replace(": ", ": NOT verified: ", 1), self.actor)
         return b
+
+    def restore_to_new(self, row, backup_id, new_name):
+        """Restore the PostgreSQL backup ``backup_id`` of the service of ``row`` into a new service ``new_name``
+        of the same app, made for it and kept (``retained``) until the spec names it. Returns its row.
+        Refused for Redis: its data lives under the app's one key prefix."""
+        check_label(new_name, "service")
+        if row.type != "postgresql":
+            raise BackupRefused("--to-new restores PostgreSQL backups: a Redis service's keys live under its app's "
+                                "one prefix, so restore it in place (--force)")
+        if self.backups is None:
+            raise BackupRefused("this cluster has no backup folder (setting services.backup_dir)")
+        chosen = self.backups.find(row.app, backup_id)
+        self.backups.check(chosen)
+        fresh = dataclasses.replace(row, name=new_name, state=RETAINED, generation=1, password=new_password(),
+                                    old_generations=(), rotate_requested=False, on_delete=RETAIN,
+                                    message=f"restored from {backup_id}; name it in spec.services to use it")
+        if not self.store.add_service(fresh):
+            raise BackupRefused(f"app {row.app} has a service {new_name} already: pick a new name")
+        self.provisioners[row.type].ensure(self._service(fresh), Credential(1, fresh.password))
+        self.backups.restore(self.provisioners[row.type], chosen, self._service(fresh))
+        self.store.add_event("app", row.app, "BackupRestored",
+                             f"backup {backup_id} restored into a new service {new_name}", self.actor)
+        return fresh
 
     def restore_backup(self, row, backup_id, force=False):
         """Restore the backup ``backup_id`` into the live service of ``row``: refused without ``force``;

@@ -7,7 +7,8 @@ Routes::
     POST   /v1/services/APP/NAME/rotate             a new credential: the instances roll, the old login goes
     GET    /v1/backups[?app=NAME&service=S]         recorded backups, oldest first, VERIFIED and why
     POST   /v1/apps/APP/backups                     {"service": S | null}: take (and verify) a backup now
-    POST   /v1/apps/APP/backups/ID/restore          {"force": bool}: into the live service, after a backup
+    POST   /v1/apps/APP/backups/ID/restore          {"force": bool}: into the live service, after a backup;
+                                                    {"toNew": NAME}: into a new PostgreSQL service NAME
 
 A backup is taken by the reconciler that answers (each has the settings and the
 backup folder), within the request.
@@ -110,9 +111,13 @@ class ServiceRoutes:
         if not recorded:
             raise self.http_error(404, f"app {app!r} has no backup {backup!r} (see `corral backups list {app}`)")
         row = self._row(app, recorded[0].service)
+        to_new = body.get("toNew")
         try:
+            if to_new:
+                made = self.keeper.restore_to_new(row, backup, str(to_new))
+                return 200, {"app": app, "service": made.name, "restored": backup, "safetyBackup": None}
             safety = self.keeper.restore_backup(row, backup, force=bool(body.get("force")))
-        except BackupRefused as e:
+        except (BackupRefused, ValueError) as e:
             raise self.http_error(409, str(e))
         except (ServiceError, OSError) as e:
             raise self.http_error(500, f"restoring {backup} failed: {e}")

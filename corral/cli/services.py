@@ -37,6 +37,9 @@ def add_parser(sub):
     r.add_argument("backup", help="the backup's id (see `corral backups list APP`)")
     r.add_argument("--force", action="store_true",
                    help="do replace the live data (a verified backup of it is taken first)")
+    r.add_argument("--to-new", metavar="NAME", default=None,
+                   help="restore into a new PostgreSQL service NAME of the app instead (kept until spec.services "
+                        "names it); the live data is not touched")
     r.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="seconds to wait for the safety backup and the restore (default 600)")
 
@@ -96,7 +99,12 @@ def _list(args, client):
 def _restore(args, client):
     client.timeout = args.timeout
     started = time.monotonic()
-    _, out = client.request("POST", f"/v1/apps/{args.app}/backups/{args.backup}/restore", json={"force": args.force})
+    body = {"toNew": args.to_new} if args.to_new else {"force": args.force}
+    _, out = client.request("POST", f"/v1/apps/{args.app}/backups/{args.backup}/restore", json=body)
+    if args.to_new:
+        print(f"{args.app}/{out['service']} made and restored from {out['restored']} in "
+              f"{time.monotonic() - started:.1f} s; name it in spec.services to give it to the app")
+        return 0
     print(f"{args.app}/{out['service']} restored from {out['restored']} in {time.monotonic() - started:.1f} s; "
           f"the data it replaced is in backup/{out['safetyBackup']}")
     return 0

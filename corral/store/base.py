@@ -375,6 +375,10 @@ class Store(abc.ABC):
         """Insert or replace a ServiceRecord (fenced on ``epoch``; ``created_at`` of a known one is kept)."""
 
     @abc.abstractmethod
+    def add_service(self, record: "ServiceRecord") -> bool:
+        """Record a service made by hand (a restore into a new one); False when ``app/name`` is taken."""
+
+    @abc.abstractmethod
     def delete_service(self, epoch: int, app: str, name: str) -> None:
         """Forget a service (fenced on ``epoch``): after it was dropped."""
 

@@ -54,11 +54,24 @@ class ServiceRows:
                 "state = excluded.state, on_delete = excluded.on_delete, generation = excluded.generation, password = excluded.password, "
                 "old_generations = excluded.old_generations, rotate_requested = excluded.rotate_requested, "
                 "message = excluded.message, size = excluded.size, updated_at = excluded.updated_at",
-                (record.app, record.name, record.type, record.server, record.state, record.on_delete,
-                 int(record.generation),
-                 record.password, canonical_json(list(record.old_generations)), bool(record.rotate_requested),
-                 record.message, record.size, now, now))
+                self._service_values(record, now))
         self._run(work, write=True)
+
+    def add_service(self, record: ServiceRecord) -> bool:
+        """Record a service made by hand (a restore into a new one); False when ``app/name`` is taken."""
+        def work(cur):
+            now = self._now(cur)
+            cur.execute(
+                f"INSERT INTO services ({SERVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (app, name) DO NOTHING", self._service_values(record, now))
+            return cur.rowcount > 0
+        return self._run(work, write=True)
+
+    @staticmethod
+    def _service_values(record, now):
+        return (record.app, record.name, record.type, record.server, record.state, record.on_delete,
+                int(record.generation), record.password, canonical_json(list(record.old_generations)),
+                bool(record.rotate_requested), record.message, record.size, now, now)
 
     def delete_service(self, epoch: int, app: str, name: str) -> None:
         """Forget ``app/name`` (fenced on ``epoch``)."""

@@ -66,6 +66,17 @@ def test_backups_through_the_api_are_verified_and_a_restore_needs_force(store, k
         assert cur.fetchone()[0] == 5
     assert len(store.list_service_backups(app, "db")) == 2, "the live data was backed up before the restore"
 
+    made += [(app, "copy", "postgresql")]
+    status, done = call(api, "POST", f"/v1/apps/{app}/backups/{backup}/restore", b'{"toNew": "copy"}', AUTH)
+    assert status == 200 and done["service"] == "copy"
+    copy = {r.name: r for r in store.list_services(app)}["copy"]
+    assert copy.state == "retained" and "name it in spec.services" in copy.message
+    with psycopg2.connect(k.url(copy)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM t")
+        assert cur.fetchone()[0] == 5
+    status, said = call(api, "POST", f"/v1/apps/{app}/backups/{backup}/restore", b'{"toNew": "copy"}', AUTH)
+    assert status == 409 and "has a service copy already" in said["error"]
+
     status, deleted = call(api, "DELETE", f"/v1/apps/{app}", headers=AUTH)
     assert status == 202 and deleted["services"] == [{"name": "cache", "type": "redis", "onDelete": "Retain"},
                                                      {"name": "db", "type": "postgresql", "onDelete": "Retain"}]

@@ -61,3 +61,10 @@ def test_backups_are_recorded_and_listed_oldest_first(store):
     assert store.list_service_backups("hello", "db")[1].manifest == {"id": "b2", "facts": {"tables": {}}}
     store.delete_service_backup("b1")
     assert [b.id for b in store.list_service_backups()] == ["b2", "c1"]
+
+
+def test_a_service_made_by_hand_is_added_once_and_unfenced(store):
+    assert store.add_service(record(name="copy", state="retained")) is True
+    assert store.add_service(record(name="copy")) is False
+    [copy] = store.list_services("hello")
+    assert (copy.name, copy.state) == ("copy", "retained")
