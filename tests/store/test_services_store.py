@@ -11,8 +11,9 @@ def lead(store):
 
 
 def record(app="hello", name="db", **kw):
-    return ServiceRecord(app=app, name=name, type="postgresql", server="postgresql://admin@db1:5432/postgres",
-                         state="ready", generation=1, password="pw", **kw)
+    fields = {"type": "postgresql", "server": "postgresql://admin@db1:5432/postgres", "state": "ready",
+              "generation": 1, "password": "pw", **kw}
+    return ServiceRecord(app=app, name=name, **fields)
 
 
 def test_a_service_is_put_listed_replaced_and_deleted(store):
