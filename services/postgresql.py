@@ -58,6 +58,15 @@ def compare_tables(expected, got):
     return True, f"restored into a scratch database: {len(expected)} tables, {rows} rows, counts and checksums agree"
 
 
+def answers(url, timeout=2):
+    """Whether a PostgreSQL server takes an admin connection at ``url``."""
+    try:
+        psycopg2.connect(url, connect_timeout=timeout).close()
+        return True
+    except psycopg2.Error:
+        return False
+
+
 class PostgresProvisioner(Provisioner):
     """Databases on one PostgreSQL server reached as an admin that may create roles and databases."""
 

@@ -76,6 +76,15 @@ def read_records(path):
     return records
 
 
+def answers(url, timeout=2):
+    """Whether a Redis server answers at ``url`` as a user that may manage ACL users."""
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return bool(client.ping()) and client.execute_command("ACL", "WHOAMI") is not None
+    except redis.RedisError:
+        return False
+
+
 class RedisProvisioner(Provisioner):
     """Key prefixes and ACL users on one Redis server reached as an admin (a user that may run ACL)."""
 

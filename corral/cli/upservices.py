@@ -17,26 +17,6 @@ LOCAL_POSTGRESQL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS = "redis://127.0.0.1:6379"
 
 
-def answers_postgresql(url, timeout=2):
-    """Whether a PostgreSQL server takes an admin connection at ``url``."""
-    import psycopg2
-    try:
-        psycopg2.connect(url, connect_timeout=timeout).close()
-        return True
-    except psycopg2.Error:
-        return False
-
-
-def answers_redis(url, timeout=2):
-    """Whether a Redis server answers PING at ``url`` and lets us manage ACL users."""
-    import redis
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return bool(client.ping()) and client.execute_command("ACL", "WHOAMI") is not None
-    except redis.RedisError:
-        return False
-
-
 def with_services(user_settings, found, backup_dir):
     """The settings mapping the daemons get: the user's, with ``services`` made of ``found`` (type -> URL)
     and ``backup_dir`` when the user named none. Pure."""
@@ -68,9 +48,10 @@ def prepare(settings_path, data_dir):
     given = any(k in (user.get("services") or {}) for k in ("postgresql", "redis"))
     found = {}
     if not given:
-        if answers_postgresql(LOCAL_POSTGRESQL):
+        from services import postgresql, redis
+        if postgresql.answers(LOCAL_POSTGRESQL):
             found["postgresql"] = LOCAL_POSTGRESQL
-        if answers_redis(LOCAL_REDIS):
+        if redis.answers(LOCAL_REDIS):
             found["redis"] = LOCAL_REDIS
     merged = with_services(user, found, os.path.join(data_dir, "backups"))
     path = os.path.join(data_dir, "settings.yaml")
