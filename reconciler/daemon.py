@@ -238,12 +238,16 @@ class Reconciler:
                     continue
             self.stop.sleep(wait)
 
-    def gitops_loop(self):
-        """Every ``gitops_tick``, as leader: :meth:`gitops_pass`."""
-        while not self.stop.sleep(self.timings.gitops_tick):
+    def _every_as_leader(self, interval, work):
+        """Every ``interval`` s until stopped, while we lead: ``work(epoch)``."""
+        while not self.stop.sleep(interval):
             epoch = self.lease.epoch
             if epoch is not None:
-                self.gitops_pass(epoch)
+                work(epoch)
+
+    def gitops_loop(self):
+        """Every ``gitops_tick``, as leader: :meth:`gitops_pass`."""
+        self._every_as_leader(self.timings.gitops_tick, self.gitops_pass)
 
     def gitops_pass(self, epoch):
         """Enqueue the GitSources that are due and sync those the queue hands out (a source whose
@@ -275,10 +279,7 @@ class Reconciler:
 
     def services_loop(self):
         """Every ``loop_interval``, as leader: :meth:`services_pass`."""
-        while not self.stop.sleep(self.timings.loop_interval):
-            epoch = self.lease.epoch
-            if epoch is not None:
-                self.services_pass(epoch)
+        self._every_as_leader(self.timings.loop_interval, self.services_pass)
 
     def services_pass(self, epoch):
         """One pass of app services as leader at ``epoch``; the apps whose service env changed are enqueued."""

@@ -58,14 +58,20 @@ def conditions(store, app):
     return {c["type"]: (c["status"], c["reason"]) for c in store.get_app(app).status["conditions"]}
 
 
-def test_instances_wait_for_their_services_then_get_their_urls(store, keeper):
+def leading(store, keeper, stem):
+    """``(keeper, app, controller, epoch)``: an app of both services deployed (their drop after the test is
+    booked), and a controller with the keeper, leading."""
     k, made = keeper
-    app = unique_app("shop")
+    app = unique_app(stem)
     made += [(app, "db", "postgresql"), (app, "cache", "redis")]
     deploy(store, app, spec())
     ctl, _, _, _ = controller(store)
     ctl.services = k
-    epoch = lead(store)
+    return k, app, ctl, lead(store)
+
+
+def test_instances_wait_for_their_services_then_get_their_urls(store, keeper):
+    k, app, ctl, epoch = leading(store, keeper, "shop")
     assert ctl.sync(epoch, [app]).plan.boot == (), "nothing boots before its database exists"
     assert conditions(store, app)["ServicesReady"] == ("False", "Provisioning")
     assert k.sync(epoch) == {app}
@@ -89,13 +95,7 @@ def test_instances_wait_for_their_services_then_get_their_urls(store, keeper):
 
 
 def test_a_rotation_rolls_the_instances_then_retires_the_old_login(store, keeper):
-    k, made = keeper
-    app = unique_app("rot")
-    made += [(app, "db", "postgresql"), (app, "cache", "redis")]
-    deploy(store, app, spec())
-    ctl, _, _, _ = controller(store)
-    ctl.services = k
-    epoch = lead(store)
+    k, app, ctl, epoch = leading(store, keeper, "rot")
     k.sync(epoch)
     old_url = ctl.sync(epoch, [app]).plan.boot[0].spec["env"]["DATABASE_URL"]
     store.request_rotation(app, "db")

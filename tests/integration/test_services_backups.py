@@ -152,3 +152,32 @@ def test_a_backup_into_a_full_disk_is_refused_and_leaves_nothing(provisioned, sm
         Backups(str(small_disk), margin=0, free_space=lambda p: 1 << 40).create(prov, service)   # the check fooled:
     leftovers = [n for _, _, files in os.walk(small_disk) for n in files]                      # the disk fills
     assert leftovers == [], "a failed backup left a file behind"
+
+
+def test_verification_fails_when_the_restored_copy_differs_from_what_was_dumped(provisioned, tmp_path):
+    prov, service, cred = provisioned("postgresql")
+    fill_visits(prov.url(service, cred), 20)
+    path = tmp_path / "b.dump"
+    with open(path, "wb") as out:
+        facts = prov.backup(service, out)
+    told = {**facts, "tables": {**facts["tables"], "public.visits": [21, facts["tables"]["public.visits"][1]]}}
+    verdict = prov.verify(str(path), told)
+    assert not verdict.ok and verdict.reason == "table public.visits: 21 rows were dumped, 20 restored"
+    path.write_bytes(path.read_bytes()[:200])
+    verdict = prov.verify(str(path), facts)
+    assert not verdict.ok and verdict.reason.startswith("restoring it into a scratch database failed: pg_restore")
+
+
+def test_a_redis_payload_that_does_not_restore_fails_the_verification(provisioned, tmp_path):
+    prov, service, cred = provisioned("redis")
+    redis.Redis.from_url(prov.url(service, cred)).set(f"{service.app}:k", "value")
+    path = tmp_path / "b.redis"
+    with open(path, "wb") as out:
+        facts = prov.backup(service, out)
+    data = bytearray(path.read_bytes())
+    data[-12] ^= 0xFF                        # a byte of the payload's checksum
+    path.write_bytes(bytes(data))
+    verdict = prov.verify(str(path), facts)
+    assert not verdict.ok and "Redis refused RESTORE" in verdict.reason
+    admin = redis.Redis.from_url(prov.url_)
+    assert not list(admin.scan_iter(match="_corral:scratch:*")), "the scratch keys were deleted"
