@@ -20,7 +20,8 @@ from corral.store import ServiceBackupRecord, ServiceRecord
 from services.backups import Backups, BackupRefused
 from services.base import Credential, Service, ServiceError
 from services.names import check_label, new_password, without_password
-from services.plan import DELETE, READY, RETAIN, RETAINED, FAILED, Known, Wanted, plan, service_env
+from services.retention import to_remove
+from services.plan import FAILED, READY, RETAIN, RETAINED, Known, Wanted, plan, service_env
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,23 @@ class ServiceKeeper:
         self.store.add_event("app", row.app, "BackupVerified" if b.verified else "BackupVerificationFailed",
                              said if b.verified else said.replace(": ", ": NOT verified: ", 1), self.actor)
         return b
+
+    def prune(self, row, keep):
+        """Remove the backups of the service of ``row`` that the ``keep`` policy lets go (files, manifests and
+        records); returns their ids."""
+        records = self.store.list_service_backups(row.app, row.name)
+        gone = to_remove([(b.id, b.created_at, b.verified) for b in records], keep)
+        if not gone or self.backups is None:
+            return []
+        by_id = {b.id: b for b in self.backups.list(row.app, row.name)}
+        for bid in gone:
+            if bid in by_id:
+                self.backups.remove(by_id[bid])
+            self.store.delete_service_backup(bid)
+        self.store.add_event("app", row.app, "BackupsPruned",
+                             f"{len(gone)} backup(s) of service {row.name} let go by the keep policy: {', '.join(gone)}",
+                             self.actor)
+        return gone
 
     def restore_to_new(self, row, backup_id, new_name):
         """Restore the PostgreSQL backup ``backup_id`` of the service of ``row`` into a new service ``new_name``
