@@ -48,7 +48,7 @@ def fill_postgres(url, mb):
     """Tables of about ``mb`` MB on disk: visits (narrow rows, an index) and pages (text of random digests, which
     compresses about as well as real content does)."""
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        rows = mb * 5600   # about 1 MB on disk per 5,600 rows (half of each table)
+        rows = mb * 6700   # about 1 MB on disk per 6,700 rows (half of each table)
         cur.execute("CREATE TABLE visits (id bigserial PRIMARY KEY, page text, at timestamptz DEFAULT now())")
         cur.execute("INSERT INTO visits (page) SELECT 'page-' || (g %% 5000) FROM generate_series(1, %s) g",
                     (rows // 2,))
