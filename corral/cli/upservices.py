@@ -42,7 +42,11 @@ def prepare(settings_path, data_dir):
     user = {}
     if settings_path:
         with open(settings_path, encoding="utf-8") as f:
-            user = yaml.safe_load(f) or {}
+            try:
+                user = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ValueError(f"{settings_path}: not a YAML mapping of settings ({str(e).splitlines()[0]})") \
+                    from None
         if not isinstance(user, dict):
             raise ValueError(f"{settings_path}: settings must be a mapping of name to seconds")
     given = any(k in (user.get("services") or {}) for k in ("postgresql", "redis"))

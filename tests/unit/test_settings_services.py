@@ -51,3 +51,10 @@ def test_up_says_in_one_line_what_it_found():
         "corral up: app services on PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (found on this machine); "
         "backups in /d/b")
     assert "apps that ask for services will be refused" in services_line({"backup_dir": "/d/b"}, "x")
+
+
+def test_up_refuses_settings_that_are_not_yaml_in_one_sentence(tmp_path):
+    from corral.cli.upservices import prepare
+    path = write(tmp_path, "heartbeat: [0.2\n")
+    with pytest.raises(ValueError, match=f"^{path}: not a YAML mapping of settings"):
+        prepare(path, str(tmp_path))
