@@ -143,3 +143,15 @@ def test_delete_keeps_or_drops_after_a_final_verified_backup(store, keeper, on_d
         with pytest.raises(psycopg2.OperationalError):
             psycopg2.connect(k.url(db)).close()
         assert any(e.reason == "ServiceDropped" and final.id in e.message for e in store.list_events("app", app))
+
+
+def test_a_login_lost_by_its_server_is_made_again(store, keeper):
+    k, app, ctl, epoch = leading(store, keeper, "lost")
+    k.sync(epoch)
+    cache = {r.name: r for r in store.list_services(app)}["cache"]
+    admin = redis.Redis.from_url(k.provisioners["redis"].url_)
+    admin.execute_command("ACL", "DELUSER", f"corral.{app}.cache.1")     # as a restart without an ACL file would
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis.from_url(k.url(cache)).ping()
+    k.sync(epoch)
+    assert redis.Redis.from_url(k.url(cache)).ping(), "the leader saw it gone and made it again, same password"
