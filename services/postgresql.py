@@ -240,7 +240,7 @@ class PostgresProvisioner(Provisioner):
 
     def verify(self, path, facts):
         scratch = pg_scratch()
-        self._run([(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)),)])
+        self._run([(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)),)])
         try:
             self._restore_into(path, scratch, "--single-transaction")
             conn = self._connect(scratch)

@@ -1,6 +1,7 @@
 """The services example end to end on `corral up`: it finds this machine's PostgreSQL and Redis and says so,
 the visits app gets its database and cache, serves, keeps its data through a rolling update, is backed up
-(VERIFIED yes), restored from that backup, and on delete its data is kept (onDelete: Retain, said so)."""
+(VERIFIED yes), restored from that backup, has its database password rotated without a failed request, and
+on delete its data is kept (onDelete: Retain, said so)."""
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from services.base import Service
 from services.postgresql import PostgresProvisioner
 from services.redis import RedisProvisioner
 from tests.e2e.cluster import UpCluster, wait_for
+from tests.e2e.test_rollout import Load
 from tests.e2e.installed import ROOT
 from tests.servicekit import unique_app
 from tests.support import need
@@ -92,6 +94,14 @@ def test_the_visits_example_keeps_its_data_through_a_rollout_a_backup_and_a_rest
         assert f"restored from {backup['id']}" in restored.stdout
         wait_for("the restored count", lambda: get(ready(cluster, app_name)[0], "/home")["visits"] == 5, timeout=30)
         assert len(cluster.json("get", "backups", app_name)) == 2, "the live data was backed up before the restore"
+
+        with Load(cluster, app_name) as load:
+            wait_for("requests flowing", lambda: load.ok > 20, timeout=30)
+            cluster.corral("services", "rotate", f"{app_name}/db")
+            wait_for("the instances rolled onto the new login and the old one retired",
+                     lambda: (lambda db: db["generation"] == 2 and not db["rotating"])(
+                         {s["name"]: s for s in cluster.json("get", "services", app_name)}["db"]), timeout=120)
+        assert load.failures == [], f"{len(load.failures)} failed requests of {load.ok + len(load.failures)}"
 
         deleted = cluster.corral("delete", "app", app_name, "--timeout", "60s")
         assert "its services cache (redis), db (postgresql) and their backups are kept (onDelete: Retain)" \
