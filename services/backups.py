@@ -153,7 +153,7 @@ class Backups:
                 out.flush()
                 os.fsync(out.fileno())
             dumped = self.clock()
-            verdict = provisioner.verify(tmp, facts)
+            verdict = provisioner.verify(service, tmp, facts)
             size, sha = file_digest(tmp)
             os.replace(tmp, final)
         except BaseException:

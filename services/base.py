@@ -72,9 +72,9 @@ class Provisioner(abc.ABC):
         dumped (what :meth:`verify` compares), with ``server_version`` and ``tool_version``."""
 
     @abc.abstractmethod
-    def verify(self, path, facts):
-        """Restore the backup at ``path`` into a scratch copy, compare it with ``facts``, drop the copy;
-        a :class:`Verification`."""
+    def verify(self, service, path, facts):
+        """Restore the backup at ``path`` of ``service`` into a scratch copy (with no more rights than the
+        service's own), compare it with ``facts``, drop the copy; a :class:`Verification`."""
 
     @abc.abstractmethod
     def restore(self, path, service):

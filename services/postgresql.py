@@ -11,6 +11,13 @@ are read in that same snapshot: they describe exactly what was dumped. The
 verification restores the file into a scratch database and reads them again.
 A content checksum is the sum over rows of 60 bits of ``md5(row::text)``: order
 free, and read in one pass without holding the table in memory.
+
+What a backup holds was written by the app, and is hostile: a function in an
+index expression or a default runs while it is restored. Every restore, the
+verification's into its scratch database too, runs as the service's own owner
+role (``pg_restore --role``), never as the admin, so such a function has the
+app's rights and no more; admin sessions read with ``search_path`` set to
+``pg_catalog``, so no function or operator the app made is picked in their place.
 """
 import contextlib
 import glob
@@ -83,8 +90,8 @@ class PostgresProvisioner(Provisioner):
         if dbname:
             kwargs["dbname"] = dbname
         try:
-            conn = psycopg2.connect(self.admin_url, connect_timeout=10,
-                                    options=f"-c statement_timeout={int(self.timeout * 1000)}", **kwargs)
+            conn = psycopg2.connect(self.admin_url, connect_timeout=10, options=(
+                f"-c statement_timeout={int(self.timeout * 1000)} -c search_path=pg_catalog"), **kwargs)
         except psycopg2.Error as e:
             raise ServiceError(f"PostgreSQL at {self.host}:{self.port} did not take the admin connection: "
                                f"{str(e).strip().splitlines()[0]}") from None
@@ -238,11 +245,12 @@ class PostgresProvisioner(Provisioner):
         self._tool([pg_tool("pg_restore"), "--no-password", "--no-owner", "--no-privileges", "--exit-on-error",
                     *extra, "-d", self._dsn(db), path])
 
-    def verify(self, path, facts):
-        scratch = pg_scratch()
-        self._run([(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)),)])
+    def verify(self, service, path, facts):
+        scratch, owner = pg_scratch(), pg_database(service.app, service.name)
+        self._run([(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+            sql.Identifier(scratch), sql.Identifier(owner)),)])
         try:
-            self._restore_into(path, scratch, "--single-transaction")
+            self._restore_into(path, scratch, "--single-transaction", f"--role={owner}")
             conn = self._connect(scratch)
             try:
                 with conn.cursor() as cur:

@@ -186,7 +186,7 @@ class RedisProvisioner(Provisioner):
             except redis.RedisError as e:
                 raise ServiceError(f"Redis refused RESTORE: {e}") from None
 
-    def verify(self, path, facts):
+    def verify(self, service, path, facts):
         scratch = redis_scratch().encode()
         restored = []
         try:

@@ -75,3 +75,35 @@ def test_app_a_cannot_read_or_write_bs_keys(two_apps):
 def test_app_a_cannot_run_server_wide_commands(two_apps, command):
     (prov, a, a_cred), _ = two_apps["redis"]
     assert refused(redis.Redis.from_url(prov.url(a, a_cred)), *command)
+
+
+def test_a_function_the_app_plants_in_its_backup_never_runs_with_the_admins_rights(tmp_path):
+    """An expression index calls a function (declared immutable, calling a volatile one) that makes the app's
+    login a superuser when it runs as one. Restoring the dump as the admin ran it, so verifying the backup
+    would have given the app the server; every restore runs as the service's owner instead."""
+    from services.backups import Backups
+    with ensured() as make:
+        prov, service, cred = make("postgresql", unique_app("evil"))
+        login = f"corral_{service.app}_db_u1"
+        conn = psycopg2.connect(prov.url(service, cred))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"""
+                CREATE FUNCTION escalate() RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+                BEGIN
+                  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                    EXECUTE 'ALTER ROLE "{login}" SUPERUSER';
+                  END IF;
+                END $$;
+                CREATE FUNCTION lookup(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+                BEGIN PERFORM public.escalate(); RETURN i; END $$;
+                CREATE TABLE t (x int); INSERT INTO t VALUES (1);
+                CREATE INDEX t_lookup ON t (lookup(x));""")
+        conn.close()
+        backups = Backups(str(tmp_path))
+        b = backups.create(prov, service)
+        backups.restore(prov, b, service)
+        with psycopg2.connect(prov.url(service, cred)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = session_user")
+            assert cur.fetchone() == (False,), "the app's login became a superuser"
+        assert b.verified, b.manifest["verified"]

@@ -161,10 +161,10 @@ def test_verification_fails_when_the_restored_copy_differs_from_what_was_dumped(
     with open(path, "wb") as out:
         facts = prov.backup(service, out)
     told = {**facts, "tables": {**facts["tables"], "public.visits": [21, facts["tables"]["public.visits"][1]]}}
-    verdict = prov.verify(str(path), told)
+    verdict = prov.verify(service, str(path), told)
     assert not verdict.ok and verdict.reason == "table public.visits: 21 rows were dumped, 20 restored"
     path.write_bytes(path.read_bytes()[:200])
-    verdict = prov.verify(str(path), facts)
+    verdict = prov.verify(service, str(path), facts)
     assert not verdict.ok and verdict.reason.startswith("restoring it into a scratch database failed: pg_restore")
 
 
@@ -177,7 +177,7 @@ def test_a_redis_payload_that_does_not_restore_fails_the_verification(provisione
     data = bytearray(path.read_bytes())
     data[-12] ^= 0xFF                        # a byte of the payload's checksum
     path.write_bytes(bytes(data))
-    verdict = prov.verify(str(path), facts)
+    verdict = prov.verify(service, str(path), facts)
     assert not verdict.ok and "Redis refused RESTORE" in verdict.reason
     admin = redis.Redis.from_url(prov.url_)
     assert not list(admin.scan_iter(match="_corral:scratch:*")), "the scratch keys were deleted"
