@@ -70,7 +70,8 @@ def test_app_a_cannot_read_or_write_bs_keys(two_apps):
                                      ("KEYS", "*"), ("SCAN", "0"), ("RANDOMKEY",), ("DEBUG", "SLEEP", "0"),
                                      ("SHUTDOWN",), ("ACL", "LIST"), ("MONITOR",), ("SELECT", "1"),
                                      ("SWAPDB", "0", "1"), ("PUBSUB", "CHANNELS"), ("SCRIPT", "FLUSH"),
-                                     ("FUNCTION", "FLUSH"), ("CLIENT", "LIST"), ("INFO",), ("DBSIZE",)],
+                                     ("FUNCTION", "FLUSH"), ("CLIENT", "LIST"), ("INFO",), ("DBSIZE",),
+                                     ("PSUBSCRIBE", "*"), ("SORT", "x", "BY", "nosort"), ("MIGRATE", "h", "1", "", "0", "1")],
                          ids=lambda c: " ".join(c))
 def test_app_a_cannot_run_server_wide_commands(two_apps, command):
     (prov, a, a_cred), _ = two_apps["redis"]
