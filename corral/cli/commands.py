@@ -123,7 +123,9 @@ def wait_available(client, name, generation, timeout, poll=0.5, clock=time.monot
     why = "the reconciler has not seen it yet"
     if app and app.get("observedGeneration", 0) >= generation:
         conds = {c["type"]: c for c in app.get("conditions", [])}
-        why = conds.get("Progressing", {}).get("message") or conds.get("Available", {}).get("message") or why
+        services = conds.get("ServicesReady", {})
+        why = (services.get("status") == "False" and f"its services are not ready: {services.get('message')}"
+               or conds.get("Progressing", {}).get("message") or conds.get("Available", {}).get("message") or why)
     raise ClientError(f"timed out after {timeout:g}s waiting for app {name}: {why}")
 
 

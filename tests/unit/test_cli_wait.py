@@ -45,3 +45,11 @@ def test_unschedulable_keeps_waiting_and_the_timeout_says_why():
     client = FakeClient(app(2, ("False", "Unschedulable", "1 instance(s) of web pending: no node is ready")))
     with pytest.raises(ClientError, match="timed out after 0.2s waiting for app hello: 1 instance"):
         wait_available(client, "hello", 2, timeout=0.2, poll=0.01)
+
+
+def test_an_app_waiting_for_its_services_times_out_saying_so():
+    held = app(2, ("True", "Rolling", "0 of 2 instances available at revision 0"))
+    held["conditions"].append({"type": "ServicesReady", "status": "False", "reason": "Failed",
+                               "message": "service db: PostgreSQL at db1:5432 did not take the admin connection"})
+    with pytest.raises(ClientError, match="waiting for app hello: its services are not ready: service db: PostgreSQL"):
+        wait_available(FakeClient(held), "hello", 2, timeout=0.2, poll=0.01)
