@@ -152,27 +152,37 @@ class ServiceKeeper:
                 [(self._retain, k, by_key[(k.app, k.name)]) for k in todo.retain]
         for step, item, row in steps:
             key = (item.app, item.name)
-            if self._not_before.get(key, (0, 0))[0] > now:
+            if not self._due(key, now):
                 continue
             try:
                 if step(epoch, item, row, live):
                     changed.add(item.app)
                 self._not_before.pop(key, None)
             except (ServiceError, OSError) as e:
-                failures = self._not_before.get(key, (0, 0))[1] + 1
-                self._not_before[key] = (now + min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1)), failures)
-                self._failed(epoch, item, row, e)
+                self._back_off(key, now)
+                self._failed(epoch, item, e)
         for app, name, sentence in todo.refused:
             if self._said.get((app, name)) != sentence:
                 self._said[(app, name)] = sentence
                 self.store.add_event("app", app, "ServiceRefused", sentence, self.actor)
         return changed
 
+    def _due(self, key, now):
+        """Whether ``key`` may be tried at ``now`` (it is not waiting for the backoff of a failure)."""
+        return self._not_before.get(key, (0, 0))[0] <= now
+
+    def _back_off(self, key, now):
+        """``key`` failed at ``now``: its next try waits 2 s, doubling with each failure in a row, up to 5 min."""
+        failures = self._not_before.get(key, (0, 0))[1] + 1
+        self._not_before[key] = (now + min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1)), failures)
+
     def _put(self, epoch, row, **changes):
         self.store.put_service(epoch, dataclasses.replace(row, **changes))
 
-    def _failed(self, epoch, item, row, error):
+    def _failed(self, epoch, item, error):
+        """Record that a step of ``item`` failed: its row's state and message (as stored now), and an event."""
         log.warning("service %s/%s: %s", item.app, item.name, error)
+        row = {r.name: r for r in self.store.list_services(item.app)}.get(item.name)
         if row is not None:
             self._put(epoch, row, state=FAILED, message=str(error))
         self.store.add_event("app", item.app, "ServiceFailed", f"service {item.name}: {error}", self.actor)

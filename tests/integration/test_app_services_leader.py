@@ -155,3 +155,19 @@ def test_a_login_lost_by_its_server_is_made_again(store, keeper):
         redis.Redis.from_url(k.url(cache)).ping()
     k.sync(epoch)
     assert redis.Redis.from_url(k.url(cache)).ping(), "the leader saw it gone and made it again, same password"
+
+
+def test_a_server_that_refuses_leaves_a_failed_row_an_event_and_a_backoff(store, tmp_path):
+    from services.redis import RedisProvisioner
+    nowhere = RedisProvisioner("redis://127.0.0.1:1", timeout=1)
+    k = ServiceKeeper(store, ServiceServers(redis="redis://127.0.0.1:1"), Timings(), "reconciler/r1",
+                      provisioners={"redis": nowhere})
+    deploy(store, "cached", {**spec(), "services": {"cache": {"type": "redis"}}})
+    epoch = lead(store)
+    k.sync(epoch, now=100.0)
+    [row] = store.list_services("cached")
+    assert row.state == "failed" and "Redis at 127.0.0.1:1 refused ACL SETUSER" in row.message
+    k.sync(epoch, now=101.0)
+    assert [e.reason for e in store.list_events("app", "cached")].count("ServiceFailed") == 1, "it waits its backoff"
+    k.sync(epoch, now=102.5)
+    assert [e.reason for e in store.list_events("app", "cached")].count("ServiceFailed") == 2
