@@ -132,15 +132,16 @@ class ServiceKeeper:
                 log.warning("could not look at service %s/%s: %s", row.app, row.name, e)
         self._absent = absent
 
-    def sync(self, epoch, desired=(), observed_ids=lambda app: set(), now=None):
-        """One pass as leader at ``epoch``; returns the names of the apps whose service env changed."""
+    def sync(self, epoch, desired=tuple, observed_ids=lambda app: set(), now=None):
+        """One pass as leader at ``epoch``; returns the names of the apps whose service env changed.
+        ``desired()`` gives the desired rows (read only while a rotation waits for its instances)."""
         now = time.monotonic() if now is None else now
         apps, rows = self.store.list_apps(), self.store.list_services()
         self._look(rows, now)
         wanted, live = wanted_services(apps)
         by_key = {(r.app, r.name): r for r in rows}
-        rolled = rolled_onto([r for r in rows if r.old_generations and r.type in self.provisioners], desired,
-                             observed_ids, self.url)
+        rotated = [r for r in rows if r.old_generations and r.type in self.provisioners]
+        rolled = rolled_onto(rotated, desired() if rotated else (), observed_ids, self.url)
         todo = plan(wanted, [known_service(r, (r.app, r.name) not in self._absent) for r in rows], self.types(),
                     live, rolled)
         changed = set()

@@ -286,7 +286,7 @@ class Reconciler:
         def observed_ids(app):
             return {o.id for o in self.observed.instances() if o.app == app}
         try:
-            changed = self.services.sync(epoch, self.store.list_desired(), observed_ids)
+            changed = self.services.sync(epoch, self.store.list_desired, observed_ids)
         except Fenced:
             log.warning("%s was fenced at epoch %d during a services pass", self.name, epoch)
             return

@@ -104,13 +104,13 @@ def test_a_rotation_rolls_the_instances_then_retires_the_old_login(store, keeper
     assert (row.generation, row.old_generations, row.rotate_requested) == (2, (1,), False)
     psycopg2.connect(old_url).close()     # the old login still works while instances move
     desired = store.list_desired(app)
-    k.sync(epoch, desired, lambda a: {d.id for d in desired})
+    k.sync(epoch, lambda: desired, lambda a: {d.id for d in desired})
     assert {r.name: r for r in store.list_services(app)}["db"].old_generations == (1,), \
         "the old login stays while an instance still carries it"
     new_url = k.url(row)
     rolled = [dataclasses.replace(d, spec={**d.spec, "env": {**d.spec["env"], "DATABASE_URL": new_url,
                                                             "DB_URL": new_url}}) for d in desired]
-    k.sync(epoch, rolled, lambda a: {d.id for d in rolled})
+    k.sync(epoch, lambda: rolled, lambda a: {d.id for d in rolled})
     assert {r.name: r for r in store.list_services(app)}["db"].old_generations == ()
     with pytest.raises(psycopg2.OperationalError):
         psycopg2.connect(old_url).close()
