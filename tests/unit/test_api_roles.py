@@ -20,6 +20,11 @@ from reconciler.api import role_needed
     ("POST", "/v1/nodes/node-1/drain", {}, "deploy"),
     ("DELETE", "/v1/apps/hello", {}, "deploy"),
     ("PUT", "/v1/sources/sha256:ab", {}, "deploy"),
+    ("GET", "/v1/services", {}, "read"),
+    ("GET", "/v1/backups", {}, "read"),
+    ("POST", "/v1/apps/hello/backups", {}, "deploy"),
+    ("POST", "/v1/services/hello/db/rotate", {}, "deploy"),
+    ("POST", "/v1/apps/hello/backups/hello-db-20261203T081500Z/restore", {}, "admin"),
 ])
 def test_role_needed(method, path, query, needed):
     assert role_needed(method, path, query) == needed
