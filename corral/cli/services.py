@@ -118,13 +118,21 @@ def _rotate(args, client):
 
 
 def _get(args, client):
+    """`get services|backups [APP|APP/NAME]`; with ``-w``, the list again each second it changed."""
     resource = "services" if args.resource.startswith("service") else "backups"
     params = {"app": args.name.partition("/")[0]} if args.name else {}
-    items = client.get(f"/v1/{resource}", params=params)
-    if args.name and "/" in args.name and resource == "services":
-        items = [i for i in items if f"{i['app']}/{i['name']}" == args.name]
-    print(render(resource, items, args.output))
-    return 0
+    last = None
+    while True:
+        items = client.get(f"/v1/{resource}", params=params)
+        if args.name and "/" in args.name and resource == "services":
+            items = [i for i in items if f"{i['app']}/{i['name']}" == args.name]
+        text = render(resource, items, args.output)
+        if text != last:
+            print(text, flush=True)
+            last = text
+        if not getattr(args, "watch", False):
+            return 0
+        time.sleep(1.0)
 
 
 def _describe(args, client):
