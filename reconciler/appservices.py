@@ -134,7 +134,10 @@ class ServiceKeeper:
 
     def sync(self, epoch, desired=tuple, observed_ids=lambda app: set(), now=None):
         """One pass as leader at ``epoch``; returns the names of the apps whose service env changed.
-        ``desired()`` gives the desired rows (read only while a rotation waits for its instances)."""
+        ``desired()`` gives the desired rows (read only while a rotation waits for its instances). A
+        cluster without service servers has nothing to do (apply refuses apps that ask for services)."""
+        if not self.provisioners:
+            return set()
         now = time.monotonic() if now is None else now
         apps, rows = self.store.list_apps(), self.store.list_services()
         self._look(rows, now)
