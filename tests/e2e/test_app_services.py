@@ -81,6 +81,9 @@ def test_the_visits_example_keeps_its_data_through_a_rollout_a_backup_and_a_rest
         assert backup["verified"] and "1 tables, 1 rows, counts and checksums agree" in backup["reason"]
         table = cluster.corral("get", "backups", app_name).stdout.splitlines()
         assert "VERIFIED" in table[0] and " yes " in table[1]
+        described = cluster.corral("describe", "service", f"{app_name}/db").stdout
+        assert "State:        ready" in described and f"Last backup:  {backup['id']}, verified yes" in described
+        assert "DATABASE_URL" in described and f"corral_{app_name}_db_u1" not in described, "the app's URL is not shown"
 
         cluster.corral("apply", "-f", visits_manifest(tmp_path, app_name, "two"), "--wait", "--timeout", "4m")
         after = ready(cluster, app_name)
