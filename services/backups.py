@@ -144,9 +144,7 @@ class Backups:
         if refusal:
             raise BackupRefused(refusal)
         started = self.clock()
-        bid = backup_id(service.app, service.name, started, {b.id for b in previous})
-        final = os.path.join(folder, bid + ".dump")
-        fd, tmp = open_temp(final)
+        fd, tmp = open_temp(os.path.join(folder, "backup"))
         try:
             with os.fdopen(fd, "wb") as out:
                 facts = provisioner.backup(service, out)
@@ -155,10 +153,9 @@ class Backups:
             dumped = self.clock()
             verdict = provisioner.verify(service, tmp, facts)
             size, sha = file_digest(tmp)
-            os.replace(tmp, final)
-        except BaseException:
+            bid, final = _place(tmp, folder, service, started, {b.id for b in previous})
+        finally:
             _unlink(tmp)
-            raise
         fsync_dir(folder)
         manifest = {"format": MANIFEST_FORMAT, "id": bid, "app": service.app, "service": service.name,
                     "type": service.type, "file": os.path.basename(final), "size": size, "sha256": sha,
@@ -189,6 +186,19 @@ class Backups:
         """Delete a backup's file and manifest (retention)."""
         _unlink(backup.path)
         _unlink(backup.path[:-5] + ".json")
+
+
+def _place(tmp, folder, service, started, taken):
+    """Give the finished file ``tmp`` its final name, ``(id, path)``: a hard link that never replaces a file
+    (two backups of one second, taken by two reconcilers, get ``-2``); the caller unlinks ``tmp``."""
+    while True:
+        bid = backup_id(service.app, service.name, started, taken)
+        final = os.path.join(folder, bid + ".dump")
+        try:
+            os.link(tmp, final)
+            return bid, final
+        except FileExistsError:
+            taken = set(taken) | {bid}
 
 
 def _unlink(path):

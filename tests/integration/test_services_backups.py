@@ -181,3 +181,13 @@ def test_a_redis_payload_that_does_not_restore_fails_the_verification(provisione
     assert not verdict.ok and "Redis refused RESTORE" in verdict.reason
     admin = redis.Redis.from_url(prov.url_)
     assert not list(admin.scan_iter(match="_corral:scratch:*")), "the scratch keys were deleted"
+
+
+def test_two_backups_in_one_second_keep_both_files(provisioned, tmp_path):
+    prov, service, cred = provisioned("redis")
+    redis.Redis.from_url(prov.url(service, cred)).set(f"{service.app}:k", "v")
+    backups = Backups(str(tmp_path), clock=lambda: 1796392800.0)
+    first, second = backups.create(prov, service), backups.create(prov, service)
+    assert (first.id, second.id) == (f"{service.app}-cache-20261204T140000Z", f"{service.app}-cache-20261204T140000Z-2")
+    assert sorted(os.listdir(os.path.dirname(first.path))) == sorted(
+        [first.id + ".dump", first.id + ".json", second.id + ".dump", second.id + ".json"]), "no temporary file left"
