@@ -1,14 +1,16 @@
-"""What an app's service is called on its server, and the scratch copies verification uses. Pure.
+"""What an app's service is called on its server, and the scratch copies verification uses. Pure, but for
+:func:`new_password`, which draws from the system's randomness.
 
 App and service names are DNS labels (``[a-z0-9-]``, at most 63), so none holds
 ``_``, ``:``, ``.`` or a glob character. That makes every name below unique per
 (app, service) and keeps the scratch names out of every app's reach:
 
-- PostgreSQL: database and login role ``corral_<app>_<service>``; scratch
+- PostgreSQL: database and its owner role (NOLOGIN) ``corral_<app>_<service>``,
+  a login role per credential generation ``corral_<app>_<service>_u<n>``; scratch
   databases ``corral__scratch_<hex>`` (a double ``_`` no app's name can make);
-- Redis: ACL user ``corral.<app>.<service>``, key prefix ``<app>:`` (and channels
-  ``<app>:*``); scratch copies under ``_corral:scratch:<hex>:``, which no app's
-  ``~<app>:*`` pattern matches.
+- Redis: an ACL user per credential generation ``corral.<app>.<service>.<n>``,
+  key prefix ``<app>:`` (and channels ``<app>:*``); scratch copies under
+  ``_corral:scratch:<hex>:``, which no app's ``~<app>:*`` pattern matches.
 
 PostgreSQL truncates identifiers past 63 bytes; a longer name keeps its first
 50 characters and gains ``_`` and 12 hex digits of its sha256, so two long

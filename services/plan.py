@@ -13,7 +13,6 @@ import dataclasses
 
 from services.names import env_name, redis_prefix
 
-TYPES = ("postgresql", "redis")
 RETAIN, DELETE = "Retain", "Delete"
 READY, RETAINED, FAILED = "ready", "retained", "failed"
 
