@@ -27,14 +27,17 @@ def with_services(user_settings, found, backup_dir):
     return {**user_settings, "services": services}
 
 
-def services_line(services, source):
-    """The one line `up` prints about app services. Pure."""
+def services_line(services, source, open_to_all=False):
+    """The one line `up` prints about app services. ``open_to_all``: the servers were found taking an admin
+    without a password, so any process of this machine may log in as any app's user. Pure."""
     have = [f"{label} at {urllib.parse.urlsplit(services[kind]).netloc.rpartition('@')[2]}" for kind, label in
             (("postgresql", "PostgreSQL"), ("redis", "Redis")) if services.get(kind)]
     if not have:
         return ("corral up: no PostgreSQL or Redis answers on 127.0.0.1 (5432, 6379): apps that ask for "
                 "services will be refused")
-    return f"corral up: app services on {' and '.join(have)} ({source}); backups in {services['backup_dir']}"
+    caveat = ("; they let any local process in without a password, so apps' data is kept apart from other apps' "
+              "credentials but not from this machine's users" if open_to_all else "")
+    return f"corral up: app services on {' and '.join(have)} ({source}){caveat}; backups in {services['backup_dir']}"
 
 
 def prepare(settings_path, data_dir):
@@ -60,4 +63,5 @@ def prepare(settings_path, data_dir):
     merged = with_services(user, found, os.path.join(data_dir, "backups"))
     path = os.path.join(data_dir, "settings.yaml")
     write_private(path, yaml.safe_dump(merged, sort_keys=True))
-    return path, services_line(merged["services"], f"from {settings_path}" if given else "found on this machine")
+    return path, services_line(merged["services"], f"from {settings_path}" if given else "found on this machine",
+                               open_to_all=bool(found))

@@ -3,7 +3,9 @@
 App A holds the credentials its instances are given (DATABASE_URL, REDIS_URL)
 and tries everything those allow against app B: connecting to B's database,
 reading B's keys, and the server-wide Redis commands that would wipe, reconfigure
-or list the whole server.
+or list the whole server. (The servers of this machine let local processes in
+without a password, as `corral up` says; what is tried here is what an app's own
+credentials allow, which is all an app has where the servers ask for passwords.)
 """
 import re
 

@@ -64,7 +64,8 @@ def app_name():
 def test_the_visits_example_keeps_its_data_through_a_rollout_a_backup_and_a_restore(tmp_path, app_name):
     cluster = UpCluster(tmp_path)
     try:
-        assert "corral up: app services on PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379" in cluster.tail()
+        assert "corral up: app services on PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (found on this " \
+               "machine); they let any local process in without a password" in cluster.tail()
         cluster.corral("apply", "-f", visits_manifest(tmp_path, app_name, "one"), "--wait", "--timeout", "4m")
         first = ready(cluster, app_name)
         assert len(first) == 2

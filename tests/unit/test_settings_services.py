@@ -51,6 +51,11 @@ def test_up_says_in_one_line_what_it_found():
         "corral up: app services on PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (found on this machine); "
         "backups in /d/b")
     assert "apps that ask for services will be refused" in services_line({"backup_dir": "/d/b"}, "x")
+    said = services_line({"redis": "redis://127.0.0.1:6379", "backup_dir": "/d/b"}, "found on this machine",
+                         open_to_all=True)
+    assert said == ("corral up: app services on Redis at 127.0.0.1:6379 (found on this machine); they let any local "
+                    "process in without a password, so apps' data is kept apart from other apps' credentials but not "
+                    "from this machine's users; backups in /d/b")
 
 
 def test_up_refuses_settings_that_are_not_yaml_in_one_sentence(tmp_path):
