@@ -21,6 +21,7 @@ from services.backups import Backups, BackupRefused
 from services.base import Credential, Service, ServiceError
 from services.names import check_label, new_password, without_password
 from services.retention import to_remove
+from services.schedule import due_slot, slot_time
 from services.plan import FAILED, READY, RETAIN, RETAINED, Known, Wanted, plan, service_env
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,44 @@ class ServiceKeeper:
             if self._said.get((app, name)) != sentence:
                 self._said[(app, name)] = sentence
                 self.store.add_event("app", app, "ServiceRefused", sentence, self.actor)
+        self._scheduled_backups(apps, self.store.list_services(), now)
         return changed
+
+    def _scheduled_backups(self, apps, rows, now):
+        """Back up, once per slot of its app's ``backups.schedule``, each ready service whose slot is due;
+        then let go what ``backups.keep`` lets go. A refused or failed backup waits for its backoff."""
+        if self.backups is None or not any((r.spec.get("backups") or {}).get("schedule") for r in apps):
+            return
+        by_app, done = {}, {}
+        for row in rows:
+            by_app.setdefault(row.app, []).append(row)
+        for b in self.store.list_service_backups():
+            if b.slot:
+                done[(b.app, b.service)] = max(done.get((b.app, b.service), 0), slot_time(b.slot))
+        for rec in apps:
+            policy = rec.spec.get("backups") or {}
+            if rec.deleting or not policy.get("schedule"):
+                continue
+            for row in by_app.get(rec.name, ()):
+                key = (row.app, row.name, "backup")
+                if row.state != READY or row.type not in self.provisioners or not self._due(key, now):
+                    continue
+                slot, missed = due_slot(policy["schedule"], max(done.get((row.app, row.name), 0), row.created_at),
+                                        self.clock())
+                if slot is not None:
+                    self._scheduled_backup(row, slot, missed, policy.get("keep") or {}, key, now)
+
+    def _scheduled_backup(self, row, slot, missed, keep, key, now):
+        """The backup of ``row`` for ``slot``, then the ``keep`` policy; a failure is an event and a backoff."""
+        try:
+            self.create_backup(row, reason=f"scheduled, slot {slot}" + (
+                f"; {missed} earlier slot(s) missed" if missed else ""), slot=slot)
+            self.prune(row, keep)
+            self._not_before.pop(key, None)
+        except (ServiceError, OSError) as e:
+            self._back_off(key, now)
+            self.store.add_event("app", row.app, "ScheduledBackupFailed",
+                                 f"scheduled backup of service {row.name} (slot {slot}): {e}", self.actor)
 
     def _due(self, key, now):
         """Whether ``key`` may be tried at ``now`` (it is not waiting for the backoff of a failure)."""

@@ -17,7 +17,7 @@ import schemas
 from corral.hostnames import normalize_host, normalize_path
 
 from .errors import SpecError
-from .scheduled import fill_process_defaults, schedule_problems
+from .scheduled import backups_problems, fill_process_defaults, schedule_problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +236,7 @@ def _rule_problems(info, doc):
             except ValueError as e:
                 out.append(Problem(where, where, f"cannot be split like a shell command ({str(e).lower()})"))
         out += [Problem(field, field, text) for field, text in schedule_problems(name, process)]
+    out += [Problem(field, field, text) for field, text in backups_problems(spec)]
     redis = sorted(n for n, svc in (spec.get("services") or {}).items() if svc["type"] == "redis")
     if len(redis) > 1:
         where = ("spec", "services", redis[1])

@@ -47,3 +47,29 @@ def fill_process_defaults(process):
         process["instances"] = 0
         process.setdefault("concurrency", "allow")
         process.setdefault("timezone", "UTC")
+
+
+BACKUP_ALIASES = {"daily": "@daily", "hourly": "@hourly"}
+
+
+def backup_schedule(text):
+    """The :func:`corral.schedule.parse` form of ``spec.backups.schedule``: ``daily`` -> ``@daily``,
+    ``hourly`` -> ``@hourly``, anything else as written (a cron expression, an ``@`` alias, ``every 6h``)."""
+    return BACKUP_ALIASES.get(text.strip().lower(), text)
+
+
+def backups_problems(spec):
+    """``[(field path, sentence)]`` of what is wrong with an app's ``backups`` (the schedule of its services'
+    backups). A purely computational function."""
+    backups = spec.get("backups")
+    if backups is None:
+        return []
+    if not spec.get("services"):
+        return [(("spec", "backups"), "backs up the app's services, and it has none: add spec.services or "
+                                      "remove this")]
+    if "schedule" in backups:
+        try:
+            parse(backup_schedule(backups["schedule"]))
+        except ScheduleError as e:
+            return [(("spec", "backups", "schedule"), str(e))]
+    return []

@@ -29,6 +29,12 @@ def test_apply_refuses_a_service_the_cluster_has_no_server_for(store):
     assert (status, body) == (400, {"error": "app shop asks for a redis service (cache), but this cluster has no "
                                              "redis server (setting services.redis)"})
     assert store.list_apps() == [], "nothing was written"
+    both = ServiceKeeper(store, ServiceServers(postgresql="postgresql://postgres@127.0.0.1:5432/postgres",
+                                               redis="redis://127.0.0.1:6379"), Timings(), "r1")
+    api = Api(store, state=None, token="t", kick=lambda *a: None, services=both)
+    status, body = call(api, "POST", "/v1/apply", apply_body(store, "shop", {**spec(), "backups": {
+        "schedule": "0 3 * *"}}), AUTH)
+    assert status == 400 and "spec.backups.schedule: '0 3 * *' has 4 fields" in body["error"], body
 
 
 def test_backups_through_the_api_are_verified_and_a_restore_needs_force(store, keeper):

@@ -3,6 +3,7 @@ database and a cache is provisioned once, its instances are placed only then wit
 <NAME>_URL and REDIS_KEY_PREFIX; a rotation rolls them and retires the old login; delete keeps the data
 (Retain) or drops it after a final verified backup (Delete)."""
 import dataclasses
+import time
 
 import psycopg2
 import pytest
@@ -171,3 +172,27 @@ def test_a_server_that_refuses_leaves_a_failed_row_an_event_and_a_backoff(store,
     assert [e.reason for e in store.list_events("app", "cached")].count("ServiceFailed") == 1, "it waits its backoff"
     k.sync(epoch, now=102.5)
     assert [e.reason for e in store.list_events("app", "cached")].count("ServiceFailed") == 2
+
+
+def test_a_scheduled_backup_is_taken_once_per_slot_also_by_a_new_leader(store, keeper):
+    k, made = keeper
+    app = unique_app("sched")
+    made += [(app, "db", "postgresql"), (app, "cache", "redis")]
+    deploy(store, app, {**spec(), "backups": {"schedule": "hourly", "keep": {"last": 1}}})
+    epoch = lead(store)
+    k.sync(epoch)
+    assert store.list_service_backups(app) == [], "no slot has come yet"
+    later = time.time() + 3700
+    k.clock = lambda: later
+    k.sync(epoch)
+    first = store.list_service_backups(app)
+    assert sorted(b.service for b in first) == ["cache", "db"] and all(b.verified and b.slot for b in first)
+    k.sync(epoch)
+    successor = ServiceKeeper(store, k.servers, Timings(services_check=0), "reconciler/r2", clock=lambda: later)
+    successor.sync(lead(store))
+    assert store.list_service_backups(app) == first, "each slot once, whoever leads"
+    successor.clock = lambda: later + 3600
+    successor.sync(lead(store))
+    second = store.list_service_backups(app)
+    assert len(second) == 2 and not {b.id for b in second} & {b.id for b in first}, "keep: {last: 1} let the first go"
+    assert [b.id for b in k.backups.list(app)] == sorted(b.id for b in second), "their files went too"
