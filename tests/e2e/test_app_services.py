@@ -62,7 +62,7 @@ def app_name():
 
 
 def test_the_visits_example_keeps_its_data_through_a_rollout_a_backup_and_a_restore(tmp_path, app_name):
-    cluster = UpCluster(tmp_path)
+    cluster = UpCluster(tmp_path, nodes=1)
     try:
         assert "corral up: app services on PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (found on this " \
                "machine); they let any local process in without a password" in cluster.tail()
