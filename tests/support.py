@@ -117,7 +117,7 @@ def reconciler_process(folder, name="r-test", settings=None):
     port = free_port()
     argv = [sys.executable, "-m", "corral", "reconciler", "--store", f"sqlite:///{folder}/corral.db",
             "--api", f"127.0.0.1:{port}", "--bus", f"tcp://127.0.0.1:{free_port()}",
-            "--secret-file", os.path.join(folder, "cluster.key"), "--name", name]
+            "--routes", f"tcp://127.0.0.1:{free_port()}", "--secret-file", os.path.join(folder, "cluster.key"), "--name", name]
     if settings:
         with open(os.path.join(folder, "settings.yaml"), "w") as f:
             yaml.safe_dump(settings, f)

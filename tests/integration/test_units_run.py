@@ -79,7 +79,8 @@ def test_each_units_command_line_starts_its_daemon(tmp_path, started):
     common = ["--settings", str(settings)]
 
     argv, env = install(tmp_path, "reconciler", "--name", "r1", "--api", f"127.0.0.1:{api}",
-                        "--bus", f"tcp://127.0.0.1:{bus}", "--store", store, *common)
+                        "--bus", f"tcp://127.0.0.1:{bus}", "--routes", f"tcp://127.0.0.1:{free_port()}",
+                        "--store", store, *common)
     env["CORRAL_SECRET_FILE"] = str(key)   # the file says /etc/corral/secret; this machine's is here
     assert store not in argv and str(key) not in argv
     started(argv, env)

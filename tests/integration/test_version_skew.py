@@ -29,7 +29,8 @@ def test_a_reconciler_on_a_newer_schema_serves_but_never_leads_and_corral_versio
     port, bus = free_port(), free_port()
     env = dict(os.environ, CORRAL_STORE=dsn, CORRAL_SECRET_FILE=str(key))
     proc = subprocess.Popen([sys.executable, "-m", "corral", "reconciler", "--name", "r-old", "--api",
-                             f"127.0.0.1:{port}", "--bus", f"tcp://127.0.0.1:{bus}", "--settings", str(settings)],
+                             f"127.0.0.1:{port}", "--bus", f"tcp://127.0.0.1:{bus}",
+                             "--routes", f"tcp://127.0.0.1:{free_port()}", "--settings", str(settings)],
                             env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
