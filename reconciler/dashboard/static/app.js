@@ -63,11 +63,13 @@
   }
 
   // -- logging in and out -----------------------------------------------------------------------
-  async function login(token) {
+  async function login(token, fromForm) {
     S.token = token;
     const who = await api("GET", "/v1/whoami");
     S.role = who.role;
-    sessionStorage.setItem(KEY, token);
+    // Only a token typed in is stored: a saved one is there already, and storing it again after the
+    // answer came could bring it back into a tab that logged out (or was cleared) meanwhile.
+    if (fromForm) sessionStorage.setItem(KEY, token);
     $("login").hidden = true;
     $("nav").hidden = false;
     $("logout").hidden = false;
@@ -339,12 +341,12 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("login").addEventListener("submit", (e) => {
       e.preventDefault();
-      login($("token").value.trim()).catch((err) => logout(err.message));
+      login($("token").value.trim(), true).catch((err) => logout(err.message));
       $("token").value = "";
     });
     $("logout").addEventListener("click", () => logout(""));
     window.addEventListener("hashchange", () => render(true));
     const saved = sessionStorage.getItem(KEY);
-    if (saved) login(saved).catch(() => logout("")); else logout("");
+    if (saved) login(saved, false).catch(() => logout("")); else logout("");
   });
 })();
