@@ -66,6 +66,19 @@ def controller(store, now=1000.0, reports=("n1", "n2", "n3"), started=0.0):
     return Controller(store, observed, bus, timings, "r1", clock=clock), bus, observed, clock
 
 
+def converged(store):
+    """A leader's controller over a built app placed and reported running at the leader's epoch by
+    n1..n3: ``(epoch, controller, bus, observed, clock, {node: instance id})``."""
+    built_app(store)
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    ctl, bus, observed, clock = controller(store)
+    ctl.sync(epoch, [ALL])
+    rows = {r.node: r.id for r in store.list_desired()}
+    for n in ("n1", "n2", "n3"):
+        observed.record(report(n, [rows[n]] if n in rows else [], epoch_seen=epoch), clock.t)
+    return epoch, ctl, bus, observed, clock, rows
+
+
 def test_a_stale_leaders_sync_writes_nothing_and_sends_nothing(store):
     built_app(store)
     stale = store.acquire_lease("leader", "r1", ttl=60).epoch
@@ -131,13 +144,7 @@ def test_a_resync_sends_assignments_only_to_nodes_out_of_step(store):
     assigned instance (its assign was lost) or that has not seen this epoch (a
     restarted agent) is sent its whole assignment again, once the heartbeat
     timeout since it was last sent has passed (time to act on it and report)."""
-    built_app(store)
-    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
-    ctl, bus, observed, clock = controller(store)
-    ctl.sync(epoch, [ALL])
-    rows = {r.node: r.id for r in store.list_desired()}
-    for n in ("n1", "n2", "n3"):
-        observed.record(report(n, [rows[n]] if n in rows else [], epoch_seen=epoch), clock.t)
+    epoch, ctl, bus, observed, clock, rows = converged(store)
     bus.sent.clear()
     assert ctl.sync(epoch, [ALL]).plan.empty
     assert bus.sent == []
@@ -185,13 +192,7 @@ def test_a_node_back_from_lost_is_told_which_of_its_instances_were_replaced(stor
     assignment names them as ``replaced`` (its agent stops them without a drain) until its
     reports no longer show them; a scale-down's stop on a node never lost names none. An agent
     of 0.1, whose schema refuses a field it does not know, is never sent it (it drains them)."""
-    built_app(store)
-    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
-    ctl, bus, observed, clock = controller(store)
-    ctl.sync(epoch, [ALL])
-    rows = {r.node: r.id for r in store.list_desired()}
-    for n in ("n1", "n2", "n3"):
-        observed.record(report(n, [rows[n]] if n in rows else [], epoch_seen=epoch), clock.t)
+    epoch, ctl, bus, observed, clock, rows = converged(store)
     gone = sorted(rows)[0]
     clock.t += ctl.timings.node_grace + ctl.timings.heartbeat_timeout + 1
     for n in {"n1", "n2", "n3"} - {gone}:
