@@ -49,6 +49,30 @@ def parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     sub.required = True
 
+    _manifest_verbs(sub)
+    _read_verbs(sub)
+    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, runs, services, units, version
+    rollout.add_parser(sub)
+    runs.add_parser(sub)
+    services.add_parser(sub)
+    nodes.add_parser(sub)
+    logs.add_parser(sub)
+    exec_command.add_parser(sub)
+    version.add_parser(sub)
+    units.add_parser(sub)
+    doctor.add_parser(sub)
+    _delete_verb(sub)
+    _state_verbs(sub)
+    _up_verb(sub)
+    _reconciler_verb(sub)
+    _agent_verb(sub)
+    _builder_verb(sub)
+    router_command.add_parser(sub, SECRET_HELP)
+    return p
+
+
+def _manifest_verbs(sub):
+    """``apply`` and ``diff``: the verbs that read manifests."""
     a = add_verb(sub, "apply", "create or update apps (and GitSources) from manifests, all or none",
                  ["corral apply -f manifests/examples/hello.yaml --wait"],
                  description="Create or update apps (and GitSources) from manifests: all documents or none. Each "
@@ -66,6 +90,9 @@ def parser():
     d.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                    help="a manifest file, a folder of them, or - for stdin (repeatable)")
 
+
+def _read_verbs(sub):
+    """``get``, ``describe`` and ``sync``."""
     g = add_verb(sub, "get", "list apps, instances, nodes, builds, events, runs, routes, gitsources, services or "
                              "backups, or show one",
                  ["corral get apps", "corral get instances hello -o wide", "corral get nodes -o json",
@@ -104,17 +131,9 @@ def parser():
     y.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="seconds --wait waits (default 120)")
 
-    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, runs, services, units, version
-    rollout.add_parser(sub)
-    runs.add_parser(sub)
-    services.add_parser(sub)
-    nodes.add_parser(sub)
-    logs.add_parser(sub)
-    exec_command.add_parser(sub)
-    version.add_parser(sub)
-    units.add_parser(sub)
-    doctor.add_parser(sub)
 
+def _delete_verb(sub):
+    """``delete``: an app or a GitSource, by name or by manifest."""
     x = add_verb(sub, "delete", "stop and remove an app, or remove a GitSource (by name, or by its manifest)",
                  ["corral delete app hello", "corral delete -f manifests/examples/hello.yaml"],
                  description="Stop an app's instances (each with its grace) and remove it, or remove a GitSource; "
@@ -133,6 +152,9 @@ def parser():
     xg.add_argument("name", help="the GitSource's name")
     _delete_flags(xg, nested_verb=True)
 
+
+def _state_verbs(sub):
+    """``backup`` and ``restore`` of the control plane."""
     k = add_verb(sub, "backup", "write the control-plane state (apps, sources, history) to a dated file",
                  ["corral backup --to /tmp"])
     k.add_argument("--to", metavar="DIR", help="the folder to write it in (default: the current one)")
@@ -145,6 +167,9 @@ def parser():
                    help="the store to load it into: sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
     e.add_argument("--force", action="store_true", help="replace the state of a store that is not empty")
 
+
+def _up_verb(sub):
+    """``up``: the all-in-one cluster."""
     u = add_verb(sub, "up", "run an all-in-one cluster on this machine, in the foreground (Ctrl-C stops it)",
                  ["corral up --apply manifests/examples/hello.yaml"],
                  description="Run an all-in-one cluster on this machine, in the foreground: reconcilers, a builder "
@@ -159,11 +184,15 @@ def parser():
     u.add_argument("--apply", action="append", default=[], metavar="FILE",
                    help="apply this manifest once up (repeatable)")
     u.add_argument("--base-port", type=int, default=7070, metavar="PORT",
-                   help="API of reconciler i on BASE+10i, its bus on BASE+10i+1, the builder on BASE+2 (default 7070)")
+                   help="API of reconciler i on BASE+10i, its bus on BASE+10i+1, its route feed on BASE+10i+3, the "
+                        "builder on BASE+2 (default 7070)")
     u.add_argument("--router-port", type=int, default=None, metavar="PORT",
                    help="where the router listens, its health on PORT+1 (default BASE+1010: 8080)")
     u.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
+
+def _reconciler_verb(sub):
+    """``reconciler``: one reconciler daemon."""
     r = add_verb(sub, "reconciler", "run one reconciler daemon: the API, and the control loop while it leads",
                  ["corral reconciler --store sqlite:///var/lib/corral/corral.db --api 0.0.0.0:7070 "
                   "--bus tcp://0.0.0.0:7071"])
@@ -182,6 +211,9 @@ def parser():
     r.add_argument("--name", default=None, help="its name in the lease and in events (default: --api)")
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
+
+def _agent_verb(sub):
+    """``agent``: one node agent daemon."""
     n = add_verb(sub, "agent", "run one node agent daemon",
                  ["corral agent --name node-1 --reconciler tcp://10.0.0.1:7071 --reconciler tcp://10.0.0.2:7071 "
                   "--data-dir /var/lib/corral/node"],
@@ -205,6 +237,9 @@ def parser():
                    help="run apps as the agent's user (as root, each app runs as its own system user corral-APP)")
     n.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
+
+def _builder_verb(sub):
+    """``builder``: one builder daemon."""
     b = add_verb(sub, "builder", "run one builder daemon: build jobs to virtualenv images, served over HTTP",
                  ["corral builder --store sqlite:///var/lib/corral/corral.db --listen 0.0.0.0:7072 "
                   "--cache-dir /var/cache/corral"])
@@ -226,8 +261,6 @@ def parser():
     b.add_argument("--wheel-cache-size", type=_bytes, default=None, metavar="BYTES",
                    help="prune the wheel caches (uv's, pip's) likewise (like 10Gi; 0: no limit)")
     b.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
-    router_command.add_parser(sub, SECRET_HELP)
-    return p
 
 
 def _delete_flags(p, nested_verb=False, cascade=True):
