@@ -148,22 +148,7 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
         os.makedirs(os.path.join(workshop.images_dir, "code"), exist_ok=True)
         check_free_space(workshop)
         progress("fetch")
-        os.makedirs(workdir)
-        data = store.get_source(digest)
-        if data is None:
-            raise BuildFailed(f"source {digest} is not in the store")
-        try:
-            offload(source.unpack_source, data, staging, digest)
-        except (ValueError, OSError, tarfile.TarError) as exc:
-            raise BuildFailed(f"source {digest} could not be unpacked: {exc}") from None
-        if kind == "file":
-            text = read_requirements_file(staging, requirements)
-            req_file = os.path.join(staging, os.path.normpath(requirements))
-        else:
-            text = requirement_lines_text(requirements or [])
-            req_file = os.path.join(workdir, "requirements.txt")
-            with open(req_file, "w", encoding="utf-8") as f:
-                f.write(text)
+        text, req_file = _fetch_source(store, digest, kind, requirements, staging, workdir, offload)
         python = find_python(inputs.get("python"), workshop.name)
         phases["fetch"] = _lap(clock)
 
@@ -196,14 +181,7 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
             if not env_was_there:
                 phases["install"] = _lap(clock)
 
-        layers = [
-            {"kind": "env", "id": env, "sha256": env_marker.get("artifact_sha256"), "size": env_marker.get("size")},
-            {"kind": "code", "id": code, "sha256": code_marker.get("artifact_sha256"), "size": code_marker.get("size")},
-        ]
-        for kind, layer_id in (("env", env), ("code", code)):
-            images.touch_layer(workshop.images_dir, kind, layer_id)   # used now: last in line for pruning
-        images.link_image(workshop.images_dir, image, env, code,
-                          {"image": image, "layers": layers, "built_by": workshop.name}, tmp_suffix=token)
+        layers = _link_image(workshop, image, {"env": (env, env_marker), "code": (code, code_marker)}, token)
         cache = "hit" if env_was_there and code_was_there else "env-hit" if env_was_there else "miss"
         return Outcome(image=image, layers=layers, cache=cache, phases=phases, lock=lock_text, engine=engine.name,
                        layer_hits={"env": env_was_there, "code": code_was_there})
@@ -212,6 +190,38 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
     finally:
         offload(_remove_tree, staging)
         offload(_remove_tree, workdir)
+
+
+def _fetch_source(store, digest, kind, requirements, staging, workdir, offload):
+    """Unpack the source ``digest`` into ``staging`` and have its requirements where the engine reads
+    them (the app's own file, or ours in ``workdir`` from the spec's lines): ``(text, file)``."""
+    os.makedirs(workdir)
+    data = store.get_source(digest)
+    if data is None:
+        raise BuildFailed(f"source {digest} is not in the store")
+    try:
+        offload(source.unpack_source, data, staging, digest)
+    except (ValueError, OSError, tarfile.TarError) as exc:
+        raise BuildFailed(f"source {digest} could not be unpacked: {exc}") from None
+    if kind == "file":
+        return read_requirements_file(staging, requirements), os.path.join(staging, os.path.normpath(requirements))
+    text = requirement_lines_text(requirements or [])
+    req_file = os.path.join(workdir, "requirements.txt")
+    with open(req_file, "w", encoding="utf-8") as f:
+        f.write(text)
+    return text, req_file
+
+
+def _link_image(workshop, image, built, token):
+    """Make ``image`` of its two layers (``built``: kind -> (layer id, marker)) and return its layer
+    list as build records hold it; both layers count as used now (last in line for pruning)."""
+    layers = [{"kind": kind, "id": layer_id, "sha256": marker.get("artifact_sha256"), "size": marker.get("size")}
+              for kind, (layer_id, marker) in built.items()]
+    for kind, (layer_id, _) in built.items():
+        images.touch_layer(workshop.images_dir, kind, layer_id)
+    images.link_image(workshop.images_dir, image, built["env"][0], built["code"][0],
+                      {"image": image, "layers": layers, "built_by": workshop.name}, tmp_suffix=token)
+    return layers
 
 
 def pack_archives(workshop, layers, stopping=lambda: False):
