@@ -589,7 +589,17 @@ def run(opts, app, env=None, cwd=None):
         log.write([("sys", f"run {number} could not start {app[0]!r}: {failed.reason()}".encode())], time.time_ns())
         return 127 << 8
     log.write([("sys", f"run {number} started pid {pid}".encode())], time.time_ns())
-    streams = {out_r: ("out", Framer()), err_r: ("err", Framer())}
+    status = _capture(pid, {out_r: "out", err_r: "err"}, wake_r, log)
+    log.write([("sys", f"run {number} exited {how_it_ended(status)}".encode())], time.time_ns())
+    _reap(None)
+    return status
+
+
+def _capture(pid, pipes, wake_r, log):
+    """Write the lines of ``pipes`` (fd -> stream name) into ``log`` until both end and the app
+    ``pid`` has exited (at most ``DRAIN_AFTER_EXIT`` after its exit: a child that kept them open
+    does not hold the run open); a partial line waits ``PARTIAL_WAIT``. Returns its wait status."""
+    streams = {fd: (name, Framer()) for fd, name in pipes.items()}
     poller = select.poll()
     for fd in streams:
         os.set_blocking(fd, False)
@@ -641,8 +651,6 @@ def run(opts, app, env=None, cwd=None):
             log.write([(name, t) for t in tail], time.time_ns())
     while status is None:
         status = _reap(pid, block=True)
-    log.write([("sys", f"run {number} exited {how_it_ended(status)}".encode())], time.time_ns())
-    _reap(None)
     return status
 
 
