@@ -8,6 +8,9 @@ One unit per role, ``corral-<role>.service``:
   user): neither needs root, and both are hardened
   (``NoNewPrivileges``, ``ProtectSystem=strict`` with only their own data
   folders writable, ``PrivateTmp``, ``ProtectHome``).
+- ``router`` runs as ``corral`` too (it reads the key, which signs the route
+  feeds), hardened as they are, with the one capability it needs to listen on
+  ports 80 and 443 (``CAP_NET_BIND_SERVICE``, ambient and alone in its bounding set).
 - ``agent`` runs as root (it makes app users, cgroups and private mounts)
   with ``KillMode=process``: a stop or restart of the agent ends the agent
   alone; the instances keep running and the next agent adopts them.
@@ -22,14 +25,15 @@ process of the machine can read (corral/wire/keys.py).
 import dataclasses
 import re
 
-ROLES = ("reconciler", "agent", "builder")
+ROLES = ("reconciler", "agent", "builder", "router")
 ENV_DIR = "/etc/corral"
 SECRET = "/etc/corral/secret"
 ENV_SECRET, ENV_STORE = "CORRAL_SECRET_FILE", "CORRAL_STORE"   # corral/wire/keys.py reads them
 STATE = "/var/lib/corral"
 IMAGES = "/var/lib/corral/images"    # the same path on the builders and every node (DESIGN.md, Builder)
 CACHE = "/var/cache/corral"
-USERS = {"reconciler": "corral", "builder": "corral_builder", "agent": "root"}
+USERS = {"reconciler": "corral", "builder": "corral_builder", "agent": "root", "router": "corral"}
+LISTEN = {"builder": "0.0.0.0:7072", "router": "0.0.0.0:80"}   # --listen when the operator names none
 
 # What a word of ExecStart may hold: no whitespace, quotes, backslashes or systemd's % and $ specifiers.
 _PLAIN = re.compile(r"^[A-Za-z0-9_@+=:,./\[\]-]+$")
@@ -45,9 +49,10 @@ class Options:
     api: str = "0.0.0.0:7070"                 # reconciler
     bus: str = "tcp://0.0.0.0:7071"           # reconciler
     routes: str = "tcp://0.0.0.0:7073"        # reconciler: its route feed, which the routers subscribe to
-    listen: str = "0.0.0.0:7072"              # builder
+    listen: str | None = None                 # builder (0.0.0.0:7072), router (0.0.0.0:80)
+    health: str = "127.0.0.1:8081"            # router: its health JSON
     advertise: str | None = None              # builder: HOST:PORT agents fetch images from
-    reconcilers: tuple = ()                   # agent: tcp://HOST:7071 of each reconciler
+    reconcilers: tuple = ()                   # agent: tcp://HOST:7071 of each reconciler; router: tcp://HOST:7073
     address: str | None = None                # agent: the address instances are reached at
     labels: tuple = ()                        # agent: "key=value" labels of the node, for placement
     store: str | None = None                  # reconciler, builder: the DSN, written to the env file only
@@ -64,6 +69,9 @@ class Options:
         if self.role == "agent" and not self.reconcilers:
             raise ValueError("an agent's unit needs the reconcilers' buses: --reconciler tcp://HOST:7071, "
                              "once for each")
+        if self.role == "router" and not self.reconcilers:
+            raise ValueError("a router's unit needs the reconcilers' route feeds: --reconciler tcp://HOST:7073, "
+                             "once for each")
 
 
 def _defaults(o):
@@ -71,6 +79,7 @@ def _defaults(o):
     data = o.data_dir or f"{STATE}/{'node' if o.role == 'agent' else 'reconciler'}"
     return dataclasses.replace(
         o, data_dir=data, cache_dir=o.cache_dir or f"{CACHE}/builder", env_file=o.env_file or f"{ENV_DIR}/{o.role}.env",
+        listen=o.listen or LISTEN.get(o.role),
         user=o.user or USERS[o.role],
         store=o.store or (f"sqlite:///{data}/corral.db" if o.role == "reconciler" else None))
 
@@ -82,6 +91,10 @@ def command(o):
     settings = ["--settings", o.settings] if o.settings else []
     if o.role == "reconciler":
         argv = [o.exe, "reconciler", "--name", o.name, "--api", o.api, "--bus", o.bus, "--routes", o.routes]
+    elif o.role == "router":
+        argv = [o.exe, "router", "--listen", o.listen, "--health", o.health]
+        for feed in o.reconcilers:
+            argv += ["--reconciler", feed]
     elif o.role == "builder":
         argv = [o.exe, "builder", "--name", o.name, "--listen", o.listen, "--cache-dir", o.cache_dir,
                 "--images-dir", o.images_dir] + (["--advertise", o.advertise] if o.advertise else [])
@@ -105,7 +118,7 @@ def _folders(o):
     nothing else): systemd makes those under /var/lib and /var/cache (``StateDirectory=``,
     ``CacheDirectory=``, owned by the unit's user); any other is named in ``ReadWritePaths=``
     and must exist. Pure."""
-    mine = [o.cache_dir, o.images_dir] if o.role == "builder" else [o.data_dir]
+    mine = {"builder": [o.cache_dir, o.images_dir], "router": []}.get(o.role, [o.data_dir])
     if o.role == "agent":
         mine.append(o.images_dir)
     kinds = {"StateDirectory": [], "CacheDirectory": [], "ReadWritePaths": []}
@@ -130,7 +143,8 @@ def unit(o):
     o = _defaults(o)
     what = {"reconciler": "corral reconciler (API, and the control loop while it leads)",
             "builder": "corral builder (build jobs to virtualenv images, served over HTTP)",
-            "agent": "corral node agent (runs this server's instances)"}[o.role]
+            "agent": "corral node agent (runs this server's instances)",
+            "router": "corral router (HTTP to the apps' ready instances, by host and path)"}[o.role]
     lines = ["[Unit]", f"Description={what}", "Wants=network-online.target", "After=network-online.target", "",
              "[Service]", "Type=exec", f"User={o.user}"]
     if o.user != "root":
@@ -150,6 +164,8 @@ def unit(o):
                   "ProtectControlGroups=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
                   # a reconciler holds a bus connection per node (it raises its soft limit to this)
                   "LimitNOFILE=1048576"] + _folders(o)
+        if o.role == "router":   # ports 80 and 443 as a user: this capability, and no other
+            lines += ["AmbientCapabilities=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE"]
     lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
     return "\n".join(lines)
 

@@ -90,6 +90,7 @@ class Controller:
 
     def __init__(self, store, observed, bus, timings, name, clock=time.time, metrics=None, services=None):
         self.store = store
+        self._applies_measured = {}   # app -> the generation whose apply latency was observed
         self.metrics = metrics   # reconciler.metrics.ReconcilerMetrics, or None
         self.services = services  # a reconciler.appservices.ServiceKeeper, or None (no service servers)
         self.observed = observed
@@ -170,6 +171,8 @@ class Controller:
         if out.statuses:
             self.store.set_app_statuses(out.statuses, epoch)
             self.store.add_events(list(out.status_events))
+            if self.metrics is not None:
+                self.metrics.rollouts_completed(prepared, out.status_events, now, self._applies_measured)
         for name, why in out.failed.items():
             log.warning("status of app %s failed: %s", name, why)
         return SyncResult(plan=result, failed=failed | set(out.failed))

@@ -1,7 +1,8 @@
 """The reconciler's metrics, served on its API port at ``/metrics`` (a token: any role's, ``read``
 being enough, or the metrics token of :func:`corral.auth.metrics_token`).
 
-Counted where they happen: sync and planner pass durations, placements by reason
+Counted where they happen: sync and planner pass durations, apply latency (an apply that changed
+an app to its rollout complete), placements by reason
 (``replacement`` of an instance lost with its node, ``rollout``, ``scale_up``),
 evictions (rows stopped) by reason, API requests by method, route and code with
 their duration, bus messages accepted by type, GitOps sync durations by source.
@@ -111,6 +112,9 @@ class ReconcilerMetrics:
                                          ["method", "route"], buckets=SHORT_BUCKETS, registry=r)
         self.messages = Counter("corral_reconciler_bus_messages", "Bus messages accepted, by type", ["type"],
                                 registry=r)
+        self.apply_seconds = Histogram("corral_reconciler_apply_duration_seconds",
+                                       "From an apply that changed an app to its rollout complete (leader; once per "
+                                       "generation)", buckets=LONG_BUCKETS, registry=r)
         self.gitops_seconds = Histogram("corral_reconciler_gitops_sync_duration_seconds",
                                         "How long one GitSource's sync took (fetch, plan, apply)", ["source"],
                                         buckets=LONG_BUCKETS, registry=r)
@@ -127,6 +131,18 @@ class ReconcilerMetrics:
             self.placements.labels(kind).inc(n)
         for kind, n in evictions.items():
             self.evictions.labels(kind).inc(n)
+
+    def rollouts_completed(self, prepared, status_events, now, measured):
+        """Observe, for each app whose rollout completed in this pass (a ``RolloutComplete`` among
+        ``status_events``), the time since the apply that changed it: once per generation
+        (``measured``: app -> generation observed, kept by the caller; a rollout that completes
+        again after a node loss is no apply)."""
+        done = {e[1] for e in status_events if e[2] == "RolloutComplete"}
+        for p in prepared:
+            rec = p.record
+            if rec.name in done and measured.get(rec.name) != rec.generation and rec.applied_at:
+                measured[rec.name] = rec.generation
+                self.apply_seconds.observe(max(0.0, now - rec.applied_at))
 
     def answered(self, method, route, code, seconds):
         """The API answered ``method`` on ``route`` (its pattern, or ``other``) with ``code``."""

@@ -16,29 +16,34 @@ from corral.cli.verbs import add_verb
 
 def add_parser(sub):
     """Register `corral install-units` on the subparsers ``sub``."""
-    p = add_verb(sub, "install-units", "write the systemd unit (and its environment file) of a reconciler, agent "
-                                       "or builder on this machine, or print it",
+    p = add_verb(sub, "install-units", "write the systemd unit (and its environment file) of a reconciler, agent, "
+                                       "builder or router on this machine, or print it",
                  ["corral install-units --role reconciler --store postgresql://corral@db1:5432/corral",
                   "corral install-units --role agent --reconciler tcp://10.0.0.1:7071 --reconciler "
                   "tcp://10.0.0.2:7071 --address 10.0.1.7",
-                  "corral install-units --role builder --advertise 10.0.0.3:7072 --print"])
-    p.add_argument("--role", required=True, choices=units.ROLES, help="which daemon: reconciler, agent or builder")
+                  "corral install-units --role builder --advertise 10.0.0.3:7072 --print",
+                  "corral install-units --role router --reconciler tcp://10.0.0.1:7073 --reconciler tcp://10.0.0.2:7073"])
+    p.add_argument("--role", required=True, choices=units.ROLES, help="which daemon: reconciler, agent, builder or router")
     p.add_argument("--print", dest="print_only", action="store_true",
                    help="print the unit on stdout and write nothing")
     p.add_argument("--name", default=None, help="the daemon's (or node's) name (default: this host's name)")
     p.add_argument("--exec", dest="exe", default=None, metavar="PATH",
                    help="the corral script the unit runs (default: the one beside this Python)")
-    p.add_argument("--user", default=None, help="the user it runs as (default: corral, corral_builder; root for agent)")
+    p.add_argument("--user", default=None, help="the user it runs as (default: corral; corral_builder for a builder, root for an agent)")
     p.add_argument("--api", default="0.0.0.0:7070", metavar="HOST:PORT", help="reconciler: its API (default 0.0.0.0:7070)")
     p.add_argument("--bus", default="tcp://0.0.0.0:7071", metavar="tcp://HOST:PORT",
                    help="reconciler: its bus (default tcp://0.0.0.0:7071)")
     p.add_argument("--routes", default="tcp://0.0.0.0:7073", metavar="tcp://HOST:PORT",
                    help="reconciler: its route feed, for the routers (default tcp://0.0.0.0:7073)")
-    p.add_argument("--listen", default="0.0.0.0:7072", metavar="HOST:PORT",
-                   help="builder: where it serves images (default 0.0.0.0:7072)")
+    p.add_argument("--listen", default=None, metavar="HOST:PORT",
+                   help="builder: where it serves images (default 0.0.0.0:7072); router: where it serves HTTP "
+                        "(default 0.0.0.0:80)")
+    p.add_argument("--health", default="127.0.0.1:8081", metavar="HOST:PORT",
+                   help="router: its health JSON (default 127.0.0.1:8081)")
     p.add_argument("--advertise", default=None, metavar="HOST:PORT", help="builder: the address agents fetch from")
     p.add_argument("--reconciler", dest="reconcilers", action="append", default=[], metavar="tcp://HOST:PORT",
-                   help="agent: a reconciler's bus (repeatable, one for each reconciler)")
+                   help="agent: a reconciler's bus (:7071); router: a reconciler's route feed (:7073); repeatable, "
+                        "one for each reconciler")
     p.add_argument("--address", default=None, help="agent: the address instances are reached at (this server's)")
     p.add_argument("--label", dest="labels", action="append", default=[], metavar="KEY=VALUE",
                    help="agent: a label of the node, for placement (repeatable)")
@@ -64,7 +69,7 @@ def default_exe():
 def options(args):
     """The unit's :class:`corral.units.Options` from the verb's arguments."""
     return units.Options(role=args.role, exe=args.exe or default_exe(), name=args.name or socket.gethostname(),
-                         api=args.api, bus=args.bus, routes=args.routes, listen=args.listen, advertise=args.advertise,
+                         api=args.api, bus=args.bus, routes=args.routes, listen=args.listen, health=args.health, advertise=args.advertise,
                          reconcilers=tuple(args.reconcilers), address=args.address, labels=tuple(args.labels),
                          store=args.store,
                          data_dir=args.data_dir, images_dir=args.images_dir, cache_dir=args.cache_dir,

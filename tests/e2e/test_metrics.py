@@ -180,6 +180,8 @@ def test_the_reconcilers_count_leadership_nodes_instances_placements_and_request
              timeout=15)
     found = scrape(reconciler_url(cluster, n), headers=bearer(token))
     assert [value(found, "corral_reconciler_rollouts", state=s) for s in ("rolling", "stuck")] == [0, 0]
+    # the two applies (create, then scale) each completed once: their latency is observed, by whichever led then
+    assert summed("corral_reconciler_apply_duration_seconds_count") >= 2
 
 
 def test_a_rejected_bus_message_is_counted_by_reason(cluster):

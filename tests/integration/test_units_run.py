@@ -75,11 +75,11 @@ def test_each_units_command_line_starts_its_daemon(tmp_path, started):
     key = tmp_path / "secret"
     new_key_file(key)
     store = f"sqlite:///{tmp_path / 'corral.db'}"
-    api, bus, images = free_port(), free_port(), free_port()
+    api, bus, images, feed = free_port(), free_port(), free_port(), free_port()
     common = ["--settings", str(settings)]
 
     argv, env = install(tmp_path, "reconciler", "--name", "r1", "--api", f"127.0.0.1:{api}",
-                        "--bus", f"tcp://127.0.0.1:{bus}", "--routes", f"tcp://127.0.0.1:{free_port()}",
+                        "--bus", f"tcp://127.0.0.1:{bus}", "--routes", f"tcp://127.0.0.1:{feed}",
                         "--store", store, *common)
     env["CORRAL_SECRET_FILE"] = str(key)   # the file says /etc/corral/secret; this machine's is here
     assert store not in argv and str(key) not in argv
@@ -98,6 +98,14 @@ def test_each_units_command_line_starts_its_daemon(tmp_path, started):
     env["CORRAL_SECRET_FILE"] = str(key)
     started(argv, env)
     token = api_token(read_key(key))
+
+    router, router_health = free_port(), free_port()
+    argv, env = install(tmp_path, "router", "--listen", f"127.0.0.1:{router}", "--health",
+                        f"127.0.0.1:{router_health}", "--reconciler", f"tcp://127.0.0.1:{feed}", *common)
+    env["CORRAL_SECRET_FILE"] = str(key)
+    started(argv, env)
+    wait_for("the router's health", lambda: answers(f"http://127.0.0.1:{router_health}/"), timeout=30)
+    assert requests.get(f"http://127.0.0.1:{router}/", headers={"Host": "nobody.localhost"}, timeout=5).status_code == 404
 
     def reported():
         r = requests.get(f"http://127.0.0.1:{api}/v1/nodes", headers={"Authorization": f"Bearer {token}"}, timeout=2)

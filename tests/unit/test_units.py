@@ -17,8 +17,9 @@ HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": 
 
 
 def options(role, **kw):
-    return units.Options(role=role, exe=EXE, name="host-1", store=DSN if role != "agent" else None,
-                         reconcilers=("tcp://10.0.0.1:7071", "tcp://10.0.0.2:7071") if role == "agent" else (), **kw)
+    feeds = {"agent": ("tcp://10.0.0.1:7071", "tcp://10.0.0.2:7071"), "router": ("tcp://10.0.0.1:7073",)}
+    return units.Options(role=role, exe=EXE, name="host-1", store=DSN if role in ("reconciler", "builder") else None,
+                         reconcilers=feeds.get(role, ()), **kw)
 
 
 def service(text):
@@ -33,6 +34,8 @@ def service(text):
     ("reconciler", "corral", None, True, {"StateDirectory": "corral/reconciler", "StateDirectoryMode": "0700"}),
     ("builder", "corral_builder", None, True, {"StateDirectory": "corral/images", "CacheDirectory": "corral/builder"}),
     ("agent", "root", "process", False, {"StateDirectory": "corral/node corral/images"}),
+    ("router", "corral", None, True, {"StateDirectory": None, "AmbientCapabilities": "CAP_NET_BIND_SERVICE",
+                                      "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE"}),
 ])
 def test_each_roles_unit(role, user, kill_mode, hardened, folders):
     s = service(units.unit(options(role)))
@@ -49,8 +52,17 @@ def test_the_key_and_the_store_stay_off_the_command_line(role):
     for secret in ("secret", "s3cret", "postgresql", "CORRAL_"):
         assert secret not in s["ExecStart"], f"{secret} on {role}'s command line"
     env = units.env_file(options(role))
-    assert (f"CORRAL_STORE={DSN}" in env) is (role != "agent")
+    assert (f"CORRAL_STORE={DSN}" in env) is (role in ("reconciler", "builder"))
     assert ("CORRAL_SECRET_FILE=/etc/corral/secret" in env) is (role != "builder")
+
+
+def test_only_the_router_may_bind_low_ports_and_it_listens_on_80_unless_told():
+    for role in units.ROLES:
+        s = service(units.unit(options(role)))
+        assert ("AmbientCapabilities" in s) is (role == "router")
+    s = service(units.unit(options("router")))
+    assert s["ExecStart"].split()[2:6] == ["--listen", "0.0.0.0:80", "--health", "127.0.0.1:8081"]
+    assert "--listen 10.0.0.9:443" in service(units.unit(options("router", listen="10.0.0.9:443")))["ExecStart"]
 
 
 def test_an_agent_without_reconcilers_and_an_unplain_word_are_refused_in_one_sentence():
@@ -58,8 +70,10 @@ def test_an_agent_without_reconcilers_and_an_unplain_word_are_refused_in_one_sen
         units.Options(role="agent", exe=EXE, name="n")
     with pytest.raises(ValueError, match="cannot go on a unit's command line"):
         units.unit(options("reconciler", settings="/etc/corral/my settings.yaml"))
-    with pytest.raises(ValueError, match="not one of reconciler, agent, builder"):
+    with pytest.raises(ValueError, match="needs the reconcilers' route feeds"):
         units.Options(role="router", exe=EXE, name="n")
+    with pytest.raises(ValueError, match="not one of reconciler, agent, builder, router"):
+        units.Options(role="web", exe=EXE, name="n")
 
 
 def test_a_folder_outside_var_is_named_writable_and_made_by_nobody():
@@ -76,7 +90,7 @@ def test_systemd_accepts_the_unit(role, tmp_path):
                  "TimeoutStopSec", "KillMode", "KillSignal", "TasksMax", "LimitNOFILE", "StateDirectory",
                  "StateDirectoryMode", "CacheDirectory", "CacheDirectoryMode", "ReadWritePaths", "PrivateDevices",
                  "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups", "RestrictSUIDSGID",
-                 "LockPersonality", *HARDENING}
+                 "LockPersonality", "AmbientCapabilities", "CapabilityBoundingSet", *HARDENING}
         assert set(service(path.read_text())) <= known
         return
     done = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
