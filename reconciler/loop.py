@@ -137,7 +137,7 @@ class Controller:
         full = ALL in keys
         records = self.store.list_apps()
         wanted = {r.name for r in records} | {r.app for r in desired} if full else set(keys)
-        builds = {b.key: b for b in self.store.list_builds()}
+        builds = {b.key: b for b in self.store.list_build_states()}
         prepared, failed = self._prepare_all([r for r in records if r.name in wanted], builds, now)
         planned = {p.record.name for p in prepared} | (wanted - {r.name for r in records})
         named = {r.name for r in records}   # a full sync also ends and prunes the runs of apps gone

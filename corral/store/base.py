@@ -192,6 +192,18 @@ class RevisionRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class BuildState:
+    """What the leader needs of a build in each pass: its outcome and, once built, the image's layers."""
+
+    key: str
+    app: str
+    state: str
+    image: Optional[str]
+    error: Optional[str]
+    layers: Optional[list]
+
+
+@dataclasses.dataclass(frozen=True)
 class BuildRecord:
     """One build job and its outcome.
 
@@ -207,8 +219,6 @@ class BuildRecord:
     inputs: dict
     state: str
     image: Optional[str]
-    artifact_url: Optional[str]
-    artifact_sha256: Optional[str]
     cache: Optional[str]
     phases: dict
     error: Optional[str]
@@ -477,7 +487,6 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def finish_build(self, build_id: int, worker: str, *, state: str, image: Optional[str] = None,
-                     artifact_url: Optional[str] = None, artifact_sha256: Optional[str] = None,
                      cache: Optional[str] = None, phases: Optional[dict] = None,
                      error: Optional[str] = None, layers: Optional[list] = None, lock: Optional[str] = None,
                      log_tail: Optional[str] = None) -> None:
@@ -499,6 +508,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_builds(self, app: Optional[str] = None) -> list:
         """Builds, newest first."""
+
+    @abc.abstractmethod
+    def list_build_states(self) -> list:
+        """Every build as a :class:`BuildState`: what a leader's pass reads of them (no inputs, lock,
+        log tail or phases, which a pass over every app has no use for)."""
 
     @abc.abstractmethod
     def count_builds(self) -> dict:

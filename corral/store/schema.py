@@ -172,7 +172,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 APP_COLUMNS = ("name, labels, spec, source_digest, generation, resource_version, deleting, "
                "status, owner, created_at, updated_at, applied_at")
-BUILD_COLUMNS = ("id, key, app, inputs, state, image, artifact_url, artifact_sha256, cache, "
+# (builds.artifact_url and artifact_sha256, of the one-archive images before layers, are no longer
+# read or written; they go in a later release, since a store stays readable by the release before.)
+BUILD_COLUMNS = ("id, key, app, inputs, state, image, cache, "
                  "phases, error, worker, created_at, started_at, finished_at, layers, lock, progress, log_tail")
 DESIRED_COLUMNS = "id, app, process, node, revision, image, spec, created_at"
 NODE_COLUMNS = "name, address, labels, capacity, cordoned, first_seen, last_seen"
@@ -199,10 +201,10 @@ def gitsource_from_row(row) -> GitSourceRecord:
 def build_from_row(row) -> BuildRecord:
     return BuildRecord(
         id=int(row[0]), key=row[1], app=row[2], inputs=json.loads(row[3]), state=row[4],
-        image=row[5], artifact_url=row[6], artifact_sha256=row[7], cache=row[8],
-        phases=json.loads(row[9]), error=row[10], worker=row[11], created_at=row[12],
-        started_at=row[13], finished_at=row[14], layers=json.loads(row[15]) if row[15] else None,
-        lock=row[16], progress=row[17], log_tail=row[18])
+        image=row[5], cache=row[6],
+        phases=json.loads(row[7]), error=row[8], worker=row[9], created_at=row[10],
+        started_at=row[11], finished_at=row[12], layers=json.loads(row[13]) if row[13] else None,
+        lock=row[14], progress=row[15], log_tail=row[16])
 
 
 def desired_from_row(row, decoded) -> DesiredInstance:

@@ -28,7 +28,7 @@ import json
 from typing import Optional
 
 from corral.store.base import (
-    AppRecord, ApplyResult, BuildRecord, Conflict, Fenced, GitSourceRecord, Lease, NewerSchema, RevisionRecord,
+    AppRecord, ApplyResult, BuildRecord, BuildState, Conflict, Fenced, GitSourceRecord, Lease, NewerSchema, RevisionRecord,
     Store, owner_source,
 )
 from corral.store.runs import RunQueries
@@ -609,8 +609,7 @@ class SQLStore(RunQueries, ServiceRows, Store):
         def work(cur):
             cur.execute(
                 "UPDATE builds SET state = 'queued', error = NULL, worker = NULL, heartbeat_at = NULL, "
-                "started_at = NULL, finished_at = NULL, image = NULL, artifact_url = NULL, "
-                "artifact_sha256 = NULL, cache = NULL, phases = '{}', layers = NULL, lock = NULL, progress = NULL, "
+                "started_at = NULL, finished_at = NULL, image = NULL, cache = NULL, phases = '{}', layers = NULL, lock = NULL, progress = NULL, "
                 "log_tail = NULL WHERE key = ? AND state = 'failed'",
                 (key,))
         self._run(work, write=True)
@@ -650,7 +649,6 @@ class SQLStore(RunQueries, ServiceRows, Store):
         self._run(work, write=True)
 
     def finish_build(self, build_id: int, worker: str, *, state: str, image: Optional[str] = None,
-                     artifact_url: Optional[str] = None, artifact_sha256: Optional[str] = None,
                      cache: Optional[str] = None, phases: Optional[dict] = None,
                      error: Optional[str] = None, layers: Optional[list] = None, lock: Optional[str] = None,
                      log_tail: Optional[str] = None) -> None:
@@ -664,10 +662,10 @@ class SQLStore(RunQueries, ServiceRows, Store):
 
         def work(cur):
             cur.execute(
-                "UPDATE builds SET state = ?, image = ?, artifact_url = ?, artifact_sha256 = ?, "
+                "UPDATE builds SET state = ?, image = ?, "
                 "cache = ?, phases = ?, error = ?, finished_at = ?, layers = ?, lock = ?, log_tail = ?, "
                 "progress = NULL WHERE id = ? AND worker = ? AND state = 'building'",
-                (state, image, artifact_url, artifact_sha256, cache, canonical_json(phases or {}),
+                (state, image, cache, canonical_json(phases or {}),
                  error, self._now(cur), canonical_json(layers) if layers is not None else None, lock,
                  log_tail, build_id, worker))
             if cur.rowcount == 0:
@@ -701,6 +699,14 @@ class SQLStore(RunQueries, ServiceRows, Store):
                 cur.execute(f"SELECT {BUILD_COLUMNS} FROM builds WHERE app = ? ORDER BY id DESC",
                             (app,))
             return [build_from_row(row) for row in cur.fetchall()]
+        return self._run(work, write=False)
+
+    def list_build_states(self) -> list:
+        """See Store.list_build_states."""
+        def work(cur):
+            cur.execute("SELECT key, app, state, image, error, layers FROM builds")
+            return [BuildState(key=r[0], app=r[1], state=r[2], image=r[3], error=r[4],
+                               layers=json.loads(r[5]) if r[5] else None) for r in cur.fetchall()]
         return self._run(work, write=False)
 
     def count_builds(self) -> dict:

@@ -30,7 +30,6 @@ def test_finish_records_the_outcome(store):
     store.enqueue_build("k1", "hello", {})
     build = store.claim_build("b1", stale_after=60)
     store.finish_build(build.id, "b1", state="succeeded", image="sha256:abc",
-                       artifact_url="http://127.0.0.1:7072/images/abc", artifact_sha256="f00",
                        cache="miss", phases={"resolve": 0.4, "install": 1.5})
     done = store.get_build("k1")
     assert (done.state, done.image, done.cache, done.phases, done.error) == (
@@ -100,3 +99,17 @@ def test_concurrent_claimers_never_share_a_build(store, open_twin):
     assert sorted(every) == keys  # each build claimed exactly once
     for i, keys_ in claimed.items():
         assert all(store.get_build(k).worker == f"b{i}" for k in keys_)
+
+
+def test_the_leader_reads_each_build_as_its_state_alone(store):
+    """A pass over every app reads no inputs, lock or log tail (bounded reads)."""
+    store.enqueue_build("k1", "hello", {"requirements": ["x" * 1000]})
+    build = store.claim_build("b1", stale_after=60)
+    layers = [{"kind": "env", "id": "sha256:" + "e" * 64, "sha256": "e" * 64, "size": 1}]
+    store.finish_build(build.id, "b1", state="succeeded", image="sha256:abc", layers=layers, lock="x==1\n")
+    store.enqueue_build("k2", "other", {})
+    states = {b.key: b for b in store.list_build_states()}
+    assert (states["k1"].app, states["k1"].state, states["k1"].image, states["k1"].layers) == (
+        "hello", "succeeded", "sha256:abc", layers)
+    assert (states["k2"].state, states["k2"].image, states["k2"].error) == ("queued", None, None)
+    assert not hasattr(states["k1"], "inputs") and not hasattr(states["k1"], "log_tail")
