@@ -5,7 +5,10 @@ Files live in ``<backup dir>/<app>/<service>/``: ``<id>.dump`` (mode 0600) and
 and tool versions, and the verification's verdict), also 0600, in folders of
 0700. A backup is written under a temporary name (``O_EXCL``), verified by a
 restore into a scratch copy, and only then renamed to its final name: a backup
-that fails leaves nothing under a final name. ``restore`` refuses a file whose
+that fails leaves nothing under a final name. While it is written and verified
+its writer holds an ``flock`` on the temporary file: the next backup of the
+service removes a temporary file nobody holds (its writer was killed) once it
+is older than STALE_TEMP seconds. ``restore`` refuses a file whose
 size or sha256 is not its manifest's.
 
 The decisions (:func:`space_refusal`, :func:`backup_id`, :func:`manifest_refusal`)
@@ -14,6 +17,7 @@ are pure; the rest is the thin shell around a :class:`services.base.Provisioner`
 import dataclasses
 import datetime
 import hashlib
+import fcntl
 import json
 import os
 import shutil
@@ -24,6 +28,7 @@ from services.base import ServiceError
 
 MANIFEST_FORMAT = 1
 MARGIN = 64 * 1024 * 1024   # bytes kept free beyond the expected size of a backup
+STALE_TEMP = 60.0           # s: an unlocked temporary file this old was left by a backup that was killed
 
 
 class BackupRefused(ServiceError):
@@ -143,8 +148,11 @@ class Backups:
                                 provisioner.size(service), self.margin)
         if refusal:
             raise BackupRefused(refusal)
+        _sweep_temps(folder, time.time())
         started = self.clock()
         fd, tmp = open_temp(os.path.join(folder, "backup"))
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held = os.dup(fd)      # the lock lives as long as one of the two: through the verification
         try:
             with os.fdopen(fd, "wb") as out:
                 facts = provisioner.backup(service, out)
@@ -156,6 +164,7 @@ class Backups:
             bid, final = _place(tmp, folder, service, started, {b.id for b in previous})
         finally:
             _unlink(tmp)
+            os.close(held)
         fsync_dir(folder)
         manifest = {"format": MANIFEST_FORMAT, "id": bid, "app": service.app, "service": service.name,
                     "type": service.type, "file": os.path.basename(final), "size": size, "sha256": sha,
@@ -199,6 +208,27 @@ def _place(tmp, folder, service, started, taken):
             return bid, final
         except FileExistsError:
             taken = set(taken) | {bid}
+
+
+def _sweep_temps(folder, now):
+    """Remove from ``folder`` the temporary files of backups that were killed: nobody holds their lock, and
+    they are older than STALE_TEMP (a file just opened may not be locked yet)."""
+    for entry in os.listdir(folder):
+        if not entry.startswith("backup.tmp-"):
+            continue
+        path = os.path.join(folder, entry)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if now - os.fstat(fd).st_mtime >= STALE_TEMP:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _unlink(path)
+        except OSError:
+            pass                # locked: a backup in progress
+        finally:
+            os.close(fd)
 
 
 def _unlink(path):

@@ -44,9 +44,24 @@ def pg_database(app, service):
     return _fit(f"corral_{check_label(app, 'app')}_{check_label(service, 'service')}")
 
 
+PG_SCRATCH = "corral__scratch_"
+SCRATCH_LOCK_CLASS = 0x636f72   # the first key of the advisory locks verifications hold on their scratch databases
+
+
 def pg_scratch(token=None):
     """A scratch database name for a verification: never one of an app's."""
-    return f"corral__scratch_{token or secrets.token_hex(6)}"
+    return f"{PG_SCRATCH}{token or secrets.token_hex(6)}"
+
+
+def pg_scratch_lock(name):
+    """The advisory lock ``(class, key)`` a verification holds while its scratch database ``name`` lives, or
+    None when ``name`` is not a scratch database's. A scratch database nobody holds the lock of was left by a
+    verifier that died (its session ended), and may be dropped."""
+    try:
+        token = int(name[len(PG_SCRATCH):], 16) if name.startswith(PG_SCRATCH) else None
+    except ValueError:
+        return None
+    return None if token is None else (SCRATCH_LOCK_CLASS, token % 2 ** 31)
 
 
 def redis_user(app, service):

@@ -30,7 +30,7 @@ import psycopg2
 from psycopg2 import sql
 
 from services.base import Provisioner, ServiceError, Verification
-from services.names import pg_database, pg_login, pg_scratch, server_address
+from services.names import PG_SCRATCH, pg_database, pg_login, pg_scratch, pg_scratch_lock, server_address
 
 TABLES = """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
@@ -246,7 +246,35 @@ class PostgresProvisioner(Provisioner):
                     *extra, "-d", self._dsn(db), path])
 
     def verify(self, service, path, facts):
-        scratch, owner = pg_scratch(), pg_database(service.app, service.name)
+        """Restore ``path`` into a scratch database and compare its tables with ``facts``. While the scratch
+        database lives, an admin session holds its advisory lock; first, scratch databases whose lock nobody
+        holds (their verifier was killed) are dropped."""
+        scratch = pg_scratch()
+        with self._cursor() as guard:
+            self.sweep_scratch(guard)
+            guard.execute("SELECT pg_advisory_lock(%s, %s)", pg_scratch_lock(scratch))
+            return self._verify_in(scratch, service, path, facts)
+
+    @staticmethod
+    def sweep_scratch(cur):
+        """Drop the scratch databases on the server that no live verification holds the lock of; their names."""
+        cur.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (PG_SCRATCH,))
+        gone = []
+        for name in [r[0] for r in cur.fetchall()]:
+            key = pg_scratch_lock(name)
+            if key is None:
+                continue
+            cur.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+            if cur.fetchone()[0]:
+                try:
+                    cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                    gone.append(name)
+                finally:
+                    cur.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+        return gone
+
+    def _verify_in(self, scratch, service, path, facts):
+        owner = pg_database(service.app, service.name)
         self._run([(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
             sql.Identifier(scratch), sql.Identifier(owner)),)])
         try:

@@ -4,16 +4,19 @@ Backup -> drop a table -> restore -> the data is back, and the verification
 agrees; a tampered file is refused by restore; a backup into a folder without
 room is refused with a sentence, and a dump that fills the disk leaves no file.
 """
+import fcntl
 import os
 import stat
 import subprocess
+import time
 
 import psycopg2
 import pytest
 import redis
 
-from services.backups import BackupRefused, Backups
+from services.backups import STALE_TEMP, BackupRefused, Backups
 from services.base import Credential
+from services.names import pg_scratch, pg_scratch_lock
 from tests.servicekit import provisioned  # noqa: F401  (fixture)
 from tests.support import need_root
 
@@ -191,3 +194,46 @@ def test_two_backups_in_one_second_keep_both_files(provisioned, tmp_path):
     assert (first.id, second.id) == (f"{service.app}-cache-20261204T140000Z", f"{service.app}-cache-20261204T140000Z-2")
     assert sorted(os.listdir(os.path.dirname(first.path))) == sorted(
         [first.id + ".dump", first.id + ".json", second.id + ".dump", second.id + ".json"]), "no temporary file left"
+
+
+def scratch_databases(admin_url):
+    return {r[0] for r in pg_run(admin_url, "SELECT datname FROM pg_database WHERE datname LIKE 'corral\\_\\_scratch\\_%'")}
+
+
+def test_a_verification_drops_the_scratch_databases_of_killed_verifiers_and_spares_live_ones(provisioned, tmp_path):
+    prov, service, cred = provisioned("postgresql")
+    fill_visits(prov.url(service, cred), 5)
+    orphan, live = pg_scratch(), pg_scratch()
+    pg_run(prov.admin_url, f'CREATE DATABASE "{orphan}"', f'CREATE DATABASE "{live}"')
+    holder = psycopg2.connect(prov.admin_url)     # a verification still running elsewhere holds its lock
+    holder.autocommit = True
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s, %s)", pg_scratch_lock(live))
+        b = Backups(str(tmp_path)).create(prov, service)
+        assert b.verified, b.manifest["verified"]
+        left = scratch_databases(prov.admin_url)
+        assert orphan not in left, "the scratch database of a verifier that died was left on the server"
+        assert live in left, "a scratch database whose verification holds its lock was dropped"
+    finally:
+        holder.close()
+        pg_run(prov.admin_url, f'DROP DATABASE IF EXISTS "{orphan}"', f'DROP DATABASE IF EXISTS "{live}"')
+
+
+def test_a_backup_removes_the_temporary_files_of_killed_backups_and_spares_running_ones(provisioned, tmp_path):
+    prov, service, cred = provisioned("redis")
+    redis.Redis.from_url(prov.url(service, cred)).set(f"{service.app}:k", "v")
+    backups = Backups(str(tmp_path))
+    folder = tmp_path / service.app / service.name
+    folder.mkdir(parents=True)
+    old = time.time() - 2 * STALE_TEMP
+    killed, running, just_opened = (folder / f"backup.tmp-{n}" for n in ("dead", "live", "new"))
+    for path in (killed, running, just_opened):
+        path.write_bytes(b"part of a dump")
+    for path in (killed, running):
+        os.utime(path, (old, old))
+    with open(running, "rb") as held:            # a backup in progress elsewhere holds its lock
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert backups.create(prov, service).verified
+        assert not killed.exists(), "the temporary file of a killed backup was left behind"
+        assert running.exists() and just_opened.exists(), "a temporary file of a running backup was removed"

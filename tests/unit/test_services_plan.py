@@ -2,8 +2,8 @@
 import pytest
 
 from services.backups import MANIFEST_FORMAT, backup_id, manifest_refusal, space_refusal
-from services.names import (env_name, pg_database, pg_login, redis_login, redis_prefix, redis_scratch,
-                            pg_scratch, without_password)
+from services.names import (SCRATCH_LOCK_CLASS, env_name, pg_database, pg_login, pg_scratch, pg_scratch_lock,
+                            redis_login, redis_prefix, redis_scratch, without_password)
 from services.plan import (DELETE, FAILED, RETAINED, Known, ServicePlan, Wanted, missing_server, plan,
                            service_conditions, service_env)
 from services.postgresql import compare_tables
@@ -187,3 +187,10 @@ SERVICES = {"db": {"type": "postgresql"}, "cache": {"type": "redis"}}
 def test_service_conditions(states, backups, expected):
     got = service_conditions(SERVICES, states, backups)
     assert [(c["type"], c["status"], c["reason"], c["message"]) for c in got] == expected
+
+
+def test_a_scratch_lock_is_named_only_for_a_scratch_database():
+    name = pg_scratch("00ff00ff00ff")
+    assert pg_scratch_lock(name) == (SCRATCH_LOCK_CLASS, 0x00ff00ff00ff % 2 ** 31)
+    for other in ("corral_shop_db", "corral__scratch_", "corral__scratch_zz", "postgres"):
+        assert pg_scratch_lock(other) is None, other
