@@ -3,8 +3,11 @@ is SIGKILLed at slot boundaries (just before one, just after one: mid-backup), t
 again as its unit would be. Every slot from the first backup to the last one awaited has exactly one recorded
 backup (the store's ``service_backups``, as ``GET /v1/backups`` lists them), none skipped, each VERIFIED."""
 import calendar
+import glob
 import os
 import time
+
+import psycopg2
 
 from tests.cluster import figures
 from tests.cluster.fleet import TIMINGS, Fleet
@@ -35,16 +38,37 @@ def count(slots, first, last):
             "unverified": sum(1 for t in wanted for v in slots.get(t, ()) if not v)}
 
 
+def leftovers(fleet, backup_dir):
+    """``(temp files, scratch databases)`` that backups cut short by a kill left behind."""
+    temps = glob.glob(os.path.join(backup_dir, "*", "*", "backup.tmp-*"))
+    conn = psycopg2.connect(fleet.store)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'corral\\_\\_scratch\\_%'")
+            return len(temps), cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def leading_after(fleet, epoch):
+    """The reconciler that leads at an epoch past ``epoch``, or None."""
+    for r in ("r1", "r2"):
+        health = fleet.get("/healthz", r, timeout=1) or {}
+        if health.get("leader") and health.get("epoch", 0) > epoch:
+            return r
+    return None
+
+
 def kill_leader_at(fleet, boundary, offset):
-    """SIGKILL whoever leads at ``boundary + offset`` (wall clock), start it again at once; return
-    ``(killed, seconds until the other one led)``."""
+    """SIGKILL whoever leads at ``boundary + offset`` (wall clock) and start it again at once (either may win the
+    lease then); return ``(killed, seconds until a reconciler led at a later epoch)``."""
     old = wait_for("a leader", fleet.leader, timeout=20, interval=0.05)
+    epoch = fleet.get("/healthz", old)["epoch"]
     time.sleep(max(0.0, boundary + offset - time.time()))
-    new = "r2" if old == "r1" else "r1"
     fleet.daemons[old].kill()
     killed = time.monotonic()
     fleet.daemons[old].start()
-    wait_for(f"{new} to lead", lambda: (fleet.get("/healthz", new) or {}).get("leader"),
+    wait_for(f"a leader after epoch {epoch}", lambda: leading_after(fleet, epoch),
              timeout=3 * fleet.timings["lease_ttl"] + 10, interval=0.1)
     return old, time.monotonic() - killed
 
@@ -74,9 +98,11 @@ def test_a_scheduled_backup_runs_once_per_slot_across_leader_kills(datacentre, t
         wait_for(f"the backup of slot {last}", lambda: last in backup_slots(fleet, app), timeout=30, interval=0.1)
         got = count(backup_slots(fleet, app), first, last)
         died = fleet.died()
+        temps, scratch = leftovers(fleet, services["backup_dir"])
         figures.record("12 backups: leader killed at slots", detect=max(takeovers), lost=got["skips"],
                        died=len(died), note=f"{got['slots']} slots, {got['backups']} backups, {got['duplicates']} "
-                                            f"duplicates, {got['unverified']} unverified; killed {', '.join(kills)}")
+                                            f"duplicates, {got['unverified']} unverified; killed {', '.join(kills)}; "
+                                            f"left {temps} temp files, {scratch} scratch databases")
         assert (got["duplicates"], got["skips"], got["unverified"], got["backups"]) == (0, 0, 0, got["slots"]), got
         assert not died, f"daemons died: {died}"
     finally:
