@@ -102,7 +102,7 @@ def test_a_scheduled_backup_runs_once_per_slot_across_leader_kills(datacentre, t
         figures.record("12 backups: leader killed at slots", detect=max(takeovers), lost=got["skips"],
                        died=len(died), note=f"{got['slots']} slots, {got['backups']} backups, {got['duplicates']} "
                                             f"duplicates, {got['unverified']} unverified; killed {', '.join(kills)}; "
-                                            f"left {temps} temp files, {scratch} scratch databases")
+                                            f"left: {temps} temp files (removed past 60 s), {scratch} scratch databases")
         assert (got["duplicates"], got["skips"], got["unverified"], got["backups"]) == (0, 0, 0, got["slots"]), got
         assert not died, f"daemons died: {died}"
     finally:
