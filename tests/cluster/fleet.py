@@ -154,12 +154,14 @@ class Fleet:
     one its own (then it fetches images from the builder over the link), and
     keep their state under the workdir unless ``agent_data_dirs`` says where.
     ``release_env``: the environment every daemon starts in (default: the
-    test's), e.g. a PYTHONPATH that runs an older release of corral. Every daemon runs under
-    the command line and environment of its systemd unit (:meth:`unit`).
+    test's), e.g. a PYTHONPATH that runs an older release of corral; ``release_argv(argv)``, the
+    command line that release's unit held instead of this one's (``unit_argv`` keeps this
+    release's, for an upgrade). Every daemon runs under the command line and environment of its
+    systemd unit (:meth:`unit`). ``router``: whether a router runs too (no release before 0.2 has one).
     """
 
     def __init__(self, dc, workdir, timings=TIMINGS, nodes=NODES, agent_data_dirs=None, agent_images_dirs=None,
-                 release_env=None):
+                 release_env=None, release_argv=None, router=True):
         self.dc = dc
         self.workdir = str(workdir)
         self.logs = os.path.join(self.workdir, "logs")
@@ -180,17 +182,20 @@ class Fleet:
         self.daemons = {}
         self.release_env = release_env or os.environ
         self.unit_env = {}   # each daemon's unit environment, to start it again in another release's (an upgrade)
+        self.unit_argv = {}  # and its command line as this release's unit has it
+        self.release_argv = release_argv or (lambda argv: argv)
         for r in ("r1", "r2"):
             a = dc.hosts[r].address
             self._add(r, *self.unit("reconciler", r, api=f"{a}:{API_PORT}", bus=f"tcp://{a}:{BUS_PORT}",
                                     routes=f"tcp://{a}:{ROUTES_PORT}", store=self.store))
         # The router in a namespace of its own, on both reconcilers' route feeds.
         rt = dc.hosts["rt"].address
-        self._add("rt", [CORRAL, "router", "--listen", f"{rt}:{ROUTER_PORT}", "--health", f"{rt}:{ROUTER_PORT + 1}",
-                         "--workers", "1", "--feed-timeout", "2", "--settings", self.settings,
-                         "--access-log", os.path.join(self.logs, "rt-access.log")]
-                  + [a for r in ("r1", "r2") for a in ("--reconciler", f"tcp://{dc.hosts[r].address}:{ROUTES_PORT}")],
-                  {units.ENV_SECRET: self.secret})
+        if router:
+            self._add("rt", [CORRAL, "router", "--listen", f"{rt}:{ROUTER_PORT}", "--health", f"{rt}:{ROUTER_PORT + 1}",
+                             "--workers", "1", "--feed-timeout", "2", "--settings", self.settings,
+                             "--access-log", os.path.join(self.logs, "rt-access.log")]
+                      + [a for r in ("r1", "r2") for a in ("--reconciler", f"tcp://{dc.hosts[r].address}:{ROUTES_PORT}")],
+                      {units.ENV_SECRET: self.secret})
         # The builder runs on the operator's host (root namespace, on the bridge's address): it needs
         # the package index the machine reaches, which the private link does not route to.
         b = dc.operator
@@ -226,9 +231,10 @@ class Fleet:
         return units.command(o), env
 
     def _add(self, name, argv, env):
-        inside = self.dc.argv(name, argv) if name in self.dc.hosts and name != "b1" else argv
-        self.unit_env[name] = env
-        self.daemons[name] = Daemon(name, inside, os.path.join(self.logs, f"{name}.log"),
+        def inside(argv):
+            return self.dc.argv(name, argv) if name in self.dc.hosts and name != "b1" else argv
+        self.unit_env[name], self.unit_argv[name] = env, inside(argv)
+        self.daemons[name] = Daemon(name, inside(self.release_argv(argv)), os.path.join(self.logs, f"{name}.log"),
                                     env=dict(self.release_env, **env))
 
     # --- talking to the cluster -------------------------------------------

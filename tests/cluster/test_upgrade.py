@@ -23,6 +23,7 @@ from tests.e2e.installed import build_wheel
 
 PREVIOUS = "2782e51"          # the commit released as 0.1.0 (CHANGELOG.md)
 PREVIOUS_VERSION = "0.1.0"
+NEW_FLAGS = {"--routes"}       # flags with a value that this release's units pass and 0.1.0 does not know
 NODES = ["n1", "n2"]           # two are enough: the second is upgraded while the first runs the new release
 
 
@@ -84,13 +85,27 @@ def upgrade(fleet, name):
     d.signal(signal.SIGTERM)
     d.proc.wait(30)
     d.env = dict(os.environ, **fleet.unit_env[name])   # this release: the test's own environment
+    d.argv = fleet.unit_argv[name]                     # and its unit's command line
     d.start()
     wait_for(f"{name} to run {corral.__version__}", lambda: release_of(fleet, name) == corral.__version__,
              timeout=60, interval=0.2)
 
 
+def previous_unit(argv):
+    """The command line the previous release's unit held: this release's, without the flags it added
+    (a reconciler's route feed, --routes)."""
+    out, words = [], iter(argv)
+    for word in words:
+        if word in NEW_FLAGS:
+            next(words)
+        else:
+            out.append(word)
+    return out
+
+
 def test_a_fleet_of_the_previous_release_is_upgraded_in_order_under_load(datacentre, tmp_path, previous_release):
-    fleet = Fleet(datacentre, tmp_path, nodes=NODES, release_env=previous_release)
+    fleet = Fleet(datacentre, tmp_path, nodes=NODES, release_env=previous_release, release_argv=previous_unit,
+                  router=False)
     try:
         assert versions(fleet) == {"n1": PREVIOUS_VERSION, "n2": PREVIOUS_VERSION, "r1": None, "r2": None}, \
             versions(fleet)
