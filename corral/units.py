@@ -62,6 +62,7 @@ class Options:
     env_file: str | None = None               # default <ENV_DIR>/<role>.env
     settings: str | None = None               # a timings file (corral/settings.py)
     user: str | None = None                   # default USERS[role]
+    bus_encryption: str = "required"          # reconciler, agent, router: CurveZMQ on the bus (corral/wire/curve.py)
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -105,6 +106,8 @@ def command(o):
             argv += ["--label", label]
         for bus in o.reconcilers:
             argv += ["--reconciler", bus]
+    if o.role != "builder" and o.bus_encryption == "required":   # off is the daemons' default, and 0.1.0's argv
+        argv += ["--bus-encryption", "required"]
     argv += settings
     for word in argv:
         if not _PLAIN.match(word):

@@ -32,6 +32,7 @@ from corral.metrics import MetricsServer
 from corral.settings import Timings
 from corral.stopping import Stop
 from corral.wire.bus import BusClient
+from corral.wire.curve import server_public
 from corral import private
 from corral.wire.keys import hide_process, key_path, read_key
 from nodeagent import users
@@ -51,7 +52,7 @@ DEFAULT_METRICS = "127.0.0.1:7075"
 
 
 def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, address="127.0.0.1", timings=Timings(),
-        app_users=None, stop=None, metrics=DEFAULT_METRICS):
+        app_users=None, stop=None, metrics=DEFAULT_METRICS, bus_encryption="off"):
     """Run the agent of node ``name`` until SIGINT (stop its instances, then return) or SIGTERM
     (return and leave them running for the next agent to adopt).
 
@@ -92,7 +93,8 @@ def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, ad
                   bus_stats=lambda: bus.stats(), users=who, memory=MemoryCgroups.probe(),
                   log_retention=timings.log_retention, metrics=counted)
     counted.watch(agent)
-    bus = BusClient(list(reconcilers), key, name, agent.on_message, window=timings.replay_window)
+    bus = BusClient(list(reconcilers), key, name, agent.on_message, window=timings.replay_window,
+                    curve_server_public=server_public(key, bus_encryption))
     agent.streams = Streams(agent, reply=bus.send_to)
     stop = Stop(early=stop)
     profile = _Profile.from_env()

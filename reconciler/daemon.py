@@ -56,6 +56,7 @@ from corral.settings import ServiceServers, Timings
 from corral.stopping import Stop
 from corral.store import Fenced, StoreError, open_store
 from corral.wire.bus import BusPublisher, BusServer
+from corral.wire.curve import server_secret
 from corral.wire.keys import hide_process, key_path, read_key, store_dsn as store_dsn_from
 from reconciler.api import Api
 from reconciler.appservices import ServiceKeeper
@@ -99,7 +100,7 @@ class Reconciler:
     """
 
     def __init__(self, *, name, store, key, bus, timings=Timings(), git_dir, stop=None, clock=time.time,
-                 routes=None, cluster_domain="localhost", services=ServiceServers()):
+                 routes=None, cluster_domain="localhost", services=ServiceServers(), bus_encryption="off"):
         self.name, self.store, self.timings, self.clock = name, store, timings, clock
         self.stop = stop if stop is not None else Stop()
         self.observed = Observed(started_at=clock())
@@ -107,7 +108,8 @@ class Reconciler:
         self.sources = WorkQueue()   # GitSource names
         self.pending_events = collections.deque(maxlen=PENDING_EVENTS)
         self._kicks = eventlet.queue.LightQueue(maxsize=1)
-        self.bus = BusServer(bus, key, name, self.on_message, window=timings.replay_window)
+        curve_secret = server_secret(key, bus_encryption)   # None: cleartext (``off``)
+        self.bus = BusServer(bus, key, name, self.on_message, window=timings.replay_window, curve_secret=curve_secret)
         self.relay = Relay(self.bus.send, lambda node: clock() - self.observed.last_seen(node),
                            timings.heartbeat_timeout)
         self.lease = LeaderLease(store, process_holder(name), timings)
@@ -123,7 +125,8 @@ class Reconciler:
                                     lambda: self.state.routes(cluster_domain), lambda: self.lease.epoch,
                                     in_touch=lambda: self.touch.ok(time.monotonic()))
         self.publisher = None if routes is None else \
-            BusPublisher(routes, key, name, self.route_feed.on_subscribe, window=timings.replay_window)
+            BusPublisher(routes, key, name, self.route_feed.on_subscribe, window=timings.replay_window,
+                         curve_secret=curve_secret)
         self.api = Api(store, self.state, api_token(key), self.kick, self.relay, tokens=role_tokens(key),
                        watch=(timings.watch_interval, timings.watch_keepalive), metrics=self.metrics,
                        metrics_token=metrics_token(key), route_table=self.route_feed.table_json,
@@ -371,7 +374,7 @@ class Reconciler:
 
 
 def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), routes=None,
-        cluster_domain="localhost", services=ServiceServers()):
+        cluster_domain="localhost", services=ServiceServers(), bus_encryption="off"):
     """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint.
 
     The key's path and the store DSN come from the environment when not given
@@ -385,7 +388,8 @@ def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), 
     host, _, port = api.rpartition(":")
     sock = eventlet.listen((host or "127.0.0.1", int(port)), backlog=1024)
     reconciler = Reconciler(name=name, store=store, key=key, bus=bus, timings=timings, git_dir=git_dir, stop=stop,
-                            routes=routes, cluster_domain=cluster_domain, services=services)
+                            routes=routes, cluster_domain=cluster_domain, services=services,
+                            bus_encryption=bus_encryption)
     try:
         with stop.catching():
             reconciler.start(sock)

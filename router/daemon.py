@@ -101,9 +101,11 @@ def worker_main(index, cfg, key):
         proxy.set_table(load_static(cfg["static"]))
     else:
         from corral.wire.bus import BusSubscriber
+        from corral.wire.curve import server_public
         feed = Feed(proxy, cfg["reconcilers"], timeout=cfg["feed_timeout"])
         subscriber = BusSubscriber(cfg["reconcilers"], key, f"router-{os.getpid()}", feed.on_message,
-                                   window=cfg["replay_window"])
+                                   window=cfg["replay_window"],
+                                   curve_server_public=server_public(key, cfg.get("bus_encryption", "off")))
         feed.subscriber = subscriber
         subscriber.start()
 

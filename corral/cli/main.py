@@ -209,7 +209,16 @@ def _reconciler_verb(sub):
                    help="an app with no routes and one port process is served at APP.DOMAIN (default localhost)")
     r.add_argument("--secret-file", default=None, metavar="FILE", help=SECRET_HELP)
     r.add_argument("--name", default=None, help="its name in the lease and in events (default: --api)")
+    _bus_encryption_flag(r, "its bus and route feed")
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
+
+
+def _bus_encryption_flag(p, what):
+    """``--bus-encryption``: CurveZMQ on ``what`` (corral/wire/curve.py). Off by default, so that a bare
+    daemon still speaks to 0.1.0 peers during an upgrade; ``corral up`` and the units say required."""
+    p.add_argument("--bus-encryption", choices=("required", "off"), default="off",
+                   help=f"CurveZMQ on {what}; every reconciler, agent and router must agree "
+                        "(default off, for an upgrade from 0.1.0; corral up and the units: required)")
 
 
 def _agent_verb(sub):
@@ -225,6 +234,7 @@ def _agent_verb(sub):
                    help="a reconciler's bus (repeatable: one for each reconciler)")
     n.add_argument("--data-dir", required=True, metavar="DIR", help="where the agent keeps its state and logs")
     n.add_argument("--secret-file", default=None, metavar="FILE", help=SECRET_HELP)
+    _bus_encryption_flag(n, "its connections to the reconcilers' buses")
     n.add_argument("--label", action="append", type=_label, default=[], metavar="KEY=VALUE",
                    help="a label of the node, for placement (repeatable)")
     n.add_argument("--labels-file", metavar="FILE", help="a YAML mapping of labels; --label wins over it")
@@ -312,13 +322,14 @@ def run_daemon(args):
         from corral.settings import load_services
         run(store_dsn=args.store, api=args.api, bus=args.bus, secret_file=args.secret_file,
             name=name, timings=timings, routes=args.routes, cluster_domain=args.cluster_domain,
-            services=load_services(args.settings))
+            services=load_services(args.settings), bus_encryption=args.bus_encryption)
     elif args.command == "agent":
         from nodeagent.daemon import run
         _daemon_logging(f"agent/{args.name}")
         run(name=args.name, reconcilers=args.reconciler, data_dir=args.data_dir,
             secret_file=args.secret_file, images_dir=args.images_dir, labels=_agent_labels(args),
-            address=args.address, timings=timings, app_users=args.app_users, stop=early, metrics=args.metrics)
+            address=args.address, timings=timings, app_users=args.app_users, stop=early, metrics=args.metrics,
+            bus_encryption=args.bus_encryption)
     elif args.command == "builder":
         from builder.daemon import run
         name = args.name or args.listen

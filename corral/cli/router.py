@@ -45,6 +45,8 @@ def add_parser(sub, secret_help):
     r.add_argument("--feed-timeout", type=float, default=3.0, metavar="S",
                    help="a reconciler's feed silent this long is not live (it ticks every second; default 3)")
     r.add_argument("--secret-file", default=None, metavar="FILE", help=secret_help)
+    r.add_argument("--bus-encryption", choices=("required", "off"), default="off",
+                   help="CurveZMQ on the route feeds, as the reconcilers have it (default off; units: required)")
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
 
@@ -64,7 +66,7 @@ def config(args, timings):
             "tls": tls, "tls_listen": args.tls_listen,
             "static": args.static, "workers": args.workers, "trusted": args.trusted_proxy,
             "limits": Limits(), "max_connections": 10000, "feed_timeout": args.feed_timeout,
-            "replay_window": timings.replay_window,
+            "replay_window": timings.replay_window, "bus_encryption": args.bus_encryption,
             "timeouts": Timeouts(connect=args.connect_timeout, response=args.response_timeout,
                                  idle=args.idle_timeout, header=args.header_timeout)}
 

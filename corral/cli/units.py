@@ -56,6 +56,9 @@ def add_parser(sub):
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="builder: its caches (default /var/cache/corral/builder)")
     p.add_argument("--env-file", default=None, metavar="FILE", help="its environment file (default /etc/corral/ROLE.env)")
     p.add_argument("--settings", default=None, metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
+    p.add_argument("--bus-encryption", choices=("required", "off"), default="required",
+                   help="reconciler, agent, router: CurveZMQ on the bus (default required; off while agents "
+                        "of 0.1.0 remain, see docs/PRODUCTION.md's upgrades)")
     p.add_argument("--unit-dir", default="/etc/systemd/system", metavar="DIR",
                    help="where the unit is written (default /etc/systemd/system)")
 
@@ -73,7 +76,8 @@ def options(args):
                          reconcilers=tuple(args.reconcilers), address=args.address, labels=tuple(args.labels),
                          store=args.store,
                          data_dir=args.data_dir, images_dir=args.images_dir, cache_dir=args.cache_dir,
-                         env_file=args.env_file, settings=args.settings, user=args.user)
+                         env_file=args.env_file, settings=args.settings, user=args.user,
+                         bus_encryption=args.bus_encryption)
 
 
 def write_new_private(path, text):

@@ -48,6 +48,7 @@ def daemon_commands(args, data_dir, secret, store):
     settings = ["--settings", args.settings] if args.settings else []
     images = os.path.join(data_dir, "images")
     keyed = {SECRET_ENV: secret}
+    encrypted = ["--bus-encryption", "required"]   # every bus socket CurveZMQ (corral/wire/curve.py)
     stored = {STORE_ENV: store}
     buses, feeds = [], []
     cmds = []
@@ -59,11 +60,11 @@ def daemon_commands(args, data_dir, secret, store):
         feeds.append(feed)
         cmds.append((f"reconciler-{i + 1}", py + ["reconciler", "--name", f"r{i + 1}", "--api", api, "--bus", bus,
                                                  "--routes", feed, "--cluster-domain", CLUSTER_DOMAIN]
-                     + settings, {**keyed, **stored}))
+                     + encrypted + settings, {**keyed, **stored}))
     router_port = router_port_of(args)
     cmds.append(("router", py + ["router", "--listen", f"127.0.0.1:{router_port}",
                                  "--health", f"127.0.0.1:{router_port + 1}", "--workers", "1"]
-                 + [a for feed in feeds for a in ("--reconciler", feed)] + settings, keyed))
+                 + [a for feed in feeds for a in ("--reconciler", feed)] + encrypted + settings, keyed))
     cmds.append(("builder", py + ["builder", "--name", "b1",
                                   "--listen", f"127.0.0.1:{args.base_port + 2}",
                                   "--metrics", f"127.0.0.1:{args.base_port + 4}",
@@ -76,7 +77,7 @@ def daemon_commands(args, data_dir, secret, store):
                      "--metrics", f"127.0.0.1:{args.base_port + 10 * n + 5}"]
         for bus in buses:
             argv += ["--reconciler", bus]
-        cmds.append((name, argv + settings, keyed))
+        cmds.append((name, argv + encrypted + settings, keyed))
     return cmds
 
 

@@ -27,7 +27,8 @@ Choices, and why:
   unsigned socket can therefore never divert a node's commands, and a
   restarted agent is found again by its first report.
 - CurveZMQ encryption when keys are given (``curve_secret`` on the server,
-  ``curve_server_public`` on the client); HMAC signing is always on.
+  ``curve_server_public`` on the client; the daemons derive them from the cluster key,
+  :mod:`corral.wire.curve`, under ``--bus-encryption required``); HMAC signing is always on.
 """
 import collections
 import logging
@@ -241,7 +242,6 @@ class _Connecting(_Endpoint):
             raise ValueError(f"bus: {none_given}")
         self.endpoints = list(endpoints)
         self._socks = {}
-        curve = curve_keypair() if curve_server_public is not None else None
         for endpoint in self.endpoints:
             sock = self._ctx.socket(kind)
             _common_options(sock)
@@ -249,8 +249,8 @@ class _Connecting(_Endpoint):
                 sock.setsockopt(getattr(zmq, option), value)
             sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
-            if curve is not None:
-                sock.curve_publickey, sock.curve_secretkey = curve
+            if curve_server_public is not None:   # a fresh keypair per socket
+                sock.curve_publickey, sock.curve_secretkey = curve_keypair()
                 sock.curve_serverkey = curve_server_public
             try:
                 sock.connect(endpoint)

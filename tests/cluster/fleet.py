@@ -161,7 +161,7 @@ class Fleet:
     """
 
     def __init__(self, dc, workdir, timings=TIMINGS, nodes=NODES, agent_data_dirs=None, agent_images_dirs=None,
-                 release_env=None, release_argv=None, router=True):
+                 release_env=None, release_argv=None, router=True, bus_encryption="required"):
         self.dc = dc
         self.workdir = str(workdir)
         self.logs = os.path.join(self.workdir, "logs")
@@ -181,6 +181,7 @@ class Fleet:
         self.apps = set()
         self.daemons = {}
         self.release_env = release_env or os.environ
+        self.bus_encryption = bus_encryption   # off: what 0.1.0 speaks (the upgrade scenario)
         self.unit_env = {}   # each daemon's unit environment, to start it again in another release's (an upgrade)
         self.unit_argv = {}  # and its command line as this release's unit has it
         self.release_argv = release_argv or (lambda argv: argv)
@@ -194,6 +195,7 @@ class Fleet:
             self._add("rt", [CORRAL, "router", "--listen", f"{rt}:{ROUTER_PORT}", "--health", f"{rt}:{ROUTER_PORT + 1}",
                              "--workers", "1", "--feed-timeout", "2", "--settings", self.settings,
                              "--access-log", os.path.join(self.logs, "rt-access.log")]
+                      + (["--bus-encryption", "required"] if bus_encryption == "required" else [])
                       + [a for r in ("r1", "r2") for a in ("--reconciler", f"tcp://{dc.hosts[r].address}:{ROUTES_PORT}")],
                       {units.ENV_SECRET: self.secret})
         # The builder runs on the operator's host (root namespace, on the bridge's address): it needs
@@ -224,7 +226,8 @@ class Fleet:
         """``(argv, environment)`` of a daemon as its systemd unit runs it (corral/units.py): the unit's
         ExecStart, and the test's environment with the unit's EnvironmentFile over it (the key's path is
         the fleet's)."""
-        o = units.Options(role=role, exe=CORRAL, name=name, settings=self.settings, **options)
+        o = units.Options(role=role, exe=CORRAL, name=name, settings=self.settings,
+                          bus_encryption=self.bus_encryption, **options)
         env = dict(line.split("=", 1) for line in units.env_file(o).splitlines() if line and line[0] != "#")
         if units.ENV_SECRET in env:
             env[units.ENV_SECRET] = self.secret

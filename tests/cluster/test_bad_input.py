@@ -9,6 +9,7 @@ import time
 import requests
 import zmq
 
+from corral.wire.curve import as_client
 from corral.wire.envelope import seal
 from tests.cluster import figures
 from tests.cluster.fleet import API_PORT, BUILDER_PORT, BUS_PORT, ROUTER_PORT
@@ -139,6 +140,7 @@ def test_bad_input_at_every_door_changes_nothing_and_kills_nothing(fleet, tmp_pa
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, b"n1")         # pretends to be a real node
         sock.setsockopt(zmq.LINGER, 1000)
+        as_client(sock, fleet.key)   # past the encryption (a peer who knows the key): the envelopes' own checks
         sock.connect(f"tcp://{fleet.dc.hosts[r].address}:{BUS_PORT}")
         good = seal(fleet.key, "report", "n1", 0, {"node": {"name": "n1"}, "instances": []}, time.time())
         batch = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 2000))) for _ in range(200)]
@@ -242,7 +244,7 @@ def test_hostile_envelopes_to_the_reconcilers_buses_are_dropped_and_change_nothi
     ctx = zmq.Context.instance()
     socks = []
     for r in ("r1", "r2"):
-        sock = ctx.socket(zmq.DEALER)
+        sock = as_client(ctx.socket(zmq.DEALER), fleet.key)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.connect(f"tcp://{fleet.dc.hosts[r].address}:{BUS_PORT}")
         socks.append(sock)
@@ -291,7 +293,7 @@ def test_hostile_envelopes_to_the_reconcilers_buses_are_dropped_and_change_nothi
 
 def test_a_reconciler_shows_how_many_envelopes_it_dropped(fleet):
     ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
+    sock = as_client(ctx.socket(zmq.DEALER), fleet.key)
     sock.setsockopt(zmq.LINGER, 1000)
     sock.connect(f"tcp://{fleet.dc.hosts['r1'].address}:{BUS_PORT}")
     for _ in range(10):

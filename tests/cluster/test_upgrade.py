@@ -104,8 +104,9 @@ def previous_unit(argv):
 
 
 def test_a_fleet_of_the_previous_release_is_upgraded_in_order_under_load(datacentre, tmp_path, previous_release):
+    # 0.1.0 speaks cleartext: the units keep the bus so until every daemon is upgraded (docs/PRODUCTION.md)
     fleet = Fleet(datacentre, tmp_path, nodes=NODES, release_env=previous_release, release_argv=previous_unit,
-                  router=False)
+                  router=False, bus_encryption="off")
     try:
         assert versions(fleet) == {"n1": PREVIOUS_VERSION, "n2": PREVIOUS_VERSION, "r1": None, "r2": None}, \
             versions(fleet)

@@ -118,9 +118,10 @@ def build_image_archive(python=sys.executable):
 class Reconciler:
     """A fake reconciler: a real BusServer that keeps every report and sends assigns."""
 
-    def __init__(self, key):
+    def __init__(self, key, curve_secret=None):
         self.reports = []
-        self.server = BusServer("tcp://127.0.0.1:*", key, "reconciler-1", self._on_message).start()
+        self.server = BusServer("tcp://127.0.0.1:*", key, "reconciler-1", self._on_message,
+                                curve_secret=curve_secret).start()
         self.endpoint = self.server.endpoint
 
     def _on_message(self, peer, msg):
@@ -185,8 +186,8 @@ def agent(tmp_path, reconciler, key_file):
         arguments ``run_args`` of nodeagent.daemon.run and ``timings``."""
         base = tmp_path if root is None else root
         data_dir, images_dir = base / "data", base / "images"
-        args = dict(name=NODE, reconcilers=[reconciler.endpoint], data_dir=str(data_dir),
-                    secret_file=str(key_file), images_dir=str(images_dir), labels={"zone": "a"}, **(run_args or {}))
+        args = {**dict(name=NODE, reconcilers=[reconciler.endpoint], data_dir=str(data_dir),
+                       secret_file=str(key_file), images_dir=str(images_dir), labels={"zone": "a"}), **(run_args or {})}
         code = ("import corral.green; corral.green.patch()\n"
                 "import json, sys, logging\n"
                 "logging.basicConfig(level=logging.INFO)\n"
