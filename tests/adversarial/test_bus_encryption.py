@@ -180,7 +180,12 @@ def test_a_keyless_subscriber_gets_nothing_from_the_route_feed(encrypted_reconci
     # the feed publishes while its reconciler hears agents: an encrypted agent reports
     node = BusClient([bus], key, "n1", lambda endpoint, msg: None, curve_server_public=server_public(key, "required"))
     node.start()
-    beat = eventlet.spawn(lambda: [node.send_all("report", REPORT) or eventlet.sleep(0.2) for _ in range(200)])
+
+    def heartbeat():
+        while True:
+            node.send_all("report", REPORT)
+            eventlet.sleep(0.2)
+    beat = eventlet.spawn(heartbeat)
     feed = BusSubscriber([routes], key, "router-test", lambda endpoint, msg: heard.append(msg),
                          curve_server_public=server_public(key, "required")).start()
     ctx = zmq.Context()
