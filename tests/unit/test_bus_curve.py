@@ -4,10 +4,11 @@ import argparse
 
 import pytest
 import zmq
+from zmq.utils import z85 as zmq_z85
 
 from corral import units
 from corral.cli.up import daemon_commands
-from corral.wire.curve import server_keys, server_public, server_secret
+from corral.wire.curve import server_keys, z85, server_public, server_secret
 
 KEY, OTHER = bytes(range(32)), bytes(range(1, 33))
 
@@ -43,3 +44,8 @@ def test_corral_up_encrypts_every_bus_daemon():
     args = argparse.Namespace(settings=None, reconcilers=2, nodes=2, base_port=7070, router_port=None)
     for name, argv, _ in daemon_commands(args, "/tmp/data", "/tmp/data/secret", "sqlite:///x"):
         assert ("--bus-encryption" in argv) is (name != "builder"), name
+
+
+def test_z85_is_zeromqs():
+    for data in (bytes(32), bytes(range(32)), b"\xff" * 32, KEY[::-1]):
+        assert z85(data) == zmq_z85.encode(data)
