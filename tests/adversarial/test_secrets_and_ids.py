@@ -26,10 +26,11 @@ import pytest  # noqa: E402
 from corral import names  # noqa: E402
 from corral.cli import up  # noqa: E402
 from corral.cli.client import config_path  # noqa: E402
+from corral.wire.curve import server_secret  # noqa: E402
 from corral.wire.keys import read_key  # noqa: E402
 from nodeagent import users  # noqa: E402
 from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
-    NODE, WAIT, agent, assignment, image_server, key_file, reconciler, running, wait_for)
+    NODE, WAIT, Reconciler, agent, assignment, image_server, key_file, reconciler, running, wait_for)
 from tests.integration.test_agent_isolation import (  # noqa: E402,F401  (fixtures)
     kill_processes_of, open_root, system_image_server)
 from tests.support import need, need_root  # noqa: E402
@@ -147,10 +148,20 @@ def two_apps():
 
 
 @pytest.fixture
-def up_agent(tmp_path, reconciler, key_file):
+def up_reconciler(key_file):
+    """A test reconciler whose bus is encrypted as ``corral up``'s are (``--bus-encryption required``)."""
+    rec = Reconciler(read_key(key_file), curve_secret=server_secret(read_key(key_file), "required"))
+    yield rec
+    rec.close()
+
+
+@pytest.fixture
+def up_agent(tmp_path, up_reconciler, key_file):
     """Start node-1's agent as ``corral up`` starts it, in the cluster folder ``root``: the key at
     ``root/secret`` (0600, the reconciler's key), data in ``root/nodes/node-1``, images in
-    ``root/images``; its argv and environment from :func:`corral.cli.up.daemon_commands`."""
+    ``root/images``; its argv and environment from :func:`corral.cli.up.daemon_commands`, its
+    reconciler ``up_reconciler``."""
+    reconciler = up_reconciler
     started = []
 
     def start(root, extra=()):
@@ -192,7 +203,8 @@ def log_of(data_dir, iid):
 
 
 def test_an_app_hunting_for_the_key_and_another_apps_env_finds_nothing(
-        up_agent, reconciler, system_image_server, open_root, two_apps):
+        up_agent, up_reconciler, system_image_server, open_root, two_apps):
+    reconciler = up_reconciler
     need_root("apps run as their own users only under a root agent (CI runs as root)")
     hunter, victim = two_apps
     handle = up_agent(open_root)
@@ -217,7 +229,8 @@ def test_an_app_hunting_for_the_key_and_another_apps_env_finds_nothing(
     assert reconciler.latest()["node"]["isolation"]["status"] == "True"
 
 
-def test_without_app_users_the_node_says_apps_are_not_isolated_and_why(up_agent, reconciler, open_root):
+def test_without_app_users_the_node_says_apps_are_not_isolated_and_why(up_agent, up_reconciler, open_root):
+    reconciler = up_reconciler
     need_root("the isolation a root agent provides, turned off (CI runs as root)")
     up_agent(open_root, extra=["--no-app-users"])
     isolation = reconciler.latest()["node"]["isolation"]
