@@ -4,13 +4,15 @@ Flow (all green threads, one OS thread):
 
     bus handler --enqueue--> inbox --control loop--> fence epoch, keep the latest
                                                      assignment, diff, start/stop
-    instance workers --on change--> doorbell --reporter--> full report to every reconciler
+    instance workers --on change--> doorbell --reporter--> a report (or alive) to every reconciler
 
 The bus handler only enqueues. The control loop is the only writer of the
 instance table; queued assigns collapse into the latest accepted one before
 it diffs. Every change of an instance that a restarted agent needs (pid, port,
 restart counts) is written to the instance table on disk before the report
-goes out; a new agent adopts from it (:meth:`Agent.start`).
+goes out; a new agent adopts from it (:meth:`Agent.start`). Between changes a
+heartbeat is a small ``alive`` to each reconciler that acked the report it
+stands for (:mod:`nodeagent.reporting`).
 """
 import logging
 import os
@@ -20,13 +22,14 @@ import eventlet
 import eventlet.queue
 
 import corral
-from corral import names
+from corral import names, nodereport
 from nodeagent import disk, facts, retention, users as app_users
 from nodeagent.diff import diff
 from nodeagent.environ import base_env
 from nodeagent.images import ImageCache
 from nodeagent.instance import ExitWatch, Instance, Wakeup
 from nodeagent.ports import PortAllocator
+from nodeagent.reporting import Reporting
 from nodeagent.process import Capture, Launcher
 from nodeagent.restart import Backoff
 from nodeagent.state import EpochFence, RunLedger, load_table, save_table, table_text
@@ -37,7 +40,9 @@ _RECONCILE = object()
 
 
 class Agent:
-    """One node's agent. ``send(type, body, epoch)`` delivers a message to every reconciler.
+    """One node's agent. ``send(endpoint, type, body, epoch)`` delivers a message to the
+    reconciler at ``endpoint``, one of ``endpoints`` (never blocking: a message that cannot go
+    now is dropped).
 
     ``users`` says who apps run as (:func:`nodeagent.users.choose`; the
     agent's own user when None); ``memory`` enforces memory requests
@@ -46,7 +51,7 @@ class Agent:
     probes and image fetches.
     """
 
-    def __init__(self, *, name, data_dir, images_dir, labels, address, heartbeat, send,
+    def __init__(self, *, name, data_dir, images_dir, labels, address, heartbeat, send, endpoints=(),
                  launcher=None, parent_env=None, backoff=Backoff(), capture=Capture(), bus_stats=dict,
                  clock=time.time, users=None, memory=None, log_retention=7 * 24 * 3600.0, metrics=None):
         self.name = name
@@ -55,6 +60,8 @@ class Agent:
         self.labels = dict(labels)
         self.heartbeat = heartbeat
         self.send = send
+        self.endpoints = list(endpoints)
+        self.reporting = Reporting()
         self.launcher = launcher or Launcher()
         self.fence = EpochFence(data_dir)
         self.ran = RunLedger(data_dir)
@@ -104,6 +111,8 @@ class Agent:
         message to ``streams`` (:mod:`nodeagent.streams`); anything else is ignored."""
         if msg.type == "assign":
             self.inbox.put(msg)
+        elif msg.type == "ack":
+            self.reporting.on_ack(endpoint, msg.body)
         elif self.streams is not None and msg.type in self.streams.types:
             self.streams.on_message(endpoint, msg)
 
@@ -269,15 +278,21 @@ class Agent:
                      "load": facts.load(),
                      "version": corral.__version__, "rejected_messages": self.rejected()},
             "epoch_seen": self.fence.highest,
+            "alive": True,
             "started_at": self.started_at,
             "seq": self.seq,
             "instances": [inst.report() for inst in self.instances.values()],
         }
 
     def send_report(self):
-        """Send one full report; instances whose stop finished are in it once, then forgotten."""
+        """Send each reconciler the report, or an ``alive`` that stands for the one it acked
+        (:class:`nodeagent.reporting.Reporting`); instances whose stop finished are in it once,
+        then forgotten."""
         gone = [iid for iid, inst in self.instances.items() if inst.gone]
-        self.send("report", self.report(), self.fence.highest)
+        body = self.report()
+        digest, now = nodereport.digest(body), time.monotonic()
+        for endpoint in self.endpoints:
+            self.send(endpoint, *self.reporting.messages(endpoint, body, digest, now), self.fence.highest)
         self.counters["reports_sent"] += 1
         for iid in gone:
             del self.instances[iid]

@@ -88,7 +88,8 @@ def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, ad
     bus = None
     counted = AgentMetrics()
     agent = Agent(name=name, data_dir=data_dir, images_dir=images_dir, labels=labels, address=address,
-                  heartbeat=timings.heartbeat, send=lambda t, body, epoch: bus.send_all(t, body, epoch),
+                  heartbeat=timings.heartbeat, endpoints=list(reconcilers),
+                  send=lambda endpoint, t, body, epoch: bus.send_to(endpoint, t, body, epoch),
                   launcher=launcher, backoff=Backoff.from_timings(timings), capture=Capture.from_timings(timings),
                   bus_stats=lambda: bus.stats(), users=who, memory=MemoryCgroups.probe(),
                   log_retention=timings.log_retention, metrics=counted)

@@ -144,12 +144,32 @@ class Reconciler:
             pass
 
     def on_message(self, peer, msg):
-        """The bus's handler: stream messages go to the relay, reports to :meth:`on_report`."""
+        """The bus's handler: stream messages go to the relay, reports to :meth:`on_report`, and
+        heartbeats between them to :meth:`on_alive`."""
         self.metrics.messages.labels(msg.type).inc()
         if msg.type in self.relay.types:
             self.relay.on_message(peer, msg)
         elif msg.type == "report":
             self.on_report(msg.body)
+            if msg.body.get("alive"):
+                self.ack(peer, msg.body["node"]["name"])
+        elif msg.type == "alive":
+            self.on_alive(peer, msg.body)
+
+    def on_alive(self, peer, body):
+        """A node's heartbeat between full reports: it refreshes the report kept for the node when
+        that is the one it names; else the node is told what this reconciler keeps, so that its
+        next heartbeat is the full report (:mod:`nodeagent.reporting`)."""
+        node = peer.decode("utf-8")
+        self.touch.heard(time.monotonic())
+        if not self.observed.refresh(node, body, self.clock()):
+            self.ack(peer, node)
+
+    def ack(self, peer, node):
+        """Tell node ``peer`` which of its reports this reconciler keeps (``ack``)."""
+        kept = self.observed.latest(node)
+        self.bus.send(peer, "ack", {"started_at": kept.started_at if kept else None,
+                                    "digest": kept.digest if kept else None}, self.lease.epoch or 0)
 
     def on_report(self, body):
         """Record a node's report; a change enqueues the apps it concerns (a new node: every app).

@@ -10,6 +10,7 @@ fresh leader never mistakes the silence of its own start for lost nodes.
 """
 import dataclasses
 
+from corral.nodereport import digest, sorted_instances, stable_facts
 from reconciler.model import CORDONED, LOST, READY, UNREACHABLE, NodeView, ObservedInstance, frozen_items
 
 
@@ -34,23 +35,8 @@ class NodeReport:
     instances: tuple
     epoch_seen: int
     started_at: float = None   # the reporting agent process's start (report.started_at)
-    seq: int = 0               # its report number (report.seq)
-
-
-# Node facts that move on every heartbeat of an idle node (load, free disk, the count
-# of rejected messages): kept in the report for the views, never a change that
-# wakes the controller. seq and started_at are outside ``node`` and never compared.
-VOLATILE_NODE_FIELDS = frozenset({"load", "rejected_messages"})
-VOLATILE_CAPACITY_FIELDS = frozenset({"disk"})
-
-
-def stable_facts(node):
-    """A report's ``node`` object without its volatile fields: what decides whether
-    the node changed (state, labels, address, cpu and memory, conditions)."""
-    out = {k: v for k, v in node.items() if k not in VOLATILE_NODE_FIELDS}
-    if isinstance(out.get("capacity"), dict):
-        out["capacity"] = {k: v for k, v in out["capacity"].items() if k not in VOLATILE_CAPACITY_FIELDS}
-    return out
+    seq: int = 0               # its report number (report.seq, or a later alive's)
+    digest: str = None         # corral.nodereport.digest, for agents that send ``alive`` (report.alive)
 
 
 def is_delayed(prev, body):
@@ -81,10 +67,10 @@ class Observed:
         prev = self._reports.get(name)
         if is_delayed(prev, body):
             return False
-        instances = tuple(sorted(({k: v for k, v in i.items()} for i in body["instances"]),
-                                 key=lambda i: i["id"]))
+        instances = sorted_instances(dict(i) for i in body["instances"])
         self._reports[name] = NodeReport(name, now, body["node"], instances, body.get("epoch_seen", 0),
-                                         body.get("started_at"), body.get("seq", 0))
+                                         body.get("started_at"), body.get("seq", 0),
+                                         digest(body) if body.get("alive") else None)
         if prev is not None:
             reported = {i["id"] for i in instances}
             for i in prev.instances:
@@ -100,6 +86,21 @@ class Observed:
         if changed:
             self.version += 1
         return changed
+
+    def refresh(self, name, body, now):
+        """Take ``body`` (a verified ``alive`` from node ``name``) as a heartbeat of the report kept
+        for it. True when the kept report is the one it names (the same agent process, the same
+        :func:`corral.nodereport.digest`): it is then as fresh as a report received ``now`` (a
+        delayed ``alive`` changes nothing). False when this reconciler keeps another report or
+        none, and must ask for the full one."""
+        prev = self._reports.get(name)
+        if prev is None or prev.digest is None or prev.started_at != body["started_at"] \
+                or prev.digest != body["digest"]:
+            return False
+        if body["seq"] > prev.seq:
+            self._reports[name] = dataclasses.replace(prev, received_at=now, seq=body["seq"],
+                                                      epoch_seen=body["epoch_seen"])
+        return True
 
     def reports(self):
         """Every node's latest report, by name."""

@@ -85,6 +85,8 @@ def default_schemas():
     """Return the body schema of every message type the cluster speaks, by type."""
     return {
         "report": schemas.load("wire/report"),
+        "alive": schemas.load("wire/alive"),
+        "ack": schemas.load("wire/ack"),
         "assign": schemas.load("wire/assign"),
         "ping": PING_SCHEMA,
         "routes": schemas.load("wire/routes"),

@@ -131,8 +131,10 @@ def test_short_blip_restarts_and_replaces_nothing(fleet):
 
 # Where the kernel has no sch_netem (these machines, which have no tc action to drop at random either), the link is
 # made slow instead with a token bucket on both ends: 40 kbit/s (a full frame takes 0.3 s to send), and a packet that
-# would wait more than 100 ms in its queue dropped. Loss then comes only from overflow: at 24 kbit/s the node's own
-# reports overflow it (a third of the packets dropped) and it rightly goes unreachable; at 40 kbit/s nothing was.
+# would wait more than 100 ms in its queue dropped. Loss then comes only from overflow. When every heartbeat was a
+# full report to both reconcilers (about 1.6 kB each with three instances), 40 kbit/s overflowed: two thirds of the
+# packets dropped, reports queued behind each other until the node went unreachable; with ``alive``s between changes
+# (nodeagent/reporting.py) none is dropped and the app's requests get through too.
 THROTTLE = {"rate_kbit": 40, "queue_ms": 100}
 
 
