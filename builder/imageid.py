@@ -6,7 +6,9 @@ An image is two layers (see :mod:`corral.images`). Each id is
     env layer   {"format": 2, "kind": "env",
                  "python": "3.11.7",                   # full version of the venv's interpreter
                  "platform": "linux-x86_64-cpython",   # sysconfig.get_platform() + "-" + implementation
-                 "pins": ["django==4.2.16", ...]}      # the resolved lock's name==version, sorted
+                 "pins": ["django==4.2.16 sha256:..,sha256:..", ...],  # the lock's pins and the
+                                                       # files each allows (builder.lock.content_keys)
+                 "own": "sha256:..."}                  # only when a pin has no hash: the source's digest
     code layer  {"format": 2, "kind": "code",
                  "python": "3.11.7",                   # its bytecode is this interpreter's
                  "source_digest": "sha256:..."}
@@ -16,12 +18,17 @@ Canonical JSON: keys sorted, separators ``(",", ":")``, ASCII only, UTF-8.
 
 The environment is keyed by the resolved set, not by the requirement text:
 two texts that resolve alike share one layer, and a change of code alone
-reuses the environment untouched. Bump FORMAT when a layout or recipe changes.
+reuses the environment untouched. The set names each file by its hash, so an
+app whose requirements point at another index (or a direct URL) that serves
+its own files for a ``name==version`` gets a layer of its own, never another
+app's; a pin with no hash (a local folder) makes the layer the app's own.
+Bump FORMAT when a layout or recipe changes.
 
 This module is purely computational: no I/O.
 """
 import hashlib
 
+from builder import lock as locks
 from corral.canonical import canonical_bytes
 
 FORMAT = 2
@@ -31,10 +38,21 @@ def _sha(doc):
     return "sha256:" + hashlib.sha256(canonical_bytes(doc, ascii_only=True)).hexdigest()
 
 
-def env_id(python, platform, pins):
-    """The id of the environment layer for an interpreter and the ``name==version`` pins of a lock."""
-    return _sha({"format": FORMAT, "kind": "env", "python": python, "platform": platform,
-                 "pins": sorted(pins)})
+def env_id(python, platform, keys, own=None):
+    """The id of the environment layer for an interpreter and the content keys of a lock
+    (:func:`builder.lock.content_keys`); ``own``: the source digest of the app whose lock has a
+    pin without a hash, whose layer is then its own."""
+    doc = {"format": FORMAT, "kind": "env", "python": python, "platform": platform, "pins": sorted(keys)}
+    if own is not None:
+        doc["own"] = own
+    return _sha(doc)
+
+
+def env_id_of_lock(python, pins, source_digest):
+    """:func:`env_id` of the lock ``pins`` (:class:`builder.lock.Pin`) for ``python`` (an
+    Interpreter), made by the app of ``source_digest``."""
+    return env_id(python.version, python.platform, locks.content_keys(pins),
+                  own=source_digest if any(not p.hashes for p in pins) else None)
 
 
 def code_id(python, source_digest):

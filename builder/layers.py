@@ -36,28 +36,36 @@ import uuid
 from builder import artifacts
 from builder.commands import run_logged
 from builder.failures import BuildAbandoned, BuildFailed
-from builder.imageid import env_id
-from builder.lock import pin_set
+from builder import lock as locks
+from builder.imageid import env_id_of_lock
 from corral import images
 
 _SCRIPT_LIMIT = 4 << 20   # bin/ files larger than this are binaries, not scripts naming the venv
 MIN_SHARED = 0.5          # derive only from a layer holding at least half of the new pins
 
 
-def nearest_env(candidates, python, platform, pins):
+def nearest_env(candidates, python, platform, keys):
     """The id of the finished env layer to derive a new one from, or None for a fresh venv.
 
-    ``candidates`` is ``[(layer id, marker dict), ...]``; a candidate must
-    have the same python and platform and share at least MIN_SHARED of
-    ``pins``; the most shared pins win, then the fewest extra ones (less to
-    remove), then the id (so the choice is stable). Purely computational.
+    ``candidates`` is ``[(layer id, marker dict), ...]``; ``keys`` the new lock's content keys
+    (:func:`builder.lock.content_keys`). A candidate must have the same python and platform,
+    share at least MIN_SHARED of ``keys``, and hold no ``name==version`` with other files than
+    the new lock's (an installer keeps a distribution of the right name and version, whatever
+    index it came from); a layer of before content keys, or an app's own (a pin without a hash),
+    is never one. The most shared pins win, then the fewest extra ones (less to remove), then the
+    id (so the choice is stable). Purely computational.
     """
-    wanted = set(pins)
+    wanted = set(keys)
+    by_requirement = {locks.requirement_of(k): k for k in keys}
     best, best_rank = None, None
     for layer_id, marker in candidates:
         if marker.get("python") != python or marker.get("platform") != platform:
             continue
-        have = set(marker.get("pins") or ())
+        if marker.get("pinned") is None or marker.get("own"):
+            continue
+        have = set(marker["pinned"])
+        if any(by_requirement.get(locks.requirement_of(k), k) != k for k in have):
+            continue
         shared = len(wanted & have)
         if not wanted or shared < MIN_SHARED * len(wanted):
             continue
@@ -135,7 +143,7 @@ def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, wo
         base = None
         if engine.name == "uv":
             base = nearest_env(finished_layers(images_dir, "env"), python.version, python.platform,
-                               [p.requirement for p in pins])
+                               locks.content_keys(pins))
         try:
             if base is not None:
                 progress("install (from a similar environment)")
@@ -158,7 +166,7 @@ def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, wo
 
 
 def build_env_unresolved(engine, *, images_dir, python, requirements_file, cwd, workdir, log,
-                         stopping, builder, progress=lambda phase: None):
+                         stopping, builder, source_digest, progress=lambda phase: None):
     """Resolve and install in one pass (an engine with ``install_unresolved``), then file the layer.
 
     Returns ``(pins, marker, was there)``. Used when no environment on this
@@ -175,7 +183,7 @@ def build_env_unresolved(engine, *, images_dir, python, requirements_file, cwd, 
         progress("lock")
         pins, _ = engine.lock_installed(venv=tmp, requirements_file=requirements_file, cwd=cwd,
                                         workdir=workdir, log=log, stopping=stopping)
-        layer_id = env_id(python.version, python.platform, pin_set(pins))
+        layer_id = env_id_of_lock(python, pins, source_digest)
         with LayerLock(images_dir, "env", layer_id, stopping):
             marker = images.read_layer_marker(images_dir, "env", layer_id)
             if marker is not None:
@@ -196,7 +204,8 @@ def build_env_unresolved(engine, *, images_dir, python, requirements_file, cwd, 
 def _env_marker(engine, images_dir, layer_id, python, pins, builder, base):
     """Write the marker of the finished env layer ``layer_id`` (not packed yet); return it."""
     marker = {"id": layer_id, "kind": "env", "python": python.version, "platform": python.platform,
-              "pins": [p.requirement for p in pins], "artifact_sha256": None, "size": None,
+              "pins": [p.requirement for p in pins], "pinned": locks.content_keys(pins),
+              "own": any(not p.hashes for p in pins), "artifact_sha256": None, "size": None,
               "engine": engine.name, "derived_from": base, "built_by": builder}
     images.write_layer_marker(images_dir, "env", layer_id, marker)
     return marker

@@ -3,8 +3,9 @@
 Both install engines produce the same shape: one pin per distribution,
 ``name==version`` with its sha256 hashes, sorted by name. The lock's text is
 stored with the build (``corral get builds -o yaml``), installed from with
-``--require-hashes``, and its pins (names and versions, not hashes: uv lists
-every file of a release, pip the one it chose) key the environment layer.
+``--require-hashes``, and its pins with their hashes key the environment
+layer (:func:`content_keys`: two indexes serving one ``name==version`` with
+other files make two layers, never one shared).
 
 ::
 
@@ -78,7 +79,7 @@ def pins_from_pip_report(report):
     for item in report.get("install", []):
         meta = item.get("metadata", {})
         hashes = (item.get("download_info", {}).get("archive_info", {}) or {}).get("hashes", {})
-        found = tuple(f"sha256:{hashes['sha256']}",) if "sha256" in hashes else ()
+        found = (f"sha256:{hashes['sha256']}",) if "sha256" in hashes else ()
         pins.append(Pin(normalize_name(meta["name"]), meta["version"], found))
     return sorted(pins, key=lambda p: p.name)
 
@@ -95,5 +96,23 @@ def lock_text(pins):
 
 
 def pin_set(pins):
-    """The ``name==version`` strings of ``pins``, sorted: what keys the environment layer."""
+    """The ``name==version`` strings of ``pins``, sorted: what an environment holds, as an installer
+    compares it."""
     return sorted(p.requirement for p in pins)
+
+
+def content_key(pin):
+    """``name==version`` and the sha256 of every file the lock allows for it (uv lists every
+    file of the release, pip the one it chose), or the requirement alone for a pin with no hash
+    (a local folder or a VCS checkout, with pip)."""
+    return f"{pin.requirement} {','.join(pin.hashes)}" if pin.hashes else pin.requirement
+
+
+def content_keys(pins):
+    """:func:`content_key` of each pin, sorted: what keys the environment layer."""
+    return sorted(content_key(p) for p in pins)
+
+
+def requirement_of(key):
+    """The ``name==version`` of a :func:`content_key`."""
+    return key.split(" ", 1)[0]

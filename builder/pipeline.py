@@ -34,7 +34,7 @@ import uuid
 from builder import lock as locks
 from builder.engines import pick_engine
 from builder.failures import BuildFailed
-from builder.imageid import code_id, env_id, image_id, requirement_lines_text, resolution_key
+from builder.imageid import code_id, env_id_of_lock, image_id, requirement_lines_text, resolution_key
 from builder.interpreters import find_interpreter, own_interpreter
 from builder.layers import build_code_layer, build_env_layer, build_env_unresolved, ensure_archive, finished_layers
 from builder.pipconfig import IndexSettings
@@ -155,9 +155,9 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
         clock = time.monotonic()
         progress("resolve")
         pins, env_done = _resolve(engine, workshop, python, text, req_file, staging, workdir, log, stopping,
-                                  progress)
+                                  progress, digest)
         lock_text = locks.lock_text(pins)
-        env = env_id(python.version, python.platform, locks.pin_set(pins))
+        env = env_id_of_lock(python, pins, digest)
         code = code_id(python.version, digest)
         image = image_id(env, code)
         phases["resolve"] = _lap(clock)
@@ -235,7 +235,7 @@ def pack_archives(workshop, layers, stopping=lambda: False):
     return out
 
 
-def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stopping, progress):
+def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stopping, progress, source_digest):
     """``(pins, env)`` of the requirement text: remembered, or resolved by ``engine`` and remembered.
 
     ``env`` is ``(marker, was there)`` when the environment was made in the
@@ -258,7 +258,7 @@ def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stoppi
         pins, marker, was_there = build_env_unresolved(
             engine, images_dir=workshop.images_dir, python=python,
             requirements_file=req_file, cwd=cwd, workdir=workdir, log=log, stopping=stopping,
-            builder=workshop.name, progress=progress)
+            builder=workshop.name, source_digest=source_digest, progress=progress)
         env = (marker, was_there)
     else:
         pins = engine.resolve(python=python, requirements_file=req_file, cwd=cwd, workdir=workdir, log=log,

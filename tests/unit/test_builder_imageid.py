@@ -5,8 +5,9 @@ import re
 import pytest
 
 from builder.imageid import (
-    FORMAT, code_id, env_id, image_id, requirement_lines_text, resolution_key,
+    FORMAT, code_id, env_id, env_id_of_lock, image_id, requirement_lines_text, resolution_key,
 )
+from builder.lock import Pin
 from corral.canonical import canonical_bytes
 
 PINS = ["django==4.2.16", "six==1.16.0"]
@@ -31,6 +32,23 @@ def test_env_id_ignores_the_order_of_pins():
 ], ids=["python", "platform", "a-version", "no-pins"])
 def test_each_env_input_changes_the_env_id(python, platform, pins):
     assert env_id(python, platform, pins) != env_id("3.11.7", "linux-x86_64-cpython", PINS)
+
+
+def test_the_same_name_and_version_with_other_files_is_another_environment():
+    """An app whose requirements name another index (or a direct URL) serving its own six==1.16.0
+    never shares its environment with an app that has PyPI's."""
+    py = type("Interpreter", (), {"version": "3.11.7", "platform": "p"})
+    pypi = [Pin("six", "1.16.0", ("sha256:" + "a" * 64,))]
+    other = [Pin("six", "1.16.0", ("sha256:" + "e" * 64,))]
+    assert env_id_of_lock(py, pypi, SOURCE) != env_id_of_lock(py, other, SOURCE)
+    assert env_id_of_lock(py, pypi, SOURCE) == env_id_of_lock(py, pypi, "sha256:" + "cd" * 32), \
+        "a hashed lock's environment is shared across apps"
+
+
+def test_a_pin_without_a_hash_makes_the_environment_the_apps_own():
+    py = type("Interpreter", (), {"version": "3.11.7", "platform": "p"})
+    local = [Pin("mylib", "1.0", ()), Pin("six", "1.16.0", ("sha256:" + "a" * 64,))]
+    assert env_id_of_lock(py, local, SOURCE) != env_id_of_lock(py, local, "sha256:" + "cd" * 32)
 
 
 def test_code_id_changes_with_the_source_and_the_python():

@@ -38,6 +38,9 @@ def test_pip_report_gives_the_same_pin_set_as_uv():
          "download_info": {"archive_info": {"hashes": {"sha256": "dddd"}}}},
     ]}
     assert pin_set(pins_from_pip_report(report)) == pin_set(parse_requirements_lock(UV_OUTPUT))
+    pins = pins_from_pip_report(report)
+    assert [p.hashes for p in pins] == [(), ("sha256:aaaa",), ("sha256:dddd",)], "one hash per chosen file"
+    assert parse_requirements_lock(lock_text(pins)) == pins, "the lock's text reads back as the same pins"
 
 
 @pytest.mark.parametrize("text", ["django>=4\n", "django\n", "==4.2\n"], ids=["range", "bare", "no-name"])
