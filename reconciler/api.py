@@ -51,7 +51,7 @@ from corral.metrics import exposition_of
 from corral.secrets import redact_spec
 from corral.source import gunzip_source
 from corral.spec import SpecError, validate_document
-from corral.store import StoreError, jsonable  # noqa: F401
+from corral.store import Conflict, StoreError, jsonable  # noqa: F401
 from corral.store.schema import SCHEMA_VERSION
 from reconciler import dashboard, views
 from reconciler.actor import actor
@@ -59,7 +59,7 @@ from reconciler.changes import parse_kinds
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.metrics import route_label
 from reconciler.rollout_api import RolloutRoutes
-from reconciler.routes import apply_conflicts
+from reconciler.routes import route_refusal
 from reconciler.runs_api import RunRoutes
 from reconciler.streams import StreamRoutes
 from reconciler.watch import KEEPALIVE, ChangeFeed, EventStream, TooManyWatchers
@@ -139,7 +139,8 @@ class Api:
             ("GET", r"/ui", dashboard.to_index, False),
             ("GET", r"/ui/(?P<name>[^/]*)", dashboard.serve, False),
             ("GET", r"/v1/routes", self.list_routes, True),
-        ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, HttpError, _json_body).routes()
+        ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, HttpError, _json_body,
+                                           cluster_domain=self.cluster_domain).routes()
         self.routes += RunRoutes(store, kick, HttpError, _json_body).routes()
         if services is not None:
             self.routes += ServiceRoutes(store, services, kick, HttpError, _json_body).routes()
@@ -255,26 +256,17 @@ class Api:
 
     def apply(self, environ, query):
         docs, dry_run = self._documents(environ)
-        self._refuse_route_conflicts([d for d in docs if d.get("kind") != "GitSource"])
-        results = self.store.apply_apps([d for d in docs if d.get("kind") != "GitSource"], actor=actor(environ),
-                                        dry_run=dry_run,
-                                        gitsources=[d for d in docs if d.get("kind") == "GitSource"])
+        apps = [d for d in docs if d.get("kind") != "GitSource"]
+        try:
+            results = self.store.apply_apps(apps, actor=actor(environ), dry_run=dry_run,
+                                            gitsources=[d for d in docs if d.get("kind") == "GitSource"],
+                                            refuse=route_refusal(apps, self.cluster_domain))
+        except Conflict as e:   # a host and path another app routes
+            raise HttpError(409, str(e)) from None
         if not dry_run and any(r.action != "unchanged" for r in results):
             self.kick(*[r.name for r in results if r.action != "unchanged" and r.kind == "App"])
         return 200, {"dryRun": dry_run, "results": [
             {"kind": r.kind, "name": r.name, "action": r.action, "generation": r.generation} for r in results]}
-
-    def _refuse_route_conflicts(self, apps):
-        """409 when an app of this apply claims a host and path another app owns (the sentence
-        names the owner). Checked here, outside the store's transaction: two applies racing for
-        one host both pass, and the route goes to the app created first (reconciler/routes.py)."""
-        if not apps:
-            return
-        stored = [(a.name, a.spec) for a in sorted(self.store.list_apps(), key=lambda a: (a.created_at, a.name))
-                  if not a.deleting]
-        problems = apply_conflicts(stored, [(d["name"], d["spec"]) for d in apps], self.cluster_domain)
-        if problems:
-            raise HttpError(409, "; ".join(problems))
 
     def list_routes(self, environ, query):
         return 200, self.route_table()

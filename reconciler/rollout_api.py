@@ -6,15 +6,18 @@ Routes::
     POST   /v1/apps/NAME/undo              {"toRevision": N | null}: back to an earlier revision
     POST   /v1/nodes/NAME/drain            cordon, and move its instances off within each app's limits
 """
+from corral.store import Conflict
 from reconciler.actor import actor
 from reconciler.history import UndoError, pick_target, revision_json, undo_document
+from reconciler.routes import route_refusal
 
 
 class RolloutRoutes:
     """Handlers for rollout history and undo, and node drain. ``kick(*apps)`` wakes the loop."""
 
-    def __init__(self, store, kick, http_error, json_body):
+    def __init__(self, store, kick, http_error, json_body, cluster_domain="localhost"):
         self.store = store
+        self.cluster_domain = cluster_domain  # an undo to routes another app owns now is refused
         self.kick = kick
         self.http_error = http_error  # HttpError(status, sentence)
         self.json_body = json_body    # environ -> dict, or HttpError
@@ -51,7 +54,12 @@ class RolloutRoutes:
         if not self.store.has_source(target.source_digest):
             raise self.http_error(409, f"app {name!r}: the source of revision {target.revision} is no longer stored")
         who = actor(environ)
-        result = self.store.apply_apps([undo_document(rec, target)], actor=f"{who} (rollout undo)")[0]
+        doc = undo_document(rec, target)
+        try:
+            result = self.store.apply_apps([doc], actor=f"{who} (rollout undo)",
+                                           refuse=route_refusal([doc], self.cluster_domain))[0]
+        except Conflict as e:
+            raise self.http_error(409, f"app {name!r}: revision {target.revision} cannot come back: {e}")
         self.store.add_event("app", name, "RolloutUndo",
                              f"rolled back to the spec of revision {target.revision} (generation {result.generation})",
                              who)

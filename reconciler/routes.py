@@ -3,8 +3,9 @@
 An app claims the hosts and path prefixes of its ``spec.routes``; an app with
 no ``routes`` and exactly one process with a port claims ``<app>.<cluster
 domain>``, path ``/``. When two apps claim one host and path, the one created
-first owns it (the API refuses the later apply with a sentence naming the
-owner, :func:`apply_conflicts`; this rule only settles a race of two applies).
+first owns it: the later apply is refused with a sentence naming the owner
+(:func:`route_refusal`, checked in the store's transaction, so that two applies
+racing for one host cannot both pass).
 
 A route's backends are the instances of its process that are, all at once:
 
@@ -51,6 +52,19 @@ def apply_conflicts(stored, incoming, domain):
     return [f"app {second}: host {host} path {path} is already routed to app {first}; remove it from "
             f"{first}'s routes first, or choose another host or path"
             for host, path, first, second in conflicts(claims) if second in replaced]
+
+
+def route_refusal(incoming, domain, gone=(), prefix=""):
+    """A ``refuse`` for Store.apply_apps and Store.sync_gitsource: given every stored app, the
+    sentence refusing ``incoming`` (app docs, in apply order) when one claims a host and path
+    another app owns, else None. Apps being deleted, or named in ``gone`` (pruned by the same
+    write), own nothing; ``prefix`` starts the sentence."""
+    def refuse(stored):
+        kept = [(a.name, a.spec) for a in sorted(stored, key=lambda a: (a.created_at, a.name))
+                if not a.deleting and a.name not in gone]
+        problems = apply_conflicts(kept, [(d["name"], d["spec"]) for d in incoming], domain)
+        return prefix + "; ".join(problems) if problems else None
+    return refuse
 
 
 def ready_backends(desired, reports, node_states):

@@ -277,7 +277,8 @@ class Store(abc.ABC):
 
     # --- apps ----------------------------------------------------------
     @abc.abstractmethod
-    def apply_apps(self, docs: list, actor: str, dry_run: bool = False, gitsources: tuple = ()) -> list:
+    def apply_apps(self, docs: list, actor: str, dry_run: bool = False, gitsources: tuple = (),
+                   refuse=None) -> list:
         """Create or update apps (and GitSources) in ONE transaction; return an ApplyResult per doc.
 
         Each doc is a dict ``{"name", "labels", "spec", "source_digest"}``
@@ -291,6 +292,12 @@ class Store(abc.ABC):
         resource_version grow by one. Applying to an app that is being
         deleted revives it (``deleting`` false, generation grows). Records an
         event per created/configured app. With ``dry_run`` nothing is written.
+
+        ``refuse(apps)``, when given, is called in the transaction once every
+        other writer of apps waits, with every stored app (AppRecords): a
+        sentence it returns refuses the apply (Conflict, nothing written). So
+        a rule across apps (one owner per host and path) holds under
+        concurrent applies.
         """
 
     @abc.abstractmethod
@@ -351,7 +358,8 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def sync_gitsource(self, name: str, epoch: int, apply: list, prune: list, status: dict, actor: str) -> tuple:
+    def sync_gitsource(self, name: str, epoch: int, apply: list, prune: list, status: dict, actor: str,
+                       refuse=None) -> tuple:
         """Apply one commit of a source in ONE fenced transaction; return ``(results, pruned names)``.
 
         ``apply`` are app docs as for :meth:`apply_apps`, each with its
@@ -360,6 +368,7 @@ class Store(abc.ABC):
         by another source is never taken over (Conflict, nothing written), and
         a source deleted meanwhile writes nothing (Conflict).
         ``status`` becomes the source's status in the same transaction.
+        ``refuse``: as for :meth:`apply_apps`.
         """
 
     # --- source archives ---------------------------------------------------

@@ -182,12 +182,14 @@ class SQLStore(RunQueries, ServiceRows, Store):
         return int(row[0]) if row else 0
 
     # --- apps ----------------------------------------------------------
-    def apply_apps(self, docs: list, actor: str, dry_run: bool = False, gitsources: tuple = ()) -> list:
+    def apply_apps(self, docs: list, actor: str, dry_run: bool = False, gitsources: tuple = (),
+                   refuse=None) -> list:
         """Create or update apps and GitSources in one transaction; see Store.apply_apps."""
         def work(cur):
             # Serialise every apps writer on the counter row first, so two
             # applies of the same new name cannot both decide "created".
             cur.execute("SELECT apps_version FROM meta WHERE id = 1" + self.for_update)
+            self._check_refusal(cur, refuse)
             now = self._now(cur)
             results, changed = [], False
             for doc in docs:
@@ -278,6 +280,15 @@ class SQLStore(RunQueries, ServiceRows, Store):
             cur.execute(f"SELECT {APP_COLUMNS} FROM apps ORDER BY name")
             return [app_from_row(row) for row in cur.fetchall()]
         return self._run(work, write=False)
+
+    def _check_refusal(self, cur: Cursor, refuse) -> None:
+        """Raise Conflict with the sentence of ``refuse(every stored app)``, when it has one."""
+        if refuse is None:
+            return
+        cur.execute(f"SELECT {APP_COLUMNS} FROM apps ORDER BY name")
+        sentence = refuse([app_from_row(row) for row in cur.fetchall()])
+        if sentence:
+            raise Conflict(sentence)
 
     def mark_app_deleting(self, name: str, actor: str) -> bool:
         """Set ``deleting`` (a write: resource_version grows); False when there is no such app."""
@@ -420,7 +431,8 @@ class SQLStore(RunQueries, ServiceRows, Store):
             return owned
         return self._run(work, write=True)
 
-    def sync_gitsource(self, name: str, epoch: int, apply: list, prune: list, status: dict, actor: str) -> tuple:
+    def sync_gitsource(self, name: str, epoch: int, apply: list, prune: list, status: dict, actor: str,
+                       refuse=None) -> tuple:
         """Apply and prune one commit of source ``name`` in one fenced transaction; see Store.sync_gitsource."""
         mine = f"gitsource/{name}"
 
@@ -430,6 +442,7 @@ class SQLStore(RunQueries, ServiceRows, Store):
             cur.execute("SELECT 1 FROM gitsources WHERE name = ?", (name,))
             if cur.fetchone() is None:
                 raise Conflict(f"{mine} was deleted while it synced: nothing applied")
+            self._check_refusal(cur, refuse)
             now = self._now(cur)
             results, pruned = [], []
             for doc in apply:

@@ -15,7 +15,7 @@ from corral.store import Conflict
 from reconciler.gitops import plan as core
 from reconciler.gitops.manifests import load_commit
 from reconciler.gitops.repo import GitError
-from reconciler.routes import apply_conflicts
+from reconciler.routes import route_refusal
 
 log = logging.getLogger(__name__)
 
@@ -73,26 +73,19 @@ class GitSync:
             return self._failed(rec, status, str(e), epoch)
         stored = self.store.list_apps()
         plan = core.plan_sync(source_of(rec), commit, wanted, live_apps(stored), rec.status.get("syncedCommit"))
-        refused = plan.refused or self._route_conflicts(stored, plan, commit)
-        if refused:
-            return self._failed(rec, status, refused, epoch)
-        status.update(syncedCommit=commit, lastSynced=now, lastError=None,
-                      apps=[{"name": a.name, "state": a.state, "diff": list(a.diff)} for a in plan.apps])
+        if plan.refused:
+            return self._failed(rec, status, plan.refused, epoch)
+        synced = {**status, "syncedCommit": commit, "lastSynced": now, "lastError": None,
+                  "apps": [{"name": a.name, "state": a.state, "diff": list(a.diff)} for a in plan.apps]}
         try:
-            results, pruned = self.store.sync_gitsource(rec.name, epoch, list(plan.apply), list(plan.prune),
-                                                        status, f"gitsource/{rec.name}")
-        except Conflict as e:  # an app was taken by another source since we read
-            return self._failed(rec, status, str(e), epoch)
+            results, pruned = self.store.sync_gitsource(
+                rec.name, epoch, list(plan.apply), list(plan.prune), synced, f"gitsource/{rec.name}",
+                refuse=route_refusal(plan.apply, self.cluster_domain, gone=set(plan.prune),
+                                     prefix=f"commit {commit[:12]}: "))
+        except Conflict as e:  # an app taken by another source since we read, or a host another app routes
+            return self._failed(rec, status, str(e), epoch)   # the commit synced before stays the synced one
         self._record(rec, commit, plan, results, pruned)
-        return status
-
-    def _route_conflicts(self, stored, plan, commit):
-        """The sentence refusing ``commit`` when an app it applies claims a host and path another
-        app routes (reconciler/routes.py, as an apply is refused), else None."""
-        kept = [(a.name, a.spec) for a in sorted(stored, key=lambda a: (a.created_at, a.name))
-                if not a.deleting and a.name not in plan.prune]
-        clash = apply_conflicts(kept, [(d["name"], d["spec"]) for d in plan.apply], self.cluster_domain)
-        return f"commit {commit[:12]}: " + "; ".join(clash) if clash else None
+        return synced
 
     def _wanted(self, rec, commit):
         """The commit's apps, loaded once per (url, commit, path) and kept while the source stays there."""

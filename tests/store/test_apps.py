@@ -1,4 +1,6 @@
 """Applying, changing, deleting and reviving apps: generation, resource_version, atomicity."""
+import threading
+
 import pytest
 
 from corral.store.base import Conflict, StoreError
@@ -140,3 +142,43 @@ def test_purge_removes_the_app(store):
     assert store.get_app("a") is None
     assert [a.name for a in store.list_apps()] == ["b"]
     assert store.apps_version() > version
+
+
+def one_owner(mine):
+    """A ``refuse`` as the route rule is: the first stored app other than ``mine`` owns the one host."""
+    def refuse(stored):
+        rivals = [a.name for a in stored if a.name != mine]
+        return f"the host is already routed to app {rivals[0]}" if rivals else None
+    return refuse
+
+
+def test_a_refusal_writes_nothing_and_says_why(store):
+    store.apply_apps([doc("a")], actor="cli")
+    version = store.apps_version()
+    with pytest.raises(Conflict, match="already routed to app a"):
+        store.apply_apps([doc("b")], actor="cli", refuse=one_owner("b"))
+    assert [a.name for a in store.list_apps()] == ["a"] and store.apps_version() == version
+
+
+def test_two_applies_racing_for_one_host_cannot_both_pass(store, open_twin):
+    """Apply a's rule runs while a holds the apps lock; b, started from inside it, waits for a's
+    commit, and its rule then sees a."""
+    other, b_done, b_outcome, b_held_back = open_twin(), threading.Event(), {}, []
+
+    def apply_b():
+        try:
+            b_outcome["result"] = other.apply_apps([doc("b")], actor="b", refuse=one_owner("b"))
+        except Conflict as e:
+            b_outcome["refused"] = str(e)
+        b_done.set()
+
+    def refuse_a(stored):
+        threading.Thread(target=apply_b, daemon=True).start()
+        b_held_back.append(not b_done.wait(0.5))   # b cannot decide while a decides
+        return one_owner("a")(stored)
+
+    store.apply_apps([doc("a")], actor="a", refuse=refuse_a)
+    assert b_done.wait(30), "b never finished"
+    assert b_held_back == [True], "b decided while a held the apps lock"
+    assert b_outcome == {"refused": "the host is already routed to app a"}
+    assert [a.name for a in store.list_apps()] == ["a"]
