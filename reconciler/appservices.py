@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import time
 
-from corral.store import ServiceBackupRecord, ServiceRecord
+from corral.store import Conflict, Fenced, ServiceBackupRecord, ServiceRecord
 from services.backups import Backups, BackupRefused
 from services.base import Credential, Service, ServiceError
 from services.names import check_label, new_password, without_password
@@ -170,10 +170,10 @@ class ServiceKeeper:
             if self._said.get((app, name)) != sentence:
                 self._said[(app, name)] = sentence
                 self.store.add_event("app", app, "ServiceRefused", sentence, self.actor)
-        self._scheduled_backups(apps, self.store.list_services(), now)
+        self._scheduled_backups(epoch, apps, self.store.list_services(), now)
         return changed
 
-    def _scheduled_backups(self, apps, rows, now):
+    def _scheduled_backups(self, epoch, apps, rows, now):
         """Back up, once per slot of its app's ``backups.schedule``, each ready service whose slot is due;
         then let go what ``backups.keep`` lets go. A refused or failed backup waits for its backoff."""
         if self.backups is None or not any((r.spec.get("backups") or {}).get("schedule") for r in apps):
@@ -195,15 +195,17 @@ class ServiceKeeper:
                 slot, missed = due_slot(policy["schedule"], max(done.get((row.app, row.name), 0), row.created_at),
                                         self.clock())
                 if slot is not None:
-                    self._scheduled_backup(row, slot, missed, policy.get("keep") or {}, key, now)
+                    self._scheduled_backup(epoch, row, slot, missed, policy.get("keep") or {}, key, now)
 
-    def _scheduled_backup(self, row, slot, missed, keep, key, now):
+    def _scheduled_backup(self, epoch, row, slot, missed, keep, key, now):
         """The backup of ``row`` for ``slot``, then the ``keep`` policy; a failure is an event and a backoff."""
         try:
             self.create_backup(row, reason=f"scheduled, slot {slot}" + (
-                f"; {missed} earlier slot(s) missed" if missed else ""), slot=slot)
+                f"; {missed} earlier slot(s) missed" if missed else ""), slot=slot, epoch=epoch)
             self.prune(row, keep)
             self._not_before.pop(key, None)
+        except Conflict as e:   # another leader's backup of the slot was recorded first: that one stands
+            log.info("%s; this one was removed", e)
         except (ServiceError, OSError) as e:
             self._back_off(key, now)
             self.store.add_event("app", row.app, "ScheduledBackupFailed",
@@ -293,18 +295,25 @@ class ServiceKeeper:
         return False
 
     # -- backups (any reconciler) -----------------------------------------------------------------
-    def create_backup(self, row, reason="asked for", slot=None):
+    def create_backup(self, row, reason="asked for", slot=None, epoch=None):
         """Take, verify and record a backup of the service of ``row``; BackupRefused (one sentence) when there
-        is no backup folder or no room. A failed verification is an event."""
+        is no backup folder or no room. A failed verification is an event. The backup of a schedule's
+        ``slot`` is recorded by the leader at ``epoch``: a deposed one (Fenced), or a slot backed up
+        already (Conflict), removes its files and raises."""
         if self.backups is None:
             raise BackupRefused("this cluster has no backup folder (setting services.backup_dir)")
         if row.type not in self.provisioners:
             raise BackupRefused(f"this cluster has no {row.type} server (setting services.{row.type})")
         b = self.backups.create(self.provisioners[row.type], self._service(row))
         m = b.manifest
-        self.store.add_service_backup(ServiceBackupRecord(
-            id=b.id, app=row.app, service=row.name, type=row.type, path=b.path, size=m["size"], sha256=m["sha256"],
-            verified=b.verified, reason=m["verified"]["reason"], manifest=m, created_at=m["created_at"], slot=slot))
+        try:
+            self.store.add_service_backup(ServiceBackupRecord(
+                id=b.id, app=row.app, service=row.name, type=row.type, path=b.path, size=m["size"],
+                sha256=m["sha256"], verified=b.verified, reason=m["verified"]["reason"], manifest=m,
+                created_at=m["created_at"], slot=slot), epoch=epoch)
+        except (Fenced, Conflict):
+            self.backups.remove(b)
+            raise
         said = (f"backup {b.id} of service {row.name} ({reason}): {m['size']} bytes in {m['seconds']['backup']:.2f} s, "
                 f"verified in {m['seconds']['verify']:.2f} s: {m['verified']['reason']}")
         self.store.add_event("app", row.app, "BackupVerified" if b.verified else "BackupVerificationFailed",

@@ -406,8 +406,9 @@ class Store(abc.ABC):
         """Ask the leader for a new credential of ``app/name``; False when there is no such service."""
 
     @abc.abstractmethod
-    def add_service_backup(self, record: "ServiceBackupRecord") -> None:
-        """Record a finished backup."""
+    def add_service_backup(self, record: "ServiceBackupRecord", epoch: Optional[int] = None) -> None:
+        """Record a finished backup. One of a schedule's slot (``record.slot``) is the
+        leader's, fenced by ``epoch`` (Fenced), and the slot's only one (Conflict)."""
 
     @abc.abstractmethod
     def list_service_backups(self, app: Optional[str] = None, service: Optional[str] = None) -> list:

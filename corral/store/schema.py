@@ -166,6 +166,16 @@ MIGRATIONS = [
             created_at {real} NOT NULL)""",
         "CREATE INDEX service_backups_app ON service_backups (app, service, created_at)",
     ],
+    [  # one scheduled backup per slot: a deposed leader's second one is refused (services/, the keeper)
+        """UPDATE service_backups SET slot = NULL
+           WHERE slot IS NOT NULL AND EXISTS (
+               SELECT 1 FROM service_backups o
+               WHERE o.app = service_backups.app AND o.service = service_backups.service
+                 AND o.slot = service_backups.slot
+                 AND (o.created_at < service_backups.created_at
+                      OR (o.created_at = service_backups.created_at AND o.id < service_backups.id)))""",
+        "CREATE UNIQUE INDEX service_backups_slot ON service_backups (app, service, slot)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

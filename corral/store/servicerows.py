@@ -2,7 +2,7 @@
 import json
 from typing import Optional
 
-from corral.store.base import ServiceBackupRecord, ServiceRecord
+from corral.store.base import Conflict, ServiceBackupRecord, ServiceRecord
 from corral.store.schema import canonical_json
 
 SERVICE_COLUMNS = ("app, name, type, server, state, on_delete, generation, password, old_generations, rotate_requested, "
@@ -87,9 +87,20 @@ class ServiceRows:
             return cur.rowcount > 0
         return self._run(work, write=True)
 
-    def add_service_backup(self, record: ServiceBackupRecord) -> None:
-        """Record a finished backup."""
+    def add_service_backup(self, record: ServiceBackupRecord, epoch: Optional[int] = None) -> None:
+        """Record a finished backup. One of a schedule's slot is the leader's (``epoch``: Fenced
+        when the lease has another) and the slot's only one (Conflict when it has one)."""
         def work(cur):
+            if record.slot is not None:
+                if epoch is None:
+                    raise ValueError("the backup of a slot is recorded by the leader: give its epoch")
+                self._check_epoch(cur, epoch)
+                cur.execute("SELECT id FROM service_backups WHERE app = ? AND service = ? AND slot = ?",
+                            (record.app, record.service, record.slot))
+                held = cur.fetchone()
+                if held is not None:
+                    raise Conflict(f"slot {record.slot} of service {record.app}/{record.service} "
+                                   f"has its backup already ({held[0]})")
             cur.execute(f"INSERT INTO service_backups ({BACKUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (record.id, record.app, record.service, record.type, record.path, int(record.size),
                          record.sha256, bool(record.verified), record.reason, canonical_json(record.manifest),

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from corral.settings import ServiceServers, Timings
+from corral.store import Fenced
 from reconciler.appservices import ServiceKeeper
 from tests.integration.test_reconciler_loop import IMAGE, controller
 from tests.pg import PostgresUnavailable, postgres_dsn
@@ -196,3 +197,23 @@ def test_a_scheduled_backup_is_taken_once_per_slot_also_by_a_new_leader(store, k
     second = store.list_service_backups(app)
     assert len(second) == 2 and not {b.id for b in second} & {b.id for b in first}, "keep: {last: 1} let the first go"
     assert [b.id for b in k.backups.list(app)] == sorted(b.id for b in second), "their files went too"
+
+
+def test_a_leader_deposed_while_it_backs_up_a_slot_leaves_neither_a_record_nor_a_file(store, keeper):
+    k, made = keeper
+    app = unique_app("deposed")
+    made += [(app, "db", "postgresql"), (app, "cache", "redis")]
+    deploy(store, app, {**spec(), "backups": {"schedule": "hourly"}})
+    stale = lead(store)
+    k.sync(stale)
+    store.release_lease("leader", "r1")
+    successor = store.acquire_lease("leader", "r2", ttl=600).epoch
+    assert successor > stale
+    later = time.time() + 3700
+    k.clock = lambda: later
+    with pytest.raises(Fenced):
+        k.sync(stale)     # r1 took a backup of the slot, then learnt at its record that it leads no more
+    assert store.list_service_backups(app) == [] and k.backups.list(app) == []
+    heir = ServiceKeeper(store, k.servers, Timings(services_check=0), "reconciler/r2", clock=lambda: later)
+    heir.sync(successor)
+    assert sorted(b.service for b in store.list_service_backups(app)) == ["cache", "db"], "the slot is the heir's"

@@ -3,7 +3,9 @@ import dataclasses
 
 import pytest
 
-from corral.store import Fenced, ServiceBackupRecord, ServiceRecord
+from corral.store import Conflict, Fenced, ServiceBackupRecord, ServiceRecord
+from corral.store import sql
+from corral.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 
 def lead(store):
@@ -48,11 +50,13 @@ def test_a_rotation_is_requested_of_a_known_service_only(store):
     assert store.list_services("hello")[0].rotate_requested is True
 
 
+def backup(bid, at, service="db", verified=True, slot=None):
+    return ServiceBackupRecord(id=bid, app="hello", service=service, type="postgresql", path=f"/b/{bid}.dump",
+                               size=10, sha256="ab" * 32, verified=verified, reason="agree",
+                               manifest={"id": bid, "facts": {"tables": {}}}, created_at=at, slot=slot)
+
+
 def test_backups_are_recorded_and_listed_oldest_first(store):
-    def backup(bid, at, service="db", verified=True):
-        return ServiceBackupRecord(id=bid, app="hello", service=service, type="postgresql", path=f"/b/{bid}.dump",
-                                   size=10, sha256="ab" * 32, verified=verified, reason="agree",
-                                   manifest={"id": bid, "facts": {"tables": {}}}, created_at=at)
     store.add_service_backup(backup("b2", 2.0))
     store.add_service_backup(backup("b1", 1.0, verified=False))
     store.add_service_backup(backup("c1", 3.0, service="cache"))
@@ -69,3 +73,32 @@ def test_a_service_made_by_hand_is_added_once_and_unfenced(store):
     assert store.add_service(record(name="copy")) is False
     [copy] = store.list_services("hello")
     assert (copy.name, copy.state) == ("copy", "retained")
+
+
+def test_a_slots_backup_is_the_leaders_and_the_slots_only_one(store):
+    epoch, slot = lead(store), "2026-12-03T07:00:00+00:00"
+    with pytest.raises(Fenced):   # a leader deposed while it took the backup
+        store.add_service_backup(backup("stale", 1.0, slot=slot), epoch=epoch - 1)
+    store.add_service_backup(backup("first", 2.0, slot=slot), epoch=epoch)
+    with pytest.raises(Conflict, match="has its backup already \\(first\\)"):
+        store.add_service_backup(backup("second", 3.0, slot=slot), epoch=epoch)
+    store.add_service_backup(backup("asked", 4.0))   # a backup asked for has no slot, and no leader
+    assert [(b.id, b.slot) for b in store.list_service_backups()] == [("first", slot), ("asked", None)]
+
+
+def test_the_migration_keeps_the_first_backup_of_a_slot_taken_twice_as_the_slots(store_dsn, open_twin, monkeypatch):
+    """Before this schema two leaders could both record a slot: the later one stays, as a backup with no slot."""
+    monkeypatch.setattr(sql, "SCHEMA_VERSION", SCHEMA_VERSION - 1)
+    monkeypatch.setattr(sql, "MIGRATIONS", MIGRATIONS[:-1])
+    old = open_twin()
+    old.migrate()
+    for bid, at in (("later", 2.0), ("earlier", 1.0), ("other-slot", 3.0)):   # as the old release wrote them
+        old.write_transaction(lambda cur, bid=bid, at=at: cur.execute(
+            "INSERT INTO service_backups (id, app, service, type, path, size, sha256, verified, reason, manifest, "
+            "slot, created_at) VALUES (?, 'hello', 'db', 'postgresql', '/b', 1, 'ab', ?, 'agree', '{}', ?, ?)",
+            (bid, True, "slot-b" if bid == "other-slot" else "slot-a", at)))
+    monkeypatch.undo()
+    new = open_twin()
+    new.migrate()
+    assert [(b.id, b.slot) for b in new.list_service_backups()] == [
+        ("earlier", "slot-a"), ("later", None), ("other-slot", "slot-b")]
