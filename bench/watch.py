@@ -1,7 +1,7 @@
 """What the change stream costs a reconciler: one pass of the feed over a large view, and its memory bound.
 
 A pass (reconciler/watch.py ``ChangeFeed.poll``) diffs the view it read against the last one
-(reconciler/changes.py) and encodes a frame per change for the watchers of that kind. Here the
+(corral/changes.py) and encodes a frame per change for the watchers of that kind. Here the
 views are ``--instances`` instances as `get instances -o json` shows them, of which ``--changed``
 change between two passes, fanned out to ``--watchers`` watchers; the reading of the view itself
 (the store and the observed view, as `get instances` does) is not counted. Printed: the median and

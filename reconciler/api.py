@@ -55,7 +55,7 @@ from corral.store import Conflict, StoreError, jsonable  # noqa: F401
 from corral.store.schema import SCHEMA_VERSION
 from reconciler import dashboard, views
 from reconciler.actor import actor
-from reconciler.changes import parse_kinds
+from corral.changes import parse_kinds
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.metrics import route_label
 from reconciler.rollout_api import RolloutRoutes
@@ -390,7 +390,7 @@ class Api:
             raise HttpError(503, f"{e}; try again later")
         return 200, EventStream(self.feed, watcher, initial, self.watch_keepalive)
 
-    # -- the change stream's views (reconciler/changes.py) -------------------
+    # -- the change stream's views (corral/changes.py) -------------------
     def _app_view(self):
         return {r.name: views.app_json(r) for r in self.store.list_apps()}
 

@@ -3,7 +3,7 @@
 One :class:`ChangeFeed` per reconciler (any reconciler: every one hears every
 agent and reads the same store) reads the views of the kinds someone watches
 every ``interval`` seconds, and sends each watcher what
-:func:`reconciler.changes.diff` finds. A quiet cluster costs one read per
+:func:`corral.changes.diff` finds. A quiet cluster costs one read per
 kind and interval while anyone watches, and nothing when no one does.
 
 A watcher first gets every object (ADDED), then ``event: synced``, then the
@@ -22,7 +22,7 @@ import eventlet
 import eventlet.queue
 import eventlet.semaphore
 
-from reconciler.changes import diff, listing
+from corral.changes import diff, listing
 
 log = logging.getLogger(__name__)
 

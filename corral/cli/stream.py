@@ -13,6 +13,14 @@ import json
 
 from corral.cli.client import ClientError, Unreachable, _short, connect, encode_body, target
 
+class NoAnswer(ClientError):
+    """No API URL answered at all (as against one that answered with an error)."""
+
+
+class Lost(ClientError):
+    """A stream's connection ended before the stream did."""
+
+
 READ_TIMEOUT = 30.0     # seconds without a byte (keepalives come every 2 s) before the API counts as gone
 CONNECT_TIMEOUT = 10.0
 BLOCK = 1024 * 1024
@@ -55,7 +63,7 @@ def open_stream(client, method, path, *, params=None, json=None, headers=None):
             r.close()
             raise ClientError(msg or f"{method} {path} failed with HTTP {r.status}")
         return url, r
-    raise ClientError("no corral API answered (" + "; ".join(errors) + ")")
+    raise NoAnswer("no corral API answered (" + "; ".join(errors) + ")")
 
 
 def _error_of(content):
@@ -128,4 +136,4 @@ def items(response):
             if item:
                 yield item
     except (OSError, http.client.HTTPException, ValueError) as e:
-        raise ClientError(f"the connection to the API was lost ({_short(e)})")
+        raise Lost(f"the connection to the API was lost ({_short(e)})")

@@ -2,7 +2,8 @@
 
 - `get apps -w -o json` (against the reconciler that does not lead) and `get instances hello -w` (a
   table) print the listing, then each change as it happens: a scale to 3 shows as MODIFIED apps and an
-  ADDED instance, a scale back to 2 as a DELETED one;
+  ADDED instance, a scale back to 2 as a DELETED one; a watch whose reconciler is killed reads the
+  other one and goes on, printing what changed meanwhile;
 - the dashboard in a real headless Chromium: log in with a deploy token, see the app ready, scale it
   from its page and see the count arrive without a reload, drain a node from the nodes page and see its
   instance move on the cluster picture; a read token sees no button that changes anything; a hostile
@@ -11,6 +12,7 @@
 import json
 import os
 import queue
+import signal
 import subprocess
 import threading
 
@@ -41,8 +43,8 @@ def cluster(tmp_path_factory):
         c.down()
 
 
-def scale(cluster, instances):
-    r = requests.post(f"{cluster.urls[0]}/v1/apps/hello/scale", json={"process": "web", "instances": instances},
+def scale(cluster, instances, url=None):
+    r = requests.post(f"{url or cluster.urls[0]}/v1/apps/hello/scale", json={"process": "web", "instances": instances},
                       headers={"Authorization": f"Bearer {cluster.tokens['deploy']}"}, timeout=10)
     assert r.status_code == 200, r.text
 
@@ -105,6 +107,36 @@ def test_get_w_prints_the_listing_then_each_change_as_json_and_as_rows(cluster):
     finally:
         as_json.stop()
         rows.stop()
+
+
+def test_get_w_goes_on_through_the_loss_of_the_reconciler_it_reads(cluster):
+    watch = Lines(cluster, "get", "apps", "-w", "-o", "json")   # the client's config: r1, then r2
+
+    def ready(want):
+        def holds(line):
+            return line.startswith("{") and (json.loads(line)["object"]["ready"],
+                                             json.loads(line)["object"]["desired"]) == (want, want)
+        return holds
+    try:
+        watch.until("the app listed", lambda line: line.startswith("{"))
+        os.kill(cluster.daemons("reconciler")["r1"], signal.SIGKILL)   # corral up starts it again
+        watch.until("the loss said", lambda line: line.startswith("watch: ") and "reconnecting" in line)
+        scale(cluster, 3, url=cluster.urls[1])
+        watch.until("ready 3 of 3, read from another reconciler", ready(3))
+        scale(cluster, 2, url=cluster.urls[1])
+        watch.until("ready 2 of 2", ready(2))
+        assert watch.proc.poll() is None, "the watch ended"
+    finally:
+        watch.stop()
+    wait_for("r1 serving again (the dashboard's tests use it)", lambda: _answers(cluster.urls[0]), timeout=60)
+
+
+def _answers(url):
+    try:
+        requests.get(f"{url}/healthz", timeout=2)
+        return True
+    except requests.RequestException:
+        return False
 
 
 # -- the dashboard -------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from reconciler.changes import diff, listing, parse_kinds
+from corral.changes import diff, listing, parse_kinds
 
 APP1 = {"name": "a", "ready": 1, "desired": 2}
 APP1_READY = {"name": "a", "ready": 2, "desired": 2}

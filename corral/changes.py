@@ -16,6 +16,7 @@ the window of recent events was not deleted, and is not reported.
 """
 
 KINDS = ("app", "instance", "node", "event")
+KEYS = {"app": "name", "instance": "id", "node": "name"}   # the field that names an object of a kind
 RESOURCES = {"apps": "app", "instances": "instance", "nodes": "node", "events": "event"}   # `get` names
 VOLATILE = {"node": ("last_seen", "load")}
 APPEND_ONLY = ("event",)
@@ -55,6 +56,13 @@ def _order(key):
 def listing(kind, view):
     """The changes that show a watcher who knows nothing yet view ``view``: every object ADDED."""
     return diff(kind, {}, view)
+
+
+def key(kind, obj):
+    """What names ``obj`` of ``kind`` in a view as a client rebuilds it from the objects alone: its
+    name or id, and for an event (which has no id in its JSON) all of it."""
+    field = KEYS.get(kind)
+    return obj.get(field) if field else tuple(sorted((k, str(v)) for k, v in obj.items()))
 
 
 def change(kind, type_, obj):
