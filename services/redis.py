@@ -13,8 +13,10 @@ A backup is a file of ours: every key under the prefix with its ``DUMP``
 payload and remaining TTL, read with ``SCAN`` (not one snapshot: a key written
 during the backup may or may not be in it). Its facts are the key count and a
 sha256 over the sorted (key, sha256 of payload) pairs; the verification
-restores every key of the file under a scratch prefix without TTL, dumps those
-keys again and compares count and digest, then deletes them.
+restores every key of the file under a scratch prefix, each to expire after
+:data:`SCRATCH_TTL_MS` (so that the copy of a verifier killed before it
+deleted it goes by itself), dumps those keys again and compares count and
+digest, then deletes them.
 """
 import hashlib
 import struct
@@ -26,6 +28,7 @@ from services.names import redis_login, redis_prefix, redis_scratch, redis_user,
 
 MAGIC = b"CORRAL-REDIS-BACKUP 1\n"
 BATCH = 500
+SCRATCH_TTL_MS = 6 * 3600 * 1000   # far longer than any verification; a killed one's copy expires
 DENIED = ("-@dangerous", "-select", "-swapdb", "-move", "-scan", "-randomkey", "-dbsize", "-pubsub",
           "-@scripting", "+eval", "+evalsha", "+eval_ro", "+evalsha_ro", "+script|load", "+script|exists",
           "+fcall", "+fcall_ro")
@@ -176,11 +179,12 @@ class RedisProvisioner(Provisioner):
         keys, sha = digest((key[len(prefix):], payload) for key, payload, _ in records)
         return {"keys": keys, "digest": sha, "server_version": self.version(), "tool_version": "corral redis backup 1"}
 
-    def _restore_records(self, records, prefix, keep_ttl=True):
+    def _restore_records(self, records, prefix, ttl_ms=None):
+        """RESTORE ``records`` under ``prefix``, each with its own TTL, or ``ttl_ms`` when given."""
         for i in range(0, len(records), BATCH):
             pipe = self.client.pipeline(transaction=False)
             for key, payload, pttl in records[i:i + BATCH]:
-                pipe.restore(prefix + key, pttl if keep_ttl else 0, payload, replace=True)
+                pipe.restore(prefix + key, pttl if ttl_ms is None else ttl_ms, payload, replace=True)
             try:
                 pipe.execute()
             except redis.RedisError as e:
@@ -192,7 +196,7 @@ class RedisProvisioner(Provisioner):
         try:
             records = read_records(path)
             restored = [scratch + key for key, _, _ in records]
-            self._restore_records(records, scratch, keep_ttl=False)
+            self._restore_records(records, scratch, ttl_ms=SCRATCH_TTL_MS)
             again = self._dump(restored)     # the keys restored, read back; one missing is left out
             count, sha = digest((key[len(scratch):], payload) for key, payload, _ in again)
         except ServiceError as e:

@@ -237,3 +237,23 @@ def test_a_backup_removes_the_temporary_files_of_killed_backups_and_spares_runni
         assert backups.create(prov, service).verified
         assert not killed.exists(), "the temporary file of a killed backup was left behind"
         assert running.exists() and just_opened.exists(), "a temporary file of a running backup was removed"
+
+
+def test_the_scratch_copy_of_a_verifier_killed_before_it_deleted_it_expires_by_itself(provisioned, tmp_path,
+                                                                                      monkeypatch):
+    from services import redis as redis_service
+    prov, service, cred = provisioned("redis")
+    r = redis.Redis.from_url(prov.url(service, cred))
+    r.set(f"{service.app}:visits", 41)
+    r.set(f"{service.app}:session", "s", ex=600)
+    b = Backups(str(tmp_path)).create(prov, service)
+    assert b.verified
+    monkeypatch.setattr(type(prov), "_delete", lambda self, keys: None)   # as if killed before its cleanup
+    assert prov.verify(service, b.path, b.manifest["facts"]).ok
+    admin = redis.Redis.from_url(prov.url_)
+    left = list(admin.scan_iter(match="_corral:scratch:*"))
+    try:
+        assert len(left) == 2
+        assert all(0 < admin.pttl(k) <= redis_service.SCRATCH_TTL_MS for k in left), "a scratch key would stay forever"
+    finally:
+        admin.delete(*left)
