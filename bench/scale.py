@@ -9,7 +9,10 @@ schema-checked): ``--workers`` processes, each hosting its share of the N
 agents as green threads around one shared ZeroMQ context (a context each, with
 its I/O thread, was too heavy for 1,000 agents on 2 cores). An agent "starts"
 an assigned instance at once (running and ready) and reports at once and on
-every heartbeat; so what is measured is the control plane alone: from one
+every heartbeat, as the real agent does: the full report when it changed or
+was not acked, an ``alive`` otherwise (nodeagent/reporting.py), or with
+``--full-reports`` the full report every heartbeat (as agents before 0.2 did,
+to compare); so what is measured is the control plane alone: from one
 apply of M instances (apps of ``--per-app`` instances each, images already
 built) until every instance is reported running (``all_running_s``: the last
 agent's report sent) and until the app statuses in the store count them all
@@ -47,8 +50,11 @@ class Fleet:
     reports at once and every heartbeat, as a real agent's report looks
     (``started_at``, ``seq``, a moving load)."""
 
-    def __init__(self, names, endpoint, key, context):
+    def __init__(self, names, endpoint, key, context, full_reports=False):
         from corral.wire.bus import BusClient
+        from nodeagent.reporting import Reporting
+        self.endpoint, self.full_reports = endpoint, full_reports
+        self.reporting = {name: Reporting() for name in names}
         self.started_at = time.time()
         self.running = {name: [] for name in names}
         self.epochs = {name: 0 for name in names}
@@ -58,17 +64,26 @@ class Fleet:
                       for name in names}
 
     def report(self, name):
-        """Send ``name``'s full report to the reconciler."""
+        """Send ``name``'s report to the reconciler: full, or an ``alive`` as the real agent chooses."""
+        from corral import nodereport
         self.seq[name] += 1
         body = {"node": {"name": name, "address": "127.0.0.1", "labels": {}, "conditions": [],
                          "capacity": {"cpu": 64, "memory": 256 << 30, "disk": 1 << 40},
                          "load": [round(random.uniform(0, 2), 2)] * 3, "version": "bench"},
                 "instances": self.running[name], "epoch_seen": self.epochs[name],
                 "started_at": self.started_at, "seq": self.seq[name]}
-        self.buses[name].send_all("report", body, self.epochs[name])
+        if self.full_reports:
+            self.buses[name].send_all("report", body, self.epochs[name])
+            return
+        body["alive"] = True
+        kind, sent = self.reporting[name].messages(self.endpoint, body, nodereport.digest(body), time.monotonic())
+        self.buses[name].send_to(self.endpoint, kind, sent, self.epochs[name])
 
     def _handler(self, name):
-        def on_message(_endpoint, msg):
+        def on_message(endpoint, msg):
+            if msg.type == "ack":
+                self.reporting[name].on_ack(endpoint, msg.body)
+                return
             if msg.type != "assign" or msg.epoch < self.epochs[name]:
                 return
             if msg.body["node"] != name:
@@ -89,7 +104,7 @@ class Fleet:
         return on_message
 
 
-def agent_worker(names, endpoint, secret_file, heartbeat):
+def agent_worker(names, endpoint, secret_file, heartbeat, full_reports=False):
     """Run the simulated agents ``names`` until the parent ends; print ``RUNNING n t``
     (this worker's instance count, when it last changed) whenever it has changed."""
     from corral import green
@@ -102,7 +117,8 @@ def agent_worker(names, endpoint, secret_file, heartbeat):
     # than a ZeroMQ context's 1,023 sockets and the usual 1,024 open files.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8 * len(names) + 1024)), hard))
-    fleet = Fleet(names, endpoint, read_key(secret_file), shared_context(max_sockets=len(names) + 64))
+    fleet = Fleet(names, endpoint, read_key(secret_file), shared_context(max_sockets=len(names) + 64),
+                  full_reports=full_reports)
 
     def heartbeats():  # every agent once per heartbeat, spread over it as real agents are
         due, step = time.monotonic(), heartbeat / len(names)
@@ -213,7 +229,7 @@ def measure(args, dsn):
             workers.append(subprocess.Popen(
                 [sys.executable, __file__, "--agents-worker", ",".join(names[i:i + share]),
                  "--endpoint", f"tcp://127.0.0.1:{bus_port}", "--secret-file", secret,
-                 "--heartbeat", str(args.heartbeat)],
+                 "--heartbeat", str(args.heartbeat), *(["--full-reports"] if args.full_reports else [])],
                 cwd=ROOT, stdout=subprocess.PIPE, text=True))
         for w in workers:
             if w.stdout.readline().strip() != "UP":
@@ -296,6 +312,8 @@ def main():
     p.add_argument("--heartbeat", type=float, default=1.0)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--workers", type=int, default=2, help="processes hosting the simulated agents (default 2)")
+    p.add_argument("--full-reports", action="store_true",
+                   help="agents send the full report every heartbeat (as before 0.2), never an alive")
     p.add_argument("--planner-only", action="store_true")
     p.add_argument("--profile", metavar="FILE", help="run the reconciler under cProfile, its stats to FILE")
     p.add_argument("--keep", action="store_true", help="keep the work folder (reconciler log)")
@@ -309,7 +327,8 @@ def main():
     if args.instances % args.per_app:
         p.error(f"--instances {args.instances} is not a multiple of --per-app {args.per_app}")
     if args.agents_worker:
-        return agent_worker(args.agents_worker.split(","), args.endpoint, args.secret_file, args.heartbeat)
+        return agent_worker(args.agents_worker.split(","), args.endpoint, args.secret_file, args.heartbeat,
+                            args.full_reports)
     converged, scratch = planner_pass(args.nodes, args.instances, args.per_app)
     out = {"nodes": args.nodes, "instances": args.instances, "store": args.store,
            "planner_pass_converged_ms": round(converged, 1), "planner_pass_place_all_ms": round(scratch, 1)}

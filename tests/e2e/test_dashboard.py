@@ -272,6 +272,18 @@ def test_the_other_pages_and_a_hostile_event_message_shown_as_text(cluster, brow
     assert browser.execute_script("return window.__pwned") is None
 
 
+def test_the_apps_runs_on_its_page(cluster, browser):
+    rid = cluster.corral("run", "hello", "--detach", "--", "python", "-c", "print('once')").stdout.strip()
+    login(browser, cluster, "read")
+    go(browser, cluster, "apps/hello")
+    state = wait_until("the run listed, finished", lambda: [e.text for e in by_css(
+        browser, f'#page .run-state[data-run="{rid}"]') if e.text == "succeeded"], timeout=90)
+    assert state == ["succeeded"]
+    row = browser.find_element("css selector", f'#page .run-id[data-run="{rid}"]').find_element("xpath", "./../..")
+    assert row.text.split()[:3] == [rid, "web", "oneoff"], row.text
+    shot(browser, "app-runs")
+
+
 def test_a_read_token_sees_no_button_that_changes_anything(cluster, browser):
     login(browser, cluster, "read")
     for page in ("apps", "apps/hello", "nodes", "cluster", "gitsources"):

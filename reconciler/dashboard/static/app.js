@@ -158,6 +158,7 @@
     if (c.type === "DELETED") map.delete(key);
     else map.set(key, c.object);
     if (c.kind === "app" && into === S) S.fetched = {};   // an app changed: its history and builds may have
+    if (c.kind === "instance" && into === S) delete S.fetched["runs:" + c.object.app];   // a run is an instance
   }
 
   let pending = null;
@@ -227,6 +228,7 @@
     const path = "/v1/apps/" + encodeURIComponent(name);
     const revs = fetchOnce("revs:" + name, path + "/revisions") || [];
     const builds = fetchOnce("builds:" + name, "/v1/builds?app=" + encodeURIComponent(name)) || [];
+    const runs = fetchOnce("runs:" + name, "/v1/runs?app=" + encodeURIComponent(name)) || [];
     const insts = [...S.instances.values()].filter((i) => i.app === name);
     const logKey = "logs:" + name + ":" + insts.filter((i) => i.state === "running").map((i) => i.id).join(",");
     if (!S.fetched[logKey]) { S.fetched[logKey] = true; loadLogs(name, insts); }
@@ -252,6 +254,8 @@
       el("h2", {}, "Build"),
       build ? [el("p", {}, "build " + build.id + ": " + build.state + (build.cache ? " (cache " + build.cache + ")" : "") + (build.error ? " — " + build.error : "")),
         build.log_tail ? el("pre", { class: "build-log" }, build.log_tail) : null] : el("p", { class: "muted" }, "No build yet."),
+      el("h2", {}, "Runs"),
+      runsTable(runs),
       el("h2", {}, "Recent logs"),
       el("pre", { class: "logs" }, (S.extra.logs && S.extra.logs[name]) || "…"),
       el("h2", {}, "Events"),
@@ -277,6 +281,16 @@
     }
     S.extra.logs = Object.assign({}, S.extra.logs, { [name]: out.join("\n") || "(no output yet)" });
     later();
+  }
+
+  // The app's runs (scheduled and one-off), newest first: the last ten; `corral get runs APP` lists all.
+  function runsTable(runs) {
+    if (runs.error) return el("p", { class: "error" }, runs.error);
+    if (!runs.length) return el("p", { class: "muted" }, "No runs: a process with a schedule, or corral run " + "APP -- COMMAND, makes one.");
+    return table(["ID", "PROCESS", "KIND", "SLOT", "STATE", "NODE", "EXIT", "DURATION", "CREATED"],
+      runs.slice(-10).reverse().map((r) => [el("span", { class: "run-id", "data-run": r.id }, r.id), r.process, r.kind, r.slot || "-",
+        el("span", { class: "run-state", "data-run": r.id }, r.state), r.node || "-", r.exitCode ?? "-",
+        r.duration === null || r.duration === undefined ? "-" : r.duration + " s", r.created_at || "-"]));
   }
 
   function eventsTable(events) {
