@@ -51,14 +51,24 @@ def proc_state(pid):
         return None
 
 
-def instance_processes(app):
-    """PIDs of live (non-zombie) processes whose environment says CORRAL_APP=app."""
+def instance_processes(app, under=None):
+    """PIDs of live (non-zombie) processes whose environment says CORRAL_APP=app; with ``under``, only
+    those whose working folder is inside it (one cluster's, where other clusters on the machine may
+    run an app of the same name)."""
     found = []
     for pid in os.listdir("/proc"):
         if pid.isdigit() and proc_environ(pid).get(b"CORRAL_APP") == app.encode():
-            if proc_state(pid) not in (None, "Z"):
+            if proc_state(pid) not in (None, "Z") and (under is None or _works_in(pid, under)):
                 found.append(int(pid))
     return found
+
+
+def _works_in(pid, folder):
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return os.path.commonpath([os.path.realpath(folder), cwd]) == os.path.realpath(folder)
 
 
 def cmdline(pid):

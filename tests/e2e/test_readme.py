@@ -43,6 +43,7 @@ class Newcomer:
 
     def __init__(self, base, user):
         self.user = user
+        self.base = base
         self.home = os.path.join(base, "home")
         self.clone = os.path.join(base, "corral")
         os.makedirs(self.home)
@@ -98,7 +99,7 @@ class Newcomer:
     def ours(self):
         """Pids of every process of this newcomer's corral: its daemons (run from the copy) and the example."""
         mine = [int(p) for p in os.listdir("/proc") if p.isdigit() and any(self.clone in a for a in cmdline(int(p)))]
-        return set(mine) | set(instance_processes("hello"))
+        return set(mine) | set(instance_processes("hello", under=self.base))
 
     def stop(self, timeout=90):
         """Ctrl-C: SIGINT to ./up's process group, as a terminal sends it; returns its exit code."""
@@ -178,7 +179,7 @@ def check_step(who, step, scratch):
         written = [f for f in os.listdir(scratch) if f.endswith(".json") or "backup" in f]
         assert written, f"no backup file in {scratch}: {said}"
     elif verb == ("delete", "app"):
-        wait_for("no instance process of hello", lambda: not instance_processes("hello"), timeout=60)
+        wait_for("no instance process of hello", lambda: not instance_processes("hello", under=who.base), timeout=60)
         assert instances(who) == []
 
 
@@ -204,7 +205,8 @@ def newcomer_up(base, user, steps):
         assert len(urls) == 2
         for url in urls:
             assert get_ok(url)["app"] == "hello"
-        who.app_uids = {os.stat(f"/proc/{pid}").st_uid for pid in instance_processes("hello")}
+        who.app_uids = {os.stat(f"/proc/{pid}").st_uid for pid in instance_processes("hello", under=base)}
+        assert who.app_uids, "no instance process of the example found in this newcomer's folders"
         scratch = tempfile.mkdtemp(prefix="corral-readme-backup-", dir=base)
         if user != "root":
             shutil.chown(scratch, user, user)
