@@ -272,15 +272,20 @@ def test_the_other_pages_and_a_hostile_event_message_shown_as_text(cluster, brow
     assert browser.execute_script("return window.__pwned") is None
 
 
-def test_the_apps_runs_on_its_page(cluster, browser):
-    rid = cluster.corral("run", "hello", "--detach", "--", "python", "-c", "print('once')").stdout.strip()
+def test_the_apps_runs_on_its_page_live(cluster, browser):
     login(browser, cluster, "read")
     go(browser, cluster, "apps/hello")
-    state = wait_until("the run listed, finished", lambda: [e.text for e in by_css(
-        browser, f'#page .run-state[data-run="{rid}"]') if e.text == "succeeded"], timeout=90)
-    assert state == ["succeeded"]
-    row = browser.find_element("css selector", f'#page .run-id[data-run="{rid}"]').find_element("xpath", "./../..")
-    assert row.text.split()[:3] == [rid, "web", "oneoff"], row.text
+    wait_until("the app's page", lambda: by_css(browser, '#page[data-page="app"] pre.logs'))
+    rid = cluster.corral("run", "hello", "--detach", "--", "python", "-c", "print('once')").stdout.strip()
+
+    def listed():
+        found = by_css(browser, f'#page .run-state[data-run="{rid}"]')
+        return found and found[0].text in ("succeeded", "failed") and found[0].text
+    assert wait_until("the run listed as it ends, without a reload", listed, timeout=90) == "succeeded"
+    [run] = [r for r in cluster.json("get", "runs", "hello") if r["id"] == rid]
+    row = wait_until("the run's row read", lambda: browser.find_element(   # the page may be drawn anew meanwhile
+        "css selector", f'#page .run-id[data-run="{rid}"]').find_element("xpath", "./../..").text)
+    assert row.split()[:3] == [rid, run["process"], "oneoff"], row
     shot(browser, "app-runs")
 
 

@@ -7,7 +7,7 @@
   const WRITERS = ["deploy", "admin"];
   const S = {
     token: null, role: null, apps: new Map(), instances: new Map(), nodes: new Map(), events: [],
-    synced: false, stream: null, extra: {}, drafts: {}, fetched: {},
+    synced: false, stream: null, extra: {}, drafts: {}, fetched: {}, polls: {},
   };
   const $ = (id) => document.getElementById(id);
 
@@ -149,6 +149,7 @@
   function applyChange(into, c) {
     if (c.kind === "event") {
       into.events.push(c.object);
+      if (into === S && c.object.kind === "app") delete S.fetched["runs:" + c.object.name];   // runs are audited as events
       if (into.events.length > 300) into.events.splice(0, into.events.length - 300);
       return;
     }
@@ -158,7 +159,6 @@
     if (c.type === "DELETED") map.delete(key);
     else map.set(key, c.object);
     if (c.kind === "app" && into === S) S.fetched = {};   // an app changed: its history and builds may have
-    if (c.kind === "instance" && into === S) delete S.fetched["runs:" + c.object.app];   // a run is an instance
   }
 
   let pending = null;
@@ -229,6 +229,7 @@
     const revs = fetchOnce("revs:" + name, path + "/revisions") || [];
     const builds = fetchOnce("builds:" + name, "/v1/builds?app=" + encodeURIComponent(name)) || [];
     const runs = fetchOnce("runs:" + name, "/v1/runs?app=" + encodeURIComponent(name)) || [];
+    pollWhileUnfinished("runs:" + name, runs);
     const insts = [...S.instances.values()].filter((i) => i.app === name);
     const logKey = "logs:" + name + ":" + insts.filter((i) => i.state === "running").map((i) => i.id).join(",");
     if (!S.fetched[logKey]) { S.fetched[logKey] = true; loadLogs(name, insts); }
@@ -281,6 +282,13 @@
     }
     S.extra.logs = Object.assign({}, S.extra.logs, { [name]: out.join("\n") || "(no output yet)" });
     later();
+  }
+
+  // Runs are not in the change stream: while one shown has not finished, fetch them again every 2 s.
+  const FINISHED = ["succeeded", "failed", "skipped"];   // corral/runs.py: the states a run ends in
+  function pollWhileUnfinished(key, runs) {
+    if (S.polls[key] || !Array.isArray(runs) || runs.every((r) => FINISHED.includes(r.state))) return;
+    S.polls[key] = setTimeout(() => { delete S.polls[key]; delete S.fetched[key]; later(); }, 2000);
   }
 
   // The app's runs (scheduled and one-off), newest first: the last ten; `corral get runs APP` lists all.
