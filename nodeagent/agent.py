@@ -29,8 +29,8 @@ from nodeagent.environ import base_env
 from nodeagent.images import ImageCache
 from nodeagent.instance import ExitWatch, Instance, Wakeup
 from nodeagent.ports import PortAllocator
-from nodeagent.reporting import Reporting
 from nodeagent.process import Capture, Launcher
+from nodeagent.reporting import Reporting
 from nodeagent.restart import Backoff
 from nodeagent.state import EpochFence, RunLedger, load_table, save_table, table_text
 
