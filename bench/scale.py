@@ -77,12 +77,14 @@ class Fleet:
             return
         body["alive"] = True
         kind, sent = self.reporting[name].messages(self.endpoint, body, nodereport.digest(body), time.monotonic())
-        self.buses[name].send_to(self.endpoint, kind, sent, self.epochs[name])
+        if not self.buses[name].send_to(self.endpoint, kind, sent, self.epochs[name]):
+            self.reporting[name].unsent(self.endpoint)
 
     def _handler(self, name):
         def on_message(endpoint, msg):
             if msg.type == "ack":
-                self.reporting[name].on_ack(endpoint, msg.body)
+                if self.reporting[name].on_ack(endpoint, msg.body, self.started_at):
+                    self.report(name)
                 return
             if msg.type != "assign" or msg.epoch < self.epochs[name]:
                 return

@@ -41,8 +41,8 @@ _RECONCILE = object()
 
 class Agent:
     """One node's agent. ``send(endpoint, type, body, epoch)`` delivers a message to the
-    reconciler at ``endpoint``, one of ``endpoints`` (never blocking: a message that cannot go
-    now is dropped).
+    reconciler at ``endpoint``, one of ``endpoints``, never blocking: False when it cannot go now
+    (dropped).
 
     ``users`` says who apps run as (:func:`nodeagent.users.choose`; the
     agent's own user when None); ``memory`` enforces memory requests
@@ -112,7 +112,8 @@ class Agent:
         if msg.type == "assign":
             self.inbox.put(msg)
         elif msg.type == "ack":
-            self.reporting.on_ack(endpoint, msg.body)
+            if self.reporting.on_ack(endpoint, msg.body, self.started_at):
+                self.changed.ring()   # a reconciler that knows nothing of this node: the report now
         elif self.streams is not None and msg.type in self.streams.types:
             self.streams.on_message(endpoint, msg)
 
@@ -292,7 +293,8 @@ class Agent:
         body = self.report()
         digest, now = nodereport.digest(body), time.monotonic()
         for endpoint in self.endpoints:
-            self.send(endpoint, *self.reporting.messages(endpoint, body, digest, now), self.fence.highest)
+            if not self.send(endpoint, *self.reporting.messages(endpoint, body, digest, now), self.fence.highest):
+                self.reporting.unsent(endpoint)
         self.counters["reports_sent"] += 1
         for iid in gone:
             del self.instances[iid]

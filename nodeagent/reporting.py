@@ -12,8 +12,9 @@ The full report goes to a reconciler when
 
 - what it says changed (its digest: instances, or stable node facts),
 - that reconciler has not acked this report (``ack``: it answers every full
-  report, and any ``alive`` that names a report it does not keep, as after its
-  restart), or
+  report, and any ``alive`` that names a report it does not keep; one that
+  keeps none, as after its restart, gets the full report at once, not a
+  heartbeat later; and one the agent could not reach gets it first when back), or
 - ``refresh`` seconds passed since the last one sent there, so that volatile
   facts (load, free disk) stay that fresh in ``get nodes``.
 
@@ -38,9 +39,17 @@ class Reporting:
         self.refresh = refresh
         self._peers = {}
 
-    def on_ack(self, endpoint, body):
-        """Keep what reconciler ``endpoint`` says it holds (a verified ``ack``)."""
+    def on_ack(self, endpoint, body, started_at):
+        """Keep what reconciler ``endpoint`` says it holds (a verified ``ack``); True when it holds
+        no report of this agent process (``started_at``): one that has just started, which should
+        get the full report now rather than at the next heartbeat."""
         self._peers.setdefault(endpoint, _Peer()).acked = (body["started_at"], body["digest"])
+        return body["digest"] is None or body["started_at"] != started_at
+
+    def unsent(self, endpoint):
+        """A message to ``endpoint`` could not go (not connected: it may be restarting): what it
+        acked is forgotten, so that the first message it gets once back is the full report."""
+        self._peers.pop(endpoint, None)
 
     def messages(self, endpoint, body, digest, now):
         """The ``(type, body)`` to send ``endpoint`` for the report ``body`` (with its

@@ -131,6 +131,10 @@ def test_a_freshly_started_reconciler_that_takes_over_a_rollout_keeps_max_unavai
     fleet.daemons[follower].kill()
     fleet.daemons[follower].start()          # a fresh follower: it has seen nothing ready yet
     wait_for(f"{follower} answering", lambda: fleet.get("/healthz", follower), timeout=30)
+    # Its API answers before the agents have reconnected and reported to it (their reconnection backs off to
+    # 1 s): until then it lists the instances pending, and a client following it would find none to ask.
+    wait_for(f"{follower} hearing the nodes", lambda: len([i for i in fleet.instances(app, follower)
+                                                           if i["state"] == "running"]) == count, timeout=30)
     fewest = {"covered": count, "mid_rollout": 0}
 
     def sample():

@@ -34,7 +34,7 @@ def test_a_reconciler_gets_the_full_report_until_it_acks_it_then_alives():
     digest = nodereport.digest(body)
     assert rep.messages(R1, body, digest, now=0.0) == ("report", body)
     assert rep.messages(R1, report(2), digest, now=1.0)[0] == "report", "no ack yet: a reconciler of 0.1.0 gets every one"
-    rep.on_ack(R1, {"started_at": 100.0, "digest": digest})
+    assert rep.on_ack(R1, {"started_at": 100.0, "digest": digest}, 100.0) is False
     kind, alive = rep.messages(R1, report(3), digest, now=2.0)
     assert (kind, alive) == ("alive", {"started_at": 100.0, "seq": 3, "epoch_seen": 1, "digest": digest})
     assert rep.messages(R2, report(3), digest, now=2.0)[0] == "report", "each reconciler acks for itself"
@@ -44,10 +44,10 @@ def test_a_change_or_the_refresh_period_sends_the_full_report_again():
     rep, body = Reporting(refresh=10.0), report(1)
     digest = nodereport.digest(body)
     rep.messages(R1, body, digest, now=0.0)
-    rep.on_ack(R1, {"started_at": 100.0, "digest": digest})
+    assert rep.on_ack(R1, {"started_at": 100.0, "digest": digest}, 100.0) is False
     changed = report(2, state="failed")
     assert rep.messages(R1, changed, nodereport.digest(changed), now=1.0)[0] == "report"
-    rep.on_ack(R1, {"started_at": 100.0, "digest": nodereport.digest(changed)})
+    rep.on_ack(R1, {"started_at": 100.0, "digest": nodereport.digest(changed)}, 100.0)
     assert rep.messages(R1, report(3, state="failed"), nodereport.digest(changed), now=5.0)[0] == "alive"
     assert rep.messages(R1, report(4, state="failed"), nodereport.digest(changed), now=11.0)[0] == "report", \
         "10 s after the last full report, volatile facts are refreshed"
@@ -57,9 +57,9 @@ def test_an_ack_of_nothing_or_of_another_agent_process_brings_the_full_report():
     rep, body = Reporting(refresh=10.0), report(1)
     digest = nodereport.digest(body)
     rep.messages(R1, body, digest, now=0.0)
-    rep.on_ack(R1, {"started_at": None, "digest": None})   # a reconciler that just started
+    assert rep.on_ack(R1, {"started_at": None, "digest": None}, 100.0) is True, "one that just started: at once"
     assert rep.messages(R1, report(2), digest, now=1.0)[0] == "report"
-    rep.on_ack(R1, {"started_at": 50.0, "digest": digest})  # what an earlier agent process sent
+    assert rep.on_ack(R1, {"started_at": 50.0, "digest": digest}, 100.0) is True  # an earlier agent process's
     assert rep.messages(R1, report(3), digest, now=2.0)[0] == "report"
 
 
@@ -95,3 +95,13 @@ def test_a_report_of_an_agent_that_sends_no_alive_keeps_no_digest_and_no_alive_m
     obs.record(body, now=1.0)
     assert obs.latest("node-1").digest is None
     assert obs.refresh("node-1", alive_of(body), now=2.0) is False
+
+
+def test_a_reconciler_the_agent_could_not_reach_gets_the_full_report_first_when_back():
+    rep, body = Reporting(refresh=10.0), report(1)
+    digest = nodereport.digest(body)
+    rep.messages(R1, body, digest, now=0.0)
+    rep.on_ack(R1, {"started_at": 100.0, "digest": digest}, 100.0)
+    assert rep.messages(R1, report(2), digest, now=1.0)[0] == "alive"
+    rep.unsent(R1)   # it was not connected: restarting, perhaps
+    assert rep.messages(R1, report(3), digest, now=2.0)[0] == "report"
