@@ -39,4 +39,4 @@ def digest(body):
     """The hex sha256 of a report's stable facts and instances: equal digests, same report
     as far as any decision goes."""
     return hashlib.sha256(canonical_bytes({"node": stable_facts(body["node"]),
-                                           "instances": list(sorted_instances(body["instances"]))})).hexdigest()
+                                           "instances": sorted_instances(body["instances"])})).hexdigest()

@@ -21,6 +21,7 @@ from corral.cli.client import ClientError
 from corral.cli.output import COLUMNS
 from corral.cli.stream import Lost, NoAnswer
 
+SHOWN_EVENTS = 1000   # events kept to compare a listing after a reconnection with (the API lists 100)
 KINDS = {"apps": "app", "instances": "instance", "nodes": "node", "events": "event"}   # what the stream carries
 
 
@@ -121,7 +122,7 @@ def follow(response, resource, name, shown, printer):
         if event == "dropped":
             raise Lost(json.loads(data).get("error") or "the API ended the watch")
         if event == "synced":
-            printer.listing(changes.diff(kind, dict(shown), listed))
+            printer.listing(changes.diff(kind, shown, listed))
             shown.clear()
             shown.update(listed)
             listed = None
@@ -138,6 +139,8 @@ def follow(response, resource, name, shown, printer):
             shown.pop(key, None)
         else:
             shown[key] = obj
+        while kind in changes.APPEND_ONLY and len(shown) > SHOWN_EVENTS:   # a days-long watch of events
+            del shown[next(iter(shown))]
         printer.change(change)
     raise Lost("the API ended the watch")
 
