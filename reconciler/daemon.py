@@ -161,9 +161,8 @@ class Reconciler:
         that is the one it names; else the node is told what this reconciler keeps, so that its
         next heartbeat is the full report (:mod:`nodeagent.reporting`)."""
         node = peer.decode("utf-8")
-        if self.observed.refresh(node, body, self.clock()):
-            self.touch.heard(time.monotonic())   # only news it can act on keeps it in touch (routes)
-        else:
+        self.touch.heard(time.monotonic())
+        if not self.observed.refresh(node, body, self.clock()):
             self.ack(peer, node)
 
     def ack(self, peer, node):
