@@ -89,11 +89,18 @@ class RouteFeed:
         self.kick()
 
     def step(self):
-        """One pass: publish a delta when the table changed, and a snapshot when one is due."""
+        """One pass: publish a delta when the table changed and this reconciler was in touch with
+        the agents when it was derived, and a snapshot when one is due."""
         try:
             new = self.compute()
         except Exception as e:   # the store may be down: keep the last table, routers keep serving it
             log.warning("route table not derived (the last one stays published): %s", e)
+            new = None
+        if new is not None and not self.in_touch():
+            # compute() reads the store, which can outlast the touch (a store call hanging through a
+            # partition, answered after the heal): the table then counts every node silent since
+            # the cut as unreachable. It is dropped; the run loop waits to be back in touch.
+            log.info("route table derived out of touch with the agents: not published")
             new = None
         lead = self.leadership()
         if new is not None:

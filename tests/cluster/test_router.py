@@ -17,6 +17,7 @@ class RouterLoad(figures.Load):
     def _loop(self):
         started = time.monotonic()
         self.why = []
+        self.phase = "before"
         session = requests.Session()
         url = f"http://{self.fleet.dc.hosts['rt'].address}:{ROUTER_PORT}/"
         while not self._stop.is_set() and self.sent < self.max_requests \
@@ -30,7 +31,7 @@ class RouterLoad(figures.Load):
                 inst, why = None, str(e)[:200]
             if inst is None:
                 self.failures.append(time.monotonic())
-                self.why.append(why)
+                self.why.append(f"{self.phase}: {why}")
             else:
                 self.answered_by[inst] = self.answered_by.get(inst, 0) + 1
             self._stop.wait(self.interval)
@@ -50,6 +51,7 @@ def test_the_router_serves_through_a_leader_kill_and_a_partition_from_both_recon
         wait_for("requests through the router", lambda: load.sent > 20, timeout=30)
         leader = wait_for("a leader", fleet.leader, timeout=20)
         other = "r2" if leader == "r1" else "r1"
+        load.phase = f"{leader} killed"
         fleet.daemons[leader].kill()
         fleet.daemons[leader].ended_on_purpose = True
         killed = time.monotonic()
@@ -58,6 +60,7 @@ def test_the_router_serves_through_a_leader_kill_and_a_partition_from_both_recon
         sent = load.sent
         wait_for("more requests", lambda: load.sent > sent + 20, timeout=30)
 
+        load.phase = "both cut"
         fleet.dc.cut("r1")
         fleet.dc.cut("r2")
         cut = time.monotonic()
@@ -66,6 +69,7 @@ def test_the_router_serves_through_a_leader_kill_and_a_partition_from_both_recon
         noticed = time.monotonic() - cut
         sent = load.sent
         wait_for("requests served from the last table", lambda: load.sent > sent + 40, timeout=30)
+        load.phase = "healed"
         fleet.dc.heal("r1")
         fleet.dc.heal("r2")
         wait_for("the router live again", lambda: health_says(fleet, stale=False), timeout=30)

@@ -2,11 +2,11 @@
 `routes` rules, and the conflicts an apply is refused for, by table."""
 import pytest
 
-from corral.routetable import Backend
+from corral.routetable import Backend, Route
 from corral.spec import SpecError
 from corral.spec.model import validate_document
 from corral.store.base import AppRecord, DesiredInstance
-from reconciler.route_feed import Touch
+from reconciler.route_feed import RouteFeed, Touch
 from reconciler.routes import app_claims, apply_conflicts, derive_routes, ready_backends
 
 
@@ -138,3 +138,29 @@ def test_a_reconciler_publishes_routes_only_while_it_hears_the_agents(reports, n
     for t in reports:
         touch.heard(t)
     assert touch.ok(now) is ok
+
+
+def test_a_table_derived_while_the_touch_was_lost_is_not_published():
+    """The store read inside compute() can hang through a partition and answer after the heal:
+    the table it derives then counts every node as unreachable. It must never reach the routers."""
+    clock = [3.0]
+    touch = Touch(3.0)
+    for t in (0.0, 1.0, 2.0, 3.0):
+        touch.heard(t)
+    full = {("shop.localhost", "/"): Route("shop.localhost", "/", "shop", "web", (Backend("i1", "10.0.0.1", 4000),))}
+    empty = {("shop.localhost", "/"): Route("shop.localhost", "/", "shop", "web", ())}
+    tables = [full, empty]
+    published = []
+
+    def compute():
+        table = tables.pop(0)
+        if table is empty:
+            clock[0] += 4.0   # the read hung past the touch (half the timeout of silence)
+        return table
+
+    feed = RouteFeed(lambda type, body: published.append(body), compute, lambda: None,
+                     in_touch=lambda: touch.ok(clock[0]))
+    feed.step()   # the first snapshot and the table with a backend
+    feed.step()
+    assert feed.routes == full and feed.seq == 1
+    assert [b["seq"] for b in published] == [1, 1]   # the delta and the snapshot; nothing after
