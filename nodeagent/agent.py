@@ -254,7 +254,7 @@ class Agent:
         """The node condition ``Isolation`` (:func:`nodeagent.users.isolation`): whether apps run as
         their own users, and if not, why."""
         if self.users.separate:
-            return app_users.isolation(None, None)
+            return app_users.isolation(None, None, getattr(self.launcher, "sandbox_refused", None))
         return app_users.isolation(getattr(self.users, "code", None) or "AppUsersOff", self.users.reason)
 
     def rejected(self):

@@ -175,6 +175,23 @@ class MemoryCgroups:
                 out.append(procs)
         return out
 
+    def existing(self, instance_id, limit):
+        """The ``cgroup.procs`` paths of the cgroups a run of ``instance_id`` is in now (the memory
+        one when ``limit`` asked for one, the pids one), each once and only where its folder
+        exists: what an exec check or session of the instance joins."""
+        out = []
+        for layout in ((self.layout if limit else None), self.pids_layout):
+            if layout is None:
+                continue
+            try:
+                folder = cgroups.instance_dir(layout, instance_id)
+            except ValueError:   # an id that cannot name a cgroup never had one
+                continue
+            procs = os.path.join(folder, "cgroup.procs")
+            if procs not in out and os.path.isdir(folder):
+                out.append(procs)
+        return out
+
     def oom_kills(self, instance_id):
         """How many processes the kernel killed in the instance's cgroup for want of memory (0 without one)."""
         if self.layout is None:

@@ -11,8 +11,9 @@ reads its memory or environ), reads the key from ``$CORRAL_SECRET_FILE`` (and
 drops the variable, so no instance inherits it), and takes from its data dir,
 ``logs/`` and ``home/`` every permission but passing for group and others.
 
-Isolation is decided once, at start: who apps run as (:func:`nodeagent.users.choose`)
-and whether memory requests are hard limits (:meth:`MemoryCgroups.probe`).
+Isolation is decided once, at start: who apps run as (:func:`nodeagent.users.choose`),
+whether each instance gets a mount namespace hiding the agent's folders and the key
+(:func:`instance_namespaces`) and whether memory requests are hard limits (:meth:`MemoryCgroups.probe`).
 What cannot be enforced is logged with its reason and reported as a condition.
 
 With ``CORRAL_AGENT_PROFILE=PATH`` in its environment the daemon runs under
@@ -35,11 +36,11 @@ from corral.wire.bus import BusClient
 from corral.wire.curve import server_public
 from corral import private
 from corral.wire.keys import hide_process, key_path, read_key
-from nodeagent import users
+from nodeagent import sandbox, users
 from nodeagent.agent import Agent
 from nodeagent.cgroupfs import MemoryCgroups
 from nodeagent.metrics import AgentMetrics
-from nodeagent.process import Capture, Launcher
+from nodeagent.process import Capture, Launcher, Sandbox
 from nodeagent.restart import Backoff
 from nodeagent.streams import Streams
 
@@ -49,6 +50,21 @@ log = logging.getLogger(__name__)
 # HOME inside) but not list them; every file of the agent's own in them is 0600 (nodeagent.state).
 DATA_DIR_MODE = 0o711
 DEFAULT_METRICS = "127.0.0.1:7075"
+
+
+def instance_namespaces(who, data_dir, images_dir, secret):
+    """``(Sandbox or None, why not)`` for the :class:`Launcher`: with app users, every instance
+    lives in a mount namespace that hides the data and images folders and the key's file
+    (:mod:`nodeagent.sandbox`), where the kernel allows one; else none, and the reason is
+    logged once and said in the node's ``Isolation`` condition."""
+    if not who.separate:
+        return None, "apps share the agent's user"
+    refused = sandbox.refusal()
+    if refused is not None:
+        log.warning("instances get no mount namespace of their own (%s): file modes alone keep the agent's "
+                    "folders and the key from apps, and /tmp is shared", refused)
+        return None, refused
+    return Sandbox(hide=[data_dir, images_dir], mask=[secret]), None
 
 
 def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, address="127.0.0.1", timings=Timings(),
@@ -72,19 +88,20 @@ def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, ad
     The caller has called ``corral.green.patch()`` before importing this module.
     """
     hide_process()
-    key = read_key(key_path(secret_file))
+    secret = key_path(secret_file)
+    key = read_key(secret)
     for folder in (data_dir, os.path.join(data_dir, "logs"), os.path.join(data_dir, "home")):
         try:
             private.tighten_dir(folder, DATA_DIR_MODE)
         except PermissionError as e:  # not the folder's owner: say so, and go on as before
             log.warning("could not take group and others' permissions from %s (%s)", folder, e.strerror)
     os.makedirs(images_dir, exist_ok=True)
-    launcher = Launcher()
-    if not launcher.become_subreaper():
-        log.warning("could not become the reaper of orphaned processes; an instance's orphans may linger as zombies")
     who = users.choose(app_users, data_dir, images_dir, os.environ.get("HOME"))
     if who.reason:  # a warning where root was meant to isolate apps and cannot; else the chosen setup
         (log.warning if os.geteuid() == 0 and app_users is not False else log.info)("%s", who.reason)
+    launcher = Launcher(*instance_namespaces(who, data_dir, images_dir, secret))
+    if not launcher.become_subreaper():
+        log.warning("could not become the reaper of orphaned processes; an instance's orphans may linger as zombies")
     bus = None
     counted = AgentMetrics()
     agent = Agent(name=name, data_dir=data_dir, images_dir=images_dir, labels=labels, address=address,

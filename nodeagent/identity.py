@@ -24,7 +24,8 @@ import errno
 import os
 import warnings
 
-from nodeagent import cgroups
+from nodeagent import cgroups, sandbox
+from nodeagent.procstat import start_ticks
 
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -69,13 +70,19 @@ class RunAs:
     uid: int | None = None
     gid: int | None = None
     cgroups: tuple = ()
+    namespace: tuple | None = None   # (pid, start ticks) of the capture process whose mount namespace it joins
 
-    def enter(self):
-        """In the child, before exec (a ``preexec_fn``): join the cgroups, then become the user
+    def enter(self, cwd=None):
+        """In the child, before exec (a ``preexec_fn``): join the cgroups and the instance's mount
+        namespace (then change to ``cwd`` again, as the app sees it), then become the user
         (:func:`become`), or keep the agent's user with :func:`no_new_privs`. Raises OSError."""
         for procs in self.cgroups:
             with open(procs, "w", encoding="ascii") as f:
                 f.write(str(os.getpid()))
+        if self.namespace is not None:
+            sandbox.join(*self.namespace, start_ticks)
+            if cwd is not None:
+                os.chdir(cwd)
         if self.uid is None:
             no_new_privs()
         else:
@@ -92,18 +99,13 @@ def for_instance(inst, users):
 
     With app users: the instance's known :attr:`identity`, never the agent's;
     IdentityUnknown when it is not known (a process adopted before its spec was
-    read again) or would be root. Without: the agent's own user. The cgroup is
-    the instance's when it has one now (a memory request, and its folder exists).
+    read again) or would be root. Without: the agent's own user. The cgroups are
+    the instance's that exist now (its memory limit's, its ``pids.max``'s). Where
+    instances have mount namespaces of their own (the launcher has a sandbox), it
+    joins the instance's, and IdentityUnknown when no process of it runs to join.
     """
-    procs = ()
     memory = getattr(inst, "memory", None)
-    if memory is not None and memory.layout is not None and getattr(inst, "memory_limit", 0):
-        try:
-            folder = cgroups.instance_dir(memory.layout, inst.id)
-        except ValueError:  # an id that cannot name a cgroup never had one
-            folder = None
-        if folder is not None and os.path.isdir(folder):
-            procs = (os.path.join(folder, "cgroup.procs"),)
+    procs = tuple(memory.existing(inst.id, getattr(inst, "memory_limit", 0))) if memory is not None else ()
     if not getattr(users, "separate", False):
         return RunAs(cgroups=procs)
     ident = getattr(inst, "identity", None)
@@ -111,7 +113,13 @@ def for_instance(inst, users):
         raise IdentityUnknown(f"the user of instance {inst.id} is not known yet")
     if ident.uid == 0 or ident.gid == 0:
         raise IdentityUnknown(f"instance {inst.id} would run as uid {ident.uid} gid {ident.gid}: never as root")
-    return RunAs(uid=ident.uid, gid=ident.gid, cgroups=procs)
+    namespace = None
+    if getattr(getattr(inst, "launcher", None), "sandbox", None) is not None:
+        proc, ticks = getattr(inst, "proc", None), getattr(inst, "ticks", None)
+        if proc is None or ticks is None:   # a process gone since: sandbox.join finds its ticks changed
+            raise IdentityUnknown(f"instance {inst.id} has no running process whose namespace to join")
+        namespace = (proc.pid, ticks)
+    return RunAs(uid=ident.uid, gid=ident.gid, cgroups=procs, namespace=namespace)
 
 
 def for_check(inst, users):
@@ -134,7 +142,7 @@ def start(argv, run_as, *, then=None, **popen_args):
     import subprocess  # the agent's (green) module; never imported by the capture process
 
     def child():
-        run_as.enter()
+        run_as.enter(popen_args.get("cwd"))
         if then is not None:
             then()
 

@@ -48,6 +48,20 @@ READY_PROBE = 0.25    # seconds a readiness connect may take
 KILL_WAIT = 10.0      # seconds to wait for a group to vanish after SIGKILL
 
 
+def venv_base(venv):
+    """The prefix of the interpreter a virtualenv was made from (the folder above ``home`` in its
+    ``pyvenv.cfg``), or None when it does not say."""
+    try:
+        with open(os.path.join(venv, "pyvenv.cfg"), encoding="utf-8") as f:
+            for line in f:
+                key, sep, value = line.partition("=")
+                if sep and key.strip() == "home" and value.strip():
+                    return os.path.dirname(value.strip().rstrip("/"))
+    except OSError:
+        pass
+    return None
+
+
 class Wakeup:
     """A one-slot doorbell for green threads: ``ring`` coalesces, ``wait`` sleeps until rung or timeout."""
 
@@ -167,6 +181,7 @@ class Instance:
         self.memory = memory
         self.memory_limit = 0     # bytes, from the spec's memory request (_prepare)
         self.identity = None      # who its processes run as (nodeagent.users.Identity), once known
+        self.keep = ((), ())      # the folders its namespace keeps of what the node hides: (read-only, read-write)
         self.status = Status()
         self.proc = None
         self.ticks = None
@@ -351,7 +366,7 @@ class Instance:
         ident = self.identity if self.users.separate else None
         return self.launcher.spawn(argv, env, cwd, self.log_dir(), self.capture,
                                    uid=ident.uid if ident else None, gid=ident.gid if ident else None,
-                                   cgroups=procs)
+                                   cgroups=procs, keep=self.keep)
 
     def _release_cgroup(self):
         """Delete the run's cgroups once its processes are gone; True when the kernel OOM-killed in
@@ -392,7 +407,9 @@ class Instance:
         found = environ.find_program(argv[0], env, cwd)
         if found is None:
             raise environ.CommandError(f"command {argv[0]!r} was not found on the instance PATH {env['PATH']}")
-        self._check_reach(found, cwd, image_layout.venv_dir(images_dir, a["image"]))
+        venv = image_layout.venv_dir(images_dir, a["image"])
+        self._check_reach(found, cwd, venv)
+        self.keep = ([image_path, venv, cwd, os.path.dirname(found), venv_base(venv)], [env.get("HOME")])
         return [found] + argv[1:], env, cwd
 
     def process_context(self, images_dir):

@@ -19,14 +19,16 @@ agent wrote: never argv, which every user reads in ``/proc/*/cmdline``, and
 never a path an app could swap), read to its end at start; they are applied
 only in the app's child, right before exec and after the identity change.
 
+Before anything else, as root, it enters the instance's mount namespace when
+the agent sent its steps (:mod:`nodeagent.sandbox`: a private ``/tmp``, the
+agent's folders hidden, the image read-only); every run inherits it. A step
+that fails is the run's ``could not start`` line: an instance never runs less
+contained than its node says.
+
 The child, in order: moves itself into each cgroup of ``--cgroup`` (a
 ``cgroup.procs`` path), so the app and all it starts are born inside them
 while the capture process stays out (the OOM killer never picks it, its
 memory and pids are not counted against the app's limits); with
-``--private-tmp``, enters a mount namespace of its own with a fresh tmpfs on
-``/tmp`` (skipped where the kernel refuses ``unshare``, and where the tmpfs
-would hide a folder the app needs: its code, command, HOME, venv or log
-folder under ``/tmp``, as a test's data dir is); with
 ``--uid``/``--gid`` drops every capability from its bounding set and becomes
 that user with no supplementary groups; sets ``PR_SET_NO_NEW_PRIVS`` (always);
 changes to the app's folder; execs with the app's env. The capture process
@@ -57,6 +59,8 @@ import stat
 import sys
 import time
 
+from nodeagent import sandbox
+
 try:
     import resource
 except ImportError:  # not on every platform; only used to skip a core dump
@@ -75,8 +79,6 @@ SPEC_LIMIT = 16 << 20     # bytes of the JSON on stdin at most
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
-CLONE_NEWNS = 0x00020000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 1 << 18
 # opening a name in the app's folder: never through a symlink, never waiting on a FIFO, never inherited
 SAFE_OPEN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -340,7 +342,7 @@ def how_it_ended(status):
 def parse_args(argv):
     """Options and the app's argv from the shim's command line; ValueError naming what is wrong."""
     opts = {"dir": None, "max_bytes": 10 * 1024 * 1024, "keep": 3, "uid": None, "gid": None, "cgroup": [],
-            "private_tmp": 0}
+}
     i = 0
     while i < len(argv) and argv[i] != "--":
         name = argv[i]
@@ -349,7 +351,7 @@ def parse_args(argv):
         value = argv[i + 1]
         if name == "--dir":
             opts["dir"] = value
-        elif name in ("--max-bytes", "--keep", "--uid", "--gid", "--private-tmp"):
+        elif name in ("--max-bytes", "--keep", "--uid", "--gid"):
             opts[name[2:].replace("-", "_")] = int(value)
         elif name == "--cgroup":
             opts["cgroup"].append(value)
@@ -361,8 +363,8 @@ def parse_args(argv):
         raise ValueError("logshim: --uid and --gid go together")
     if not opts["dir"] or not app:
         raise ValueError("logshim: usage: python -m nodeagent.logshim --dir DIR [--max-bytes N] [--keep K] "
-                         "[--uid U --gid G] [--cgroup PROCS]... [--private-tmp 1] -- ARGV...  "
-                         "(the app's {\"env\": ..., \"cwd\": ...} as JSON on stdin)")
+                         "[--uid U --gid G] [--cgroup PROCS]... -- ARGV...  "
+                         "(the app's {\"env\": ..., \"cwd\": ..., \"sandbox\": ...} as JSON on stdin)")
     return opts, app
 
 
@@ -387,8 +389,9 @@ class StartError(OSError):
 
 
 def read_spec(fd=0):
-    """The app's ``(env, cwd)`` from the JSON object on ``fd`` (read to its end; ``{}`` when empty):
-    env None keeps the capture process's own. ValueError when it is not that."""
+    """The app's ``(env, cwd, sandbox)`` from the JSON object on ``fd`` (read to its end; ``{}``
+    when empty): env None keeps the capture process's own; sandbox, the steps of
+    :func:`nodeagent.sandbox.plan` (None: none). ValueError when it is not that."""
     data = b""
     while len(data) <= SPEC_LIMIT:
         try:
@@ -403,12 +406,15 @@ def read_spec(fd=0):
     spec = json.loads(data or b"{}")
     if not isinstance(spec, dict):
         raise ValueError("logshim: stdin must hold a JSON object")
-    env, cwd = spec.get("env"), spec.get("cwd")
+    env, cwd, steps = spec.get("env"), spec.get("cwd"), spec.get("sandbox")
     if (env is not None and not (
             isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()))) \
-            or (cwd is not None and not isinstance(cwd, str)):
-        raise ValueError("logshim: stdin must hold {\"env\": {name: value}, \"cwd\": folder}")
-    return env, cwd
+            or (cwd is not None and not isinstance(cwd, str)) \
+            or (steps is not None and not (isinstance(steps, list) and all(
+                isinstance(step, list) and step and all(isinstance(x, str) for x in step) for step in steps))):
+        raise ValueError("logshim: stdin must hold {\"env\": {name: value}, \"cwd\": folder, "
+                         "\"sandbox\": [[step, path...]...]}")
+    return env, cwd, steps
 
 
 def cap_last():
@@ -426,27 +432,9 @@ def _drop_bounding_set(last):
         _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
 
 
-def private_tmp():
-    """Enter a mount namespace of this process's own with a fresh tmpfs on ``/tmp`` (nosuid, nodev,
-    mode 1777); False, leaving ``/tmp`` as it is, where the kernel refuses (no namespaces, no root).
-    Mounts never propagate back: the namespace is made private before anything is mounted in it."""
-    if _libc is None or _libc.unshare(CLONE_NEWNS) != 0:
-        return False
-    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return False
-    return _libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777") == 0
-
-
-def tmp_would_hide(paths, tmp="/tmp"):
-    """Whether a fresh tmpfs on ``tmp`` would hide one of ``paths`` (the app's folder, command, HOME,
-    venv, log folder: a test's or a laptop's data dir under /tmp) (pure)."""
-    root = tmp.rstrip("/") + "/"
-    return any(p and (p == tmp or p.startswith(root)) for p in paths)
-
-
-def _spawn(app, out_w, err_w, uid, gid, cgroups=(), env=None, cwd=None, tmp=False, last_cap=40):
+def _spawn(app, out_w, err_w, uid, gid, cgroups=(), env=None, cwd=None, last_cap=40):
     """Fork and exec the app with stdout/stderr on the pipes; returns its pid. In the child, in this
-    order: join ``cgroups``; a private /tmp when ``tmp`` (where the kernel allows); with ``uid``/``gid``
+    order: join ``cgroups``; with ``uid``/``gid``
     no capability in the bounding set and that user with no supplementary groups; no_new_privs (always);
     ``cwd``; exec with ``env`` (searching ``argv[0]`` on its PATH). Raises :class:`StartError` when a
     step before or at exec fails (the child reports its errno and the step through a close-on-exec pipe)."""
@@ -467,8 +455,6 @@ def _spawn(app, out_w, err_w, uid, gid, cgroups=(), env=None, cwd=None, tmp=Fals
                 step = f"joining cgroup {os.path.dirname(procs)}"
                 with open(procs, "w", encoding="ascii") as f:
                     f.write(str(os.getpid()))
-            if tmp:
-                private_tmp()
             if uid is not None:
                 step = f"becoming uid {uid} gid {gid}"
                 _drop_bounding_set(last_cap)
@@ -550,8 +536,9 @@ class Relay:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
 
 
-def run(opts, app, env=None, cwd=None):
-    """Run the app under capture until it exits, with ``env`` and in ``cwd``; returns its ``waitpid`` status."""
+def run(opts, app, env=None, cwd=None, steps=None):
+    """Run the app under capture until it exits, with ``env`` and in ``cwd``, in the mount namespace
+    that ``steps`` make (:mod:`nodeagent.sandbox`; none when None); returns its ``waitpid`` status."""
     folder = opts["dir"]
     os.makedirs(folder, exist_ok=True)
     last_cap = cap_last()
@@ -565,10 +552,13 @@ def run(opts, app, env=None, cwd=None):
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
-        needed = [cwd, app[0], os.path.abspath(folder)] + [(env or {}).get(k) for k in ("HOME", "VIRTUAL_ENV")]
-        tmp = bool(opts["private_tmp"]) and not tmp_would_hide(needed + [os.path.realpath(p) for p in needed if p])
+        if steps is not None:
+            try:
+                sandbox.enter(steps)
+            except sandbox.SandboxError as e:
+                raise StartError(e.errno, e.step) from None
         pid, failed = _spawn(app, out_w, err_w, opts["uid"], opts["gid"], opts["cgroup"], env, cwd,
-                             tmp, last_cap), None
+                             last_cap), None
     except StartError as e:
         pid, failed = None, e
     finally:
@@ -692,14 +682,14 @@ def main(argv=None):
     """Entry point of ``python -m nodeagent.logshim``."""
     try:
         opts, app = parse_args(sys.argv[1:] if argv is None else argv)
-        env, cwd = read_spec(0)
+        env, cwd, steps = read_spec(0)
     except ValueError as e:
         sys.stderr.write(f"{e}\n")
         return 2
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    exit_like(run(opts, app, env, cwd))
+    exit_like(run(opts, app, env, cwd, steps))
 
 
 if __name__ == "__main__":

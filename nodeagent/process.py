@@ -20,23 +20,11 @@ import sys
 import tempfile
 
 from corral.exits import EXIT_UNKNOWN
-from nodeagent import probes
+from nodeagent import probes, sandbox
+from nodeagent.procstat import start_ticks
 from nodeagent.logshim import SHIM_ENV
 
 PR_SET_CHILD_SUBREAPER = 36
-
-
-def start_ticks(pid, proc_root="/proc"):
-    """The start time of live process ``pid`` (clock ticks since boot), or None when it is gone or a zombie."""
-    try:
-        with open(f"{proc_root}/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +66,7 @@ def give_folder(folder, uid, gid):
         os.close(dir_fd)
 
 
-def shim_argv(argv, log_dir, capture, uid=None, gid=None, cgroups=(), private_tmp=False):
+def shim_argv(argv, log_dir, capture, uid=None, gid=None, cgroups=()):
     """The command line that runs ``argv`` under :mod:`nodeagent.logshim` (pure). The app's env and
     folder are not on it: they go on the capture process's stdin (:func:`spec_file`).
 
@@ -90,15 +78,14 @@ def shim_argv(argv, log_dir, capture, uid=None, gid=None, cgroups=(), private_tm
         out += ["--uid", str(uid), "--gid", str(gid)]
     for procs in cgroups:
         out += ["--cgroup", procs]
-    if private_tmp:
-        out += ["--private-tmp", "1"]
     return out + ["--"] + list(argv)
 
 
-def spec_file(env, cwd):
-    """An fd of an unlinked file (a memfd where the kernel has them) holding ``{"env", "cwd"}`` as
-    JSON, at offset 0: the capture process's stdin. Nobody else can open it, nothing can swap it."""
-    data = json.dumps({"env": dict(env), "cwd": cwd}).encode("utf-8")
+def spec_file(env, cwd, steps=None):
+    """An fd of an unlinked file (a memfd where the kernel has them) holding ``{"env", "cwd",
+    "sandbox"}`` as JSON, at offset 0: the capture process's stdin. Nobody else can open it,
+    nothing can swap it."""
+    data = json.dumps({"env": dict(env), "cwd": cwd, "sandbox": steps}).encode("utf-8")
     try:
         fd = os.memfd_create("corral-app-env", os.MFD_CLOEXEC)
     except (AttributeError, OSError):
@@ -131,8 +118,30 @@ class Adopted:
         return self.returncode
 
 
+class Sandbox:
+    """What the mount namespace of every instance on this node hides (:mod:`nodeagent.sandbox`):
+    the agent's ``hide`` folders (its data and images), and the ``mask`` files outside them (the
+    key's)."""
+
+    def __init__(self, hide, mask=()):
+        self.hide = [os.path.realpath(p) for p in hide]
+        self.mask = [os.path.realpath(p) for p in mask if os.path.isfile(p)]
+
+    def steps(self, keep_ro, keep_rw):
+        """The steps of an instance's namespace that keeps the folders ``keep_ro`` (read-only) and
+        ``keep_rw`` (its HOME, its log folder), each as its real path; missing ones are left out."""
+        def real(paths):
+            return [os.path.realpath(p) for p in paths if p and os.path.isdir(p)]
+        return sandbox.plan(self.hide, real(keep_ro), real(keep_rw), self.mask)
+
+
 class Launcher:
-    """Starts instance processes and signals, probes and reaps their process groups."""
+    """Starts instance processes and signals, probes and reaps their process groups; with a
+    :class:`Sandbox`, an instance with a user of its own lives in a mount namespace of its own."""
+
+    def __init__(self, sandbox=None, sandbox_refused="not asked for"):
+        self.sandbox = sandbox
+        self.sandbox_refused = None if sandbox is not None else sandbox_refused   # why there is none
 
     def become_subreaper(self):
         """Make this process the reaper of orphaned descendants (Linux), so that an
@@ -144,7 +153,7 @@ class Launcher:
         except (OSError, AttributeError):
             return False
 
-    def spawn(self, argv, env, cwd, log_dir, capture=Capture(), uid=None, gid=None, cgroups=()):
+    def spawn(self, argv, env, cwd, log_dir, capture=Capture(), uid=None, gid=None, cgroups=(), keep=((), ())):
         """Start ``argv`` under its capture process in a new session, output to ``log_dir``; returns the
         Popen of the capture process (the group leader).
 
@@ -153,15 +162,19 @@ class Launcher:
         OSError when it cannot be started. Its errors before it drops to the app's user go to
         the agent's stderr, after that to ``capture.err`` in the folder (opened by it, as that user).
         With ``uid``/``gid`` the folder and its files become that user's first (:func:`give_folder`),
-        and the app gets a private ``/tmp`` where the kernel allows.
+        and, with a :class:`Sandbox`, the instance's namespace keeps ``keep`` (``(read-only folders,
+        read-write folders)``) and ``log_dir``, read-write, of what the sandbox hides.
         """
         os.makedirs(log_dir, exist_ok=True)
+        steps = None
         if uid is not None:
             give_folder(log_dir, uid, gid)
-        spec = spec_file(env, cwd)
+            if self.sandbox is not None:
+                steps = self.sandbox.steps(keep[0], [*keep[1], log_dir])
+        spec = spec_file(env, cwd, steps)
         try:
             return subprocess.Popen(
-                shim_argv(argv, log_dir, capture, uid, gid, cgroups, private_tmp=uid is not None),
+                shim_argv(argv, log_dir, capture, uid, gid, cgroups),
                 env=dict(SHIM_ENV), cwd="/", stdin=spec, stdout=subprocess.DEVNULL,
                 start_new_session=True, close_fds=True,
             )

@@ -107,14 +107,22 @@ def decide(wanted, is_root, blocked):
     return code is None, reason
 
 
-def isolation(code, reason):
+def isolation(code, reason, namespaces=None):
     """The node condition ``Isolation`` (pure): ``{"type", "status", "reason", "message"}``,
     status ``"True"`` when each app runs as its own user (``code`` None), else ``"False"`` with
-    ``code`` (``AgentNotRoot``, ``AppUsersOff``, ``FolderNotPassable``) and the sentence."""
+    ``code`` (``AgentNotRoot``, ``AppUsersOff``, ``FolderNotPassable``) and the sentence.
+    ``namespaces``: None when each instance has a mount namespace of its own
+    (:mod:`nodeagent.sandbox`), else why not; the message says which of the two keeps the
+    agent's files from apps: the namespace, or file modes alone."""
     if code is None:
+        if namespaces is None:
+            return {"type": ISOLATION, "status": "True", "reason": "AppUsersAndNamespaces",
+                    "message": "each app runs as its own system user in a mount namespace of its own: "
+                               "a private /tmp, its image read-only, the agent's state, the key and other "
+                               "apps' files not there at all"}
         return {"type": ISOLATION, "status": "True", "reason": "AppUsers",
-                "message": "each app runs as its own system user; file modes keep the agent's state, "
-                           "the key and other apps' files from it"}
+                "message": f"each app runs as its own system user; no mount namespace ({namespaces}), so "
+                           "file modes alone keep the agent's state, the key and other apps' files from it"}
     return {"type": ISOLATION, "status": "False", "reason": code,
             "message": f"{reason}: an app can read and signal the agent and every other app"}
 

@@ -110,9 +110,12 @@ def check_cgroups(f):
 
 
 def check_namespaces(f):
-    """Each app gets a private /tmp through a mount namespace (unshare(CLONE_NEWNS)); without it, apps share /tmp."""
-    return _verdict(f.mount_ns_error is None, "mount namespace", "unshare works: each app gets a private /tmp",
-                    f"unshare(CLONE_NEWNS) fails ({f.mount_ns_error}): apps would share /tmp",
+    """Each instance lives in a mount namespace of its own (nodeagent/sandbox.py: a private /tmp, the
+    agent's folders and the key hidden); without one, apps share /tmp and file modes alone guard the rest."""
+    return _verdict(f.mount_ns_error is None, "mount namespace",
+                    "mount namespaces work: each app gets a private /tmp and sees none of the agent's folders",
+                    f"a mount namespace is refused ({f.mount_ns_error}): apps would share /tmp, and file modes "
+                    "alone would keep the agent's folders and the key from them",
                     "allow unshare for root: a kernel with CONFIG_NAMESPACES, and no seccomp profile or "
                     "container runtime forbidding it")
 

@@ -7,12 +7,14 @@ import corral.green
 
 corral.green.patch()
 
+import json  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
 import pwd  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import textwrap  # noqa: E402
 
 import pytest  # noqa: E402
 import requests  # noqa: E402
@@ -34,9 +36,19 @@ def as_root():
 
 @pytest.fixture
 def open_root():
-    """A folder every user can pass, outside /tmp (a private /tmp would hide a data dir under it,
-    so the agent leaves /tmp alone there): the agent's data and images go under it."""
+    """A folder every user can pass (pytest's own is root's alone, which turns app users off):
+    the agent's data and images go under it."""
     root = pathlib.Path(tempfile.mkdtemp(prefix="corral-adversarial-", dir="/var/tmp"))
+    os.chmod(root, 0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["/var/tmp", "/tmp"])
+def hunted_root(request):
+    """:func:`open_root` outside /tmp, and under it: there the instance's fresh /tmp covers the
+    agent's folders, and its own are bound back into it."""
+    root = pathlib.Path(tempfile.mkdtemp(prefix="corral-hunted-", dir=request.param))
     os.chmod(root, 0o755)
     yield root
     shutil.rmtree(root, ignore_errors=True)
@@ -210,3 +222,68 @@ def test_a_memory_hog_is_oom_killed_by_its_own_limit_and_the_node_and_another_ap
     reports_keep_coming(reconciler)
     again = running(reconciler, "calm-web-1")
     assert again and again["pid"] == calm["pid"] and again["restarts"] == 0 and serves(again)
+
+
+# What the app finds of the agent's folders and the key (argv: data dir, images dir, key file,
+# another app's code layer, another instance's log folder), and whether it can write its own image.
+HUNT = textwrap.dedent("""\
+    import json, os, sys
+    data, images, key, layer, logs = sys.argv[1:6]
+    def attempt(what, fn):
+        try:
+            return [what, "found", repr(fn())[:80]]
+        except OSError as e:
+            return [what, type(e).__name__, e.strerror]
+    def write_image():
+        with open(os.path.join(os.getcwd(), "planted.py"), "w") as f:
+            f.write("x")
+    def write_home():
+        with open(os.path.join(os.environ["HOME"], "mine"), "w") as f:
+            f.write("home")
+        return "written"
+    found = [attempt("instances.json", lambda: open(os.path.join(data, "instances.json")).read()),
+             attempt("agent-state.json", lambda: open(os.path.join(data, "agent-state.json")).read()),
+             attempt("data listing", lambda: os.listdir(data)),
+             attempt("images listing", lambda: os.listdir(images)),
+             attempt("key", lambda: open(key, "rb").read()),
+             attempt("other app's code", lambda: open(os.path.join(layer, "secret.py")).read()),
+             attempt("other instance's log", lambda: open(os.path.join(logs, "output.log")).read()),
+             attempt("own image", write_image),
+             attempt("own home", write_home),
+             attempt("tmp", lambda: os.listdir("/tmp"))]
+    print("hunt", json.dumps(found), flush=True)
+    import time; time.sleep(600)
+""")
+
+
+def test_an_app_finds_nothing_of_the_agents_folders_or_the_key_and_cannot_write_its_image(
+        agent, reconciler, system_image_server, hunted_root, fresh_app, key_file):
+    """Its mount namespace hides the data and images folders (file modes alone would still let it
+    read another app's code: layers are readable by all) and the key; its own folders stay."""
+    images = hunted_root / "images"
+    other_layer = images / "code" / ("9" * 64)
+    other_layer.mkdir(parents=True)
+    (other_layer / "secret.py").write_text("API_KEY = 'of another app'\n")
+    os.chmod(other_layer / "secret.py", 0o644)
+    other_logs = hunted_root / "data" / "logs" / "other-web-1"
+    other_logs.mkdir(parents=True)
+    (other_logs / "output.log").write_text("another app's log\n")
+    os.chmod(other_logs, 0o755)
+    os.chmod(other_logs / "output.log", 0o644)
+    handle = agent(root=hunted_root)
+    reconciler.assign([assignment("hunt-web-1", system_image_server,
+                                  ["python", "-c", HUNT, str(handle.data_dir), str(images), str(key_file),
+                                   str(other_layer), str(other_logs)], port=False, app=fresh_app)], epoch=1)
+    found = {what: (how, detail) for what, how, detail in
+             json.loads(out_line(handle, "hunt-web-1", "hunt").split(" ", 1)[1])}
+    for what in ("instances.json", "agent-state.json", "key", "other app's code", "other instance's log"):
+        assert found[what][0] == "FileNotFoundError", f"{what}: {found[what]} (it must not be there at all)"
+    for what in ("data listing", "images listing"):
+        assert found[what][0] == "PermissionError", f"{what}: {found[what]}"
+    assert found["own image"] == ("OSError", "Read-only file system"), found["own image"]
+    assert found["own home"][0] == "found", found["own home"]
+    assert (handle.data_dir / "home" / users.user_name(fresh_app) / "mine").read_text() == "home"
+    way = [hunted_root.name] if str(hunted_root).startswith("/tmp/") else []   # the way to its own folders
+    assert found["tmp"] == ("found", repr(way)), f"a fresh /tmp: {found['tmp']}"
+    isolation = reconciler.latest()["node"]["isolation"]
+    assert (isolation["status"], isolation["reason"]) == ("True", "AppUsersAndNamespaces"), isolation

@@ -29,6 +29,7 @@ import pytest  # noqa: E402
 
 from corral import images as image_layout  # noqa: E402
 from nodeagent import cgroups, users  # noqa: E402
+from nodeagent.cgroupfs import MemoryCgroups  # noqa: E402
 from reconciler.streams import Relay  # noqa: E402
 from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
     IMAGE, NODE, WAIT, Reconciler, agent, assignment, build_image_archive, key_file, running, wait_for)
@@ -231,3 +232,69 @@ def test_an_exec_session_whose_process_exits_under_it_is_refused_never_run_as_th
     out, end = collect(session)
     assert out == "", f"the command ran: {out}"
     assert end["error"] and end["end"] == f"exec refused: the user of instance {inst.id} is not known yet"
+
+
+# The app leaves a marker in its own /tmp, then serves.
+MARK_AND_SERVE = ["sh", "-c", "echo mine > /tmp/marker-$CORRAL_INSTANCE && exec python -m http.server $PORT --bind 127.0.0.1"]
+
+# What an exec command sees: the app's /tmp marker, the agent's instance table, and whether it is in
+# the pids cgroup whose cgroup.procs is argv[2].
+LOOK = textwrap.dedent("""\
+    import json, os, sys
+    def attempt(fn):
+        try:
+            return fn()
+        except OSError as e:
+            return type(e).__name__
+    print(json.dumps({"marker": attempt(lambda: open("/tmp/marker-" + os.environ["CORRAL_INSTANCE"]).read().strip()),
+                      "instances": attempt(lambda: open(os.path.join(sys.argv[1], "instances.json")).read()),
+                      "cwd": os.getcwd(),
+                      "in_pids": str(os.getpid()) in open(sys.argv[2]).read().split()}))
+""")
+
+
+@pytest.fixture(autouse=True)
+def no_marker_on_the_node():
+    """The app's /tmp is its own: its marker never lands in the node's."""
+    markers = [f"/tmp/marker-look-web-{n}" for n in (1, 2)]
+    for m in markers:
+        if os.path.exists(m):
+            os.unlink(m)
+    yield
+    assert not [m for m in markers if os.path.exists(m)], "the app wrote into the node's /tmp"
+
+
+def pids_layout():
+    found = MemoryCgroups.probe()
+    if found.pids_layout is None:
+        need("root", f"no pids limits on this machine: {found.pids_reason}")
+    return found.pids_layout
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+def test_an_exec_session_joins_the_instances_namespace_and_its_pids_cgroup(
+        agent, reconciler, system_image_server, open_root, fresh_app, tty):
+    """It sees what the app sees (its private /tmp, none of the agent's folders) from the app's
+    folder, and a fork bomb typed into it stays under the instance's pids.max (no memory request)."""
+    layout = pids_layout()
+    handle = agent(root=open_root)
+    reconciler.assign([assignment("look-web-1", system_image_server, MARK_AND_SERVE, app=fresh_app)], epoch=1)
+    wait_for("ready", lambda: (i := running(reconciler, "look-web-1")) and i["ready"])
+    out, end = reconciler.exec("look-web-1", ["python", "-c", LOOK, str(handle.data_dir),
+                                              procs_file(layout, "look-web-1")], tty=tty)
+    assert end.get("exit_code") == 0, (end, out)
+    seen = json.loads(out)
+    assert seen["marker"] == "mine", f"the session does not see the app's /tmp: {seen}"
+    assert seen["instances"] == "FileNotFoundError", f"the agent's instance table is there: {seen}"
+    assert seen["cwd"] == os.path.realpath(image_layout.code_dir(str(handle.images_dir), IMAGE)), seen
+    assert seen["in_pids"], f"the session is outside the instance's pids cgroup: {seen}"
+
+
+def test_an_exec_health_check_sees_the_apps_tmp(agent, reconciler, system_image_server, open_root, fresh_app):
+    agent(root=open_root)
+    health = {"exec": ["test", "-f", "/tmp/marker-look-web-2"], "interval": 0.5, "timeout": 10.0,
+              "failures": 3, "initialDelay": 0}
+    reconciler.assign([assignment("look-web-2", system_image_server, MARK_AND_SERVE, app=fresh_app,
+                                  health=health)], epoch=1)
+    wait_for("ready by a check that finds the app's /tmp marker",
+             lambda: (i := running(reconciler, "look-web-2")) and i["ready"])

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from nodeagent import cgroups, identity, probes
+from nodeagent import cgroups, identity, probes, sandbox
+from nodeagent.cgroupfs import MemoryCgroups
 from nodeagent.health import Check
 from nodeagent.users import Identity, OwnUser
 
@@ -46,18 +47,40 @@ def test_without_app_users_a_command_keeps_the_agents_user(users):
     assert identity.for_instance(Inst(None), users) == identity.RunAs()
 
 
-def test_the_instances_cgroup_is_joined_only_while_it_exists(tmp_path):
-    layout = cgroups.Layout(kind="v2", mount=str(tmp_path))
-    memory = type("Memory", (), {"layout": layout})()
-    inst = Inst(APP, memory=memory, memory_limit=64 << 20)
+def test_the_instances_cgroups_are_joined_only_while_they_exist_the_pids_one_always(tmp_path):
+    memory_layout = cgroups.Layout(kind="v1", mount=str(tmp_path / "memory"))
+    pids_layout = cgroups.Layout(kind="v1", mount=str(tmp_path / "pids"))
+    inst = Inst(APP, memory=MemoryCgroups(memory_layout, pids_layout), memory_limit=64 << 20)
     assert identity.for_instance(inst, Separate()).cgroups == ()
-    os.makedirs(cgroups.instance_dir(layout, inst.id))
-    assert identity.for_instance(inst, Separate()).cgroups == (
-        os.path.join(cgroups.instance_dir(layout, inst.id), "cgroup.procs"),)
-    inst.memory_limit = 0
-    assert identity.for_instance(inst, Separate()).cgroups == ()
+    os.makedirs(cgroups.instance_dir(memory_layout, inst.id))
+    os.makedirs(cgroups.instance_dir(pids_layout, inst.id))
+    procs = [os.path.join(cgroups.instance_dir(layout, inst.id), "cgroup.procs") for layout in (memory_layout, pids_layout)]
+    assert identity.for_instance(inst, Separate()).cgroups == tuple(procs)
+    inst.memory_limit = 0   # no memory limit: its pids.max still holds an exec session's forks
+    assert identity.for_instance(inst, Separate()).cgroups == (procs[1],)
 
 
+class Launched:
+    """A launcher whose instances live in mount namespaces of their own (it has a sandbox)."""
+
+    sandbox = object()
+
+
+def test_where_instances_have_namespaces_a_command_joins_its_instances_or_is_refused():
+    inst = Inst(APP)
+    inst.launcher = Launched()
+    inst.proc, inst.ticks = None, None
+    with pytest.raises(identity.IdentityUnknown, match="has no running process whose namespace to join"):
+        identity.for_instance(inst, Separate())
+    inst.proc, inst.ticks = type("Proc", (), {"pid": 4242})(), 777
+    assert identity.for_instance(inst, Separate()).namespace == (4242, 777)
+    assert identity.for_instance(inst, OwnUser("/nonexistent", "/")).namespace is None
+
+
+def test_joining_a_namespace_whose_process_was_replaced_is_refused():
+    """The namespace is opened, then the pid checked by its start time: a reused pid is caught."""
+    with pytest.raises(OSError, match="is gone"):
+        sandbox.join(os.getpid(), -1, lambda pid: 12345)
 def exec_check(argv, timeout=5.0):
     return Check(kind="exec", target=argv, timeout=timeout)
 

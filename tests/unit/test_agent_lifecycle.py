@@ -138,7 +138,7 @@ class FakeLauncher:
         self.procs = []
         self.adoptable = adopt
 
-    def spawn(self, argv, env, cwd, log_dir, capture, uid=None, gid=None, cgroups=()):
+    def spawn(self, argv, env, cwd, log_dir, capture, uid=None, gid=None, cgroups=(), keep=((), ())):
         proc = FakeProc(1000 + len(self.procs))
         self.procs.append(proc)
         self.calls.append(("spawn", proc.pid))

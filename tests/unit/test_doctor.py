@@ -40,7 +40,7 @@ def test_a_healthy_host_has_a_clean_report(facts):
     (dict(pidfd_error="Function not implemented"), "pidfd: pidfd_open fails", "5.3 or newer"),
     (dict(controllers={"/sys/fs/cgroup": "cpu io pids"}), "cgroup memory: memory limits cannot be enforced",
      "boot with cgroup v2 and the memory controller"),
-    (dict(mount_ns_error="Operation not permitted"), "mount namespace: unshare(CLONE_NEWNS) fails",
+    (dict(mount_ns_error="Operation not permitted"), "mount namespace: a mount namespace is refused (Operation not permitted)",
      "allow unshare for root"),
     (dict(useradd=False), "useradd: not found", "apt-get install passwd"),
     (dict(disks=(("/var/lib/corral", GIB, 200 * GIB),)), "disk: 1.0 GiB free of 200.0 GiB", "free space"),
