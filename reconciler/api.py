@@ -56,6 +56,7 @@ from corral.store.schema import SCHEMA_VERSION
 from reconciler import dashboard, views
 from reconciler.actor import actor
 from corral.changes import parse_kinds
+from reconciler.httpio import REASONS, HttpError, json_body, read_body  # noqa: F401 (HttpError: the API's)
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.metrics import route_label
 from reconciler.rollout_api import RolloutRoutes
@@ -68,7 +69,6 @@ from services.plan import missing_server
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 8 << 20
 MAX_SOURCE = 100 << 20
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -82,18 +82,6 @@ class Exposition:
     def __init__(self, content_type, data):
         self.content_type = content_type
         self.data = data
-
-
-class HttpError(Exception):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 302: "Found", 400: "Bad Request",
-            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 405: "Method Not Allowed", 413: "Payload Too Large",
-            500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 class Api:
@@ -139,13 +127,12 @@ class Api:
             ("GET", r"/ui", dashboard.to_index, False),
             ("GET", r"/ui/(?P<name>[^/]*)", dashboard.serve, False),
             ("GET", r"/v1/routes", self.list_routes, True),
-        ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, HttpError, _json_body,
-                                           cluster_domain=self.cluster_domain).routes()
-        self.routes += RunRoutes(store, kick, HttpError, _json_body).routes()
+        ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, self.cluster_domain).routes()
+        self.routes += RunRoutes(store, kick).routes()
         if services is not None:
-            self.routes += ServiceRoutes(store, services, kick, HttpError, _json_body).routes()
+            self.routes += ServiceRoutes(store, services, kick).routes()
         if relay is not None:  # logs and exec (reconciler/streams.py)
-            self.routes += StreamRoutes(store, state, relay, HttpError, _json_body).routes()
+            self.routes += StreamRoutes(store, state, relay).routes()
 
     # -- WSGI plumbing -------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -160,12 +147,12 @@ class Api:
             return [body.data]
         if hasattr(body, "content_type"):  # streamed (each chunk written as soon as it is yielded), or a file
             environ["eventlet.minimum_write_chunk_size"] = 0
-            start_response(f"{status} {_REASONS.get(status, '')}",
+            start_response(f"{status} {REASONS.get(status, '')}",
                            [("Content-Type", body.content_type)] + list(getattr(body, "headers", [])))
             return body
         payload = b"" if body is None else json.dumps(body).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
-        start_response(f"{status} {_REASONS.get(status, '')}", headers)
+        start_response(f"{status} {REASONS.get(status, '')}", headers)
         return [payload] if environ["REQUEST_METHOD"] != "HEAD" else [b""]
 
     def _dispatch(self, environ):
@@ -222,7 +209,7 @@ class Api:
                      **self.state.health()}
 
     def _documents(self, environ):
-        body = _json_body(environ)
+        body = json_body(environ)
         docs = body.get("documents")
         if not isinstance(docs, list) or not docs:
             raise HttpError(400, "the request has no documents to apply")
@@ -314,7 +301,7 @@ class Api:
     def put_source(self, environ, query, digest):
         if not _DIGEST.match(digest):
             raise HttpError(400, f"{digest!r} is not a source digest (sha256:<64 hex digits>)")
-        data = _read_body(environ, MAX_SOURCE)
+        data = read_body(environ, MAX_SOURCE)
         try:
             tar = gunzip_source(data)   # bounded: a small body must not inflate without limit
         except ValueError as e:
@@ -352,7 +339,7 @@ class Api:
     def scale(self, environ, query, name):
         """Set one process's instance count (as `kubectl scale`): the app's spec as stored, that count
         changed, applied as a new generation."""
-        body = _json_body(environ)
+        body = json_body(environ)
         process, count = body.get("process"), body.get("instances")
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise HttpError(400, "instances must be a whole number from 0 (as in an app's spec)")
@@ -446,26 +433,3 @@ def _show_secrets(query):
 def _query(environ):
     from urllib.parse import parse_qsl
     return dict(parse_qsl(environ.get("QUERY_STRING", "")))
-
-
-def _read_body(environ, limit):
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise HttpError(400, "Content-Length is not a number")
-    if length > limit:
-        raise HttpError(413, f"the request body is {length} bytes, over the limit of {limit}")
-    return environ["wsgi.input"].read(length) if length else b""
-
-
-def _json_body(environ):
-    raw = _read_body(environ, MAX_BODY)
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise HttpError(400, "the request body is not valid JSON")
-    except RecursionError:  # e.g. 100k nested brackets: a client's fault, not a 500
-        raise HttpError(400, "the request body nests JSON deeper than the API reads")
-    if not isinstance(body, dict):
-        raise HttpError(400, "the request body must be a JSON object")
-    return body

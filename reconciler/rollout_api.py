@@ -8,6 +8,7 @@ Routes::
 """
 from corral.store import Conflict
 from reconciler.actor import actor
+from reconciler.httpio import HttpError, json_body
 from reconciler.history import UndoError, pick_target, revision_json, undo_document
 from reconciler.routes import route_refusal
 
@@ -15,12 +16,10 @@ from reconciler.routes import route_refusal
 class RolloutRoutes:
     """Handlers for rollout history and undo, and node drain. ``kick(*apps)`` wakes the loop."""
 
-    def __init__(self, store, kick, http_error, json_body, cluster_domain="localhost"):
+    def __init__(self, store, kick, cluster_domain="localhost"):
         self.store = store
         self.cluster_domain = cluster_domain  # an undo to routes another app owns now is refused
         self.kick = kick
-        self.http_error = http_error  # HttpError(status, sentence)
-        self.json_body = json_body    # environ -> dict, or HttpError
 
     def routes(self):
         """``(method, pattern, handler, needs_auth)`` entries for the API's route table."""
@@ -33,7 +32,7 @@ class RolloutRoutes:
     def _app(self, name):
         rec = self.store.get_app(name)
         if rec is None:
-            raise self.http_error(404, f"app {name!r} not found")
+            raise HttpError(404, f"app {name!r} not found")
         return rec
 
     def history(self, environ, query, name):
@@ -43,23 +42,23 @@ class RolloutRoutes:
 
     def undo(self, environ, query, name):
         rec = self._app(name)
-        body = self.json_body(environ)
+        body = json_body(environ)
         to = body.get("toRevision")
         if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
-            raise self.http_error(400, "toRevision must be a revision number (a whole number from 1)")
+            raise HttpError(400, "toRevision must be a revision number (a whole number from 1)")
         try:
             target = pick_target(self.store.list_revisions(name), (rec.status or {}).get("revision"), to)
         except UndoError as e:
-            raise self.http_error(400, f"app {name!r}: {e}")
+            raise HttpError(400, f"app {name!r}: {e}")
         if not self.store.has_source(target.source_digest):
-            raise self.http_error(409, f"app {name!r}: the source of revision {target.revision} is no longer stored")
+            raise HttpError(409, f"app {name!r}: the source of revision {target.revision} is no longer stored")
         who = actor(environ)
         doc = undo_document(rec, target)
         try:
             result = self.store.apply_apps([doc], actor=f"{who} (rollout undo)",
                                            refuse=route_refusal([doc], self.cluster_domain))[0]
         except Conflict as e:
-            raise self.http_error(409, f"app {name!r}: revision {target.revision} cannot come back: {e}")
+            raise HttpError(409, f"app {name!r}: revision {target.revision} cannot come back: {e}")
         self.store.add_event("app", name, "RolloutUndo",
                              f"rolled back to the spec of revision {target.revision} (generation {result.generation})",
                              who)
@@ -69,7 +68,7 @@ class RolloutRoutes:
 
     def drain(self, environ, query, name):
         if not self.store.set_node_cordoned(name, True, draining=True):
-            raise self.http_error(404, f"node {name!r} not found")
+            raise HttpError(404, f"node {name!r} not found")
         self.store.add_event("node", name, "Draining",
                              f"node {name} cordoned; its instances move off within each app's maxUnavailable",
                              actor(environ))

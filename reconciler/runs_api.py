@@ -17,6 +17,7 @@ import secrets
 from corral import names
 from corral.store.base import RunRecord
 from reconciler.actor import actor
+from reconciler.httpio import HttpError, json_body
 from reconciler.views import iso
 
 MAX_ARGS = 256
@@ -37,11 +38,9 @@ def run_json(r):
 class RunRoutes:
     """Handlers of runs. ``kick(*apps)`` wakes the leader's loop."""
 
-    def __init__(self, store, kick, http_error, json_body):
+    def __init__(self, store, kick):
         self.store = store
         self.kick = kick
-        self.http_error = http_error
-        self.json_body = json_body
 
     def routes(self):
         """``(method, pattern, handler, needs_auth)`` entries for the API's route table."""
@@ -59,22 +58,22 @@ class RunRoutes:
     def get_run(self, environ, query, run_id):
         found = self.store.list_runs(run_id=run_id)
         if not found:
-            raise self.http_error(404, f"run {run_id!r} not found")
+            raise HttpError(404, f"run {run_id!r} not found")
         return 200, run_json(found[0])
 
     def _process(self, name, process, scheduled_only):
         """The app's record and ``process`` (its first process when None), or a 4xx sentence."""
         rec = self.store.get_app(name)
         if rec is None:
-            raise self.http_error(404, f"app {name!r} not found")
+            raise HttpError(404, f"app {name!r} not found")
         if rec.deleting:
-            raise self.http_error(409, f"app {name!r} is being deleted")
+            raise HttpError(409, f"app {name!r} is being deleted")
         procs = rec.spec["processes"]
         process = process if process is not None else sorted(procs)[0]
         if not isinstance(process, str) or process not in procs:
-            raise self.http_error(404, f"app {name!r} has no process {process!r} (it has {', '.join(sorted(procs))})")
+            raise HttpError(404, f"app {name!r} has no process {process!r} (it has {', '.join(sorted(procs))})")
         if scheduled_only and "schedule" not in procs[process]:
-            raise self.http_error(400, f"process {process!r} of app {name!r} has no schedule: trigger starts a "
+            raise HttpError(400, f"process {process!r} of app {name!r} has no schedule: trigger starts a "
                                        f"scheduled process (for anything else, corral run)")
         return rec, process
 
@@ -83,23 +82,23 @@ class RunRoutes:
                         slot=None, kind=kind, state="requested", command=command, actor=actor(environ))
         bad = names.bad_instance_id(run.id)
         if bad:
-            raise self.http_error(400, bad)
+            raise HttpError(400, bad)
         saved = self.store.request_run(run, ("app", rec.name, "RunRequested", f"run {run.id}: {what}",
                                              actor(environ)))
         self.kick(rec.name)
         return 201, run_json(saved)
 
     def trigger(self, environ, query, name):
-        body = self.json_body(environ)
+        body = json_body(environ)
         rec, process = self._process(name, body.get("process"), scheduled_only=True)
         return self._request(environ, rec, process, "trigger", None, f"{process} triggered by hand")
 
     def one_off(self, environ, query, name):
-        body = self.json_body(environ)
+        body = json_body(environ)
         command = body.get("command")
         if (not isinstance(command, list) or not command or len(command) > MAX_ARGS
                 or not all(isinstance(a, str) and len(a) <= MAX_ARG and "\0" not in a for a in command)):
-            raise self.http_error(400, f"command must be a list of 1 to {MAX_ARGS} strings (each at most "
+            raise HttpError(400, f"command must be a list of 1 to {MAX_ARGS} strings (each at most "
                                        f"{MAX_ARG} characters, no NUL)")
         rec, process = self._process(name, body.get("process"), scheduled_only=False)
         shown = " ".join(command)
@@ -108,11 +107,11 @@ class RunRoutes:
                              f"one-off in {process}'s env{' (attached)' if attached else ''}: {shown[:200]}")
 
     def exit(self, environ, query, run_id):
-        code = self.json_body(environ).get("exitCode")
+        code = json_body(environ).get("exitCode")
         if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 255:
-            raise self.http_error(400, "exitCode must be a whole number from 0 to 255")
+            raise HttpError(400, "exitCode must be a whole number from 0 to 255")
         if not self.store.report_exit(run_id, code):
-            raise self.http_error(409, f"run {run_id!r} is not an attached run that is still running")
+            raise HttpError(409, f"run {run_id!r} is not an attached run that is still running")
         found = self.store.list_runs(run_id=run_id)
         self.kick(*(r.app for r in found))
         return 200, run_json(found[0])

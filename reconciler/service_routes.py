@@ -15,6 +15,7 @@ backup folder), within the request.
 """
 import re
 
+from reconciler.httpio import HttpError, json_body
 from services.backups import BackupRefused
 from services.base import ServiceError
 from services.names import env_name
@@ -41,10 +42,8 @@ def backup_json(b):
 class ServiceRoutes:
     """Handlers for services and backups. ``keeper`` is the reconciler's ServiceKeeper."""
 
-    def __init__(self, store, keeper, kick, http_error, json_body):
+    def __init__(self, store, keeper, kick):
         self.store, self.keeper, self.kick = store, keeper, kick
-        self.http_error = http_error
-        self.json_body = json_body
 
     def routes(self):
         """``(method, pattern, handler, needs_auth)`` entries for the API's route table."""
@@ -61,7 +60,7 @@ class ServiceRoutes:
         for row in self.store.list_services(app):
             if row.name == name:
                 return row
-        raise self.http_error(404, f"app {app!r} has no service {name!r} (see `corral get services`)")
+        raise HttpError(404, f"app {app!r} has no service {name!r} (see `corral get services`)")
 
     def list_services(self, environ, query):
         last = {}
@@ -91,25 +90,25 @@ class ServiceRoutes:
         return 200, [backup_json(b) for b in self.store.list_service_backups(query.get("app"), query.get("service"))]
 
     def create_backups(self, environ, query, app):
-        body = self.json_body(environ)
+        body = json_body(environ)
         rows = self.store.list_services(app)
         if body.get("service"):
             rows = [self._row(app, body["service"])]
         if not rows:
-            raise self.http_error(404, f"app {app!r} has no services to back up")
+            raise HttpError(404, f"app {app!r} has no services to back up")
         made = []
         for row in rows:
             try:
                 made.append(self.keeper.create_backup(row))
             except (ServiceError, OSError) as e:
-                raise self.http_error(409, f"backup of {app}/{row.name} refused: {e}")
+                raise HttpError(409, f"backup of {app}/{row.name} refused: {e}")
         return 200, [backup_json(b) for b in self.store.list_service_backups(app) if b.id in {m.id for m in made}]
 
     def restore(self, environ, query, app, backup):
-        body = self.json_body(environ)
+        body = json_body(environ)
         recorded = [b for b in self.store.list_service_backups(app) if b.id == backup]
         if not recorded:
-            raise self.http_error(404, f"app {app!r} has no backup {backup!r} (see `corral backups list {app}`)")
+            raise HttpError(404, f"app {app!r} has no backup {backup!r} (see `corral backups list {app}`)")
         row = self._row(app, recorded[0].service)
         to_new = body.get("toNew")
         try:
@@ -118,7 +117,7 @@ class ServiceRoutes:
                 return 200, {"app": app, "service": made.name, "restored": backup, "safetyBackup": None}
             safety = self.keeper.restore_backup(row, backup, force=bool(body.get("force")))
         except (BackupRefused, ValueError) as e:
-            raise self.http_error(409, str(e))
+            raise HttpError(409, str(e))
         except (ServiceError, OSError) as e:
-            raise self.http_error(500, f"restoring {backup} failed: {e}")
+            raise HttpError(500, f"restoring {backup} failed: {e}")
         return 200, {"app": app, "service": row.name, "restored": backup, "safetyBackup": safety.id}

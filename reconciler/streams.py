@@ -36,6 +36,7 @@ import eventlet
 import eventlet.queue
 
 from reconciler.actor import actor
+from reconciler.httpio import HttpError, json_body
 
 log = logging.getLogger(__name__)
 
@@ -46,27 +47,18 @@ INPUT_WAIT = 30.0     # seconds an input POST waits for the agent to take earlie
 MAX_INPUT = 256 * 1024
 
 
-class StreamFailed(Exception):
-    """A stream that cannot be opened or went on: ``status`` and one sentence."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def pick_instance(instances, app, process=None, instance=None):
     """The instance that ``corral exec`` runs in: of ``app`` (and ``process``), ``instance``
     when named, else the first ready one, else the first running one, else the first.
-    Raises StreamFailed (404) naming what matched nothing. Pure."""
+    Raises HttpError (404) naming what matched nothing. Pure."""
     mine = [i for i in instances if i["app"] == app and (process is None or i["process"] == process)]
     if instance is not None:
         mine = [i for i in mine if i["id"] == instance]
         if not mine:
-            raise StreamFailed(404, f"instance {instance!r} of app {app!r} not found")
+            raise HttpError(404, f"instance {instance!r} of app {app!r} not found")
     if not mine:
         what = f"process {process!r} of app {app!r}" if process else f"app {app!r}"
-        raise StreamFailed(404, f"{what} has no instances")
+        raise HttpError(404, f"{what} has no instances")
     for good in (lambda i: i["ready"], lambda i: i["state"] == "running", lambda i: True):
         for i in mine:
             if good(i):
@@ -143,14 +135,14 @@ class Session:
 
     def send_input(self, data, eof):
         """Forward stdin bytes in order, waiting while the agent holds a window of them.
-        Raises StreamFailed when the agent takes none for :data:`INPUT_WAIT` seconds."""
+        Raises HttpError when the agent takes none for :data:`INPUT_WAIT` seconds."""
         deadline = time.monotonic() + INPUT_WAIT
         while self.input_sent >= self.input_acked + self.relay.window:
             if self.over:
-                raise StreamFailed(410, f"exec session {self.id} has ended")
+                raise HttpError(410, f"exec session {self.id} has ended")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise StreamFailed(503, f"node {self.node} took no input for {INPUT_WAIT:g}s")
+                raise HttpError(503, f"node {self.node} took no input for {INPUT_WAIT:g}s")
             try:
                 self.input_room.get(timeout=min(left, 1.0))
             except eventlet.queue.Empty:
@@ -160,7 +152,7 @@ class Session:
         if data:
             body["data"] = base64.b64encode(data).decode("ascii")
         if not self.relay.send(self.node, "exec_input", body):
-            raise StreamFailed(503, f"node {self.node} is not connected to this reconciler")
+            raise HttpError(503, f"node {self.node} is not connected to this reconciler")
 
     def resize(self, rows, cols):
         """Forward a terminal size change."""
@@ -232,12 +224,12 @@ class Relay:
 
     def open(self, node, type, body, kind):
         """Open a stream on ``node`` (``logs_open`` or ``exec_open`` with ``body``); the Session.
-        Raises StreamFailed (503) when the node is not connected to this reconciler."""
+        Raises HttpError (503) when the node is not connected to this reconciler."""
         session = Session(self, self.new_id(), node, kind)
         self.sessions[session.id] = session
         if not self.send(node, type, dict(body, stream=session.id, window=self.window)):
             del self.sessions[session.id]
-            raise StreamFailed(503, f"node {node} is not connected to this reconciler")
+            raise HttpError(503, f"node {node} is not connected to this reconciler")
         return session
 
     def close(self, session):
@@ -256,12 +248,10 @@ class StreamRoutes:
         POST /v1/exec/SESSION/resize       {"rows", "cols"}
     """
 
-    def __init__(self, store, state, relay, http_error, json_body):
+    def __init__(self, store, state, relay):
         self.store = store
         self.state = state
         self.relay = relay
-        self.http_error = http_error
-        self.json_body = json_body
 
     def routes(self):
         """``(method, pattern, handler, needs_auth)`` entries for the API's route table."""
@@ -274,14 +264,11 @@ class StreamRoutes:
 
     def _reachable(self, inst):
         if inst["state"] == "unknown":
-            raise self.http_error(503, f"node {inst['node']} of instance {inst['id']} is unreachable")
+            raise HttpError(503, f"node {inst['node']} of instance {inst['id']} is unreachable")
 
     def _open(self, inst, type, body, kind):
         self._reachable(inst)
-        try:
-            return self.relay.open(inst["node"], type, body, kind)
-        except StreamFailed as e:
-            raise self.http_error(e.status, e.message)
+        return self.relay.open(inst["node"], type, body, kind)
 
     def _finished_run(self, iid):
         """A run that has ended (its instance is gone from the table, its log stays on its
@@ -292,7 +279,7 @@ class StreamRoutes:
     def logs(self, environ, query, iid):
         inst = next((i for i in self.state.instances() if i["id"] == iid), None) or self._finished_run(iid)
         if inst is None:
-            raise self.http_error(404, f"instance {iid!r} not found")
+            raise HttpError(404, f"instance {iid!r} not found")
         body = {"instance": iid, "follow": _flag(query.get("follow")), "previous": _flag(query.get("previous"))}
         try:
             if query.get("tail") not in (None, "", "-1"):
@@ -300,23 +287,23 @@ class StreamRoutes:
             if query.get("since") not in (None, ""):
                 body["since_seconds"] = max(0.0, float(query["since"]))
         except ValueError:
-            raise self.http_error(400, "tail must be a whole number and since a number of seconds")
+            raise HttpError(400, "tail must be a whole number and since a number of seconds")
         session = self._open(inst, "logs_open", body, "logs")
         return 200, Streaming(self.relay, session, session.items(), binary=_flag(query.get("bytes")))
 
     def exec(self, environ, query):
-        req = self.json_body(environ)
+        req = json_body(environ)
         argv = req.get("argv")
         if not isinstance(req.get("app"), str) or not req["app"]:
-            raise self.http_error(400, "exec needs the app's name")
+            raise HttpError(400, "exec needs the app's name")
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-            raise self.http_error(400, "exec needs a command: argv, a non-empty list of strings")
+            raise HttpError(400, "exec needs a command: argv, a non-empty list of strings")
         try:
             inst = pick_instance(self.state.instances(), req["app"], req.get("process"), req.get("instance"))
-        except StreamFailed as e:
+        except HttpError:
             if self.store.get_app(req["app"]) is None:
-                raise self.http_error(404, f"app {req['app']!r} not found")
-            raise self.http_error(e.status, e.message)
+                raise HttpError(404, f"app {req['app']!r} not found") from None
+            raise
         tty = bool(req.get("tty"))
         body = {"instance": inst["id"], "argv": argv, "tty": tty}
         for k in ("rows", "cols"):
@@ -349,31 +336,28 @@ class StreamRoutes:
     def _session(self, sid):
         session = self.relay.sessions.get(sid)
         if session is None or session.kind != "exec":
-            raise self.http_error(404, f"no exec session {sid!r} on this reconciler (it ended, or was opened "
+            raise HttpError(404, f"no exec session {sid!r} on this reconciler (it ended, or was opened "
                                        "through another API address)")
         return session
 
     def input(self, environ, query, sid):
         session = self._session(sid)
-        req = self.json_body(environ)
+        req = json_body(environ)
         try:
             data = base64.b64decode(req.get("data") or "", validate=True)
         except ValueError:
-            raise self.http_error(400, "input data must be base64")
+            raise HttpError(400, "input data must be base64")
         if len(data) > MAX_INPUT:
-            raise self.http_error(413, f"one input chunk may hold at most {MAX_INPUT} bytes")
-        try:
-            session.send_input(data, bool(req.get("eof")))
-        except StreamFailed as e:
-            raise self.http_error(e.status, e.message)
+            raise HttpError(413, f"one input chunk may hold at most {MAX_INPUT} bytes")
+        session.send_input(data, bool(req.get("eof")))
         return 200, {"ok": True}
 
     def resize(self, environ, query, sid):
         session = self._session(sid)
-        req = self.json_body(environ)
+        req = json_body(environ)
         rows, cols = req.get("rows"), req.get("cols")
         if not all(isinstance(v, int) and 0 < v <= 10000 for v in (rows, cols)):
-            raise self.http_error(400, "rows and cols must be whole numbers from 1 to 10000")
+            raise HttpError(400, "rows and cols must be whole numbers from 1 to 10000")
         session.resize(rows, cols)
         return 200, {"ok": True}
 

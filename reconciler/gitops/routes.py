@@ -13,6 +13,9 @@ import hmac
 from corral.secrets import redact_urls
 from reconciler import views
 from reconciler.actor import actor
+from reconciler.httpio import HttpError, read_body
+
+MAX_WEBHOOK = 1 << 20   # bytes of a webhook body at most (413 beyond: its signature covers the whole body)
 
 
 def webhook_token(api_token, name):
@@ -79,7 +82,7 @@ class GitSourceRoutes:
     def get(self, environ, query, name):
         rec = self.store.get_gitsource(name)
         if rec is None:
-            return 404, {"error": f"gitsource {name!r} not found"}
+            raise HttpError(404, f"gitsource {name!r} not found")
         # The webhook's token starts a sync: shown to a token that may sync (deploy and up), not to a read one.
         return 200, gitsource_json(rec, self.token if environ.get("corral.role", "admin") != "read" else None)
 
@@ -87,10 +90,10 @@ class GitSourceRoutes:
         """Remove the source; ``?cascade=true`` deletes its apps too, else they stay, managed by hand."""
         cascade = query.get("cascade", "false")
         if cascade not in ("true", "false"):
-            return 400, {"error": f"cascade={cascade!r}: say true or false"}
+            raise HttpError(400, f"cascade={cascade!r}: say true or false")
         apps = self.store.delete_gitsource(name, cascade == "true", actor=actor(environ))
         if apps is None:
-            return 404, {"error": f"gitsource {name!r} not found"}
+            raise HttpError(404, f"gitsource {name!r} not found")
         if cascade == "true" and apps:
             self.kick(*apps)
         return 200, {"name": name, "cascade": cascade == "true", "apps": apps}
@@ -98,20 +101,16 @@ class GitSourceRoutes:
     def sync(self, environ, query, name):
         when = self.store.request_gitsource_sync(name)
         if when is None:
-            return 404, {"error": f"gitsource {name!r} not found"}
+            raise HttpError(404, f"gitsource {name!r} not found")
         return 202, {"name": name, "requestedAt": when}
 
     def webhook(self, environ, query, name):
-        try:
-            length = min(int(environ.get("CONTENT_LENGTH") or 0), 1 << 20)
-        except ValueError:
-            return 400, {"error": "Content-Length is not a number"}
-        body = environ["wsgi.input"].read(length) if length else b""
+        body = read_body(environ, MAX_WEBHOOK)
         if not webhook_allows(webhook_token(self.token, name), environ, body):
-            return 401, {"error": f"missing or wrong webhook token for gitsource {name!r}"}
+            raise HttpError(401, f"missing or wrong webhook token for gitsource {name!r}")
         when = self.store.request_gitsource_sync(name)
         if when is None:
-            return 404, {"error": f"gitsource {name!r} not found"}
+            raise HttpError(404, f"gitsource {name!r} not found")
         return 202, {"name": name, "requestedAt": when}
 
 

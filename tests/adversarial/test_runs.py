@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 
 from corral.store.base import RunRecord  # noqa: E402
 from corral.store.sqlite import SQLiteStore  # noqa: E402
+from reconciler.httpio import HttpError  # noqa: E402
 from reconciler.runs_api import RunRoutes  # noqa: E402
 from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
     WAIT, agent, assignment, image_server, key_file, reconciler, wait_for)
@@ -55,12 +56,6 @@ def test_a_run_assigned_again_after_it_ended_and_was_forgotten_never_starts_twic
     assert "refused to start run job-tick-1 again" in (tmp_path / "agent.log").read_text()
 
 
-class HttpError(Exception):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
 @pytest.fixture
 def api(tmp_path):
     store = SQLiteStore(str(tmp_path / "corral.db"))
@@ -69,13 +64,11 @@ def api(tmp_path):
         "web": {"command": "serve", "instances": 1, "restart": "always"},
         "tick": {"command": "tick", "schedule": "every 10s", "instances": 0, "restart": "never"}}}}], "cli")
     kicked = []
-
-    def body(environ):
-        return json.loads(environ["wsgi.input"].read() or b"{}")
-    routes = RunRoutes(store, lambda *apps: kicked.append(apps), HttpError, body)
+    routes = RunRoutes(store, lambda *apps: kicked.append(apps))
 
     def call(handler, payload, **kw):
-        environ = {"wsgi.input": io.BytesIO(json.dumps(payload).encode())}
+        data = json.dumps(payload).encode()
+        environ = {"wsgi.input": io.BytesIO(data), "CONTENT_LENGTH": str(len(data))}
         try:
             return getattr(routes, handler)(environ, {}, **kw)
         except HttpError as e:

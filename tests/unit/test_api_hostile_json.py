@@ -3,7 +3,7 @@ import io
 
 import pytest
 
-from reconciler.api import HttpError, _json_body
+from reconciler.httpio import HttpError, json_body
 
 
 def environ(body):
@@ -12,5 +12,5 @@ def environ(body):
 
 def test_deeply_nested_json_is_a_400_with_one_sentence():
     with pytest.raises(HttpError) as e:
-        _json_body(environ(b"[" * 100000 + b"]" * 100000))
+        json_body(environ(b"[" * 100000 + b"]" * 100000))
     assert e.value.status == 400 and "nests JSON deeper" in e.value.message

@@ -2,7 +2,8 @@
 import pytest
 
 from nodeagent.exec import exit_status
-from reconciler.streams import StreamFailed, pick_instance
+from reconciler.httpio import HttpError
+from reconciler.streams import pick_instance
 
 
 def inst(iid, process="web", state="running", ready=True):
@@ -26,7 +27,7 @@ def test_pick_instance(instances, kw, expected):
     ({"instance": "zz"}, "instance 'zz' of app 'hello' not found"),
 ], ids=["none", "no-process", "unknown-instance"])
 def test_pick_instance_says_what_matched_nothing(kw, sentence):
-    with pytest.raises(StreamFailed) as e:
+    with pytest.raises(HttpError) as e:
         pick_instance([inst("x", process="web") | {"app": "other"}], "hello", **kw)
     assert (e.value.status, e.value.message) == (404, sentence)
 
