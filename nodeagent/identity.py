@@ -24,7 +24,7 @@ import errno
 import os
 import warnings
 
-from nodeagent import cgroups, sandbox
+from nodeagent import sandbox
 from nodeagent.procstat import start_ticks
 
 PR_SET_NO_NEW_PRIVS = 38
