@@ -12,14 +12,13 @@ import os
 
 import eventlet
 import eventlet.tpool
-import eventlet.wsgi
 
 from builder.metrics import BuilderMetrics
 from builder.pipconfig import read_pip_config
 from builder.pipeline import Workshop
 from builder.web import make_app
 from builder.worker import Worker
-from corral import private
+from corral import httpserve, private
 from corral.metrics import MetricsServer, parse_listen
 from corral.stopping import Stop
 from corral.settings import Timings
@@ -68,7 +67,7 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
             bound = sock.getsockname()
             address = advertise or (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
             app = make_app(images_dir=images_dir, cache_dir=cache_dir)
-            server = eventlet.spawn(eventlet.wsgi.server, sock, app, log_output=False)
+            server = eventlet.spawn(httpserve.serve, sock, app)
             workshop = Workshop(name=name, images_dir=images_dir, cache_dir=cache_dir, pip_timeout=pip_timeout,
                                 engine=engine, index=read_pip_config(),
                                 layer_cache_bytes=int(_or(layer_cache_bytes, timings.builder_layer_cache)),

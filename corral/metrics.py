@@ -77,7 +77,8 @@ class MetricsServer:
 
     def __init__(self, registry, listen):
         import eventlet
-        import eventlet.wsgi
+
+        from corral import httpserve
         host, port = parse_listen(listen)
         try:
             self.sock = eventlet.listen((host, port), backlog=64)
@@ -85,7 +86,7 @@ class MetricsServer:
             raise OSError(f"the metrics address {listen} cannot be listened on ({e.strerror or e})") from None
         bound = self.sock.getsockname()
         self.address = f"{bound[0]}:{bound[1]}"
-        self.thread = eventlet.spawn(eventlet.wsgi.server, self.sock, wsgi_app(registry), log_output=False)
+        self.thread = eventlet.spawn(httpserve.serve, self.sock, wsgi_app(registry))
         log.info("metrics on http://%s/metrics", self.address)
 
     @classmethod

@@ -34,7 +34,7 @@ run as a green thread by :meth:`Reconciler.start`:
 - :meth:`~Reconciler.services_loop`: every ``loop_interval``, as leader, app
   services are provisioned, rotated, kept or dropped (reconciler/appservices.py);
   an app whose service env changed is enqueued, so its instances roll;
-- the API: eventlet.wsgi on the API address.
+- the API: eventlet.wsgi on the API address (corral/httpserve.py: a deadline on request heads, a cap per client).
 
 A new duty (a router's table, schedules, add-on services) is a method here,
 started in :meth:`~Reconciler.start`, stopping when :attr:`Reconciler.stop` says so.
@@ -48,8 +48,8 @@ import time
 import corral.green  # noqa: F401  (silences the banner before eventlet loads)
 import eventlet
 import eventlet.queue
-import eventlet.wsgi
 
+from corral import httpserve
 from corral.auth import api_token, metrics_token, role_tokens
 from corral.limits import raise_open_files_limit
 from corral.settings import ServiceServers, Timings
@@ -378,9 +378,8 @@ class Reconciler:
             self.publisher.start()
             duties.append(self.route_feed.run)
         self._threads = [eventlet.spawn(duty) for duty in duties]
-        self._threads.append(eventlet.spawn(eventlet.wsgi.server, api_sock, self.api,
-                                            log=logging.getLogger("corral.api.access"),
-                                            log_output=False, socket_timeout=60))
+        self._threads.append(eventlet.spawn(httpserve.serve, api_sock, self.api,
+                                            log=logging.getLogger("corral.api.access")))
 
     def close(self):
         """Give up the lease (a successor need not wait for it to expire), stop every duty, close the bus."""
