@@ -14,7 +14,10 @@ Three forms:
   first minute after the jump (02:30 -> 03:00); one that falls in the hour
   repeated in autumn runs once, at its first occurrence. A job whose minute or
   hour is a wildcard (``*/15 * * * *``) follows real time: nothing in the
-  skipped hour, every quarter of the repeated one.
+  skipped hour, every quarter of the repeated one. Where the clocks move by
+  other than whole hours (Lord Howe Island's 30 minutes), cronsim loses
+  minutes, so the count goes stretch by stretch of one UTC offset under the
+  same rules (:func:`_odd_slots`).
 - ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``,
   ``@midnight``, ``@hourly``: the usual five-field equivalents.
 - ``every N{s,m,h,d}`` (``every 10m``, ``every 2s``): the instants that are
@@ -107,15 +110,99 @@ def slots(schedule, tz, after, until):
         yield from _interval_slots(sched.interval, after, until)
         return
     local = zone(tz)
-    # cronsim counts fixed-time jobs in naive local time, so an instant in the
-    # repeated hour (fold=1) restarts the count an hour early: drop what
-    # comes out at or before ``after``.
-    for t in CronSim(sched.cron, after.astimezone(local)):
-        t = t.astimezone(UTC)
+    found = _odd_slots(sched.cron, local, after) if _moves_odd(local, after) else _cronsim_slots(sched.cron, local, after)
+    for t in found:
         if t > until:
             return
         if t > after:
             yield t
+
+
+def _cronsim_slots(cron, local, after):
+    """cronsim's slots after ``after`` in zone ``local``, as UTC datetimes. cronsim counts
+    fixed-time jobs in naive local time, so an instant in the repeated hour (fold=1) restarts
+    the count an hour early: the caller drops what comes out at or before ``after``."""
+    for t in CronSim(cron, after.astimezone(local)):
+        yield t.astimezone(UTC)
+
+
+_HOUR = datetime.timedelta(hours=1)
+_DAY = datetime.timedelta(days=1)
+
+
+def _moves_odd(local, around):
+    """Whether zone ``local``'s clocks move by other than whole hours around ``around`` (Lord
+    Howe's move 30 minutes): cronsim steps hours by 3600 real seconds and goes wrong there."""
+    if local is UTC:
+        return False
+    offsets = {(around + k * 91 * _DAY).astimezone(local).utcoffset() for k in range(-2, 3)}
+    return any((a - b) % _HOUR for a in offsets for b in offsets)
+
+
+def _first_other_offset(local, lo, hi, offset):
+    """The first instant in ``(lo, hi]`` whose UTC offset in ``local`` is not ``offset``, to the
+    second, given that ``lo`` has ``offset`` and ``hi`` has not (by halving)."""
+    while hi - lo > datetime.timedelta(seconds=1):
+        mid = lo + (hi - lo) / 2
+        lo, hi = (mid, hi) if mid.astimezone(local).utcoffset() == offset else (lo, mid)
+    return hi.replace(microsecond=0)
+
+
+def _next_change(local, after):
+    """The first instant after ``after`` whose UTC offset in ``local`` differs from ``after``'s
+    (within 400 days; None when there is none)."""
+    offset = after.astimezone(local).utcoffset()
+    for day in range(400):
+        lo, hi = after + day * _DAY, after + (day + 1) * _DAY
+        if hi.astimezone(local).utcoffset() != offset:
+            return _first_other_offset(local, lo, hi, offset)
+    return None
+
+
+def _repeat_ends(local, at):
+    """When the wall times repeated after the clocks went back, at most a day before ``at``, end
+    (the change plus the step back); None when they did not go back then."""
+    offset = at.astimezone(local).utcoffset()
+    earlier = at - _DAY
+    before = earlier.astimezone(local).utcoffset()
+    if before <= offset:
+        return None
+    return _first_other_offset(local, earlier, at, before) + (before - offset)
+
+
+def _odd_slots(cron, local, after):
+    """The slots after ``after`` in a zone whose clocks move by other than whole hours, counted
+    in each stretch of one UTC offset with cronsim on that fixed offset (exact there), with the
+    rules of the module docstring where the stretches meet: a fixed-time job whose wall time
+    the jump forward skipped runs once at the jump; one whose wall time comes twice runs at the
+    first only; a wildcard job follows real time."""
+    fixed = not cron.split()[0].startswith("*") and not cron.split()[1].startswith("*")
+    begins, last = after, None   # the stretch: from ``begins`` (exclusive) on, at one offset
+    while True:
+        offset = (begins + datetime.timedelta(microseconds=1)).astimezone(local).utcoffset()
+        change = _next_change(local, begins + datetime.timedelta(microseconds=1))
+        went_back = _repeat_ends(local, begins + datetime.timedelta(microseconds=1))
+        for t in CronSim(cron, begins.astimezone(datetime.timezone(offset))):
+            t = t.astimezone(UTC)
+            if change is not None and t >= change:
+                break
+            if fixed and went_back is not None and t < went_back:
+                continue   # its wall time came before the clocks went back: it ran then
+            if last is None or t > last:
+                last = t
+                yield t
+        if change is None:
+            return
+        new = change.astimezone(local).utcoffset()
+        if fixed and new > offset:
+            # clocks went forward: a wall time in the skipped stretch runs once, at the jump
+            first = next(iter(CronSim(cron, (change - datetime.timedelta(seconds=1)).astimezone(
+                datetime.timezone(offset)))), None)
+            if first is not None and first.astimezone(UTC) < change + (new - offset) \
+                    and (last is None or change > last):
+                last = change
+                yield change
+        begins = change - datetime.timedelta(microseconds=1)
 
 
 def next_slot(schedule, tz, after):

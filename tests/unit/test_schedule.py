@@ -42,6 +42,16 @@ def got(schedule, tz, after, until):
                  id="wildcard-minutes-follow-real-time-through-the-gap"),
     pytest.param("30 2 * * *", "America/New_York", "2026-03-08 00:00", "2026-03-09 00:00",
                  ["2026-03-08 07:00:00"], id="new-york-gap-02:30-at-03:00-edt"),
+    pytest.param("* 0 * * *", "Australia/Lord_Howe", "2026-04-04 15:00", "2026-04-05 13:31",
+                 ["2026-04-05 13:30:00", "2026-04-05 13:31:00"],
+                 id="lord-howe-back-30-minutes-counted-from-the-change-loses-no-minute"),
+    pytest.param("0 0 * * *", "Australia/Lord_Howe", "2026-04-04 12:00", "2026-04-06 13:00",
+                 ["2026-04-04 13:00:00", "2026-04-05 13:30:00"], id="lord-howe-midnight-across-the-change"),
+    pytest.param("15,30 2 * * *", "Australia/Lord_Howe", "2026-10-03 12:00", "2026-10-04 16:00",
+                 ["2026-10-03 15:30:00", "2026-10-04 15:15:00", "2026-10-04 15:30:00"],
+                 id="lord-howe-forward-30-minutes-a-skipped-02:15-runs-once-at-the-jump"),
+    pytest.param("45 1 * * *", "Australia/Lord_Howe", "2026-04-04 12:00", "2026-04-05 16:00",
+                 ["2026-04-04 14:45:00", "2026-04-05 15:15:00"], id="lord-howe-repeated-01:45-runs-once"),
     pytest.param("@hourly", "UTC", "2026-01-01 00:00", "2026-01-01 02:30",
                  ["2026-01-01 01:00:00", "2026-01-01 02:00:00"], id="hourly-excludes-after-includes-until"),
     pytest.param("@daily", "Asia/Kolkata", "2026-01-01 00:00", "2026-01-02 00:00",
@@ -189,3 +199,23 @@ def test_every_n_is_the_multiples_of_n(interval, after, span):
     assert all(int(t.timestamp()) % interval == 0 and t.microsecond == 0 for t in out)
     assert all(after < t <= until for t in out)
     assert len(out) == int(until.timestamp()) // interval - int(after.timestamp()) // interval
+
+
+@settings(max_examples=150, deadline=None)
+@given(crons, st.sampled_from(ZONES), triples)
+def test_no_wall_time_that_exists_once_is_missed(cron, tz, three):
+    """Every minute whose local wall time matches the expression, exists and comes only once
+    (outside gaps and repeats) is a slot: cronsim stepped hours by 3600 real seconds and lost
+    minutes where the clocks move 30 minutes (Lord Howe)."""
+    a, _, c = three
+    local = zoneinfo.ZoneInfo(tz)
+    found = set(slots(cron, tz, a, c))
+    cs = CronSim(cron, a)
+    t = a.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
+    while t <= c:
+        wall = t.astimezone(local)
+        naive = wall.replace(tzinfo=None)
+        once = naive.replace(tzinfo=local, fold=0).utcoffset() == naive.replace(tzinfo=local, fold=1).utcoffset()
+        if once and matches(cs, wall):
+            assert t in found, f"{cron} in {tz}: the slot {t} ({naive} local) is missing"
+        t += datetime.timedelta(minutes=1)
