@@ -466,8 +466,8 @@ class Instance:
             now = self.clock()
             if tracker is not None and now >= next_probe:
                 began = time.monotonic()
-                ok, detail = self.launcher.probe(self.check, self.address, self.port, env, cwd,
-                                                 run_as=identity.for_check(self, self.users))
+                run_as = identity.for_check(self, self.users) if self.check.kind == "exec" else None
+                ok, detail = self.launcher.probe(self.check, self.address, self.port, env, cwd, run_as=run_as)
                 if self.metrics is not None:
                     self.metrics.probed(ok, time.monotonic() - began)
                 next_probe = health.next_check(self.clock(), self.check.interval)

@@ -33,7 +33,7 @@ import requests
 
 from nodeagent import identity
 
-_plain_socket = eventlet.patcher.original("socket")
+_c_socket = eventlet.patcher.original("_socket")
 
 
 def probe(check, address, port, env, cwd, run_as=None):
@@ -92,9 +92,9 @@ def _tcp(address, port, timeout):
 def _connect_numeric(family, address, port, timeout):
     """Connect to a numeric address and close with a reset; raises OSError (``socket.timeout``
     after ``timeout`` seconds) when it does not connect."""
-    sock = _plain_socket.socket(family, socket.SOCK_STREAM)
+    # the C socket itself (no Python wrapper to build and close), non-blocking from birth (no fcntl after)
+    sock = _c_socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     try:
-        sock.setblocking(False)
         err = sock.connect_ex((address, port))
         if err in (errno.EINPROGRESS, errno.EAGAIN):
             # on the same host the handshake is usually over by now: no trip through the hub then
