@@ -409,7 +409,10 @@ class Instance:
             raise environ.CommandError(f"command {argv[0]!r} was not found on the instance PATH {env['PATH']}")
         venv = image_layout.venv_dir(images_dir, a["image"])
         self._check_reach(found, cwd, venv)
-        self.keep = ([image_path, venv, cwd, os.path.dirname(found), venv_base(venv)], [env.get("HOME")])
+        # Only what the agent decides: the spec's env may name any HOME or PATH (the data dir, another
+        # app's layer), which must stay hidden; a command outside the image is seen only where it lies
+        # outside the hidden folders.
+        self.keep = ([image_path, venv, cwd, venv_base(venv)], [self.identity.home] if self.identity else [])
         return [found] + argv[1:], env, cwd
 
     def process_context(self, images_dir):

@@ -341,8 +341,7 @@ def how_it_ended(status):
 
 def parse_args(argv):
     """Options and the app's argv from the shim's command line; ValueError naming what is wrong."""
-    opts = {"dir": None, "max_bytes": 10 * 1024 * 1024, "keep": 3, "uid": None, "gid": None, "cgroup": [],
-}
+    opts = {"dir": None, "max_bytes": 10 * 1024 * 1024, "keep": 3, "uid": None, "gid": None, "cgroup": []}
     i = 0
     while i < len(argv) and argv[i] != "--":
         name = argv[i]

@@ -11,9 +11,11 @@ exec`` sessions join it (:func:`join`). In it:
   sealed read-only, so the state, the instance table, other apps' logs,
   homes and images are not there at all; only the folders this instance needs
   are bound back at their own paths: its image and the two layers it links
-  (read-only, ``nosuid,nodev``), its code folder and command's folder, the
-  interpreter its virtualenv names when that lies under a hidden folder (the
-  same), its ``HOME`` and its log folder (read-write, ``nosuid,nodev``);
+  (read-only, ``nosuid,nodev``), the interpreter its virtualenv names when
+  that lies under a hidden folder (the same), its user's home and its log
+  folder (read-write, ``nosuid,nodev``): all decided by the agent, never
+  taken from the spec's env (a ``HOME`` or ``PATH`` there cannot bring a
+  hidden folder back);
 - the key's file, when it lies outside those folders, is covered by
   ``/dev/null``.
 

@@ -287,3 +287,27 @@ def test_an_app_finds_nothing_of_the_agents_folders_or_the_key_and_cannot_write_
     assert found["tmp"] == ("found", repr(way)), f"a fresh /tmp: {found['tmp']}"
     isolation = reconciler.latest()["node"]["isolation"]
     assert (isolation["status"], isolation["reason"]) == ("True", "AppUsersAndNamespaces"), isolation
+
+
+# Whether the agent's instance table is there, and what HOME says.
+PEEK = ("import os, sys\n"
+        "try:\n"
+        "    open(os.path.join(sys.argv[1], 'instances.json')).read()\n"
+        "    seen = 'found'\n"
+        "except OSError as e:\n"
+        "    seen = type(e).__name__\n"
+        "print('peek', seen, os.environ['HOME'], flush=True)\n"
+        "import time; time.sleep(600)\n")
+
+
+def test_a_spec_whose_env_names_the_data_dir_does_not_bring_it_back(
+        agent, reconciler, system_image_server, open_root, fresh_app):
+    """The folders bound back into the namespace are the agent's choice: a spec's HOME or PATH
+    naming the data dir (or another app's layer) leaves it hidden."""
+    data = open_root / "data"
+    handle = agent(root=open_root)
+    reconciler.assign([assignment("peek-web-1", system_image_server, ["python", "-c", PEEK, str(data)], port=False,
+                                  app=fresh_app, env={"HOME": str(data), "PATH": f"{data}:/usr/bin:/bin"})],
+                      epoch=1)
+    assert handle.data_dir == data
+    assert out_line(handle, "peek-web-1", "peek") == f"peek FileNotFoundError {data}"
