@@ -41,10 +41,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from builder.engines import find_uv  # noqa: E402
 from builder.pipconfig import read_pip_config, uv_environment, uv_index_args  # noqa: E402
 from builder.pipeline import Workshop, build_image, log_path, pack_archives  # noqa: E402
-from corral import images  # noqa: E402
+from corral import image_layout  # noqa: E402
 from corral.source import pack_source  # noqa: E402
 from corral.store import open_store  # noqa: E402
-from nodeagent.images import ensure_image  # noqa: E402
+from nodeagent.pull import ensure_image  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXTRA = "itsdangerous==2.2.0"   # the "new set": one package more, not a dependency of the others
@@ -181,7 +181,7 @@ def main():
             rows["node again"].append(time.monotonic() - start)
             server.shutdown()
             server.server_close()
-            assert os.path.isdir(images.layer_dir(node, "env", cold.layers[0]["id"]))
+            assert os.path.isdir(image_layout.layer_dir(node, "env", cold.layers[0]["id"]))
             print(f"run {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items() if v),
                   file=sys.stderr)
         report(rows, args.repeat, env_sizes)

@@ -1,10 +1,10 @@
 """Benchmark: an agent fetching one layer (download, verify, unpack) over HTTP on loopback.
 
 The layer is a folder packed the way the builder packs it (``tar --create
---sort=name --numeric-owner``, builder/artifacts.py), by default this
+--sort=name --numeric-owner``, builder/archives.py), by default this
 checkout's own ``.venv`` (about 140 MB and 4.8k files, the size of a real
 environment layer). It is served by ``python -m http.server`` in a process of
-its own, and fetched with :func:`nodeagent.images.ensure_layer` into a fresh
+its own, and fetched with :func:`nodeagent.pull.ensure_layer` into a fresh
 images dir, in a process greened as the agent is (``corral.green.patch()``),
 ``--runs`` times, after a ``sync`` each. Printed: each run's wall time, its CPU time (this process
 and its children, so ``tar`` where one runs), and the longest gap of a green
@@ -34,7 +34,7 @@ import eventlet  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from nodeagent.images import ensure_layer  # noqa: E402
+from nodeagent.pull import ensure_layer  # noqa: E402
 
 
 def pack(folder, dest):

@@ -72,7 +72,7 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
                                 engine=engine, index=read_pip_config(),
                                 layer_cache_bytes=int(_or(layer_cache_bytes, timings.builder_layer_cache)),
                                 wheel_cache_bytes=int(_or(wheel_cache_bytes, timings.builder_wheel_cache)))
-            worker = Worker(store, workshop, artifact_base=f"http://{address}", stale_after=stale_after,
+            worker = Worker(store, workshop, layers_base=f"http://{address}", stale_after=stale_after,
                             heartbeat_store=heartbeat_store, offload=eventlet.tpool.execute, metrics=counted)
             working = eventlet.spawn(worker.run, stopping, timings.build_poll)
             log.info("builder %s serving images on http://%s", name, address)

@@ -25,7 +25,7 @@ import re
 import shutil
 import sys
 
-from builder import lock as locks
+from builder import pinning
 from builder.commands import run_logged
 from builder.failures import BuildFailed, installer_failure_sentence
 from builder.pipconfig import uv_environment, uv_index_args
@@ -135,7 +135,7 @@ class UvEngine(_Engine):
                    "--python", python.executable, *uv_index_args(self.index, resolving=True),
                    "-o", out, requirements_file], "resolve", log=log, stopping=stopping, cwd=cwd, env=self.env)
         with open(out, encoding="utf-8") as f:
-            return locks.parse_requirements_lock(f.read())
+            return pinning.parse_requirements_lock(f.read())
 
     relocatable = True   # its venvs' scripts find their python relative to themselves: built aside, renamed in
 
@@ -170,15 +170,15 @@ class UvEngine(_Engine):
                    "--no-annotate", "--python", python, *uv_index_args(self.index, resolving=True),
                    "-o", out, requirements_file], "resolve", log=log, stopping=stopping, cwd=cwd, env=self.env)
         with open(out, encoding="utf-8") as f:
-            pins = locks.parse_requirements_lock(f.read())
+            pins = pinning.parse_requirements_lock(f.read())
         frozen = self._run([self.uv, "pip", "freeze", "--python", python], "list", log=log, stopping=stopping,
                            env=self.env).output
-        installed = sorted(p.requirement for p in locks.parse_requirements_lock(
+        installed = sorted(p.requirement for p in pinning.parse_requirements_lock(
             "\n".join(line for line in frozen.splitlines() if "==" in line and not line.startswith("$"))))
-        if installed == locks.pin_set(pins):
+        if installed == pinning.pin_set(pins):
             return pins, False
         with open(out, "w", encoding="utf-8") as f:
-            f.write(locks.lock_text(pins))
+            f.write(pinning.lock_text(pins))
         self.install(venv=venv, lock_file=out, log=log, stopping=stopping)
         return pins, True
 
@@ -203,7 +203,7 @@ class PipEngine(_Engine):
                    "--ignore-installed", "--no-input", "--progress-bar", "off", "--quiet", "--report", report,
                    "-r", requirements_file], "resolve", log=log, stopping=stopping, cwd=cwd)
         with open(report, encoding="utf-8") as f:
-            return locks.pins_from_pip_report(json.load(f))
+            return pinning.pins_from_pip_report(json.load(f))
 
     def make_venv(self, *, python, dest, log, stopping):
         """A new, empty virtualenv at ``dest`` (no pip in it: the builder's pip installs)."""
@@ -216,7 +216,7 @@ class PipEngine(_Engine):
     def install(self, *, venv, lock_file, log, stopping, progress=lambda phase: None):
         """Fetch every pin's wheel in parallel into the wheelhouse, then install them offline into ``venv``."""
         with open(lock_file, encoding="utf-8") as f:
-            pins = locks.parse_requirements_lock(f.read())
+            pins = pinning.parse_requirements_lock(f.read())
         wheelhouse = os.path.join(self.cache_dir, "wheels")
         os.makedirs(wheelhouse, exist_ok=True)
         python = os.path.join(venv, "bin", "python")
@@ -252,5 +252,5 @@ def _wheel_names(wheelhouse):
         if name.endswith(".whl"):
             parts = name[:-4].split("-")
             if len(parts) >= 5:
-                found.add((locks.normalize_name(parts[0]), parts[1]))
+                found.add((pinning.normalize_name(parts[0]), parts[1]))
     return found

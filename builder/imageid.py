@@ -1,13 +1,13 @@
 """Ids of layers and images: names that are hashes of everything they are made of.
 
-An image is two layers (see :mod:`corral.images`). Each id is
+An image is two layers (see :mod:`corral.image_layout`). Each id is
 ``"sha256:" + sha256(canonical JSON)`` of its inputs::
 
     env layer   {"format": 2, "kind": "env",
                  "python": "3.11.7",                   # full version of the venv's interpreter
                  "platform": "linux-x86_64-cpython",   # sysconfig.get_platform() + "-" + implementation
                  "pins": ["django==4.2.16 sha256:..,sha256:..", ...],  # the lock's pins and the
-                                                       # files each allows (builder.lock.content_keys)
+                                                       # files each allows (builder.pinning.content_keys)
                  "own": "sha256:..."}                  # only when a pin has no hash: the source's digest
     code layer  {"format": 2, "kind": "code",
                  "python": "3.11.7",                   # its bytecode is this interpreter's
@@ -28,7 +28,7 @@ This module is purely computational: no I/O.
 """
 import hashlib
 
-from builder import lock as locks
+from builder import pinning
 from corral.canonical import canonical_bytes
 
 FORMAT = 2
@@ -40,7 +40,7 @@ def _sha(doc):
 
 def env_id(python, platform, keys, own=None):
     """The id of the environment layer for an interpreter and the content keys of a lock
-    (:func:`builder.lock.content_keys`); ``own``: the source digest of the app whose lock has a
+    (:func:`builder.pinning.content_keys`); ``own``: the source digest of the app whose lock has a
     pin without a hash, whose layer is then its own."""
     doc = {"format": FORMAT, "kind": "env", "python": python, "platform": platform, "pins": sorted(keys)}
     if own is not None:
@@ -49,9 +49,9 @@ def env_id(python, platform, keys, own=None):
 
 
 def env_id_of_lock(python, pins, source_digest):
-    """:func:`env_id` of the lock ``pins`` (:class:`builder.lock.Pin`) for ``python`` (an
+    """:func:`env_id` of the lock ``pins`` (:class:`builder.pinning.Pin`) for ``python`` (an
     Interpreter), made by the app of ``source_digest``."""
-    return env_id(python.version, python.platform, locks.content_keys(pins),
+    return env_id(python.version, python.platform, pinning.content_keys(pins),
                   own=source_digest if any(not p.hashes for p in pins) else None)
 
 

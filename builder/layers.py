@@ -33,12 +33,12 @@ import subprocess
 import time
 import uuid
 
-from builder import artifacts
+from builder import archives
 from builder.commands import run_logged
 from builder.failures import BuildAbandoned, BuildFailed
-from builder import lock as locks
+from builder import pinning
 from builder.imageid import env_id_of_lock
-from corral import images
+from corral import image_layout
 
 _SCRIPT_LIMIT = 4 << 20   # bin/ files larger than this are binaries, not scripts naming the venv
 MIN_SHARED = 0.5          # derive only from a layer holding at least half of the new pins
@@ -48,7 +48,7 @@ def nearest_env(candidates, python, platform, keys):
     """The id of the finished env layer to derive a new one from, or None for a fresh venv.
 
     ``candidates`` is ``[(layer id, marker dict), ...]``; ``keys`` the new lock's content keys
-    (:func:`builder.lock.content_keys`). A candidate must have the same python and platform,
+    (:func:`builder.pinning.content_keys`). A candidate must have the same python and platform,
     share at least MIN_SHARED of ``keys``, and hold no ``name==version`` with other files than
     the new lock's (an installer keeps a distribution of the right name and version, whatever
     index it came from); a layer of before content keys, or an app's own (a pin without a hash),
@@ -56,7 +56,7 @@ def nearest_env(candidates, python, platform, keys):
     id (so the choice is stable). Purely computational.
     """
     wanted = set(keys)
-    by_requirement = {locks.requirement_of(k): k for k in keys}
+    by_requirement = {pinning.requirement_of(k): k for k in keys}
     best, best_rank = None, None
     for layer_id, marker in candidates:
         if marker.get("python") != python or marker.get("platform") != platform:
@@ -64,7 +64,7 @@ def nearest_env(candidates, python, platform, keys):
         if marker.get("pinned") is None or marker.get("own"):
             continue
         have = set(marker["pinned"])
-        if any(by_requirement.get(locks.requirement_of(k), k) != k for k in have):
+        if any(by_requirement.get(pinning.requirement_of(k), k) != k for k in have):
             continue
         shared = len(wanted & have)
         if not wanted or shared < MIN_SHARED * len(wanted):
@@ -86,7 +86,7 @@ def finished_layers(images_dir, kind):
     for name in sorted(names):
         if name.endswith(".json") and len(name) == 64 + 5:
             layer_id = "sha256:" + name[:-5]
-            marker = images.read_layer_marker(images_dir, kind, layer_id)
+            marker = image_layout.read_layer_marker(images_dir, kind, layer_id)
             if marker is not None:
                 out.append((layer_id, marker))
     return out
@@ -98,7 +98,7 @@ class LayerLock:
     at once. ``suffix`` ".pack.lock" names the lock of the layer's archive, held by its packer."""
 
     def __init__(self, images_dir, kind, layer_id, stopping, poll=0.1, shared=False, suffix=".lock"):
-        self.path = images.layer_dir(images_dir, kind, layer_id) + suffix
+        self.path = image_layout.layer_dir(images_dir, kind, layer_id) + suffix
         self.stopping = stopping
         self.poll = poll
         self.fd = None
@@ -131,10 +131,10 @@ def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, wo
     another builds at the final path, the marker being the commit point.
     """
     with LayerLock(images_dir, "env", layer_id, stopping):
-        marker = images.read_layer_marker(images_dir, "env", layer_id)
+        marker = image_layout.read_layer_marker(images_dir, "env", layer_id)
         if marker is not None:
             return marker, True
-        final = images.layer_dir(images_dir, "env", layer_id)
+        final = image_layout.layer_dir(images_dir, "env", layer_id)
         _remove_tree(final)
         target = _temp_beside(final) if engine.relocatable else final
         lock_file = os.path.join(workdir, "install-lock.txt")
@@ -143,15 +143,15 @@ def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, wo
         base = None
         if engine.name == "uv":
             base = nearest_env(finished_layers(images_dir, "env"), python.version, python.platform,
-                               locks.content_keys(pins))
+                               pinning.content_keys(pins))
         try:
             if base is not None:
                 progress("install (from a similar environment)")
                 with LayerLock(images_dir, "env", base, stopping, shared=True):   # not pruned meanwhile
-                    if images.read_layer_marker(images_dir, "env", base) is None:
+                    if image_layout.read_layer_marker(images_dir, "env", base) is None:
                         raise BuildFailed(f"the environment {base} to start from was removed meanwhile")
-                    images.touch_layer(images_dir, "env", base)
-                    _derive(images.layer_dir(images_dir, "env", base), target, log=log, stopping=stopping)
+                    image_layout.touch_layer(images_dir, "env", base)
+                    _derive(image_layout.layer_dir(images_dir, "env", base), target, log=log, stopping=stopping)
             else:
                 engine.make_venv(python=python, dest=target, log=log, stopping=stopping)
             engine.install(venv=target, lock_file=lock_file, log=log, stopping=stopping, progress=progress)
@@ -185,10 +185,10 @@ def build_env_unresolved(engine, *, images_dir, python, requirements_file, cwd, 
                                         workdir=workdir, log=log, stopping=stopping)
         layer_id = env_id_of_lock(python, pins, source_digest)
         with LayerLock(images_dir, "env", layer_id, stopping):
-            marker = images.read_layer_marker(images_dir, "env", layer_id)
+            marker = image_layout.read_layer_marker(images_dir, "env", layer_id)
             if marker is not None:
                 return pins, marker, True
-            final = images.layer_dir(images_dir, "env", layer_id)
+            final = image_layout.layer_dir(images_dir, "env", layer_id)
             _remove_tree(final)
             os.rename(tmp, final)
             try:
@@ -204,10 +204,10 @@ def build_env_unresolved(engine, *, images_dir, python, requirements_file, cwd, 
 def _env_marker(engine, images_dir, layer_id, python, pins, builder, base):
     """Write the marker of the finished env layer ``layer_id`` (not packed yet); return it."""
     marker = {"id": layer_id, "kind": "env", "python": python.version, "platform": python.platform,
-              "pins": [p.requirement for p in pins], "pinned": locks.content_keys(pins),
+              "pins": [p.requirement for p in pins], "pinned": pinning.content_keys(pins),
               "own": any(not p.hashes for p in pins), "artifact_sha256": None, "size": None,
               "engine": engine.name, "derived_from": base, "built_by": builder}
-    images.write_layer_marker(images_dir, "env", layer_id, marker)
+    image_layout.write_layer_marker(images_dir, "env", layer_id, marker)
     return marker
 
 
@@ -225,22 +225,22 @@ def ensure_archive(*, images_dir, cache_dir, kind, layer_id, stopping=lambda: Fa
     removed and OSError raised. FileNotFoundError when the layer is not
     finished here; BuildAbandoned when ``stopping()`` turns true while waiting.
     """
-    dest = artifacts.artifact_path(cache_dir, kind, images.image_hex(layer_id))
-    if images.read_layer_marker(images_dir, kind, layer_id) is None:   # (no lock file made for any name asked)
+    dest = archives.archive_path(cache_dir, kind, image_layout.image_hex(layer_id))
+    if image_layout.read_layer_marker(images_dir, kind, layer_id) is None:   # (no lock file made for any name asked)
         raise FileNotFoundError(f"{kind} layer {layer_id} is not finished here")
     with LayerLock(images_dir, kind, layer_id, stopping, shared=True), \
             LayerLock(images_dir, kind, layer_id, stopping, suffix=".pack.lock"):
-        marker = images.read_layer_marker(images_dir, kind, layer_id)
+        marker = image_layout.read_layer_marker(images_dir, kind, layer_id)
         if marker is None:
             raise FileNotFoundError(f"{kind} layer {layer_id} is not finished here")
         if marker.get("artifact_sha256") and os.path.exists(dest):
             return marker["artifact_sha256"], os.path.getsize(dest)
-        sha, size = artifacts.pack_layer(images.layer_dir(images_dir, kind, layer_id), dest)
+        sha, size = archives.pack_layer(image_layout.layer_dir(images_dir, kind, layer_id), dest)
         if marker.get("artifact_sha256") not in (None, sha):
-            artifacts.remove(dest)
+            archives.remove(dest)
             raise OSError(f"{kind} layer {layer_id} packed again has sha256 {sha}, not the"
                           f" {marker['artifact_sha256']} it was recorded with: its folder changed")
-        images.write_layer_marker(images_dir, kind, layer_id, dict(marker, artifact_sha256=sha, size=size))
+        image_layout.write_layer_marker(images_dir, kind, layer_id, dict(marker, artifact_sha256=sha, size=size))
         return sha, size
 
 
@@ -257,10 +257,10 @@ def build_code_layer(*, images_dir, layer_id, python, staging, own_version, log,
     ``python -m compileall``. ``staging`` is moved into place.
     """
     with LayerLock(images_dir, "code", layer_id, stopping):
-        marker = images.read_layer_marker(images_dir, "code", layer_id)
+        marker = image_layout.read_layer_marker(images_dir, "code", layer_id)
         if marker is not None:
             return marker, True
-        final = images.layer_dir(images_dir, "code", layer_id)
+        final = image_layout.layer_dir(images_dir, "code", layer_id)
         _remove_tree(final)
         if python.version == own_version:
             compileall.compile_dir(staging, quiet=2, workers=1)
@@ -270,7 +270,7 @@ def build_code_layer(*, images_dir, layer_id, python, staging, own_version, log,
         os.rename(staging, final)
         marker = {"id": layer_id, "kind": "code", "python": python.version, "artifact_sha256": None,
                   "size": None, "built_by": builder}
-        images.write_layer_marker(images_dir, "code", layer_id, marker)
+        image_layout.write_layer_marker(images_dir, "code", layer_id, marker)
         return marker, False
 
 

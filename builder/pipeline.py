@@ -31,14 +31,14 @@ import tarfile
 import time
 import uuid
 
-from builder import lock as locks
+from builder import pinning
 from builder.engines import pick_engine
 from builder.failures import BuildFailed
 from builder.imageid import code_id, env_id_of_lock, image_id, requirement_lines_text, resolution_key
 from builder.interpreters import find_interpreter, own_interpreter
 from builder.layers import build_code_layer, build_env_layer, build_env_unresolved, ensure_archive, finished_layers
 from builder.pipconfig import IndexSettings
-from corral import images, private, source
+from corral import image_layout, private, source
 
 GIB = 1 << 30
 
@@ -156,7 +156,7 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
         progress("resolve")
         pins, env_done = _resolve(engine, workshop, python, text, req_file, staging, workdir, log, stopping,
                                   progress, digest)
-        lock_text = locks.lock_text(pins)
+        lock_text = pinning.lock_text(pins)
         env = env_id_of_lock(python, pins, digest)
         code = code_id(python.version, digest)
         image = image_id(env, code)
@@ -218,8 +218,8 @@ def _link_image(workshop, image, built, token):
     layers = [{"kind": kind, "id": layer_id, "sha256": marker.get("artifact_sha256"), "size": marker.get("size")}
               for kind, (layer_id, marker) in built.items()]
     for kind, (layer_id, _) in built.items():
-        images.touch_layer(workshop.images_dir, kind, layer_id)
-    images.link_image(workshop.images_dir, image, built["env"][0], built["code"][0],
+        image_layout.touch_layer(workshop.images_dir, kind, layer_id)
+    image_layout.link_image(workshop.images_dir, image, built["env"][0], built["code"][0],
                       {"image": image, "layers": layers, "built_by": workshop.name}, tmp_suffix=token)
     return layers
 
@@ -245,10 +245,10 @@ def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stoppi
     if not text.strip():
         return [], None
     key = resolution_key(python.version, python.platform, text, engine.index_key())
-    memo = os.path.join(workshop.cache_dir, "resolutions", images.image_hex(key) + ".txt")
+    memo = os.path.join(workshop.cache_dir, "resolutions", image_layout.image_hex(key) + ".txt")
     try:
         with open(memo, encoding="utf-8") as f:
-            return locks.parse_requirements_lock(f.read()), None
+            return pinning.parse_requirements_lock(f.read()), None
     except (OSError, ValueError):
         pass
     env = None
@@ -264,7 +264,7 @@ def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stoppi
         pins = engine.resolve(python=python, requirements_file=req_file, cwd=cwd, workdir=workdir, log=log,
                               stopping=stopping)
     os.makedirs(os.path.dirname(memo), exist_ok=True)
-    private.write_private(memo, locks.lock_text(pins))   # whole or absent, even across a crash
+    private.write_private(memo, pinning.lock_text(pins))   # whole or absent, even across a crash
     return pins, env
 
 

@@ -26,10 +26,10 @@ import re
 import shutil
 import subprocess
 
-from builder import artifacts
+from builder import archives
 from builder.layers import finished_layers
-from builder.lock import normalize_name
-from corral import images
+from builder.pinning import normalize_name
+from corral import image_layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,16 +70,16 @@ def prune_layers(workshop, keep=(), worked_in=None):
     if not workshop.layer_cache_bytes:
         return []
     entries = []
-    for kind in images.LAYER_KINDS:
+    for kind in image_layout.LAYER_KINDS:
         for layer_id, marker in finished_layers(workshop.images_dir, kind):
             if marker.get("built_by") != workshop.name or marker.get("source") == "agent":
                 continue
             try:
-                used = os.stat(images.layer_marker_path(workshop.images_dir, kind, layer_id)).st_mtime
+                used = os.stat(image_layout.layer_marker_path(workshop.images_dir, kind, layer_id)).st_mtime
             except OSError:
                 continue
             entries.append(Entry((kind, layer_id), 2 * int(marker.get("size") or 0), used))
-    keep = set(keep) | _layers_worked_in(workshop.images_dir, (worked_in or images.working_dirs)())
+    keep = set(keep) | _layers_worked_in(workshop.images_dir, (worked_in or image_layout.working_dirs)())
     removed = []
     for kind, layer_id in plan_evictions(entries, workshop.layer_cache_bytes, keep):
         if _remove_layer(workshop, kind, layer_id):
@@ -94,7 +94,7 @@ def _layers_worked_in(images_dir, cwds):
     cwds = {os.path.realpath(c) for c in cwds}
     keep = set()
     for name in _image_names(images_dir):
-        facts = images.read_marker(images_dir, "sha256:" + name) or {}
+        facts = image_layout.read_marker(images_dir, "sha256:" + name) or {}
         code = os.path.realpath(os.path.join(images_dir, name, "app"))
         if any(c == code or c.startswith(code + os.sep) for c in cwds):
             keep |= {(layer.get("kind"), layer.get("id")) for layer in facts.get("layers") or ()
@@ -104,7 +104,7 @@ def _layers_worked_in(images_dir, cwds):
 
 def _remove_layer(workshop, kind, layer_id):
     """Remove one layer unless a build holds its lock; True when it went."""
-    folder = images.layer_dir(workshop.images_dir, kind, layer_id)
+    folder = image_layout.layer_dir(workshop.images_dir, kind, layer_id)
     try:
         fd = os.open(folder + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
     except OSError:
@@ -117,12 +117,12 @@ def _remove_layer(workshop, kind, layer_id):
                 return False   # a build makes it or derives from it right now
             raise
         try:
-            os.unlink(images.layer_marker_path(workshop.images_dir, kind, layer_id))
+            os.unlink(image_layout.layer_marker_path(workshop.images_dir, kind, layer_id))
         except FileNotFoundError:
             pass
         shutil.rmtree(folder, ignore_errors=True)
         try:
-            os.unlink(artifacts.artifact_path(workshop.cache_dir, kind, images.image_hex(layer_id)))
+            os.unlink(archives.archive_path(workshop.cache_dir, kind, image_layout.image_hex(layer_id)))
         except FileNotFoundError:
             pass
         return True
@@ -140,9 +140,9 @@ def _image_names(images_dir):
 def _remove_broken_images(images_dir):
     """Remove the image folders one of whose layers is no longer finished."""
     for name in _image_names(images_dir):
-        facts = images.read_marker(images_dir, "sha256:" + name) or {}
+        facts = image_layout.read_marker(images_dir, "sha256:" + name) or {}
         layers = [layer for layer in facts.get("layers") or () if isinstance(layer, dict)]
-        if layers and any(images.read_layer_marker(images_dir, layer.get("kind"), layer.get("id")) is None
+        if layers and any(image_layout.read_layer_marker(images_dir, layer.get("kind"), layer.get("id")) is None
                           for layer in layers):
             shutil.rmtree(os.path.join(images_dir, name), ignore_errors=True)
 
@@ -208,7 +208,7 @@ def _package_last_use(images_dir):
     out = {}
     for layer_id, marker in finished_layers(images_dir, "env"):
         try:
-            used = os.stat(images.layer_marker_path(images_dir, "env", layer_id)).st_mtime
+            used = os.stat(image_layout.layer_marker_path(images_dir, "env", layer_id)).st_mtime
         except OSError:
             continue
         for pin in marker.get("pins") or ():

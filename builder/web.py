@@ -20,9 +20,9 @@ import json
 import os
 import re
 
-from builder.artifacts import artifact_path
+from builder.archives import archive_path
 from builder.layers import ensure_archive
-from corral import images, versions
+from corral import image_layout, versions
 from corral.store.schema import SCHEMA_VERSION
 
 _LAYER_PATH = re.compile(r"^/layers/(env|code)/([0-9a-f]{64})\.tar$")
@@ -51,7 +51,7 @@ def make_app(*, images_dir, cache_dir):
         try:
             sha, _ = ensure_archive(images_dir=images_dir, cache_dir=cache_dir, kind=kind,
                                        layer_id="sha256:" + hex_digest)
-            f = open(artifact_path(cache_dir, kind, hex_digest), "rb")
+            f = open(archive_path(cache_dir, kind, hex_digest), "rb")
         except FileNotFoundError:
             return _plain(start_response, "404 Not Found", f"{kind} layer sha256:{hex_digest} is not built here\n")
         except OSError as exc:
@@ -59,7 +59,7 @@ def make_app(*, images_dir, cache_dir):
                           f"{kind} layer sha256:{hex_digest} cannot be packed: {exc}\n")
         size = os.fstat(f.fileno()).st_size
         if method == "GET":
-            images.touch_layer(images_dir, kind, "sha256:" + hex_digest)   # fetched: recently used
+            image_layout.touch_layer(images_dir, kind, "sha256:" + hex_digest)   # fetched: recently used
         start_response("200 OK", [
             ("Content-Type", "application/x-tar"),
             ("Content-Length", str(size)),

@@ -28,12 +28,12 @@ import time
 import eventlet
 import eventlet.event
 
-from builder import artifacts
+from builder import archives
 from builder.failures import BuildAbandoned, BuildFailed
 from builder.engines import find_uv
 from builder.pipeline import build_image, log_path, pack_archives, run_here
 from builder.prune import prune_layers, prune_wheels
-from corral import images
+from corral import image_layout
 from corral.store import Conflict, StoreError
 
 log = logging.getLogger("corral.builder")
@@ -56,12 +56,12 @@ def log_tail(path, lines=LOG_TAIL_LINES, limit=LOG_TAIL_BYTES):
 class Worker:
     """Works build jobs one at a time for the builder ``workshop.name``."""
 
-    def __init__(self, store, workshop, *, artifact_base, stale_after, heartbeat_store=None,
+    def __init__(self, store, workshop, *, layers_base, stale_after, heartbeat_store=None,
                  offload=run_here, metrics=None):
         self.store = store
         self.metrics = metrics   # builder.metrics.BuilderMetrics, or None
         self.workshop = workshop
-        self.artifact_base = artifact_base.rstrip("/")
+        self.layers_base = layers_base.rstrip("/")
         self.stale_after = stale_after
         self.heartbeat_store = heartbeat_store or store
         self.offload = offload
@@ -136,14 +136,15 @@ class Worker:
             self.packing[job.id] = (eventlet.spawn(self.publish_layers, job.id, outcome.layers, stopping),
                                     outcome.layers)
         self.prune(keep={(layer["kind"], layer["id"])
-                         for layers in [outcome.layers] + [p[1] for p in self.packing.values()] for layer in layers})
+                         for layers in [outcome.layers] + [pending for _, pending in self.packing.values()]
+                         for layer in layers})
 
     def _count(self, result, started, phases=None, layer_hits=None):
         if self.metrics is not None:
             self.metrics.ended(result, time.monotonic() - started, phases, layer_hits)
 
     def _with_urls(self, layers):
-        return [dict(layer, url=f"{self.artifact_base}/layers/{layer['kind']}/{layer['id'][7:]}.tar")
+        return [dict(layer, url=f"{self.layers_base}/layers/{layer['kind']}/{layer['id'][7:]}.tar")
                 for layer in layers]
 
     def publish_layers(self, build_id, layers, stopping=lambda: False):
@@ -171,12 +172,12 @@ class Worker:
     def recover(self, stopping=lambda: False):
         """Pack and record the layers of this builder's succeeded builds that have none (it was
         stopped or killed between recording a build and packing its archives); return their ids."""
-        artifacts.remove_stale_temporaries(os.path.join(self.workshop.cache_dir, "artifacts"))
+        archives.remove_stale_temporaries(os.path.join(self.workshop.cache_dir, "artifacts"))
         done = []
         for build in self.store.list_builds():
             if build.state != "succeeded" or build.layers is not None or build.worker != self.workshop.name:
                 continue
-            facts = images.read_marker(self.workshop.images_dir, build.image) if build.image else None
+            facts = image_layout.read_marker(self.workshop.images_dir, build.image) if build.image else None
             if not facts:
                 log.warning("builder %s: build %s succeeded but its image %s is gone from %s",
                             self.workshop.name, build.id, build.image, self.workshop.images_dir)

@@ -13,7 +13,7 @@ them too.
 - instance ids: what the reconciler makes (``<app>-<process>-<hex>``, ``reconciler.loop.new_instance_id``):
   lowercase letters, digits and inner ``-``, at most 200 characters;
 - layer ids: ``sha256:`` and 64 lowercase hex digits (image ids too, checked by
-  :func:`corral.images.image_hex` where their folder is named).
+  :func:`corral.image_layout.image_hex` where their folder is named).
 
 None of them can hold ``/``, ``.``, a NUL or an upper-case letter, so none can
 name a parent folder, an absolute path or another instance's folder.
@@ -44,7 +44,7 @@ def bad_instance_id(value):
 def bad_assignment(entry):
     """One sentence naming the first field of an assign's instance ``entry`` that does not fit its
     pattern (id, app, process, a layer's id), or None when every one fits. (The image id is
-    checked where its folder is named, :func:`corral.images.image_hex`.)"""
+    checked where its folder is named, :func:`corral.image_layout.image_hex`.)"""
     if not isinstance(entry, dict):
         return "an assigned instance is not an object"
     why = bad_instance_id(entry.get("id"))

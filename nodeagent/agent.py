@@ -26,7 +26,7 @@ from corral import names, nodereport
 from nodeagent import disk, facts, retention, users as app_users
 from nodeagent.diff import diff
 from nodeagent.environ import base_env
-from nodeagent.images import ImageCache
+from nodeagent.pull import ImageCache
 from nodeagent.instance import ExitWatch, Instance, Wakeup
 from nodeagent.ports import PortAllocator
 from nodeagent.process import Capture, Launcher
@@ -94,7 +94,7 @@ class Agent:
         self.changed = Wakeup()
         self.exits = ExitWatch()
         self.closing = False
-        self.streams = None  # nodeagent.streams.Streams, set by the daemon once the bus exists
+        self.streams = None  # nodeagent.sessions.Streams, set by the daemon once the bus exists
         self.started_at = clock()
         self.seq = 0
         self._saved_table = None
@@ -108,7 +108,7 @@ class Agent:
 
     def on_message(self, endpoint, msg):
         """Bus handler: enqueue an ``assign`` for the control loop; hand a logs/exec stream
-        message to ``streams`` (:mod:`nodeagent.streams`); anything else is ignored."""
+        message to ``streams`` (:mod:`nodeagent.sessions`); anything else is ignored."""
         if msg.type == "assign":
             self.inbox.put(msg)
         elif msg.type == "ack":

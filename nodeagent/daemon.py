@@ -42,7 +42,7 @@ from nodeagent.cgroupfs import MemoryCgroups
 from nodeagent.metrics import AgentMetrics
 from nodeagent.process import Capture, Launcher, Sandbox
 from nodeagent.restart import Backoff
-from nodeagent.streams import Streams
+from nodeagent.sessions import Streams
 
 log = logging.getLogger(__name__)
 

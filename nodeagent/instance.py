@@ -32,10 +32,10 @@ import eventlet
 import eventlet.hubs
 import eventlet.queue
 
-from corral import images as image_layout
+from corral import image_layout
 from nodeagent import cgroups, environ, fdio, health, identity, lifecycle, restart
 from nodeagent.diff import InstanceView
-from nodeagent.images import ImageError
+from nodeagent.pull import ImageError
 from nodeagent.lifecycle import Action, State, Status
 from nodeagent.process import EXIT_UNKNOWN, Capture
 from nodeagent.users import UserError

@@ -8,7 +8,7 @@ the check and the extraction agree by construction (no second reader, such
 as the ``tar`` command, which could parse the same bytes differently).
 
 What a layer may hold, and why. A layer is made by our builder from a
-virtualenv and an app's source (``builder/artifacts.py``: GNU tar,
+virtualenv and an app's source (``builder/archives.py``: GNU tar,
 ``--sort=name --numeric-owner``), so anything else is refused, the whole
 layer with it, in one sentence naming the member (:class:`UnsafeLayer`):
 

@@ -27,7 +27,7 @@ Routes::
     GET    /v1/watch[?kinds=apps,instances,nodes,events]   server-sent changes (reconciler/watch.py)
     GET    /ui/...              the dashboard's files (reconciler/dashboard); it calls the routes above
     GET    /v1/routes           the route table this reconciler publishes to the routers
-    GET    /v1/instances/ID/logs     POST /v1/exec[/SESSION/input|resize]   (reconciler/streams.py)
+    GET    /v1/instances/ID/logs     POST /v1/exec[/SESSION/input|resize]   (reconciler/session_relay.py)
     GET    /v1/runs[?app=NAME]  GET /v1/runs/ID  POST /v1/apps/NAME/trigger|runs   (reconciler/runs_api.py)
     GET    /v1/gitsources[/NAME]  DELETE /v1/gitsources/NAME[?cascade=true]
     POST   /v1/gitsources/NAME/sync  POST /v1/gitsources/NAME/webhook
@@ -62,7 +62,7 @@ from reconciler.metrics import route_label
 from reconciler.rollout_api import RolloutRoutes
 from reconciler.routes import route_refusal
 from reconciler.runs_api import RunRoutes
-from reconciler.streams import StreamRoutes
+from reconciler.session_relay import StreamRoutes
 from reconciler.watch import KEEPALIVE, ChangeFeed, EventStream, TooManyWatchers
 from reconciler.service_routes import ServiceRoutes
 from services.plan import missing_server
@@ -131,7 +131,7 @@ class Api:
         self.routes += RunRoutes(store, kick).routes()
         if services is not None:
             self.routes += ServiceRoutes(store, services, kick).routes()
-        if relay is not None:  # logs and exec (reconciler/streams.py)
+        if relay is not None:  # logs and exec (reconciler/session_relay.py)
             self.routes += StreamRoutes(store, state, relay).routes()
 
     # -- WSGI plumbing -------------------------------------------------------

@@ -70,7 +70,7 @@ from reconciler.loop import ALL, Controller
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.observed import Observed, is_delayed
 from reconciler.route_feed import RouteFeed, Touch
-from reconciler.streams import Relay
+from reconciler.session_relay import Relay
 from reconciler.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import time
 
 from corral import versions
 from corral.store import Fenced, RevisionRecord, StoreError
-from reconciler import specs
+from reconciler import agent_specs
 from reconciler.outcome import Prepared, outcome
 from reconciler.planner import plan
 from reconciler.runplan import plan_runs
@@ -245,7 +245,7 @@ class Controller:
         nothing boots without them."""
         build = None
         if not rec.deleting:
-            key, inputs = specs.build_inputs(rec)
+            key, inputs = agent_specs.build_inputs(rec)
             build = builds.get(key)
             if build is None:
                 build = self.store.enqueue_build(key, rec.name, inputs)
@@ -261,14 +261,14 @@ class Controller:
         rev_hash = rec.status.get("revisionHash")
         revision = rec.status.get("revision", "0")
         if image is not None:
-            rev_hash = specs.revision_hash(rec.spec, image)
+            rev_hash = agent_specs.revision_hash(rec.spec, image)
             revision = next_revision(rec.status, rev_hash)
         new_rev = None
         if image is not None and rev_hash != rec.status.get("revisionHash"):
             new_rev = RevisionRecord(app=rec.name, revision=int(revision), hash=rev_hash, image=image,
                                      spec=applied.spec, source_digest=rec.source_digest, generation=rec.generation,
                                      created_at=now)
-        app = specs.desired_app(rec, image, revision, rollout_failed=rollout_failed(rec.status, revision))
+        app = agent_specs.desired_app(rec, image, revision, rollout_failed=rollout_failed(rec.status, revision))
         return Prepared(applied, app, build, rev_hash, new_rev, self._service_conditions(applied, service_rows))
 
     # -- helpers ----------------------------------------------------------
@@ -317,7 +317,7 @@ class Controller:
             facts = (rep.node.get("address", ""), rep.node.get("labels", {}), rep.node.get("capacity", {}))
             prev = self._node_written.get(name)
             if prev is None or prev[0] != facts or now - prev[1] > 10:
-                batch.append((name, facts[0], facts[1], facts[2], rep.received_at))
+                batch.append((name, *facts, rep.received_at))
                 self._node_written[name] = (facts, now)
         self.store.upsert_nodes(batch)
 

@@ -31,7 +31,7 @@ import eventlet
 from corral.routetable import Table
 from router import balance, http
 from router.pool import Pool
-from router.streams import BACKEND, CLIENT, HeadTooSlow, Reader, SideError, relay_chunked, relay_length, \
+from router.bodies import BACKEND, CLIENT, HeadTooSlow, Reader, SideError, relay_chunked, relay_length, \
     relay_until_close, send
 
 log = logging.getLogger(__name__)

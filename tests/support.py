@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from corral.store import open_store
-from reconciler import specs
+from reconciler import agent_specs
 from tests.pg import PostgresUnavailable, postgres_dsn, with_search_path
 
 
@@ -281,7 +281,7 @@ def mark_built(store, app, spec, source_digest, image, worker="test"):
     """Record the build of app ``app`` (its ``spec`` and ``source_digest``; stored or about
     to be) as succeeded with ``image`` (an env and a code layer), as the builder would,
     unless a build of the same inputs is already known."""
-    key, inputs = specs.build_inputs(types.SimpleNamespace(spec=spec, source_digest=source_digest))
+    key, inputs = agent_specs.build_inputs(types.SimpleNamespace(spec=spec, source_digest=source_digest))
     if store.get_build(key) is not None:
         return
     store.enqueue_build(key, app, inputs)

@@ -2,7 +2,7 @@
 
 The reconciler writes one JSON object a line as soon as it has it, and an
 empty object every few seconds while nothing happens (see
-reconciler/streams.py), so a read that hears nothing for :data:`READ_TIMEOUT`
+reconciler/session_relay.py), so a read that hears nothing for :data:`READ_TIMEOUT`
 seconds means the API is gone, never that the stream is merely quiet.
 
 Like the client's requests, a stream is one ``http.client`` connection of its

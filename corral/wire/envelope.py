@@ -76,7 +76,7 @@ PING_SCHEMA = {
 }
 
 
-# logs and exec streams (nodeagent/streams.py, reconciler/streams.py)
+# logs and exec streams (nodeagent/sessions.py, reconciler/session_relay.py)
 STREAM_TYPES = ("logs_open", "exec_open", "logs_chunk", "exec_output", "stream_end", "credit",
                 "exec_input", "exec_resize", "stream_close")
 

@@ -20,7 +20,7 @@ from corral.canonical import canonical_bytes  # noqa: E402
 from corral.cli.stream import items  # noqa: E402
 from corral.wire import envelope  # noqa: E402
 from corral.wire.bus import BusClient, BusServer  # noqa: E402
-from reconciler.streams import Relay, encode_item  # noqa: E402
+from reconciler.session_relay import Relay, encode_item  # noqa: E402
 
 KEY = bytes(range(32))
 NODE = "node-1"

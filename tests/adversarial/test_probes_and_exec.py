@@ -27,10 +27,10 @@ import time  # noqa: E402
 
 import pytest  # noqa: E402
 
-from corral import images as image_layout  # noqa: E402
+from corral import image_layout  # noqa: E402
 from nodeagent import cgroups, users  # noqa: E402
 from nodeagent.cgroupfs import MemoryCgroups  # noqa: E402
-from reconciler.streams import Relay  # noqa: E402
+from reconciler.session_relay import Relay  # noqa: E402
 from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
     IMAGE, NODE, WAIT, Reconciler, agent, assignment, build_image_archive, key_file, running, wait_for)
 from tests.integration.test_agent_isolation import (  # noqa: E402,F401  (fixtures)

@@ -12,8 +12,8 @@ import base64
 import hashlib
 import zipfile
 
-from builder.lock import parse_requirements_lock
-from corral import images
+from builder.pinning import parse_requirements_lock
+from corral import image_layout
 from corral.source import pack_source
 from tests.integration.test_builder_pipeline import (  # noqa: F401 (fixtures)
     build, put_source, run_in_image, store, worker, workshop)
@@ -57,7 +57,7 @@ def test_an_app_with_its_own_six_shares_no_environment_with_an_app_that_has_pypi
     [theirs], [ours] = parse_requirements_lock(planted.lock), parse_requirements_lock(victim.lock)
     assert theirs.requirement == ours.requirement == "six==1.16.0" and set(theirs.hashes).isdisjoint(ours.hashes)
     assert victim.layers[0]["id"] != planted.layers[0]["id"], "the victim was given the planted environment"
-    marker = images.read_layer_marker(workshop.images_dir, "env", victim.layers[0]["id"])
+    marker = image_layout.read_layer_marker(workshop.images_dir, "env", victim.layers[0]["id"])
     assert marker["derived_from"] != planted.layers[0]["id"], "the victim's environment was derived from the planted one"
     ran = run_in_image(workshop, victim.image, "import six; print(hasattr(six, 'PLANTED'), six.__version__)")
     assert (ran.returncode, ran.stdout.strip()) == (0, "False 1.16.0"), ran.stderr

@@ -11,7 +11,7 @@ import subprocess  # noqa: E402
 import pytest  # noqa: E402
 
 from nodeagent import disk  # noqa: E402
-from nodeagent.images import ImageCache, ImageError, ensure_image  # noqa: E402
+from nodeagent.pull import ImageCache, ImageError, ensure_image  # noqa: E402
 from nodeagent.state import EpochFence, load_table, save_table, table_text  # noqa: E402
 from tests.integration.test_agent_daemon import image_server  # noqa: E402,F401  (fixture)
 from tests.support import fill, need_root  # noqa: E402

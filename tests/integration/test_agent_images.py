@@ -13,8 +13,8 @@ import tarfile  # noqa: E402
 import eventlet  # noqa: E402
 import pytest  # noqa: E402
 
-from corral import images as layout  # noqa: E402
-from nodeagent.images import ImageCache, ImageError, ensure_image  # noqa: E402
+from corral import image_layout as layout  # noqa: E402
+from nodeagent.pull import ImageCache, ImageError, ensure_image  # noqa: E402
 from tests.support import serve_bytes, tar_bytes as archive  # noqa: E402
 
 IMAGE = "sha256:" + "2" * 64

@@ -11,10 +11,10 @@ import time
 import pytest
 import requests
 
-from builder import artifacts
+from builder import archives
 from builder.layers import LayerLock, ensure_archive
-from corral import images
-from nodeagent.images import ensure_layer
+from corral import image_layout
+from nodeagent.pull import ensure_layer
 
 LAYER = "sha256:" + "ab" * 32
 
@@ -37,20 +37,20 @@ ensure_archive(images_dir=sys.argv[1], cache_dir=sys.argv[2], kind="env", layer_
 
 def finished_unpacked_layer(images_dir, files=200, size=256 * 1024):
     """An env layer as a build leaves it: folder and marker in place, no archive yet."""
-    folder = images.layer_dir(images_dir, "env", LAYER)
+    folder = image_layout.layer_dir(images_dir, "env", LAYER)
     os.makedirs(os.path.join(folder, "lib"))
     for i in range(files):
         with open(os.path.join(folder, "lib", f"m{i:04d}.py"), "wb") as f:
             f.write(hashlib.sha256(str(i).encode()).digest() * (size // 32))
     os.symlink("lib/m0000.py", os.path.join(folder, "first"))
-    images.write_layer_marker(images_dir, "env", LAYER, {"id": LAYER, "kind": "env", "artifact_sha256": None,
+    image_layout.write_layer_marker(images_dir, "env", LAYER, {"id": LAYER, "kind": "env", "artifact_sha256": None,
                                                          "size": None})
     return folder
 
 
 def expected_archive(folder, tmp_path):
     """``(sha256, size)`` of the folder packed elsewhere (tar is deterministic for one folder)."""
-    return artifacts.pack_layer(folder, str(tmp_path / "elsewhere.tar"))
+    return archives.pack_layer(folder, str(tmp_path / "elsewhere.tar"))
 
 
 @pytest.fixture
@@ -85,13 +85,13 @@ def test_a_fetch_before_the_pack_is_done_waits_for_it_and_verifies(server, tmp_p
         fetching.start()
         fetching.join(1.0)
         assert fetching.is_alive() and not fetched and not failed, "the fetch waits for the pack"
-        assert not os.path.exists(artifacts.artifact_path(cache_dir, "env", LAYER[7:]))
+        assert not os.path.exists(archives.archive_path(cache_dir, "env", LAYER[7:]))
     fetching.join(60)
 
     assert not failed, failed
-    assert fetched == [images.layer_dir(node, "env", LAYER)]
+    assert fetched == [image_layout.layer_dir(node, "env", LAYER)]
     assert sorted(os.listdir(os.path.join(fetched[0], "lib"))) == sorted(os.listdir(os.path.join(folder, "lib")))
-    marker = images.read_layer_marker(images_dir, "env", LAYER)
+    marker = image_layout.read_layer_marker(images_dir, "env", LAYER)
     assert (marker["artifact_sha256"], marker["size"]) == (sha, size)
 
 
@@ -115,12 +115,12 @@ def test_a_builder_killed_mid_pack_leaves_no_archive_that_is_served(tmp_path):
             packer.kill()
             packer.wait()
 
-    archive = artifacts.artifact_path(cache_dir, "env", LAYER[7:])
+    archive = archives.archive_path(cache_dir, "env", LAYER[7:])
     assert not os.path.exists(archive), "a half archive never has the name that is served"
-    assert images.read_layer_marker(images_dir, "env", LAYER)["artifact_sha256"] is None
+    assert image_layout.read_layer_marker(images_dir, "env", LAYER)["artifact_sha256"] is None
 
     left = [n for n in os.listdir(out) if n.startswith(".pack-")]
-    assert artifacts.remove_stale_temporaries(out) == left and not os.listdir(out)
+    assert archives.remove_stale_temporaries(out) == left and not os.listdir(out)
 
     sha, size = ensure_archive(images_dir=images_dir, cache_dir=cache_dir, kind="env", layer_id=LAYER)
     assert (sha, size) == expected_archive(folder, tmp_path)
@@ -145,12 +145,12 @@ def test_a_fetch_of_a_layer_killed_mid_pack_packs_it_again(server, tmp_path):
 def test_a_layer_packed_again_to_other_bytes_is_not_served(tmp_path):
     images_dir, cache_dir = str(tmp_path / "images"), str(tmp_path / "cache")
     finished_unpacked_layer(images_dir, files=3)
-    marker = images.read_layer_marker(images_dir, "env", LAYER)
-    images.write_layer_marker(images_dir, "env", LAYER, dict(marker, artifact_sha256="cd" * 32, size=10))
+    marker = image_layout.read_layer_marker(images_dir, "env", LAYER)
+    image_layout.write_layer_marker(images_dir, "env", LAYER, dict(marker, artifact_sha256="cd" * 32, size=10))
 
     with pytest.raises(OSError, match="packed again has sha256"):
         ensure_archive(images_dir=images_dir, cache_dir=cache_dir, kind="env", layer_id=LAYER)
-    assert not os.path.exists(artifacts.artifact_path(cache_dir, "env", LAYER[7:]))
+    assert not os.path.exists(archives.archive_path(cache_dir, "env", LAYER[7:]))
 
 
 def test_layers_are_given_only_to_a_succeeded_build(tmp_path):

@@ -4,25 +4,25 @@ import os
 import subprocess
 import time
 
-from builder.artifacts import artifact_path
+from builder.archives import archive_path
 from builder.engines import find_uv
 from builder.layers import LayerLock
 from builder.prune import _uv_package_sizes, prune_layers, prune_wheels
 from builder.worker import Worker
-from corral import images
+from corral import image_layout
 from tests.integration.test_builder_pipeline import build, make_workshop, put_source, store  # noqa: F401
 
 SIX, IDNA = ["six==1.16.0"], ["idna==3.6"]
 
 
 def worker_of(store, workshop):
-    return Worker(store, workshop, artifact_base="http://127.0.0.1:7072", stale_after=60)
+    return Worker(store, workshop, layers_base="http://127.0.0.1:7072", stale_after=60)
 
 
 def gone(workshop, kind, layer_id):
-    return (images.read_layer_marker(workshop.images_dir, kind, layer_id) is None
-            and not os.path.exists(images.layer_dir(workshop.images_dir, kind, layer_id))
-            and not os.path.exists(artifact_path(workshop.cache_dir, kind, layer_id[7:])))
+    return (image_layout.read_layer_marker(workshop.images_dir, kind, layer_id) is None
+            and not os.path.exists(image_layout.layer_dir(workshop.images_dir, kind, layer_id))
+            and not os.path.exists(archive_path(workshop.cache_dir, kind, layer_id[7:])))
 
 
 def test_over_its_size_the_least_recently_used_layer_goes_with_its_image_and_the_new_build_stays(store, tmp_path):
@@ -33,10 +33,10 @@ def test_over_its_size_the_least_recently_used_layer_goes_with_its_image_and_the
     second = build(store, worker_of(store, workshop), "k2", digest, IDNA)
     assert second.state == "succeeded", second.error
     assert gone(workshop, "env", first.layers[0]["id"])
-    assert not os.path.exists(images.image_dir(workshop.images_dir, first.image)), "its image went with it"
+    assert not os.path.exists(image_layout.image_dir(workshop.images_dir, first.image)), "its image went with it"
     for layer in second.layers:
-        assert images.read_layer_marker(workshop.images_dir, layer["kind"], layer["id"]) is not None
-    assert images.read_marker(workshop.images_dir, second.image) is not None
+        assert image_layout.read_layer_marker(workshop.images_dir, layer["kind"], layer["id"]) is not None
+    assert image_layout.read_marker(workshop.images_dir, second.image) is not None
 
 
 def test_a_layer_locked_by_a_running_build_or_worked_in_by_a_process_stays(store, tmp_path):
@@ -46,7 +46,7 @@ def test_a_layer_locked_by_a_running_build_or_worked_in_by_a_process_stays(store
     other = put_source(tmp_path, store, "import idna\n", name="src2")   # its own code layer
     second = build(store, worker_of(store, workshop), "k2", other, IDNA)
     small = make_workshop(tmp_path, layer_cache_bytes=1)
-    app = images.code_dir(workshop.images_dir, second.image)
+    app = image_layout.code_dir(workshop.images_dir, second.image)
     sleeper = subprocess.Popen(["sleep", "60"], cwd=app)
     try:
         with LayerLock(workshop.images_dir, "env", first.layers[0]["id"], lambda: False, shared=True):
@@ -55,7 +55,7 @@ def test_a_layer_locked_by_a_running_build_or_worked_in_by_a_process_stays(store
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert images.read_marker(workshop.images_dir, second.image) is not None
+    assert image_layout.read_marker(workshop.images_dir, second.image) is not None
     assert sorted(prune_layers(small)) == sorted((layer["kind"], layer["id"]) for layer in second.layers), \
         "once no process works in it, the image in use goes too"
 

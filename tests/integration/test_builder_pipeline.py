@@ -9,14 +9,14 @@ import subprocess
 
 import pytest
 
-from builder.artifacts import artifact_path
+from builder.archives import archive_path
 from builder.imageid import code_id, env_id_of_lock, image_id
 from builder.interpreters import find_interpreter
-from builder.lock import parse_requirements_lock, pin_set
+from builder.pinning import parse_requirements_lock, pin_set
 from builder.pipconfig import read_pip_config
 from builder.pipeline import GIB, Workshop, build_image, log_path
 from builder.worker import Worker
-from corral import images
+from corral import image_layout
 from corral.source import pack_source
 from corral.store import open_store
 
@@ -42,7 +42,7 @@ def workshop(tmp_path):
 
 @pytest.fixture
 def worker(store, workshop):
-    return Worker(store, workshop, artifact_base="http://127.0.0.1:7072", stale_after=60)
+    return Worker(store, workshop, layers_base="http://127.0.0.1:7072", stale_after=60)
 
 
 def put_source(tmp_path, store, text="import six\nprint(six.__name__)\n", name="src"):
@@ -71,9 +71,9 @@ def build(store, worker, key, digest, requirements, python=None):
 
 
 def run_in_image(workshop, image, code):
-    venv_python = os.path.join(images.venv_dir(workshop.images_dir, image), "bin", "python")
+    venv_python = os.path.join(image_layout.venv_dir(workshop.images_dir, image), "bin", "python")
     return subprocess.run([venv_python, "-c", code], capture_output=True, text=True,
-                          cwd=images.code_dir(workshop.images_dir, image))
+                          cwd=image_layout.code_dir(workshop.images_dir, image))
 
 
 def layer_folders(workshop, kind):
@@ -84,7 +84,7 @@ def layer_folders(workshop, kind):
 @pytest.mark.parametrize("engine", ["uv", "pip"])
 def test_a_build_makes_an_env_layer_and_a_code_layer_with_bytecode(store, tmp_path, digest, engine):
     workshop = make_workshop(tmp_path, engine)
-    worker = Worker(store, workshop, artifact_base="http://127.0.0.1:7072", stale_after=60)
+    worker = Worker(store, workshop, layers_base="http://127.0.0.1:7072", stale_after=60)
     rec = build(store, worker, "k1", digest, ["six==1.16.0"])
 
     assert (rec.state, rec.cache, rec.error) == ("succeeded", "miss", None)
@@ -100,14 +100,14 @@ def test_a_build_makes_an_env_layer_and_a_code_layer_with_bytecode(store, tmp_pa
     assert code["id"] == code_id(py.version, digest)
     assert rec.image == image_id(env["id"], code["id"])
     for layer in rec.layers:
-        hexid = images.image_hex(layer["id"])
-        archive = artifact_path(workshop.cache_dir, layer["kind"], hexid)
+        hexid = image_layout.image_hex(layer["id"])
+        archive = archive_path(workshop.cache_dir, layer["kind"], hexid)
         assert layer["sha256"] == hashlib.sha256(open(archive, "rb").read()).hexdigest()
         assert layer["size"] == os.path.getsize(archive)
         assert layer["url"] == f"http://127.0.0.1:7072/layers/{layer['kind']}/{hexid}.tar"
-    code_dir = images.layer_dir(workshop.images_dir, "code", code["id"])
+    code_dir = image_layout.layer_dir(workshop.images_dir, "code", code["id"])
     assert any(n.startswith("app.") and n.endswith(".pyc") for n in os.listdir(os.path.join(code_dir, "__pycache__")))
-    site = os.path.join(images.layer_dir(workshop.images_dir, "env", env["id"]), "lib",
+    site = os.path.join(image_layout.layer_dir(workshop.images_dir, "env", env["id"]), "lib",
                         f"python{py.major_minor}", "site-packages")
     assert any(n.startswith("six.") for n in os.listdir(os.path.join(site, "__pycache__"))), "six is compiled"
     assert [e.reason for e in store.list_events("app", "hello")][-1] == "Built"
@@ -119,7 +119,7 @@ def test_uv_and_pip_resolve_the_same_set(store, tmp_path, digest):
     made = []
     for engine in ("uv", "pip"):
         workshop = make_workshop(tmp_path / engine, engine)
-        rec = build(store, Worker(store, workshop, artifact_base="http://b", stale_after=60), f"k-{engine}",
+        rec = build(store, Worker(store, workshop, layers_base="http://b", stale_after=60), f"k-{engine}",
                     digest, ["six==1.16.0"])
         assert rec.state == "succeeded", rec.error
         made.append(pin_set(parse_requirements_lock(rec.lock)))
@@ -128,7 +128,7 @@ def test_uv_and_pip_resolve_the_same_set(store, tmp_path, digest):
 
 def test_same_inputs_again_are_a_cache_hit_without_any_work(store, worker, workshop, digest):
     first = build(store, worker, "k1", digest, ["six==1.16.0"])
-    env_dir = images.layer_dir(workshop.images_dir, "env", first.layers[0]["id"])
+    env_dir = image_layout.layer_dir(workshop.images_dir, "env", first.layers[0]["id"])
     before = os.stat(env_dir).st_mtime_ns
 
     second = build(store, worker, "k2", digest, "requirements.txt")  # the same text, from the file
@@ -155,19 +155,19 @@ def test_a_change_of_code_alone_reuses_the_environment(store, worker, workshop, 
 
 def test_a_new_set_is_derived_from_the_nearest_environment_and_leaves_it_alone(store, worker, workshop, digest):
     first = build(store, worker, "k1", digest, ["six==1.16.0", "idna==3.6", "certifi==2024.8.30"])
-    base = images.layer_dir(workshop.images_dir, "env", first.layers[0]["id"])
+    base = image_layout.layer_dir(workshop.images_dir, "env", first.layers[0]["id"])
     listing = sorted(os.path.relpath(os.path.join(d, f), base) for d, _, fs in os.walk(base) for f in fs)
 
     second = build(store, worker, "k2", digest, ["six==1.16.0", "idna==3.7", "certifi==2024.8.30", "urllib3==2.2.3"])
 
     assert (second.state, second.cache) == ("succeeded", "miss"), second.error
-    marker = images.read_layer_marker(workshop.images_dir, "env", second.layers[0]["id"])
+    marker = image_layout.read_layer_marker(workshop.images_dir, "env", second.layers[0]["id"])
     assert marker["derived_from"] == first.layers[0]["id"]
     ran = run_in_image(workshop, second.image, "import idna, six, certifi, urllib3; print(idna.__version__)")
     assert (ran.returncode, ran.stdout.strip()) == (0, "3.7"), ran.stderr
     assert run_in_image(workshop, first.image, "import idna; print(idna.__version__)").stdout.strip() == "3.6"
     assert sorted(os.path.relpath(os.path.join(d, f), base) for d, _, fs in os.walk(base) for f in fs) == listing
-    new_env = images.layer_dir(workshop.images_dir, "env", second.layers[0]["id"])
+    new_env = image_layout.layer_dir(workshop.images_dir, "env", second.layers[0]["id"])
     with open(os.path.join(new_env, "bin", "activate"), encoding="utf-8") as f:
         activate = f.read()
     assert base not in activate, "nothing in the new environment names its base"
@@ -188,7 +188,7 @@ def test_an_unknown_requirement_fails_with_uvs_reason_and_leaves_no_layer(store,
 
 def test_the_pip_engine_fails_with_pips_reason(store, tmp_path, digest):
     workshop = make_workshop(tmp_path, "pip")
-    rec = build(store, Worker(store, workshop, artifact_base="http://b", stale_after=60), "k1", digest,
+    rec = build(store, Worker(store, workshop, layers_base="http://b", stale_after=60), "k1", digest,
                 ["nonexistent-pkg-corral-zz"])
     assert (rec.state, rec.error) == ("failed", "pip could not resolve the requirements: Could not find a version"
                                                 " that satisfies the requirement nonexistent-pkg-corral-zz"
@@ -198,14 +198,14 @@ def test_the_pip_engine_fails_with_pips_reason(store, tmp_path, digest):
 def test_an_unfinished_env_layer_is_replaced(store, worker, workshop, digest):
     first = build(store, worker, "k1", digest, ["six==1.16.0"])
     env = first.layers[0]["id"]
-    os.unlink(images.layer_marker_path(workshop.images_dir, "env", env))  # as if the builder died before it
-    open(os.path.join(images.layer_dir(workshop.images_dir, "env", env), "leftover"), "w").close()
+    os.unlink(image_layout.layer_marker_path(workshop.images_dir, "env", env))  # as if the builder died before it
+    open(os.path.join(image_layout.layer_dir(workshop.images_dir, "env", env), "leftover"), "w").close()
 
     again = build(store, worker, "k2", digest, ["six==1.16.0"])
 
     assert (again.state, again.cache, again.layers[0]["id"]) == ("succeeded", "miss", env)
-    assert not os.path.exists(os.path.join(images.layer_dir(workshop.images_dir, "env", env), "leftover"))
-    assert images.read_layer_marker(workshop.images_dir, "env", env)["artifact_sha256"] == again.layers[0]["sha256"]
+    assert not os.path.exists(os.path.join(image_layout.layer_dir(workshop.images_dir, "env", env), "leftover"))
+    assert image_layout.read_layer_marker(workshop.images_dir, "env", env)["artifact_sha256"] == again.layers[0]["sha256"]
 
 
 def test_no_requirements_make_an_empty_venv(store, worker, workshop, digest):
@@ -217,7 +217,7 @@ def test_no_requirements_make_an_empty_venv(store, worker, workshop, digest):
 
 def test_too_little_free_disk_refuses_the_build(store, tmp_path, digest):
     workshop = make_workshop(tmp_path, min_free=1 << 60)
-    rec = build(store, Worker(store, workshop, artifact_base="http://b", stale_after=60), "k1", digest, None)
+    rec = build(store, Worker(store, workshop, layers_base="http://b", stale_after=60), "k1", digest, None)
     assert rec.state == "failed"
     assert rec.error.startswith("builder b1 has ") and rec.error.endswith(f"less than the {(1 << 60) / GIB:.1f} GiB a build needs")
 
@@ -265,9 +265,9 @@ def test_a_build_is_recorded_before_its_archives_and_a_restarted_builder_packs_t
     try:
         rec = store.get_build("k1")
         assert (rec.state, rec.layers) == ("succeeded", None), "no node is sent an image without its sha256"
-        assert os.path.isdir(images.venv_dir(workshop.images_dir, rec.image)), "a node sharing the folder can run it"
+        assert os.path.isdir(image_layout.venv_dir(workshop.images_dir, rec.image)), "a node sharing the folder can run it"
 
-        again = Worker(store, workshop, artifact_base="http://127.0.0.1:7072", stale_after=60)
+        again = Worker(store, workshop, layers_base="http://127.0.0.1:7072", stale_after=60)
         assert again.recover() == [rec.id]
     finally:
         for packing, _ in list(worker.packing.values()):
@@ -276,7 +276,7 @@ def test_a_build_is_recorded_before_its_archives_and_a_restarted_builder_packs_t
     rec = store.get_build("k1")
     assert [layer["kind"] for layer in rec.layers] == ["env", "code"]
     for layer in rec.layers:
-        archive = artifact_path(workshop.cache_dir, layer["kind"], layer["id"][7:])
+        archive = archive_path(workshop.cache_dir, layer["kind"], layer["id"][7:])
         assert layer["url"] == f"http://127.0.0.1:7072/layers/{layer['kind']}/{layer['id'][7:]}.tar"
         assert (layer["sha256"], layer["size"]) == (hashlib.sha256(open(archive, "rb").read()).hexdigest(),
                                                     os.path.getsize(archive))

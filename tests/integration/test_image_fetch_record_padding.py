@@ -20,7 +20,7 @@ FETCH = """
 import corral.green
 corral.green.patch()
 import sys
-from nodeagent.images import _fetch_unpack
+from nodeagent.pull import _fetch_unpack
 print(_fetch_unpack(sys.argv[1], sys.argv[2], sys.argv[3], "layer"))
 """
 

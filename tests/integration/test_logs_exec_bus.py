@@ -20,8 +20,8 @@ import pytest  # noqa: E402
 
 from corral.wire.bus import BusClient, BusServer  # noqa: E402
 from nodeagent.instance import Instance, State  # noqa: E402
-from nodeagent.streams import Streams  # noqa: E402
-from reconciler.streams import Relay  # noqa: E402
+from nodeagent.sessions import Streams  # noqa: E402
+from reconciler.session_relay import Relay  # noqa: E402
 
 KEY = bytes(range(32))
 NODE = "node-1"
@@ -161,7 +161,7 @@ def test_a_log_that_does_not_exist_is_one_sentence(pair):
 
 
 def test_a_slow_reader_holds_the_agent_to_its_window(pair, monkeypatch):
-    monkeypatch.setattr("nodeagent.streams.CHUNK_BYTES", 4096)
+    monkeypatch.setattr("nodeagent.sessions.CHUNK_BYTES", 4096)
     write_lines(os.path.join(pair.log_folder(), "output.log"), 0, 2000, mode="w", width=100)
     session = pair.relay.open(NODE, "logs_open", {"instance": IID}, "logs")
     items = session.items()

@@ -7,7 +7,7 @@ import pytest
 from corral.settings import Timings
 from corral.store import Fenced
 from corral.store.base import DesiredInstance
-from reconciler import specs
+from reconciler import agent_specs
 from reconciler.loop import ALL, Controller
 from reconciler.observed import Observed
 from tests.support import fresh_store, mark_built
@@ -109,9 +109,9 @@ def test_a_fresh_reconciler_waits_for_reports_before_deciding(store):
     built_app(store)
     epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
     store.write_desired(epoch, [DesiredInstance("hello-web-a", "hello", "web", "n1", "1", IMAGE,
-                                                specs.agent_spec(SPEC, "web"), 0.0),
+                                                agent_specs.agent_spec(SPEC, "web"), 0.0),
                                 DesiredInstance("hello-web-b", "hello", "web", "n2", "1", IMAGE,
-                                                specs.agent_spec(SPEC, "web"), 0.0)], [])
+                                                agent_specs.agent_spec(SPEC, "web"), 0.0)], [])
     ctl, bus, observed, clock = controller(store, now=1002.0, reports=("n1",), started=1000.0)
     assert ctl.sync(epoch, [ALL]).deferred  # n2 has not reported since the start
     observed.record(report("n2", ["hello-web-b"]), 1002.5)
@@ -165,7 +165,7 @@ def test_the_desired_table_and_events_take_batches_of_hundreds_of_rows(store):
     updates of some of them (the last of a repeated id wins), deletes, events and
     node facts (cordon and first_seen kept) all land whole, on both backends."""
     epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
-    spec = specs.agent_spec(SPEC, "web")
+    spec = agent_specs.agent_spec(SPEC, "web")
 
     def row(i, node="n1"):
         return DesiredInstance(f"hello-web-{i:04d}", "hello", "web", node, "1", IMAGE, spec, float(i))

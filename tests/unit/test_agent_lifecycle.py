@@ -6,7 +6,7 @@ import eventlet
 import pytest
 
 from nodeagent import lifecycle
-from nodeagent.images import ImageError
+from nodeagent.pull import ImageError
 from nodeagent.instance import ExitWatch, Instance, Wakeup
 from nodeagent.lifecycle import (Action, Adopted, AlreadyFinished, BackoffOver, CannotRun, Checked, Crashed, Exited,
                                  Fetching, ImageFailed, Spawned, State, Status, StopRequested, Stopped, step)

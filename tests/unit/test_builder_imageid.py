@@ -7,7 +7,7 @@ import pytest
 from builder.imageid import (
     FORMAT, code_id, env_id, env_id_of_lock, image_id, requirement_lines_text, resolution_key,
 )
-from builder.lock import Pin
+from builder.pinning import Pin
 from corral.canonical import canonical_bytes
 
 PINS = ["django==4.2.16", "six==1.16.0"]

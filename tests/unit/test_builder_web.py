@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from builder.artifacts import artifact_path
+from builder.archives import archive_path
 from builder.web import make_app
 from corral import versions
-from corral.images import write_layer_marker
+from corral.image_layout import write_layer_marker
 from corral.store.schema import SCHEMA_VERSION
 
 HEX = "ab" * 32
@@ -35,7 +35,7 @@ def dirs(tmp_path):
 
 
 def finish(images, cache):
-    path = artifact_path(cache, "env", HEX)
+    path = archive_path(cache, "env", HEX)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(BODY)

@@ -3,7 +3,7 @@ import pytest
 
 from nodeagent.exec import exit_status
 from reconciler.httpio import HttpError
-from reconciler.streams import pick_instance
+from reconciler.session_relay import pick_instance
 
 
 def inst(iid, process="web", state="running", ready=True):

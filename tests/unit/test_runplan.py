@@ -5,7 +5,7 @@ from corral.spec import validate_document
 from corral.store.base import AppRecord, DesiredInstance, RunRecord
 from reconciler.model import LOST, READY, NodeView
 from reconciler.runplan import plan_runs
-from reconciler.specs import desired_app
+from reconciler.agent_specs import desired_app
 
 IMG = "sha256:" + "a" * 64
 T0 = 1767225600  # 2026-01-01T00:00:00Z

@@ -3,7 +3,7 @@ import hashlib
 import os
 import tarfile
 
-from builder.artifacts import Packing, artifact_path, pack_layer, sha256_file
+from builder.archives import Packing, archive_path, pack_layer, sha256_file
 
 
 def make_env_layer(root):
@@ -19,7 +19,7 @@ def make_env_layer(root):
 
 def test_pack_writes_the_archive_and_returns_its_sha256_and_size(tmp_path):
     folder = make_env_layer(tmp_path)
-    dest = artifact_path(str(tmp_path / "cache"), "env", "ab" * 32)
+    dest = archive_path(str(tmp_path / "cache"), "env", "ab" * 32)
     sha, size = pack_layer(str(folder), dest)
     data = open(dest, "rb").read()
     assert (sha, size) == (hashlib.sha256(data).hexdigest(), len(data))
@@ -56,7 +56,7 @@ def test_a_missing_folder_is_an_error_naming_it_and_leaves_no_file(tmp_path):
 
 
 def test_archive_path_names_the_kind():
-    assert artifact_path("/c", "code", "ab" * 32) == "/c/artifacts/code-" + "ab" * 32 + ".tar"
+    assert archive_path("/c", "code", "ab" * 32) == "/c/artifacts/code-" + "ab" * 32 + ".tar"
 
 
 def test_a_background_pack_is_named_only_when_committed(tmp_path):

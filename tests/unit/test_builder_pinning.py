@@ -1,7 +1,7 @@
 """The lock: hashed requirement files and pip reports become the same sorted pins."""
 import pytest
 
-from builder.lock import Pin, lock_text, normalize_name, parse_requirements_lock, pin_set, pins_from_pip_report
+from builder.pinning import Pin, lock_text, normalize_name, parse_requirements_lock, pin_set, pins_from_pip_report
 
 UV_OUTPUT = """\
 Django==4.2.16 \\

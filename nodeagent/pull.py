@@ -3,7 +3,7 @@
 An assigned instance names its image and the image's layers (``artifact =
 {"layers": [{"kind": "env"|"code", "id", "url", "sha256", "size"}, ...]}``).
 Ids name content, so a finished layer (one with its marker, see
-:mod:`corral.images`) is used as it is, whoever wrote it: this agent,
+:mod:`corral.image_layout`) is used as it is, whoever wrote it: this agent,
 another agent on the same machine, or a builder sharing the images dir. A
 node that has the image does no work; one that has the environment fetches
 only the code layer (the env and code layers download at once).
@@ -39,7 +39,7 @@ import time
 import eventlet.semaphore
 import requests
 
-from corral import images
+from corral import image_layout
 from corral.spec.quantities import format_size
 from nodeagent import disk
 from nodeagent.extract import extract
@@ -59,9 +59,9 @@ def layers_of(image_id, artifact):
     layers = (artifact or {}).get("layers") if isinstance(artifact, dict) else None
     by_kind = {}
     for layer in layers or ():
-        if isinstance(layer, dict) and layer.get("kind") in images.LAYER_KINDS:
+        if isinstance(layer, dict) and layer.get("kind") in image_layout.LAYER_KINDS:
             by_kind[layer["kind"]] = layer
-    if set(by_kind) != set(images.LAYER_KINDS):
+    if set(by_kind) != set(image_layout.LAYER_KINDS):
         raise ImageError(f"image {image_id}: the assignment does not name both its env and code layers")
     return by_kind["env"], by_kind["code"]
 
@@ -75,12 +75,12 @@ def ensure_image(images_dir, image_id, artifact):
     :class:`ImageCache`, which serializes per image.
     """
     try:
-        final = images.image_dir(images_dir, image_id)
-        if images.read_marker(images_dir, image_id) is not None:
+        final = image_layout.image_dir(images_dir, image_id)
+        if image_layout.read_marker(images_dir, image_id) is not None:
             return final
         env, code = layers_of(image_id, artifact)
         _ensure_layers(images_dir, [env, code])
-        return images.link_image(images_dir, image_id, env["id"], code["id"],
+        return image_layout.link_image(images_dir, image_id, env["id"], code["id"],
                                  {"image": image_id, "layers": [env, code], "source": "agent",
                                   "fetched_at": time.time()}, tmp_suffix=f"tmp-{secrets.token_hex(4)}")
     except ValueError as e:
@@ -113,12 +113,12 @@ def _ensure_layers(images_dir, layers):
 def ensure_layer(images_dir, layer):
     """The folder of ``layer`` (an assignment's layer dict), downloaded and unpacked when absent."""
     kind, layer_id = layer["kind"], layer.get("id")
-    final = images.layer_dir(images_dir, kind, layer_id)
-    if images.read_layer_marker(images_dir, kind, layer_id) is not None:
+    final = image_layout.layer_dir(images_dir, kind, layer_id)
+    if image_layout.read_layer_marker(images_dir, kind, layer_id) is not None:
         return final
     parent = os.path.dirname(final)
     os.makedirs(parent, exist_ok=True)
-    hexid = images.image_hex(layer_id)
+    hexid = image_layout.image_hex(layer_id)
     unpacked = os.path.join(parent, f".tmp-{hexid}-{secrets.token_hex(4)}")
     try:
         size = _fetch_unpack(layer.get("url", ""), unpacked, layer.get("sha256"), f"{kind} layer {layer_id}",
@@ -129,13 +129,13 @@ def ensure_layer(images_dir, layer):
             # Another agent on this machine renamed its copy first and is about to mark it,
             # or a crash left an unmarked folder: wait for the marker, then replace a leftover.
             for _ in range(RACE_WAIT_STEPS):
-                if images.read_layer_marker(images_dir, kind, layer_id) is not None:
+                if image_layout.read_layer_marker(images_dir, kind, layer_id) is not None:
                     return final
                 time.sleep(0.1)
             shutil.rmtree(final, ignore_errors=True)
             os.rename(unpacked, final)
         try:
-            images.write_layer_marker(images_dir, kind, layer_id, {
+            image_layout.write_layer_marker(images_dir, kind, layer_id, {
                 "id": layer_id, "kind": kind, "artifact_sha256": layer.get("sha256"), "url": layer.get("url"),
                 "source": "agent", "fetched_at": time.time(), "size": size})
         except BaseException:
@@ -217,7 +217,7 @@ def missing_layers(images_dir, artifact):
     except ImageError:
         return []
     return [layer for layer in (env, code)
-            if images.read_layer_marker(images_dir, layer["kind"], layer.get("id")) is None]
+            if image_layout.read_layer_marker(images_dir, layer["kind"], layer.get("id")) is None]
 
 
 def missing_bytes(images_dir, artifact):
@@ -227,7 +227,7 @@ def missing_bytes(images_dir, artifact):
 
 def fetched_bytes(images_dir, layers):
     """Bytes of the archives downloaded for ``layers``, as their markers record them."""
-    return sum(int((images.read_layer_marker(images_dir, layer["kind"], layer.get("id")) or {}).get("size") or 0)
+    return sum(int((image_layout.read_layer_marker(images_dir, layer["kind"], layer.get("id")) or {}).get("size") or 0)
                for layer in layers)
 
 
@@ -236,8 +236,8 @@ def installed(images_dir):
     a layer key being ``(kind, layer id)``; last used is the mtime of the image's marker."""
     out = []
     for name in os.listdir(images_dir):
-        marker = os.path.join(images_dir, name, images.IMAGE_MARKER)
-        facts = images._read_json(marker) if len(name) == 64 else None
+        marker = os.path.join(images_dir, name, image_layout.IMAGE_MARKER)
+        facts = image_layout._read_json(marker) if len(name) == 64 else None
         if not isinstance(facts, dict) or not isinstance(facts.get("layers"), list):
             continue
         try:
@@ -249,7 +249,7 @@ def installed(images_dir):
     return out
 
 
-def make_room(images_dir, need, in_use, worked_in=images.working_dirs):
+def make_room(images_dir, need, in_use, worked_in=image_layout.working_dirs):
     """Delete unused images (and their layers no other image uses) until ``need`` bytes fit above the
     disk pressure threshold. Raises :class:`ImageError` when they cannot; ``in_use`` is the set of
     image ids this agent's instances run."""
@@ -260,14 +260,14 @@ def make_room(images_dir, need, in_use, worked_in=images.working_dirs):
     cwds = worked_in()
     candidates, keep, sizes = [], set(), {}
     for image_id, used, source, keys in installed(images_dir):
-        code = images.layer_dir(images_dir, "code", dict(keys).get("code", "sha256:" + "0" * 64))
+        code = image_layout.layer_dir(images_dir, "code", dict(keys).get("code", "sha256:" + "0" * 64))
         if source == "agent" and image_id not in in_use and code not in cwds:
             candidates.append((image_id, used, keys))
         else:
             keep.update(keys)
     for _, _, keys in candidates:
         for kind, layer_id in keys:
-            marker = images.read_layer_marker(images_dir, kind, layer_id) or {}
+            marker = image_layout.read_layer_marker(images_dir, kind, layer_id) or {}
             if marker.get("source") != "agent":
                 keep.add((kind, layer_id))
             sizes[(kind, layer_id)] = int(marker.get("size") or 0)
@@ -277,13 +277,13 @@ def make_room(images_dir, need, in_use, worked_in=images.working_dirs):
                          f"are free and {format_size(disk.threshold(total))} must stay free (disk pressure), "
                          f"even with every unused image deleted")
     for image_id in gone_images:
-        shutil.rmtree(images.image_dir(images_dir, image_id), ignore_errors=True)
+        shutil.rmtree(image_layout.image_dir(images_dir, image_id), ignore_errors=True)
     for kind, layer_id in gone_layers:
         try:
-            os.unlink(images.layer_marker_path(images_dir, kind, layer_id))
+            os.unlink(image_layout.layer_marker_path(images_dir, kind, layer_id))
         except FileNotFoundError:
             pass
-        shutil.rmtree(images.layer_dir(images_dir, kind, layer_id), ignore_errors=True)
+        shutil.rmtree(image_layout.layer_dir(images_dir, kind, layer_id), ignore_errors=True)
     return gone_images
 
 
@@ -310,13 +310,13 @@ class ImageCache:
         with lock:
             began, missing = time.monotonic(), None
             try:
-                if images.read_marker(self.images_dir, image_id) is None:
+                if image_layout.read_marker(self.images_dir, image_id) is None:
                     missing = missing_layers(self.images_dir, artifact)
                     with self.room:
                         make_room(self.images_dir, missing_bytes(self.images_dir, artifact),
                                   set(self.in_use()) | {image_id})
                 folder = self.fetch(self.images_dir, image_id, artifact)
-                os.utime(os.path.join(folder, images.IMAGE_MARKER))
+                os.utime(os.path.join(folder, image_layout.IMAGE_MARKER))
             except ImageError as e:
                 self._fetched(missing, False, began)
                 raise ImageError(f"image {image_id}: {e}" if not str(e).startswith("image ") else str(e)) from None

@@ -8,7 +8,7 @@
                                                               Relay: one Session per stream
                           logs_open | exec_open | credit | exec_input | exec_resize | stream_close
                                                               v  (signed bus, to the node only)
-                                                            agent (nodeagent/streams.py)
+                                                            agent (nodeagent/sessions.py)
                           logs_chunk | exec_output | stream_end | credit (input consumed)
 
 Flow control, end to end: the agent sends chunk ``seq`` only while ``seq <=

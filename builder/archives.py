@@ -21,7 +21,7 @@ _CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031   # fcntl: a pipe's buffer size (Linux)
 
 
-def artifact_path(cache_dir, kind, hex_digest):
+def archive_path(cache_dir, kind, hex_digest):
     """Where the archive of layer ``sha256:<hex_digest>`` of ``kind`` lives."""
     return os.path.join(cache_dir, "artifacts", f"{kind}-{hex_digest}.tar")
 
