@@ -7,7 +7,8 @@ import pytest
 
 from nodeagent import lifecycle
 from nodeagent.pull import ImageError
-from nodeagent.instance import ExitWatch, Instance, Wakeup
+from nodeagent.instance import ExitWatch, Instance
+from nodeagent.wakeup import Wakeup
 from nodeagent.lifecycle import (Action, Adopted, AlreadyFinished, BackoffOver, CannotRun, Checked, Crashed, Exited,
                                  Fetching, ImageFailed, Spawned, State, Status, StopRequested, Stopped, step)
 from nodeagent.process import EXIT_UNKNOWN
