@@ -1,0 +1,200 @@
+"""A hostile requirement must not own the builder: a real builder daemon, as root, builds an app
+whose requirements include a local package with a hostile build backend
+(tests/fixtures/hostile_build/hostile_backend.py).
+
+The builder's store DSN is in its ``$CORRAL_STORE`` (with a word no one else knows). Another
+app's environment is built first. While the attacker's wheel is built, its backend hunts for the
+DSN (its environment, every ``/proc/*/environ`` and ``cmdline``, its parents' first), tries to
+write into the other app's finished layer, the builder's caches, archives, logs and store, and
+leaves a daemon running. The test asserts that it ran as the attacker's build user with no
+groups and no_new_privs, found nothing, changed nothing, left nothing running; that the other
+app's layer is byte for byte what it was; and that the attacker's own finished layer is the
+builder's and read-only.
+"""
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from builder.buildusers import build_user_name
+from corral import image_layout
+from corral.source import pack_source
+from corral.store import open_store
+from tests.integration.test_builder_daemon import free_port, healthy, wait_for
+from tests.support import need_root
+
+BACKEND = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "hostile_build", "hostile_backend.py")
+DAEMON = """
+import corral.green
+corral.green.patch()
+import sys
+from builder.daemon import run
+from corral.settings import Timings
+run(listen=sys.argv[1], cache_dir=sys.argv[2], images_dir=sys.argv[3], name="b1",
+    timings=Timings(build_poll=0.1), stale_after=30)
+"""
+
+
+def tree_digest(folder):
+    """Every entry of ``folder``: its path, type, mode, owner and content (sha256), as one digest."""
+    h = hashlib.sha256()
+    for top, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            h.update(f"{os.path.relpath(path, folder)} {st.st_mode:o} {st.st_uid} {st.st_gid}\n".encode())
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    h.update(hashlib.sha256(f.read()).digest())
+            elif stat.S_ISLNK(st.st_mode):
+                h.update(os.readlink(path).encode())
+    return h.hexdigest()
+
+
+def alive(pid):
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def area():
+    need_root("builds run as build users of their own only when the builder is root (CI runs as root)")
+    root = tempfile.mkdtemp(prefix="corral-hostile-", dir="/tmp")
+    os.chmod(root, 0o755)   # a build user must pass it, as it passes /var/lib/corral
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(area):
+    secret = f"dsn-secret-{uuid.uuid4().hex}"
+    store_dir = os.path.join(area, secret)
+    os.mkdir(store_dir, 0o700)
+    dsn = f"sqlite:///{store_dir}/corral.db"
+    store = open_store(dsn)
+    listen = f"127.0.0.1:{free_port()}"
+    dirs = {"cache": os.path.join(area, "cache"), "images": os.path.join(area, "images")}
+    proc = subprocess.Popen([sys.executable, "-c", DAEMON, listen, dirs["cache"], dirs["images"]],
+                            env=dict(os.environ, CORRAL_STORE=dsn), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: healthy(f"http://{listen}") or proc.poll() is not None, 30, "the builder to answer")
+        assert proc.poll() is None, proc.stdout.read().decode()
+        yield store, dirs, secret, store_dir
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        store.close()
+
+
+def built(store, key, app, digest, requirements):
+    store.enqueue_build(key, app, {"source_digest": digest, "requirements": requirements, "python": None})
+    def done():   # a succeeded build's layers are recorded once packed
+        b = store.get_build(key)
+        return b if b and (b.state == "failed" or (b.state == "succeeded" and b.layers)) else None
+    return wait_for(done, 240, f"build {key}")
+
+
+def test_a_hostile_build_backend_finds_no_secret_changes_nothing_and_leaves_nothing_running(area, daemon):
+    store, dirs, secret, store_dir = daemon
+    victim_src = os.path.join(area, "victim-src")
+    os.mkdir(victim_src)
+    with open(os.path.join(victim_src, "app.py"), "w") as f:
+        f.write("import six\n")
+    digest, data = pack_source(victim_src)
+    store.put_source(digest, data)
+    victim = built(store, "k-victim", "victim", digest, ["six==1.16.0"])
+    assert victim.state == "succeeded", victim.error
+    victim_env = image_layout.layer_dir(dirs["images"], "env", victim.layers[0]["id"])
+    before = tree_digest(victim_env)
+    victim_files = [os.path.join(top, n) for top, _, names in os.walk(victim_env) for n in names
+                    if n in ("six.py", "python") or n.endswith(".pth")]
+    assert any(p.endswith("six.py") for p in victim_files)
+
+    drop = os.path.join(area, "drop")
+    os.mkdir(drop)
+    os.chmod(drop, 0o1777)   # the one place the test lets the attacker write: its reports
+    src = os.path.join(area, "attacker-src")
+    pkg = os.path.join(area, "hostilepkg-0.1")
+    os.makedirs(pkg)
+    shutil.copy(BACKEND, pkg)
+    with open(os.path.join(pkg, "pyproject.toml"), "w") as f:
+        f.write('[build-system]\nrequires = []\nbuild-backend = "hostile_backend"\nbackend-path = ["."]\n'
+                '[project]\nname = "hostilepkg"\nversion = "0.1"\n')
+    with open(os.path.join(pkg, "PKG-INFO"), "w") as f:
+        f.write("Metadata-Version: 2.1\nName: hostilepkg\nVersion: 0.1\n")
+    cache = dirs["cache"]
+    targets = {
+        "secret_words": [secret, "CORRAL_STORE="],
+        "drop": drop,
+        "folders": [os.path.join(dirs["images"], "env"), os.path.join(dirs["images"], "code"), victim_env,
+                    os.path.join(victim_env, "lib"), cache, os.path.join(cache, "uv"), os.path.join(cache, "wheels"),
+                    os.path.join(cache, "artifacts"), os.path.join(cache, "logs"), os.path.join(cache, "resolutions"),
+                    os.path.join(cache, "builds"), os.path.join(cache, "builds", build_user_name("victim"), "uv"),
+                    store_dir],
+        "files": victim_files + [os.path.join(store_dir, "corral.db")],
+    }
+    with open(os.path.join(pkg, "targets.json"), "w") as f:
+        json.dump(targets, f)
+    os.makedirs(os.path.join(src, "dist"))
+    with tarfile.open(os.path.join(src, "dist", "hostilepkg-0.1.tar.gz"), "w:gz") as tar:
+        tar.add(pkg, arcname="hostilepkg-0.1")   # an sdist: building it runs the backend
+    with open(os.path.join(src, "requirements.txt"), "w") as f:
+        f.write("--find-links ./dist\nsix==1.16.0\nhostilepkg==0.1\n")
+    with open(os.path.join(src, "app.py"), "w") as f:
+        f.write("import hostilepkg\n")
+    digest, data = pack_source(src)
+    store.put_source(digest, data)
+
+    attacker = built(store, "k-attacker", "attacker", digest, "requirements.txt")
+    assert attacker.state == "succeeded", attacker.error
+
+    reports = [json.load(open(os.path.join(drop, n))) for n in sorted(os.listdir(drop)) if n.startswith("report-")]
+    assert reports, "the hostile backend never ran"
+    me = pwd.getpwnam(build_user_name("attacker"))
+    lingering = [int(open(os.path.join(drop, n)).read()) for n in os.listdir(drop) if n.startswith("lingering-")]
+    assert lingering, "the hostile backend left no daemon to look for"
+    assert not [pid for pid in lingering if alive(pid)], "a process the build left is still running"
+    for seen in reports:
+        assert (seen["uid"], seen["euid"], seen["gid"], seen["egid"]) == (me.pw_uid,) * 2 + (me.pw_gid,) * 2, seen
+        assert seen["groups"] == [], f"supplementary groups: {seen['groups']}"
+        assert seen["no_new_privs"] == "1" and int(seen["cap_eff"], 16) == 0, seen
+        assert seen["found"] == [], f"the build found the store's DSN: {seen['found']}"
+        assert seen["wrote"] == [], f"the build changed what is not its own: {seen['wrote']}"
+        assert "CORRAL_STORE" not in seen["env_keys"]
+        assert seen["home"].startswith(os.path.join(cache, "builds", me.pw_name) + "/"), seen["home"]
+    assert tree_digest(victim_env) == before, "the other app's environment layer changed"
+
+    planted = subprocess.run(["find", area, "-path", os.path.join(cache, "builds", me.pw_name), "-prune", "-o",
+                              "-user", str(me.pw_uid), "-print"], capture_output=True, text=True)
+    assert [p for p in planted.stdout.split() if not p.startswith(drop)] == [], "files of the build user remain"
+
+    own_env = image_layout.layer_dir(dirs["images"], "env", attacker.layers[0]["id"])
+    assert os.path.isfile(os.path.join(own_env, "lib", "python3.11", "site-packages", "hostilepkg", "__init__.py"))
+    for top, folders, files in os.walk(own_env):
+        for name in folders + files:
+            st = os.lstat(os.path.join(top, name))
+            assert (st.st_uid, st.st_gid) == (0, 0), f"{name} in the finished layer is not the builder's"
+            if not stat.S_ISLNK(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+                assert not st.st_mode & 0o7222, f"{os.path.join(top, name)} is writable or set-id: {st.st_mode:o}"
+    assert victim.layers[0]["id"] != attacker.layers[0]["id"]
