@@ -10,6 +10,8 @@ never an app's run-time user ``corral-...``), with:
 - no supplementary groups and ``PR_SET_NO_NEW_PRIVS`` (:func:`corral.privileges.become`);
 - a fresh environment: ``PATH``, ``HOME`` and ``TMPDIR`` in a scratch folder of this
   build, ``LANG``, and the operator's index settings; never ``CORRAL_STORE``, a DSN or a key;
+- at most :data:`MAX_PROCESSES` processes and threads at once (``RLIMIT_NPROC``, which the
+  kernel counts per uid: the build user's, whatever cgroups the machine has);
 - its own session (:mod:`builder.commands`), killed whole when each command ends,
   and every process of the build user killed when the build ends (and before it
   starts): a daemon that left its session goes too. Builds of one app on one machine
@@ -40,6 +42,7 @@ import fcntl
 import hashlib
 import os
 import pwd
+import resource
 import signal
 import stat
 import subprocess
@@ -53,6 +56,7 @@ DIGITS = 16
 NOLOGIN = "/usr/sbin/nologin"
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 KILL_WAIT = 5.0
+MAX_PROCESSES = 1024   # RLIMIT_NPROC of a build user: counted per uid, so per app, cgroup or not
 
 
 def build_user_name(app):
@@ -103,23 +107,28 @@ class Box:
         return self.uid is not None
 
     def preexec(self):
-        """In the child, before exec: become the build user for good, or keep the builder's user
-        with ``no_new_privs``. Raises OSError (the command then never runs)."""
+        """In the child, before exec: become the build user for good, at most :data:`MAX_PROCESSES`
+        processes and threads of it at once (a fork bomb fails inside the build), or keep the
+        builder's user with ``no_new_privs``. Raises OSError (the command then never runs)."""
         if self.uid is None:
             privileges.no_new_privs()
         else:
+            resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
             privileges.become(self.uid, self.gid)
 
     def hand_over(self, path, tree=False, files=False):
         """Make the folder ``path`` (made by the builder) the build user's to write; with ``tree``, every
-        folder under it too, and with ``files`` every file (a copy of the source); without, the files
-        stay as they are (a copy derived from another layer: read-only, shared with it)."""
+        folder under it too, and with ``files`` every file and link (a copy of the source); without,
+        files and links stay as they are (a hard-link copy of another layer: they are its inodes)."""
         if self.uid is None:
             return
         os.lchown(path, self.uid, self.gid)
         if tree:
             for top, dirs, names in os.walk(path):
-                for name in dirs + (names if files else []):
+                for name in dirs:
+                    if not os.path.islink(os.path.join(top, name)):   # (a link to a folder: listed, not a folder)
+                        os.lchown(os.path.join(top, name), self.uid, self.gid)
+                for name in names if files else ():
                     os.lchown(os.path.join(top, name), self.uid, self.gid)
 
     def make_folder(self, path, mode=0o755):

@@ -29,6 +29,7 @@ from builder import pinning
 from builder.commands import run_logged
 from builder.failures import BuildFailed, installer_failure_sentence
 from builder.pipconfig import pip_environment, uv_environment, uv_index_args
+from corral.reach import open_to_others
 
 PIP_PARALLEL = 4   # concurrent `pip wheel` fetches of the pip engine
 
@@ -204,6 +205,9 @@ class PipEngine(_Engine):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.env = pip_environment(self.index, self.box.env)
+        if self.box.separate and not open_to_others(sys.executable):
+            raise BuildFailed(f"the pip engine runs the builder's own pip ({sys.executable}), which a build user"
+                              " cannot run: install uv, or the builder in a folder other users can reach")
 
     def _run(self, argv, action, **kw):
         return super()._run(argv, action, **dict(kw, env=self.env))

@@ -27,11 +27,17 @@ import uuid
 
 import pytest
 
-from builder.buildusers import build_user_name
+from builder.buildusers import MAX_PROCESSES, BuildUsers, build_user_name
+from builder.commands import run_logged
+from builder.layers import _derive
+from builder.pipconfig import read_pip_config
+from builder.pipeline import Workshop
+from builder.worker import Worker
 from corral import image_layout
 from corral.source import pack_source
 from corral.store import open_store
 from tests.integration.test_builder_daemon import free_port, healthy, wait_for
+from tests.integration.test_builder_pipeline import build
 from tests.support import need_root
 
 BACKEND = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "hostile_build", "hostile_backend.py")
@@ -182,6 +188,7 @@ def test_a_hostile_build_backend_finds_no_secret_changes_nothing_and_leaves_noth
         assert seen["found"] == [], f"the build found the store's DSN: {seen['found']}"
         assert seen["wrote"] == [], f"the build changed what is not its own: {seen['wrote']}"
         assert "CORRAL_STORE" not in seen["env_keys"]
+        assert seen["nproc"] == [MAX_PROCESSES, MAX_PROCESSES], f"no process limit: {seen['nproc']}"
         assert seen["home"].startswith(os.path.join(cache, "builds", me.pw_name) + "/"), seen["home"]
     assert tree_digest(victim_env) == before, "the other app's environment layer changed"
 
@@ -198,3 +205,51 @@ def test_a_hostile_build_backend_finds_no_secret_changes_nothing_and_leaves_noth
             if not stat.S_ISLNK(st.st_mode) and not stat.S_ISDIR(st.st_mode):
                 assert not st.st_mode & 0o7222, f"{os.path.join(top, name)} is writable or set-id: {st.st_mode:o}"
     assert victim.layers[0]["id"] != attacker.layers[0]["id"]
+
+
+def test_a_build_cannot_write_through_the_hard_links_a_derived_environment_shares_with_its_base(area):
+    """A new environment of an app starts as a hard-link copy of its nearest finished one: the copy's
+    files are the base's inodes. The build user gets the copy's folders (uv replaces files there)
+    but never the files: writing, chmod-ing or truncating any of them fails, and the base stays
+    byte for byte what it was. The second build itself succeeds from that base."""
+    cache, images = os.path.join(area, "cache"), os.path.join(area, "images")
+    os.makedirs(cache, mode=0o711)
+    store = open_store(f"sqlite:///{area}/corral.db")
+    workshop = Workshop(name="b1", images_dir=images, cache_dir=cache, pip_timeout=300, engine="uv",
+                        index=read_pip_config(), users=BuildUsers(cache))
+    worker = Worker(store, workshop, layers_base="http://127.0.0.1:7072", stale_after=60)
+    src = os.path.join(area, "src")
+    os.mkdir(src)
+    with open(os.path.join(src, "app.py"), "w") as f:
+        f.write("import six\n")
+    digest, data = pack_source(src)
+    store.put_source(digest, data)
+    try:
+        first = build(store, worker, "k1", digest, ["six==1.16.0"])
+        assert first.state == "succeeded", first.error
+        base = image_layout.layer_dir(images, "env", first.layers[0]["id"])
+        before = tree_digest(base)
+
+        with BuildUsers(cache).session("hello", uuid.uuid4().hex) as box:
+            dest = os.path.join(images, "env", f".tmp-{uuid.uuid4().hex}")
+            _derive(base, dest, log=os.path.join(area, "derive.log"), stopping=lambda: False)
+            box.hand_over(dest, tree=True)
+            script = ('find "$1" -type f | while read -r f; do '
+                      '{ echo x >> "$f"; } 2>/dev/null && echo "WROTE $f"; '
+                      'chmod u+w "$f" 2>/dev/null && echo "CHMOD $f"; '
+                      ': > "$f" 2>/dev/null && echo "TRUNCATED $f"; done; echo DONE')
+            done = run_logged(["sh", "-c", script, "sh", dest], log_path=os.path.join(area, "attack.log"),
+                              timeout=120, box=box)
+            subprocess.run(["rm", "-rf", "--", dest], check=True)
+        assert done.returncode == 0 and "DONE" in done.output, done.output
+        assert [line for line in done.output.splitlines() if line.split(" ")[0] in ("WROTE", "CHMOD", "TRUNCATED")] \
+            == [], "the build user changed a file of the base environment through its hard link"
+        assert tree_digest(base) == before
+
+        second = build(store, worker, "k2", digest, ["six==1.16.0", "idna==3.6"])
+        assert second.state == "succeeded", second.error
+        marker = image_layout.read_layer_marker(images, "env", second.layers[0]["id"])
+        assert marker["derived_from"] == first.layers[0]["id"] and marker["by"] == build_user_name("hello")
+        assert tree_digest(base) == before
+    finally:
+        store.close()
