@@ -93,6 +93,7 @@ class Box:
     work: str           # what the build writes (a lock, a report, a copy of the source): the build's
     env: dict
     key: str | None     # part of env layer ids and resolution keys (None: shared by every app)
+    running: list = dataclasses.field(default_factory=lambda: [0], compare=False)   # its commands running now
 
     @property
     def uv_cache(self):
@@ -159,10 +160,15 @@ class Box:
             raise OSError(errno.EFBIG, f"{path} is larger than {limit} bytes")
         return data.decode("utf-8")
 
+    def before_command(self):
+        """A command of the build is about to start (the pip engine runs several at once)."""
+        self.running[0] += 1
+
     def after_command(self):
-        """Once a command has ended: every process of the build user killed (one that left the
-        command's session too), so the builder never works beside one."""
-        if self.uid is not None:
+        """Once a command has ended and no other of the build runs: every process of the build user
+        killed (one that left its command's session too), so the builder never works beside one."""
+        self.running[0] -= 1
+        if self.uid is not None and self.running[0] == 0:
             kill_user(self.uid)
 
 

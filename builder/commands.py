@@ -48,24 +48,11 @@ def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None, env
         start = log.tell()
         proc = _start(argv, log, cwd, env, box)
         began = time.monotonic()
-        deadline = began + timeout
-        timed_out = False
         lines = _LineFollower(log_path, start, on_line)
-        while True:
-            try:
-                proc.wait(timeout=_POLL)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            lines.follow()
-            if stopping():
-                _kill(proc)
-                raise BuildAbandoned(f"stopped while running {argv[0]}")
-            if time.monotonic() >= deadline:
-                _kill(proc)
-                timed_out = True
-                break
-    _end_session(proc, box)
+        try:
+            timed_out = _wait(proc, began + timeout, lines, stopping, argv)
+        finally:
+            _end_session(proc, box)
     lines.follow(final=True)
     with open(log_path, "ab") as log:
         end = log.tell()
@@ -76,11 +63,30 @@ def run_logged(argv, *, log_path, timeout, stopping=lambda: False, cwd=None, env
     return Finished(returncode=proc.returncode, output=output, timed_out=timed_out)
 
 
+def _wait(proc, deadline, lines, stopping, argv):
+    """Wait for ``proc``, following its output; True when it was killed at ``deadline``. Raises
+    BuildAbandoned, after killing it, when ``stopping()`` turns true."""
+    while True:
+        try:
+            proc.wait(timeout=_POLL)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
+        lines.follow()
+        if stopping():
+            _kill(proc)
+            raise BuildAbandoned(f"stopped while running {argv[0]}")
+        if time.monotonic() >= deadline:
+            _kill(proc)
+            return True
+
+
 def _start(argv, log, cwd, env, box):
     """Start ``argv`` in a session of its own, as ``box`` says (the builder as it is when None)."""
     if box is None:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=cwd, env=env, start_new_session=True)
+    box.before_command()
     try:
         with warnings.catch_warnings():  # eventlet warns of any fork; the child execs at once
             warnings.filterwarnings("ignore", message="Using fork", category=DeprecationWarning)
@@ -89,6 +95,7 @@ def _start(argv, log, cwd, env, box):
                                     close_fds=True, preexec_fn=box.preexec)
     except Exception as exc:
         # a preexec_fn that raised: the SubprocessError of whichever copy of subprocess forked
+        box.after_command()
         if exc.__class__.__name__ != "SubprocessError":
             raise
         who = f"build user {box.name}" if box.separate else "the builder's user with no_new_privs"
