@@ -9,8 +9,11 @@ write into the other app's finished layer, the builder's caches, archives, logs 
 leaves a daemon running. The test asserts that it ran as the attacker's build user with no
 groups and no_new_privs, found nothing, changed nothing, left nothing running; that the other
 app's layer is byte for byte what it was; and that the attacker's own finished layer is the
-builder's and read-only.
+builder's and read-only. Then: a build user cannot write through the hard links a derived
+environment shares with its base; and a builder that shares its user with builds still gives
+them no DSN and no_new_privs.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -121,6 +124,41 @@ def built(store, key, app, digest, requirements):
     return wait_for(done, 240, f"build {key}")
 
 
+def put_hostile_source(area, store, drop, targets):
+    """An app's source whose requirements build the hostile sdist, told ``targets`` (and to report
+    into ``drop``, made here: the one folder the test lets it write), stored; its digest."""
+    os.mkdir(drop)
+    os.chmod(drop, 0o1777)
+    src = os.path.join(area, "attacker-src")
+    pkg = os.path.join(area, "hostilepkg-0.1")
+    os.makedirs(pkg)
+    shutil.copy(BACKEND, pkg)
+    with open(os.path.join(pkg, "pyproject.toml"), "w") as f:
+        f.write('[build-system]\nrequires = []\nbuild-backend = "hostile_backend"\nbackend-path = ["."]\n'
+                '[project]\nname = "hostilepkg"\nversion = "0.1"\n')
+    with open(os.path.join(pkg, "PKG-INFO"), "w") as f:
+        f.write("Metadata-Version: 2.1\nName: hostilepkg\nVersion: 0.1\n")
+    with open(os.path.join(pkg, "targets.json"), "w") as f:
+        json.dump(dict(targets, drop=drop), f)
+    os.makedirs(os.path.join(src, "dist"))
+    with tarfile.open(os.path.join(src, "dist", "hostilepkg-0.1.tar.gz"), "w:gz") as tar:
+        tar.add(pkg, arcname="hostilepkg-0.1")   # an sdist: building it runs the backend
+    with open(os.path.join(src, "requirements.txt"), "w") as f:
+        f.write("--find-links ./dist\nsix==1.16.0\nhostilepkg==0.1\n")
+    with open(os.path.join(src, "app.py"), "w") as f:
+        f.write("import hostilepkg\n")
+    digest, data = pack_source(src)
+    store.put_source(digest, data)
+    return digest
+
+
+def reports_in(drop):
+    """What the hostile backend reported, and the pids of the daemons it left."""
+    names = sorted(os.listdir(drop))
+    reports = [json.load(open(os.path.join(drop, n))) for n in names if n.startswith("report-")]
+    return reports, [int(open(os.path.join(drop, n)).read()) for n in names if n.startswith("lingering-")]
+
+
 def test_a_hostile_build_backend_finds_no_secret_changes_nothing_and_leaves_nothing_running(area, daemon):
     store, dirs, secret, store_dir = daemon
     victim_src = os.path.join(area, "victim-src")
@@ -138,47 +176,23 @@ def test_a_hostile_build_backend_finds_no_secret_changes_nothing_and_leaves_noth
     assert any(p.endswith("six.py") for p in victim_files)
 
     drop = os.path.join(area, "drop")
-    os.mkdir(drop)
-    os.chmod(drop, 0o1777)   # the one place the test lets the attacker write: its reports
-    src = os.path.join(area, "attacker-src")
-    pkg = os.path.join(area, "hostilepkg-0.1")
-    os.makedirs(pkg)
-    shutil.copy(BACKEND, pkg)
-    with open(os.path.join(pkg, "pyproject.toml"), "w") as f:
-        f.write('[build-system]\nrequires = []\nbuild-backend = "hostile_backend"\nbackend-path = ["."]\n'
-                '[project]\nname = "hostilepkg"\nversion = "0.1"\n')
-    with open(os.path.join(pkg, "PKG-INFO"), "w") as f:
-        f.write("Metadata-Version: 2.1\nName: hostilepkg\nVersion: 0.1\n")
     cache = dirs["cache"]
-    targets = {
+    digest = put_hostile_source(area, store, drop, {
         "secret_words": [secret, "CORRAL_STORE="],
-        "drop": drop,
         "folders": [os.path.join(dirs["images"], "env"), os.path.join(dirs["images"], "code"), victim_env,
                     os.path.join(victim_env, "lib"), cache, os.path.join(cache, "uv"), os.path.join(cache, "wheels"),
                     os.path.join(cache, "artifacts"), os.path.join(cache, "logs"), os.path.join(cache, "resolutions"),
                     os.path.join(cache, "builds"), os.path.join(cache, "builds", build_user_name("victim"), "uv"),
                     store_dir],
         "files": victim_files + [os.path.join(store_dir, "corral.db")],
-    }
-    with open(os.path.join(pkg, "targets.json"), "w") as f:
-        json.dump(targets, f)
-    os.makedirs(os.path.join(src, "dist"))
-    with tarfile.open(os.path.join(src, "dist", "hostilepkg-0.1.tar.gz"), "w:gz") as tar:
-        tar.add(pkg, arcname="hostilepkg-0.1")   # an sdist: building it runs the backend
-    with open(os.path.join(src, "requirements.txt"), "w") as f:
-        f.write("--find-links ./dist\nsix==1.16.0\nhostilepkg==0.1\n")
-    with open(os.path.join(src, "app.py"), "w") as f:
-        f.write("import hostilepkg\n")
-    digest, data = pack_source(src)
-    store.put_source(digest, data)
+    })
 
     attacker = built(store, "k-attacker", "attacker", digest, "requirements.txt")
     assert attacker.state == "succeeded", attacker.error
 
-    reports = [json.load(open(os.path.join(drop, n))) for n in sorted(os.listdir(drop)) if n.startswith("report-")]
+    reports, lingering = reports_in(drop)
     assert reports, "the hostile backend never ran"
     me = pwd.getpwnam(build_user_name("attacker"))
-    lingering = [int(open(os.path.join(drop, n)).read()) for n in os.listdir(drop) if n.startswith("lingering-")]
     assert lingering, "the hostile backend left no daemon to look for"
     assert not [pid for pid in lingering if alive(pid)], "a process the build left is still running"
     for seen in reports:
@@ -252,4 +266,35 @@ def test_a_build_cannot_write_through_the_hard_links_a_derived_environment_share
         assert marker["derived_from"] == first.layers[0]["id"] and marker["by"] == build_user_name("hello")
         assert tree_digest(base) == before
     finally:
+        store.close()
+
+
+def test_a_builder_sharing_its_user_still_gives_a_build_no_store_dsn_and_no_new_privileges(area, monkeypatch):
+    """Where builds share the builder's user (it is not root, or its folders are not passable), the
+    build still gets an environment made afresh: no ``CORRAL_STORE``, nothing of the builder's,
+    and ``no_new_privs``. (A process of the same uid can read what that uid can: the builder says so.)"""
+    secret = f"dsn-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("CORRAL_STORE", f"postgresql://corral:{secret}@db1/corral")
+    monkeypatch.setenv("CORRAL_SECRET_FILE", f"/etc/corral/{secret}")
+    cache, images = os.path.join(area, "cache"), os.path.join(area, "images")
+    store = open_store(f"sqlite:///{area}/corral.db")
+    workshop = Workshop(name="b1", images_dir=images, cache_dir=cache, pip_timeout=300, engine="uv",
+                        index=read_pip_config())
+    worker = Worker(store, workshop, layers_base="http://127.0.0.1:7072", stale_after=60)
+    drop = os.path.join(area, "drop")
+    digest = put_hostile_source(area, store, drop, {"secret_words": [secret], "folders": [], "files": []})
+    lingering = []
+    try:
+        done = build(store, worker, "k1", digest, "requirements.txt")
+        assert done.state == "succeeded", done.error
+        reports, lingering = reports_in(drop)
+        assert reports, "the hostile backend never ran"
+        for seen in reports:
+            assert not [f for f in seen["found"] if f.startswith("env ")], seen["found"]
+            assert not {"CORRAL_STORE", "CORRAL_SECRET_FILE"} & set(seen["env_keys"]), seen["env_keys"]
+            assert seen["home"].startswith(os.path.join(cache, "work") + "/") and seen["no_new_privs"] == "1", seen
+    finally:
+        for pid in lingering:   # its own session is gone; a daemon that left it shares the builder's uid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         store.close()
