@@ -155,7 +155,7 @@ def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, lo
             else:
                 engine.make_venv(python=python, dest=engine.box.make_folder(target), log=log, stopping=stopping)
             engine.install(venv=target, lock_file=lock_file, log=log, stopping=stopping, progress=progress)
-            seal(target)
+            seal(target, engine.box.uid)
             if target != final:
                 os.rename(target, final)
             marker = _env_marker(engine, images_dir, layer_id, python, pins, builder, base)
@@ -184,7 +184,7 @@ def build_env_unresolved(engine, *, images_dir, python, requirements_file, cwd, 
         progress("lock")
         pins, _ = engine.lock_installed(venv=tmp, requirements_file=requirements_file, cwd=cwd,
                                         log=log, stopping=stopping)
-        seal(tmp)
+        seal(tmp, engine.box.uid)
         layer_id = env_id_of_lock(python, pins, source_digest, engine.box.key)
         with LayerLock(images_dir, "env", layer_id, stopping):
             marker = image_layout.read_layer_marker(images_dir, "env", layer_id)
@@ -246,34 +246,49 @@ def ensure_archive(*, images_dir, cache_dir, kind, layer_id, stopping=lambda: Fa
         return sha, size
 
 
-def seal(folder):
+def seal(folder, build_uid=None):
     """Make the layer at ``folder`` the builder's and read-only before its marker is written: every
     entry owned by the builder's user, files ``0444`` (``0555`` when executable: no write, set-id
-    or sticky bit), folders ``0755``; links are not followed. Called once no process of the build
-    runs, so nothing the build left can change the layer afterwards (a file it shares an inode
-    with, in its own cache, becomes the builder's too)."""
+    or sticky bit), folders ``0755``, no FIFO, socket or device; links are not followed. Called
+    once no process of the build runs, so nothing the build left can change the layer afterwards
+    (a file it shares an inode with, in its own cache, becomes the builder's too).
+
+    ``build_uid``: the build user who wrote it (None: the builder itself, or no one). Then only
+    what that user owns is changed; a file of anyone else, or one of the builder's that is linked
+    elsewhere and not sealed yet, is a hard link the build made to a file that is not its own
+    (where the kernel allows it) and BuildFailed is raised: sealing it would change the original.
+    """
     uid, gid = os.getuid(), os.getgid()
     for top, dirs, files in os.walk(folder, topdown=False):
         for name in files + dirs:
-            _seal_entry(os.path.join(top, name), uid, gid)
-    _seal_entry(folder, uid, gid)
+            _seal_entry(os.path.join(top, name), uid, gid, build_uid)
+    _seal_entry(folder, uid, gid, build_uid)
 
 
-def _seal_entry(path, uid, gid):
+def _sealed_mode(st):
+    """The mode a sealed layer gives an entry of ``st`` (folders 0755, files 0444/0555), or None."""
+    if stat.S_ISDIR(st.st_mode):
+        return 0o755
+    if stat.S_ISREG(st.st_mode):
+        return 0o555 if st.st_mode & 0o111 else 0o444
+    return None
+
+
+def _seal_entry(path, uid, gid, build_uid):
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
-        if (st.st_uid, st.st_gid) != (uid, gid):
+        if st.st_uid == build_uid or (st.st_uid, st.st_gid) != (uid, gid) and build_uid is None:
             os.lchown(path, uid, gid)
+        return
+    mode = _sealed_mode(st)
+    if build_uid is not None and st.st_uid != build_uid and not (
+            st.st_uid == uid and (stat.S_IMODE(st.st_mode) == mode or st.st_nlink == 1)):
+        raise BuildFailed(f"the build left {path} linked to a file that is not its own (owner uid {st.st_uid})")
+    if mode is None:   # a FIFO, socket or device has no place in a layer
+        os.unlink(path)
         return
     if (st.st_uid, st.st_gid) != (uid, gid):
         os.lchown(path, uid, gid)
-    if stat.S_ISDIR(st.st_mode):
-        mode = 0o755
-    elif stat.S_ISREG(st.st_mode):
-        mode = 0o555 if st.st_mode & 0o111 else 0o444
-    else:   # a FIFO, socket or device has no place in a layer
-        os.unlink(path)
-        return
     if stat.S_IMODE(st.st_mode) != mode:
         os.chmod(path, mode)
 

@@ -32,7 +32,8 @@ import pytest
 
 from builder.buildusers import MAX_PROCESSES, BuildUsers, build_user_name
 from builder.commands import run_logged
-from builder.layers import _derive
+from builder.failures import BuildFailed
+from builder.layers import _derive, seal
 from builder.pipconfig import read_pip_config
 from builder.pipeline import Workshop
 from builder.worker import Worker
@@ -298,3 +299,25 @@ def test_a_builder_sharing_its_user_still_gives_a_build_no_store_dsn_and_no_new_
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         store.close()
+
+
+def test_a_layer_holding_a_hard_link_to_a_file_not_the_builds_own_is_refused_and_the_file_untouched(area):
+    """Where the kernel lets a user hard-link a file it does not own (``protected_hardlinks`` 0), a
+    build could link the builder's secrets into its layer for the seal to make them 0444. Root makes
+    such a link here (it may, whatever the setting): the seal refuses the layer and changes nothing."""
+    build_uid = pwd.getpwnam("nobody").pw_uid
+    secret = os.path.join(area, "secret")
+    with open(secret, "w") as f:
+        f.write("the builder's")
+    os.chmod(secret, 0o600)
+    layer = os.path.join(area, "layer")
+    os.makedirs(os.path.join(layer, "lib"))
+    with open(os.path.join(layer, "lib", "mine.py"), "w") as f:
+        f.write("MINE = 1\n")
+    subprocess.run(["chown", "-R", f"{build_uid}", layer], check=True)
+    os.link(secret, os.path.join(layer, "lib", "stolen.py"))
+
+    with pytest.raises(BuildFailed, match="not its own"):
+        seal(layer, build_uid)
+    st = os.stat(secret)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, 0), "the seal changed a file outside the layer"
