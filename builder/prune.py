@@ -27,6 +27,7 @@ import re
 import shutil
 import stat
 import subprocess
+import warnings
 
 from builder import archives
 from builder.buildusers import SAFE_PATH
@@ -249,9 +250,12 @@ def _uv(uv, uv_dir, *args):
     if not stat.S_ISDIR(st.st_mode):
         return False
     theirs = st.st_uid != os.getuid()
-    done = subprocess.run([uv, "cache", *args, "--cache-dir", uv_dir], capture_output=True,
-                          stdin=subprocess.DEVNULL, check=False, env=dict(PATH=SAFE_PATH, HOME=uv_dir) if theirs else None,
-                          preexec_fn=(lambda: become(st.st_uid, st.st_gid)) if theirs else None)
+    with warnings.catch_warnings():  # eventlet warns of any fork; the child execs at once
+        warnings.filterwarnings("ignore", message="Using fork", category=DeprecationWarning)
+        done = subprocess.run([uv, "cache", *args, "--cache-dir", uv_dir], capture_output=True,
+                              stdin=subprocess.DEVNULL, check=False,
+                              env=dict(PATH=SAFE_PATH, HOME=uv_dir) if theirs else None,
+                              preexec_fn=(lambda: become(st.st_uid, st.st_gid)) if theirs else None)
     return done.returncode == 0
 
 

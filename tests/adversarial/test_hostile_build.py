@@ -14,6 +14,7 @@ environment shares with its base; and a builder that shares its user with builds
 them no DSN and no_new_privs.
 """
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,10 +33,12 @@ import pytest
 
 from builder.buildusers import MAX_PROCESSES, BuildUsers, build_user_name
 from builder.commands import run_logged
+from builder.engines import find_uv
 from builder.failures import BuildFailed
 from builder.layers import _derive, seal
 from builder.pipconfig import read_pip_config
 from builder.pipeline import Workshop
+from builder.prune import _uv_package_sizes, prune_wheels
 from builder.worker import Worker
 from corral import image_layout
 from corral.source import pack_source
@@ -321,3 +324,39 @@ def test_a_layer_holding_a_hard_link_to_a_file_not_the_builds_own_is_refused_and
         seal(layer, build_uid)
     st = os.stat(secret)
     assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, 0), "the seal changed a file outside the layer"
+
+
+def test_a_build_users_cache_is_pruned_by_that_user_and_builds_again(area):
+    """Each build user's uv cache counts towards the wheel cache's size and is pruned like the
+    builder's, by ``uv cache clean`` run as that user (never root walking a folder it planted):
+    the package goes, and the next build of its app fetches it again."""
+    cache, images = os.path.join(area, "cache"), os.path.join(area, "images")
+    os.makedirs(cache, mode=0o711)
+    store = open_store(f"sqlite:///{area}/corral.db")
+    workshop = Workshop(name="b1", images_dir=images, cache_dir=cache, pip_timeout=300, engine="uv",
+                        index=read_pip_config(), users=BuildUsers(cache))
+    src = os.path.join(area, "src")
+    os.mkdir(src)
+    with open(os.path.join(src, "app.py"), "w") as f:
+        f.write("import six\n")
+    digest, data = pack_source(src)
+    store.put_source(digest, data)
+    try:
+        first = build(store, Worker(store, workshop, layers_base="http://b", stale_after=60), "k1", digest,
+                      ["six==1.16.0"])
+        assert first.state == "succeeded", first.error
+        uv_dir = os.path.join(cache, "builds", build_user_name("hello"), "uv")
+        assert "six" in _uv_package_sizes(uv_dir)[0]
+
+        removed = prune_wheels(dataclasses.replace(workshop, wheel_cache_bytes=1), find_uv())
+        assert f"{build_user_name('hello')}/six" in removed, removed
+        assert "six" not in _uv_package_sizes(uv_dir)[0]
+        assert os.stat(uv_dir).st_uid == pwd.getpwnam(build_user_name("hello")).pw_uid
+
+        elsewhere = dataclasses.replace(workshop, images_dir=os.path.join(area, "images2"))
+        again = build(store, Worker(store, elsewhere, layers_base="http://b", stale_after=60), "k2", digest,
+                      ["six==1.16.0"])
+        assert (again.state, again.cache) == ("succeeded", "miss"), again.error
+        assert "six" in _uv_package_sizes(uv_dir)[0]
+    finally:
+        store.close()
