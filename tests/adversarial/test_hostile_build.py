@@ -120,6 +120,30 @@ def daemon(area):
         store.close()
 
 
+@pytest.fixture
+def in_process(area):
+    """``(store, workshop, digest)``: a builder worked in this process with build users, in ``area``,
+    and the source of an app that imports six."""
+    cache = os.path.join(area, "cache")
+    os.makedirs(cache, mode=0o711)
+    store = open_store(f"sqlite:///{area}/corral.db")
+    workshop = Workshop(name="b1", images_dir=os.path.join(area, "images"), cache_dir=cache, pip_timeout=300,
+                        engine="uv", index=read_pip_config(), users=BuildUsers(cache))
+    yield store, workshop, put_six_source(area, store, "src")
+    store.close()
+
+
+def put_six_source(area, store, name):
+    """The source of an app that imports six, in ``area/name``, stored; its digest."""
+    src = os.path.join(area, name)
+    os.mkdir(src)
+    with open(os.path.join(src, "app.py"), "w") as f:
+        f.write("import six\n")
+    digest, data = pack_source(src)
+    store.put_source(digest, data)
+    return digest
+
+
 def built(store, key, app, digest, requirements):
     store.enqueue_build(key, app, {"source_digest": digest, "requirements": requirements, "python": None})
     def done():   # a succeeded build's layers are recorded once packed
@@ -165,13 +189,7 @@ def reports_in(drop):
 
 def test_a_hostile_build_backend_finds_no_secret_changes_nothing_and_leaves_nothing_running(area, daemon):
     store, dirs, secret, store_dir = daemon
-    victim_src = os.path.join(area, "victim-src")
-    os.mkdir(victim_src)
-    with open(os.path.join(victim_src, "app.py"), "w") as f:
-        f.write("import six\n")
-    digest, data = pack_source(victim_src)
-    store.put_source(digest, data)
-    victim = built(store, "k-victim", "victim", digest, ["six==1.16.0"])
+    victim = built(store, "k-victim", "victim", put_six_source(area, store, "victim-src"), ["six==1.16.0"])
     assert victim.state == "succeeded", victim.error
     victim_env = image_layout.layer_dir(dirs["images"], "env", victim.layers[0]["id"])
     before = tree_digest(victim_env)
@@ -225,52 +243,40 @@ def test_a_hostile_build_backend_finds_no_secret_changes_nothing_and_leaves_noth
     assert victim.layers[0]["id"] != attacker.layers[0]["id"]
 
 
-def test_a_build_cannot_write_through_the_hard_links_a_derived_environment_shares_with_its_base(area):
+def test_a_build_cannot_write_through_the_hard_links_a_derived_environment_shares_with_its_base(area, in_process):
     """A new environment of an app starts as a hard-link copy of its nearest finished one: the copy's
     files are the base's inodes. The build user gets the copy's folders (uv replaces files there)
     but never the files: writing, chmod-ing or truncating any of them fails, and the base stays
     byte for byte what it was. The second build itself succeeds from that base."""
-    cache, images = os.path.join(area, "cache"), os.path.join(area, "images")
-    os.makedirs(cache, mode=0o711)
-    store = open_store(f"sqlite:///{area}/corral.db")
-    workshop = Workshop(name="b1", images_dir=images, cache_dir=cache, pip_timeout=300, engine="uv",
-                        index=read_pip_config(), users=BuildUsers(cache))
+    store, workshop, digest = in_process
+    images = workshop.images_dir
     worker = Worker(store, workshop, layers_base="http://127.0.0.1:7072", stale_after=60)
-    src = os.path.join(area, "src")
-    os.mkdir(src)
-    with open(os.path.join(src, "app.py"), "w") as f:
-        f.write("import six\n")
-    digest, data = pack_source(src)
-    store.put_source(digest, data)
-    try:
-        first = build(store, worker, "k1", digest, ["six==1.16.0"])
-        assert first.state == "succeeded", first.error
-        base = image_layout.layer_dir(images, "env", first.layers[0]["id"])
-        before = tree_digest(base)
+    first = build(store, worker, "k1", digest, ["six==1.16.0"])
+    assert first.state == "succeeded", first.error
+    base = image_layout.layer_dir(images, "env", first.layers[0]["id"])
+    before = tree_digest(base)
 
-        with BuildUsers(cache).session("hello", uuid.uuid4().hex) as box:
-            dest = os.path.join(images, "env", f".tmp-{uuid.uuid4().hex}")
-            _derive(base, dest, log=os.path.join(area, "derive.log"), stopping=lambda: False)
-            box.hand_over(dest, tree=True)
-            script = ('find "$1" -type f | while read -r f; do '
-                      '{ echo x >> "$f"; } 2>/dev/null && echo "WROTE $f"; '
-                      'chmod u+w "$f" 2>/dev/null && echo "CHMOD $f"; '
-                      ': > "$f" 2>/dev/null && echo "TRUNCATED $f"; done; echo DONE')
-            done = run_logged(["sh", "-c", script, "sh", dest], log_path=os.path.join(area, "attack.log"),
-                              timeout=120, box=box)
-            subprocess.run(["rm", "-rf", "--", dest], check=True)
-        assert done.returncode == 0 and "DONE" in done.output, done.output
-        assert [line for line in done.output.splitlines() if line.split(" ")[0] in ("WROTE", "CHMOD", "TRUNCATED")] \
-            == [], "the build user changed a file of the base environment through its hard link"
-        assert tree_digest(base) == before
+    with workshop.users.session("hello", uuid.uuid4().hex) as box:
+        dest = os.path.join(images, "env", f".tmp-{uuid.uuid4().hex}")
+        _derive(base, dest, log=os.path.join(area, "derive.log"), stopping=lambda: False)
+        box.hand_over(dest, tree=True)
+        script = ('find "$1" -type f | while read -r f; do '
+                  '{ echo x >> "$f"; } 2>/dev/null && echo "WROTE $f"; '
+                  'chmod u+w "$f" 2>/dev/null && echo "CHMOD $f"; '
+                  ': > "$f" 2>/dev/null && echo "TRUNCATED $f"; done; echo DONE')
+        done = run_logged(["sh", "-c", script, "sh", dest], log_path=os.path.join(area, "attack.log"),
+                          timeout=120, box=box)
+        subprocess.run(["rm", "-rf", "--", dest], check=True)
+    assert done.returncode == 0 and "DONE" in done.output, done.output
+    assert [line for line in done.output.splitlines() if line.split(" ")[0] in ("WROTE", "CHMOD", "TRUNCATED")] \
+        == [], "the build user changed a file of the base environment through its hard link"
+    assert tree_digest(base) == before
 
-        second = build(store, worker, "k2", digest, ["six==1.16.0", "idna==3.6"])
-        assert second.state == "succeeded", second.error
-        marker = image_layout.read_layer_marker(images, "env", second.layers[0]["id"])
-        assert marker["derived_from"] == first.layers[0]["id"] and marker["by"] == build_user_name("hello")
-        assert tree_digest(base) == before
-    finally:
-        store.close()
+    second = build(store, worker, "k2", digest, ["six==1.16.0", "idna==3.6"])
+    assert second.state == "succeeded", second.error
+    marker = image_layout.read_layer_marker(images, "env", second.layers[0]["id"])
+    assert marker["derived_from"] == first.layers[0]["id"] and marker["by"] == build_user_name("hello")
+    assert tree_digest(base) == before
 
 
 def test_a_builder_sharing_its_user_still_gives_a_build_no_store_dsn_and_no_new_privileges(area, monkeypatch):
@@ -326,37 +332,25 @@ def test_a_layer_holding_a_hard_link_to_a_file_not_the_builds_own_is_refused_and
     assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, 0), "the seal changed a file outside the layer"
 
 
-def test_a_build_users_cache_is_pruned_by_that_user_and_builds_again(area):
+def test_a_build_users_cache_is_pruned_by_that_user_and_builds_again(area, in_process):
     """Each build user's uv cache counts towards the wheel cache's size and is pruned like the
     builder's, by ``uv cache clean`` run as that user (never root walking a folder it planted):
     the package goes, and the next build of its app fetches it again."""
-    cache, images = os.path.join(area, "cache"), os.path.join(area, "images")
-    os.makedirs(cache, mode=0o711)
-    store = open_store(f"sqlite:///{area}/corral.db")
-    workshop = Workshop(name="b1", images_dir=images, cache_dir=cache, pip_timeout=300, engine="uv",
-                        index=read_pip_config(), users=BuildUsers(cache))
-    src = os.path.join(area, "src")
-    os.mkdir(src)
-    with open(os.path.join(src, "app.py"), "w") as f:
-        f.write("import six\n")
-    digest, data = pack_source(src)
-    store.put_source(digest, data)
-    try:
-        first = build(store, Worker(store, workshop, layers_base="http://b", stale_after=60), "k1", digest,
-                      ["six==1.16.0"])
-        assert first.state == "succeeded", first.error
-        uv_dir = os.path.join(cache, "builds", build_user_name("hello"), "uv")
-        assert "six" in _uv_package_sizes(uv_dir)[0]
+    store, workshop, digest = in_process
+    cache = workshop.cache_dir
+    first = build(store, Worker(store, workshop, layers_base="http://b", stale_after=60), "k1", digest,
+                  ["six==1.16.0"])
+    assert first.state == "succeeded", first.error
+    uv_dir = os.path.join(cache, "builds", build_user_name("hello"), "uv")
+    assert "six" in _uv_package_sizes(uv_dir)[0]
 
-        removed = prune_wheels(dataclasses.replace(workshop, wheel_cache_bytes=1), find_uv())
-        assert f"{build_user_name('hello')}/six" in removed, removed
-        assert "six" not in _uv_package_sizes(uv_dir)[0]
-        assert os.stat(uv_dir).st_uid == pwd.getpwnam(build_user_name("hello")).pw_uid
+    removed = prune_wheels(dataclasses.replace(workshop, wheel_cache_bytes=1), find_uv())
+    assert f"{build_user_name('hello')}/six" in removed, removed
+    assert "six" not in _uv_package_sizes(uv_dir)[0]
+    assert os.stat(uv_dir).st_uid == pwd.getpwnam(build_user_name("hello")).pw_uid
 
-        elsewhere = dataclasses.replace(workshop, images_dir=os.path.join(area, "images2"))
-        again = build(store, Worker(store, elsewhere, layers_base="http://b", stale_after=60), "k2", digest,
-                      ["six==1.16.0"])
-        assert (again.state, again.cache) == ("succeeded", "miss"), again.error
-        assert "six" in _uv_package_sizes(uv_dir)[0]
-    finally:
-        store.close()
+    elsewhere = dataclasses.replace(workshop, images_dir=os.path.join(area, "images2"))
+    again = build(store, Worker(store, elsewhere, layers_base="http://b", stale_after=60), "k2", digest,
+                  ["six==1.16.0"])
+    assert (again.state, again.cache) == ("succeeded", "miss"), again.error
+    assert "six" in _uv_package_sizes(uv_dir)[0]
