@@ -327,9 +327,10 @@ def _remove(path):
         subprocess.run(["rm", "-rf", "--", path], check=False)
 
 
-def choose(cache_dir, images_dir, is_root=None):
-    """Who builds run as here: :class:`BuildUsers` when the builder is root and other users can pass the
-    way to its images and cache folders, else :class:`SharedUser` with the reason (one sentence)."""
+def choose(cache_dir, images_dir, tools=(), is_root=None):
+    """Who builds run as here: :class:`BuildUsers` when the builder is root, other users can pass the
+    way to its images and cache folders and run each of ``tools`` (the installer: uv, or the
+    builder's python for pip), else :class:`SharedUser` with the reason (one sentence)."""
     if is_root is None:
         is_root = os.geteuid() == 0
     if not is_root:
@@ -339,4 +340,9 @@ def choose(cache_dir, images_dir, is_root=None):
         if blocked:
             return SharedUser(cache_dir, f"builds run as the builder's own user: {blocked} cannot be passed by"
                                          " other users, so a build user could not reach its folders")
+    for tool in tools:
+        blocked = denied(path_entries(tool), None, None)
+        if blocked:
+            return SharedUser(cache_dir, f"builds run as the builder's own user: {blocked} cannot be passed by"
+                                         f" other users, so a build user could not run {tool}")
     return BuildUsers(cache_dir)

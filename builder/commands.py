@@ -94,12 +94,14 @@ def _start(argv, log, cwd, env, box):
                                     cwd=cwd, env=box.env if env is None else env, start_new_session=True,
                                     close_fds=True, preexec_fn=box.preexec)
     except Exception as exc:
-        # a preexec_fn that raised: the SubprocessError of whichever copy of subprocess forked
+        # a preexec_fn that raised: the SubprocessError of whichever copy of subprocess forked; or the
+        # program that identity may not run (OSError)
         box.after_command()
-        if exc.__class__.__name__ != "SubprocessError":
+        if exc.__class__.__name__ != "SubprocessError" and not isinstance(exc, OSError):
             raise
         who = f"build user {box.name}" if box.separate else "the builder's user with no_new_privs"
-        raise BuildFailed(f"could not run {os.path.basename(argv[0])} as {who}") from None
+        why = f": {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else ""
+        raise BuildFailed(f"could not run {argv[0]} as {who}{why}") from None
 
 
 def _end_session(proc, box):

@@ -9,11 +9,13 @@ The caller calls ``corral.green.patch()`` before importing this module.
 """
 import logging
 import os
+import sys
 
 import eventlet
 import eventlet.tpool
 
 from builder import buildusers
+from builder.engines import find_uv
 from builder.metrics import BuilderMetrics
 from builder.pipconfig import read_pip_config
 from builder.pipeline import Workshop
@@ -58,7 +60,7 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
     hide_process()
     store_dsn = store_dsn_from(store_dsn)
     os.makedirs(images_dir, exist_ok=True)
-    users = _build_users(cache_dir, images_dir)
+    users = _build_users(cache_dir, images_dir, engine)
     stopping = Stop()
     with stopping.catching():
         store = open_store(store_dsn)
@@ -94,12 +96,13 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
             metrics_store.close()
 
 
-def _build_users(cache_dir, images_dir):
+def _build_users(cache_dir, images_dir, engine):
     """Who builds run as (:func:`builder.buildusers.choose`), said once; the cache dir made the
     builder's own (0700), or passable (0711) to reach each build user's folder, its other
     folders (archives, logs, resolutions, work) then 0700 each."""
     private.tighten_dir(cache_dir, private.DIR_MODE)
-    users = buildusers.choose(cache_dir, images_dir)
+    uv = find_uv() if engine in ("uv", "auto") else None
+    users = buildusers.choose(cache_dir, images_dir, tools=[uv] if uv else [sys.executable])
     if users.separate:
         for name in CACHE_FOLDERS:
             private.tighten_dir(os.path.join(cache_dir, name), private.DIR_MODE)

@@ -354,3 +354,15 @@ def test_a_build_users_cache_is_pruned_by_that_user_and_builds_again(area, in_pr
                   ["six==1.16.0"])
     assert (again.state, again.cache) == ("succeeded", "miss"), again.error
     assert "six" in _uv_package_sizes(uv_dir)[0]
+
+
+def test_a_program_the_build_user_may_not_run_fails_the_build_with_a_sentence(area, in_process):
+    _, workshop, _ = in_process
+    hidden = os.path.join(area, "hidden")
+    os.mkdir(hidden, 0o700)
+    tool = os.path.join(hidden, "tool")
+    shutil.copy("/bin/true", tool)
+    with workshop.users.session("hello", uuid.uuid4().hex) as box:
+        with pytest.raises(BuildFailed, match=f"could not run {tool} as build user {box.name}: Permission denied"):
+            run_logged([tool], log_path=os.path.join(area, "tool.log"), timeout=30, box=box)
+        assert box.running == [0]

@@ -1,5 +1,9 @@
 """Who a build runs as, decided purely: the build user's name, its environment, the uids of a process,
 and the ids that keep one app's environment layers from another's."""
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from builder.buildusers import PREFIX, SAFE_PATH, build_environment, build_user_name, choose, uids_of_status
@@ -42,3 +46,21 @@ def test_pip_in_a_build_reads_the_builders_index_settings_and_no_file():
 def test_a_builder_that_is_not_root_shares_its_identity_and_says_why(tmp_path):
     users = choose(str(tmp_path / "cache"), str(tmp_path / "images"), is_root=False)
     assert not users.separate and "not run as root" in users.reason
+
+
+def test_a_root_builder_whose_installer_others_cannot_run_shares_its_identity_and_says_which():
+    root = tempfile.mkdtemp(prefix="corral-choose-", dir="/tmp")
+    try:
+        os.chmod(root, 0o755)
+        hidden = os.path.join(root, "hidden")
+        os.makedirs(os.path.join(hidden, "bin"))
+        open(os.path.join(hidden, "bin", "uv"), "w").close()
+        os.chmod(hidden, 0o700)
+        for name in ("cache", "images"):
+            os.mkdir(os.path.join(root, name))
+        users = choose(os.path.join(root, "cache"), os.path.join(root, "images"),
+                       tools=[os.path.join(hidden, "bin", "uv")], is_root=True)
+        assert not users.separate and hidden in users.reason and "could not run" in users.reason
+        assert choose(os.path.join(root, "cache"), os.path.join(root, "images"), is_root=True).separate
+    finally:
+        shutil.rmtree(root)
