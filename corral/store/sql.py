@@ -39,6 +39,7 @@ from corral.store.schema import (
 )
 
 from corral.store.servicerows import ServiceRows
+from corral.store.tokenrows import TokenRows
 
 LEADER = "leader"
 
@@ -89,7 +90,7 @@ class Cursor:
         return self.raw.rowcount
 
 
-class SQLStore(RunQueries, ServiceRows, Store):
+class SQLStore(RunQueries, ServiceRows, TokenRows, Store):
     """The Store interface in SQL that both SQLite and PostgreSQL accept.
 
     Subclasses set the class attributes below and implement :meth:`_run`,
