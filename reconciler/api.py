@@ -386,7 +386,9 @@ class Api:
             watcher, initial = self.feed.subscribe(kinds)
         except TooManyWatchers as e:
             raise HttpError(503, f"{e}; try again later")
-        return 200, EventStream(self.feed, watcher, initial, self.watch_keepalive)
+        principal = environ.get("corral.principal")
+        return 200, EventStream(self.feed, watcher, initial, self.watch_keepalive,
+                                refusal=lambda: principal and self.credentials.refusal(principal))
 
     # -- the change stream's views (corral/changes.py) -------------------
     def _app_view(self):

@@ -16,7 +16,7 @@ import logging
 import time
 from typing import NamedTuple
 
-from corral.auth import bearer, is_named_token, refusal, role_of, token_hash
+from corral.auth import bearer, is_named_token, refusal as token_refusal, role_of, token_hash
 from corral.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class Principal(NamedTuple):
     name: str
     role: str
     bootstrap: bool = False
+    token_hash: str = ""   # a named token's sha256: what :meth:`Credentials.refusal` looks up again
 
 
 class Refused(Exception):
@@ -79,7 +80,7 @@ class Credentials:
             raise Refused(WRONG)
         self._named_seen = True
         now = self.clock()
-        why = refusal(record, now)
+        why = token_refusal(record, now)
         if why:
             raise Refused(why)
         if record.last_used_at is None or now - record.last_used_at >= TOUCH_EVERY:
@@ -87,4 +88,18 @@ class Credentials:
                 self.store.touch_api_token(record.name, now)
             except StoreError as e:   # the request is still served: its token was checked
                 log.warning("could not record the use of token %s: %s", record.name, e)
-        return Principal(record.name, record.role)
+        return Principal(record.name, record.role, token_hash=record.token_hash)
+
+    def refusal(self, principal):
+        """The sentence ``principal``'s token is refused with now (revoked, expired, its secret rotated, the
+        cluster-key tokens off), else None: what ends an open change stream. None when the store does not
+        answer: the token was good when the stream opened, and the store cannot say otherwise."""
+        try:
+            if principal.bootstrap:
+                return BOOTSTRAP_OFF if self.named_tokens_exist() else None
+            record = self.store.find_api_token(principal.token_hash)
+        except StoreError:
+            return None
+        if record is None:
+            return f"API token {principal.name!r} has a new secret now; ask for it"
+        return token_refusal(record, self.clock())

@@ -17,6 +17,7 @@ from closing a quiet stream and lets the client tell a quiet one from a dead one
 """
 import json
 import logging
+import time
 
 import eventlet
 import eventlet.queue
@@ -41,8 +42,15 @@ def frame(change):
 
 
 SYNCED = b"event: synced\ndata: {}\n\n"
-DROPPED = b"event: dropped\ndata: " + json.dumps(
-    {"error": "the reconciler stopped this watch: it was not read as fast as the changes came"}).encode() + b"\n\n"
+RECHECK = 1.0         # seconds at least between two checks of a stream's token (a revoked one ends it)
+
+
+def ended(sentence):
+    """The last event of a stream the reconciler ends: ``dropped``, with why (the CLI then asks again)."""
+    return b"event: dropped\ndata: " + json.dumps({"error": sentence}).encode() + b"\n\n"
+
+
+DROPPED = ended("the reconciler stopped this watch: it was not read as fast as the changes came")
 
 
 class Watcher:
@@ -134,8 +142,10 @@ class EventStream:
     content_type = "text/event-stream"
     headers = [("Cache-Control", "no-store"), ("X-Accel-Buffering", "no")]
 
-    def __init__(self, feed, watcher, initial, keepalive=KEEPALIVE):
+    def __init__(self, feed, watcher, initial, keepalive=KEEPALIVE, refusal=lambda: None):
         self.feed, self.watcher, self.initial, self.keepalive = feed, watcher, initial, keepalive
+        self.refusal = refusal   # () -> a sentence once the watcher's token is revoked or expired, else None
+        self._checked = time.monotonic()
 
     def __iter__(self):
         yield b"".join(frame(c) for c in self.initial) + SYNCED
@@ -145,6 +155,12 @@ class EventStream:
             try:
                 first = queue.get(timeout=self.keepalive)
             except eventlet.queue.Empty:
+                first = None
+            refused = self._refused()
+            if refused:
+                yield ended(refused)
+                return
+            if first is None:
                 yield b": keepalive\n\n"
                 continue
             batch = [first]
@@ -152,6 +168,13 @@ class EventStream:
                 batch.append(queue.get_nowait())
             yield b"".join(batch)
         yield DROPPED
+
+    def _refused(self):
+        """The token's refusal, asked at most every :data:`RECHECK` seconds (so at each keepalive at the latest)."""
+        if time.monotonic() - self._checked < RECHECK:
+            return None
+        self._checked = time.monotonic()
+        return self.refusal()
 
     def close(self):
         """The client is gone or done (the WSGI server calls this): stop feeding it."""

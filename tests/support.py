@@ -176,22 +176,25 @@ def scratch_schema(base_dsn, prefix="t"):
 
 
 @contextlib.contextmanager
-def fresh_store(backend, folder):
-    """A new, migrated, empty store: ``backend`` "sqlite" (a file in ``folder``) or
-    "postgresql" (a scratch schema on the test run's server; without one, the test
-    needs ``postgresql``: skipped, or failed under CORRAL_REQUIRE). Closed, and the schema dropped, afterwards."""
+def fresh_store_dsn(backend, folder):
+    """The DSN of a new, empty store: ``backend`` "sqlite" (a file in ``folder``) or "postgresql" (a scratch
+    schema on the test run's server, dropped afterwards; without one, the test needs ``postgresql``: skipped,
+    or failed under CORRAL_REQUIRE)."""
     if backend == "sqlite":
-        store = open_store(f"sqlite:///{os.path.join(folder, 'corral.db')}")
-        try:
-            yield store
-        finally:
-            store.close()
+        yield f"sqlite:///{os.path.join(folder, 'corral.db')}"
         return
     try:
         base = postgres_dsn()
     except PostgresUnavailable as e:
         need("postgresql", str(e))
     with scratch_schema(base) as dsn:
+        yield dsn
+
+
+@contextlib.contextmanager
+def fresh_store(backend, folder):
+    """A new, migrated, empty store on :func:`fresh_store_dsn`; closed afterwards."""
+    with fresh_store_dsn(backend, folder) as dsn:
         store = open_store(dsn)
         try:
             yield store

@@ -14,8 +14,7 @@ from corral.auth import api_token, token_hash
 from corral.cli.client import write_config
 from corral.store import open_store
 from tests.integration.test_api_auth import ask, make_token
-from tests.pg import PostgresUnavailable, postgres_dsn
-from tests.support import need, reconciler_process, scratch_schema
+from tests.support import fresh_store_dsn, reconciler_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,14 +40,7 @@ def whoami(port, token):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_dsn(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/shared.db"
-        return
-    try:
-        base = postgres_dsn()
-    except PostgresUnavailable as e:
-        need("postgresql", str(e))
-    with scratch_schema(base) as dsn:
+    with fresh_store_dsn(request.param, str(tmp_path)) as dsn:
         yield dsn
 
 
@@ -163,3 +155,33 @@ def test_up_mints_its_own_named_tokens_and_a_second_up_replaces_them(tmp_path):
         assert store.has_api_tokens()
     finally:
         store.close()
+
+
+def test_an_open_change_stream_ends_soon_after_its_token_is_revoked(tmp_path):
+    """A watch opened before the revocation does not outlive it: the stream ends with a ``dropped`` event
+    saying why within a second or so (it checks its token at each keepalive), and the CLI's reconnection
+    is then refused."""
+    import http.client
+    import time
+    with reconciler_process(tmp_path, name="r-watch", settings={"watch_keepalive": 0.2}) as (port, key):
+        root = make_token(port, api_token(key), "root", "admin")
+        viewer = make_token(port, root, "viewer", "read")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/v1/watch?kinds=apps", headers={"Authorization": f"Bearer {viewer}"})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            while resp.fp.readline() != b"event: synced\n":
+                pass
+            assert ask(port, "POST", "/v1/tokens/viewer/revoke", f"Bearer {root}")[0] == 200
+            revoked = time.monotonic()
+            lines = []
+            while not lines or lines[-1] != b"event: dropped\n":
+                lines.append(resp.fp.readline())
+                assert lines[-1], "the stream ended without saying why"
+            took = time.monotonic() - revoked
+            error = json.loads(resp.fp.readline()[len(b"data: "):])["error"]
+        finally:
+            conn.close()
+        assert error.startswith("API token 'viewer' was revoked at ") and took < 3.0, (error, took)
+        assert whoami(port, viewer)[0] == 401
