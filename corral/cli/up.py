@@ -190,17 +190,20 @@ def mint_tokens(dsn):
     client config, written to the store ``dsn`` before any reconciler starts (each replaces the one of its
     name that an earlier `up` made, whose secret is then refused). So a cluster `up` runs never takes its
     cluster-key tokens, and the config holds no token derived from the bus key."""
-    from corral.store import ApiTokenRecord, open_store
-    store = open_store(dsn)
+    from corral.store import ApiTokenRecord, StoreError, open_store
     try:
-        tokens = {}
-        for role in reversed(ROLES):
-            tokens[role] = new_token()
-            store.add_api_token(ApiTokenRecord(name=f"up-{role}", token_hash=token_hash(tokens[role]), role=role,
-                                               created_at=0.0, created_by=""), actor="corral-up", replace=True)
-        return tokens
-    finally:
-        store.close()
+        store = open_store(dsn)
+        try:
+            tokens = {}
+            for role in reversed(ROLES):
+                tokens[role] = new_token()
+                store.add_api_token(ApiTokenRecord(name=f"up-{role}", token_hash=token_hash(tokens[role]), role=role,
+                                                   created_at=0.0, created_by=""), actor="corral-up", replace=True)
+            return tokens
+        finally:
+            store.close()
+    except StoreError as e:   # its sentence names the store without a password
+        raise ClientError(f"cannot make the client config's API tokens: {e}") from None
 
 
 def up(args):

@@ -185,3 +185,11 @@ def test_an_open_change_stream_ends_soon_after_its_token_is_revoked(tmp_path):
             conn.close()
         assert error.startswith("API token 'viewer' was revoked at ") and took < 3.0, (error, took)
         assert whoami(port, viewer)[0] == 401
+
+
+def test_up_says_in_one_sentence_when_it_cannot_reach_the_store_for_its_tokens():
+    from corral.cli.client import ClientError
+    from corral.cli.up import mint_tokens
+    with pytest.raises(ClientError, match=r"^cannot make the client config's API tokens: store unreachable: ") as caught:
+        mint_tokens("postgresql://corral:sekret@127.0.0.1:1/corral?connect_timeout=1")
+    assert "sekret" not in str(caught.value)
