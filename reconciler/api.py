@@ -136,7 +136,7 @@ class Api:
         if services is not None:
             self.routes += ServiceRoutes(store, services, kick).routes()
         if relay is not None:  # logs and exec (reconciler/session_relay.py)
-            self.routes += StreamRoutes(store, state, relay).routes()
+            self.routes += StreamRoutes(store, state, relay, checker=self.checker).routes()
 
     # -- WSGI plumbing -------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -200,6 +200,10 @@ class Api:
             return 403, {"error": f"a {principal.role} token may not {method} {path}: that needs the {needed} role"}
         environ["corral.principal"], environ["corral.role"] = principal, principal.role
         return None
+
+    def checker(self, environ):
+        """``() -> sentence or None`` for an open stream of this request: whether its token is refused by now."""
+        return self.credentials.checker(environ.get("corral.principal"))
 
     def _metrics_reader(self, header):
         """Whether ``header`` carries the metrics token (which opens ``/metrics`` and nothing else)."""
@@ -386,9 +390,7 @@ class Api:
             watcher, initial = self.feed.subscribe(kinds)
         except TooManyWatchers as e:
             raise HttpError(503, f"{e}; try again later")
-        principal = environ.get("corral.principal")
-        return 200, EventStream(self.feed, watcher, initial, self.watch_keepalive,
-                                refusal=lambda: principal and self.credentials.refusal(principal))
+        return 200, EventStream(self.feed, watcher, initial, self.watch_keepalive, refusal=self.checker(environ))
 
     # -- the change stream's views (corral/changes.py) -------------------
     def _app_view(self):

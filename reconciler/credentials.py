@@ -22,6 +22,7 @@ from corral.store import StoreError
 log = logging.getLogger(__name__)
 
 TOUCH_EVERY = 60.0   # seconds: a token's last use is written at most this often by one reconciler
+RECHECK = 1.0        # seconds at least between two checks of an open stream's token
 WRONG = "missing or wrong API token (see CORRAL_TOKEN or the config corral up wrote)"
 BOOTSTRAP_OFF = ("the cluster-key API tokens are off for good: this cluster has named tokens (`corral token "
                  "list`); use one of them (`corral auth rotate` writes new ones to the client config)")
@@ -90,9 +91,22 @@ class Credentials:
                 log.warning("could not record the use of token %s: %s", record.name, e)
         return Principal(record.name, record.role, token_hash=record.token_hash)
 
+    def checker(self, principal, every=RECHECK):
+        """``() -> sentence or None``: :meth:`refusal` of ``principal``, asked of the store at most every
+        ``every`` seconds (None between): what an open stream calls each time it wakes."""
+        last = [time.monotonic()]
+
+        def check():
+            now = time.monotonic()
+            if principal is None or now - last[0] < every:
+                return None
+            last[0] = now
+            return self.refusal(principal)
+        return check
+
     def refusal(self, principal):
         """The sentence ``principal``'s token is refused with now (revoked, expired, its secret rotated, the
-        cluster-key tokens off), else None: what ends an open change stream. None when the store does not
+        cluster-key tokens off), else None: what ends an open stream (changes, logs, exec). None when the store does not
         answer: the token was good when the stream opened, and the store cannot say otherwise."""
         try:
             if principal.bootstrap:

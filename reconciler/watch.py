@@ -17,7 +17,6 @@ from closing a quiet stream and lets the client tell a quiet one from a dead one
 """
 import json
 import logging
-import time
 
 import eventlet
 import eventlet.queue
@@ -42,9 +41,6 @@ def frame(change):
 
 
 SYNCED = b"event: synced\ndata: {}\n\n"
-RECHECK = 1.0         # seconds at least between two checks of a stream's token (a revoked one ends it)
-
-
 def ended(sentence):
     """The last event of a stream the reconciler ends: ``dropped``, with why (the CLI then asks again)."""
     return b"event: dropped\ndata: " + json.dumps({"error": sentence}).encode() + b"\n\n"
@@ -144,8 +140,7 @@ class EventStream:
 
     def __init__(self, feed, watcher, initial, keepalive=KEEPALIVE, refusal=lambda: None):
         self.feed, self.watcher, self.initial, self.keepalive = feed, watcher, initial, keepalive
-        self.refusal = refusal   # () -> a sentence once the watcher's token is revoked or expired, else None
-        self._checked = time.monotonic()
+        self.refusal = refusal   # () -> a sentence once the watcher's token is refused (Credentials.checker), else None
 
     def __iter__(self):
         yield b"".join(frame(c) for c in self.initial) + SYNCED
@@ -156,7 +151,7 @@ class EventStream:
                 first = queue.get(timeout=self.keepalive)
             except eventlet.queue.Empty:
                 first = None
-            refused = self._refused()
+            refused = self.refusal()
             if refused:
                 yield ended(refused)
                 return
@@ -168,13 +163,6 @@ class EventStream:
                 batch.append(queue.get_nowait())
             yield b"".join(batch)
         yield DROPPED
-
-    def _refused(self):
-        """The token's refusal, asked at most every :data:`RECHECK` seconds (so at each keepalive at the latest)."""
-        if time.monotonic() - self._checked < RECHECK:
-            return None
-        self._checked = time.monotonic()
-        return self.refusal()
 
     def close(self):
         """The client is gone or done (the WSGI server calls this): stop feeding it."""

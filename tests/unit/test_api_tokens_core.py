@@ -44,3 +44,31 @@ def test_refusal_says_revoked_before_expired_and_nothing_for_a_live_token():
     assert refusal(live, 100.0) == "API token 'ci' expired at 1970-01-01T00:01:40Z; ask an admin for a new one"
     gone = ApiTokenRecord(**{**live.__dict__, "revoked_at": 50.0})
     assert refusal(gone, 10.0).startswith("API token 'ci' was revoked at 1970-01-01T00:00:50Z")
+
+
+def test_a_streams_check_asks_the_store_at_most_once_a_second_and_says_why_once_refused(monkeypatch):
+    from reconciler import credentials
+    from reconciler.credentials import Credentials, Principal
+
+    class Store:
+        record = ApiTokenRecord(name="ops", token_hash="h", role="admin", created_at=0.0, created_by="x")
+        asked = 0
+
+        def find_api_token(self, token_hash):
+            Store.asked += 1
+            return self.record if token_hash == "h" else None
+
+    now = [1000.0]
+    monkeypatch.setattr(credentials.time, "monotonic", lambda: now[0])
+    creds = Credentials(Store(), {}, clock=lambda: 50.0)
+    check = creds.checker(Principal("ops", "admin", token_hash="h"))
+    assert check() is None and Store.asked == 0      # within a second of the stream's opening
+    now[0] += 1.0
+    assert check() is None and Store.asked == 1
+    Store.record = ApiTokenRecord(**{**Store.record.__dict__, "revoked_at": 40.0})
+    assert check() is None and Store.asked == 1      # not asked again so soon
+    now[0] += 1.0
+    assert check().startswith("API token 'ops' was revoked at ") and Store.asked == 2
+    rotated = creds.checker(Principal("ops", "admin", token_hash="old"))
+    now[0] += 1.0
+    assert rotated() == "API token 'ops' has a new secret now; ask for it"
