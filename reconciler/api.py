@@ -428,7 +428,8 @@ def role_needed(method, path, query):
     a backup, secret values, exec and a one-off run (both run code of the caller's inside an app),
     restoring an app's data from a backup and anything of tokens (even their list), ``deploy`` for any
     other write (a trigger runs the app's own command)."""
-    if path.startswith(("/v1/exec", "/v1/tokens")) or (method == "POST" and _ONE_OFF.fullmatch(path)) or _ADMIN_WRITES.fullmatch(path):
+    if (path.startswith(("/v1/exec", "/v1/tokens")) or (method == "POST" and _ONE_OFF.fullmatch(path))
+            or _ADMIN_WRITES.fullmatch(path)):
         return "admin"
     if method in ("GET", "HEAD"):
         return "admin" if path in _ADMIN_READS or _show_secrets(query) else "read"

@@ -67,7 +67,8 @@ class Credentials:
         return Principal(f"cluster-key/{role}", role, bootstrap=True)
 
     def named_tokens_exist(self):
-        """Whether the store holds a named token (so the bootstrap tokens are off), as last seen when it does not answer."""
+        """Whether the store holds a named token (so the bootstrap tokens are off); as last seen when the
+        store does not answer."""
         if not self._named_seen:
             try:
                 self._named_seen = self.store.has_api_tokens()

@@ -295,7 +295,8 @@ class StreamRoutes:
         except ValueError:
             raise HttpError(400, "tail must be a whole number and since a number of seconds")
         session = self._open(inst, "logs_open", body, "logs")
-        return 200, Streaming(self.relay, session, session.items(self.checker(environ)), binary=_flag(query.get("bytes")))
+        return 200, Streaming(self.relay, session, session.items(self.checker(environ)),
+                              binary=_flag(query.get("bytes")))
 
     def exec(self, environ, query):
         req = json_body(environ)

@@ -63,7 +63,8 @@ class TokenRoutes:
         principal = environ.get("corral.principal")
         if principal is not None and principal.bootstrap and role != "admin" and not self.store.has_api_tokens():
             raise HttpError(409, "the first named token must be an admin one: once a cluster has a named token, its "
-                                 "cluster-key tokens stop working, this one included (`corral auth rotate` makes all three)")
+                                 "cluster-key tokens stop working, this one included (`corral auth rotate` makes "
+                                 "all three)")
         token = new_token()
         record = ApiTokenRecord(name=name, token_hash=token_hash(token), role=role, created_at=0.0, created_by="",
                                 expires_at=None if expires_in is None else self.clock() + expires_in)

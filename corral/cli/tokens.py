@@ -23,7 +23,8 @@ def add_parser(sub):
                  ["corral token create ci --role deploy --expires 30d", "corral token list",
                   "corral token revoke ci"])
     actions = nested(p, "action", "ACTION")
-    c = add_verb(actions, "create", "make a named token with a role and print it (once: the cluster keeps only its hash)",
+    c = add_verb(actions, "create",
+                 "make a named token with a role and print it (once: the cluster keeps only its hash)",
                  ["corral token create ci --role deploy --expires 30d"])
     c.add_argument("name", help="the token's name (lower case, digits, . _ -); audit events name it")
     c.add_argument("--role", required=True, choices=ROLES,
@@ -85,7 +86,8 @@ def cmd_auth(args, client):
     config = ClientConfig(urls, token, _config_tokens(), builders)
     me = client.get("/v1/whoami")
     if me["role"] != "admin":
-        raise ClientError(f"the client config's token ({me['name']}) is a {me['role']} token: rotating needs an admin one")
+        raise ClientError(f"the client config's token ({me['name']}) is a {me['role']} token: rotating needs "
+                          f"an admin one")
     if me["name"].startswith("cluster-key/"):
         names = _first_named(config, client)
     else:

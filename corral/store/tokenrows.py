@@ -87,8 +87,8 @@ class TokenRows:
                 raise Conflict(f"token {name!r} is revoked: make a new one with `corral token create`")
             cur.execute("UPDATE api_tokens SET token_hash = ?, created_at = ?, created_by = ?, last_used_at = NULL "
                         "WHERE name = ?", (token_hash, now, actor, name))
-            self._add_event(cur, now, "token", name, "Rotated", f"token {name} has a new secret; the old one is refused",
-                            actor)
+            self._add_event(cur, now, "token", name, "Rotated",
+                            f"token {name} has a new secret; the old one is refused", actor)
             return self._token_named(cur, name)
         return self._run(work, write=True)
 

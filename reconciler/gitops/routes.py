@@ -94,7 +94,8 @@ class GitSourceRoutes:
         if rec is None:
             raise HttpError(404, f"gitsource {name!r} not found")
         # The webhook's token starts a sync: shown to a token that may sync (deploy and up), not to a read one.
-        return 200, gitsource_json(rec, webhook_key(self.store) if environ.get("corral.role", "admin") != "read" else None)
+        may_sync = environ.get("corral.role", "admin") != "read"
+        return 200, gitsource_json(rec, webhook_key(self.store) if may_sync else None)
 
     def delete(self, environ, query, name):
         """Remove the source; ``?cascade=true`` deletes its apps too, else they stay, managed by hand."""
