@@ -136,8 +136,11 @@ def _rotate_all(config, client, admin_name):
     the others' rotations); returns their names."""
     names = {}
     for role, token in config.tokens.items():
-        if token and role != "admin":
+        if token and role != "admin" and token != config.token:
             names[role] = Client(config.urls, token).get("/v1/whoami")["name"]
+    if len(set(names.values())) < len(names) or admin_name in names.values():
+        raise ClientError("the client config holds one token under two roles: rotate it with `corral token rotate "
+                          "NAME` and write the config by hand")
     names["admin"] = admin_name
     for role, name in names.items():
         made = client.request("POST", f"/v1/tokens/{name}/rotate")[1]
