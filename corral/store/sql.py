@@ -38,11 +38,12 @@ from corral.store.noderows import NodeRows
 from corral.store.runs import RunQueries
 from corral.store.schema import MIGRATIONS, SCHEMA_VERSION
 from corral.store.servicerows import ServiceRows
+from corral.store.tokenrows import TokenRows
 
 LEADER = "leader"
 
 
-class SQLStore(AppRows, GitSourceRows, BuildRows, NodeRows, EventRows, RunQueries, ServiceRows, Store):
+class SQLStore(AppRows, GitSourceRows, BuildRows, NodeRows, EventRows, RunQueries, ServiceRows, TokenRows, Store):
     """The Store interface in SQL that both SQLite and PostgreSQL accept.
 
     Subclasses set the class attributes below and implement :meth:`_run`,
