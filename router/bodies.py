@@ -26,11 +26,11 @@ class HeadTooSlow(Exception):
     """A client took longer than the header timeout to send its request head (slowloris)."""
 
 
-def send(sock, data, side, timeout):
-    """Send all of ``data`` on ``sock`` within ``timeout`` seconds of no progress."""
+def send(conn, data, side, timeout):
+    """Send all of ``data`` on ``conn`` (a :mod:`router.connections` connection) within ``timeout``
+    seconds of no progress."""
     try:
-        sock.settimeout(timeout)
-        sock.sendall(data)
+        conn.send_all(data, timeout)
     except socket.timeout:
         raise SideError(side, "timeout") from None
     except OSError:
@@ -38,18 +38,17 @@ def send(sock, data, side, timeout):
 
 
 class Reader:
-    """A socket's incoming bytes with a buffer; ``side`` names it in errors."""
+    """A connection's incoming bytes with a buffer; ``side`` names it in errors."""
 
-    __slots__ = ("sock", "buf", "side", "received")
+    __slots__ = ("conn", "buf", "side", "received")
 
-    def __init__(self, sock, side):
-        self.sock, self.side, self.buf, self.received = sock, side, bytearray(), 0
+    def __init__(self, conn, side):
+        self.conn, self.side, self.buf, self.received = conn, side, bytearray(), 0
 
     def fill(self, timeout):
         """Read what is there (waiting at most ``timeout`` seconds) into the buffer."""
         try:
-            self.sock.settimeout(timeout)
-            data = self.sock.recv(PIECE)
+            data = self.conn.recv(PIECE, timeout)
         except socket.timeout:
             raise SideError(self.side, "timeout", self.received > 0) from None
         except OSError:

@@ -30,6 +30,7 @@ import eventlet
 
 from corral.routetable import Table
 from router import balance, http
+from router.connections import connect, wrap
 from router.pool import Pool
 from router.bodies import BACKEND, CLIENT, HeadTooSlow, Reader, SideError, relay_chunked, relay_length, \
     relay_until_close, send
@@ -131,6 +132,7 @@ class Proxy:
         """Serve one client connection until it closes, idles out, or a request ends it;
         ``proto`` (``http``, ``https``) is what ``X-Forwarded-Proto`` says (default: the proxy's)."""
         peer = addr[0] if isinstance(addr, tuple) else "-"
+        sock = wrap(sock)
         client = Reader(sock, CLIENT)
         proto = proto or self.proto
         try:
@@ -227,7 +229,7 @@ class Proxy:
             if conn is None:
                 reused = False
                 try:
-                    conn = self._connect(backend)
+                    conn = connect((backend.address, backend.port), self.timeouts.connect)
                 except OSError:
                     tried.add(backend.id)
                     refused += 1
@@ -249,17 +251,6 @@ class Proxy:
                 self.outstanding[backend.id] -= 1
         raise Failure(502, "Bad Gateway", f"no instance of app {route.app} accepted the request "
                                           f"({refused} refused the connection, {len(route.backends)} ready)")
-
-    def _connect(self, backend):
-        conn = socket.socket(socket.AF_INET6 if ":" in backend.address else socket.AF_INET, socket.SOCK_STREAM)
-        conn.settimeout(self.timeouts.connect)
-        try:
-            conn.connect((backend.address, backend.port))
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            conn.close()
-            raise
-        return conn
 
     def _exchange(self, sock, client, x, backend, conn, may_retry):
         """One attempt on ``conn``. Raises :class:`Retry` when the backend failed before any
@@ -396,23 +387,19 @@ def tunnel(sock, client, conn, idle):
     both stay silent for ``idle`` seconds (an upgraded connection: WebSocket and the like)."""
     def pump(src, dst):
         try:
-            src.settimeout(idle)
             while True:
-                data = src.recv(65536)
+                data = src.recv(65536, idle)
                 if not data:
                     break
-                dst.sendall(data)
+                dst.send_all(data, idle)
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            src.shutdown()
+            dst.shutdown()
     if client.buf:
         try:
-            conn.sendall(bytes(client.buf))
+            conn.send_all(bytes(client.buf), idle)
         except OSError:
             conn.close()
             return
