@@ -63,6 +63,21 @@ class Reader:
         or stayed silent for ``first_timeout`` before sending a byte. After the first byte
         the whole head must come within ``head_timeout`` (else :class:`HeadTooSlow`);
         ``too_big(buf)`` raises when the bytes so far are over the limits."""
+        buf = self.buf
+        if not buf:
+            try:
+                self.fill(first_timeout)
+            except SideError:
+                return None
+        if buf[0] not in b"\r\n":   # the common case: a head that came whole, in one read
+            end = buf.find(b"\r\n\r\n")
+            if end > 0:
+                head = bytes(buf[:end])
+                del buf[:end + 4]
+                return head
+        return self._head_slowly(first_timeout, head_timeout, too_big)
+
+    def _head_slowly(self, first_timeout, head_timeout, too_big):
         try:
             while not self.buf.lstrip(b"\r\n"):
                 self.buf.clear()
@@ -88,6 +103,22 @@ class Reader:
                 if e.kind == "timeout":
                     raise HeadTooSlow() from None
                 raise
+
+    def until_blank_line(self, limit, timeout):
+        """The bytes up to the next blank line (CRLF CRLF), without it: a response head. More than
+        ``limit`` bytes without one is a bad message; a silence of ``timeout`` is a timeout."""
+        buf = self.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            deadline = time.monotonic() + timeout
+            while end < 0:
+                if len(buf) > limit:
+                    raise SideError(self.side, "malformed")
+                self.fill(max(0.001, deadline - time.monotonic()))
+                end = buf.find(b"\r\n\r\n")
+        head = bytes(buf[:end])
+        del buf[:end + 4]
+        return head
 
     def take(self, n, timeout):
         """At most ``n`` bytes (at least one): buffered ones first, else one read."""

@@ -66,7 +66,7 @@ class Retry(Exception):
     """The request may go to another backend (nothing of it reached an app, or it can be sent again)."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Exchange:
     """One request in flight: what the access log and the counters need."""
 
@@ -203,7 +203,7 @@ class Proxy:
         except Failure as e:
             counts[f"{e.status}"] += 1
             return self._answer(sock, x, e.status, e.reason, str(e), close=True)
-        counts[f"{x.status // 100}xx"] += 1
+        counts[_STATUS_CLASS.get(x.status // 100) or f"{x.status // 100}xx"] += 1
         if x.status != 101:   # an upgrade was logged when it began
             self._log(x)
         return keep and not x.close
@@ -220,7 +220,7 @@ class Proxy:
         head = x.head
         replayable = not head.chunked and len(client.buf) >= (head.length or 0)
         replayable = replayable and head.start[0] in http.IDEMPOTENT
-        tried, refused = set(), 0
+        tried, refused = set(), 0   # backends that refused or reset: not tried again
         for _ in range(MAX_ATTEMPTS):
             backend = balance.pick(route.backends, self.outstanding, self.rng, tried)
             if backend is None:
@@ -345,7 +345,7 @@ class Proxy:
         else:
             to_client(head_bytes)
             x.sent = self._relay_response(reader, resp, to_client, chunked_out)
-        tokens = resp.tokens(b"connection")
+        tokens = resp.connection
         reusable = not until_close and not reader.buf and b"close" not in tokens and \
             (resp.version == "HTTP/1.1" or b"keep-alive" in tokens)
         if reusable:
@@ -370,16 +370,12 @@ class Proxy:
 
 def _read_response_head(reader, timeout):
     """The raw head of the backend's next answer; a silence of ``timeout`` is a timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        end = reader.buf.find(b"\r\n\r\n")
-        if end >= 0:
-            raw = bytes(reader.buf[:end])
-            del reader.buf[:end + 4]
-            return raw
-        if len(reader.buf) > 65536:
-            raise Failure(502, "Bad Gateway", "the instance's answer head is larger than 64 KiB")
-        reader.fill(max(0.001, deadline - time.monotonic()))
+    try:
+        return reader.until_blank_line(65536, timeout)
+    except SideError as e:
+        if e.kind == "malformed":
+            raise Failure(502, "Bad Gateway", "the instance's answer head is larger than 64 KiB") from None
+        raise
 
 
 def tunnel(sock, client, conn, idle):
@@ -410,5 +406,6 @@ def tunnel(sock, client, conn, idle):
     conn.close()
 
 
+_STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 _REASONS = {400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout", 414: "URI Too Long",
             431: "Request Header Fields Too Large", 501: "Not Implemented", 505: "HTTP Version Not Supported"}
