@@ -19,8 +19,9 @@ A :class:`Conn` instead
 - writes on the OS socket, waiting (eventlet's ``trampoline``) only when the
   kernel has no room, which on a loopback or a LAN is rare.
 
-A Conn must be closed with :meth:`Conn.close` (the hub holds it while it is
-registered). A TLS socket (which buffers inside OpenSSL, where ``epoll`` cannot
+One green thread reads a Conn at a time (another may write it meanwhile, as
+an upgraded connection's two pumps do). A Conn must be closed with
+:meth:`Conn.close` (the hub holds it while it is registered). A TLS socket (which buffers inside OpenSSL, where ``epoll`` cannot
 see) is served by :class:`GreenConn`, the same methods over eventlet's socket.
 """
 import socket
@@ -30,7 +31,7 @@ import greenlet
 from eventlet import hubs
 from eventlet.greenio import GreenSocket
 
-READY, TIMED_OUT = object(), object()
+READY, TIMED_OUT, CLOSED = object(), object(), object()
 
 
 class Conn:
@@ -79,6 +80,8 @@ class Conn:
             self._waiter = None
         if woke is TIMED_OUT:
             raise socket.timeout("timed out")
+        if woke is CLOSED:
+            raise OSError("the connection was closed while waiting")
 
     def _wake(self, _fileno):
         """The hub says the socket is readable: wake its reader, else stop listening (nobody
@@ -163,7 +166,8 @@ class Conn:
         self.raw.setsockopt(*args)
 
     def close(self):
-        """Stop listening, cancel the timer, close the socket; twice is harmless."""
+        """Stop listening, cancel the timer, close the socket; twice is harmless. A green thread
+        that waits to read it (another one than the caller) is woken with an error."""
         if self.closed:
             return
         self.closed = True
@@ -171,6 +175,9 @@ class Conn:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and waiter is not greenlet.getcurrent():
+            self._hub.schedule_call_global(0, waiter.switch, CLOSED)
         self.green.close()
 
 
