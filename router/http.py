@@ -32,6 +32,12 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
 # Headers the router sets itself (a client's copy is dropped unless it is a trusted proxy).
 FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id",
                         b"forwarded", b"x-real-ip"})
+# What backend_head leaves out of a client's headers (a trusted proxy's forwarding headers are
+# kept, but for the two the router always sets), and client_head out of a backend's.
+_NOT_FORWARDED = HOP_BY_HOP | {b"expect"} | FORWARDING
+_NOT_FORWARDED_TRUSTED = HOP_BY_HOP | {b"expect", b"x-forwarded-for", b"x-request-id"}
+_NOT_ANSWERED_CHUNKED = HOP_BY_HOP | {b"content-length"}
+_NOT_ANSWERED_SWITCHING = HOP_BY_HOP - {b"connection", b"upgrade"}
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"})   # known tokens
 
@@ -261,15 +267,15 @@ def backend_head(head, target, *, host_header, peer, proto, rid, trusted, upgrad
     is re-framed: ``Transfer-Encoding: chunked`` when ``body_chunked``), forwarding headers
     set (a client's kept only when ``trusted``), ``Upgrade`` kept when switching protocols."""
     method = head.start[0]
-    out = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
     drop_forwarding = not trusted
-    named = head.connection   # headers the client calls hop-by-hop are not passed on either
+    # Headers the client calls hop-by-hop (its Connection tokens) are not passed on either.
+    drop = _NOT_FORWARDED if drop_forwarding else _NOT_FORWARDED_TRUSTED
+    if head.connection:
+        drop = drop | head.connection
+    out = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
     for lower, name, value in head.headers:
-        if lower in HOP_BY_HOP or lower == b"expect" or lower in named:
-            continue
-        if lower in FORWARDING and (drop_forwarding or lower in (b"x-forwarded-for", b"x-request-id")):
-            continue
-        out.append(name + b": " + value + b"\r\n")
+        if lower not in drop:
+            out.append(name + b": " + value + b"\r\n")
     xff = forwarded_for(head, peer, trusted)
     out.append(f"X-Forwarded-For: {xff}\r\nX-Request-Id: {rid}\r\n".encode("latin-1"))
     if drop_forwarding or head.get(b"x-forwarded-proto") is None:
@@ -289,14 +295,12 @@ def client_head(head, *, chunked, close, rid):
     without hop-by-hop ones, its framing (``chunked``: re-chunked), ``Connection: close`` when
     the router will close, and the request's id."""
     status, reason = head.start
-    out = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
     switching = status == 101
+    drop = _NOT_ANSWERED_SWITCHING if switching else _NOT_ANSWERED_CHUNKED if chunked else HOP_BY_HOP
+    out = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
     for lower, name, value in head.headers:
-        if lower in HOP_BY_HOP and not (switching and lower in (b"connection", b"upgrade")):
-            continue
-        if lower == b"content-length" and chunked:
-            continue
-        out.append(name + b": " + value + b"\r\n")
+        if lower not in drop:
+            out.append(name + b": " + value + b"\r\n")
     if chunked:
         out.append(b"Transfer-Encoding: chunked\r\n")
     if close and not switching:
