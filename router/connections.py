@@ -34,7 +34,24 @@ from eventlet.greenio import GreenSocket
 READY, TIMED_OUT, CLOSED = object(), object(), object()
 
 
-class Conn:
+class _Socket:
+    """What both kinds of connection do the same way, on their eventlet socket ``green``."""
+
+    __slots__ = ()
+
+    def shutdown(self):
+        """Shut both directions (wakes the connection's reader with an end), ignoring a socket
+        already gone."""
+        try:
+            self.green.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def setsockopt(self, *args):
+        self.green.setsockopt(*args)
+
+
+class Conn(_Socket):
     """A connected TCP socket of the router. ``green`` is the eventlet socket that owns the
     descriptor (kept so that the descriptor lives as long as this); ``raw`` the OS socket
     under it, non-blocking."""
@@ -154,17 +171,6 @@ class Conn:
 
     # -- the rest -------------------------------------------------------------------------------
 
-    def shutdown(self):
-        """Shut both directions (wakes this connection's reader with an end), ignoring a socket
-        already gone."""
-        try:
-            self.raw.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def setsockopt(self, *args):
-        self.raw.setsockopt(*args)
-
     def close(self):
         """Stop listening, cancel the timer, close the socket; twice is harmless. A green thread
         that waits to read it (another one than the caller) is woken with an error."""
@@ -181,7 +187,7 @@ class Conn:
         self.green.close()
 
 
-class GreenConn:
+class GreenConn(_Socket):
     """The methods of :class:`Conn` over an eventlet socket of any kind (a TLS one)."""
 
     __slots__ = ("green", "closed")
@@ -198,16 +204,6 @@ class GreenConn:
         """As :meth:`Conn.send_all`."""
         self.green.settimeout(timeout)
         self.green.sendall(data)
-
-    def shutdown(self):
-        """As :meth:`Conn.shutdown`."""
-        try:
-            self.green.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def setsockopt(self, *args):
-        self.green.setsockopt(*args)
 
     def close(self):
         """As :meth:`Conn.close`."""

@@ -16,14 +16,11 @@ ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n
 
 def hostile(conn):
     """Serve one connection: the request path says how to misbehave."""
-    with conn:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        path = data.split(b" ", 2)[1]
+    with conn, conn.makefile("rb") as rfile:
+        request_line = rfile.readline()
+        while rfile.readline() not in (b"\r\n", b""):   # the rest of the head: read, unused
+            pass
+        path = request_line.split(b" ")[1] if request_line.count(b" ") == 2 else b""
         if path == b"/dribble":
             for i in range(len(ANSWER)):
                 conn.sendall(ANSWER[i:i + 1])
