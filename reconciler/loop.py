@@ -135,7 +135,7 @@ class Controller:
         if self.waiting_for_reports(desired, now):
             return SyncResult(deferred=True)
         full = ALL in keys
-        records = self.store.list_apps()
+        records = self.store.list_apps() if full else self.store.list_apps(names=keys)
         wanted = {r.name for r in records} | {r.app for r in desired} if full else set(keys)
         builds = {b.key: b for b in self.store.list_build_states()}
         prepared, failed = self._prepare_all([r for r in records if r.name in wanted], builds, now)

@@ -11,6 +11,8 @@ from corral.store.cursor import ROWS_A_STATEMENT, Cursor
 from corral.store.schema import APP_COLUMNS, GITSOURCE_COLUMNS, app_from_row, canonical_json
 
 
+NAMES_A_STATEMENT = 500   # names of one IN (...) list: well within SQLite's bound on a statement's variables
+
 class AppRows:
     """The queries of apps and their revisions (mixed into :class:`corral.store.sql.SQLStore`)."""
 
@@ -107,11 +109,18 @@ class AppRows:
             return app_from_row(row) if row else None
         return self._run(work, write=False)
 
-    def list_apps(self) -> list:
-        """All apps, those being deleted included, sorted by name."""
+    def list_apps(self, names=None) -> list:
+        """All apps, those being deleted included, sorted by name; only those of ``names`` when given."""
         def work(cur):
-            cur.execute(f"SELECT {APP_COLUMNS} FROM apps ORDER BY name")
-            return [app_from_row(row) for row in cur.fetchall()]
+            if names is None:
+                cur.execute(f"SELECT {APP_COLUMNS} FROM apps ORDER BY name")
+                return [app_from_row(row) for row in cur.fetchall()]
+            wanted, found = sorted(set(names)), []
+            for i in range(0, len(wanted), NAMES_A_STATEMENT):
+                chunk = wanted[i:i + NAMES_A_STATEMENT]
+                cur.execute(f"SELECT {APP_COLUMNS} FROM apps WHERE name IN ({', '.join('?' * len(chunk))})", chunk)
+                found.extend(app_from_row(row) for row in cur.fetchall())
+            return sorted(found, key=lambda a: a.name)
         return self._run(work, write=False)
 
     def _check_refusal(self, cur: Cursor, refuse) -> None:

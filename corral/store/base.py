@@ -322,8 +322,9 @@ class Store(abc.ABC):
         """The app, or None."""
 
     @abc.abstractmethod
-    def list_apps(self) -> list:
-        """All apps (including those being deleted), sorted by name."""
+    def list_apps(self, names=None) -> list:
+        """All apps (including those being deleted), sorted by name; only those named in ``names``
+        (an iterable) when given: a sync of a few apps reads those, not thousands."""
 
     @abc.abstractmethod
     def mark_app_deleting(self, name: str, actor: str) -> bool:
