@@ -176,6 +176,16 @@ MIGRATIONS = [
                       OR (o.created_at = service_backups.created_at AND o.id < service_backups.id)))""",
         "CREATE UNIQUE INDEX service_backups_slot ON service_backups (app, service, slot)",
     ],
+    [  # layer access (builder/web.py): the keys layer URLs are signed with, and the builders that serve layers
+        """CREATE TABLE layer_keys (
+            generation BIGINT PRIMARY KEY,
+            secret TEXT NOT NULL,
+            created_at {real} NOT NULL)""",
+        """CREATE TABLE builders (
+            name TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            seen_at {real} NOT NULL)""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
