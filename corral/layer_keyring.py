@@ -7,11 +7,17 @@ and sooner (but not more than once every ``retry`` seconds, so a flood of bad
 credentials cannot flood the store) when a builder meets a signature that no
 key it holds explains: a key rotated a moment ago is then seen at once.
 """
+import logging
 import time
+
+from corral.store.base import StoreError
+
+log = logging.getLogger("corral.layers")
 
 
 class LayerKeyRing:
-    """The store's newest layer keys, cached. ``store`` has ``layer_keys()``."""
+    """The store's newest layer keys, cached. ``store`` has ``layer_keys()``. While the store
+    cannot be read, the keys held are kept (StoreError only when none are held yet)."""
 
     def __init__(self, store, refresh=60.0, retry=5.0, clock=time.monotonic):
         self.store = store
@@ -24,7 +30,12 @@ class LayerKeyRing:
     def _read(self, due):
         now = self.clock()
         if self._read_at is None or now - self._read_at >= due:
-            self._keys = list(self.store.layer_keys())
+            try:
+                self._keys = list(self.store.layer_keys())
+            except StoreError as exc:
+                if not self._keys:
+                    raise
+                log.warning("the layer keys could not be read again (the ones held are kept): %s", exc)
             self._read_at = now
         return self._keys
 

@@ -121,3 +121,19 @@ def test_the_key_ring_reads_the_store_at_most_every_refresh_and_after_a_miss_eve
     assert ring.checking(missed=True) == [OTHER, KEY] and store.reads == 2
     now[0] = 70.0
     assert ring.signing() == OTHER and store.reads == 3
+
+
+def test_the_key_ring_keeps_its_keys_while_the_store_is_away():
+    from corral.store import StoreError
+
+    store, now = CountingStore(), [0.0]
+    ring = LayerKeyRing(store, refresh=60, retry=5, clock=lambda: now[0])
+    assert ring.checking() == [KEY]
+
+    def gone():
+        raise StoreError("the store is away")
+    store.layer_keys = gone
+    now[0] = 100.0
+    assert ring.checking(missed=True) == [KEY] and ring.signing() == KEY
+    with pytest.raises(StoreError):
+        LayerKeyRing(store).signing()
