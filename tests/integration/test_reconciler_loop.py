@@ -4,6 +4,7 @@ before deciding; a drain moves instances off within maxUnavailable; a failed
 app is retried alone."""
 import pytest
 
+from corral import layer_access
 from corral.settings import Timings
 from corral.store import Fenced
 from corral.store.base import DesiredInstance
@@ -158,6 +159,82 @@ def test_a_resync_sends_assignments_only_to_nodes_out_of_step(store):
     ctl.sync(epoch, [ALL])
     assert {node: [i["id"] for i in body["instances"]] for node, body, _ in bus.sent} == {
         missed: [rows[missed]], idle: []}
+
+
+def with_layers_on(store, base):
+    """Give the app's build layers recorded by the builder at ``base``, as a builder does."""
+    build = store.list_builds("hello")[0]
+    store.set_build_layers(build.id, [{"kind": kind, "id": "sha256:" + c * 64, "sha256": c * 64, "size": 10,
+                                       "url": f"{base}/layers/{kind}/{c * 64}.tar"} for kind, c in (("env", "e"), ("code", "c"))])
+
+
+def test_each_node_is_sent_layer_urls_signed_for_it_on_every_live_builder(store):
+    """The URL the builder recorded is signed for each node apart (a 0.1.0 agent uses it as it is); the
+    layer is offered on every live builder too, the one that built it first; a credential is good only
+    for its node and layer."""
+    built_app(store)
+    with_layers_on(store, "http://b1:7072")
+    store.builder_seen("b1", "http://b1:7072")
+    store.builder_seen("b2", "http://b2:7072")
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    ctl, bus, _, clock = controller(store)
+    ctl.sync(epoch, [ALL])
+    keys = [k for _, k in store.layer_keys()]
+    sent = {node: body["instances"] for node, body, _ in bus.sent if body["instances"]}
+    assert len(sent) == 2
+    for node, instances in sent.items():
+        for layer in instances[0]["artifact"]["layers"]:
+            hexid = layer["id"][7:]
+            assert layer["url"] == layer["urls"][0]
+            assert [u.split("?")[0] for u in layer["urls"]] == [f"http://{b}:7072/layers/{layer['kind']}/{hexid}.tar"
+                                                               for b in ("b1", "b2")]
+            for url in layer["urls"]:
+                query = url.split("?")[1]
+                assert layer_access.check(query, layer["kind"], hexid, keys, clock.t) is None
+                other = ({"n1", "n2", "n3"} - {node}).pop()
+                assert layer_access.check(query.replace(f"node={node}", f"node={other}"), layer["kind"], hexid,
+                                          keys, clock.t)[0] == 403
+
+
+def test_an_agent_before_0_2_is_sent_one_url_it_knows_how_to_read(store):
+    """One URL, on a live builder (here not the silent one that built it), signed for it."""
+    built_app(store)
+    with_layers_on(store, "http://b1:7072")
+    store.builder_seen("b2", "http://b2:7072")
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    ctl, bus, observed, clock = controller(store, reports=())
+    for n in ("n1", "n2"):
+        observed.record(report(n, version="0.1.0"), clock.t)
+    ctl.sync(epoch, [ALL])
+    layers = [layer for _, body, _ in bus.sent for i in body["instances"] for layer in i["artifact"]["layers"]]
+    assert layers and all(set(layer) == {"kind", "id", "url", "sha256", "size"} for layer in layers)
+    assert all(layer["url"].startswith("http://b2:7072/layers/") and "&sig=" in layer["url"] for layer in layers)
+
+
+def test_layer_urls_are_signed_anew_before_they_run_out(store):
+    """A converged node is sent nothing, until the URLs it holds have half their time or less to run:
+    then it gets its assignment again with URLs that run longer (a node with no instance is not)."""
+    epoch, ctl, bus, observed, clock, rows = converged(store)
+    with_layers_on(store, "http://b1:7072")
+    ttl = ctl.timings.layer_url_ttl
+    first = layer_access.expiry(clock.t, ttl)
+    bus.sent.clear()
+    clock.t = first - ttl / 2 - 1
+    for n in ("n1", "n2", "n3"):
+        observed.record(report(n, [rows[n]] if n in rows else [], epoch_seen=epoch), clock.t)
+    ctl.sync(epoch, [ALL])
+    assert bus.sent == []
+    clock.t = first - ttl / 2
+    for n in ("n1", "n2", "n3"):
+        observed.record(report(n, [rows[n]] if n in rows else [], epoch_seen=epoch), clock.t)
+    ctl.sync(epoch, [ALL])
+    assert sorted(node for node, _, _ in bus.sent) == sorted(rows)
+    for node, body, _ in bus.sent:
+        exp = int(body["instances"][0]["artifact"]["layers"][0]["url"].split("exp=")[1].split("&")[0])
+        assert exp > first and exp - clock.t > ttl / 2
+    bus.sent.clear()
+    ctl.sync(epoch, [ALL])
+    assert bus.sent == []
 
 
 def test_the_desired_table_and_events_take_batches_of_hundreds_of_rows(store):
