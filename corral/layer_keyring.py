@@ -43,6 +43,10 @@ class LayerKeyRing:
         """The newest key (bytes): what a leader signs with. StoreError when the store cannot say."""
         return self._read(self.refresh)[0][1]
 
+    def generation(self):
+        """The newest key's generation (a rotation makes it grow). StoreError when the store cannot say."""
+        return self._read(self.refresh)[0][0]
+
     def checking(self, missed=False):
         """The keys a signature may be made with (bytes, newest first); ``missed``: the last check
         failed with the keys held, so read them again if ``retry`` seconds have passed."""

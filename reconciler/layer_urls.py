@@ -28,6 +28,7 @@ class Signer:
     key: bytes
     exp: int
     builders: list
+    generation: int = 1
     _bases: dict = dataclasses.field(default_factory=dict)     # recorded base -> bases to offer
     _done: dict = dataclasses.field(default_factory=dict)      # (node, image, mirrors) -> artifact
 
@@ -63,8 +64,13 @@ class LayerUrls:
             builders = [(b.name, b.url, b.age) for b in self.store.list_builders()]
         except StoreError:
             builders = []
-        return Signer(key=self.keys.signing(), exp=layer_access.expiry(now, self.ttl), builders=builders)
+        return Signer(key=self.keys.signing(), exp=layer_access.expiry(now, self.ttl), builders=builders,
+                      generation=self.keys.generation())
 
-    def renewal_due(self, exp_sent, now):
-        """Whether URLs sent expiring at ``exp_sent`` are to be sent again, signed anew."""
-        return layer_access.renewal_due(exp_sent, now, self.ttl)
+    def renewal_due(self, sent, now):
+        """Whether the layer URLs ``sent`` (``(expiry, key generation)``, or None) are to be sent again,
+        signed anew: half their time or less left, or signed with a key older than the newest (after
+        a rotation, so that a second one does not leave any node holding URLs no builder accepts)."""
+        if sent is None:
+            return False
+        return layer_access.renewal_due(sent[0], now, self.ttl) or sent[1] != self.keys.generation()

@@ -103,7 +103,7 @@ class Controller:
         self._node_written = {}  # node -> (facts, when) last written to the store
         self._unplaced_said = {}  # (app, process) -> reason last recorded as an event
         self._apps_on_node = {}  # node -> app names with desired rows there (after the last sync)
-        self._sent = {}  # node -> (epoch, instance ids, when, layer URLs' expiry) of the last assignment sent to it
+        self._sent = {}  # node -> (epoch, ids, when, (layer URLs' expiry, key generation)) of the last assignment sent
         self._replaced = {}  # node -> ids dropped while it was lost, until its reports no longer hold them
 
     def apps_on_node(self, node):
@@ -278,7 +278,7 @@ class Controller:
         is named in ``only`` (None: every node), its last report is out of step with it
         (:func:`out_of_step`) and the same assignment was not sent within the heartbeat
         timeout (:func:`resend_due`), or the layer URLs last sent to it have half their time
-        or less to run: so a lost message is made good by a later pass, an agent retrying a
+        or less to run or were signed with a key since rotated: so a lost message is made good by a later pass, an agent retrying a
         fetch holds a URL that is good, while neither an idle cluster nor agents still starting
         what they were sent are sent their assignments again on every pass (1,000 nodes: 1,000
         messages a pass). Each node's layer URLs are signed for it (:mod:`reconciler.layer_urls`)."""
@@ -305,7 +305,7 @@ class Controller:
             if replaced and not versions.older_than(agent_version(reports.get(node)), REPLACED_SINCE):
                 body["replaced"] = replaced
             self.bus.send(node.encode(), "assign", body, epoch)
-            self._sent[node] = (epoch, ids, now, signer.exp if held else None)
+            self._sent[node] = (epoch, ids, now, (signer.exp, signer.generation) if held else None)
 
     def _still_replaced(self, node, report):
         """The ids dropped while ``node`` was lost that its last report still holds (sorted); the

@@ -287,3 +287,22 @@ def test_a_node_back_from_lost_is_told_which_of_its_instances_were_replaced(stor
     ctl.sync(epoch, [ALL])
     [(node, body, _)] = [s for s in bus.sent if s[0] == gone]
     assert "replaced" not in body
+
+
+def test_a_rotated_key_has_every_node_sent_urls_signed_with_it(store):
+    """After a rotation, once the leader reads the new key, each node with instances is sent its URLs
+    signed anew (so a second rotation leaves no node holding URLs no builder accepts)."""
+    epoch, ctl, bus, observed, clock, rows = converged(store)
+    with_layers_on(store, "http://b1:7072")
+    bus.sent.clear()
+    store.rotate_layer_key()
+    ctl.layer_urls.keys._read_at = None   # the leader's next read of the keys (at most a minute later)
+    ctl.sync(epoch, [ALL])
+    assert sorted(node for node, _, _ in bus.sent) == sorted(rows)
+    newest = store.layer_keys()[0][1]
+    for _, body, _ in bus.sent:
+        layer = body["instances"][0]["artifact"]["layers"][0]
+        assert layer_access.check(layer["url"].split("?")[1], layer["kind"], layer["id"][7:], [newest], clock.t) is None
+    bus.sent.clear()
+    ctl.sync(epoch, [ALL])
+    assert bus.sent == []

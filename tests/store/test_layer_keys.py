@@ -37,3 +37,26 @@ def test_builders_say_where_they_serve_and_how_long_ago(store):
     got = store.list_builders()
     assert [(b.name, b.url) for b in got] == [("b1", "http://10.0.0.3:7072"), ("b2", "http://build2:7072")]
     assert all(0 <= b.age < 5 for b in got)
+
+
+def test_corral_rotate_layer_key_adds_a_key_to_the_store(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from corral.store import open_store
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    dsn = f"sqlite:///{tmp_path / 'corral.db'}"
+    store = open_store(dsn)
+    try:
+        first = store.layer_keys()
+        done = subprocess.run([sys.executable, "-m", "corral", "rotate-layer-key"], cwd=root, capture_output=True,
+                              text=True, env=dict(os.environ, CORRAL_STORE=dsn), timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "generation 2 made" in done.stdout and "generation 1 stay good" in done.stdout
+        assert [g for g, _ in store.layer_keys()] == [2, 1] and store.layer_keys()[1] == first[0]
+        gone = subprocess.run([sys.executable, "-m", "corral", "rotate-layer-key"], cwd=root, capture_output=True,
+                              text=True, env={k: v for k, v in os.environ.items() if k != "CORRAL_STORE"}, timeout=60)
+        assert gone.returncode != 0 and gone.stderr.startswith("error: no store") and gone.stderr.count("\n") == 1
+    finally:
+        store.close()
