@@ -27,7 +27,6 @@ malformed, for another layer or node, signed with a key that is not one of
 the newest two, or expired, 403. The signature is compared in constant time
 (``hmac.compare_digest``) against every key accepted.
 """
-import hashlib
 import hmac
 import re
 import urllib.parse
@@ -43,7 +42,7 @@ _NODE_MAX = 253
 def sign(key, kind, hexid, node, exp):
     """The hex HMAC-SHA256 of ``kind|hexid|node|exp`` under ``key`` (bytes)."""
     message = f"{kind}|{hexid}|{node}|{int(exp)}".encode("utf-8")
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return hmac.digest(key, message, "sha256").hex()
 
 
 def expiry(now, ttl):
@@ -90,8 +89,10 @@ def layer_bases(recorded, builders, stale_after, limit=4):
 
 def signed_url(base, kind, hexid, node, exp, key):
     """The URL of layer ``kind``/``hexid`` on the builder at ``base``, good for ``node`` until ``exp``."""
-    query = urllib.parse.urlencode({"node": node, "exp": int(exp), "sig": sign(key, kind, hexid, node, exp)})
-    return f"{base}/layers/{kind}/{hexid}.tar?{query}"
+    # Not urlencode: three fields of known form, and it was three quarters of the time of signing
+    # every node's URLs at once (a leader taking over: 40,000 URLs).
+    return (f"{base}/layers/{kind}/{hexid}.tar?node={urllib.parse.quote(node, safe='')}&exp={int(exp)}"
+            f"&sig={sign(key, kind, hexid, node, exp)}")
 
 
 def signed_layer(layer, node, exp, key, bases, mirrors=True):
