@@ -15,6 +15,7 @@ corral.green.patch()
 
 import io  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -30,7 +31,8 @@ from corral.store import open_store  # noqa: E402
 from reconciler.layer_urls import LayerUrls  # noqa: E402
 from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
     HTTP_SERVER, NODE, agent, build_image_archive, key_file, reconciler, running, wait_for)
-from tests.support import free_port  # noqa: E402
+from nodeagent.pull import ImageCache, ImageError  # noqa: E402
+from tests.support import free_port, serve_bytes  # noqa: E402
 
 ARCHIVES = build_image_archive()
 ENV_ID, CODE_ID, OTHER_CODE_ID = "sha256:" + "2" * 64, "sha256:" + "3" * 64, "sha256:" + "4" * 64
@@ -244,3 +246,58 @@ def test_a_layer_is_fetched_from_the_second_builder_when_the_first_is_stopped(ag
                         "spec": spec, "artifact": artifact}], epoch=1)
     wait_for("the instance running from the second builder's layers", lambda: running(reconciler, "hello-web-3"))
     assert image_layout.read_layer_marker(str(handle.images_dir), "code", CODE_ID)["source"] == "agent"
+
+
+def test_a_hostile_first_url_does_not_weaken_the_checks(agent, reconciler, builders):
+    """A layer's first URLs lead to a server serving other bytes of the same length, then one longer than the
+    assignment's size, then a dead port: each is refused by the same checks, and the real builder, last,
+    gives the layer; nothing of the hostile bodies is left on disk."""
+    artifact = builders.assigned(NODE)
+    hostile = {}
+    for layer in artifact["layers"]:
+        path = f"layers/{layer['kind']}/{layer['id'][7:]}.tar"
+        hostile[path] = bytes(layer["size"])                      # zeros: the size, not the digest
+        hostile["long/" + path] = bytes(layer["size"] + 4096)       # past the size
+    hits = []
+    server = serve_bytes(hostile, hits)
+    try:
+        for layer in artifact["layers"]:
+            path = f"layers/{layer['kind']}/{layer['id'][7:]}.tar"
+            layer["urls"] = [f"{server.url}/{path}", f"{server.url}/long/{path}",
+                             f"http://127.0.0.1:{free_port()}/{path}"] + layer["urls"]
+            layer["url"] = layer["urls"][0]
+        handle = agent()
+        spec = {"command": HTTP_SERVER, "env": {}, "port": True, "restart": "always", "drainPeriod": 0,
+                "stopGracePeriod": 5.0, "health": None}
+        reconciler.assign([{"id": "hello-web-4", "app": "hello", "process": "web", "revision": "1", "image": IMAGE,
+                            "spec": spec, "artifact": artifact}], epoch=1)
+        wait_for("the instance running from the real builder's layers", lambda: running(reconciler, "hello-web-4"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(hits) == 4, hits   # both hostile bodies asked for, for each layer
+    code = image_layout.layer_dir(str(handle.images_dir), "code", CODE_ID)
+    with open(f"{code}/hello.txt") as f:
+        assert f.read() == "hello from the image\n"
+    leftovers = [n for kind in ("env", "code") for n in os.listdir(handle.images_dir / kind)
+                 if n.startswith((".tmp-", ".download-"))]
+    assert leftovers == []
+
+
+def test_a_fetch_retried_after_its_urls_expired_takes_the_newest_assignments(builders, tmp_path):
+    """An agent's image cache holds an instance's first artifact, whose URLs expired while its fetch was
+    failing; the assignment since carries fresh ones for the same layers: the retry uses those. One naming
+    another digest is not taken: the instance keeps what it was assigned, and fails as it did."""
+    stale = builders.assigned(NODE, now=time.time() - 3600)       # signed an hour ago: expired
+    fresh = builders.assigned(NODE)
+    (tmp_path / "node-a").mkdir()
+    cache = ImageCache(str(tmp_path / "node-a"))
+    with pytest.raises(ImageError, match="answered HTTP 403"):
+        cache.ensure(IMAGE, stale)
+    lying = {"layers": [dict(layer, sha256="0" * 64) for layer in fresh["layers"]]}
+    cache.offer([{"image": IMAGE, "artifact": lying}])
+    with pytest.raises(ImageError, match="answered HTTP 403"):
+        cache.ensure(IMAGE, stale)
+    cache.offer([{"image": IMAGE, "artifact": fresh}])
+    folder = cache.ensure(IMAGE, stale)
+    assert image_layout.read_marker(str(tmp_path / "node-a"), IMAGE) is not None and os.path.isdir(folder)
