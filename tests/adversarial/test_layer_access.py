@@ -127,6 +127,14 @@ def builders(tmp_path):
     b.close()
 
 
+def assign(reconciler, iid, artifact):
+    """Send the agent an assignment of one instance of IMAGE (a web server) with ``artifact``."""
+    spec = {"command": HTTP_SERVER, "env": {}, "port": True, "restart": "always", "drainPeriod": 0,
+            "stopGracePeriod": 5.0, "health": None}
+    reconciler.assign([{"id": iid, "app": "hello", "process": "web", "revision": "1", "image": IMAGE,
+                        "spec": spec, "artifact": artifact}], epoch=1)
+
+
 def query_of(url):
     return url.split("?", 1)[1]
 
@@ -207,10 +215,7 @@ def test_a_url_signed_with_a_rotated_key_is_served_the_moment_it_is_made(builder
 
 def test_a_real_agent_fetches_its_layers_with_its_own_credential(agent, reconciler, builders):
     handle = agent()
-    spec = {"command": HTTP_SERVER, "env": {}, "port": True, "restart": "always", "drainPeriod": 0,
-            "stopGracePeriod": 5.0, "health": None}
-    entry = {"id": "hello-web-1", "app": "hello", "process": "web", "revision": "1", "image": IMAGE, "spec": spec}
-    reconciler.assign([dict(entry, artifact=builders.assigned(NODE))], epoch=1)
+    assign(reconciler, "hello-web-1", builders.assigned(NODE))
     wait_for("the instance running from layers fetched with its credential", lambda: running(reconciler, "hello-web-1"))
     marker = image_layout.read_layer_marker(str(handle.images_dir), "code", CODE_ID)
     assert marker["source"] == "agent" and "sig=" not in json.dumps(marker), "fetched; no credential kept on disk"
@@ -218,14 +223,11 @@ def test_a_real_agent_fetches_its_layers_with_its_own_credential(agent, reconcil
 
 def test_a_forged_url_in_an_assignment_fails_the_instance_and_names_no_credential(agent, reconciler, builders):
     agent()
-    spec = {"command": HTTP_SERVER, "env": {}, "port": True, "restart": "always", "drainPeriod": 0,
-            "stopGracePeriod": 5.0, "health": None}
     forged = builders.assigned(NODE)
     for layer in forged["layers"]:
         layer["url"] = layer["url"].replace("sig=", "sig=0")[:len(layer["url"])]
         layer["urls"] = [layer["url"]]
-    reconciler.assign([{"id": "hello-web-2", "app": "hello", "process": "web", "revision": "1", "image": IMAGE,
-                        "spec": spec, "artifact": forged}], epoch=1)
+    assign(reconciler, "hello-web-2", forged)
     inst = wait_for("the instance failing its fetch",
                     lambda: (lambda i: i if i and i["state"] in ("failed", "backoff") and i["message"] else None)(
                         reconciler.instance("hello-web-2")))
@@ -240,10 +242,7 @@ def test_a_layer_is_fetched_from_the_second_builder_when_the_first_is_stopped(ag
     with pytest.raises(requests.ConnectionError):
         requests.get(artifact["layers"][0]["url"], timeout=5)
     handle = agent()
-    spec = {"command": HTTP_SERVER, "env": {}, "port": True, "restart": "always", "drainPeriod": 0,
-            "stopGracePeriod": 5.0, "health": None}
-    reconciler.assign([{"id": "hello-web-3", "app": "hello", "process": "web", "revision": "1", "image": IMAGE,
-                        "spec": spec, "artifact": artifact}], epoch=1)
+    assign(reconciler, "hello-web-3", artifact)
     wait_for("the instance running from the second builder's layers", lambda: running(reconciler, "hello-web-3"))
     assert image_layout.read_layer_marker(str(handle.images_dir), "code", CODE_ID)["source"] == "agent"
 
@@ -267,10 +266,7 @@ def test_a_hostile_first_url_does_not_weaken_the_checks(agent, reconciler, build
                              f"http://127.0.0.1:{free_port()}/{path}"] + layer["urls"]
             layer["url"] = layer["urls"][0]
         handle = agent()
-        spec = {"command": HTTP_SERVER, "env": {}, "port": True, "restart": "always", "drainPeriod": 0,
-                "stopGracePeriod": 5.0, "health": None}
-        reconciler.assign([{"id": "hello-web-4", "app": "hello", "process": "web", "revision": "1", "image": IMAGE,
-                            "spec": spec, "artifact": artifact}], epoch=1)
+        assign(reconciler, "hello-web-4", artifact)
         wait_for("the instance running from the real builder's layers", lambda: running(reconciler, "hello-web-4"))
     finally:
         server.shutdown()
