@@ -29,24 +29,21 @@ room, the image is refused with the figures in one sentence. A layer goes
 marker first, so a half-deleted one is "unfinished", never used.
 """
 import contextlib
-import hashlib
 import os
-import re
 import secrets
 import shutil
 import threading
 import time
 
 import eventlet.semaphore
-import requests
 
 from corral import image_layout
+from corral.layer_download import DownloadFailed, download, shown
 from corral.spec.quantities import format_size
 from nodeagent import disk
 from nodeagent.extract import extract
 from nodeagent.tarscan import UnsafeLayer
 
-CHUNK = 1 << 20
 TIMEOUT = (10, 60)   # connect, read: seconds
 RACE_WAIT_STEPS = 50  # tenths of a second to wait for another writer's marker on a layer
 
@@ -182,11 +179,6 @@ def layer_urls(layer):
     return [layer.get("url", "")]
 
 
-def shown(url):
-    """``url`` as an error or a marker shows it: without its query (a credential for the layer)."""
-    return (url or "").split("?", 1)[0]
-
-
 @contextlib.contextmanager
 def _scratch_file(folder):
     """A new file in ``folder`` open for reading and writing, as a descriptor: made under a fresh
@@ -200,54 +192,20 @@ def _scratch_file(folder):
         os.close(fd)
 
 
-class _Failed(Exception):
-    """One URL did not give the archive; the message says why, in words after the layer's name."""
-
-
 def _download(urls, fd, sha256, what, size=None):
     """Write the archive to ``fd`` from the first of ``urls`` that gives it whole with its sha256
-    ``sha256``; return its length. Each URL is tried on an emptied file: a builder down, one
-    without the layer, one refusing the credential or serving other bytes, and the next is asked.
-    ImageError (naming why each failed) when none gives it."""
+    ``sha256`` (:func:`corral.layer_download.download`); return its length. Each URL is tried on an
+    emptied file: a builder down, one without the layer, one refusing the credential or serving
+    other bytes, and the next is asked. ImageError (naming why each failed) when none gives it."""
     failures = []
     for url in urls:
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         try:
-            return _download_one(url, fd, sha256, size)
-        except _Failed as e:
+            return download(url, fd, sha256, size, TIMEOUT)
+        except DownloadFailed as e:
             failures.append(str(e))
     raise ImageError(f"{what}: " + "; then ".join(failures or ["the assignment names no URL for it"]))
-
-
-def _download_one(url, fd, sha256, size):
-    """Write the body of ``url`` to ``fd``, hashed on the way; return its length once its sha256 is
-    ``sha256``. _Failed on an HTTP error, a broken or over-long body, or another digest."""
-    digest, length = hashlib.sha256(), 0
-    try:
-        with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
-            if resp.status_code != 200:
-                raise _Failed(f"GET {shown(url)} answered HTTP {resp.status_code}")
-            for chunk in resp.iter_content(CHUNK):
-                length += len(chunk)
-                if type(size) is int and length > size:
-                    raise _Failed(f"the archive from {shown(url)} is longer than the {size} bytes "
-                                  f"the assignment says")
-                digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
-                time.sleep(0)   # a turn for other green threads: a body on loopback never makes recv wait
-    except requests.RequestException as e:
-        raise _Failed(f"downloading {shown(url)} failed ({e.__class__.__name__}: {_without_queries(e)})") from None
-    if digest.hexdigest() != sha256:
-        raise _Failed(f"the archive from {shown(url)} has sha256 {digest.hexdigest()}, expected {sha256}")
-    return length
-
-
-def _without_queries(error):
-    """An exception's text with every URL's query cut off (requests names the URL it failed on)."""
-    return re.sub(r"\?[^\s'\")]*", "", str(error))
 
 
 def missing_layers(images_dir, artifact):
