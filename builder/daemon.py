@@ -1,11 +1,13 @@
 """The builder daemon: a build worker and the image server, in one process.
 
-Three green threads: the worker (builder.worker), the HTTP server
+Four green threads: the worker (builder.worker), the HTTP server
 (builder.web, eventlet.wsgi; it checks each layer request's credential with
 the layer keys it reads from the store) and the announcer, which writes to
 the store every ANNOUNCE_EVERY seconds that this builder serves layers at its
 advertised address (the leader offers every live builder's address to the
-nodes, so one builder down does not stop a fetch). SIGTERM or SIGINT stops both: the worker
+nodes, so one builder down does not stop a fetch); and the copier
+(builder.replicas), which copies the layers of desired images that other
+builders made, so that this one has them too. SIGTERM or SIGINT stops both: the worker
 abandons its current build cleanly (another builder may claim it once it is
 stale), the server stops accepting, and run() returns.
 
@@ -20,6 +22,7 @@ import eventlet.tpool
 from builder.metrics import BuilderMetrics
 from builder.pipconfig import read_pip_config
 from builder.pipeline import Workshop
+from builder.replicas import Replicas
 from builder.web import make_app
 from builder.worker import Worker
 from corral import httpserve, private
@@ -72,9 +75,13 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
         try:
             bound = sock.getsockname()
             address = advertise or (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
-            app = make_app(images_dir=images_dir, cache_dir=cache_dir, keys=LayerKeyRing(heartbeat_store))
+            keys = LayerKeyRing(heartbeat_store)
+            app = make_app(images_dir=images_dir, cache_dir=cache_dir, keys=keys)
             server = eventlet.spawn(httpserve.serve, sock, app)
             announcing = eventlet.spawn(announce, heartbeat_store, name, f"http://{address}", stopping)
+            copying = eventlet.spawn(Replicas(heartbeat_store, keys, name=name, images_dir=images_dir,
+                                              cache_dir=cache_dir, own_url=f"http://{address}").run, stopping,
+                                     timings.layer_copy_interval)
             workshop = Workshop(name=name, images_dir=images_dir, cache_dir=cache_dir, pip_timeout=pip_timeout,
                                 engine=engine, index=read_pip_config(),
                                 layer_cache_bytes=int(_or(layer_cache_bytes, timings.builder_layer_cache)),
@@ -87,6 +94,7 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
                 eventlet.sleep(0.2)   # (the worker may end on its own: a store gone for good)
             working.wait()
             announcing.kill()
+            copying.kill()
             server.kill()
             log.info("builder %s stopped", name)
         finally:

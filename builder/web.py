@@ -8,7 +8,8 @@
     HEAD (the same)                        X-Corral-Sha256: <hex sha256 of the archive>
                                        401 without a credential; 403 with one that is not for this
                                        layer, was signed for it with no key held, or has expired
-                                       404 when the layer is not finished here
+                                       404 when the layer is neither finished here nor copied
+                                       here from the builder that made it (builder.replicas)
 
 ``kind`` is ``env`` or ``code``. The credential is the URL the leader
 signed for one node and this layer (:mod:`corral.layer_access`), with a
@@ -28,6 +29,7 @@ import os
 import re
 import time
 
+from builder import replicas
 from builder.archives import archive_path
 from builder.layers import ensure_archive
 from corral import image_layout, layer_access, versions
@@ -62,9 +64,7 @@ def make_app(*, images_dir, cache_dir, keys, clock=time.time):
         if refused is not None:
             return _plain(start_response, *refused, head=method == "HEAD")
         try:
-            sha, _ = ensure_archive(images_dir=images_dir, cache_dir=cache_dir, kind=kind,
-                                       layer_id="sha256:" + hex_digest)
-            f = open(archive_path(cache_dir, kind, hex_digest), "rb")
+            sha, f = _layer_file(images_dir, cache_dir, kind, hex_digest)
         except FileNotFoundError:
             return _plain(start_response, "404 Not Found", f"{kind} layer sha256:{hex_digest} is not built here\n")
         except OSError as exc:
@@ -85,6 +85,19 @@ def make_app(*, images_dir, cache_dir, keys, clock=time.time):
         return wrapper(f, _CHUNK) if wrapper else _FileChunks(f)
 
     return app
+
+
+def _layer_file(images_dir, cache_dir, kind, hex_digest):
+    """``(sha256, open file)`` of the layer's archive: of a layer finished here (packed first if need
+    be), else of this builder's copy of another builder's (builder.replicas). FileNotFoundError: neither."""
+    try:
+        sha, _ = ensure_archive(images_dir=images_dir, cache_dir=cache_dir, kind=kind, layer_id="sha256:" + hex_digest)
+        return sha, open(archive_path(cache_dir, kind, hex_digest), "rb")
+    except FileNotFoundError:
+        copy = replicas.copy_of(cache_dir, kind, hex_digest)
+        if copy is None:
+            raise
+        return copy[1], open(copy[0], "rb")
 
 
 def _refused(keys, query, kind, hex_digest, now):

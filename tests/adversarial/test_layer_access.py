@@ -28,6 +28,7 @@ import requests  # noqa: E402
 from builder.layers import ensure_archive  # noqa: E402
 from corral import image_layout, layer_access  # noqa: E402
 from corral.store import open_store  # noqa: E402
+from corral.store.base import DesiredInstance  # noqa: E402
 from reconciler.layer_urls import LayerUrls  # noqa: E402
 from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
     HTTP_SERVER, NODE, agent, build_image_archive, key_file, reconciler, running, wait_for)
@@ -44,7 +45,7 @@ corral.green.patch()
 import json, sys
 from builder.daemon import run
 from corral.settings import Timings
-run(**json.loads(sys.argv[1]), timings=Timings(build_poll=0.2))
+run(**json.loads(sys.argv[1]), timings=Timings(build_poll=0.2, layer_copy_interval=0.3))
 """
 
 
@@ -60,12 +61,13 @@ def finished_layer(images_dir, kind, layer_id, archive):
 class Builders:
     """Two builder daemons b1 and b2 on one store and one images folder."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, shared=True):
         self.tmp = tmp_path
         self.images = str(tmp_path / "builder-images")   # not the agent's (tmp_path/images): it must fetch
+        self.images_of = {"b1": self.images, "b2": self.images if shared else str(tmp_path / "builder2-images")}
         self.dsn = "sqlite:///" + str(tmp_path / "store" / "corral.db")
         self.store = open_store(self.dsn)
-        self.procs, self.bases = {}, {}
+        self.procs, self.bases = {}, {name: f"http://127.0.0.1:{free_port()}" for name in ("b1", "b2")}
         self.recorded = {}   # image -> its artifact as the build recorded it (b1's URLs)
         for image, code_id in ((IMAGE, CODE_ID), (OTHER_IMAGE, OTHER_CODE_ID)):
             layers = []
@@ -74,22 +76,20 @@ class Builders:
                     finished_layer(self.images, kind, layer_id, ARCHIVES[kind])
                 sha, size = ensure_archive(images_dir=self.images, cache_dir=str(tmp_path / "packed"), kind=kind,
                                            layer_id=layer_id)
-                layers.append({"kind": kind, "id": layer_id, "sha256": sha, "size": size})
-            self.recorded[image] = layers
+                layer = {"kind": kind, "id": layer_id, "sha256": sha, "size": size}
+                layers.append(dict(layer, url=self.url("b1", layer)))
+            self.recorded[image] = {"layers": layers}
         for name in ("b1", "b2"):
             self.start(name)
         wait_for("both builders to say where they serve", lambda: len(self.store.list_builders()) == 2)
-        for image, layers in self.recorded.items():
-            self.recorded[image] = {"layers": [dict(layer, url=self.url("b1", layer)) for layer in layers]}
 
     def start(self, name):
-        port = free_port()
-        args = {"store_dsn": self.dsn, "listen": f"127.0.0.1:{port}", "cache_dir": str(self.tmp / f"cache-{name}"),
-                "images_dir": self.images, "name": name, "metrics": "127.0.0.1:0"}
+        args = {"store_dsn": self.dsn, "listen": self.bases[name][len("http://"):],
+                "cache_dir": str(self.tmp / f"cache-{name}"), "images_dir": self.images_of[name], "name": name,
+                "metrics": "127.0.0.1:0"}
         log = open(self.tmp / f"{name}.log", "ab")
         self.procs[name] = subprocess.Popen([sys.executable, "-c", BUILDER, json.dumps(args)], stdout=log, stderr=log)
         log.close()
-        self.bases[name] = f"http://127.0.0.1:{port}"
         wait_for(f"builder {name} to answer", lambda: _answers(self.bases[name] + "/healthz"))
 
     def stop(self, name):
@@ -297,3 +297,38 @@ def test_a_fetch_retried_after_its_urls_expired_takes_the_newest_assignments(bui
     cache.offer([{"image": IMAGE, "artifact": fresh}])
     folder = cache.ensure(IMAGE, stale)
     assert image_layout.read_marker(str(tmp_path / "node-a"), IMAGE) is not None and os.path.isdir(folder)
+
+
+def test_a_builder_with_its_own_images_copies_the_layers_another_made_and_serves_them_alone(
+        agent, reconciler, tmp_path):
+    """Two builders on separate disks: b2 copies the layers of a desired image that b1 built (checked as an
+    agent checks them), so with b1 stopped a node fetches the image from b2 alone."""
+    builders = Builders(tmp_path, shared=False)
+    try:
+        epoch = builders.store.acquire_lease("leader", "test", ttl=600).epoch
+        build = builders.store.enqueue_build("k1", "hello", {})
+        builders.store.finish_build(builders.store.claim_build("b9", stale_after=600).id, "b9", state="succeeded",
+                                    image=IMAGE, layers=builders.recorded[IMAGE]["layers"])
+        assert build.key == "k1"
+        builders.store.write_desired(epoch, [DesiredInstance("hello-web-5", "hello", "web", NODE, "1", IMAGE,
+                                                             {"command": ["x"]}, 0.0)], [])
+        cache = tmp_path / "cache-b2" / "replicas"
+        wait_for("b2 to copy both layers", lambda: cache.exists() and sorted(
+            n for n in os.listdir(cache) if n.endswith(".json")) == sorted(
+            f"{kind}-{layer_id[7:]}.json" for kind, layer_id in (("env", ENV_ID), ("code", CODE_ID))), timeout=30)
+        assert not os.path.exists(os.path.join(builders.images_of["b2"], "code", CODE_ID[7:])), "copied, not built"
+        layer = code_layer(builders.recorded[IMAGE])
+        assert requests.get(builders.url("b2", layer), timeout=10).status_code == 401   # a copy needs one too
+        artifact = builders.assigned(NODE)
+        builders.stop("b1")
+        handle = agent()
+        assign(reconciler, "hello-web-5", artifact)
+        wait_for("the instance running from b2's copies", lambda: running(reconciler, "hello-web-5"))
+        assert image_layout.read_layer_marker(str(handle.images_dir), "code", CODE_ID)["source"] == "agent"
+        with pytest.raises(requests.ConnectionError):   # so it came from b2, the one builder up
+            requests.get(builders.url("b1", layer), timeout=5)
+        builders.store.write_desired(epoch, [], ["hello-web-5"])
+        wait_for("b2 to drop the copies no desired image names", lambda: not [
+            n for n in os.listdir(cache) if n.endswith(".json")], timeout=30)
+    finally:
+        builders.close()
