@@ -147,5 +147,6 @@ class Replicas:
             return True
         archives.remove(tmp)
         if failures:
-            log.warning("builder %s could not copy %s layer %s: %s", self.name, kind, layer["id"], "; then ".join(failures))
+            log.warning("builder %s could not copy %s layer %s: %s", self.name, kind, layer["id"],
+                        "; then ".join(failures))
         return False
