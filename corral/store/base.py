@@ -472,7 +472,7 @@ class Store(abc.ABC):
     def set_node_cordoned(self, name: str, cordoned: bool, draining: bool = False) -> bool:
         """Cordon (and with ``draining``, drain) or uncordon; False when there is no such node."""
 
-    # --- builders and layer keys (corral/store/builderrows.py) -----------
+    # --- layer keys and the builders serving layers (corral/store/layerrows.py)
     @abc.abstractmethod
     def builder_seen(self, name: str, url: str) -> None:
         """Record that builder ``name`` serves layers at ``url`` now."""

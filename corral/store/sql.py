@@ -30,7 +30,7 @@ from typing import Optional
 
 from corral.store.approws import AppRows
 from corral.store.base import Fenced, Lease, NewerSchema, Store
-from corral.store.builderrows import BuilderRows
+from corral.store.layerrows import LayerRows
 from corral.store.buildrows import BuildRows
 from corral.store.cursor import Cursor
 from corral.store.eventrows import EventRows
@@ -43,7 +43,7 @@ from corral.store.servicerows import ServiceRows
 LEADER = "leader"
 
 
-class SQLStore(AppRows, GitSourceRows, BuildRows, NodeRows, EventRows, RunQueries, ServiceRows, BuilderRows, Store):
+class SQLStore(AppRows, GitSourceRows, BuildRows, NodeRows, EventRows, RunQueries, ServiceRows, LayerRows, Store):
     """The Store interface in SQL that both SQLite and PostgreSQL accept.
 
     Subclasses set the class attributes below and implement :meth:`_run`,

@@ -1,4 +1,4 @@
-"""The builders' heartbeats and the layer keys (builder/web.py, reconciler/loop.py): a part of
+"""The layer keys and the builders serving layers (builder/web.py, reconciler/layer_urls.py): a part of
 :class:`corral.store.sql.SQLStore`.
 
 A layer key signs the URLs the leader gives each node for the layers it is
@@ -15,8 +15,8 @@ from corral.store.base import BuilderRecord
 KEY_BYTES = 32
 
 
-class BuilderRows:
-    """The store's methods for builders and layer keys; they need the SQLStore's ``_run`` and ``_now``."""
+class LayerRows:
+    """The store's methods for layer keys and the builders serving layers (SQLStore's ``_run``, ``_now``)."""
 
     def builder_seen(self, name: str, url: str) -> None:
         """Record that builder ``name`` serves layers at ``url`` now (the store's clock)."""
