@@ -76,7 +76,7 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
             bound = sock.getsockname()
             address = advertise or (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
             keys = LayerKeyRing(heartbeat_store)
-            app = make_app(images_dir=images_dir, cache_dir=cache_dir, keys=keys)
+            app = make_app(images_dir=images_dir, cache_dir=cache_dir, keys=keys, metrics=counted)
             server = eventlet.spawn(httpserve.serve, sock, app)
             announcing = eventlet.spawn(announce, heartbeat_store, name, f"http://{address}", stopping)
             copying = eventlet.spawn(Replicas(heartbeat_store, keys, name=name, images_dir=images_dir,

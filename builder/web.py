@@ -40,9 +40,11 @@ _LAYER_PATH = re.compile(r"^/layers/(env|code)/([0-9a-f]{64})\.tar$")
 _CHUNK = 1 << 20
 
 
-def make_app(*, images_dir, cache_dir, keys, clock=time.time):
+def make_app(*, images_dir, cache_dir, keys, clock=time.time, metrics=None):
     """The WSGI application serving the archives of the layers finished in ``images_dir`` to
-    requests that carry a credential made with one of ``keys``' layer keys."""
+    requests that carry a credential made with one of ``keys``' layer keys; each answer to a layer
+    request is counted in ``metrics`` (a :class:`builder.metrics.BuilderMetrics`) when given."""
+    count = metrics.answered if metrics is not None else (lambda answer: None)
 
     def app(environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
@@ -62,15 +64,18 @@ def make_app(*, images_dir, cache_dir, keys, clock=time.time):
         kind, hex_digest = match.group(1), match.group(2)
         refused = _refused(keys, environ.get("QUERY_STRING", ""), kind, hex_digest, clock())
         if refused is not None:
+            count({"401": "unauthorized", "403": "forbidden"}.get(refused[0][:3], "missing"))
             return _plain(start_response, *refused, head=method == "HEAD")
         try:
             sha, f = _layer_file(images_dir, cache_dir, kind, hex_digest)
         except FileNotFoundError:
+            count("missing")
             return _plain(start_response, "404 Not Found", f"{kind} layer sha256:{hex_digest} is not built here\n")
         except OSError as exc:
             return _plain(start_response, "500 Internal Server Error",
                           f"{kind} layer sha256:{hex_digest} cannot be packed: {exc}\n")
         size = os.fstat(f.fileno()).st_size
+        count("served")
         if method == "GET":
             image_layout.touch_layer(images_dir, kind, "sha256:" + hex_digest)   # fetched: recently used
         start_response("200 OK", [

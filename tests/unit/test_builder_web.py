@@ -135,3 +135,22 @@ def test_no_credential_learns_whether_a_layer_is_here(dirs):
 
 def test_the_health_route_needs_no_credential(dirs):
     assert call(make_app(images_dir=dirs[0], cache_dir=dirs[1]), "GET", "/healthz", query="")[0] == "200 OK"
+
+
+def test_each_answer_to_a_layer_request_is_counted(dirs):
+    from builder.metrics import BuilderMetrics
+
+    finish(*dirs)
+    metrics = BuilderMetrics()
+    app = _make_app(keys=Keys(), clock=lambda: NOW, metrics=metrics, images_dir=dirs[0], cache_dir=dirs[1])
+    path = f"/layers/env/{HEX}.tar"
+    call(app, "GET", path)
+    call(app, "HEAD", path, query="")
+    call(app, "GET", path, query="")
+    call(app, "GET", path, query=credential(path, exp=NOW - 1))
+    call(app, "GET", "/layers/env/" + "ef" * 32 + ".tar")
+    call(app, "GET", "/healthz", query="")
+
+    def count(answer):
+        return metrics.registry.get_sample_value("corral_builder_layer_requests_total", {"answer": answer})
+    assert (count("served"), count("unauthorized"), count("forbidden"), count("missing")) == (1, 2, 1, 1)
