@@ -2,6 +2,11 @@
 sync writes nothing and sends nothing; a fresh reconciler waits for reports
 before deciding; a drain moves instances off within maxUnavailable; a failed
 app is retried alone."""
+import json
+import os
+import subprocess
+
+import jsonschema
 import pytest
 
 from corral import layer_access
@@ -13,6 +18,7 @@ from reconciler.loop import ALL, Controller
 from reconciler.observed import Observed
 from tests.support import fresh_store, mark_built
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "sha256:" + "c" * 64
 SPEC = {"source": "./x", "processes": {"web": {"command": "python app.py", "instances": 2}},
         "update": {"maxSurge": 1, "maxUnavailable": 0}}
@@ -208,6 +214,11 @@ def test_an_agent_before_0_2_is_sent_one_url_it_knows_how_to_read(store):
     ctl.sync(epoch, [ALL])
     layers = [layer for _, body, _ in bus.sent for i in body["instances"] for layer in i["artifact"]["layers"]]
     assert layers and all(set(layer) == {"kind", "id", "url", "sha256", "size"} for layer in layers)
+    released = subprocess.run(["git", "-C", ROOT, "show", "2782e51:schemas/wire/assign.schema.json"],
+                              capture_output=True, text=True)   # the assign schema 0.1.0 checks with
+    assert released.returncode == 0, released.stderr
+    for _, body, _ in bus.sent:
+        jsonschema.validate(body, json.loads(released.stdout))
     assert all(layer["url"].startswith("http://b2:7072/layers/") and "&sig=" in layer["url"] for layer in layers)
 
 
