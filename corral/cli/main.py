@@ -155,7 +155,7 @@ def _delete_verb(sub):
 
 
 def _state_verbs(sub):
-    """``backup`` and ``restore`` of the control plane."""
+    """``backup`` and ``restore`` of the control plane, and ``rotate-layer-key``."""
     k = add_verb(sub, "backup", "write the control-plane state (apps, sources, history) to a dated file",
                  ["corral backup --to /tmp"])
     k.add_argument("--to", metavar="DIR", help="the folder to write it in (default: the current one)")
@@ -167,6 +167,10 @@ def _state_verbs(sub):
     e.add_argument("--store", required=True, metavar="DSN",
                    help="the store to load it into: sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
     e.add_argument("--force", action="store_true", help="replace the state of a store that is not empty")
+
+    r = add_verb(sub, "rotate-layer-key", "make a new key for the layer URLs the leader signs (nothing stops)",
+                 ["corral rotate-layer-key --store postgresql://corral@db1:5432/corral"])
+    r.add_argument("--store", default=None, metavar="DSN", help="the store (default $CORRAL_STORE)")
 
 
 def _up_verb(sub):
@@ -371,6 +375,9 @@ def main(argv=None):
         if args.command in ("backup", "restore"):
             from corral.cli import backup
             return backup.run(args)
+        if args.command == "rotate-layer-key":
+            from corral.cli import layerkey
+            return layerkey.run(args)
         from corral.cli import commands, gitops, nodes, rollout, runs, services, tokens
         from corral.cli.client import Client, load_config
         client = Client(*load_config())

@@ -204,6 +204,15 @@ class BuildState:
 
 
 @dataclasses.dataclass(frozen=True)
+class BuilderRecord:
+    """A builder as its heartbeat says: where it serves layers, and ``age``: seconds since it said so."""
+
+    name: str
+    url: str
+    age: float
+
+
+@dataclasses.dataclass(frozen=True)
 class BuildRecord:
     """One build job and its outcome.
 
@@ -480,6 +489,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_node_cordoned(self, name: str, cordoned: bool, draining: bool = False) -> bool:
         """Cordon (and with ``draining``, drain) or uncordon; False when there is no such node."""
+
+    # --- layer keys and the builders serving layers (corral/store/layerrows.py)
+    @abc.abstractmethod
+    def builder_seen(self, name: str, url: str) -> None:
+        """Record that builder ``name`` serves layers at ``url`` now."""
+
+    @abc.abstractmethod
+    def list_builders(self) -> list:
+        """BuilderRecords of every builder that has said where it serves, sorted by name."""
+
+    @abc.abstractmethod
+    def layer_keys(self, keep: int = 2) -> list:
+        """The newest ``keep`` layer-signing keys ``(generation, bytes)``, newest first; made when none."""
+
+    @abc.abstractmethod
+    def rotate_layer_key(self) -> int:
+        """Add the next layer key; return the newest generation."""
 
     # --- revisions (leader only, fenced) -------------------------------
     @abc.abstractmethod

@@ -193,6 +193,16 @@ MIGRATIONS = [
             value TEXT NOT NULL,
             created_at {real} NOT NULL)""",
     ],
+    [  # layer access (builder/web.py): the keys layer URLs are signed with, and the builders that serve layers
+        """CREATE TABLE layer_keys (
+            generation BIGINT PRIMARY KEY,
+            secret TEXT NOT NULL,
+            created_at {real} NOT NULL)""",
+        """CREATE TABLE builders (
+            name TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            seen_at {real} NOT NULL)""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,6 +30,7 @@ from typing import Optional
 
 from corral.store.approws import AppRows
 from corral.store.base import Fenced, Lease, NewerSchema, Store
+from corral.store.layerrows import LayerRows
 from corral.store.buildrows import BuildRows
 from corral.store.cursor import Cursor
 from corral.store.eventrows import EventRows
@@ -43,7 +44,8 @@ from corral.store.tokenrows import TokenRows
 LEADER = "leader"
 
 
-class SQLStore(AppRows, GitSourceRows, BuildRows, NodeRows, EventRows, RunQueries, ServiceRows, TokenRows, Store):
+class SQLStore(AppRows, GitSourceRows, BuildRows, NodeRows, EventRows, RunQueries, ServiceRows, TokenRows, LayerRows,
+               Store):
     """The Store interface in SQL that both SQLite and PostgreSQL accept.
 
     Subclasses set the class attributes below and implement :meth:`_run`,
