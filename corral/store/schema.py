@@ -176,6 +176,22 @@ MIGRATIONS = [
                       OR (o.created_at = service_backups.created_at AND o.id < service_backups.id)))""",
         "CREATE UNIQUE INDEX service_backups_slot ON service_backups (app, service, slot)",
     ],
+    [  # each node its own credential (corral/store/nodekeys.py): one-time join tokens, kept as the sha256 of
+       # their secret, and each node's CurveZMQ public key; a revoked node keeps its row (revoked_at set)
+        """CREATE TABLE join_tokens (
+            id TEXT PRIMARY KEY,
+            secret_sha256 TEXT NOT NULL,
+            expires_at {real} NOT NULL,
+            created_at {real} NOT NULL,
+            created_by TEXT NOT NULL,
+            used_at {real},
+            used_by TEXT)""",
+        """CREATE TABLE node_keys (
+            name TEXT PRIMARY KEY,
+            public_key TEXT UNIQUE,
+            joined_at {real},
+            revoked_at {real})""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -38,6 +38,7 @@ from corral.store.schema import (
     gitsource_from_row, node_from_row,
 )
 
+from corral.store.nodekeys import NodeKeyRows
 from corral.store.servicerows import ServiceRows
 
 LEADER = "leader"
@@ -89,7 +90,7 @@ class Cursor:
         return self.raw.rowcount
 
 
-class SQLStore(RunQueries, ServiceRows, Store):
+class SQLStore(RunQueries, ServiceRows, NodeKeyRows, Store):
     """The Store interface in SQL that both SQLite and PostgreSQL accept.
 
     Subclasses set the class attributes below and implement :meth:`_run`,
