@@ -29,14 +29,25 @@ Choices, and why:
 - CurveZMQ encryption when keys are given (``curve_secret`` on the server,
   ``curve_server_public`` on the client; the daemons derive them from the cluster key,
   :mod:`corral.wire.curve`, under ``--bus-encryption required``); HMAC signing is always on.
+- Each node its own key (:mod:`corral.wire.credentials`), when the server is given
+  ``identities``: a ZAP handler (:mod:`corral.wire.zap`) names the node whose CurveZMQ key
+  each connection authenticated with, and a message on it is opened with that node's
+  signing key and must name that node as its sender; a name that holds a key of its own
+  is refused from any other connection. So a node's name is bound to its key: node-1's
+  key can neither speak as node-2 nor draw node-2's messages to itself (a replayed message
+  cannot move a name to another connection), and a revoked key speaks no more. Refusals
+  are counted by reason (``impersonation``, ``revoked``) and logged.
 """
 import collections
+import contextlib
+import json
 import logging
 import time
 
 import eventlet
 from eventlet.green import zmq
 
+from corral.wire import zap
 from corral.wire.envelope import Opener, Rejected, seal
 
 log = logging.getLogger(__name__)
@@ -49,6 +60,9 @@ HEARTBEAT_TIMEOUT_MS = 3000
 SNDHWM = 1000            # per peer: more than this many unsent messages means the peer is stuck
 RCVHWM = 10000           # many agents report into one ROUTER
 YIELD_EVERY = 64         # sends between eventlet.sleep(0) in loops over many peers
+JOIN_PREFIX = b"join "   # an anonymous connection's join request (corral/wire/join.py), not an envelope
+MAX_JOIN_BYTES = 1024
+LOG_EVERY = 10.0         # seconds between two log lines of one refusal of one peer
 
 
 def _common_options(sock):
@@ -91,6 +105,7 @@ class _Endpoint:
         self._ctx = zmq.Context() if context is None else context
         self._threads = []
         self._closing = False
+        self._copy = True   # False where frames must keep their metadata (User-Id)
         self.sent = 0
         self.dropped = 0
         self.extra_rejected = collections.Counter()
@@ -101,7 +116,7 @@ class _Endpoint:
     def _receive_loop(self, sock, name):
         while not self._closing:
             try:
-                frames = sock.recv_multipart()
+                frames = sock.recv_multipart(copy=self._copy)
             except zmq.Again:
                 continue
             except zmq.ZMQError as e:
@@ -116,10 +131,11 @@ class _Endpoint:
                 log.exception("bus %s: message handler failed on %s", self.sender, name)
             eventlet.sleep(0)
 
-    def _open(self, data, origin):
-        """Return the message in ``data``, or None (logged, counted) when it is rejected."""
+    def _open(self, data, origin, key=None):
+        """Return the message in ``data`` (signed with ``key``, default this end's), or None (logged,
+        counted) when it is rejected."""
         try:
-            return self._opener.open(data, self._clock())
+            return self._opener.open(data, self._clock(), key)
         except Rejected as e:
             log.debug("bus %s: dropped a message from %s: %s", self.sender, origin, e)
             return None
@@ -145,9 +161,13 @@ class _Endpoint:
             sock.bind(endpoint)
         except zmq.ZMQError as e:
             sock.close(linger=0)
+            self._close_extra()
             self._ctx.term()
             raise OSError(f"bus: cannot bind {endpoint}: {e}") from None
         return sock
+
+    def _close_extra(self):
+        """Close what a subclass holds open in the context besides its sockets (before it is terminated)."""
 
     def _close_sockets(self, sockets):
         self._closing = True
@@ -182,42 +202,116 @@ class BusServer(_Bound):
     ``handler(peer: bytes, msg: Message)`` is called in the receive green
     thread for every accepted message; ``peer`` is what :meth:`send` takes to
     answer. ``endpoint`` may use port ``*``; :attr:`endpoint` is then the bound one.
+
+    ``identities`` (with ``curve_secret`` only): the nodes' own keys, an object with
+    ``user_id(public_key) -> str | None`` (the ZAP answer, :mod:`corral.wire.zap`),
+    ``sign_key(name) -> bytes | None`` (a keyed node's signing key; None: revoked or unknown),
+    ``refusal(name) -> str | None`` (why a message for ``name`` from a connection without a key of
+    its own is refused: ``impersonation`` when the name holds a key, ``revoked``; else None) and
+    ``join(name, token, public_key) -> (bool, dict | str)`` (a join request: the reply's body,
+    or the sentence of its refusal). See the module docstring.
     """
 
     def __init__(self, endpoint: str, key: bytes, sender: str, handler, window: float = 30.0,
-                 clock=time.time, *, curve_secret: bytes | None = None):
+                 clock=time.time, *, curve_secret: bytes | None = None, identities=None):
         super().__init__(key, sender, handler, window, clock)
+        if identities is not None and curve_secret is None:
+            raise ValueError("bus: nodes' own keys need an encrypted bus (curve_secret)")
         self._peers = {}   # node name (bytes) -> clock time of its last accepted message
-        self._routes = {}  # node name (bytes) -> routing id of the connection it last spoke on
+        self._routes = {}  # node name (bytes) -> (routing id of the connection it last spoke on, its signing key)
+        self._identities = identities
+        self._zap = None if identities is None else zap.ZapHandler(self._ctx, identities.user_id)
+        self._copy = identities is None
+        self._logged = {}  # (reason, peer) -> clock time of its last log line
         self._sock = self._bind(zmq.ROUTER, endpoint, curve_secret, ROUTER_MANDATORY=1)
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
-
 
     def _on_frames(self, frames, name):
         if len(frames) != 2:
             self.extra_rejected["malformed"] += 1
             log.debug("bus %s: dropped a message of %d frames (expected identity + envelope)", self.sender, len(frames))
             return
-        routing_id, data = frames
-        msg = self._open(data, routing_id)
+        if self._identities is None:
+            routing_id, data = frames
+            key = self._key
+            msg = self._open(data, routing_id)
+        else:
+            routing_id, data, key, msg = self._open_keyed(*frames)
         if msg is None:
             return
         peer = msg.sender.encode("utf-8")
-        self._routes[peer] = routing_id
+        self._routes[peer] = (routing_id, key)
         self._peers[peer] = self._clock()
         self._handler(peer, msg)
+
+    def _open_keyed(self, routing_frame, frame):
+        """``(routing id, data, signing key, message or None)`` of a message on a bus of nodes' own
+        keys: opened with the key of the node its connection authenticated as, which it must name
+        as its sender; or, on an anonymous connection, a join request (answered here, no message) or
+        one signed with the cluster key for a name that holds no key of its own."""
+        routing_id, data, user = routing_frame.bytes, frame.bytes, frame.get("User-Id") or zap.ANONYMOUS
+        if user.startswith(zap.ANONYMOUS):
+            if data.startswith(JOIN_PREFIX):
+                self._join(routing_id, data, user[len(zap.ANONYMOUS):].encode("ascii"))
+                return routing_id, data, None, None
+            msg = self._open(data, routing_id)
+            refusal = None if msg is None else self._identities.refusal(msg.sender)
+            if refusal is not None:
+                return routing_id, data, None, self.refuse(refusal, msg.sender, "a connection without a key of its own")
+            return routing_id, data, self._key, msg
+        key = self._identities.sign_key(user)
+        if key is None:
+            return routing_id, data, None, self.refuse("revoked", user, "its revoked key")
+        msg = self._open(data, routing_id, key)
+        if msg is not None and msg.sender != user:
+            return routing_id, data, None, self.refuse("impersonation", msg.sender, f"node {user}'s key")
+        return routing_id, data, key, msg
+
+    def refuse(self, reason, name, how):
+        """Count a message refused for ``reason`` (it claimed node ``name``, came by ``how``); log it
+        at most every :data:`LOG_EVERY` seconds per reason and name. Returns None (no message)."""
+        self.extra_rejected[reason] += 1
+        now = self._clock()
+        if now - self._logged.get((reason, name), -LOG_EVERY) >= LOG_EVERY:
+            if len(self._logged) > 10000:
+                self._logged.clear()
+            self._logged[(reason, name)] = now
+            log.warning("bus %s: refused a message for node %r that came by %s (%s; counted, further ones for "
+                        "%ss not logged)", self.sender, name, how, reason, LOG_EVERY)
+        return None
+
+    def _join(self, routing_id, data, public_key):
+        """Answer a join request (``join {"name", "token"}``, :mod:`corral.wire.join`) from an anonymous
+        connection whose CurveZMQ key is ``public_key``: ``joined {json}`` or ``refused SENTENCE``."""
+        try:
+            request = json.loads(data[len(JOIN_PREFIX):MAX_JOIN_BYTES].decode("utf-8"))
+            name, token = request["name"], request["token"]
+            if len(data) > MAX_JOIN_BYTES or not isinstance(name, str) or not isinstance(token, str):
+                raise ValueError
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            self.extra_rejected["join"] += 1
+            ok, answer = False, "the join request is not one (expected join {\"name\": ..., \"token\": ...})"
+        else:
+            ok, answer = self._identities.join(name, token, public_key)
+            if not ok:
+                self.extra_rejected["join"] += 1
+                log.warning("bus %s: refused a join as node %r: %s", self.sender, name, answer)
+        reply = b"joined " + json.dumps(answer).encode() if ok else b"refused " + answer.encode("utf-8")
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.send_multipart([routing_id, reply], flags=zmq.NOBLOCK)
 
     def send(self, peer: bytes, type: str, body: dict, epoch: int) -> bool:
         """Seal and send one message to the node named ``peer``; False if it cannot go now.
 
-        Never blocks: a node never heard from, a disconnected one (EHOSTUNREACH)
-        or a full queue (EAGAIN) drops the message and returns False.
+        Never blocks: a node never heard from, a disconnected one (EHOSTUNREACH),
+        one whose key was revoked, or a full queue (EAGAIN) drops the message and returns False.
         """
-        routing_id = self._routes.get(peer)
-        if routing_id is None:
+        route = self._routes.get(peer)
+        if route is None or not self._may_send(peer, route[1]):
             self.dropped += 1
             return False
-        data = self._seal(type, body, epoch)
+        routing_id, key = route
+        data = seal(key, type, self.sender, epoch, body, now=self._clock())
         try:
             self._sock.send_multipart([routing_id, data], flags=zmq.NOBLOCK)
         except zmq.ZMQError as e:
@@ -228,16 +322,44 @@ class BusServer(_Bound):
         self.sent += 1
         return True
 
+    def _may_send(self, peer, key):
+        """Whether node ``peer``, last heard on a connection whose messages ``key`` signs, may still be
+        sent to: not once it was revoked, or joined again with another key since."""
+        if self._identities is None:
+            return True
+        name = peer.decode("utf-8")
+        if key is self._key:
+            return self._identities.refusal(name) is None
+        return self._identities.sign_key(name) == key
+
     def peers(self) -> dict:
         """Return ``{node name: clock time of its last accepted message}``."""
         return dict(self._peers)
+
+    def stats(self) -> dict:
+        """The counters of :meth:`_Endpoint.stats`, with handshakes refused by key (``key refused``)."""
+        out = super().stats()
+        if self._zap is not None and self._zap.refused:
+            out["rejected"]["key refused"] = self._zap.refused
+        return out
+
+    def _close_extra(self):
+        if self._zap is not None:
+            self._zap.close()
+            self._zap = None
+
+    def close(self):
+        """Stop receiving and answering handshakes, release the endpoint; safe to call twice."""
+        if not self._closing:
+            self._close_extra()
+        super().close()
 
 
 class _Connecting(_Endpoint):
     """What BusClient and BusSubscriber share: one connected socket per endpoint, a receive
     loop on each, one frame per message."""
 
-    def _connect_all(self, endpoints, kind, curve_server_public, none_given, **options):
+    def _connect_all(self, endpoints, kind, curve_server_public, none_given, curve_keypair=None, **options):
         if not endpoints:
             raise ValueError(f"bus: {none_given}")
         self.endpoints = list(endpoints)
@@ -249,8 +371,8 @@ class _Connecting(_Endpoint):
                 sock.setsockopt(getattr(zmq, option), value)
             sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
-            if curve_server_public is not None:   # a fresh keypair per socket
-                sock.curve_publickey, sock.curve_secretkey = curve_keypair()
+            if curve_server_public is not None:   # the node's own key pair, else a fresh one per socket
+                sock.curve_publickey, sock.curve_secretkey = curve_keypair or zmq.curve_keypair()
                 sock.curve_serverkey = curve_server_public
             try:
                 sock.connect(endpoint)
@@ -287,6 +409,10 @@ class _Connecting(_Endpoint):
 class BusClient(_Connecting):
     """The agent's end: one DEALER per reconciler endpoint; it signs as ``sender``.
 
+    A node with a key of its own (:class:`corral.wire.credentials.NodeCredential`) gives it as
+    ``curve_keypair`` and its signing key as ``key``; else ``key`` is the cluster key and each
+    socket makes a fresh key pair.
+
     ``handler(endpoint: str, msg: Message)`` is called in that endpoint's
     receive green thread for every accepted message. ``context``: a green
     ``zmq.Context`` to share with other clients in this process (many
@@ -295,10 +421,11 @@ class BusClient(_Connecting):
     """
 
     def __init__(self, endpoints: list[str], key: bytes, sender: str, handler, window: float = 30.0,
-                 clock=time.time, *, curve_server_public: bytes | None = None, context=None):
+                 clock=time.time, *, curve_server_public: bytes | None = None, context=None,
+                 curve_keypair: tuple[bytes, bytes] | None = None):
         super().__init__(key, sender, handler, window, clock, context)
         self._connect_all(endpoints, zmq.DEALER, curve_server_public, "a client needs at least one reconciler endpoint",
-                          IMMEDIATE=1)
+                          curve_keypair=curve_keypair, IMMEDIATE=1)
 
     def send_all(self, type: str, body: dict, epoch: int = 0) -> int:
         """Seal and send one message to every reconciler; return how many took it.

@@ -241,10 +241,11 @@ class Opener:
         self.accepted = 0
         self.rejected = collections.Counter()
 
-    def open(self, data: bytes, now: float) -> Message:
-        """Return the message in ``data`` if it passes every check, else raise :class:`Rejected`."""
+    def open(self, data: bytes, now: float, key: bytes | None = None) -> Message:
+        """Return the message in ``data`` if it passes every check, else raise :class:`Rejected`.
+        ``key``: the key it must be signed with, when not this opener's (a node's own key)."""
         try:
-            msg = self._check(data, now)
+            msg = self._check(data, now, key or self._key)
         except Rejected as e:
             self.rejected[e.reason] += 1
             raise
@@ -252,7 +253,7 @@ class Opener:
         self.accepted += 1
         return msg
 
-    def _check(self, data, now):
+    def _check(self, data, now, key):
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise Rejected("malformed", f"expected bytes, got {data.__class__.__name__}")
         data = bytes(data)
@@ -260,8 +261,8 @@ class Opener:
             raise Rejected("malformed", f"{len(data)} bytes is more than the {MAX_BYTES} byte limit")
         if len(data) <= SIG_LEN or data[SIG_LEN:SIG_LEN + 1] != b".":
             raise Rejected("malformed", "not a signed envelope (expected 64 hex digits, '.', payload)")
-        if not hmac.compare_digest(data[:SIG_LEN], _sign(self._key, memoryview(data)[SIG_LEN + 1:])):
-            raise Rejected("signature", "the HMAC does not match the payload under the cluster key")
+        if not hmac.compare_digest(data[:SIG_LEN], _sign(key, memoryview(data)[SIG_LEN + 1:])):
+            raise Rejected("signature", "the HMAC does not match the payload under the key of its connection")
         cut = data.find(b"\0", SIG_LEN + 1)
         payload, attachment = (data[SIG_LEN + 1:], None) if cut < 0 else (data[SIG_LEN + 1:cut], data[cut + 1:])
 
