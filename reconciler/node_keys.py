@@ -3,7 +3,7 @@
 :class:`NodeKeys` is what :class:`corral.wire.bus.BusServer` takes as ``identities``: a view of
 the store's node keys (:meth:`corral.store.base.Store.list_node_keys`), read again every
 ``refresh`` seconds (:meth:`NodeKeys.run`), at once after a join or a revoke through this
-reconciler, and when a key it does not know connects (at most once a second, so that a peer
+reconciler, and when a key it does not know connects or speaks (at most once a second, so that a peer
 making up keys cannot keep the store busy). A revoke through another reconciler therefore
 reaches this one within ``refresh`` seconds; from then on the node's handshakes fail and every
 message still on an open connection is refused and counted.
@@ -18,7 +18,6 @@ import math
 import time
 
 from corral.wire.credentials import name_refusal, new_join_token, node_sign_key, parse_join_token
-from corral.wire.zap import ANONYMOUS
 from reconciler.actor import actor
 from reconciler.httpio import HttpError, json_body
 
@@ -37,22 +36,31 @@ class NodeKeys:
         self.store, self.cluster_key, self.server_public = store, cluster_key, server_public
         self.refresh_every, self.clock = refresh, clock
         self._live = {}       # public key (z85 bytes) -> node name
-        self._revoked = set()  # public keys revoked
+        self._revoked = {}    # public key revoked -> the node it was
         self._records = {}    # node name -> NodeKeyRecord
         self._sign = {}       # node name -> its signing key, for live keys
         self._loaded_at = -math.inf
 
     # -- what the bus asks -----------------------------------------------------
-    def user_id(self, public_key):
-        """The ZAP answer for ``public_key``: its node's name, None when revoked, else anonymous."""
+    def admits(self, public_key):
+        """The ZAP answer for ``public_key`` (z85 bytes): False for a revoked node's key, else True (a
+        key of no node may join, or speak with the cluster key)."""
+        holder = self.holder(public_key)
+        return holder is None or holder[1] is not None
+
+    def holder(self, public_key):
+        """``(node name, its signing key)`` of a node's live key, ``(name, None)`` of a revoked one, None
+        for a key of no node. A key not known is looked for in the store again (a node that joined
+        through another reconciler), at most every :data:`UNKNOWN_KEY_RELOAD` seconds."""
         name = self._live.get(public_key)
         if name is None and public_key not in self._revoked and \
                 self.clock() - self._loaded_at >= UNKNOWN_KEY_RELOAD:
-            self.refresh()   # a node that joined through another reconciler
+            self.refresh()
             name = self._live.get(public_key)
         if name is not None:
-            return name
-        return None if public_key in self._revoked else ANONYMOUS + public_key.decode("ascii")
+            return name, self._sign[name]
+        revoked = self._revoked.get(public_key)
+        return None if revoked is None else (revoked, None)
 
     def sign_key(self, name):
         """Node ``name``'s signing key while its key holds, else None."""
@@ -99,7 +107,7 @@ class NodeKeys:
                        and (n not in self._records or self._records[n].revoked_at is None))
         self._sign = {name: self._sign.get(name) if self._records.get(name) == records[name]
                       else node_sign_key(self.cluster_key, name, key) for key, name in live.items()}
-        self._revoked = {r.public_key.encode("ascii") for r in records.values()
+        self._revoked = {r.public_key.encode("ascii"): r.name for r in records.values()
                          if r.public_key is not None and r.revoked_at is not None}
         self._live, self._records = live, records
         if newly:

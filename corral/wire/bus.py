@@ -204,8 +204,10 @@ class BusServer(_Bound):
     answer. ``endpoint`` may use port ``*``; :attr:`endpoint` is then the bound one.
 
     ``identities`` (with ``curve_secret`` only): the nodes' own keys, an object with
-    ``user_id(public_key) -> str | None`` (the ZAP answer, :mod:`corral.wire.zap`),
-    ``sign_key(name) -> bytes | None`` (a keyed node's signing key; None: revoked or unknown),
+    ``admits(public_key) -> bool`` (the ZAP answer, :mod:`corral.wire.zap`; keys are z85 bytes),
+    ``holder(public_key) -> (name, signing key or None) | None`` (the node a key is, its signing key
+    None once revoked; None: no node's key), ``sign_key(name) -> bytes | None`` (a node's signing
+    key while its key holds),
     ``refusal(name) -> str | None`` (why a message for ``name`` from a connection without a key of
     its own is refused: ``impersonation`` when the name holds a key, ``revoked``; else None) and
     ``join(name, token, public_key) -> (bool, dict | str)`` (a join request: the reply's body,
@@ -220,7 +222,7 @@ class BusServer(_Bound):
         self._peers = {}   # node name (bytes) -> clock time of its last accepted message
         self._routes = {}  # node name (bytes) -> (routing id of the connection it last spoke on, its signing key)
         self._identities = identities
-        self._zap = None if identities is None else zap.ZapHandler(self._ctx, identities.user_id)
+        self._zap = None if identities is None else zap.ZapHandler(self._ctx, identities.admits)
         self._copy = identities is None
         self._logged = {}  # (reason, peer) -> clock time of its last log line
         self._sock = self._bind(zmq.ROUTER, endpoint, curve_secret, ROUTER_MANDATORY=1)
@@ -246,25 +248,28 @@ class BusServer(_Bound):
 
     def _open_keyed(self, routing_frame, frame):
         """``(routing id, data, signing key, message or None)`` of a message on a bus of nodes' own
-        keys: opened with the key of the node its connection authenticated as, which it must name
-        as its sender; or, on an anonymous connection, a join request (answered here, no message) or
-        one signed with the cluster key for a name that holds no key of its own."""
-        routing_id, data, user = routing_frame.bytes, frame.bytes, frame.get("User-Id") or zap.ANONYMOUS
-        if user.startswith(zap.ANONYMOUS):
-            if data.startswith(JOIN_PREFIX):
-                self._join(routing_id, data, user[len(zap.ANONYMOUS):].encode("ascii"))
+        keys: opened with the key of the node whose CurveZMQ key its connection authenticated with
+        (the ZAP handler's User-Id), which it must name as its sender; or, from a key of no node, a
+        join request (answered here, no message) or one signed with the cluster key for a name that
+        holds no key of its own."""
+        routing_id, data = routing_frame.bytes, frame.bytes
+        public_key = (frame.get("User-Id") or "").encode("ascii")
+        holder = self._identities.holder(public_key) if public_key else None
+        if holder is None:
+            if data.startswith(JOIN_PREFIX) and public_key:
+                self._join(routing_id, data, public_key)
                 return routing_id, data, None, None
             msg = self._open(data, routing_id)
             refusal = None if msg is None else self._identities.refusal(msg.sender)
             if refusal is not None:
                 return routing_id, data, None, self.refuse(refusal, msg.sender, "a connection without a key of its own")
             return routing_id, data, self._key, msg
-        key = self._identities.sign_key(user)
+        name, key = holder
         if key is None:
-            return routing_id, data, None, self.refuse("revoked", user, "its revoked key")
+            return routing_id, data, None, self.refuse("revoked", name, "its revoked key")
         msg = self._open(data, routing_id, key)
-        if msg is not None and msg.sender != user:
-            return routing_id, data, None, self.refuse("impersonation", msg.sender, f"node {user}'s key")
+        if msg is not None and msg.sender != name:
+            return routing_id, data, None, self.refuse("impersonation", msg.sender, f"node {name}'s key")
         return routing_id, data, key, msg
 
     def refuse(self, reason, name, how):

@@ -152,3 +152,232 @@ def test_a_node_joins_once_with_a_token_and_starts_again_without_it(cluster):
     wait_for("node-1 reporting again from its new agent", lambda: cluster.ready("node-1", since=node["agent_started"]),
              WAIT)
     assert "joined" not in cluster.log_of("node-1").split("reporting to")[-1]
+
+
+def agent_error(proc, cluster, name):
+    """The one ``error:`` line node ``name``'s agent ended with (it must have ended non-zero)."""
+    assert proc.wait(WAIT) != 0
+    text = cluster.log_of(name)
+    assert "Traceback" not in text, text
+    return [line for line in text.splitlines() if line.startswith("error: ")]
+
+
+def test_a_join_token_used_twice_or_after_it_expired_is_refused_with_one_sentence(cluster):
+    token = cluster.join_token()
+    cluster.agent("node-1", token=token)
+    wait_for("node-1 ready", lambda: cluster.ready("node-1"), WAIT)
+
+    assert agent_error(cluster.agent("node-2", token=token), cluster, "node-2") == [
+        f"error: the reconciler at {cluster.bus} refused the join: the join token was already used (by node node-1); "
+        "ask for a new one"]
+
+    made = requests.post(cluster.api + "/v1/node-tokens", json={"expires": 0.5},
+                         headers={"Authorization": f"Bearer {cluster.token}"}, timeout=10).json()
+    wait_for("the token's expiry", lambda: time.time() > made["expires_at"] + 0.1, WAIT)
+    assert agent_error(cluster.agent("node-3", token=made["token"]), cluster, "node-3") == [
+        f"error: the reconciler at {cluster.bus} refused the join: the join token has expired; ask for a new one"]
+
+    assert agent_error(cluster.agent("node-4", token="cj1.0123"), cluster, "node-4") == [
+        "error: the join token is not of the form cj1.<16 hex>.<32 hex>.<64 hex> (as `corral node join-token` "
+        "prints it)"]
+    assert [n["name"] for n in cluster.get("/v1/nodes")] == ["node-1"]
+    for name in ("node-2", "node-3", "node-4"):
+        assert load_credential(cluster.dir / name / "data") is None
+    assert cluster.rejected().get("join") == 2
+    bad = cluster.cli("node", "join-token", "--expires", "soon")
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "error: --expires: 'soon' is not a duration (like 500ms, 30s, 5m, 1h, or whole seconds)")
+
+
+class Peer:
+    """A hostile peer on the bus: a BusClient signing as ``sender`` with ``key``, authenticated by ``keypair``
+    (None: a fresh one, a connection of no node); keeps every message it receives."""
+
+    def __init__(self, cluster, sender, key, server_public, keypair=None):
+        self.heard = []
+        self.client = BusClient([cluster.bus], key, sender, lambda endpoint, msg: self.heard.append(msg),
+                                curve_server_public=server_public, curve_keypair=keypair).start()
+
+    def send(self, type, body, attachment=None):
+        wait_for("the peer's connection", lambda: self.client.send_to(self.client.endpoints[0], type, body,
+                                                                      attachment=attachment), WAIT)
+
+    def close(self):
+        self.client.close()
+
+
+def report(name, address="10.6.6.6", seq=1):
+    return {"node": {"name": name, "address": address, "labels": {}, "conditions": [],
+                     "capacity": {"cpu": 64, "memory": 1 << 40, "disk": 1 << 40}},
+            "epoch_seen": 0, "alive": True, "started_at": 1.0, "seq": seq, "instances": []}
+
+
+def alive(body):
+    return {"started_at": body["started_at"], "seq": body["seq"] + 1, "epoch_seen": 0,
+            "digest": nodereport.digest(body)}
+
+
+def counted(cluster, reason, at_least):
+    return wait_for(f"{at_least} message(s) refused as {reason}",
+                    lambda: cluster.rejected().get(reason, 0) >= at_least and cluster.rejected(), WAIT)
+
+
+@pytest.fixture
+def two_nodes(cluster):
+    """node-1 and node-2 joined, each with its own key, both ready."""
+    for name in ("node-1", "node-2"):
+        cluster.agent(name, token=cluster.join_token())
+    for name in ("node-1", "node-2"):
+        wait_for(f"{name} ready", lambda: cluster.ready(name), WAIT)
+    return cluster
+
+
+def test_a_peer_holding_node_1s_key_cannot_act_as_node_2(two_nodes):
+    cluster = two_nodes
+    stolen = load_credential(cluster.dir / "node-1" / "data")
+    keypair = (stolen.public, stolen.secret)
+    as_node_2 = Peer(cluster, "node-2", stolen.sign_key, stolen.server_public, keypair)
+    as_node_1 = Peer(cluster, "node-1", stolen.sign_key, stolen.server_public, keypair)
+    try:
+        body = report("node-2")
+        as_node_2.send("report", body)                          # register / report as node-2 (draws its assign)
+        as_node_2.send("alive", alive(body))                    # keep it looking alive
+        as_node_2.send("logs_chunk", {"stream": "s1", "seq": 1}, attachment=b"forged line\n")   # into its logs
+        as_node_1.send("report", report("node-2"))              # its own name on the envelope, node-2's in the body
+        rejected = counted(cluster, "impersonation", 4)
+        assert rejected.get("signature", 0) == 0
+        for _ in range(3):   # heartbeats of the real node-2 come and go meanwhile
+            node_2 = wait_for("node-2's next report", lambda: cluster.ready("node-2"), WAIT)
+            assert node_2["address"] == "127.0.0.1" and node_2["capacity"]["cpu"] != 64
+            eventlet.sleep(TIMINGS["heartbeat"])
+        assert as_node_2.heard == [], "node-2's messages reached node-1's key"
+        assert all(m.body.get("node") in (None, "node-1") for m in as_node_1.heard)
+    finally:
+        as_node_2.close()
+        as_node_1.close()
+    log = (cluster.dir / "reconciler.log").read_text()
+    assert "refused a message for node 'node-2' that came by node node-1's key (impersonation" in log
+    assert cluster.ready("node-1") and cluster.ready("node-2")
+
+
+class Recorder:
+    """A TCP proxy on a free loopback port to the bus at ``target`` that keeps the bytes its clients sent
+    (:attr:`sent`): what a peer on the wire captures of a node's connection."""
+
+    def __init__(self, target):
+        host, port = target[len("tcp://"):].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = eventlet.listen(("127.0.0.1", 0))
+        self.endpoint = "tcp://127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.sent = bytearray()
+        self.threads = [eventlet.spawn(self._accept)]
+
+    def _accept(self):
+        while True:
+            client, _ = self.listener.accept()
+            upstream = eventlet.connect(self.target)
+            self.threads += [eventlet.spawn(self._pipe, client, upstream, self.sent),
+                             eventlet.spawn(self._pipe, upstream, client, bytearray())]
+
+    @staticmethod
+    def _pipe(src, dst, keep):
+        with contextlib.suppress(OSError, EOFError):
+            while chunk := src.recv(65536):
+                keep += chunk
+                dst.sendall(chunk)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError, EOFError):
+                sock.close()
+
+    def close(self):
+        for gt in self.threads:
+            gt.kill()
+        self.listener.close()
+
+
+def curve_dealer(ctx, server_public, keypair=None):
+    """A raw DEALER, CURVE client of ``server_public`` with ``keypair`` (default: a fresh one)."""
+    from eventlet.green import zmq
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.curve_publickey, sock.curve_secretkey = keypair or zmq.curve_keypair()
+    sock.curve_serverkey = server_public
+    return sock
+
+
+def test_a_keyless_or_replaying_peer_gets_nothing_in(cluster):
+    from eventlet.green import zmq
+    from tests.adversarial.test_bus_encryption import handshake_refused
+    recorder = Recorder(cluster.bus)
+    ctx = zmq.Context()
+    socks = []
+    try:
+        cluster.agent("node-1", token=cluster.join_token(), bus=recorder.endpoint)
+        wait_for("node-1 ready through the recorder", lambda: cluster.ready("node-1"), WAIT)
+        cred = load_credential(cluster.dir / "node-1" / "data")
+        before = cluster.rejected()
+
+        # a keyless peer: no CurveZMQ at all, so not even the handshake
+        cleartext = ctx.socket(zmq.DEALER)
+        monitor = cleartext.get_monitor_socket()
+        socks += [monitor, cleartext]
+        cleartext.connect(cluster.bus)
+        cleartext.send(seal(cluster.key, "report", "spy", 0, report("spy"), time.time()))
+        handshake_refused(monitor)
+
+        # the bytes of node-1's connection, replayed by a peer on the wire: the handshake fails, the connection ends
+        replay = eventlet.connect(recorder.target)
+        replay.sendall(bytes(recorder.sent))
+        replay.settimeout(WAIT)
+        with contextlib.suppress(ConnectionResetError, EOFError):   # (eventlet's word for a closed socket)
+            while replay.recv(65536):
+                pass
+        replay.close()
+
+        # a peer that knows the servers' public key (every join token carries it) but holds no node's key:
+        # node-1's message (as a leak of it would give) and a made-up one are refused
+        anonymous = curve_dealer(ctx, cred.server_public)
+        socks.append(anonymous)
+        anonymous.connect(cluster.bus)
+        anonymous.send(seal(cred.sign_key, "report", "node-1", 0, report("node-1"), time.time()))
+        anonymous.send(seal(os.urandom(32), "report", "spy", 0, report("spy"), time.time()))
+        counted(cluster, "signature", before.get("signature", 0) + 2)
+
+        # node-1's own message sent twice on a connection of its key (stolen): the second is a replay
+        own = curve_dealer(ctx, cred.server_public, (cred.public, cred.secret))
+        socks.append(own)
+        own.connect(cluster.bus)
+        body = report("node-1", address="127.0.0.1")
+        captured = seal(cred.sign_key, "alive", "node-1", 0, alive(body), time.time())
+        own.send(captured)
+        own.send(captured)
+        counted(cluster, "replayed", before.get("replayed", 0) + 1)
+        assert {n["name"] for n in cluster.get("/v1/nodes")} == {"node-1"}
+        assert wait_for("node-1 still ready", lambda: cluster.ready("node-1"), WAIT)["address"] == "127.0.0.1"
+    finally:
+        for sock in socks:
+            sock.close(0)
+        ctx.term()
+        recorder.close()
+
+
+def test_revoke_cuts_a_live_node_off(two_nodes):
+    cluster = two_nodes
+    done = cluster.cli("node", "revoke", "node-1")
+    assert done.returncode == 0 and done.stdout.strip() == "node/node-1 revoked: its key is refused from now on"
+    counted(cluster, "revoked", 1)   # its agent's next heartbeat, on the connection it still has
+    wait_for("node-1 lost", lambda: (cluster.node("node-1") or {}).get("state") == "lost", WAIT)
+    assert cluster.node("node-1")["credential"] == "revoked"
+    table = cluster.cli("get", "nodes").stdout.splitlines()
+    assert [line.split()[:2] for line in table[1:]] == [["node-1", "lost,revoked"], ["node-2", "ready"]]
+    assert cluster.ready("node-2")
+
+    [first] = cluster.agents["node-1"]
+    first.send_signal(signal.SIGTERM)
+    first.wait(WAIT)
+    cluster.agent("node-1")   # started again with its revoked key: the handshake itself is refused
+    counted(cluster, "key refused", 1)
+    assert cluster.node("node-1")["state"] == "lost"
+
+    missing = cluster.cli("node", "revoke", "nobody")
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: node 'nobody' not found"
