@@ -17,6 +17,7 @@ import logging
 import math
 import time
 
+from corral.store import StoreError
 from corral.wire.credentials import name_refusal, new_join_token, node_sign_key, parse_join_token
 from reconciler.actor import actor
 from reconciler.httpio import HttpError, json_body
@@ -39,7 +40,7 @@ class NodeKeys:
         self._revoked = {}    # public key revoked -> the node it was
         self._records = {}    # node name -> NodeKeyRecord
         self._sign = {}       # node name -> its signing key, for live keys
-        self._loaded_at = -math.inf
+        self._tried_at = -math.inf   # when the store was last read (or tried) for a key not known
 
     # -- what the bus asks -----------------------------------------------------
     def admits(self, public_key):
@@ -53,14 +54,27 @@ class NodeKeys:
         for a key of no node. A key not known is looked for in the store again (a node that joined
         through another reconciler), at most every :data:`UNKNOWN_KEY_RELOAD` seconds."""
         name = self._live.get(public_key)
-        if name is None and public_key not in self._revoked and \
-                self.clock() - self._loaded_at >= UNKNOWN_KEY_RELOAD:
-            self.refresh()
+        if name is None and public_key not in self._revoked and self._may_reload():
             name = self._live.get(public_key)
         if name is not None:
             return name, self._sign[name]
         revoked = self._revoked.get(public_key)
         return None if revoked is None else (revoked, None)
+
+    def _may_reload(self):
+        """Read the store again for a key not known, unless that was tried within
+        :data:`UNKNOWN_KEY_RELOAD` seconds; True when it was read. A store that cannot be read
+        leaves the view as it is (logged), so the bus goes on as before."""
+        now = self.clock()
+        if now - self._tried_at < UNKNOWN_KEY_RELOAD:
+            return False
+        self._tried_at = now
+        try:
+            self.refresh()
+        except StoreError as e:
+            log.warning("could not read the node keys for a key not known here: %s", e)
+            return False
+        return True
 
     def sign_key(self, name):
         """Node ``name``'s signing key while its key holds, else None."""
@@ -89,10 +103,13 @@ class NodeKeys:
             return False, str(e)
         if token.server_public != self.server_public:
             return False, "the join token was made for other reconcilers (their bus key is not this one's)"
-        refusal = self.store.redeem_join_token(token.id, token.secret_sha256(), name, public_key.decode("ascii"))
-        if refusal:
-            return False, refusal
-        self.refresh()
+        try:
+            refusal = self.store.redeem_join_token(token.id, token.secret_sha256(), name, public_key.decode("ascii"))
+            if refusal:
+                return False, refusal
+            self.refresh()
+        except StoreError as e:
+            return False, f"the reconciler cannot reach its store ({e}); try again"
         log.info("node %s joined with its own key", name)
         return True, {"name": name, "sign_key": node_sign_key(self.cluster_key, name, public_key).hex()}
 
@@ -100,7 +117,6 @@ class NodeKeys:
     def refresh(self):
         """Read the node keys from the store again; returns the names revoked since the last read."""
         records = {r.name: r for r in self.store.list_node_keys()}
-        self._loaded_at = self.clock()
         live = {r.public_key.encode("ascii"): r.name for r in records.values()
                 if r.public_key is not None and r.revoked_at is None}
         newly = sorted(n for n, r in records.items() if r.revoked_at is not None

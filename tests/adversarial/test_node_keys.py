@@ -42,39 +42,45 @@ WAIT = 30
 
 
 class Cluster:
-    """A reconciler daemon (``--bus-encryption required``) on a fresh store, the CLI against it, and agent
-    daemons started with the environment a joined node has: no cluster key."""
+    """``reconcilers`` reconciler daemons (``--bus-encryption required``) on one fresh store, the CLI against
+    the first, and agent daemons started with the environment a joined node has: no cluster key."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, reconcilers=1):
         self.dir = tmp_path
         self.key = new_key_file(tmp_path / "secret")
         self.settings = tmp_path / "settings.yaml"
         self.settings.write_text(yaml.safe_dump(TIMINGS))
-        self.api = f"http://127.0.0.1:{free_port()}"
-        self.bus = f"tcp://127.0.0.1:{free_port()}"
+        self.apis = [f"http://127.0.0.1:{free_port()}" for _ in range(reconcilers)]
+        self.buses = [f"tcp://127.0.0.1:{free_port()}" for _ in range(reconcilers)]
+        self.api, self.bus = self.apis[0], self.buses[0]
         self.token = api_token(self.key)
         self.agents = {}
+        self.reconcilers = []
         env = dict(os.environ, CORRAL_STORE=f"sqlite:///{tmp_path / 'corral.db'}", CORRAL_SECRET_FILE=str(tmp_path / "secret"))
-        with open(tmp_path / "reconciler.log", "wb") as log:
-            self.reconciler = subprocess.Popen(
-                [sys.executable, "-m", "corral", "reconciler", "--name", "r1", "--api", self.api[len("http://"):],
-                 "--bus", self.bus, "--routes", f"tcp://127.0.0.1:{free_port()}", "--bus-encryption", "required",
-                 "--settings", str(self.settings)], env=env, cwd=ROOT, stdout=log, stderr=log)
-        wait_for("the reconciler's API", self._up, WAIT)
+        for i, (api, bus) in enumerate(zip(self.apis, self.buses)):
+            with open(tmp_path / f"reconciler-{i + 1}.log", "wb") as log:
+                self.reconcilers.append(subprocess.Popen(
+                    [sys.executable, "-m", "corral", "reconciler", "--name", f"r{i + 1}", "--api", api[len("http://"):],
+                     "--bus", bus, "--routes", f"tcp://127.0.0.1:{free_port()}", "--bus-encryption", "required",
+                     "--settings", str(self.settings)], env=env, cwd=ROOT, stdout=log, stderr=log))
+        for api in self.apis:
+            wait_for("the reconcilers' APIs", lambda: self._up(api), WAIT)
 
-    def _up(self):
+    @staticmethod
+    def _up(api):
         with contextlib.suppress(requests.RequestException):
-            return requests.get(self.api + "/healthz", timeout=1).ok
+            return requests.get(api + "/healthz", timeout=1).ok
 
-    def get(self, path):
-        return requests.get(self.api + path, headers={"Authorization": f"Bearer {self.token}"}, timeout=10).json()
+    def get(self, path, api=None):
+        return requests.get((api or self.api) + path, headers={"Authorization": f"Bearer {self.token}"},
+                            timeout=10).json()
 
-    def rejected(self):
-        """What the reconciler's bus refused so far, by reason."""
-        return requests.get(self.api + "/healthz", timeout=5).json()["rejected_messages"]
+    def rejected(self, api=None):
+        """What a reconciler's bus (the first's by default) refused so far, by reason."""
+        return requests.get((api or self.api) + "/healthz", timeout=5).json()["rejected_messages"]
 
-    def node(self, name):
-        return next((n for n in self.get("/v1/nodes") if n["name"] == name), None)
+    def node(self, name, api=None):
+        return next((n for n in self.get("/v1/nodes", api) if n["name"] == name), None)
 
     def cli(self, *args):
         env = dict(os.environ, CORRAL_API=self.api, CORRAL_TOKEN=self.token)
@@ -90,7 +96,8 @@ class Cluster:
     def agent(self, name, token=None, bus=None):
         """Start node ``name``'s agent daemon (joining with ``token`` when given); returns its process."""
         data = self.dir / name
-        argv = [sys.executable, "-m", "corral", "agent", "--name", name, "--reconciler", bus or self.bus,
+        buses = [bus] if bus else self.buses
+        argv = [sys.executable, "-m", "corral", "agent", "--name", name, *(a for b in buses for a in ("--reconciler", b)),
                 "--data-dir", str(data / "data"), "--images-dir", str(data / "images"), "--no-app-users",
                 "--metrics", f"127.0.0.1:{free_port()}", "--settings", str(self.settings)]
         env = {k: v for k, v in os.environ.items() if k != "CORRAL_SECRET_FILE"}
@@ -105,9 +112,9 @@ class Cluster:
     def log_of(self, name):
         return (self.dir / f"{name}.log").read_text(errors="replace")
 
-    def ready(self, name, since=None):
+    def ready(self, name, since=None, api=None):
         """Node ``name`` ready (and its agent started after ``since``, when given)."""
-        node = self.node(name)
+        node = self.node(name, api)
         return node if node and node["state"] == "ready" and (since is None or node["agent_started"] != since) else None
 
     def close(self):
@@ -122,8 +129,10 @@ class Cluster:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-        self.reconciler.terminate()
-        self.reconciler.wait(WAIT)
+        for proc in self.reconcilers:
+            proc.terminate()
+        for proc in self.reconcilers:
+            proc.wait(WAIT)
 
 
 @pytest.fixture
@@ -255,7 +264,7 @@ def test_a_peer_holding_node_1s_key_cannot_act_as_node_2(two_nodes):
     finally:
         as_node_2.close()
         as_node_1.close()
-    log = (cluster.dir / "reconciler.log").read_text()
+    log = (cluster.dir / "reconciler-1.log").read_text()
     assert "refused a message for node 'node-2' that came by node node-1's key (impersonation" in log
     assert cluster.ready("node-1") and cluster.ready("node-2")
 
@@ -381,3 +390,21 @@ def test_revoke_cuts_a_live_node_off(two_nodes):
 
     missing = cluster.cli("node", "revoke", "nobody")
     assert missing.returncode == 1 and missing.stderr.strip() == "error: node 'nobody' not found"
+
+
+def test_a_node_joined_through_one_reconciler_is_known_by_the_other_and_revoked_on_both(tmp_path):
+    cluster = Cluster(tmp_path, reconcilers=2)
+    try:
+        cluster.agent("node-1", token=cluster.join_token())   # joins at the first, then speaks to both
+        for api in cluster.apis:
+            node = wait_for(f"node-1 ready at {api}", lambda: cluster.ready("node-1", api=api), WAIT)
+            assert node["credential"] == "own key"
+        assert cluster.cli("node", "revoke", "node-1").returncode == 0   # through the first
+        for api in cluster.apis:   # the second within a heartbeat: its key refused there too
+            counted_at = wait_for(f"node-1's messages refused at {api}",
+                                  lambda: cluster.rejected(api).get("revoked", 0) >= 1 and cluster.rejected(api), WAIT)
+            assert "impersonation" not in counted_at
+            wait_for(f"node-1 lost at {api}", lambda: (cluster.node("node-1", api) or {}).get("state") == "lost", WAIT)
+            assert cluster.node("node-1", api)["credential"] == "revoked"
+    finally:
+        cluster.close()
