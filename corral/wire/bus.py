@@ -26,6 +26,16 @@ Choices, and why:
   routing id of the connection its latest *verified* message came from. An
   unsigned socket can therefore never divert a node's commands, and a
   restarted agent is found again by its first report.
+- A verified message is not enough when it may be a replay (issue 14: a
+  peer replayed node-1's ping meant for r1 to r2, and r2's messages for
+  node-1 went to it). An agent names the reconciler each message is for
+  (``to``, once it has heard from it on that connection); a server refuses
+  one named for another (``recipient``) and one sealed before it started
+  (``expired``: its nonce memory is new, not its window). A message that
+  names no recipient (an agent that has heard nothing yet) moves a node's
+  name to its connection only when the connection the name is on is gone
+  (a ping to it fails); else the name stays, and the new connection gets a
+  ping, which tells its agent this reconciler's name.
 - CurveZMQ encryption when keys are given (``curve_secret`` on the server,
   ``curve_server_public`` on the client; the daemons derive them from the cluster key,
   :mod:`corral.wire.curve`, under ``--bus-encryption required``); HMAC signing is always on.
@@ -42,6 +52,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import time
 
 import eventlet
@@ -93,14 +104,14 @@ def curve_keypair():
 class _Endpoint:
     """What BusServer and BusClient share: a receive loop, counters, close."""
 
-    def __init__(self, key, sender, handler, window, clock, context=None):
+    def __init__(self, key, sender, handler, window, clock, context=None, not_before=None):
         if not isinstance(sender, str) or not sender:
             raise ValueError(f"bus: sender must be a non-empty string, not {sender!r}")
         self._key = key
         self.sender = sender
         self._handler = handler
         self._clock = clock
-        self._opener = Opener(key, window)
+        self._opener = Opener(key, window, not_before=-math.inf if not_before is None else not_before)
         self._own_ctx = context is None  # a context passed in is its owner's to terminate
         self._ctx = zmq.Context() if context is None else context
         self._threads = []
@@ -110,8 +121,8 @@ class _Endpoint:
         self.dropped = 0
         self.extra_rejected = collections.Counter()
 
-    def _seal(self, type, body, epoch, attachment=None):
-        return seal(self._key, type, self.sender, epoch, body, now=self._clock(), attachment=attachment)
+    def _seal(self, type, body, epoch, attachment=None, to=None):
+        return seal(self._key, type, self.sender, epoch, body, now=self._clock(), attachment=attachment, to=to)
 
     def _receive_loop(self, sock, name):
         while not self._closing:
@@ -216,7 +227,7 @@ class BusServer(_Bound):
 
     def __init__(self, endpoint: str, key: bytes, sender: str, handler, window: float = 30.0,
                  clock=time.time, *, curve_secret: bytes | None = None, identities=None):
-        super().__init__(key, sender, handler, window, clock)
+        super().__init__(key, sender, handler, window, clock, not_before=clock())
         if identities is not None and curve_secret is None:
             raise ValueError("bus: nodes' own keys need an encrypted bus (curve_secret)")
         self._peers = {}   # node name (bytes) -> clock time of its last accepted message
@@ -241,10 +252,34 @@ class BusServer(_Bound):
             routing_id, data, key, msg = self._open_keyed(*frames)
         if msg is None:
             return
+        if msg.to is not None and msg.to != self.sender:
+            self.refuse("recipient", msg.sender, f"a message for {msg.to!r}")
+            return
         peer = msg.sender.encode("utf-8")
-        self._routes[peer] = (routing_id, key)
+        self._route(peer, routing_id, key, named=msg.to is not None)
         self._peers[peer] = self._clock()
         self._handler(peer, msg)
+
+    def _route(self, peer, routing_id, key, named):
+        """Send node ``peer``'s messages to the connection ``routing_id`` from now on, when its message
+        there named this server, or the connection its name is on is gone; else (maybe a replay) ping
+        the new connection, which tells an agent that started again whom to name (module docstring)."""
+        current = self._routes.get(peer)
+        if named or current is None or current[0] == routing_id or not self._ping(current[0], current[1]):
+            self._routes[peer] = (routing_id, key)
+        else:
+            self._ping(routing_id, key)
+
+    def _ping(self, routing_id, key):
+        """Send a ping to the connection ``routing_id``; whether it went (False: the connection is gone)."""
+        try:
+            self._sock.send_multipart([routing_id, seal(key, "ping", self.sender, 0, {}, now=self._clock())],
+                                      flags=zmq.NOBLOCK)
+        except zmq.ZMQError as e:
+            if e.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN):
+                raise
+            return e.errno == zmq.EAGAIN   # a full queue: the connection is there
+        return True
 
     def _open_keyed(self, routing_frame, frame):
         """``(routing id, data, signing key, message or None)`` of a message on a bus of nodes' own
@@ -369,6 +404,7 @@ class _Connecting(_Endpoint):
             raise ValueError(f"bus: {none_given}")
         self.endpoints = list(endpoints)
         self._socks = {}
+        self._recipients = {}   # endpoint -> the name of the server there, once heard from
         for endpoint in self.endpoints:
             sock = self._ctx.socket(kind)
             _common_options(sock)
@@ -403,6 +439,7 @@ class _Connecting(_Endpoint):
             return
         msg = self._open(frames[0], endpoint)
         if msg is not None:
+            self._recipients[endpoint] = msg.sender   # what this end's messages there name as their recipient
             self._handler(endpoint, msg)
 
     def close(self):
@@ -439,8 +476,8 @@ class BusClient(_Connecting):
         full, misses this message (counted in ``dropped``).
         """
         taken = 0
-        for i, sock in enumerate(self._socks.values()):
-            data = self._seal(type, body, epoch)
+        for i, (endpoint, sock) in enumerate(self._socks.items()):
+            data = self._seal(type, body, epoch, to=self._recipients.get(endpoint))
             try:
                 sock.send(data, flags=zmq.NOBLOCK)
             except zmq.Again:
@@ -460,7 +497,7 @@ class BusClient(_Connecting):
         if sock is None:
             return False
         try:
-            sock.send(self._seal(type, body, epoch, attachment), flags=zmq.NOBLOCK)
+            sock.send(self._seal(type, body, epoch, attachment, to=self._recipients.get(endpoint)), flags=zmq.NOBLOCK)
         except zmq.Again:
             self.dropped += 1
             return False

@@ -45,7 +45,7 @@ class Cluster:
     """``reconcilers`` reconciler daemons (``--bus-encryption required``) on one fresh store, the CLI against
     the first, and agent daemons started with the environment a joined node has: no cluster key."""
 
-    def __init__(self, tmp_path, reconcilers=1):
+    def __init__(self, tmp_path, reconcilers=1, encryption="required"):
         self.dir = tmp_path
         self.key = new_key_file(tmp_path / "secret")
         self.settings = tmp_path / "settings.yaml"
@@ -56,12 +56,13 @@ class Cluster:
         self.token = api_token(self.key)
         self.agents = {}
         self.reconcilers = []
+        self.encryption = encryption
         env = dict(os.environ, CORRAL_STORE=f"sqlite:///{tmp_path / 'corral.db'}", CORRAL_SECRET_FILE=str(tmp_path / "secret"))
         for i, (api, bus) in enumerate(zip(self.apis, self.buses)):
             with open(tmp_path / f"reconciler-{i + 1}.log", "wb") as log:
                 self.reconcilers.append(subprocess.Popen(
                     [sys.executable, "-m", "corral", "reconciler", "--name", f"r{i + 1}", "--api", api[len("http://"):],
-                     "--bus", bus, "--routes", f"tcp://127.0.0.1:{free_port()}", "--bus-encryption", "required",
+                     "--bus", bus, "--routes", f"tcp://127.0.0.1:{free_port()}", "--bus-encryption", encryption,
                      "--settings", str(self.settings)], env=env, cwd=ROOT, stdout=log, stderr=log))
         for api in self.apis:
             wait_for("the reconcilers' APIs", lambda: self._up(api), WAIT)
@@ -93,14 +94,18 @@ class Cluster:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    def agent(self, name, token=None, bus=None):
-        """Start node ``name``'s agent daemon (joining with ``token`` when given); returns its process."""
+    def agent(self, name, token=None, buses=None, cluster_key=False):
+        """Start node ``name``'s agent daemon, to ``buses`` (default every reconciler's), joining with
+        ``token`` when given, holding the cluster key when ``cluster_key``; returns its process."""
         data = self.dir / name
-        buses = [bus] if bus else self.buses
+        buses = buses or self.buses
         argv = [sys.executable, "-m", "corral", "agent", "--name", name, *(a for b in buses for a in ("--reconciler", b)),
                 "--data-dir", str(data / "data"), "--images-dir", str(data / "images"), "--no-app-users",
-                "--metrics", f"127.0.0.1:{free_port()}", "--settings", str(self.settings)]
+                "--metrics", f"127.0.0.1:{free_port()}", "--settings", str(self.settings),
+                "--bus-encryption", self.encryption]
         env = {k: v for k, v in os.environ.items() if k != "CORRAL_SECRET_FILE"}
+        if cluster_key:
+            env["CORRAL_SECRET_FILE"] = str(self.dir / "secret")
         if token:
             env["CORRAL_JOIN_TOKEN"] = token   # as a unit's environment file would give it: not on argv
         log = open(self.dir / f"{name}.log", "ab")
@@ -321,7 +326,7 @@ def test_a_keyless_or_replaying_peer_gets_nothing_in(cluster):
     ctx = zmq.Context()
     socks = []
     try:
-        cluster.agent("node-1", token=cluster.join_token(), bus=recorder.endpoint)
+        cluster.agent("node-1", token=cluster.join_token(), buses=[recorder.endpoint])
         wait_for("node-1 ready through the recorder", lambda: cluster.ready("node-1"), WAIT)
         cred = load_credential(cluster.dir / "node-1" / "data")
         before = cluster.rejected()
