@@ -73,6 +73,7 @@ RCVHWM = 10000           # many agents report into one ROUTER
 YIELD_EVERY = 64         # sends between eventlet.sleep(0) in loops over many peers
 JOIN_PREFIX = b"join "   # an anonymous connection's join request (corral/wire/join.py), not an envelope
 MAX_JOIN_BYTES = 1024
+JOINS_A_SECOND = 10      # join requests a server takes to its store in a second; more are refused at once
 LOG_EVERY = 10.0         # seconds between two log lines of one refusal of one peer
 
 
@@ -236,6 +237,7 @@ class BusServer(_Bound):
         self._zap = None if identities is None else zap.ZapHandler(self._ctx, identities.admits)
         self._copy = identities is None
         self._logged = {}  # (reason, peer) -> clock time of its last log line
+        self._joins = collections.deque()   # clock times of the join requests answered within the last second
         self._sock = self._bind(zmq.ROUTER, endpoint, curve_secret, ROUTER_MANDATORY=1)
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -308,37 +310,51 @@ class BusServer(_Bound):
         return routing_id, data, key, msg
 
     def refuse(self, reason, name, how):
-        """Count a message refused for ``reason`` (it claimed node ``name``, came by ``how``); log it
-        at most every :data:`LOG_EVERY` seconds per reason and name. Returns None (no message)."""
+        """Count a message refused for ``reason`` (it claimed node ``name``, came by ``how``) and log it
+        (:meth:`_log_limited`). Returns None (no message)."""
         self.extra_rejected[reason] += 1
-        now = self._clock()
-        if now - self._logged.get((reason, name), -LOG_EVERY) >= LOG_EVERY:
-            if len(self._logged) > 10000:
-                self._logged.clear()
-            self._logged[(reason, name)] = now
-            log.warning("bus %s: refused a message for node %r that came by %s (%s; counted, further ones for "
-                        "%ss not logged)", self.sender, name, how, reason, LOG_EVERY)
+        self._log_limited((reason, name), "bus %s: refused a message for node %r that came by %s (%s; counted, "
+                          "further ones for %ss not logged)", self.sender, name, how, reason, LOG_EVERY)
         return None
 
+    def _log_limited(self, key, *args):
+        """Log a warning, unless one of the same ``key`` was logged within :data:`LOG_EVERY` seconds."""
+        now = self._clock()
+        if now - self._logged.get(key, -LOG_EVERY) >= LOG_EVERY:
+            if len(self._logged) > 10000:
+                self._logged.clear()
+            self._logged[key] = now
+            log.warning(*args)
+
     def _join(self, routing_id, data, public_key):
-        """Answer a join request (``join {"name", "token"}``, :mod:`corral.wire.join`) from an anonymous
-        connection whose CurveZMQ key is ``public_key``: ``joined {json}`` or ``refused SENTENCE``."""
+        """Answer a join request (``join {"name", "token"}``, :mod:`corral.wire.join`) from a connection of
+        no node's key, ``public_key``: ``joined {json}``, or ``refused SENTENCE`` (counted, logged)."""
+        ok, answer, name = self._answer_join(data, public_key)
+        if not ok:
+            self.extra_rejected["join"] += 1
+            self._log_limited(("join", name), "bus %s: refused a join as node %r: %s", self.sender, name, answer)
+        reply = b"joined " + json.dumps(answer).encode() if ok else b"refused " + answer.encode("utf-8")
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.send_multipart([routing_id, reply], flags=zmq.NOBLOCK)
+
+    def _answer_join(self, data, public_key):
+        """``(ok, reply body or sentence, name asked for)``; at most :data:`JOINS_A_SECOND` reach the
+        store, so that a peer sending made-up tokens cannot keep it busy."""
+        now = self._clock()
+        while self._joins and self._joins[0] <= now - 1.0:
+            self._joins.popleft()
+        if len(self._joins) >= JOINS_A_SECOND:
+            return False, "too many joins at once; try again in a second", "?"
+        self._joins.append(now)
         try:
             request = json.loads(data[len(JOIN_PREFIX):MAX_JOIN_BYTES].decode("utf-8"))
             name, token = request["name"], request["token"]
             if len(data) > MAX_JOIN_BYTES or not isinstance(name, str) or not isinstance(token, str):
                 raise ValueError
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            self.extra_rejected["join"] += 1
-            ok, answer = False, "the join request is not one (expected join {\"name\": ..., \"token\": ...})"
-        else:
-            ok, answer = self._identities.join(name, token, public_key)
-            if not ok:
-                self.extra_rejected["join"] += 1
-                log.warning("bus %s: refused a join as node %r: %s", self.sender, name, answer)
-        reply = b"joined " + json.dumps(answer).encode() if ok else b"refused " + answer.encode("utf-8")
-        with contextlib.suppress(zmq.ZMQError):
-            self._sock.send_multipart([routing_id, reply], flags=zmq.NOBLOCK)
+            return False, 'the join request is not one (expected join {"name": ..., "token": ...})', "?"
+        ok, answer = self._identities.join(name, token, public_key)
+        return ok, answer, name
 
     def send(self, peer: bytes, type: str, body: dict, epoch: int) -> bool:
         """Seal and send one message to the node named ``peer``; False if it cannot go now.

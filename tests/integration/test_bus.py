@@ -327,3 +327,51 @@ def test_a_message_sealed_before_the_server_started_is_expired(closing):
     finally:
         sock.close(0)
         ctx.term()
+
+
+class Joins:
+    """A server's view of nodes' keys that knows none and refuses every join, counting them."""
+
+    def __init__(self):
+        self.asked = []
+
+    def admits(self, key):
+        return True
+
+    def holder(self, key):
+        return None
+
+    def sign_key(self, name):
+        return None
+
+    def refusal(self, name):
+        return None
+
+    def join(self, name, token, public_key):
+        self.asked.append(name)
+        return False, "the join token is not one this cluster issued"
+
+
+def test_a_flood_of_joins_reaches_the_store_ten_times_a_second_and_each_gets_its_sentence(closing):
+    from corral.wire.curve import server_public, server_secret
+    joins = Joins()
+    srv = closing(BusServer(ANY_PORT, KEY, "rec-1", Inbox(), clock=lambda: 1000.0,   # the second never ends
+                            curve_secret=server_secret(KEY, "required"), identities=joins).start())
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.curve_publickey, sock.curve_secretkey = curve_keypair()
+    sock.curve_serverkey = server_public(KEY, "required")
+    try:
+        sock.connect(srv.endpoint)
+        answers = []
+        for i in range(30):
+            sock.send(b'join {"name": "n%d", "token": "cj1.x"}' % i)
+            answers.append(sock.recv())
+        assert len(joins.asked) == 10 and srv.stats()["rejected"]["join"] == 30
+        assert answers[:10] == [b"refused the join token is not one this cluster issued"] * 10
+        assert set(answers[10:]) == {b"refused too many joins at once; try again in a second"}
+    finally:
+        sock.close(0)
+        ctx.term()
