@@ -16,6 +16,7 @@ corral.green.patch()
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import signal  # noqa: E402
 import stat  # noqa: E402
 import subprocess  # noqa: E402
@@ -271,6 +272,9 @@ def test_a_peer_holding_node_1s_key_cannot_act_as_node_2(two_nodes):
         as_node_1.close()
     log = (cluster.dir / "reconciler-1.log").read_text()
     assert "refused a message for node 'node-2' that came by node node-1's key (impersonation" in log
+    metrics = requests.get(cluster.api + "/metrics", headers={"Authorization": f"Bearer {cluster.token}"},
+                           timeout=10).text
+    assert re.search(r'^corral_reconciler_bus_rejected_messages_total\{reason="impersonation"\} [4-9]', metrics, re.M)
     assert cluster.ready("node-1") and cluster.ready("node-2")
 
 
