@@ -27,7 +27,9 @@ from nodeagent import disk, facts, retention, users as app_users
 from nodeagent.diff import diff
 from nodeagent.environ import base_env
 from nodeagent.pull import ImageCache
-from nodeagent.instance import ExitWatch, Instance, Wakeup
+from nodeagent.instance import ExitWatch, Instance
+from nodeagent.prober import Prober
+from nodeagent.wakeup import Wakeup
 from nodeagent.ports import PortAllocator
 from nodeagent.process import Capture, Launcher
 from nodeagent.reporting import Reporting
@@ -93,6 +95,7 @@ class Agent:
         self.inbox = eventlet.queue.LightQueue()
         self.changed = Wakeup()
         self.exits = ExitWatch()
+        self.prober = Prober()
         self.closing = False
         self.streams = None  # nodeagent.sessions.Streams, set by the daemon once the bus exists
         self.started_at = clock()
@@ -170,7 +173,7 @@ class Agent:
                         image_cache=self.images, launcher=self.launcher, ports=self.ports,
                         base_env=self.base_env, on_change=self._on_instance_change, users=self.users,
                         memory=self.memory, clock=self.clock, backoff=self.backoff, capture=self.capture,
-                        record=record, exits=self.exits, metrics=self.metrics)
+                        record=record, exits=self.exits, prober=self.prober, metrics=self.metrics)
         self.instances[inst.id] = inst
         inst.start()
         return inst

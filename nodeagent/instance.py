@@ -30,7 +30,6 @@ import time
 
 import eventlet
 import eventlet.hubs
-import eventlet.queue
 
 from corral import image_layout
 from nodeagent import cgroups, environ, fdio, health, identity, lifecycle, restart
@@ -38,7 +37,9 @@ from nodeagent.diff import InstanceView
 from nodeagent.pull import ImageError
 from nodeagent.lifecycle import Action, State, Status
 from nodeagent.process import EXIT_UNKNOWN, Capture
+from nodeagent.prober import Job, Prober
 from nodeagent.users import UserError
+from nodeagent.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -60,28 +61,6 @@ def venv_base(venv):
     except OSError:
         pass
     return None
-
-
-class Wakeup:
-    """A one-slot doorbell for green threads: ``ring`` coalesces, ``wait`` sleeps until rung or timeout."""
-
-    def __init__(self):
-        self._q = eventlet.queue.LightQueue(maxsize=1)
-
-    def ring(self):
-        """Wake the waiter (rings while one is pending collapse into one)."""
-        try:
-            self._q.put_nowait(True)
-        except eventlet.queue.Full:
-            pass
-
-    def wait(self, timeout):
-        """Sleep until rung or ``timeout`` seconds; True when rung."""
-        try:
-            self._q.get(timeout=timeout)
-            return True
-        except eventlet.queue.Empty:
-            return False
 
 
 class ExitWatch:
@@ -155,12 +134,13 @@ class Instance:
     :class:`nodeagent.users.OwnUser`); ``memory`` (a
     :class:`nodeagent.cgroupfs.MemoryCgroups`, or None) makes its memory
     request a hard limit. ``exits`` is the :class:`ExitWatch` that wakes its
-    worker when its process exits (the agent shares one among its instances).
+    worker when its process exits, ``prober`` the :class:`nodeagent.prober.Prober` that runs its
+    health checks (the agent shares one of each among its instances).
     """
 
     def __init__(self, assignment, *, node, address, data_dir, image_cache, launcher, ports,
                  base_env, on_change, users, memory=None, clock=time.time, backoff=restart.Backoff(),
-                 capture=Capture(), record=None, exits=None, metrics=None):
+                 capture=Capture(), record=None, exits=None, prober=None, metrics=None):
         self.assignment = assignment
         self.id = assignment["id"]
         self.spec = assignment["spec"]
@@ -191,6 +171,7 @@ class Instance:
         self._wake = Wakeup()
         self._thread = None
         self.exits = exits or ExitWatch()
+        self.prober = prober or Prober(clock)
         self.metrics = metrics
         if record is not None:
             self.port = record.get("port")
@@ -458,38 +439,40 @@ class Instance:
             self.exits.remove(self._wake)
 
     def _watch(self, started, env, cwd):
-        """The loop of :meth:`_supervise`: until ready it polls the process (and the port) every
-        TICK; once ready it sleeps until the next health check, and the ExitWatch wakes it on an exit."""
-        tracker = health.Tracker(self.check) if self.check else None
-        next_probe = started + (self.check.initial_delay if self.check else 0.0)
-        while not self.stop_requested:
-            code = self.launcher.reap(self.proc)
-            if code is not None:
-                return code, None
-            now = self.clock()
-            if tracker is not None and now >= next_probe:
-                began = time.monotonic()
-                run_as = identity.for_check(self, self.users) if self.check.kind == "exec" else None
-                ok, detail = self.launcher.probe(self.check, self.address, self.port, env, cwd, run_as=run_as)
-                if self.metrics is not None:
-                    self.metrics.probed(ok, time.monotonic() - began)
-                next_probe = health.next_check(self.clock(), self.check.interval)
-                if self.stop_requested:
-                    break
-                verdict = tracker.record(ok, detail)
-                if verdict.restart:
+        """The loop of :meth:`_supervise`. With a health check, the node's prober runs it and wakes
+        this worker only for a new verdict (or the ExitWatch on an exit); without one, until ready
+        it polls the port every TICK, then sleeps until woken."""
+        job = self._health_job(started, env, cwd) if self.check else None
+        try:
+            while not self.stop_requested:
+                code = self.launcher.reap(self.proc)
+                if code is not None:
+                    return code, None
+                verdict = job.take() if job is not None else None
+                if verdict is not None and verdict.restart:
                     log.warning("instance %s: %s", self.id, verdict.reason)
                     return self._stop_group(verdict.reason), verdict.reason
-                self._mark(verdict.ready, verdict.reason)
-            elif tracker is None and not self.ready:
-                if self.port is None or self._port_open():
+                if verdict is not None:
+                    self._mark(verdict.ready, verdict.reason)
+                elif job is None and not self.ready and (self.port is None or self._port_open()):
                     self._mark(True, None)
-            pause = None if self.ready else TICK
-            if tracker is not None:
-                until_probe = max(0.0, next_probe - self.clock())
-                pause = until_probe if pause is None else min(pause, until_probe)
-            self._wake.wait(pause)
+                self._wake.wait(None if job is not None or self.ready else TICK)
+        finally:
+            if job is not None:
+                self.prober.remove(job)
         return None, None
+
+    def _health_job(self, started, env, cwd):
+        """This run's health check, given to the prober: due ``initialDelay`` after ``started``."""
+        check, address, port = self.check, self.address, self.port
+
+        def full():
+            run_as = identity.for_check(self, self.users) if check.kind == "exec" else None
+            return self.launcher.probe(check, address, port, env, cwd, run_as=run_as)
+
+        return self.prober.add(Job(check, started + check.initial_delay, wake=self._wake.ring, full=full,
+                                   quick=lambda: self.launcher.probe_now(check, address, port),
+                                   observe=self.metrics.probed if self.metrics is not None else None))
 
     def _mark(self, ready, reason):
         """Report a readiness change at once (STARTING -> RUNNING on the first ready, and ready flips)."""

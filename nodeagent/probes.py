@@ -89,9 +89,28 @@ def _tcp(address, port, timeout):
         return False, f"connect to {address}:{port}: {e.strerror or e}"
 
 
+def probe_now(check, address, port):
+    """``(ok, detail)`` of ``check`` when it can be had without waiting: a tcp check of a numeric
+    address whose connect is over (made or refused) by its second look; else None, and the check
+    is to be run whole (:func:`probe`) where waiting blocks nobody else."""
+    if check.kind != "tcp" or port is None:
+        return None
+    family = numeric_family(address)
+    if family is None:
+        return None
+    try:
+        return (True, f"connected to {address}:{port}") if _connect_numeric(family, address, port, None) else None
+    except OSError as e:
+        return False, f"connect to {address}:{port}: {e.strerror or e}"
+
+
+_PENDING = (errno.EALREADY, errno.EINPROGRESS, errno.EAGAIN)
+
+
 def _connect_numeric(family, address, port, timeout):
-    """Connect to a numeric address and close with a reset; raises OSError (``socket.timeout``
-    after ``timeout`` seconds) when it does not connect."""
+    """Connect to a numeric address and close with a reset: True once connected; raises OSError
+    (``socket.timeout`` after ``timeout`` seconds) when it does not connect. With ``timeout``
+    None it never waits: False when the connect is still in progress at its second look."""
     # the C socket itself (no Python wrapper to build and close), non-blocking from birth (no fcntl after)
     sock = _c_socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     try:
@@ -99,13 +118,16 @@ def _connect_numeric(family, address, port, timeout):
         if err in (errno.EINPROGRESS, errno.EAGAIN):
             # on the same host the handshake is usually over by now: no trip through the hub then
             err = sock.connect_ex((address, port))
-            if err in (errno.EALREADY, errno.EINPROGRESS, errno.EAGAIN):
+            if err in _PENDING:
+                if timeout is None:
+                    return False
                 eventlet.hubs.trampoline(sock.fileno(), write=True, timeout=timeout,
                                          timeout_exc=socket.timeout("timed out"))
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err and err != errno.EISCONN:
             raise OSError(err, os.strerror(err))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+        return True
     finally:
         sock.close()
 

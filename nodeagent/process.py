@@ -208,6 +208,11 @@ class Launcher:
         ``run_as`` (:class:`nodeagent.identity.RunAs`), and not at all without it (see :mod:`nodeagent.probes`)."""
         return probes.probe(check, address, port, env, cwd, run_as)
 
+    def probe_now(self, check, address, port):
+        """``(ok, detail)`` of ``check`` when it needs no wait (a tcp connect on this host), else
+        None: then :meth:`probe` runs it (see :mod:`nodeagent.prober`)."""
+        return probes.probe_now(check, address, port)
+
     def terminate(self, proc, sig):
         """Send ``sig`` to the instance's leader, which relays it to its group once; to the group
         itself when the leader is gone. False when nothing is left to signal."""

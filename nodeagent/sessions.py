@@ -27,7 +27,7 @@ import eventlet.queue
 
 from corral import names
 from nodeagent import logs
-from nodeagent.instance import Wakeup
+from nodeagent.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 

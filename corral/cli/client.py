@@ -49,6 +49,14 @@ def _parse_config(text):
         return yaml.safe_load(text)
 
 
+def config_file_tokens(environ=os.environ):
+    """``{role: token}`` the config file keeps under ``tokens`` (FileNotFoundError when there is no file)."""
+    with open(config_path(environ), encoding="utf-8") as f:
+        conf = _parse_config(f.read()) or {}
+    tokens = conf.get("tokens") if isinstance(conf, dict) else None
+    return dict(tokens) if isinstance(tokens, dict) else {}
+
+
 def load_config(environ=os.environ):
     """``(urls, token)`` from the environment, else from the config file."""
     urls, token, _ = load_full_config(environ)

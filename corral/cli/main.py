@@ -52,7 +52,7 @@ def parser():
 
     _manifest_verbs(sub)
     _read_verbs(sub)
-    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, runs, services, units, version
+    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, runs, services, tokens, units, version
     rollout.add_parser(sub)
     runs.add_parser(sub)
     services.add_parser(sub)
@@ -62,6 +62,7 @@ def parser():
     version.add_parser(sub)
     units.add_parser(sub)
     doctor.add_parser(sub)
+    tokens.add_parser(sub)
     _delete_verb(sub)
     _state_verbs(sub)
     _up_verb(sub)
@@ -375,11 +376,11 @@ def main(argv=None):
         if args.command in ("backup", "restore"):
             from corral.cli import backup
             return backup.run(args)
-        from corral.cli import commands, gitops, nodes, rollout, runs, services
+        from corral.cli import commands, gitops, nodes, rollout, runs, services, tokens
         from corral.cli.client import Client, load_config
         client = Client(*load_config())
         handler = (services.handler_for(args) or gitops.handler_for(args) or rollout.handler_for(args)
-                   or nodes.handler_for(args) or runs.handler_for(args)
+                   or nodes.handler_for(args) or runs.handler_for(args) or tokens.handler_for(args)
                    or _stream_handler(args) or getattr(commands, f"cmd_{args.command}"))
         return handler(args, client)
     except (ClientError, ValueError, OSError) as e:   # a SpecError is a ValueError

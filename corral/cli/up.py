@@ -2,8 +2,9 @@
 
 Two reconcilers (API + bus each), one builder and N node agents, on the
 embedded SQLite store in the data dir unless ``--store`` names PostgreSQL.
-It makes the cluster key, writes the client config (API URLs and token) so
-that every other command finds the cluster, optionally applies manifests,
+It makes the cluster key, makes a named API token of each role in the store
+(:func:`mint_tokens`) and writes them to the client config (with the API URLs)
+so that every other command finds the cluster, optionally applies manifests,
 and stays in the foreground, starting again any daemon that exits
 (:class:`Keeper`). SIGINT or SIGTERM stops every daemon (agents stop their
 instances, each with its grace) and waits for them. Apps applied with
@@ -23,7 +24,7 @@ import time
 
 import requests
 
-from corral.auth import api_token, metrics_token, role_tokens
+from corral.auth import ROLES, metrics_token, new_token, token_hash
 from corral.private import tighten_dir, write_private
 from corral.cli.client import Client, ClientError, write_config
 from corral.wire.keys import ENV_VAR as SECRET_ENV, STORE_ENV_VAR as STORE_ENV, new_key_file, read_key
@@ -98,10 +99,17 @@ def join_tokens(names, data_dir, key, store_dsn, ttl=600.0):
     makes one) for each agent of ``names`` whose folder holds no credential the store knows, None for
     one that will start with its own (corral/wire/credentials.py). A credential whose key the store
     does not know (a store made anew, as with another --store) is removed: its node joins again."""
-    from corral.store import open_store
+    from corral.store import StoreError, open_store
+    try:
+        return _join_tokens(names, data_dir, key, open_store(store_dsn), ttl)
+    except StoreError as e:   # its sentence names the store without a password
+        raise ClientError(f"cannot make the agents' join tokens: {e}") from None
+
+
+def _join_tokens(names, data_dir, key, store, ttl):
+    """:func:`join_tokens` on the open ``store``, which it closes."""
     from corral.wire import credentials
     from corral.wire.curve import server_public
-    store = open_store(store_dsn)
     try:
         known = {r.public_key for r in store.list_node_keys()}
         out = {}
@@ -224,6 +232,27 @@ def stop_all(procs, timeout=60.0):
             p.wait()
 
 
+def mint_tokens(dsn):
+    """``{role: token}``: a new named token of each role (``up-admin``, ``up-deploy``, ``up-read``) for the
+    client config, written to the store ``dsn`` before any reconciler starts (each replaces the one of its
+    name that an earlier `up` made, whose secret is then refused). So a cluster `up` runs never takes its
+    cluster-key tokens, and the config holds no token derived from the bus key."""
+    from corral.store import ApiTokenRecord, StoreError, open_store
+    try:
+        store = open_store(dsn)
+        try:
+            tokens = {}
+            for role in reversed(ROLES):
+                tokens[role] = new_token()
+                store.add_api_token(ApiTokenRecord(name=f"up-{role}", token_hash=token_hash(tokens[role]), role=role,
+                                                   created_at=0.0, created_by=""), actor="corral-up", replace=True)
+            return tokens
+        finally:
+            store.close()
+    except StoreError as e:   # its sentence names the store without a password
+        raise ClientError(f"cannot make the client config's API tokens: {e}") from None
+
+
 def up(args):
     """Run the cluster in the foreground; return the exit code."""
     if args.nodes < 1 or args.reconcilers < 1:
@@ -241,17 +270,17 @@ def up(args):
     args.settings, services_said = prepare(args.settings, data_dir)
     urls = [f"http://127.0.0.1:{args.base_port + 10 * i}" for i in range(args.reconcilers)]
     key = read_key(secret)
-    config = write_config(urls, api_token(key), tokens=role_tokens(key),
-                          builders=[f"http://127.0.0.1:{args.base_port + 2}"])
+    tokens = mint_tokens(store)
+    config = write_config(urls, tokens["admin"], tokens=tokens, builders=[f"http://127.0.0.1:{args.base_port + 2}"])
     write_private(os.path.join(data_dir, "metrics-token"), metrics_token(key).encode("ascii"))   # docs/monitoring.md
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
     signal.signal(signal.SIGINT, lambda s, f: stopping.append(s))
     procs = {}   # daemon name -> its process
-    tokens = join_tokens(node_names(args), data_dir, key, store)   # each agent its own key, not the cluster's
+    joins = join_tokens(node_names(args), data_dir, key, store)   # each agent its own key, not the cluster's
     daemons = {name: (argv, {**os.environ, **env})
-               for name, argv, env in daemon_commands(args, data_dir, secret, store, tokens)}
+               for name, argv, env in daemon_commands(args, data_dir, secret, store, joins)}
     try:
         for name, (argv, env) in daemons.items():
             # Own process groups: a Ctrl-C reaches `up` alone, which stops the daemons in order.
@@ -271,7 +300,7 @@ def up(args):
         if args.apply:
             from corral.cli.commands import apply_files
             from corral.cli.serving import Watch
-            client = Client(urls, api_token(key))
+            client = Client(urls, tokens["admin"])
             watch = Watch(client, apply_files(client, args.apply)["results"])
         keeper = Keeper(daemons, time.monotonic())
         next_look = time.monotonic()

@@ -257,6 +257,23 @@ class Event:
 
 
 @dataclasses.dataclass(frozen=True)
+class ApiTokenRecord:
+    """A named API token as stored: ``token_hash`` is the sha256 (hex) of its secret, which the store
+    never holds; ``role`` one of corral.auth.ROLES; ``created_at`` the time of its current secret (a
+    rotation makes a new one); ``expires_at``, ``revoked_at`` and ``last_used_at`` None when not so."""
+
+    name: str
+    token_hash: str
+    role: str
+    created_at: float
+    created_by: str
+    expires_at: Optional[float] = None
+    revoked_at: Optional[float] = None
+    revoked_by: Optional[str] = None
+    last_used_at: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Lease:
     name: str
     holder: Optional[str]
@@ -576,6 +593,44 @@ class Store(abc.ABC):
     def prune_events(self, max_age: float, keep: int) -> int:
         """Delete the events older than ``max_age`` seconds by the store's clock, and all but the
         newest ``keep``; returns how many were deleted."""
+
+    # --- API tokens (corral/store/tokenrows.py) -------------------------
+    @abc.abstractmethod
+    def add_api_token(self, record: "ApiTokenRecord", actor: str, replace: bool = False) -> "ApiTokenRecord":
+        """Store a new named token (its hash, never its secret) and a ``Created`` event, in one transaction;
+        return it with the store's time as ``created_at``. A name already taken, revoked or not, is a
+        Conflict, unless ``replace``: then that row becomes this one (``Replaced``)."""
+
+    @abc.abstractmethod
+    def find_api_token(self, token_hash: str) -> Optional["ApiTokenRecord"]:
+        """The token whose secret has sha256 ``token_hash``, revoked and expired ones included, else None."""
+
+    @abc.abstractmethod
+    def list_api_tokens(self) -> list:
+        """Every named token, revoked ones included, sorted by name."""
+
+    @abc.abstractmethod
+    def revoke_api_token(self, name: str, actor: str) -> Optional["ApiTokenRecord"]:
+        """Mark the token revoked (once: a second call changes nothing) with an event; return it, None
+        when there is no such token."""
+
+    @abc.abstractmethod
+    def rotate_api_token(self, name: str, token_hash: str, actor: str) -> Optional["ApiTokenRecord"]:
+        """Give a live token a new secret (its old one stops at once), keeping its name, role and expiry;
+        None when there is no such token, Conflict when it is revoked."""
+
+    @abc.abstractmethod
+    def touch_api_token(self, name: str, when: float) -> None:
+        """Record that the token was used at ``when``."""
+
+    @abc.abstractmethod
+    def has_api_tokens(self) -> bool:
+        """Whether any named token was ever stored (rows are never deleted: once true, always true)."""
+
+    @abc.abstractmethod
+    def cluster_secret(self, name: str, make) -> str:
+        """The secret ``name`` the store keeps for the cluster; the first call makes it with ``make()``
+        (two callers at once agree on one)."""
 
     # --- leases --------------------------------------------------------
     @abc.abstractmethod

@@ -176,7 +176,24 @@ MIGRATIONS = [
                       OR (o.created_at = service_backups.created_at AND o.id < service_backups.id)))""",
         "CREATE UNIQUE INDEX service_backups_slot ON service_backups (app, service, slot)",
     ],
-    [  # each node its own credential (corral/store/nodekeys.py): one-time join tokens, kept as the sha256 of
+    [  # named API tokens (`corral token`), kept by the sha256 of their secret, never the secret; and secrets
+       # the cluster keeps in its store, not derived from the bus key (the GitSources' webhook key)
+        """CREATE TABLE api_tokens (
+            name TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            created_by TEXT NOT NULL,
+            expires_at {real},
+            revoked_at {real},
+            revoked_by TEXT,
+            last_used_at {real})""",
+        """CREATE TABLE cluster_secrets (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            created_at {real} NOT NULL)""",
+    ],
+    [  # each node its own credential (corral/store/nodekeyrows.py): one-time join tokens, kept as the sha256 of
        # their secret, and each node's CurveZMQ public key; a revoked node keeps its row (revoked_at set)
         """CREATE TABLE join_tokens (
             id TEXT PRIMARY KEY,

@@ -53,6 +53,7 @@ as accepted: a rejected message changes nothing but a counter.
 """
 import collections
 import dataclasses
+import functools
 import hashlib
 import heapq
 import hmac
@@ -221,6 +222,27 @@ class NonceMemory:
         heapq.heappush(self._heap, (ts, nonce))
 
 
+def _validators(schemas):
+    """``(closed schemas, jsonschema validators, jsonschema_rs validators)`` by message type, each
+    schema checked against its metaschema first; validators keep no state, so openers may share them."""
+    closed, validators, fast = {}, {}, {}
+    for type_, schema in schemas.items():
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        closed[type_] = schema
+        schema = compat.opened(schema)
+        validators[type_] = cls(schema)
+        fast[type_] = jsonschema_rs.validator_for(schema)
+    return closed, validators, fast
+
+
+@functools.lru_cache(maxsize=1)
+def _default_validators():
+    """:func:`_validators` of :func:`default_schemas`, made once per process (a process that opens
+    thousands of buses, as the scale bench's simulated agents do, checked them thousands of times)."""
+    return _validators(default_schemas())
+
+
 class Opener:
     """Verifies wire bytes from the bus and turns them into :class:`Message`.
 
@@ -242,16 +264,10 @@ class Opener:
         self.not_before = not_before
         self.window = float(window)
         self.nonces = NonceMemory(self.window, max_nonces)
-        self._validators = {}
-        self._fast = {}
-        self._closed = {}
-        for type_, schema in (default_schemas() if schemas is None else schemas).items():
-            cls = jsonschema.validators.validator_for(schema)
-            cls.check_schema(schema)
-            self._closed[type_] = schema
-            schema = compat.opened(schema)
-            self._validators[type_] = cls(schema)
-            self._fast[type_] = jsonschema_rs.validator_for(schema)
+        if schemas is None:
+            self._closed, self._validators, self._fast = _default_validators()
+        else:
+            self._closed, self._validators, self._fast = _validators(schemas)
         self.accepted = 0
         self.rejected = collections.Counter()
 

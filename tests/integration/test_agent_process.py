@@ -106,7 +106,7 @@ def hub_polled(launcher, watch):
     watch only after such a poll (proof that time passed for the watch, where a sleep proves nothing)."""
     import subprocess
 
-    from nodeagent.instance import Wakeup
+    from nodeagent.wakeup import Wakeup
     canary = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     bell = Wakeup()
     watch.add(bell, canary, launcher.exit_fd(canary))
@@ -120,7 +120,8 @@ def test_the_exit_watch_wakes_on_a_pidfd_at_once_and_a_removed_watch_stays_silen
     import eventlet
     import subprocess
 
-    from nodeagent.instance import ExitWatch, Wakeup
+    from nodeagent.instance import ExitWatch
+    from nodeagent.wakeup import Wakeup
     launcher, watch = Launcher(), ExitWatch(interval=60)   # a poll would come far too late to pass
     ends = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     stays = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])

@@ -7,7 +7,8 @@ import pytest
 
 from nodeagent import lifecycle
 from nodeagent.pull import ImageError
-from nodeagent.instance import ExitWatch, Instance, Wakeup
+from nodeagent.instance import ExitWatch, Instance
+from nodeagent.wakeup import Wakeup
 from nodeagent.lifecycle import (Action, Adopted, AlreadyFinished, BackoffOver, CannotRun, Checked, Crashed, Exited,
                                  Fetching, ImageFailed, Spawned, State, Status, StopRequested, Stopped, step)
 from nodeagent.process import EXIT_UNKNOWN
@@ -156,6 +157,9 @@ class FakeLauncher:
 
     def probe(self, check, address, port, env, cwd, run_as=None):
         return True, None
+
+    def probe_now(self, check, address, port):
+        return None   # every check the whole way (probe), in a thread of its own
 
     def terminate(self, proc, sig):
         self.calls.append(("terminate", proc.pid, sig))
