@@ -34,7 +34,8 @@ from corral.wire.bus import BusClient  # noqa: E402
 from corral.wire.credentials import credential_path, load_credential  # noqa: E402
 from corral.wire.envelope import seal  # noqa: E402
 from corral.wire.keys import new_key_file  # noqa: E402
-from tests.support import free_port, need_root, wait_for  # noqa: E402
+from tests.adversarial.test_bus_encryption import Sniffer  # noqa: E402
+from tests.support import free_port, wait_for  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMINGS = {"heartbeat": 0.2, "heartbeat_timeout": 1.5, "node_grace": 3.0, "loop_interval": 0.3,
@@ -278,41 +279,6 @@ def test_a_peer_holding_node_1s_key_cannot_act_as_node_2(two_nodes):
     assert cluster.ready("node-1") and cluster.ready("node-2")
 
 
-class Recorder:
-    """A TCP proxy on a free loopback port to the bus at ``target`` that keeps the bytes its clients sent
-    (:attr:`sent`): what a peer on the wire captures of a node's connection."""
-
-    def __init__(self, target):
-        host, port = target[len("tcp://"):].rsplit(":", 1)
-        self.target = (host, int(port))
-        self.listener = eventlet.listen(("127.0.0.1", 0))
-        self.endpoint = "tcp://127.0.0.1:%d" % self.listener.getsockname()[1]
-        self.sent = bytearray()
-        self.threads = [eventlet.spawn(self._accept)]
-
-    def _accept(self):
-        while True:
-            client, _ = self.listener.accept()
-            upstream = eventlet.connect(self.target)
-            self.threads += [eventlet.spawn(self._pipe, client, upstream, self.sent),
-                             eventlet.spawn(self._pipe, upstream, client, bytearray())]
-
-    @staticmethod
-    def _pipe(src, dst, keep):
-        with contextlib.suppress(OSError, EOFError):
-            while chunk := src.recv(65536):
-                keep += chunk
-                dst.sendall(chunk)
-        for sock in (src, dst):
-            with contextlib.suppress(OSError, EOFError):
-                sock.close()
-
-    def close(self):
-        for gt in self.threads:
-            gt.kill()
-        self.listener.close()
-
-
 def curve_dealer(ctx, server_public, keypair=None):
     """A raw DEALER, CURVE client of ``server_public`` with ``keypair`` (default: a fresh one)."""
     from eventlet.green import zmq
@@ -326,7 +292,7 @@ def curve_dealer(ctx, server_public, keypair=None):
 def test_a_keyless_or_replaying_peer_gets_nothing_in(cluster):
     from eventlet.green import zmq
     from tests.adversarial.test_bus_encryption import handshake_refused
-    recorder = Recorder(cluster.bus)
+    recorder = Sniffer(cluster.bus)   # what a peer on the wire captures of node-1's connection
     ctx = zmq.Context()
     socks = []
     try:

@@ -12,7 +12,8 @@ import time  # noqa: E402
 
 from eventlet.green import zmq  # noqa: E402
 
-from tests.adversarial.test_node_keys import WAIT, Cluster, Recorder  # noqa: E402
+from tests.adversarial.test_bus_encryption import Sniffer  # noqa: E402
+from tests.adversarial.test_node_keys import WAIT, Cluster  # noqa: E402
 from tests.support import wait_for  # noqa: E402
 
 SIGNED = re.compile(rb"[0-9a-f]{64}\.\{")
@@ -37,7 +38,7 @@ def envelopes(stream):
 def test_node_1s_messages_to_r1_replayed_to_r2_are_refused_and_move_nothing(tmp_path):
     cluster = Cluster(tmp_path, reconcilers=2, encryption="off")
     r1_bus, r2_bus = cluster.buses
-    recorder = Recorder(r1_bus)
+    recorder = Sniffer(r1_bus)
     ctx = zmq.Context()
     attacker = ctx.socket(zmq.DEALER)
     attacker.setsockopt(zmq.LINGER, 0)
