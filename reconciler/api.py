@@ -19,6 +19,7 @@ Routes::
     HEAD   /v1/sources/DIGEST   PUT /v1/sources/DIGEST   (gzip'd tar, digest checked)
     GET    /v1/instances[?app=NAME]
     GET    /v1/nodes            POST /v1/nodes/NAME/cordon|uncordon|drain
+    POST   /v1/node-tokens      POST /v1/nodes/NAME/revoke   (admin; reconciler/node_keys.py)
     GET    /v1/apps/NAME/revisions   POST /v1/apps/NAME/undo   (reconciler/rollout_api.py)
     POST   /v1/apps/NAME/scale  {"process": P, "instances": N}
     GET    /v1/builds[?app=NAME]
@@ -62,6 +63,7 @@ from corral.changes import parse_kinds
 from reconciler.httpio import REASONS, HttpError, json_body, read_body  # noqa: F401 (HttpError: the API's)
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.metrics import route_label
+from reconciler.node_keys import NodeKeyRoutes
 from reconciler.rollout_api import RolloutRoutes
 from reconciler.routes import route_refusal
 from reconciler.runs_api import RunRoutes
@@ -96,7 +98,7 @@ class Api:
     (reconciler/credentials.py). ``watch``: the change stream's seconds between reads, and between keepalives."""
 
     def __init__(self, store, state, token, kick, relay=None, tokens=None, watch=(1.0, KEEPALIVE), *, metrics=None,
-                 metrics_token=None, route_table=list, cluster_domain="localhost", services=None):
+                 metrics_token=None, route_table=list, cluster_domain="localhost", services=None, node_keys=None):
         self.store = store
         self.services = services   # a ServiceKeeper, or None: no app may then ask for services
         self.state = state
@@ -133,6 +135,7 @@ class Api:
             ("GET", r"/v1/routes", self.list_routes, True),
         ] + GitSourceRoutes(store, kick).routes() + RolloutRoutes(store, kick, self.cluster_domain).routes()
         self.routes += RunRoutes(store, kick).routes() + TokenRoutes(store, self.credentials).routes()
+        self.routes += NodeKeyRoutes(store, node_keys).routes()
         if services is not None:
             self.routes += ServiceRoutes(store, services, kick).routes()
         if relay is not None:  # logs and exec (reconciler/session_relay.py)
@@ -420,7 +423,8 @@ _READING_POSTS = (r"/v1/diff",)
 _ONE_OFF = re.compile(r"/v1/apps/[^/]+/runs|/v1/runs/[^/]+/exit")   # `corral run`: a command of the caller's
 
 
-_ADMIN_WRITES = re.compile(r"/v1/apps/[^/]+/backups/[^/]+/restore")   # replaces an app's live data
+_ADMIN_WRITES = re.compile(r"/v1/apps/[^/]+/backups/[^/]+/restore"   # replaces an app's live data
+                           r"|/v1/node-tokens|/v1/nodes/[^/]+/revoke")   # lets a machine in, or cuts a node off
 
 
 def role_needed(method, path, query):

@@ -11,6 +11,7 @@ yaml, eventlet, the daemons) is imported inside the functions that use it.
 (tests/unit/test_cli_help.py checks it; bench/cli.py times it).
 """
 import argparse
+import os
 import signal
 import sys
 
@@ -240,6 +241,10 @@ def _agent_verb(sub):
     n.add_argument("--data-dir", required=True, metavar="DIR", help="where the agent keeps its state and logs")
     n.add_argument("--secret-file", default=None, metavar="FILE", help=SECRET_HELP)
     _bus_encryption_flag(n, "its connections to the reconcilers' buses")
+    n.add_argument("--join", default=None, metavar="TOKEN",
+                   help="a join token (corral node join-token), exchanged once for the node's own key, kept in "
+                        "DATA_DIR/credential and used on every later start instead of the cluster key "
+                        "(default $CORRAL_JOIN_TOKEN)")
     n.add_argument("--label", action="append", type=_label, default=[], metavar="KEY=VALUE",
                    help="a label of the node, for placement (repeatable)")
     n.add_argument("--labels-file", metavar="FILE", help="a YAML mapping of labels; --label wins over it")
@@ -334,7 +339,7 @@ def run_daemon(args):
         run(name=args.name, reconcilers=args.reconciler, data_dir=args.data_dir,
             secret_file=args.secret_file, images_dir=args.images_dir, labels=_agent_labels(args),
             address=args.address, timings=timings, app_users=args.app_users, stop=early, metrics=args.metrics,
-            bus_encryption=args.bus_encryption)
+            bus_encryption=args.bus_encryption, join_token=args.join or os.environ.pop("CORRAL_JOIN_TOKEN", None))
     elif args.command == "builder":
         from builder.daemon import run
         name = args.name or args.listen

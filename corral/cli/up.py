@@ -28,6 +28,8 @@ from corral.auth import ROLES, metrics_token, new_token, token_hash
 from corral.private import tighten_dir, write_private
 from corral.cli.client import Client, ClientError, write_config
 from corral.wire.keys import ENV_VAR as SECRET_ENV, STORE_ENV_VAR as STORE_ENV, new_key_file, read_key
+
+JOIN_ENV = "CORRAL_JOIN_TOKEN"   # read by the agent (corral agent --join)
 from corral.exits import Backoff, exit_message
 
 
@@ -40,11 +42,13 @@ def default_data_dir(environ=os.environ):
     return os.path.join(base, "corral")
 
 
-def daemon_commands(args, data_dir, secret, store):
+def daemon_commands(args, data_dir, secret, store, join_tokens=None):
     """``[(name, argv, env)]`` of every daemon of the cluster: ``env`` holds what it must not be
     given on its command line, which every process of the machine can read: the key's path
-    (``CORRAL_SECRET_FILE``, reconcilers and agents) and the store DSN (``CORRAL_STORE``, which
-    may carry a password; reconcilers and builder). Pure."""
+    (``CORRAL_SECRET_FILE``, reconcilers, the router and agents) and the store DSN (``CORRAL_STORE``,
+    which may carry a password; reconcilers and builder). ``join_tokens`` (``{node: token or None}``):
+    the agents join with their token (``CORRAL_JOIN_TOKEN``), or start with the credential they
+    have (None), and hold no cluster key; without it they hold the key. Pure."""
     py = [sys.executable, "-m", "corral"]
     settings = ["--settings", args.settings] if args.settings else []
     images = os.path.join(data_dir, "images")
@@ -71,15 +75,58 @@ def daemon_commands(args, data_dir, secret, store):
                                   "--metrics", f"127.0.0.1:{args.base_port + 4}",
                                   "--cache-dir", os.path.join(data_dir, "builder"), "--images-dir", images]
                  + settings, stored))
-    for n in range(args.nodes):
-        name = f"node-{n + 1}"
+    for n, name in enumerate(node_names(args)):
         argv = py + ["agent", "--name", name, "--data-dir", os.path.join(data_dir, "nodes", name),
                      "--images-dir", images, "--label", f"corral.up/node={name}",
                      "--metrics", f"127.0.0.1:{args.base_port + 10 * n + 5}"]
         for bus in buses:
             argv += ["--reconciler", bus]
-        cmds.append((name, argv + encrypted + settings, keyed))
+        if join_tokens is None:
+            env = keyed
+        else:
+            env = {JOIN_ENV: join_tokens[name]} if join_tokens.get(name) else {}
+        cmds.append((name, argv + encrypted + settings, env))
     return cmds
+
+
+def node_names(args):
+    """The names of `up`'s agents."""
+    return [f"node-{n + 1}" for n in range(args.nodes)]
+
+
+def join_tokens(names, data_dir, key, store_dsn, ttl=600.0):
+    """``{node: join token or None}``: a fresh one-time token (made in the store, as `corral node join-token`
+    makes one) for each agent of ``names`` whose folder holds no credential the store knows, None for
+    one that will start with its own (corral/wire/credentials.py). A credential whose key the store
+    does not know (a store made anew, as with another --store) is removed: its node joins again."""
+    from corral.store import StoreError, open_store
+    try:
+        return _join_tokens(names, data_dir, key, open_store(store_dsn), ttl)
+    except StoreError as e:   # its sentence names the store without a password
+        raise ClientError(f"cannot make the agents' join tokens: {e}") from None
+
+
+def _join_tokens(names, data_dir, key, store, ttl):
+    """:func:`join_tokens` on the open ``store``, which it closes."""
+    from corral.wire import credentials
+    from corral.wire.curve import server_public
+    try:
+        known = {r.public_key for r in store.list_node_keys()}
+        out = {}
+        for name in names:
+            folder = os.path.join(data_dir, "nodes", name)
+            held = credentials.load_credential(folder)
+            if held is not None and held.public.decode("ascii") in known:
+                out[name] = None
+                continue
+            if held is not None:
+                os.unlink(credentials.credential_path(folder))
+            token = credentials.new_join_token(server_public(key, "required"))
+            store.add_join_token(token.id, token.secret_sha256(), ttl, "corral up")
+            out[name] = token.text()
+        return out
+    finally:
+        store.close()
 
 
 class Keeper:
@@ -231,7 +278,9 @@ def up(args):
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
     signal.signal(signal.SIGINT, lambda s, f: stopping.append(s))
     procs = {}   # daemon name -> its process
-    daemons = {name: (argv, {**os.environ, **env}) for name, argv, env in daemon_commands(args, data_dir, secret, store)}
+    joins = join_tokens(node_names(args), data_dir, key, store)   # each agent its own key, not the cluster's
+    daemons = {name: (argv, {**os.environ, **env})
+               for name, argv, env in daemon_commands(args, data_dir, secret, store, joins)}
     try:
         for name, (argv, env) in daemons.items():
             # Own process groups: a Ctrl-C reaches `up` alone, which stops the daemons in order.

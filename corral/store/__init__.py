@@ -10,7 +10,8 @@ The schema is created and migrated by :meth:`Store.migrate`, which
 """
 from corral.store.base import (  # noqa: F401
     ApiTokenRecord, AppRecord, ApplyResult, BuilderRecord, BuildRecord, BuildState, Conflict, DesiredInstance, Event,
-    Fenced, GitSourceRecord, Lease, NewerSchema, NodeRecord, RevisionRecord, RunRecord, ServiceBackupRecord, ServiceRecord,
+    Fenced, GitSourceRecord, Lease, NewerSchema, NodeKeyRecord, NodeRecord, RevisionRecord, RunRecord,
+    ServiceBackupRecord, ServiceRecord,
     Store, StoreError, jsonable, owner_source,
 )
 

@@ -91,6 +91,17 @@ class ServiceRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class NodeKeyRecord:
+    """A node's own credential as the store keeps it: the CurveZMQ public key (z85 text) it joined
+    with, None for a node revoked by name before it ever joined; ``revoked_at`` None while it holds."""
+
+    name: str
+    public_key: Optional[str]
+    joined_at: Optional[float]
+    revoked_at: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ServiceBackupRecord:
     """A backup of a service, as its manifest says (``manifest``), with whether it was verified and why;
     ``slot``: the schedule slot it was taken for, None when asked for by hand."""
@@ -419,6 +430,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def put_service(self, epoch: int, record: "ServiceRecord") -> None:
         """Insert or replace a ServiceRecord (fenced on ``epoch``; ``created_at`` of a known one is kept)."""
+
+    @abc.abstractmethod
+    def add_join_token(self, token_id: str, secret_sha256: str, ttl: float, actor: str) -> float:
+        """Keep a new one-time join token (its secret only as a sha256), valid ``ttl`` seconds from the
+        store's clock; returns when it expires."""
+
+    @abc.abstractmethod
+    def redeem_join_token(self, token_id: str, secret_sha256: str, name: str, public_key: str) -> Optional[str]:
+        """Use a join token, once, to record ``public_key`` as node ``name``'s key: None when done (the
+        token is spent in the same transaction), else the sentence saying why not (unknown, used,
+        expired, or the name or key held by a node that was not revoked)."""
+
+    @abc.abstractmethod
+    def list_node_keys(self) -> list:
+        """Every NodeKeyRecord, revoked ones too, sorted by name."""
+
+    @abc.abstractmethod
+    def revoke_node_key(self, name: str, actor: str) -> bool:
+        """Revoke node ``name``'s key (a node that never joined is revoked by name); False when no
+        node of that name is known at all."""
 
     @abc.abstractmethod
     def add_service(self, record: "ServiceRecord") -> bool:

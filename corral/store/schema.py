@@ -203,6 +203,22 @@ MIGRATIONS = [
             url TEXT NOT NULL,
             seen_at {real} NOT NULL)""",
     ],
+    [  # each node its own credential (corral/store/nodekeyrows.py): one-time join tokens, kept as the sha256 of
+       # their secret, and each node's CurveZMQ public key; a revoked node keeps its row (revoked_at set)
+        """CREATE TABLE join_tokens (
+            id TEXT PRIMARY KEY,
+            secret_sha256 TEXT NOT NULL,
+            expires_at {real} NOT NULL,
+            created_at {real} NOT NULL,
+            created_by TEXT NOT NULL,
+            used_at {real},
+            used_by TEXT)""",
+        """CREATE TABLE node_keys (
+            name TEXT PRIMARY KEY,
+            public_key TEXT UNIQUE,
+            joined_at {real},
+            revoked_at {real})""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

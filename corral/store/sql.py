@@ -35,6 +35,7 @@ from corral.store.buildrows import BuildRows
 from corral.store.cursor import Cursor
 from corral.store.eventrows import EventRows
 from corral.store.gitsourcerows import GitSourceRows
+from corral.store.nodekeyrows import NodeKeyRows
 from corral.store.noderows import NodeRows
 from corral.store.runs import RunQueries
 from corral.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -45,7 +46,7 @@ LEADER = "leader"
 
 
 class SQLStore(AppRows, GitSourceRows, BuildRows, NodeRows, EventRows, RunQueries, ServiceRows, TokenRows, LayerRows,
-               Store):
+               NodeKeyRows, Store):
     """The Store interface in SQL that both SQLite and PostgreSQL accept.
 
     Subclasses set the class attributes below and implement :meth:`_run`,

@@ -140,7 +140,8 @@ def test_the_open_routes_are_exactly_the_ones_named_here():
     # The table read is the whole one: the API's own routes and those of gitops, rollouts, streams and services.
     assert {handler.__module__ for *_, handler in table} == {
         "reconciler.api", "reconciler.dashboard", "reconciler.gitops.routes", "reconciler.rollout_api",
-        "reconciler.runs_api", "reconciler.session_relay", "reconciler.service_routes", "reconciler.token_routes"}
+        "reconciler.runs_api", "reconciler.session_relay", "reconciler.service_routes", "reconciler.token_routes",
+        "reconciler.node_keys"}
 
 
 def test_every_route_that_takes_the_token_refuses_every_other_header_with_a_json_error(served):

@@ -25,6 +25,8 @@ from reconciler.api import role_needed
     ("POST", "/v1/apps/hello/backups", {}, "deploy"),
     ("POST", "/v1/services/hello/db/rotate", {}, "deploy"),
     ("POST", "/v1/apps/hello/backups/hello-db-20261203T081500Z/restore", {}, "admin"),
+    ("POST", "/v1/node-tokens", {}, "admin"),          # lets a machine into the cluster
+    ("POST", "/v1/nodes/node-1/revoke", {}, "admin"),   # cuts a node off
 ])
 def test_role_needed(method, path, query, needed):
     assert role_needed(method, path, query) == needed
