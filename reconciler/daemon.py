@@ -49,7 +49,7 @@ import corral.green  # noqa: F401  (silences the banner before eventlet loads)
 import eventlet
 import eventlet.queue
 
-from corral import httpserve
+from corral import apitls, httpserve
 from corral.auth import api_token, metrics_token, role_tokens
 from corral.limits import raise_open_files_limit
 from corral.settings import ServiceServers, Timings
@@ -408,8 +408,9 @@ class Reconciler:
 
 
 def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), routes=None,
-        cluster_domain="localhost", services=ServiceServers(), bus_encryption="off"):
-    """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint.
+        cluster_domain="localhost", services=ServiceServers(), bus_encryption="off", tls=None):
+    """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint;
+    ``tls`` ``(certificate file, key file)`` serves the API over HTTPS (:mod:`corral.apitls`).
 
     The key's path and the store DSN come from the environment when not given
     (:func:`corral.wire.keys.key_path`, :func:`corral.wire.keys.store_dsn`): never from argv."""
@@ -420,14 +421,21 @@ def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), 
     git_dir = tempfile.mkdtemp(prefix="corral-git-")
     stop = Stop()
     host, _, port = api.rpartition(":")
+    context = apitls.server_context(*tls) if tls else None   # a file that cannot be loaded: said before anything
     sock = eventlet.listen((host or "127.0.0.1", int(port)), backlog=1024)
+    if context is not None:
+        sock = context.wrap_socket(sock, server_side=True)
+    elif apitls.beyond_loopback(host):
+        log.warning("the API on %s is plain HTTP beyond loopback: tokens and secrets travel in the clear "
+                    "(give the reconciler --tls-cert and --tls-key)", api)
     reconciler = Reconciler(name=name, store=store, key=key, bus=bus, timings=timings, git_dir=git_dir, stop=stop,
                             routes=routes, cluster_domain=cluster_domain, services=services,
                             bus_encryption=bus_encryption)
     try:
         with stop.catching():
             reconciler.start(sock)
-            log.info("reconciler %s: api http://%s, bus %s, route feed %s", name, api, bus, routes or "(none)")
+            log.info("reconciler %s: api %s://%s, bus %s, route feed %s", name, "https" if tls else "http", api, bus,
+                     routes or "(none)")
             stop.wait()
     finally:
         reconciler.close()

@@ -217,6 +217,9 @@ def _reconciler_verb(sub):
     r.add_argument("--name", default=None, help="its name in the lease and in events (default: --api)")
     _bus_encryption_flag(r, "its bus and route feed")
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
+    r.add_argument("--tls-cert", metavar="FILE", help="serve the API over HTTPS with this certificate (PEM, "
+                                                      "its chain after it); needs --tls-key")
+    r.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM); needs --tls-cert")
 
 
 def _bus_encryption_flag(p, what):
@@ -326,13 +329,18 @@ def run_daemon(args):
     from corral.settings import load_timings
     timings = load_timings(args.settings)
     if args.command == "reconciler":
+        from corral.apitls import check_pair
         from reconciler.daemon import run
+        refused = check_pair(args.tls_cert, args.tls_key)
+        if refused:
+            raise ValueError(refused)
         name = args.name or args.api
         _daemon_logging(f"reconciler/{name}")
         from corral.settings import load_services
         run(store_dsn=args.store, api=args.api, bus=args.bus, secret_file=args.secret_file,
             name=name, timings=timings, routes=args.routes, cluster_domain=args.cluster_domain,
-            services=load_services(args.settings), bus_encryption=args.bus_encryption)
+            services=load_services(args.settings), bus_encryption=args.bus_encryption,
+            tls=(args.tls_cert, args.tls_key) if args.tls_cert else None)
     elif args.command == "agent":
         from nodeagent.daemon import run
         _daemon_logging(f"agent/{args.name}")
