@@ -1,7 +1,13 @@
 """The builder daemon: a build worker and the image server, in one process.
 
-Two green threads: the worker (builder.worker) and the HTTP server
-(builder.web, eventlet.wsgi). SIGTERM or SIGINT stops both: the worker
+Four green threads: the worker (builder.worker), the HTTP server
+(builder.web, eventlet.wsgi; it checks each layer request's credential with
+the layer keys it reads from the store) and the announcer, which writes to
+the store every ANNOUNCE_EVERY seconds that this builder serves layers at its
+advertised address (the leader offers every live builder's address to the
+nodes, so one builder down does not stop a fetch); and the copier
+(builder.replicas), which copies the layers of desired images that other
+builders made, so that this one has them too. SIGTERM or SIGINT stops both: the worker
 abandons its current build cleanly (another builder may claim it once it is
 stale), the server stops accepting, and run() returns.
 
@@ -19,20 +25,23 @@ from builder.engines import find_uv
 from builder.metrics import BuilderMetrics
 from builder.pipconfig import read_pip_config
 from builder.pipeline import Workshop
+from builder.replicas import Replicas
 from builder.web import make_app
 from builder.worker import Worker
 from corral import httpserve, private
+from corral.layer_keyring import LayerKeyRing
 from corral.metrics import MetricsServer, parse_listen
 from corral.stopping import Stop
 from corral.settings import Timings
-from corral.store import open_store
+from corral.store import StoreError, open_store
 from corral.wire.keys import hide_process, store_dsn as store_dsn_from
 
 log = logging.getLogger("corral.builder")
 
 DEFAULT_STALE_AFTER = 60.0     # a build unheard of this long is claimable by another builder
 DEFAULT_PIP_TIMEOUT = 1800.0   # seconds one pip install may take
-CACHE_FOLDERS = ("artifacts", "logs", "resolutions", "work", "uv", "wheels")   # the builder's alone
+CACHE_FOLDERS = ("artifacts", "logs", "replicas", "resolutions", "work", "uv", "wheels")   # the builder's alone
+ANNOUNCE_EVERY = 10.0          # a builder says where it serves this often (reconciler.loop.BUILDER_SILENT: 60 s)
 
 
 def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, timings=Timings(),
@@ -72,8 +81,13 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
         try:
             bound = sock.getsockname()
             address = advertise or (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
-            app = make_app(images_dir=images_dir, cache_dir=cache_dir)
+            keys = LayerKeyRing(heartbeat_store)
+            app = make_app(images_dir=images_dir, cache_dir=cache_dir, keys=keys, metrics=counted)
             server = eventlet.spawn(httpserve.serve, sock, app)
+            announcing = eventlet.spawn(announce, heartbeat_store, name, f"http://{address}", stopping)
+            copying = eventlet.spawn(Replicas(heartbeat_store, keys, name=name, images_dir=images_dir,
+                                              cache_dir=cache_dir, own_url=f"http://{address}").run, stopping,
+                                     timings.layer_copy_interval)
             workshop = Workshop(name=name, images_dir=images_dir, cache_dir=cache_dir, pip_timeout=pip_timeout,
                                 engine=engine, index=read_pip_config(), users=users,
                                 layer_cache_bytes=int(_or(layer_cache_bytes, timings.builder_layer_cache)),
@@ -85,6 +99,8 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
             while not stopping() and not working.dead:
                 eventlet.sleep(0.2)   # (the worker may end on its own: a store gone for good)
             working.wait()
+            announcing.kill()
+            copying.kill()
             server.kill()
             log.info("builder %s stopped", name)
         finally:
@@ -113,6 +129,16 @@ def _build_users(cache_dir, images_dir, engine):
         log.warning("%s: a build can read and change what the builder can (its other builds' caches and layers)",
                     users.reason)
     return users
+
+
+def announce(store, name, url, stopping, every=ANNOUNCE_EVERY):
+    """Say in the store that builder ``name`` serves layers at ``url``, every ``every`` s until ``stopping()``."""
+    while not stopping():
+        try:
+            store.builder_seen(name, url)
+        except StoreError as exc:
+            log.warning("builder %s could not say where it serves: %s", name, exc)
+        eventlet.sleep(every)
 
 
 def _or(given, default):

@@ -10,6 +10,7 @@ from corral.metrics import LONG_BUCKETS, ScrapeCollector, new_registry
 from corral.store import StoreError
 
 RESULTS = ("succeeded", "failed", "abandoned")
+ANSWERS = ("served", "unauthorized", "forbidden", "missing")   # a layer request's answer: 200, 401, 403, 404
 PHASES = ("fetch", "resolve", "code", "install")
 BUILD_STATES = ("queued", "building", "succeeded", "failed")
 
@@ -33,8 +34,18 @@ class BuilderMetrics:
         for kind in ("env", "code"):
             for result in ("hit", "miss"):
                 self.layers.labels(kind, result)
+        self.requests = Counter("corral_builder_layer_requests",
+                                "Layer requests by answer: served, unauthorized (no credential), forbidden "
+                                "(a credential for another layer or node, forged or expired), missing",
+                                ["answer"], registry=r)
+        for answer in ANSWERS:
+            self.requests.labels(answer)
         if store is not None:
             self.registry.register(QueueCollector(store))
+
+    def answered(self, answer):
+        """A layer request got ``answer`` (one of :data:`ANSWERS`)."""
+        self.requests.labels(answer).inc()
 
     def ended(self, result, seconds, phases=None, layer_hits=None):
         """A build ended with ``result`` (one of :data:`RESULTS`) after ``seconds``; ``phases``: seconds

@@ -23,6 +23,8 @@ class Timings:
     loop_interval: float = 1.0      # leader loop runs at least this often
     replay_window: float = 30.0     # wire: older messages are dropped
     build_poll: float = 0.5         # builder: how often an idle builder looks for work
+    layer_url_ttl: float = 3600.0   # leader: a layer URL signed for a node is good this long (renewed at half)
+    layer_copy_interval: float = 15.0   # builder: how often it copies the desired images' layers other builders made
     builder_layer_cache: float = 20 * 1024 ** 3   # builder: bytes of layers built here kept, least recently used pruned (0: no limit)
     builder_wheel_cache: float = 10 * 1024 ** 3   # builder: bytes of uv's cache and pip's wheelhouse kept, likewise
     watch_interval: float = 1.0     # API: how often the change stream (get -w, the dashboard) looks for changes

@@ -20,7 +20,10 @@ One unit per role, ``corral-<role>.service``:
 Every unit restarts its daemon on failure. The key's path and the store DSN
 (which may hold a password) come from an ``EnvironmentFile`` that only root
 reads (``/etc/corral/<role>.env``), never from the command line, which every
-process of the machine can read (corral/wire/keys.py).
+process of the machine can read (corral/wire/keys.py). An agent given a join
+token (``join_token``) has it there instead of the key's path: the node then
+never holds the cluster key, only the key of its own that the token gets it on
+its first start (corral/wire/credentials.py); the spent token may stay.
 """
 import dataclasses
 import re
@@ -29,6 +32,7 @@ ROLES = ("reconciler", "agent", "builder", "router")
 ENV_DIR = "/etc/corral"
 SECRET = "/etc/corral/secret"
 ENV_SECRET, ENV_STORE = "CORRAL_SECRET_FILE", "CORRAL_STORE"   # corral/wire/keys.py reads them
+ENV_JOIN = "CORRAL_JOIN_TOKEN"   # the agent reads it (corral agent --join)
 STATE = "/var/lib/corral"
 IMAGES = "/var/lib/corral/images"    # the same path on the builders and every node (DESIGN.md, Builder)
 CACHE = "/var/cache/corral"
@@ -63,6 +67,7 @@ class Options:
     settings: str | None = None               # a timings file (corral/settings.py)
     user: str | None = None                   # default USERS[role]
     bus_encryption: str = "required"          # reconciler, agent, router: CurveZMQ on the bus (corral/wire/curve.py)
+    join_token: str | None = None             # agent: a join token (corral node join-token), in the env file only
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -70,6 +75,9 @@ class Options:
         if self.role == "agent" and not self.reconcilers:
             raise ValueError("an agent's unit needs the reconcilers' buses: --reconciler tcp://HOST:7071, "
                              "once for each")
+        if self.join_token is not None and (self.role != "agent" or not re.fullmatch(r"cj1\.[0-9a-f.]+", self.join_token)):
+            raise ValueError("--join takes a join token (cj1. and hex, as `corral node join-token` prints it), "
+                             "for an agent's unit only")
         if self.role == "router" and not self.reconcilers:
             raise ValueError("a router's unit needs the reconcilers' route feeds: --reconciler tcp://HOST:7073, "
                              "once for each")
@@ -178,7 +186,9 @@ def env_file(o):
     o = _defaults(o)
     lines = [f"# corral {o.role}: read by systemd (EnvironmentFile= of corral-{o.role}.service) as root;",
              "# keep this file 0600 root:root. Nothing here goes on a command line."]
-    if o.role != "builder":
+    if o.join_token:
+        lines.append(f"{ENV_JOIN}={o.join_token}")
+    elif o.role != "builder":
         lines.append(f"{ENV_SECRET}={SECRET}")
     if o.store:
         lines.append(f"{ENV_STORE}={o.store}")

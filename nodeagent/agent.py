@@ -202,6 +202,7 @@ class Agent:
         self.counters["assign_accepted"] += 1
         self.assigned = list(body["instances"])
         self.replaced = frozenset(body.get("replaced", ()))
+        self.images.offer(self.assigned)   # fresh layer URLs for fetches still being retried
         return True
 
     def reconcile(self):

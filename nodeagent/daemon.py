@@ -7,9 +7,11 @@
   what a service manager sends on restart or upgrade of the agent.
 
 Secrets, at start: the agent makes itself non-dumpable (no process of its uid
-reads its memory or environ), reads the key from ``$CORRAL_SECRET_FILE`` (and
-drops the variable, so no instance inherits it), and takes from its data dir,
-``logs/`` and ``home/`` every permission but passing for group and others.
+reads its memory or environ), takes from its data dir, ``logs/`` and ``home/``
+every permission but passing for group and others, and reads its own credential
+(``credential/node.json``, made by a join: :mod:`corral.wire.credentials`) or else
+the cluster key from ``$CORRAL_SECRET_FILE`` (and drops the variable, so no
+instance inherits it; ``$CORRAL_JOIN_TOKEN`` likewise).
 
 Isolation is decided once, at start: who apps run as (:func:`nodeagent.users.choose`),
 whether each instance gets a mount namespace hiding the agent's folders and the key
@@ -33,7 +35,9 @@ from corral.metrics import MetricsServer
 from corral.settings import Timings
 from corral.stopping import Stop
 from corral.wire.bus import BusClient
+from corral.wire import credentials
 from corral.wire.curve import server_public
+from corral.wire.join import join
 from corral import private
 from corral.wire.keys import hide_process, key_path, read_key
 from nodeagent import sandbox, users
@@ -67,8 +71,32 @@ def instance_namespaces(who, data_dir, images_dir, secret):
     return Sandbox(hide=[data_dir, images_dir], mask=[secret]), None
 
 
+def bus_credentials(name, reconcilers, data_dir, secret_file, join_token, bus_encryption):
+    """``(signing key, CurveZMQ server public key or None, own key pair or None, path of the secret's
+    file)`` the agent speaks with: the node's own credential on ``data_dir``, else the one a
+    ``join_token`` is exchanged for now (kept there for every later start), else the cluster key.
+    ValueError with one sentence when the credential is another node's or the join is refused."""
+    credential = credentials.load_credential(data_dir)
+    if credential is None and join_token:
+        credential = join(reconcilers, join_token, name)
+        path = credentials.save_credential(data_dir, credential)
+        log.info("node %s joined the cluster: its own key is in %s", name, path)
+    elif credential is not None and join_token:
+        log.info("node %s has its own key already (%s); the join token given was not used", name,
+                 credentials.credential_path(data_dir))
+    if credential is None:
+        secret = key_path(secret_file)
+        key = read_key(secret)
+        return key, server_public(key, bus_encryption), None, secret
+    if credential.name != name:
+        raise ValueError(f"the credential in {credentials.credential_path(data_dir)} is node {credential.name}'s, "
+                         f"not {name}'s: give --name {credential.name}, or another --data-dir")
+    return credential.sign_key, credential.server_public, (credential.public, credential.secret), \
+        credentials.credential_path(data_dir)
+
+
 def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, address="127.0.0.1", timings=Timings(),
-        app_users=None, stop=None, metrics=DEFAULT_METRICS, bus_encryption="off"):
+        app_users=None, stop=None, metrics=DEFAULT_METRICS, bus_encryption="off", join_token=None):
     """Run the agent of node ``name`` until SIGINT (stop its instances, then return) or SIGTERM
     (return and leave them running for the next agent to adopt).
 
@@ -83,18 +111,19 @@ def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, ad
 
     ``secret_file``: the cluster key's path, for compatibility only; None (``corral up``, a
     service unit) takes it from ``$CORRAL_SECRET_FILE`` (:func:`corral.wire.keys.key_path`),
-    so that it is on no command line.
+    so that it is on no command line. A node with a key of its own (``join_token`` once, then its
+    credential on ``data_dir``: :func:`bus_credentials`) needs no cluster key.
 
     The caller has called ``corral.green.patch()`` before importing this module.
     """
     hide_process()
-    secret = key_path(secret_file)
-    key = read_key(secret)
     for folder in (data_dir, os.path.join(data_dir, "logs"), os.path.join(data_dir, "home")):
         try:
             private.tighten_dir(folder, DATA_DIR_MODE)
         except PermissionError as e:  # not the folder's owner: say so, and go on as before
             log.warning("could not take group and others' permissions from %s (%s)", folder, e.strerror)
+    key, curve_server, keypair, secret = bus_credentials(name, reconcilers, data_dir, secret_file, join_token,
+                                                         bus_encryption)
     os.makedirs(images_dir, exist_ok=True)
     who = users.choose(app_users, data_dir, images_dir, os.environ.get("HOME"))
     if who.reason:  # a warning where root was meant to isolate apps and cannot; else the chosen setup
@@ -112,7 +141,7 @@ def run(*, name, reconcilers, data_dir, secret_file=None, images_dir, labels, ad
                   log_retention=timings.log_retention, metrics=counted)
     counted.watch(agent)
     bus = BusClient(list(reconcilers), key, name, agent.on_message, window=timings.replay_window,
-                    curve_server_public=server_public(key, bus_encryption))
+                    curve_server_public=curve_server, curve_keypair=keypair)
     agent.streams = Streams(agent, reply=bus.send_to)
     stop = Stop(early=stop)
     profile = _Profile.from_env()

@@ -29,7 +29,6 @@ room, the image is refused with the figures in one sentence. A layer goes
 marker first, so a half-deleted one is "unfinished", never used.
 """
 import contextlib
-import hashlib
 import os
 import secrets
 import shutil
@@ -37,15 +36,14 @@ import threading
 import time
 
 import eventlet.semaphore
-import requests
 
 from corral import image_layout
+from corral.layer_download import DownloadFailed, download, shown
 from corral.spec.quantities import format_size
 from nodeagent import disk
 from nodeagent.extract import extract
 from nodeagent.tarscan import UnsafeLayer
 
-CHUNK = 1 << 20
 TIMEOUT = (10, 60)   # connect, read: seconds
 RACE_WAIT_STEPS = 50  # tenths of a second to wait for another writer's marker on a layer
 
@@ -121,7 +119,7 @@ def ensure_layer(images_dir, layer):
     hexid = image_layout.image_hex(layer_id)
     unpacked = os.path.join(parent, f".tmp-{hexid}-{secrets.token_hex(4)}")
     try:
-        size = _fetch_unpack(layer.get("url", ""), unpacked, layer.get("sha256"), f"{kind} layer {layer_id}",
+        size = _fetch_unpack(layer_urls(layer), unpacked, layer.get("sha256"), f"{kind} layer {layer_id}",
                              layer.get("size"))
         try:
             os.rename(unpacked, final)
@@ -136,7 +134,7 @@ def ensure_layer(images_dir, layer):
             os.rename(unpacked, final)
         try:
             image_layout.write_layer_marker(images_dir, kind, layer_id, {
-                "id": layer_id, "kind": kind, "artifact_sha256": layer.get("sha256"), "url": layer.get("url"),
+                "id": layer_id, "kind": kind, "artifact_sha256": layer.get("sha256"), "url": shown(layer.get("url")),
                 "source": "agent", "fetched_at": time.time(), "size": size})
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)   # unmarked, so unused: nothing half made stays
@@ -147,9 +145,9 @@ def ensure_layer(images_dir, layer):
             shutil.rmtree(unpacked, ignore_errors=True)
 
 
-def _fetch_unpack(url, dest, sha256, what, size=None):
-    """Download the archive at ``url``, check it is ``sha256``, then unpack it into the new folder
-    ``dest``; return the archive's size.
+def _fetch_unpack(urls, dest, sha256, what, size=None):
+    """Download the archive from the first of ``urls`` that serves it whole, check it is
+    ``sha256``, then unpack it into the new folder ``dest``; return the archive's size.
 
     The body goes to a scratch file beside ``dest`` (:func:`_scratch_file`:
     nameless once open, so no failure or kill leaves it behind), hashed on
@@ -161,7 +159,7 @@ def _fetch_unpack(url, dest, sha256, what, size=None):
     ImageError (one sentence) and the caller drops ``dest``.
     """
     with _scratch_file(os.path.dirname(dest) or ".") as fd:
-        length = _download(url, fd, sha256, what, size)
+        length = _download(urls, fd, sha256, what, size)
         try:
             extract(fd, length, dest)
         except UnsafeLayer as e:
@@ -170,6 +168,15 @@ def _fetch_unpack(url, dest, sha256, what, size=None):
             raise ImageError(f"{what}: the archive cannot be unpacked ({e.strerror or e}"
                              f"{': ' + e.filename if isinstance(e.filename, str) else ''})") from None
     return length
+
+
+def layer_urls(layer):
+    """The URLs to fetch ``layer`` from, in order: its ``urls`` (the layer on every live builder)
+    when the assignment gives them, else its one ``url``."""
+    urls = layer.get("urls")
+    if isinstance(urls, list) and urls and all(isinstance(u, str) for u in urls):
+        return urls
+    return [layer.get("url", "")]
 
 
 @contextlib.contextmanager
@@ -185,29 +192,20 @@ def _scratch_file(folder):
         os.close(fd)
 
 
-def _download(url, fd, sha256, what, size=None):
-    """Write the body of ``url`` to ``fd``, hashed on the way; return its length once its sha256 is
-    ``sha256``. ImageError on an HTTP error, a broken or over-long body, or another digest."""
-    digest, length = hashlib.sha256(), 0
-    try:
-        with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
-            if resp.status_code != 200:
-                raise ImageError(f"{what}: GET {url} answered HTTP {resp.status_code}")
-            for chunk in resp.iter_content(CHUNK):
-                length += len(chunk)
-                if type(size) is int and length > size:
-                    raise ImageError(f"{what}: the archive from {url} is longer than the {size} bytes "
-                                     f"the assignment says")
-                digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
-                time.sleep(0)   # a turn for other green threads: a body on loopback never makes recv wait
-    except requests.RequestException as e:
-        raise ImageError(f"{what}: downloading {url} failed ({e.__class__.__name__}: {e})") from None
-    if digest.hexdigest() != sha256:
-        raise ImageError(f"{what}: the archive from {url} has sha256 {digest.hexdigest()}, expected {sha256}")
-    return length
+def _download(urls, fd, sha256, what, size=None):
+    """Write the archive to ``fd`` from the first of ``urls`` that gives it whole with its sha256
+    ``sha256`` (:func:`corral.layer_download.download`); return its length. Each URL is tried on an
+    emptied file: a builder down, one without the layer, one refusing the credential or serving
+    other bytes, and the next is asked. ImageError (naming why each failed) when none gives it."""
+    failures = []
+    for url in urls:
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            return download(url, fd, sha256, size, TIMEOUT)
+        except DownloadFailed as e:
+            failures.append(str(e))
+    raise ImageError(f"{what}: " + "; then ".join(failures or ["the assignment names no URL for it"]))
 
 
 def missing_layers(images_dir, artifact):
@@ -287,9 +285,27 @@ def make_room(images_dir, need, in_use, worked_in=image_layout.working_dirs):
     return gone_images
 
 
+def fresher(artifact, latest):
+    """``latest`` (the same image's artifact in a newer assignment) when it names exactly the layers
+    ``artifact`` does (kind, id, sha256, size), so only its URLs differ (signed anew, other
+    builders); else ``artifact``. What is checked stays what the instance was assigned. Pure."""
+    def pinned(a):
+        try:
+            return sorted((layer.get("kind"), layer.get("id"), layer.get("sha256"), layer.get("size"))
+                          for layer in a["layers"])
+        except (TypeError, KeyError, AttributeError):
+            return None
+    if latest is None or latest is artifact:
+        return artifact
+    mine = pinned(artifact)
+    return latest if mine is not None and mine == pinned(latest) else artifact
+
+
 class ImageCache:
     """:func:`ensure_image` with one fetch per image at a time (callers for the same image wait),
     room made on the disk first, and each use recorded for least-recently-used eviction.
+    A fetch uses the newest URLs the agent was given for the image (:meth:`offer`): an
+    instance retrying after a long backoff holds URLs the leader signed lately.
     ``in_use()`` returns the image ids the agent's instances run; ``on_fetch(ok, bytes, seconds)``
     is told of each fetch of an image that was not there (the bytes of the archives downloaded)."""
 
@@ -300,6 +316,11 @@ class ImageCache:
         self.on_fetch = on_fetch
         self.locks = {}
         self.room = eventlet.semaphore.Semaphore()
+        self.latest = {}   # image id -> its artifact in the latest assignment accepted
+
+    def offer(self, entries):
+        """Remember each image's artifact in ``entries`` (the instances of the assignment just accepted)."""
+        self.latest = {e["image"]: e["artifact"] for e in entries if isinstance(e.get("artifact"), dict)}
 
     def ensure(self, image_id, artifact):
         """The image's folder, fetched once even when many instances ask at once.
@@ -307,6 +328,7 @@ class ImageCache:
         Raises :class:`ImageError` (one sentence) when it cannot be made ready,
         a lack of disk space included."""
         lock = self.locks.setdefault(image_id, eventlet.semaphore.Semaphore())
+        artifact = fresher(artifact, self.latest.get(image_id))
         with lock:
             began, missing = time.monotonic(), None
             try:

@@ -1,7 +1,8 @@
 """The HTTP/JSON API that every reconciler serves (WSGI, run by eventlet.wsgi).
 
-Every route but ``/healthz`` and the dashboard's static files needs a bearer
-token, and the token's role must allow it (:func:`role_needed`, corral/auth.py); ``/metrics``
+Every route but ``/healthz``, the dashboard's static files and the GitSources' webhooks needs a
+bearer token (reconciler/credentials.py: a named token, checked against the store on every
+request), and the token's role must allow it (:func:`role_needed`, corral/auth.py); ``/metrics``
 takes the metrics token too (corral.auth.metrics_token). Errors are JSON
 ``{"error": "<one sentence>"}`` with a 4xx/5xx status. Apply is server-side
 and idempotent: the store decides created / configured / unchanged, and an
@@ -18,12 +19,14 @@ Routes::
     HEAD   /v1/sources/DIGEST   PUT /v1/sources/DIGEST   (gzip'd tar, digest checked)
     GET    /v1/instances[?app=NAME]
     GET    /v1/nodes            POST /v1/nodes/NAME/cordon|uncordon|drain
+    POST   /v1/node-tokens      POST /v1/nodes/NAME/revoke   (admin; reconciler/node_keys.py)
     GET    /v1/apps/NAME/revisions   POST /v1/apps/NAME/undo   (reconciler/rollout_api.py)
     POST   /v1/apps/NAME/scale  {"process": P, "instances": N}
     GET    /v1/builds[?app=NAME]
     GET    /v1/events[?kind=K&name=N&limit=L]
     GET    /v1/backup           the control-plane state as a backup document
-    GET    /v1/whoami           {"role": "read" | "deploy" | "admin"}: the role of the token sent
+    GET    /v1/whoami           {"name": NAME, "role": "read" | "deploy" | "admin"}: the token sent
+    GET    /v1/tokens           POST /v1/tokens   POST /v1/tokens/NAME/revoke|rotate   (reconciler/token_routes.py)
     GET    /v1/watch[?kinds=apps,instances,nodes,events]   server-sent changes (reconciler/watch.py)
     GET    /ui/...              the dashboard's files (reconciler/dashboard); it calls the routes above
     GET    /v1/routes           the route table this reconciler publishes to the routers
@@ -46,7 +49,7 @@ import time
 import yaml
 
 from corral import versions
-from corral.auth import allows, role_of, token_matches
+from corral.auth import allows, token_matches
 from corral.metrics import exposition_of
 from corral.secrets import redact_spec
 from corral.source import gunzip_source
@@ -55,14 +58,17 @@ from corral.store import Conflict, StoreError, jsonable  # noqa: F401
 from corral.store.schema import SCHEMA_VERSION
 from reconciler import dashboard, views
 from reconciler.actor import actor
+from reconciler.credentials import Credentials, Refused
 from corral.changes import parse_kinds
 from reconciler.httpio import REASONS, HttpError, json_body, read_body  # noqa: F401 (HttpError: the API's)
 from reconciler.gitops.routes import GitSourceRoutes, gitsource_document
 from reconciler.metrics import route_label
+from reconciler.node_keys import NodeKeyRoutes
 from reconciler.rollout_api import RolloutRoutes
 from reconciler.routes import route_refusal
 from reconciler.runs_api import RunRoutes
 from reconciler.session_relay import StreamRoutes
+from reconciler.token_routes import TokenRoutes
 from reconciler.watch import KEEPALIVE, ChangeFeed, EventStream, TooManyWatchers
 from reconciler.service_routes import ServiceRoutes
 from services.plan import missing_server
@@ -87,16 +93,16 @@ class Exposition:
 class Api:
     """The WSGI application. ``state`` answers the questions only the daemon knows
     (observed view, node states, leadership); ``kick()`` wakes the loop. ``token`` is the
-    admin token; ``tokens`` (``{role: token}``, corral.auth.role_tokens) the tokens of every role,
-    when given. ``watch``: the change stream's seconds between reads, and between keepalives."""
+    bootstrap admin token; ``tokens`` (``{role: token}``, corral.auth.role_tokens) the bootstrap
+    tokens of every role, when given: both accepted only while the store has no named token
+    (reconciler/credentials.py). ``watch``: the change stream's seconds between reads, and between keepalives."""
 
     def __init__(self, store, state, token, kick, relay=None, tokens=None, watch=(1.0, KEEPALIVE), *, metrics=None,
-                 metrics_token=None, route_table=list, cluster_domain="localhost", services=None):
+                 metrics_token=None, route_table=list, cluster_domain="localhost", services=None, node_keys=None):
         self.store = store
         self.services = services   # a ServiceKeeper, or None: no app may then ask for services
         self.state = state
-        self.token = token
-        self.tokens = dict(tokens or {"admin": token})
+        self.credentials = Credentials(store, tokens or {"admin": token})
         self.kick = kick
         self.feed = ChangeFeed({"app": self._app_view, "instance": self._instance_view,
                                 "node": self._node_view, "event": self._event_view}, watch[0])
@@ -127,12 +133,13 @@ class Api:
             ("GET", r"/ui", dashboard.to_index, False),
             ("GET", r"/ui/(?P<name>[^/]*)", dashboard.serve, False),
             ("GET", r"/v1/routes", self.list_routes, True),
-        ] + GitSourceRoutes(store, token, kick).routes() + RolloutRoutes(store, kick, self.cluster_domain).routes()
-        self.routes += RunRoutes(store, kick).routes()
+        ] + GitSourceRoutes(store, kick).routes() + RolloutRoutes(store, kick, self.cluster_domain).routes()
+        self.routes += RunRoutes(store, kick).routes() + TokenRoutes(store, self.credentials).routes()
+        self.routes += NodeKeyRoutes(store, node_keys).routes()
         if services is not None:
             self.routes += ServiceRoutes(store, services, kick).routes()
         if relay is not None:  # logs and exec (reconciler/session_relay.py)
-            self.routes += StreamRoutes(store, state, relay).routes()
+            self.routes += StreamRoutes(store, state, relay, checker=self.checker).routes()
 
     # -- WSGI plumbing -------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -167,17 +174,11 @@ class Api:
                 continue
             query = _query(environ)
             environ["corral.route"] = pattern
-            if auth is METRICS and self._metrics_reader(environ.get("HTTP_AUTHORIZATION")):
-                pass   # the metrics token: this route alone
-            elif auth:
-                role = role_of(self.tokens, environ.get("HTTP_AUTHORIZATION"))
-                if role is None:
-                    return 401, {"error": "missing or wrong API token (see CORRAL_TOKEN or the config corral up wrote)"}
-                needed = role_needed(method, path, query)
-                if not allows(role, needed):
-                    return 403, {"error": f"a {role} token may not {method} {path}: that needs the {needed} role"}
-                environ["corral.role"] = role
             try:
+                if auth and not (auth is METRICS and self._metrics_reader(environ.get("HTTP_AUTHORIZATION"))):
+                    refused = self._authorize(environ, method, path, query)
+                    if refused:
+                        return refused
                 return handler(environ, query, **match.groupdict())
             except HttpError as e:
                 return e.status, {"error": e.message}
@@ -189,6 +190,23 @@ class Api:
         if allowed:
             return 405, {"error": f"{method} is not allowed on {path}"}
         return 404, {"error": f"no such API route: {method} {path}"}
+
+    def _authorize(self, environ, method, path, query):
+        """``(401 or 403, error)`` when the request's token may not do this, else None with the token's
+        holder in ``environ`` (``corral.principal``, ``corral.role``) for the handler and its events."""
+        try:
+            principal = self.credentials.identify(environ.get("HTTP_AUTHORIZATION"))
+        except Refused as e:
+            return 401, {"error": str(e)}
+        needed = role_needed(method, path, query)
+        if not allows(principal.role, needed):
+            return 403, {"error": f"a {principal.role} token may not {method} {path}: that needs the {needed} role"}
+        environ["corral.principal"], environ["corral.role"] = principal, principal.role
+        return None
+
+    def checker(self, environ):
+        """``() -> sentence or None`` for an open stream of this request: whether its token is refused by now."""
+        return self.credentials.checker(environ.get("corral.principal"))
 
     def _metrics_reader(self, header):
         """Whether ``header`` carries the metrics token (which opens ``/metrics`` and nothing else)."""
@@ -324,7 +342,7 @@ class Api:
     def cordon(self, environ, query, name, verb):
         if not self.store.set_node_cordoned(name, verb == "cordon"):
             raise HttpError(404, f"node {name!r} not found")
-        self.store.add_event("node", name, verb.capitalize() + "ed", f"node {name} {verb}ed", "cli")
+        self.store.add_event("node", name, verb.capitalize() + "ed", f"node {name} {verb}ed", actor(environ))
         self.kick()
         return 200, {"name": name, "cordoned": verb == "cordon"}
 
@@ -363,8 +381,8 @@ class Api:
                      "generation": result.generation}
 
     def whoami(self, environ, query):
-        """The role of the token the request carries (the dashboard shows only what it allows)."""
-        return 200, {"role": environ["corral.role"]}
+        """The name and role of the token the request carries (the dashboard shows only what it allows)."""
+        return 200, {"name": environ["corral.principal"].name, "role": environ["corral.role"]}
 
     def watch(self, environ, query):
         try:
@@ -375,7 +393,7 @@ class Api:
             watcher, initial = self.feed.subscribe(kinds)
         except TooManyWatchers as e:
             raise HttpError(503, f"{e}; try again later")
-        return 200, EventStream(self.feed, watcher, initial, self.watch_keepalive)
+        return 200, EventStream(self.feed, watcher, initial, self.watch_keepalive, refusal=self.checker(environ))
 
     # -- the change stream's views (corral/changes.py) -------------------
     def _app_view(self):
@@ -405,15 +423,17 @@ _READING_POSTS = (r"/v1/diff",)
 _ONE_OFF = re.compile(r"/v1/apps/[^/]+/runs|/v1/runs/[^/]+/exit")   # `corral run`: a command of the caller's
 
 
-_ADMIN_WRITES = re.compile(r"/v1/apps/[^/]+/backups/[^/]+/restore")   # replaces an app's live data
+_ADMIN_WRITES = re.compile(r"/v1/apps/[^/]+/backups/[^/]+/restore"   # replaces an app's live data
+                           r"|/v1/node-tokens|/v1/nodes/[^/]+/revoke")   # lets a machine in, or cuts a node off
 
 
 def role_needed(method, path, query):
     """The role a request needs (corral/auth.py): ``read`` to read (GET, HEAD, and a diff), ``admin`` for
-    a backup, secret values, exec and a one-off run (both run code of the caller's inside an app) and
-    restoring an app's data from a backup, ``deploy`` for any other write (a trigger runs the app's own
-    command)."""
-    if path.startswith("/v1/exec") or (method == "POST" and _ONE_OFF.fullmatch(path)) or _ADMIN_WRITES.fullmatch(path):
+    a backup, secret values, exec and a one-off run (both run code of the caller's inside an app),
+    restoring an app's data from a backup and anything of tokens (even their list), ``deploy`` for any
+    other write (a trigger runs the app's own command)."""
+    if (path.startswith(("/v1/exec", "/v1/tokens")) or (method == "POST" and _ONE_OFF.fullmatch(path))
+            or _ADMIN_WRITES.fullmatch(path)):
         return "admin"
     if method in ("GET", "HEAD"):
         return "admin" if path in _ADMIN_READS or _show_secrets(query) else "read"

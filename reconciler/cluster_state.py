@@ -8,10 +8,11 @@ from reconciler.routes import derive_routes
 class ClusterState:
     """Read-only answers for the API's live routes (``/healthz``, instances, nodes)."""
 
-    def __init__(self, name, store, observed, lease, timings, clock=time.time, bus_stats=dict):
+    def __init__(self, name, store, observed, lease, timings, clock=time.time, bus_stats=dict, credential=None):
         self.name, self.store, self.observed, self.lease, self.timings, self.clock = \
             name, store, observed, lease, timings, clock
         self.bus_stats = bus_stats
+        self.credential = credential   # node name -> "own key" | "revoked" | "cluster key"; None: a cleartext bus
 
     def _node_views(self):
         stored = self.store.list_nodes()
@@ -32,7 +33,8 @@ class ClusterState:
 
     def nodes(self):
         stored, desired, node_views = self._node_views()
-        return views.nodes_json(node_views, stored, self.observed.reports(), desired, self.observed.last_seen)
+        return views.nodes_json(node_views, stored, self.observed.reports(), desired, self.observed.last_seen,
+                                self.credential or (lambda name: "cluster key"))
 
     def routes(self, domain):
         """The route table ``{(host, path): Route}`` this reconciler derives now

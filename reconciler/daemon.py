@@ -49,14 +49,14 @@ import corral.green  # noqa: F401  (silences the banner before eventlet loads)
 import eventlet
 import eventlet.queue
 
-from corral import httpserve
+from corral import apitls, httpserve
 from corral.auth import api_token, metrics_token, role_tokens
 from corral.limits import raise_open_files_limit
 from corral.settings import ServiceServers, Timings
 from corral.stopping import Stop
 from corral.store import Fenced, StoreError, open_store
 from corral.wire.bus import BusPublisher, BusServer
-from corral.wire.curve import server_secret
+from corral.wire.curve import server_public, server_secret
 from corral.wire.keys import hide_process, key_path, read_key, store_dsn as store_dsn_from
 from reconciler.api import Api
 from reconciler.appservices import ServiceKeeper
@@ -68,6 +68,7 @@ from reconciler.instance_events import instance_events
 from reconciler.leader import LeaderLease, process_holder
 from reconciler.loop import ALL, Controller
 from reconciler.metrics import ReconcilerMetrics
+from reconciler.node_keys import NodeKeys
 from reconciler.observed import Observed, is_delayed
 from reconciler.route_feed import RouteFeed, Touch
 from reconciler.session_relay import Relay
@@ -109,7 +110,11 @@ class Reconciler:
         self.pending_events = collections.deque(maxlen=PENDING_EVENTS)
         self._kicks = eventlet.queue.LightQueue(maxsize=1)
         curve_secret = server_secret(key, bus_encryption)   # None: cleartext (``off``)
-        self.bus = BusServer(bus, key, name, self.on_message, window=timings.replay_window, curve_secret=curve_secret)
+        # each node its own key (reconciler/node_keys.py): only on an encrypted bus, where a key can be checked
+        self.node_keys = None if curve_secret is None else \
+            NodeKeys(store, key, server_public(key, bus_encryption), refresh=timings.heartbeat)
+        self.bus = BusServer(bus, key, name, self.on_message, window=timings.replay_window, curve_secret=curve_secret,
+                             identities=self.node_keys)
         self.relay = Relay(self.bus.send, lambda node: clock() - self.observed.last_seen(node),
                            timings.heartbeat_timeout)
         self.lease = LeaderLease(store, process_holder(name), timings)
@@ -117,7 +122,8 @@ class Reconciler:
         self.services = ServiceKeeper(store, services, timings, f"reconciler/{name}")
         self.controller = Controller(store, self.observed, self.bus, timings, name, metrics=self.metrics,
                                      services=self.services)
-        self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats)
+        self.state = ClusterState(name, store, self.observed, self.lease, timings, bus_stats=self.bus.stats,
+                                  credential=self.node_keys.status if self.node_keys else None)
         self.gitsync = GitSync(store, GitRepos(git_dir, timings.git_timeout), name, self.kick, scratch_dir=git_dir,
                                cluster_domain=cluster_domain)
         self.touch = Touch(timings.heartbeat_timeout)   # routes are published only while we hear the agents
@@ -130,7 +136,7 @@ class Reconciler:
         self.api = Api(store, self.state, api_token(key), self.kick, self.relay, tokens=role_tokens(key),
                        watch=(timings.watch_interval, timings.watch_keepalive), metrics=self.metrics,
                        metrics_token=metrics_token(key), route_table=self.route_feed.table_json,
-                       cluster_domain=cluster_domain, services=self.services)
+                       cluster_domain=cluster_domain, services=self.services, node_keys=self.node_keys)
         self.metrics.watch(self)
         self._threads = []
 
@@ -147,6 +153,9 @@ class Reconciler:
         """The bus's handler: stream messages go to the relay, reports to :meth:`on_report`, and
         heartbeats between them to :meth:`on_alive`."""
         self.metrics.messages.labels(msg.type).inc()
+        if msg.type == "report" and msg.body["node"]["name"] != msg.sender:
+            self.bus.refuse("impersonation", msg.body["node"]["name"], f"a report signed by node {msg.sender}")
+            return
         if msg.type in self.relay.types:
             self.relay.on_message(peer, msg)
         elif msg.type == "report":
@@ -371,9 +380,15 @@ class Reconciler:
     # -- life ------------------------------------------------------------------
     def start(self, api_sock):
         """Start the bus and every duty, and serve the API on the listening socket ``api_sock``."""
-        self.bus.start()
         duties = [self.lease_loop, self.control_loop, self.gitops_loop, self.events_loop, self.prune_loop,
                   self.schedule_loop, self.services_loop]
+        if self.node_keys is not None:
+            try:
+                self.node_keys.refresh()   # before the first handshake, so a joined node is known at once
+            except StoreError as e:
+                log.warning("could not read the node keys yet: %s", e)
+            duties.append(lambda: self.node_keys.run(self.stop))
+        self.bus.start()
         if self.publisher is not None:
             self.publisher.start()
             duties.append(self.route_feed.run)
@@ -393,8 +408,9 @@ class Reconciler:
 
 
 def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), routes=None,
-        cluster_domain="localhost", services=ServiceServers(), bus_encryption="off"):
-    """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint.
+        cluster_domain="localhost", services=ServiceServers(), bus_encryption="off", tls=None):
+    """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint;
+    ``tls`` ``(certificate file, key file)`` serves the API over HTTPS (:mod:`corral.apitls`).
 
     The key's path and the store DSN come from the environment when not given
     (:func:`corral.wire.keys.key_path`, :func:`corral.wire.keys.store_dsn`): never from argv."""
@@ -405,14 +421,21 @@ def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), 
     git_dir = tempfile.mkdtemp(prefix="corral-git-")
     stop = Stop()
     host, _, port = api.rpartition(":")
+    context = apitls.server_context(*tls) if tls else None   # a file that cannot be loaded: said before anything
     sock = eventlet.listen((host or "127.0.0.1", int(port)), backlog=1024)
+    if context is not None:
+        sock = context.wrap_socket(sock, server_side=True)
+    elif apitls.beyond_loopback(host):
+        log.warning("the API on %s is plain HTTP beyond loopback: tokens and secrets travel in the clear "
+                    "(give the reconciler --tls-cert and --tls-key)", api)
     reconciler = Reconciler(name=name, store=store, key=key, bus=bus, timings=timings, git_dir=git_dir, stop=stop,
                             routes=routes, cluster_domain=cluster_domain, services=services,
                             bus_encryption=bus_encryption)
     try:
         with stop.catching():
             reconciler.start(sock)
-            log.info("reconciler %s: api http://%s, bus %s, route feed %s", name, api, bus, routes or "(none)")
+            log.info("reconciler %s: api %s://%s, bus %s, route feed %s", name, "https" if tls else "http", api, bus,
+                     routes or "(none)")
             stop.wait()
     finally:
         reconciler.close()

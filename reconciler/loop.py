@@ -24,7 +24,7 @@ import time
 
 from corral import versions
 from corral.store import Fenced, RevisionRecord, StoreError
-from reconciler import agent_specs
+from reconciler import agent_specs, layer_urls
 from reconciler.outcome import Prepared, outcome
 from reconciler.planner import plan
 from reconciler.runplan import plan_runs
@@ -90,6 +90,7 @@ class Controller:
 
     def __init__(self, store, observed, bus, timings, name, clock=time.time, metrics=None, services=None):
         self.store = store
+        self.layer_urls = layer_urls.LayerUrls(store, timings.layer_url_ttl)
         self._applies_measured = {}   # app -> the generation whose apply latency was observed
         self.metrics = metrics   # reconciler.metrics.ReconcilerMetrics, or None
         self.services = services  # a reconciler.appservices.ServiceKeeper, or None (no service servers)
@@ -102,7 +103,7 @@ class Controller:
         self._node_written = {}  # node -> (facts, when) last written to the store
         self._unplaced_said = {}  # (app, process) -> reason last recorded as an event
         self._apps_on_node = {}  # node -> app names with desired rows there (after the last sync)
-        self._sent = {}  # node -> (epoch, instance ids, when) of the last assignment sent to it
+        self._sent = {}  # node -> (epoch, ids, when, (layer URLs' expiry, key generation)) of the last assignment sent
         self._replaced = {}  # node -> ids dropped while it was lost, until its reports no longer hold them
 
     def apps_on_node(self, node):
@@ -135,7 +136,7 @@ class Controller:
         if self.waiting_for_reports(desired, now):
             return SyncResult(deferred=True)
         full = ALL in keys
-        records = self.store.list_apps()
+        records = self.store.list_apps() if full else self.store.list_apps(names=keys)
         wanted = {r.name for r in records} | {r.app for r in desired} if full else set(keys)
         builds = {b.key: b for b in self.store.list_build_states()}
         prepared, failed = self._prepare_all([r for r in records if r.name in wanted], builds, now)
@@ -274,29 +275,37 @@ class Controller:
     # -- helpers ----------------------------------------------------------
     def push_assignments(self, epoch, rows, artifacts, nodes, only=None):
         """Send a node that is not lost its whole assignment (idempotent on the agent) when it
-        is named in ``only`` (None: every node) or its last report is out of step with it
+        is named in ``only`` (None: every node), its last report is out of step with it
         (:func:`out_of_step`) and the same assignment was not sent within the heartbeat
-        timeout (:func:`resend_due`): so a lost message is made good by a later pass, while
-        neither an idle cluster nor agents still starting what they were sent are sent
-        their assignments again on every pass (1,000 nodes: 1,000 messages a pass)."""
+        timeout (:func:`resend_due`), or the layer URLs last sent to it have half their time
+        or less to run or were signed with a key since rotated: so a lost message is made good by a later pass, an agent retrying a
+        fetch holds a URL that is good, while neither an idle cluster nor agents still starting
+        what they were sent are sent their assignments again on every pass (1,000 nodes: 1,000
+        messages a pass). Each node's layer URLs are signed for it (:mod:`reconciler.layer_urls`)."""
         by_node = {n.name: [] for n in nodes if n.state != LOST}
         for r in rows:
             if r.node in by_node and r.image in artifacts:
-                by_node[r.node].append({
-                    "id": r.id, "app": r.app, "process": r.process, "revision": r.revision,
-                    "image": r.image, "artifact": artifacts[r.image], "spec": r.spec})
+                by_node[r.node].append(r)
         reports, now = self.observed.reports(), self.clock()
-        for node, instances in by_node.items():
-            ids = tuple(i["id"] for i in instances)
-            if (only is None or node in only
-                    or (out_of_step(instances, reports.get(node), epoch)
-                        and resend_due(self._sent.get(node), epoch, ids, now, self.timings.heartbeat_timeout))):
-                body = {"node": node, "instances": instances}
-                replaced = self._still_replaced(node, reports.get(node))
-                if replaced and not versions.older_than(agent_version(reports.get(node)), REPLACED_SINCE):
-                    body["replaced"] = replaced
-                self.bus.send(node.encode(), "assign", body, epoch)
-                self._sent[node] = (epoch, ids, now)
+        signer = None
+        for node, held in by_node.items():
+            ids, last = tuple(r.id for r in held), self._sent.get(node)
+            if not (only is None or node in only
+                    or (out_of_step([{"id": i} for i in ids], reports.get(node), epoch)
+                        and resend_due(last, epoch, ids, now, self.timings.heartbeat_timeout))
+                    or (held and self.layer_urls.renewal_due(last[3] if last else None, now))):
+                continue
+            signer = signer or self.layer_urls.signer(now)
+            newer = not versions.older_than(agent_version(reports.get(node)), layer_urls.MIRRORS_SINCE)
+            body = {"node": node, "instances": [{
+                "id": r.id, "app": r.app, "process": r.process, "revision": r.revision, "image": r.image,
+                "artifact": signer.artifact(node, r.image, artifacts[r.image], newer), "spec": r.spec}
+                for r in held]}
+            replaced = self._still_replaced(node, reports.get(node))
+            if replaced and not versions.older_than(agent_version(reports.get(node)), REPLACED_SINCE):
+                body["replaced"] = replaced
+            self.bus.send(node.encode(), "assign", body, epoch)
+            self._sent[node] = (epoch, ids, now, (signer.exp, signer.generation) if held else None)
 
     def _still_replaced(self, node, report):
         """The ids dropped while ``node`` was lost that its last report still holds (sorted); the

@@ -41,7 +41,7 @@ import itertools
 
 from reconciler.model import LOST, UNREACHABLE, DesiredRow, is_current, runs_current_revision
 from reconciler.rollout import limits, rolling_step
-from reconciler.scheduler import Candidates, place_many
+from reconciler.scheduler import Candidates, Tally, place_many
 
 _LIVE = frozenset({"pending", "starting", "running", "stopping", "backoff"})
 
@@ -167,7 +167,7 @@ class _Room:
     that placements see each other), and the stops decided so far, in order."""
 
     def __init__(self, rows, stops=()):
-        self.load, self.cpu, self.memory = collections.Counter(), collections.Counter(), collections.Counter()
+        self.tally = Tally()
         self.apps = {r.app for r in rows}
         self.stops = list(stops)
         self.stopping = {s.id for s in stops}
@@ -176,9 +176,7 @@ class _Room:
 
     def _count(self, row, sign):
         res = row.spec.get("resources") or {}
-        self.load[row.node] += sign
-        self.cpu[row.node] += sign * float(res.get("cpu") or 0)
-        self.memory[row.node] += sign * int(res.get("memory") or 0)
+        self.tally.add(row.node, sign, float(res.get("cpu") or 0), int(res.get("memory") or 0))
 
     def release(self, row, reason):
         """Stop ``row`` for ``reason``, freeing its room."""
@@ -188,7 +186,7 @@ class _Room:
 
     def place(self, app, proc, n, candidates, same):
         """``(nodes chosen, reason when fewer than n)`` for ``n`` new instances (:func:`place_many`)."""
-        return place_many(app, proc, n, candidates, same, self.load, self.cpu, self.memory)
+        return place_many(app, proc, n, candidates, same, self.tally)
 
 
 def _sort_rows(desired, by_app, node_state):

@@ -27,7 +27,7 @@ from reconciler.cron import ACTIVE, cron_spec, cursor, due, prune, run_state, tr
 from corral.runs import RunRecord
 from reconciler.model import LOST, DesiredRow
 from reconciler.planner import Unplaced
-from reconciler.scheduler import Candidates, place_many
+from reconciler.scheduler import Candidates, Tally, place_many
 
 
 ATTACH_HOLD = 12 * 3600  # seconds an attached run's environment waits for its terminal's command
@@ -227,14 +227,12 @@ class _Placer:
 
     def __init__(self, nodes, desired):
         self.candidates = Candidates(nodes)
-        self.load, self.cpu, self.mem = collections.Counter(), collections.Counter(), collections.Counter()
+        self.tally = Tally()
         for r in desired:
             res = r.spec.get("resources") or {}
-            self.load[r.node] += 1
-            self.cpu[r.node] += float(res.get("cpu") or 0)
-            self.mem[r.node] += int(res.get("memory") or 0)
+            self.tally.add(r.node, 1, float(res.get("cpu") or 0), int(res.get("memory") or 0))
 
     def place(self, app, proc):
         """``(node, "")`` for one run of ``proc``, or ``(None, reason)``."""
-        chosen, reason = place_many(app, proc, 1, self.candidates, {}, self.load, self.cpu, self.mem)
+        chosen, reason = place_many(app, proc, 1, self.candidates, {}, self.tally)
         return (chosen[0], "") if chosen else (None, reason)

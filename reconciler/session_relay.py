@@ -158,15 +158,20 @@ class Session:
         """Forward a terminal size change."""
         self.relay.send(self.node, "exec_resize", {"stream": self.id, "rows": rows, "cols": cols})
 
-    def items(self):
+    def items(self, refusal=lambda: None):
         """The client's NDJSON objects, as the agent's messages come, until the end (or a failure
-        said in one sentence). Acknowledges each chunk once the caller asks for the next."""
+        said in one sentence, ``refusal()``'s too: the client's token refused since it opened the
+        stream). Acknowledges each chunk once the caller asks for the next."""
         opened = time.monotonic()
         while True:
             try:
                 msg = self.queue.get(timeout=self.relay.keepalive)
             except eventlet.queue.Empty:
                 msg = None
+            refused = refusal()
+            if refused:
+                yield {"end": refused, "error": True}
+                return
             if self.overflowed:
                 yield {"end": f"node {self.node} sent past the stream's window; the stream was cut", "error": True}
                 return
@@ -248,10 +253,11 @@ class StreamRoutes:
         POST /v1/exec/SESSION/resize       {"rows", "cols"}
     """
 
-    def __init__(self, store, state, relay):
+    def __init__(self, store, state, relay, checker=lambda environ: lambda: None):
         self.store = store
         self.state = state
         self.relay = relay
+        self.checker = checker   # environ -> () -> a sentence once the request's token is refused (ends its stream)
 
     def routes(self):
         """``(method, pattern, handler, needs_auth)`` entries for the API's route table."""
@@ -289,7 +295,8 @@ class StreamRoutes:
         except ValueError:
             raise HttpError(400, "tail must be a whole number and since a number of seconds")
         session = self._open(inst, "logs_open", body, "logs")
-        return 200, Streaming(self.relay, session, session.items(), binary=_flag(query.get("bytes")))
+        return 200, Streaming(self.relay, session, session.items(self.checker(environ)),
+                              binary=_flag(query.get("bytes")))
 
     def exec(self, environ, query):
         req = json_body(environ)
@@ -313,13 +320,13 @@ class StreamRoutes:
         who = actor(environ)
         command = " ".join(argv)[:500]
         self._audit(inst, "Exec", f"{who} ran {command!r} in instance {inst['id']} on node {inst['node']}", who)
-        return 200, Streaming(self.relay, session, self._exec_items(session, inst, command, who))
+        return 200, Streaming(self.relay, session, self._exec_items(session, inst, command, who, self.checker(environ)))
 
-    def _exec_items(self, session, inst, command, actor):
+    def _exec_items(self, session, inst, command, actor, refusal):
         yield {"started": {"session": session.id, "instance": inst["id"], "node": inst["node"]}}
         outcome = "ended with the connection to the client (exit code unknown)"
         try:
-            for item in session.items():
+            for item in session.items(refusal):
                 if "end" in item:
                     code = item.get("exit_code")
                     outcome = f"exited with code {code}" if code is not None else f"failed: {item['end']}"

@@ -86,11 +86,12 @@ def _instance(iid, app, process, node, state, rep, *, revision, image, desired):
     }
 
 
-def nodes_json(views, stored, reports, desired, last_seen):
+def nodes_json(views, stored, reports, desired, last_seen, credential=lambda name: "cluster key"):
     """Every node as `get nodes -o json` shows it.
 
     ``views``: NodeViews (state); ``stored``: NodeRecords; ``reports``: node ->
-    NodeReport; ``last_seen(name)``: when this reconciler last heard from it.
+    NodeReport; ``last_seen(name)``: when this reconciler last heard from it;
+    ``credential(name)``: what it speaks with (``own key``, ``cluster key``) or ``revoked``.
     """
     by_name = {n.name: n for n in stored}
     rows_by_node = {}  # grouped once: a scan of 10,000 rows for each of 1,000 nodes held the hub for a second
@@ -106,6 +107,7 @@ def nodes_json(views, stored, reports, desired, last_seen):
             "name": v.name,
             "state": v.state,
             "draining": v.draining,
+            "credential": credential(v.name),
             "address": node.get("address") or (rec.address if rec else None),
             "labels": node.get("labels") or (rec.labels if rec else {}),
             "capacity": node.get("capacity") or (rec.capacity if rec else {}),

@@ -41,8 +41,12 @@ def frame(change):
 
 
 SYNCED = b"event: synced\ndata: {}\n\n"
-DROPPED = b"event: dropped\ndata: " + json.dumps(
-    {"error": "the reconciler stopped this watch: it was not read as fast as the changes came"}).encode() + b"\n\n"
+def ended(sentence):
+    """The last event of a stream the reconciler ends: ``dropped``, with why (the CLI then asks again)."""
+    return b"event: dropped\ndata: " + json.dumps({"error": sentence}).encode() + b"\n\n"
+
+
+DROPPED = ended("the reconciler stopped this watch: it was not read as fast as the changes came")
 
 
 class Watcher:
@@ -134,8 +138,9 @@ class EventStream:
     content_type = "text/event-stream"
     headers = [("Cache-Control", "no-store"), ("X-Accel-Buffering", "no")]
 
-    def __init__(self, feed, watcher, initial, keepalive=KEEPALIVE):
+    def __init__(self, feed, watcher, initial, keepalive=KEEPALIVE, refusal=lambda: None):
         self.feed, self.watcher, self.initial, self.keepalive = feed, watcher, initial, keepalive
+        self.refusal = refusal   # () -> a sentence once the watcher's token is refused (Credentials.checker), else None
 
     def __iter__(self):
         yield b"".join(frame(c) for c in self.initial) + SYNCED
@@ -145,6 +150,12 @@ class EventStream:
             try:
                 first = queue.get(timeout=self.keepalive)
             except eventlet.queue.Empty:
+                first = None
+            refused = self.refusal()
+            if refused:
+                yield ended(refused)
+                return
+            if first is None:
                 yield b": keepalive\n\n"
                 continue
             batch = [first]

@@ -26,11 +26,11 @@ class HeadTooSlow(Exception):
     """A client took longer than the header timeout to send its request head (slowloris)."""
 
 
-def send(sock, data, side, timeout):
-    """Send all of ``data`` on ``sock`` within ``timeout`` seconds of no progress."""
+def send(conn, data, side, timeout):
+    """Send all of ``data`` on ``conn`` (a :mod:`router.connections` connection) within ``timeout``
+    seconds of no progress."""
     try:
-        sock.settimeout(timeout)
-        sock.sendall(data)
+        conn.send_all(data, timeout)
     except socket.timeout:
         raise SideError(side, "timeout") from None
     except OSError:
@@ -38,18 +38,17 @@ def send(sock, data, side, timeout):
 
 
 class Reader:
-    """A socket's incoming bytes with a buffer; ``side`` names it in errors."""
+    """A connection's incoming bytes with a buffer; ``side`` names it in errors."""
 
-    __slots__ = ("sock", "buf", "side", "received")
+    __slots__ = ("conn", "buf", "side", "received")
 
-    def __init__(self, sock, side):
-        self.sock, self.side, self.buf, self.received = sock, side, bytearray(), 0
+    def __init__(self, conn, side):
+        self.conn, self.side, self.buf, self.received = conn, side, bytearray(), 0
 
     def fill(self, timeout):
         """Read what is there (waiting at most ``timeout`` seconds) into the buffer."""
         try:
-            self.sock.settimeout(timeout)
-            data = self.sock.recv(PIECE)
+            data = self.conn.recv(PIECE, timeout)
         except socket.timeout:
             raise SideError(self.side, "timeout", self.received > 0) from None
         except OSError:
@@ -64,6 +63,21 @@ class Reader:
         or stayed silent for ``first_timeout`` before sending a byte. After the first byte
         the whole head must come within ``head_timeout`` (else :class:`HeadTooSlow`);
         ``too_big(buf)`` raises when the bytes so far are over the limits."""
+        buf = self.buf
+        if not buf:
+            try:
+                self.fill(first_timeout)
+            except SideError:
+                return None
+        if buf[0] not in b"\r\n":   # the common case: a head that came whole, in one read
+            end = buf.find(b"\r\n\r\n")
+            if end > 0:
+                head = bytes(buf[:end])
+                del buf[:end + 4]
+                return head
+        return self._head_slowly(first_timeout, head_timeout, too_big)
+
+    def _head_slowly(self, first_timeout, head_timeout, too_big):
         try:
             while not self.buf.lstrip(b"\r\n"):
                 self.buf.clear()
@@ -89,6 +103,22 @@ class Reader:
                 if e.kind == "timeout":
                     raise HeadTooSlow() from None
                 raise
+
+    def until_blank_line(self, limit, timeout):
+        """The bytes up to the next blank line (CRLF CRLF), without it: a response head. More than
+        ``limit`` bytes without one is a bad message; a silence of ``timeout`` is a timeout."""
+        buf = self.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            deadline = time.monotonic() + timeout
+            while end < 0:
+                if len(buf) > limit:
+                    raise SideError(self.side, "malformed")
+                self.fill(max(0.001, deadline - time.monotonic()))
+                end = buf.find(b"\r\n\r\n")
+        head = bytes(buf[:end])
+        del buf[:end + 4]
+        return head
 
     def take(self, n, timeout):
         """At most ``n`` bytes (at least one): buffered ones first, else one read."""

@@ -8,12 +8,21 @@ lengths, a length that is not digits, a transfer coding other than
 ``chunked``, ``Transfer-Encoding`` in HTTP/1.0, two ``Host`` headers.
 """
 import dataclasses
+import functools
 import re
 
 from corral.hostnames import normalize_host
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_TARGET_BAD = re.compile(rb"[\x00-\x20\x7f]")
+# One well-formed header line: a token at the start of a line, a colon, a value without control
+# characters (but tab), CRLF. A head whose every line is one (as many matches as CRLFs) is read
+# in one C-level pass; any other is read again line by line (_header_lines), to say which
+# line is wrong.
+_HEADER_FIELD = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r\n", re.M)
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+_normal_host = functools.lru_cache(maxsize=4096)(normalize_host)   # Host values repeat: the same few
 _DIGITS = re.compile(rb"^[0-9]{1,18}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -23,7 +32,14 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
 # Headers the router sets itself (a client's copy is dropped unless it is a trusted proxy).
 FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id",
                         b"forwarded", b"x-real-ip"})
+# What backend_head leaves out of a client's headers (a trusted proxy's forwarding headers are
+# kept, but for the two the router always sets), and client_head out of a backend's.
+_NOT_FORWARDED = HOP_BY_HOP | {b"expect"} | FORWARDING
+_NOT_FORWARDED_TRUSTED = HOP_BY_HOP | {b"expect", b"x-forwarded-for", b"x-request-id"}
+_NOT_ANSWERED_CHUNKED = HOP_BY_HOP | {b"content-length"}
+_NOT_ANSWERED_SWITCHING = HOP_BY_HOP - {b"connection", b"upgrade"}
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"})   # known tokens
 
 
 class BadMessage(Exception):
@@ -43,17 +59,18 @@ class Limits:
     header_count: int = 100
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Head:
     """A parsed request or response head. ``headers`` is ``[(lower name, raw name, value)]``;
     ``length`` is the body's ``Content-Length`` (None: none given); ``chunked``: the body
-    is chunked."""
+    is chunked; ``connection``: the tokens of its ``Connection`` headers (as :meth:`tokens`)."""
 
     start: tuple
     version: str
     headers: list
     length: int = None
     chunked: bool = False
+    connection: frozenset = frozenset()
 
     def get(self, name):
         """The value of header ``name`` (lower-case bytes), or None; the first when repeated."""
@@ -71,7 +88,20 @@ class Head:
         return out
 
 
-def _headers(lines, limits, request):
+def _headers(block, limits, request):
+    """``[(lower name, name, value)]`` of the header lines ``block`` (each ending in CRLF)."""
+    fields = _HEADER_FIELD.findall(block)
+    if len(fields) == block.count(b"\r\n"):
+        headers = [(name.lower(), name, value.rstrip(b" \t")) for name, value in fields]
+    else:
+        headers = _header_lines(block.split(b"\r\n")[:-1])
+    if request and len(headers) > limits.header_count:
+        raise BadMessage(431, f"the request has more than {limits.header_count} header lines")
+    return headers
+
+
+def _header_lines(lines):
+    """The headers of ``lines`` one by one, refusing the first line that is not well formed."""
     headers = []
     for line in lines:
         if not line:
@@ -85,14 +115,25 @@ def _headers(lines, limits, request):
         if _VALUE_BAD.search(value):
             raise BadMessage(400, f"header {name.decode()} holds a control character")
         headers.append((name.lower(), name, value))
-        if request and len(headers) > limits.header_count:
-            raise BadMessage(431, f"the request has more than {limits.header_count} header lines")
     return headers
 
 
 def _framing(head, request):
-    lengths = {v for n, _, v in head.headers if n == b"content-length"}
-    codings = [v for n, _, v in head.headers if n == b"transfer-encoding"]
+    """Set ``head``'s body framing (``length``, ``chunked``) and ``connection`` tokens from its
+    headers, refusing what two parsers could read two ways."""
+    found = [(name, value) for name, _, value in head.headers if name in _FRAMING]
+    if not found:
+        return
+    lengths, codings, connection = set(), [], []
+    for name, value in found:
+        if name == b"content-length":
+            lengths.add(value)
+        elif name == b"transfer-encoding":
+            codings.append(value)
+        else:
+            connection += value.lower().split(b",")
+    if connection:
+        head.connection = frozenset([t.strip() for t in connection])
     if codings:
         if request and lengths:
             raise BadMessage(400, "the request has both Content-Length and Transfer-Encoding")
@@ -105,51 +146,53 @@ def _framing(head, request):
         head.chunked = True
         return
     if lengths:
-        if len(lengths) > 1 or not all(_DIGITS.match(v) for v in lengths):
+        length = lengths.pop()
+        if lengths or not _DIGITS.match(length):
             raise BadMessage(400, "Content-Length is not one number of digits")
-        head.length = int(lengths.pop())
+        head.length = int(length)
 
 
 def split_head(data, limits):
-    """The lines of the head ``data`` (bytes up to, not including, the blank line), refusing a
-    bare LF and the limits' sizes."""
+    """``(start line, header block)`` of the head ``data`` (bytes up to, not including, the blank
+    line; the block's lines each end in CRLF), refusing a bare LF or CR and the limits' sizes."""
     if len(data) > limits.header_bytes:
         raise BadMessage(431, f"the request head is larger than {limits.header_bytes} bytes")
-    lines = data.split(b"\r\n")
-    if any(b"\n" in line or b"\r" in line for line in lines):
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
         raise BadMessage(400, "a line of the head ends in a bare LF or CR")
-    if len(lines[0]) > limits.request_line:
+    start, _, rest = data.partition(b"\r\n")
+    if len(start) > limits.request_line:
         raise BadMessage(414, f"the request line is longer than {limits.request_line} bytes")
-    return lines
+    return start, rest + b"\r\n" if rest else b""
 
 
 def parse_request(data, limits=Limits()):
     """The :class:`Head` of a request whose head is ``data``; ``start`` is ``(method, target)``
     as str. Raises :class:`BadMessage`."""
-    lines = split_head(data, limits)
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or not _TOKEN.match(parts[0]) or not parts[1]:
+    start, block = split_head(data, limits)
+    parts = start.split(b" ")
+    if len(parts) != 3 or not (parts[0] in _METHODS or _TOKEN.match(parts[0])) or not parts[1]:
         raise BadMessage(400, "the request line is not METHOD TARGET VERSION")
-    method, target, version = (p.decode("latin-1") for p in parts)
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
+    if _TARGET_BAD.search(parts[1]):
+        raise BadMessage(400, "the request target holds a space or a control character")
+    version = parts[2].decode("latin-1")
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
         if version.startswith("HTTP/"):
             raise BadMessage(505, f"{version} is not spoken here (HTTP/1.1 and 1.0 are)")
         raise BadMessage(400, "the request line is not METHOD TARGET VERSION")
-    if any(c <= " " or c == "\x7f" for c in target):
-        raise BadMessage(400, "the request target holds a space or a control character")
-    head = Head((method, target), version, _headers(lines[1:], limits, True))
+    head = Head((parts[0].decode("latin-1"), parts[1].decode("latin-1")), version, _headers(block, limits, True))
     _framing(head, True)
     return head
 
 
 def parse_response(data):
     """The :class:`Head` of a backend's response; ``start`` is ``(status int, reason)``."""
-    lines = data.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
+    start, _, rest = data.partition(b"\r\n")
+    parts = start.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not _DIGITS.match(parts[1]) or len(parts[1]) != 3:
         raise BadMessage(502, "the backend's answer is not an HTTP/1.x status line")
     head = Head((int(parts[1]), parts[2].decode("latin-1") if len(parts) > 2 else ""),
-                parts[0].decode("latin-1"), _headers(lines[1:], Limits(), False))
+                parts[0].decode("latin-1"), _headers(rest + b"\r\n" if rest else b"", None, False))
     _framing(head, False)
     return head
 
@@ -171,7 +214,7 @@ def request_host(head):
         if head.version == "HTTP/1.1":
             raise BadMessage(400, "the request has no Host header")
         raw = ""
-    host = normalize_host(raw)
+    host = _normal_host(raw)
     if host is None or "@" in raw:
         raise BadMessage(400, f"Host {raw[:60]!r} is not a host name")
     if host.startswith("*"):
@@ -185,18 +228,17 @@ def wants_upgrade(head):
     """The ``Upgrade`` value when the request asks to switch protocols (``Connection:
     upgrade`` and an ``Upgrade`` header), else None. ``h2c`` is never passed on: a tunnel of
     HTTP/2 cleartext would carry requests the router never reads (h2c smuggling)."""
+    if b"upgrade" not in head.connection:
+        return None
     upgrade = head.get(b"upgrade")
-    if upgrade and b"upgrade" in head.tokens(b"connection") and upgrade.strip().lower() != b"h2c":
+    if upgrade and upgrade.strip().lower() != b"h2c":
         return upgrade
     return None
 
 
 def keep_alive(head):
     """True when the client's connection may carry another request after this one."""
-    tokens = head.tokens(b"connection")
-    if head.version == "HTTP/1.1":
-        return b"close" not in tokens
-    return False
+    return head.version == "HTTP/1.1" and b"close" not in head.connection
 
 
 def request_id(head, trusted):
@@ -225,15 +267,15 @@ def backend_head(head, target, *, host_header, peer, proto, rid, trusted, upgrad
     is re-framed: ``Transfer-Encoding: chunked`` when ``body_chunked``), forwarding headers
     set (a client's kept only when ``trusted``), ``Upgrade`` kept when switching protocols."""
     method = head.start[0]
-    out = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
     drop_forwarding = not trusted
-    named = head.tokens(b"connection")   # headers the client calls hop-by-hop are not passed on either
+    # Headers the client calls hop-by-hop (its Connection tokens) are not passed on either.
+    drop = _NOT_FORWARDED if drop_forwarding else _NOT_FORWARDED_TRUSTED
+    if head.connection:
+        drop = drop | head.connection
+    out = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
     for lower, name, value in head.headers:
-        if lower in HOP_BY_HOP or lower == b"expect" or lower in named:
-            continue
-        if lower in FORWARDING and (drop_forwarding or lower in (b"x-forwarded-for", b"x-request-id")):
-            continue
-        out.append(name + b": " + value + b"\r\n")
+        if lower not in drop:
+            out.append(name + b": " + value + b"\r\n")
     xff = forwarded_for(head, peer, trusted)
     out.append(f"X-Forwarded-For: {xff}\r\nX-Request-Id: {rid}\r\n".encode("latin-1"))
     if drop_forwarding or head.get(b"x-forwarded-proto") is None:
@@ -253,14 +295,12 @@ def client_head(head, *, chunked, close, rid):
     without hop-by-hop ones, its framing (``chunked``: re-chunked), ``Connection: close`` when
     the router will close, and the request's id."""
     status, reason = head.start
-    out = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
     switching = status == 101
+    drop = _NOT_ANSWERED_SWITCHING if switching else _NOT_ANSWERED_CHUNKED if chunked else HOP_BY_HOP
+    out = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
     for lower, name, value in head.headers:
-        if lower in HOP_BY_HOP and not (switching and lower in (b"connection", b"upgrade")):
-            continue
-        if lower == b"content-length" and chunked:
-            continue
-        out.append(name + b": " + value + b"\r\n")
+        if lower not in drop:
+            out.append(name + b": " + value + b"\r\n")
     if chunked:
         out.append(b"Transfer-Encoding: chunked\r\n")
     if close and not switching:

@@ -9,11 +9,11 @@ request on such a connection would fail, and one that may not be sent twice
 import socket
 
 
-def _alive(sock):
-    """True when ``sock`` is open and has nothing unread: the peek would block."""
+def _alive(conn):
+    """True when ``conn`` (a :class:`router.connections.Conn`) is open and has nothing unread: the
+    peek would block."""
     try:
-        raw = getattr(sock, "fd", sock)   # the OS socket under a green one: a peek must not wait
-        raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)   # b"" (closed) or unasked-for bytes
+        conn.raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)   # b"" (closed) or unasked-for bytes
         return False
     except BlockingIOError:
         return True

@@ -30,6 +30,7 @@ import eventlet
 
 from corral.routetable import Table
 from router import balance, http
+from router.connections import connect, wrap
 from router.pool import Pool
 from router.bodies import BACKEND, CLIENT, HeadTooSlow, Reader, SideError, relay_chunked, relay_length, \
     relay_until_close, send
@@ -65,7 +66,7 @@ class Retry(Exception):
     """The request may go to another backend (nothing of it reached an app, or it can be sent again)."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Exchange:
     """One request in flight: what the access log and the counters need."""
 
@@ -131,6 +132,7 @@ class Proxy:
         """Serve one client connection until it closes, idles out, or a request ends it;
         ``proto`` (``http``, ``https``) is what ``X-Forwarded-Proto`` says (default: the proxy's)."""
         peer = addr[0] if isinstance(addr, tuple) else "-"
+        sock = wrap(sock)
         client = Reader(sock, CLIENT)
         proto = proto or self.proto
         try:
@@ -201,7 +203,7 @@ class Proxy:
         except Failure as e:
             counts[f"{e.status}"] += 1
             return self._answer(sock, x, e.status, e.reason, str(e), close=True)
-        counts[f"{x.status // 100}xx"] += 1
+        counts[_STATUS_CLASS.get(x.status // 100) or f"{x.status // 100}xx"] += 1
         if x.status != 101:   # an upgrade was logged when it began
             self._log(x)
         return keep and not x.close
@@ -218,7 +220,7 @@ class Proxy:
         head = x.head
         replayable = not head.chunked and len(client.buf) >= (head.length or 0)
         replayable = replayable and head.start[0] in http.IDEMPOTENT
-        tried, refused = set(), 0
+        tried, refused = set(), 0   # backends that refused or reset: not tried again
         for _ in range(MAX_ATTEMPTS):
             backend = balance.pick(route.backends, self.outstanding, self.rng, tried)
             if backend is None:
@@ -227,7 +229,7 @@ class Proxy:
             if conn is None:
                 reused = False
                 try:
-                    conn = self._connect(backend)
+                    conn = connect((backend.address, backend.port), self.timeouts.connect)
                 except OSError:
                     tried.add(backend.id)
                     refused += 1
@@ -249,17 +251,6 @@ class Proxy:
                 self.outstanding[backend.id] -= 1
         raise Failure(502, "Bad Gateway", f"no instance of app {route.app} accepted the request "
                                           f"({refused} refused the connection, {len(route.backends)} ready)")
-
-    def _connect(self, backend):
-        conn = socket.socket(socket.AF_INET6 if ":" in backend.address else socket.AF_INET, socket.SOCK_STREAM)
-        conn.settimeout(self.timeouts.connect)
-        try:
-            conn.connect((backend.address, backend.port))
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            conn.close()
-            raise
-        return conn
 
     def _exchange(self, sock, client, x, backend, conn, may_retry):
         """One attempt on ``conn``. Raises :class:`Retry` when the backend failed before any
@@ -354,7 +345,7 @@ class Proxy:
         else:
             to_client(head_bytes)
             x.sent = self._relay_response(reader, resp, to_client, chunked_out)
-        tokens = resp.tokens(b"connection")
+        tokens = resp.connection
         reusable = not until_close and not reader.buf and b"close" not in tokens and \
             (resp.version == "HTTP/1.1" or b"keep-alive" in tokens)
         if reusable:
@@ -379,16 +370,12 @@ class Proxy:
 
 def _read_response_head(reader, timeout):
     """The raw head of the backend's next answer; a silence of ``timeout`` is a timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        end = reader.buf.find(b"\r\n\r\n")
-        if end >= 0:
-            raw = bytes(reader.buf[:end])
-            del reader.buf[:end + 4]
-            return raw
-        if len(reader.buf) > 65536:
-            raise Failure(502, "Bad Gateway", "the instance's answer head is larger than 64 KiB")
-        reader.fill(max(0.001, deadline - time.monotonic()))
+    try:
+        return reader.until_blank_line(65536, timeout)
+    except SideError as e:
+        if e.kind == "malformed":
+            raise Failure(502, "Bad Gateway", "the instance's answer head is larger than 64 KiB") from None
+        raise
 
 
 def tunnel(sock, client, conn, idle):
@@ -396,23 +383,19 @@ def tunnel(sock, client, conn, idle):
     both stay silent for ``idle`` seconds (an upgraded connection: WebSocket and the like)."""
     def pump(src, dst):
         try:
-            src.settimeout(idle)
             while True:
-                data = src.recv(65536)
+                data = src.recv(65536, idle)
                 if not data:
                     break
-                dst.sendall(data)
+                dst.send_all(data, idle)
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            src.shutdown()
+            dst.shutdown()
     if client.buf:
         try:
-            conn.sendall(bytes(client.buf))
+            conn.send_all(bytes(client.buf), idle)
         except OSError:
             conn.close()
             return
@@ -423,5 +406,6 @@ def tunnel(sock, client, conn, idle):
     conn.close()
 
 
+_STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 _REASONS = {400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout", 414: "URI Too Long",
             431: "Request Header Fields Too Large", 501: "Not Implemented", 505: "HTTP Version Not Supported"}

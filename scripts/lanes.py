@@ -1,18 +1,20 @@
-"""The whole suite in two lanes at once: ``./run-tests`` with no arguments runs this.
+"""The whole suite in three lanes at once: ``./run-tests`` with no arguments runs this.
 
-Half of the suite's time is spent waiting (for heartbeats, grace periods,
-leader leases, a cluster's daemons), so two pytest processes side by side
-take little more than the longer one alone. The tiers split along that line:
+Most of the suite's time is spent waiting (for heartbeats, grace periods,
+leader leases, a cluster's daemons), so pytest processes side by side take
+little more than the longest alone, even on two cores. The tiers split along
+that line, the two tiers of whole clusters each a lane of its own:
 
-- ``system``: ``tests/cluster`` and ``tests/e2e``, whole clusters of real processes;
+- ``cluster``: ``tests/cluster``, hosts in network namespaces;
+- ``e2e``: ``tests/e2e``, clusters started with ``corral up``;
 - ``parts``: ``tests/unit``, ``tests/store``, ``tests/integration`` and ``tests/adversarial``.
 
 The lanes share nothing a test could trip over: every test names its own
 apps, databases, users, ports and namespaces (the suite was written for
-servers shared with other runs). Lane ``system`` prints as it goes; lane
-``parts`` writes to a file that is printed whole once it ends, so neither
-interleaves the other's lines. The exit status is the worst of the two, and
-Ctrl-C (or SIGTERM) stops both.
+servers shared with other runs). The first lane prints as it goes; each other
+lane writes to a file that is printed whole once every lane has ended, so no
+lane interleaves another's lines. The exit status is the first failure's, and
+Ctrl-C (or SIGTERM) stops every lane.
 
 ``CORRAL_TEST_LANES=1`` runs the suite in one process, as any arguments to
 ``./run-tests`` do (``./run-tests tests/unit -q``).
@@ -24,8 +26,9 @@ import sys
 import tempfile
 import time
 
-LANES = {
-    "system": ["tests/cluster", "tests/e2e"],
+LANES = {   # the first prints as it goes
+    "cluster": ["tests/cluster"],
+    "e2e": ["tests/e2e"],
     "parts": ["tests/unit", "tests/store", "tests/integration", "tests/adversarial"],
 }
 
@@ -59,14 +62,17 @@ def main():
     missing, twice = check_lanes(TIERS)
     if missing or twice:
         sys.exit(f"scripts/lanes.py: tier folders in no lane: {missing}; in two lanes: {twice}")
-    log = tempfile.NamedTemporaryFile(prefix="corral-tests-parts-", suffix=".log", delete=False)
     began = time.monotonic()
-    print(f"two lanes at once: system ({' '.join(LANES['system'])}) below; parts "
-          f"({' '.join(LANES['parts'])}) to {log.name}, printed when it ends", flush=True)
-    procs = {
-        "system": subprocess.Popen(lane_argv(sys.executable, LANES["system"])),
-        "parts": subprocess.Popen(lane_argv(sys.executable, LANES["parts"]), stdout=log, stderr=subprocess.STDOUT),
-    }
+    live, *buffered = LANES
+    logs = {name: tempfile.NamedTemporaryFile(prefix=f"corral-tests-{name}-", suffix=".log", delete=False)
+            for name in buffered}
+    print(f"{len(LANES)} lanes at once: {live} ({' '.join(LANES[live])}) below; "
+          + "; ".join(f"{name} ({' '.join(LANES[name])}) to {logs[name].name}" for name in buffered)
+          + ", printed when every lane has ended", flush=True)
+    procs = {live: subprocess.Popen(lane_argv(sys.executable, LANES[live]))}
+    for name in buffered:
+        procs[name] = subprocess.Popen(lane_argv(sys.executable, LANES[name]), stdout=logs[name],
+                                       stderr=subprocess.STDOUT)
 
     def stop(signum, _frame):
         for p in procs.values():
@@ -76,12 +82,13 @@ def main():
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     codes = {name: p.wait() for name, p in procs.items()}
-    log.close()
-    print(f"\n===== lane parts ({' '.join(LANES['parts'])}) =====", flush=True)
-    with open(log.name, "rb") as f:
-        sys.stdout.buffer.write(f.read())
-    sys.stdout.flush()
-    os.unlink(log.name)
+    for name in buffered:
+        logs[name].close()
+        print(f"\n===== lane {name} ({' '.join(LANES[name])}) =====", flush=True)
+        with open(logs[name].name, "rb") as f:
+            sys.stdout.buffer.write(f.read())
+        sys.stdout.flush()
+        os.unlink(logs[name].name)
     said = ", ".join(f"{name} {'passed' if code == 0 else f'FAILED (exit {code})'}" for name, code in codes.items())
     print(f"lanes: {said}; {time.monotonic() - began:.0f} s in all", flush=True)
     sys.exit(worst(codes.values()))

@@ -103,28 +103,31 @@ def wait_for(what, predicate, timeout, interval=0.05):
 
 
 @contextlib.contextmanager
-def reconciler_process(folder, name="r-test", settings=None):
-    """A reconciler process on a fresh SQLite store in ``folder`` (no agent, no builder), with its own
-    cluster key and, when given, a settings mapping (:mod:`corral.settings`); yields ``(port, key)``
-    once its API answers, and stops it with SIGTERM after."""
+def reconciler_process(folder, name="r-test", settings=None, store=None, key_file=None):
+    """A reconciler process (no agent, no builder) on ``store`` (a DSN; by default a fresh SQLite store in
+    ``folder``), with the cluster key of ``key_file`` (by default a new one in ``folder``) and, when given, a
+    settings mapping (:mod:`corral.settings`); yields ``(port, key)`` once its API answers, and stops it
+    with SIGTERM after. Two of them on one store and key are two reconcilers of one cluster."""
     import http.client
     import subprocess
     import sys
     import yaml
-    from corral.wire.keys import new_key_file
+    from corral.wire.keys import new_key_file, read_key
     folder = str(folder)
-    key = new_key_file(os.path.join(folder, "cluster.key"))
+    key = read_key(key_file) if key_file else new_key_file(os.path.join(folder, "cluster.key"))
     port = free_port()
-    argv = [sys.executable, "-m", "corral", "reconciler", "--store", f"sqlite:///{folder}/corral.db",
+    argv = [sys.executable, "-m", "corral", "reconciler",
             "--api", f"127.0.0.1:{port}", "--bus", f"tcp://127.0.0.1:{free_port()}",
-            "--routes", f"tcp://127.0.0.1:{free_port()}", "--secret-file", os.path.join(folder, "cluster.key"), "--name", name]
+            "--routes", f"tcp://127.0.0.1:{free_port()}", "--secret-file", key_file or os.path.join(folder, "cluster.key"),
+            "--name", name]
+    env = dict(os.environ, CORRAL_STORE=store or f"sqlite:///{folder}/corral.db")
     if settings:
         with open(os.path.join(folder, "settings.yaml"), "w") as f:
             yaml.safe_dump(settings, f)
         argv += ["--settings", os.path.join(folder, "settings.yaml")]
     log_path = os.path.join(folder, "reconciler.log")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log,
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, env=env,
                                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
     def healthy():
@@ -173,22 +176,25 @@ def scratch_schema(base_dsn, prefix="t"):
 
 
 @contextlib.contextmanager
-def fresh_store(backend, folder):
-    """A new, migrated, empty store: ``backend`` "sqlite" (a file in ``folder``) or
-    "postgresql" (a scratch schema on the test run's server; without one, the test
-    needs ``postgresql``: skipped, or failed under CORRAL_REQUIRE). Closed, and the schema dropped, afterwards."""
+def fresh_store_dsn(backend, folder):
+    """The DSN of a new, empty store: ``backend`` "sqlite" (a file in ``folder``) or "postgresql" (a scratch
+    schema on the test run's server, dropped afterwards; without one, the test needs ``postgresql``: skipped,
+    or failed under CORRAL_REQUIRE)."""
     if backend == "sqlite":
-        store = open_store(f"sqlite:///{os.path.join(folder, 'corral.db')}")
-        try:
-            yield store
-        finally:
-            store.close()
+        yield f"sqlite:///{os.path.join(folder, 'corral.db')}"
         return
     try:
         base = postgres_dsn()
     except PostgresUnavailable as e:
         need("postgresql", str(e))
     with scratch_schema(base) as dsn:
+        yield dsn
+
+
+@contextlib.contextmanager
+def fresh_store(backend, folder):
+    """A new, migrated, empty store on :func:`fresh_store_dsn`; closed afterwards."""
+    with fresh_store_dsn(backend, folder) as dsn:
         store = open_store(dsn)
         try:
             yield store

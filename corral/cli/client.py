@@ -49,6 +49,28 @@ def _parse_config(text):
         return yaml.safe_load(text)
 
 
+def config_file_tokens(environ=os.environ):
+    """``{role: token}`` the config file keeps under ``tokens`` (FileNotFoundError when there is no file)."""
+    with open(config_path(environ), encoding="utf-8") as f:
+        conf = _parse_config(f.read()) or {}
+    tokens = conf.get("tokens") if isinstance(conf, dict) else None
+    return dict(tokens) if isinstance(tokens, dict) else {}
+
+
+def api_ca(environ=os.environ):
+    """The CA file pinned for ``https://`` API URLs: ``CORRAL_CA``, else the config's ``ca``, else None
+    (the system's CAs)."""
+    if environ.get("CORRAL_CA"):
+        return environ["CORRAL_CA"]
+    try:
+        with open(config_path(environ), encoding="utf-8") as f:
+            conf = _parse_config(f.read())
+    except Exception:   # no config, or one that does not parse: load_full_config says so
+        return None
+    ca = conf.get("ca") if isinstance(conf, dict) else None
+    return ca if isinstance(ca, str) and ca else None
+
+
 def load_config(environ=os.environ):
     """``(urls, token)`` from the environment, else from the config file."""
     urls, token, _ = load_full_config(environ)
@@ -108,8 +130,15 @@ def connect(url, connect_timeout, read_timeout):
         raise Unreachable(f"not a URL: {e}") from None
     if u.scheme not in ("http", "https") or not u.hostname:
         raise Unreachable("not an http:// or https:// URL")
-    cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-    conn = cls(u.hostname, port, timeout=connect_timeout)
+    if u.scheme == "https":
+        from corral.apitls import client_context
+        try:
+            context = client_context(api_ca())
+        except (OSError, ValueError) as e:   # ssl.SSLError is an OSError
+            raise ClientError(f"cannot read the API's CA file {api_ca()}: {_short(e)}") from None
+        conn = http.client.HTTPSConnection(u.hostname, port, timeout=connect_timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(u.hostname, port, timeout=connect_timeout)
     try:
         conn.connect()
     except OSError as e:

@@ -11,6 +11,7 @@ yaml, eventlet, the daemons) is imported inside the functions that use it.
 (tests/unit/test_cli_help.py checks it; bench/cli.py times it).
 """
 import argparse
+import os
 import signal
 import sys
 
@@ -51,7 +52,7 @@ def parser():
 
     _manifest_verbs(sub)
     _read_verbs(sub)
-    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, runs, services, units, version
+    from corral.cli import doctor, exec as exec_command, logs, nodes, rollout, runs, services, tokens, units, version
     rollout.add_parser(sub)
     runs.add_parser(sub)
     services.add_parser(sub)
@@ -61,6 +62,7 @@ def parser():
     version.add_parser(sub)
     units.add_parser(sub)
     doctor.add_parser(sub)
+    tokens.add_parser(sub)
     _delete_verb(sub)
     _state_verbs(sub)
     _up_verb(sub)
@@ -154,7 +156,7 @@ def _delete_verb(sub):
 
 
 def _state_verbs(sub):
-    """``backup`` and ``restore`` of the control plane."""
+    """``backup`` and ``restore`` of the control plane, and ``rotate-layer-key``."""
     k = add_verb(sub, "backup", "write the control-plane state (apps, sources, history) to a dated file",
                  ["corral backup --to /tmp"])
     k.add_argument("--to", metavar="DIR", help="the folder to write it in (default: the current one)")
@@ -166,6 +168,10 @@ def _state_verbs(sub):
     e.add_argument("--store", required=True, metavar="DSN",
                    help="the store to load it into: sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
     e.add_argument("--force", action="store_true", help="replace the state of a store that is not empty")
+
+    r = add_verb(sub, "rotate-layer-key", "make a new key for the layer URLs the leader signs (nothing stops)",
+                 ["corral rotate-layer-key --store postgresql://corral@db1:5432/corral"])
+    r.add_argument("--store", default=None, metavar="DSN", help="the store (default $CORRAL_STORE)")
 
 
 def _up_verb(sub):
@@ -211,6 +217,9 @@ def _reconciler_verb(sub):
     r.add_argument("--name", default=None, help="its name in the lease and in events (default: --api)")
     _bus_encryption_flag(r, "its bus and route feed")
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
+    r.add_argument("--tls-cert", metavar="FILE", help="serve the API over HTTPS with this certificate (PEM, "
+                                                      "its chain after it); needs --tls-key")
+    r.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM); needs --tls-cert")
 
 
 def _bus_encryption_flag(p, what):
@@ -235,6 +244,10 @@ def _agent_verb(sub):
     n.add_argument("--data-dir", required=True, metavar="DIR", help="where the agent keeps its state and logs")
     n.add_argument("--secret-file", default=None, metavar="FILE", help=SECRET_HELP)
     _bus_encryption_flag(n, "its connections to the reconcilers' buses")
+    n.add_argument("--join", default=None, metavar="TOKEN",
+                   help="a join token (corral node join-token), exchanged once for the node's own key, kept in "
+                        "DATA_DIR/credential and used on every later start instead of the cluster key "
+                        "(default $CORRAL_JOIN_TOKEN)")
     n.add_argument("--label", action="append", type=_label, default=[], metavar="KEY=VALUE",
                    help="a label of the node, for placement (repeatable)")
     n.add_argument("--labels-file", metavar="FILE", help="a YAML mapping of labels; --label wins over it")
@@ -316,20 +329,25 @@ def run_daemon(args):
     from corral.settings import load_timings
     timings = load_timings(args.settings)
     if args.command == "reconciler":
+        from corral.apitls import check_pair
         from reconciler.daemon import run
+        refused = check_pair(args.tls_cert, args.tls_key)
+        if refused:
+            raise ValueError(refused)
         name = args.name or args.api
         _daemon_logging(f"reconciler/{name}")
         from corral.settings import load_services
         run(store_dsn=args.store, api=args.api, bus=args.bus, secret_file=args.secret_file,
             name=name, timings=timings, routes=args.routes, cluster_domain=args.cluster_domain,
-            services=load_services(args.settings), bus_encryption=args.bus_encryption)
+            services=load_services(args.settings), bus_encryption=args.bus_encryption,
+            tls=(args.tls_cert, args.tls_key) if args.tls_cert else None)
     elif args.command == "agent":
         from nodeagent.daemon import run
         _daemon_logging(f"agent/{args.name}")
         run(name=args.name, reconcilers=args.reconciler, data_dir=args.data_dir,
             secret_file=args.secret_file, images_dir=args.images_dir, labels=_agent_labels(args),
             address=args.address, timings=timings, app_users=args.app_users, stop=early, metrics=args.metrics,
-            bus_encryption=args.bus_encryption)
+            bus_encryption=args.bus_encryption, join_token=args.join or os.environ.pop("CORRAL_JOIN_TOKEN", None))
     elif args.command == "builder":
         from builder.daemon import run
         name = args.name or args.listen
@@ -370,11 +388,14 @@ def main(argv=None):
         if args.command in ("backup", "restore"):
             from corral.cli import backup
             return backup.run(args)
-        from corral.cli import commands, gitops, nodes, rollout, runs, services
+        if args.command == "rotate-layer-key":
+            from corral.cli import layerkey
+            return layerkey.run(args)
+        from corral.cli import commands, gitops, nodes, rollout, runs, services, tokens
         from corral.cli.client import Client, load_config
         client = Client(*load_config())
         handler = (services.handler_for(args) or gitops.handler_for(args) or rollout.handler_for(args)
-                   or nodes.handler_for(args) or runs.handler_for(args)
+                   or nodes.handler_for(args) or runs.handler_for(args) or tokens.handler_for(args)
                    or _stream_handler(args) or getattr(commands, f"cmd_{args.command}"))
         return handler(args, client)
     except (ClientError, ValueError, OSError) as e:   # a SpecError is a ValueError

@@ -1,9 +1,13 @@
-"""`corral node list|cordon|uncordon|drain NAME`: node maintenance.
+"""`corral node list|cordon|uncordon|drain|revoke NAME`, `corral node join-token`: node maintenance.
 
 ``cordon`` keeps new instances off a node; ``drain`` cordons it and moves its
 instances elsewhere, each app within its own maxUnavailable (a replacement is
 ready before the instance it replaces stops), and by default waits until the
 node runs nothing; ``uncordon`` makes it schedulable again.
+
+``join-token`` prints a one-time token a new node is started with (``corral agent
+--join``) to get a key of its own; ``revoke`` cuts a node off: its key is refused
+from then on, and its instances are replaced once it is lost (reconciler/node_keys.py).
 """
 import argparse
 import time
@@ -13,7 +17,8 @@ from corral.cli.output import render
 from corral.cli.verbs import add_verb, nested
 
 
-DONE = {"cordon": "cordoned", "uncordon": "uncordoned", "drain": "cordoned and draining"}
+DONE = {"cordon": "cordoned", "uncordon": "uncordoned", "drain": "cordoned and draining",
+        "revoke": "revoked: its key is refused from now on"}
 
 
 def add_parser(sub):
@@ -35,6 +40,13 @@ def add_parser(sub):
     d.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
                    help="wait until the node runs no instance (default: yes)")
     d.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS", help="seconds to wait (default 600)")
+    j = add_verb(actions, "join-token", "print a one-time token a new node joins with (corral agent --join TOKEN), "
+                                        "getting a key of its own", ["corral node join-token --expires 1h"])
+    j.add_argument("--expires", default="1h", metavar="DURATION",
+                   help="how long the token may be used (default 1h, at most a week: 7d is not taken, say 168h)")
+    r = add_verb(actions, "revoke", "cut a node off: its key is refused from now on, its instances are replaced "
+                                    "once it is lost", ["corral node revoke node-3"])
+    r.add_argument("name", help="the node's name")
 
 
 def handler_for(args):
@@ -46,6 +58,8 @@ def cmd_node(args, client, clock=time.monotonic, poll=0.5):
     if args.action == "list":
         print(render("nodes", client.get("/v1/nodes"), args.output))
         return 0
+    if args.action == "join-token":
+        return join_token(args, client)
     if not getattr(args, "name", None):
         raise ClientError(f"corral node {args.action} needs a node name")
     _, reply = client.request("POST", f"/v1/nodes/{args.name}/{args.action}", idempotent=True)
@@ -62,3 +76,19 @@ def cmd_node(args, client, clock=time.monotonic, poll=0.5):
             raise ClientError(f"timed out after {args.timeout:g}s draining node {args.name}: "
                               f"{len(left)} instance(s) still placed there (see `corral describe app`)")
         time.sleep(poll)
+
+
+def join_token(args, client):
+    """Print a new join token (its text alone on stdout, so that it can be captured), and when it expires
+    on stderr."""
+    import sys
+    from corral.spec.quantities import parse_duration
+    try:
+        seconds = parse_duration(args.expires)
+    except ValueError as e:
+        raise ClientError(f"--expires: {e}") from None
+    _, reply = client.request("POST", "/v1/node-tokens", json={"expires": seconds})
+    print(reply["token"])
+    print(f"join token {reply['id']}: use it once (corral agent --join TOKEN), before "
+          f"{time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(reply['expires_at']))}", file=sys.stderr)
+    return 0

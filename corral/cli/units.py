@@ -59,6 +59,10 @@ def add_parser(sub):
     p.add_argument("--bus-encryption", choices=("required", "off"), default="required",
                    help="reconciler, agent, router: CurveZMQ on the bus (default required; off while agents "
                         "of 0.1.0 remain, see docs/PRODUCTION.md's upgrades)")
+    p.add_argument("--join", default=None, metavar="TOKEN",
+                   help="agent: a join token (corral node join-token), written to its environment file instead of "
+                        "the key's path: the node gets a key of its own on its first start and never holds the "
+                        "cluster key")
     p.add_argument("--unit-dir", default="/etc/systemd/system", metavar="DIR",
                    help="where the unit is written (default /etc/systemd/system)")
 
@@ -77,7 +81,7 @@ def options(args):
                          store=args.store,
                          data_dir=args.data_dir, images_dir=args.images_dir, cache_dir=args.cache_dir,
                          env_file=args.env_file, settings=args.settings, user=args.user,
-                         bus_encryption=args.bus_encryption)
+                         bus_encryption=args.bus_encryption, join_token=args.join)
 
 
 def write_new_private(path, text):
@@ -102,9 +106,13 @@ def run(args):
     env = units._defaults(o).env_file
     if os.path.exists(env):
         print(f"kept {env} as it is (it may hold the store's password); compare it with `--print` and docs/PRODUCTION.md")
+        if args.join:
+            print(f"the join token is not in it: remove {env} and run this again, or put "
+                  f"{units.ENV_JOIN}=TOKEN in it in place of {units.ENV_SECRET}", file=sys.stderr)
     else:
         write_new_private(env, units.env_file(o))
-        print(f"wrote {env} (0600: the key's path{' and the store DSN' if args.role != 'agent' else ''})")
+        held = "the join token" if args.join else "the key's path" + (" and the store DSN" if args.role != "agent" else "")
+        print(f"wrote {env} (0600: {held})")
     user = units._defaults(o).user
     if user != "root":
         print(f"next: useradd --system --no-create-home --shell /usr/sbin/nologin {user} (once), and make the key "

@@ -2,8 +2,9 @@
 
 Two reconcilers (API + bus each), one builder and N node agents, on the
 embedded SQLite store in the data dir unless ``--store`` names PostgreSQL.
-It makes the cluster key, writes the client config (API URLs and token) so
-that every other command finds the cluster, optionally applies manifests,
+It makes the cluster key, makes a named API token of each role in the store
+(:func:`mint_tokens`) and writes them to the client config (with the API URLs)
+so that every other command finds the cluster, optionally applies manifests,
 and stays in the foreground, starting again any daemon that exits
 (:class:`Keeper`). SIGINT or SIGTERM stops every daemon (agents stop their
 instances, each with its grace) and waits for them. Apps applied with
@@ -23,10 +24,12 @@ import time
 
 import requests
 
-from corral.auth import api_token, metrics_token, role_tokens
+from corral.auth import ROLES, metrics_token, new_token, token_hash
 from corral.private import tighten_dir, write_private
 from corral.cli.client import Client, ClientError, write_config
 from corral.wire.keys import ENV_VAR as SECRET_ENV, STORE_ENV_VAR as STORE_ENV, new_key_file, read_key
+
+JOIN_ENV = "CORRAL_JOIN_TOKEN"   # read by the agent (corral agent --join)
 from corral.exits import Backoff, exit_message
 
 
@@ -39,11 +42,13 @@ def default_data_dir(environ=os.environ):
     return os.path.join(base, "corral")
 
 
-def daemon_commands(args, data_dir, secret, store):
+def daemon_commands(args, data_dir, secret, store, join_tokens=None):
     """``[(name, argv, env)]`` of every daemon of the cluster: ``env`` holds what it must not be
     given on its command line, which every process of the machine can read: the key's path
-    (``CORRAL_SECRET_FILE``, reconcilers and agents) and the store DSN (``CORRAL_STORE``, which
-    may carry a password; reconcilers and builder). Pure."""
+    (``CORRAL_SECRET_FILE``, reconcilers, the router and agents) and the store DSN (``CORRAL_STORE``,
+    which may carry a password; reconcilers and builder). ``join_tokens`` (``{node: token or None}``):
+    the agents join with their token (``CORRAL_JOIN_TOKEN``), or start with the credential they
+    have (None), and hold no cluster key; without it they hold the key. Pure."""
     py = [sys.executable, "-m", "corral"]
     settings = ["--settings", args.settings] if args.settings else []
     images = os.path.join(data_dir, "images")
@@ -70,15 +75,58 @@ def daemon_commands(args, data_dir, secret, store):
                                   "--metrics", f"127.0.0.1:{args.base_port + 4}",
                                   "--cache-dir", os.path.join(data_dir, "builder"), "--images-dir", images]
                  + settings, stored))
-    for n in range(args.nodes):
-        name = f"node-{n + 1}"
+    for n, name in enumerate(node_names(args)):
         argv = py + ["agent", "--name", name, "--data-dir", os.path.join(data_dir, "nodes", name),
                      "--images-dir", images, "--label", f"corral.up/node={name}",
                      "--metrics", f"127.0.0.1:{args.base_port + 10 * n + 5}"]
         for bus in buses:
             argv += ["--reconciler", bus]
-        cmds.append((name, argv + encrypted + settings, keyed))
+        if join_tokens is None:
+            env = keyed
+        else:
+            env = {JOIN_ENV: join_tokens[name]} if join_tokens.get(name) else {}
+        cmds.append((name, argv + encrypted + settings, env))
     return cmds
+
+
+def node_names(args):
+    """The names of `up`'s agents."""
+    return [f"node-{n + 1}" for n in range(args.nodes)]
+
+
+def join_tokens(names, data_dir, key, store_dsn, ttl=600.0):
+    """``{node: join token or None}``: a fresh one-time token (made in the store, as `corral node join-token`
+    makes one) for each agent of ``names`` whose folder holds no credential the store knows, None for
+    one that will start with its own (corral/wire/credentials.py). A credential whose key the store
+    does not know (a store made anew, as with another --store) is removed: its node joins again."""
+    from corral.store import StoreError, open_store
+    try:
+        return _join_tokens(names, data_dir, key, open_store(store_dsn), ttl)
+    except StoreError as e:   # its sentence names the store without a password
+        raise ClientError(f"cannot make the agents' join tokens: {e}") from None
+
+
+def _join_tokens(names, data_dir, key, store, ttl):
+    """:func:`join_tokens` on the open ``store``, which it closes."""
+    from corral.wire import credentials
+    from corral.wire.curve import server_public
+    try:
+        known = {r.public_key for r in store.list_node_keys()}
+        out = {}
+        for name in names:
+            folder = os.path.join(data_dir, "nodes", name)
+            held = credentials.load_credential(folder)
+            if held is not None and held.public.decode("ascii") in known:
+                out[name] = None
+                continue
+            if held is not None:
+                os.unlink(credentials.credential_path(folder))
+            token = credentials.new_join_token(server_public(key, "required"))
+            store.add_join_token(token.id, token.secret_sha256(), ttl, "corral up")
+            out[name] = token.text()
+        return out
+    finally:
+        store.close()
 
 
 class Keeper:
@@ -184,6 +232,27 @@ def stop_all(procs, timeout=60.0):
             p.wait()
 
 
+def mint_tokens(dsn):
+    """``{role: token}``: a new named token of each role (``up-admin``, ``up-deploy``, ``up-read``) for the
+    client config, written to the store ``dsn`` before any reconciler starts (each replaces the one of its
+    name that an earlier `up` made, whose secret is then refused). So a cluster `up` runs never takes its
+    cluster-key tokens, and the config holds no token derived from the bus key."""
+    from corral.store import ApiTokenRecord, StoreError, open_store
+    try:
+        store = open_store(dsn)
+        try:
+            tokens = {}
+            for role in reversed(ROLES):
+                tokens[role] = new_token()
+                store.add_api_token(ApiTokenRecord(name=f"up-{role}", token_hash=token_hash(tokens[role]), role=role,
+                                                   created_at=0.0, created_by=""), actor="corral-up", replace=True)
+            return tokens
+        finally:
+            store.close()
+    except StoreError as e:   # its sentence names the store without a password
+        raise ClientError(f"cannot make the client config's API tokens: {e}") from None
+
+
 def up(args):
     """Run the cluster in the foreground; return the exit code."""
     if args.nodes < 1 or args.reconcilers < 1:
@@ -201,15 +270,17 @@ def up(args):
     args.settings, services_said = prepare(args.settings, data_dir)
     urls = [f"http://127.0.0.1:{args.base_port + 10 * i}" for i in range(args.reconcilers)]
     key = read_key(secret)
-    config = write_config(urls, api_token(key), tokens=role_tokens(key),
-                          builders=[f"http://127.0.0.1:{args.base_port + 2}"])
+    tokens = mint_tokens(store)
+    config = write_config(urls, tokens["admin"], tokens=tokens, builders=[f"http://127.0.0.1:{args.base_port + 2}"])
     write_private(os.path.join(data_dir, "metrics-token"), metrics_token(key).encode("ascii"))   # docs/monitoring.md
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
     signal.signal(signal.SIGINT, lambda s, f: stopping.append(s))
     procs = {}   # daemon name -> its process
-    daemons = {name: (argv, {**os.environ, **env}) for name, argv, env in daemon_commands(args, data_dir, secret, store)}
+    joins = join_tokens(node_names(args), data_dir, key, store)   # each agent its own key, not the cluster's
+    daemons = {name: (argv, {**os.environ, **env})
+               for name, argv, env in daemon_commands(args, data_dir, secret, store, joins)}
     try:
         for name, (argv, env) in daemons.items():
             # Own process groups: a Ctrl-C reaches `up` alone, which stops the daemons in order.
@@ -229,7 +300,7 @@ def up(args):
         if args.apply:
             from corral.cli.commands import apply_files
             from corral.cli.serving import Watch
-            client = Client(urls, api_token(key))
+            client = Client(urls, tokens["admin"])
             watch = Watch(client, apply_files(client, args.apply)["results"])
         keeper = Keeper(daemons, time.monotonic())
         next_look = time.monotonic()

@@ -9,8 +9,9 @@ The schema is created and migrated by :meth:`Store.migrate`, which
 ``open_store`` calls.
 """
 from corral.store.base import (  # noqa: F401
-    AppRecord, ApplyResult, BuildRecord, BuildState, Conflict, DesiredInstance, Event, Fenced,
-    GitSourceRecord, Lease, NewerSchema, NodeRecord, RevisionRecord, RunRecord, ServiceBackupRecord, ServiceRecord,
+    ApiTokenRecord, AppRecord, ApplyResult, BuilderRecord, BuildRecord, BuildState, Conflict, DesiredInstance, Event,
+    Fenced, GitSourceRecord, Lease, NewerSchema, NodeKeyRecord, NodeRecord, RevisionRecord, RunRecord,
+    ServiceBackupRecord, ServiceRecord,
     Store, StoreError, jsonable, owner_source,
 )
 

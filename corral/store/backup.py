@@ -2,7 +2,8 @@
 
 A backup holds what people declared and what happened: every table of the
 schema except the observed and rebuildable ones (:data:`NOT_CARRIED`: nodes,
-leases, the leader's desired instance table, builds, counters). Apps, source
+leases, the leader's desired instance table, builds, counters, the layer keys
+and the builders' heartbeats). Apps, source
 archives and events are carried, and so is any table a later migration adds,
 unless it is named in :data:`NOT_CARRIED`. It is read in one transaction that
 sees one snapshot (PostgreSQL: REPEATABLE READ; SQLite: one read transaction
@@ -35,7 +36,10 @@ from corral.store.sql import SQLStore
 
 FORMAT = "corral-backup"
 VERSION = 1
-NOT_CARRIED = frozenset({"meta", "schema_version", "nodes", "leases", "desired_instances", "builds"})
+# layer_keys: a restored store makes a key of its own (a backup holds no credential for layers);
+# builders: observed, each builder says it is alive again within seconds.
+NOT_CARRIED = frozenset({"meta", "schema_version", "nodes", "leases", "desired_instances", "builds",
+                         "layer_keys", "builders"})
 
 _CREATE = re.compile(r"^\s*CREATE TABLE (\w+) \((.*)\)\s*$", re.S)
 _ADD = re.compile(r"^\s*ALTER TABLE (\w+) ADD COLUMN (\w+) (\S+)", re.S)

@@ -91,6 +91,17 @@ class ServiceRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class NodeKeyRecord:
+    """A node's own credential as the store keeps it: the CurveZMQ public key (z85 text) it joined
+    with, None for a node revoked by name before it ever joined; ``revoked_at`` None while it holds."""
+
+    name: str
+    public_key: Optional[str]
+    joined_at: Optional[float]
+    revoked_at: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ServiceBackupRecord:
     """A backup of a service, as its manifest says (``manifest``), with whether it was verified and why;
     ``slot``: the schedule slot it was taken for, None when asked for by hand."""
@@ -204,6 +215,15 @@ class BuildState:
 
 
 @dataclasses.dataclass(frozen=True)
+class BuilderRecord:
+    """A builder as its heartbeat says: where it serves layers, and ``age``: seconds since it said so."""
+
+    name: str
+    url: str
+    age: float
+
+
+@dataclasses.dataclass(frozen=True)
 class BuildRecord:
     """One build job and its outcome.
 
@@ -243,6 +263,23 @@ class Event:
     reason: str    # CamelCase, e.g. "Scheduled", "Stopped", "BuildFailed"
     message: str
     actor: str     # "reconciler/r1", "cli", "agent/node-1", ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiTokenRecord:
+    """A named API token as stored: ``token_hash`` is the sha256 (hex) of its secret, which the store
+    never holds; ``role`` one of corral.auth.ROLES; ``created_at`` the time of its current secret (a
+    rotation makes a new one); ``expires_at``, ``revoked_at`` and ``last_used_at`` None when not so."""
+
+    name: str
+    token_hash: str
+    role: str
+    created_at: float
+    created_by: str
+    expires_at: Optional[float] = None
+    revoked_at: Optional[float] = None
+    revoked_by: Optional[str] = None
+    last_used_at: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,8 +342,9 @@ class Store(abc.ABC):
         """The app, or None."""
 
     @abc.abstractmethod
-    def list_apps(self) -> list:
-        """All apps (including those being deleted), sorted by name."""
+    def list_apps(self, names=None) -> list:
+        """All apps (including those being deleted), sorted by name; only those named in ``names``
+        (an iterable) when given: a sync of a few apps reads those, not thousands."""
 
     @abc.abstractmethod
     def mark_app_deleting(self, name: str, actor: str) -> bool:
@@ -394,6 +432,26 @@ class Store(abc.ABC):
         """Insert or replace a ServiceRecord (fenced on ``epoch``; ``created_at`` of a known one is kept)."""
 
     @abc.abstractmethod
+    def add_join_token(self, token_id: str, secret_sha256: str, ttl: float, actor: str) -> float:
+        """Keep a new one-time join token (its secret only as a sha256), valid ``ttl`` seconds from the
+        store's clock; returns when it expires."""
+
+    @abc.abstractmethod
+    def redeem_join_token(self, token_id: str, secret_sha256: str, name: str, public_key: str) -> Optional[str]:
+        """Use a join token, once, to record ``public_key`` as node ``name``'s key: None when done (the
+        token is spent in the same transaction), else the sentence saying why not (unknown, used,
+        expired, or the name or key held by a node that was not revoked)."""
+
+    @abc.abstractmethod
+    def list_node_keys(self) -> list:
+        """Every NodeKeyRecord, revoked ones too, sorted by name."""
+
+    @abc.abstractmethod
+    def revoke_node_key(self, name: str, actor: str) -> bool:
+        """Revoke node ``name``'s key (a node that never joined is revoked by name); False when no
+        node of that name is known at all."""
+
+    @abc.abstractmethod
     def add_service(self, record: "ServiceRecord") -> bool:
         """Record a service made by hand (a restore into a new one); False when ``app/name`` is taken."""
 
@@ -462,6 +520,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_node_cordoned(self, name: str, cordoned: bool, draining: bool = False) -> bool:
         """Cordon (and with ``draining``, drain) or uncordon; False when there is no such node."""
+
+    # --- layer keys and the builders serving layers (corral/store/layerrows.py)
+    @abc.abstractmethod
+    def builder_seen(self, name: str, url: str) -> None:
+        """Record that builder ``name`` serves layers at ``url`` now."""
+
+    @abc.abstractmethod
+    def list_builders(self) -> list:
+        """BuilderRecords of every builder that has said where it serves, sorted by name."""
+
+    @abc.abstractmethod
+    def layer_keys(self, keep: int = 2) -> list:
+        """The newest ``keep`` layer-signing keys ``(generation, bytes)``, newest first; made when none."""
+
+    @abc.abstractmethod
+    def rotate_layer_key(self) -> int:
+        """Add the next layer key; return the newest generation."""
 
     # --- revisions (leader only, fenced) -------------------------------
     @abc.abstractmethod
@@ -545,6 +620,44 @@ class Store(abc.ABC):
     def prune_events(self, max_age: float, keep: int) -> int:
         """Delete the events older than ``max_age`` seconds by the store's clock, and all but the
         newest ``keep``; returns how many were deleted."""
+
+    # --- API tokens (corral/store/tokenrows.py) -------------------------
+    @abc.abstractmethod
+    def add_api_token(self, record: "ApiTokenRecord", actor: str, replace: bool = False) -> "ApiTokenRecord":
+        """Store a new named token (its hash, never its secret) and a ``Created`` event, in one transaction;
+        return it with the store's time as ``created_at``. A name already taken, revoked or not, is a
+        Conflict, unless ``replace``: then that row becomes this one (``Replaced``)."""
+
+    @abc.abstractmethod
+    def find_api_token(self, token_hash: str) -> Optional["ApiTokenRecord"]:
+        """The token whose secret has sha256 ``token_hash``, revoked and expired ones included, else None."""
+
+    @abc.abstractmethod
+    def list_api_tokens(self) -> list:
+        """Every named token, revoked ones included, sorted by name."""
+
+    @abc.abstractmethod
+    def revoke_api_token(self, name: str, actor: str) -> Optional["ApiTokenRecord"]:
+        """Mark the token revoked (once: a second call changes nothing) with an event; return it, None
+        when there is no such token."""
+
+    @abc.abstractmethod
+    def rotate_api_token(self, name: str, token_hash: str, actor: str) -> Optional["ApiTokenRecord"]:
+        """Give a live token a new secret (its old one stops at once), keeping its name, role and expiry;
+        None when there is no such token, Conflict when it is revoked."""
+
+    @abc.abstractmethod
+    def touch_api_token(self, name: str, when: float) -> None:
+        """Record that the token was used at ``when``."""
+
+    @abc.abstractmethod
+    def has_api_tokens(self) -> bool:
+        """Whether any named token was ever stored (rows are never deleted: once true, always true)."""
+
+    @abc.abstractmethod
+    def cluster_secret(self, name: str, make) -> str:
+        """The secret ``name`` the store keeps for the cluster; the first call makes it with ``make()``
+        (two callers at once agree on one)."""
 
     # --- leases --------------------------------------------------------
     @abc.abstractmethod

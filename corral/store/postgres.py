@@ -26,7 +26,8 @@ import psycopg2
 import psycopg2.extensions
 
 from corral.store.base import StoreError
-from corral.store.sql import Cursor, SQLStore
+from corral.store.cursor import Cursor
+from corral.store.sql import SQLStore
 
 MIGRATION_LOCK = zlib.crc32(b"corral.store.migrate")
 

@@ -176,6 +176,49 @@ MIGRATIONS = [
                       OR (o.created_at = service_backups.created_at AND o.id < service_backups.id)))""",
         "CREATE UNIQUE INDEX service_backups_slot ON service_backups (app, service, slot)",
     ],
+    [  # named API tokens (`corral token`), kept by the sha256 of their secret, never the secret; and secrets
+       # the cluster keeps in its store, not derived from the bus key (the GitSources' webhook key)
+        """CREATE TABLE api_tokens (
+            name TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            created_by TEXT NOT NULL,
+            expires_at {real},
+            revoked_at {real},
+            revoked_by TEXT,
+            last_used_at {real})""",
+        """CREATE TABLE cluster_secrets (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            created_at {real} NOT NULL)""",
+    ],
+    [  # layer access (builder/web.py): the keys layer URLs are signed with, and the builders that serve layers
+        """CREATE TABLE layer_keys (
+            generation BIGINT PRIMARY KEY,
+            secret TEXT NOT NULL,
+            created_at {real} NOT NULL)""",
+        """CREATE TABLE builders (
+            name TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            seen_at {real} NOT NULL)""",
+    ],
+    [  # each node its own credential (corral/store/nodekeyrows.py): one-time join tokens, kept as the sha256 of
+       # their secret, and each node's CurveZMQ public key; a revoked node keeps its row (revoked_at set)
+        """CREATE TABLE join_tokens (
+            id TEXT PRIMARY KEY,
+            secret_sha256 TEXT NOT NULL,
+            expires_at {real} NOT NULL,
+            created_at {real} NOT NULL,
+            created_by TEXT NOT NULL,
+            used_at {real},
+            used_by TEXT)""",
+        """CREATE TABLE node_keys (
+            name TEXT PRIMARY KEY,
+            public_key TEXT UNIQUE,
+            joined_at {real},
+            revoked_at {real})""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

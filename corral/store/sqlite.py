@@ -21,7 +21,8 @@ import time
 
 from corral.private import tighten_file
 from corral.store.base import StoreError
-from corral.store.sql import Cursor, SQLStore
+from corral.store.cursor import Cursor
+from corral.store.sql import SQLStore
 
 # Longest time SQLite itself may block the OS thread waiting for a lock.
 NATIVE_BUSY_MS = 100

@@ -31,6 +31,25 @@ def z85(data: bytes) -> bytes:
     return bytes(out)
 
 
+def z85_decode(text: bytes) -> bytes:
+    """The bytes whose Z85 text is ``text`` (a multiple of 5 characters); ValueError on any other
+    character or length. Pure."""
+    if len(text) % 5:
+        raise ValueError("Z85 text must be a multiple of 5 characters long")
+    out = bytearray()
+    for i in range(0, len(text), 5):
+        value = 0
+        for ch in text[i:i + 5]:
+            digit = Z85.find(bytes([ch]))
+            if digit < 0:
+                raise ValueError(f"{chr(ch)!r} is not a Z85 character")
+            value = value * 85 + digit
+        if value >= 1 << 32:
+            raise ValueError("Z85 text out of range")
+        out += value.to_bytes(4, "big")
+    return bytes(out)
+
+
 def server_keys(key: bytes) -> tuple[bytes, bytes]:
     """The servers' CurveZMQ ``(public, secret)``, z85-encoded, derived from the cluster ``key``. Pure."""
     secret = z85(hmac.new(key, SERVER_LABEL, hashlib.sha256).digest())

@@ -9,7 +9,12 @@ Framing of the wire bytes (one ZeroMQ frame)::
     signed = <payload> [ NUL <attachment> ]
 
 ``payload`` is the canonical JSON (UTF-8, sorted keys, no spaces) of
-``{"v", "type", "sender", "epoch", "ts", "nonce", "body"}``. The signature has
+``{"v", "type", "sender", "epoch", "ts", "nonce", "body"}``, and ``"to"`` (the
+recipient's name) where the sender knows it: an agent names the reconciler
+each message is for once it has heard from it (:mod:`corral.wire.bus`), so
+that a message replayed to another reconciler is refused there. (Only agents
+send it, to reconcilers, which are upgraded first: a 0.1.0 agent refuses an
+envelope field it does not know.) The signature has
 a fixed length at a fixed place, so nothing has to be parsed before it is
 checked, and no payload can be mistaken for a signature or the other way round.
 
@@ -25,7 +30,9 @@ with its ``reason``:
 1. size (at most :data:`MAX_BYTES`) and framing -> ``malformed``
 2. signature, in constant time -> ``signature``
 3. JSON and field types -> ``malformed``; ``v`` -> ``version``
-4. ``ts`` within ``window`` seconds of ``now`` either way -> ``expired``
+4. ``ts`` within ``window`` seconds of ``now`` either way, and not before
+   ``not_before`` (the opener's start: what was sealed before a reconciler
+   started was not meant for it, and its nonces are gone) -> ``expired``
 5. nonce not seen before -> ``replayed``
 6. type known -> ``type``; body valid against its JSON Schema, an attachment
    only where its type takes one and within its limit -> ``schema``
@@ -46,6 +53,7 @@ as accepted: a rejected message changes nothing but a counter.
 """
 import collections
 import dataclasses
+import functools
 import hashlib
 import heapq
 import hmac
@@ -65,6 +73,7 @@ MAX_BYTES = 8 * 1024 * 1024
 SIG_LEN = 64  # hex digits of an HMAC-SHA256
 MAX_NONCE_LEN = 128
 REASONS = frozenset({"malformed", "version", "signature", "expired", "replayed", "schema", "type"})
+MAX_NAME_LEN = 253   # of a recipient's name
 ATTACHMENTS = {"logs_chunk": 1 << 20}   # the types that may carry an attachment, and its limit in bytes
 
 PING_SCHEMA = {
@@ -105,6 +114,7 @@ class Message:
     nonce: str
     body: dict
     attachment: bytes = b""
+    to: str | None = None   # the recipient its sender named, if it named one
 
 
 class Rejected(Exception):
@@ -122,7 +132,7 @@ def _sign(key, signed):
 
 
 def seal(key: bytes, type: str, sender: str, epoch: int, body: dict, now: float, nonce: str | None = None,
-         attachment: bytes | None = None) -> bytes:
+         attachment: bytes | None = None, to: str | None = None) -> bytes:
     """Return the signed wire bytes of one message (framing: see the module docstring).
 
     Raises ValueError naming the field when an argument could never be opened
@@ -146,9 +156,12 @@ def seal(key: bytes, type: str, sender: str, epoch: int, body: dict, now: float,
         nonce = os.urandom(16).hex()
     if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_LEN:
         raise ValueError(f"seal: nonce must be a string of 1 to {MAX_NONCE_LEN} characters")
-    payload = canonical_bytes(
-        {"v": VERSION, "type": type, "sender": sender, "epoch": epoch, "ts": now, "nonce": nonce, "body": body}
-    )
+    fields = {"v": VERSION, "type": type, "sender": sender, "epoch": epoch, "ts": now, "nonce": nonce, "body": body}
+    if to is not None:
+        if not isinstance(to, str) or not 0 < len(to) <= MAX_NAME_LEN:
+            raise ValueError(f"seal: the recipient must be a name of 1 to {MAX_NAME_LEN} characters, not {to!r}")
+        fields["to"] = to
+    payload = canonical_bytes(fields)
     if attachment is not None:
         if len(attachment) > ATTACHMENTS.get(type, -1):
             raise ValueError(f"seal: a {type!r} message takes no attachment of {len(attachment)} bytes")
@@ -209,6 +222,27 @@ class NonceMemory:
         heapq.heappush(self._heap, (ts, nonce))
 
 
+def _validators(schemas):
+    """``(closed schemas, jsonschema validators, jsonschema_rs validators)`` by message type, each
+    schema checked against its metaschema first; validators keep no state, so openers may share them."""
+    closed, validators, fast = {}, {}, {}
+    for type_, schema in schemas.items():
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        closed[type_] = schema
+        schema = compat.opened(schema)
+        validators[type_] = cls(schema)
+        fast[type_] = jsonschema_rs.validator_for(schema)
+    return closed, validators, fast
+
+
+@functools.lru_cache(maxsize=1)
+def _default_validators():
+    """:func:`_validators` of :func:`default_schemas`, made once per process (a process that opens
+    thousands of buses, as the scale bench's simulated agents do, checked them thousands of times)."""
+    return _validators(default_schemas())
+
+
 class Opener:
     """Verifies wire bytes from the bus and turns them into :class:`Message`.
 
@@ -218,7 +252,8 @@ class Opener:
     ``accepted`` (int) and ``rejected`` (a Counter by reason).
     """
 
-    def __init__(self, key: bytes, window: float, schemas: dict[str, dict] | None = None, max_nonces: int = 100_000):
+    def __init__(self, key: bytes, window: float, schemas: dict[str, dict] | None = None, max_nonces: int = 100_000,
+                 not_before: float = -math.inf):
         if not isinstance(key, bytes) or not key:
             raise ValueError("Opener: the key must be non-empty bytes")
         if not window > 0:
@@ -226,25 +261,21 @@ class Opener:
         if max_nonces < 1:
             raise ValueError(f"Opener: max_nonces must be >= 1, not {max_nonces!r}")
         self._key = key
+        self.not_before = not_before
         self.window = float(window)
         self.nonces = NonceMemory(self.window, max_nonces)
-        self._validators = {}
-        self._fast = {}
-        self._closed = {}
-        for type_, schema in (default_schemas() if schemas is None else schemas).items():
-            cls = jsonschema.validators.validator_for(schema)
-            cls.check_schema(schema)
-            self._closed[type_] = schema
-            schema = compat.opened(schema)
-            self._validators[type_] = cls(schema)
-            self._fast[type_] = jsonschema_rs.validator_for(schema)
+        if schemas is None:
+            self._closed, self._validators, self._fast = _default_validators()
+        else:
+            self._closed, self._validators, self._fast = _validators(schemas)
         self.accepted = 0
         self.rejected = collections.Counter()
 
-    def open(self, data: bytes, now: float) -> Message:
-        """Return the message in ``data`` if it passes every check, else raise :class:`Rejected`."""
+    def open(self, data: bytes, now: float, key: bytes | None = None) -> Message:
+        """Return the message in ``data`` if it passes every check, else raise :class:`Rejected`.
+        ``key``: the key it must be signed with, when not this opener's (a node's own key)."""
         try:
-            msg = self._check(data, now)
+            msg = self._check(data, now, key or self._key)
         except Rejected as e:
             self.rejected[e.reason] += 1
             raise
@@ -252,7 +283,7 @@ class Opener:
         self.accepted += 1
         return msg
 
-    def _check(self, data, now):
+    def _check(self, data, now, key):
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise Rejected("malformed", f"expected bytes, got {data.__class__.__name__}")
         data = bytes(data)
@@ -260,8 +291,8 @@ class Opener:
             raise Rejected("malformed", f"{len(data)} bytes is more than the {MAX_BYTES} byte limit")
         if len(data) <= SIG_LEN or data[SIG_LEN:SIG_LEN + 1] != b".":
             raise Rejected("malformed", "not a signed envelope (expected 64 hex digits, '.', payload)")
-        if not hmac.compare_digest(data[:SIG_LEN], _sign(self._key, memoryview(data)[SIG_LEN + 1:])):
-            raise Rejected("signature", "the HMAC does not match the payload under the cluster key")
+        if not hmac.compare_digest(data[:SIG_LEN], _sign(key, memoryview(data)[SIG_LEN + 1:])):
+            raise Rejected("signature", "the HMAC does not match the payload under the key of its connection")
         cut = data.find(b"\0", SIG_LEN + 1)
         payload, attachment = (data[SIG_LEN + 1:], None) if cut < 0 else (data[SIG_LEN + 1:cut], data[cut + 1:])
 
@@ -278,6 +309,8 @@ class Opener:
         ts = fields["ts"]
         if abs(ts - now) > self.window:
             raise Rejected("expired", f"timestamp {ts} is {ts - now:+.3f}s from now, the window is {self.window}s")
+        if ts < self.not_before:
+            raise Rejected("expired", f"timestamp {ts} is from before this end started ({self.not_before})")
         if ts <= self.nonces.floor:
             raise Rejected("expired", f"timestamp {ts} is older than the nonce memory reaches (full)")
         self.nonces.forget_before(now)
@@ -301,6 +334,7 @@ class Opener:
             type=fields["type"], sender=fields["sender"], epoch=fields["epoch"],
             timestamp=float(ts), nonce=fields["nonce"],
             body=compat.known_only(self._closed[fields["type"]], fields["body"]), attachment=attachment or b"",
+            to=fields.get("to"),
         )
 
 
@@ -321,7 +355,9 @@ def _fields(doc):
     for name, ok in checks.items():
         if name not in doc or not ok(doc[name]):
             raise Rejected("malformed", f"envelope field {name!r} is missing or of the wrong type")
-    extra = set(doc) - set(checks) - {"v"}
+    if "to" in doc and not (isinstance(doc["to"], str) and 0 < len(doc["to"]) <= MAX_NAME_LEN):
+        raise Rejected("malformed", "envelope field 'to' is of the wrong type")
+    extra = set(doc) - set(checks) - {"v", "to"}
     if len(extra) > compat.MAX_UNKNOWN:   # a newer peer's fields are ignored, a flood of them is not
         raise Rejected("malformed", f"{len(extra)} unknown envelope fields, more than {compat.MAX_UNKNOWN}")
     return doc

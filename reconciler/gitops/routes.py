@@ -2,13 +2,16 @@
 
 Handlers return ``(status, body)`` like the rest of the API. The webhook does
 not take the API token (a git host cannot be given it safely); it takes the
-source's own webhook token, derived from the API token and the source's name,
-shown by ``GET /v1/gitsources/NAME`` to whoever holds the API token. A git host
+source's own webhook token: HMAC-SHA256 of the source's name under the
+cluster's webhook key, a random secret kept in the store (made on first use,
+never derived from the bus key), shown by ``GET /v1/gitsources/NAME`` to a
+token that may sync. One source's webhook token tells nothing of another's. A git host
 sends it as ``X-Corral-Token`` or ``X-Gitlab-Token``, or signs the body with it
 as GitHub does (``X-Hub-Signature-256: sha256=<hmac>``).
 """
 import hashlib
 import hmac
+import secrets
 
 from corral.secrets import redact_urls
 from reconciler import views
@@ -18,9 +21,17 @@ from reconciler.httpio import HttpError, read_body
 MAX_WEBHOOK = 1 << 20   # bytes of a webhook body at most (413 beyond: its signature covers the whole body)
 
 
-def webhook_token(api_token, name):
-    """The webhook token of source ``name``: HMAC-SHA256 of the name under the API token, hex."""
-    return hmac.new(api_token.encode(), f"gitsource-webhook/{name}".encode(), hashlib.sha256).hexdigest()
+WEBHOOK_KEY = "gitsource-webhook-key"   # its name among the store's cluster secrets
+
+
+def webhook_key(store):
+    """The cluster's webhook key (hex), made and kept in the store on first use."""
+    return store.cluster_secret(WEBHOOK_KEY, lambda: secrets.token_hex(32))
+
+
+def webhook_token(key, name):
+    """The webhook token of source ``name``: HMAC-SHA256 of the name under the webhook key ``key``, hex."""
+    return hmac.new(key.encode(), f"gitsource-webhook/{name}".encode(), hashlib.sha256).hexdigest()
 
 
 def webhook_allows(token, headers, body):
@@ -36,8 +47,8 @@ def webhook_allows(token, headers, body):
     return False
 
 
-def gitsource_json(rec, api_token=None):
-    """One GitSource as `get gitsources -o json` shows it (with its webhook when ``api_token`` is given)."""
+def gitsource_json(rec, key=None):
+    """One GitSource as `get gitsources -o json` shows it (with its webhook when the webhook ``key`` is given)."""
     st = rec.status or {}
     apps = st.get("apps", [])
     out = {
@@ -53,17 +64,16 @@ def gitsource_json(rec, api_token=None):
         "outOfSync": sum(1 for a in apps if a["state"] != "Synced"),
         "created_at": views.iso(rec.created_at),
     }
-    if api_token:
-        out["webhook"] = {"path": f"/v1/gitsources/{rec.name}/webhook", "token": webhook_token(api_token, rec.name)}
+    if key:
+        out["webhook"] = {"path": f"/v1/gitsources/{rec.name}/webhook", "token": webhook_token(key, rec.name)}
     return out
 
 
 class GitSourceRoutes:
-    """Route handlers over the store; ``token`` is the API token the webhook tokens derive from."""
+    """Route handlers over the store (which keeps the webhook key)."""
 
-    def __init__(self, store, token, kick=lambda *apps: None):
+    def __init__(self, store, kick=lambda *apps: None):
         self.store = store
-        self.token = token
         self.kick = kick
 
     def routes(self):
@@ -84,7 +94,8 @@ class GitSourceRoutes:
         if rec is None:
             raise HttpError(404, f"gitsource {name!r} not found")
         # The webhook's token starts a sync: shown to a token that may sync (deploy and up), not to a read one.
-        return 200, gitsource_json(rec, self.token if environ.get("corral.role", "admin") != "read" else None)
+        may_sync = environ.get("corral.role", "admin") != "read"
+        return 200, gitsource_json(rec, webhook_key(self.store) if may_sync else None)
 
     def delete(self, environ, query, name):
         """Remove the source; ``?cascade=true`` deletes its apps too, else they stay, managed by hand."""
@@ -106,7 +117,7 @@ class GitSourceRoutes:
 
     def webhook(self, environ, query, name):
         body = read_body(environ, MAX_WEBHOOK)
-        if not webhook_allows(webhook_token(self.token, name), environ, body):
+        if not webhook_allows(webhook_token(webhook_key(self.store), name), environ, body):
             raise HttpError(401, f"missing or wrong webhook token for gitsource {name!r}")
         when = self.store.request_gitsource_sync(name)
         if when is None:

@@ -40,7 +40,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 class Sniffer:
     """A TCP proxy on a free loopback port to ``target`` (``tcp://HOST:PORT``) that keeps every byte
-    it relays, both ways, in :attr:`seen`."""
+    it relays, both ways, in :attr:`seen`, and what its clients sent in :attr:`sent` (what a peer on
+    the wire could replay)."""
 
     def __init__(self, target):
         host, port = target[len("tcp://"):].rsplit(":", 1)
@@ -48,21 +49,25 @@ class Sniffer:
         self.listener = eventlet.listen(("127.0.0.1", 0))
         self.endpoint = "tcp://127.0.0.1:%d" % self.listener.getsockname()[1]
         self.seen = bytearray()
+        self.sent = bytearray()
         self.threads = [eventlet.spawn(self._accept)]
 
     def _accept(self):
         while True:
             client, _ = self.listener.accept()
             upstream = eventlet.connect(self.target)
-            self.threads += [eventlet.spawn(self._pipe, client, upstream), eventlet.spawn(self._pipe, upstream, client)]
+            self.threads += [eventlet.spawn(self._pipe, client, upstream, self.sent),
+                             eventlet.spawn(self._pipe, upstream, client, None)]
 
-    def _pipe(self, src, dst):
-        with contextlib.suppress(OSError):
+    def _pipe(self, src, dst, keep):
+        with contextlib.suppress(OSError, EOFError):   # (EOFError: eventlet's word for a closed socket)
             while chunk := src.recv(65536):
                 self.seen += chunk
+                if keep is not None:
+                    keep += chunk
                 dst.sendall(chunk)
         for sock in (src, dst):
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, EOFError):
                 sock.close()
 
     def close(self):

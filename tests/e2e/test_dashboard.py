@@ -171,7 +171,7 @@ def login(driver, cluster, role):
                      and driver.find_element("id", "token"))
     box.send_keys(cluster.tokens[role])
     driver.find_element("css selector", "#login button").click()
-    wait_until(f"logged in as {role}", lambda: driver.find_element("id", "who").text == f"role: {role}")
+    wait_until(f"logged in as {role}", lambda: driver.find_element("id", "who").text == f"token up-{role}, role: {role}")
     wait_until("the stream live", lambda: driver.find_element("id", "live").text == "live")
 
 

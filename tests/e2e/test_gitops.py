@@ -118,7 +118,7 @@ def test_a_repository_drives_the_cluster(cluster, tmp_path):
     cluster.corral("sync", "fleet")
     assert apps(cluster)["g-one"]["spec"]["processes"]["web"]["instances"] == 1
     healed = [e for e in cluster.json("get", "events", "g-one") if e["reason"] == "SelfHealed"]
-    assert healed and "changed by cli" in healed[-1]["message"] and "instances: live 2, git 1" in healed[-1]["message"]
+    assert healed and "changed by token/up-admin" in healed[-1]["message"] and "instances: live 2, git 1" in healed[-1]["message"]
 
     # A deleted file is pruned; the hand-applied app survives.
     repo.git("rm", "-q", "apps/g-one.yaml")

@@ -80,7 +80,7 @@ def test_trigger_waits_and_passes_the_exit_code_through_and_is_audited(cluster, 
     r = cluster.corral("trigger", "job", "flaky", check=False)
     assert r.returncode == 3 and "trying" in r.stdout and "failed" in r.stderr
     (run,) = runs(cluster, process="flaky", kind="trigger")
-    assert (run["state"], run["exitCode"], run["actor"].startswith("cli:")) == ("failed", 3, True)
+    assert (run["state"], run["exitCode"], run["actor"].startswith("token/up-admin (")) == ("failed", 3, True)
     events = cluster.json("get", "events", "job")
     assert any(e["reason"] == "RunRequested" and run["id"] in e["message"] for e in events)
     nope = cluster.corral("trigger", "job", "nosuch", check=False)

@@ -48,7 +48,7 @@ def test_random_and_mutated_envelopes_are_dropped_counted_and_change_nothing(age
     reconciler.assign([assignment("hello-web-1", image_server, HTTP_SERVER)], epoch=EPOCH)
     pid = wait_for("hello-web-1 running", lambda: running(reconciler, "hello-web-1"))["pid"]
     # the routing id of the agent's connection, as the server learned it from its verified reports
-    peer = reconciler.server._routes[NODE.encode()]
+    peer, _ = reconciler.server._routes[NODE.encode()]   # (routing id, the key its messages are signed with)
     sent = [rejected_total(reconciler)]
     key = read_key(key_file)
 

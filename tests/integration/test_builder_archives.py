@@ -14,7 +14,9 @@ import requests
 from builder import archives
 from builder.layers import LayerLock, ensure_archive
 from corral import image_layout
+from corral.store import open_store
 from nodeagent.pull import ensure_layer
+from tests.layerkit import signed
 
 LAYER = "sha256:" + "ab" * 32
 
@@ -23,9 +25,12 @@ import corral.green
 corral.green.patch()
 import sys, eventlet, eventlet.wsgi
 from builder.web import make_app
+from corral.layer_keyring import LayerKeyRing
+from corral.store import open_store
 sock = eventlet.listen(("127.0.0.1", 0))
 print(sock.getsockname()[1], flush=True)
-eventlet.wsgi.server(sock, make_app(images_dir=sys.argv[1], cache_dir=sys.argv[2]), log_output=False)
+keys = LayerKeyRing(open_store(sys.argv[3]))
+eventlet.wsgi.server(sock, make_app(images_dir=sys.argv[1], cache_dir=sys.argv[2], keys=keys), log_output=False)
 """
 
 PACKER = """
@@ -56,22 +61,26 @@ def expected_archive(folder, tmp_path):
 @pytest.fixture
 def server(tmp_path):
     images_dir, cache_dir = str(tmp_path / "images"), str(tmp_path / "cache")
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, images_dir, cache_dir], stdout=subprocess.PIPE)
+    dsn = "sqlite:///" + str(tmp_path / "corral.db")
+    store = open_store(dsn)   # the layer keys: the test signs as the leader does, the server checks
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, images_dir, cache_dir, dsn], stdout=subprocess.PIPE)
     try:
         port = int(proc.stdout.readline())
-        yield images_dir, cache_dir, f"http://127.0.0.1:{port}"
+        yield images_dir, cache_dir, f"http://127.0.0.1:{port}", store
     finally:
         proc.kill()
         proc.wait()
         proc.stdout.close()
+        store.close()
 
 
 def test_a_fetch_before_the_pack_is_done_waits_for_it_and_verifies(server, tmp_path):
-    images_dir, cache_dir, base = server
+    images_dir, cache_dir, base, store = server
     folder = finished_unpacked_layer(images_dir)
     sha, size = expected_archive(folder, tmp_path)
     node = str(tmp_path / "node")
-    layer = {"kind": "env", "id": LAYER, "url": f"{base}/layers/env/{LAYER[7:]}.tar", "sha256": sha, "size": size}
+    layer = {"kind": "env", "id": LAYER, "url": signed(store, f"{base}/layers/env/{LAYER[7:]}.tar"),
+             "sha256": sha, "size": size}
     fetched, failed = [], []
 
     def fetch():
@@ -129,14 +138,14 @@ def test_a_builder_killed_mid_pack_leaves_no_archive_that_is_served(tmp_path):
 
 
 def test_a_fetch_of_a_layer_killed_mid_pack_packs_it_again(server, tmp_path):
-    images_dir, cache_dir, base = server
+    images_dir, cache_dir, base, store = server
     folder = finished_unpacked_layer(images_dir, files=20)
     os.makedirs(os.path.join(cache_dir, "artifacts"))
     with open(os.path.join(cache_dir, "artifacts", ".pack-1-dead.tmp"), "wb") as f:
         f.write(b"half an archive")
     sha, size = expected_archive(folder, tmp_path)
 
-    got = requests.get(f"{base}/layers/env/{LAYER[7:]}.tar", timeout=60)
+    got = requests.get(signed(store, f"{base}/layers/env/{LAYER[7:]}.tar"), timeout=60)
 
     assert (got.status_code, got.headers["X-Corral-Sha256"], len(got.content)) == (200, sha, size)
     assert hashlib.sha256(got.content).hexdigest() == sha

@@ -13,6 +13,7 @@ import requests
 
 from corral.source import pack_source
 from corral.store import open_store
+from tests.layerkit import signed
 
 DAEMON = """
 import corral.green
@@ -85,13 +86,16 @@ def test_daemon_builds_a_queued_job_and_serves_its_layers(daemon, tmp_path):
     assert [layer["kind"] for layer in rec.layers] == ["env", "code"]
     for layer in rec.layers:
         assert layer["url"] == f"{base}/layers/{layer['kind']}/{layer['id'][7:]}.tar"
-        got = requests.get(layer["url"], timeout=30)
+        assert requests.get(layer["url"], timeout=30).status_code == 401   # as recorded: no credential
+        url = signed(store, layer["url"])
+        got = requests.get(url, timeout=30)
         assert got.status_code == 200
         assert int(got.headers["Content-Length"]) == len(got.content) == layer["size"]
         assert hashlib.sha256(got.content).hexdigest() == layer["sha256"] == got.headers["X-Corral-Sha256"]
-        head = requests.head(layer["url"], timeout=30)
+        head = requests.head(url, timeout=30)
         assert (head.status_code, head.headers["Content-Length"], head.content) == (200, str(len(got.content)), b"")
-    assert requests.get(f"{base}/layers/env/{'0' * 64}.tar", timeout=5).status_code == 404
+    assert requests.get(signed(store, f"{base}/layers/env/{'0' * 64}.tar"), timeout=5).status_code == 404
+    assert [(b.name, b.url) for b in store.list_builders()] == [("b1", base)]   # it says where it serves
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, proc.stdout.read().decode()

@@ -271,3 +271,107 @@ def test_close_is_idempotent_and_frees_the_endpoint():
 def test_binding_a_taken_endpoint_is_one_clear_error(server):
     with pytest.raises(OSError, match=f"cannot bind {server.endpoint}"):
         BusServer(server.endpoint, KEY, "rec-2", Inbox())
+
+
+def test_a_message_named_for_another_server_is_refused_and_moves_no_name(server, client, raw_dealer):
+    """Issue 14, finding 2: node-1's message meant for another reconciler, replayed here from another
+    connection, is refused (``recipient``) and node-1's commands still go to node-1."""
+    heartbeat_until(client, lambda: server.send(b"node-1", "ping", {"n": 1}, 0) and client.inbox.items,
+                    "node-1 to hear from the server (and so to name it)")
+    replayer = raw_dealer(b"x")
+    replayer.send(seal(KEY, "ping", "node-1", 0, {"n": 2}, now=time.time(), to="rec-2"))
+    wait_for(lambda: server.stats()["rejected"].get("recipient") == 1, "the replay refused as another's")
+    assert server.send(b"node-1", "ping", {"n": 3}, 0)
+    wait_for(lambda: client.inbox.items[-1][1].body == {"n": 3}, "node-1 to get its command")
+    replayer.setsockopt(zmq.RCVTIMEO, 200)
+    with pytest.raises(zmq.Again):
+        replayer.recv()
+
+
+def test_a_message_naming_no_server_from_another_connection_moves_a_name_only_from_a_gone_one(server, closing,
+                                                                                              raw_dealer):
+    """A message that names no reconciler (an agent's first, or a replay of one) does not take a node's name
+    from the connection it is on while that one is there; it is pinged, which names the server; once the
+    node's connection is gone it does (an agent that started again)."""
+    first_inbox = Inbox()
+    first = BusClient([server.endpoint], KEY, "node-1", first_inbox).start()
+    heartbeat_until(first, lambda: server.send(b"node-1", "ping", {"n": 1}, 0) and first_inbox.items,
+                    "the first agent heard")
+    replayer = raw_dealer(b"x")
+    replayer.send(seal(KEY, "ping", "node-1", 0, {"n": 2}, now=time.time()))   # names no server
+    wait_for(lambda: server.stats()["accepted"] >= 3, "the unnamed message taken")
+    replayer.setsockopt(zmq.RCVTIMEO, 5000)
+    told = replayer.recv()   # a ping that names the server
+    assert b'"sender":"rec-1"' in told and b'"type":"ping"' in told
+    assert server.send(b"node-1", "ping", {"n": 4}, 0)
+    wait_for(lambda: first_inbox.items[-1][1].body == {"n": 4}, "node-1's command still at node-1")
+    first.close()
+
+    again_inbox = Inbox()
+    again = closing(BusClient([server.endpoint], KEY, "node-1", again_inbox).start())
+    heartbeat_until(again, lambda: server.send(b"node-1", "ping", {"n": 5}, 0) and again_inbox.items,
+                    "the agent started again to get node-1's commands")
+
+
+def test_a_message_sealed_before_the_server_started_is_expired(closing):
+    sealed = seal(KEY, "ping", "node-1", 0, {"n": 1}, now=time.time() - 1)   # within the window, before the start
+    srv = closing(BusServer(ANY_PORT, KEY, "rec-1", Inbox(), window=30.0).start())
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(srv.endpoint)
+        sock.send(sealed)
+        wait_for(lambda: srv.stats()["rejected"].get("expired") == 1, "the message from before the start refused")
+        assert srv.stats()["accepted"] == 0
+    finally:
+        sock.close(0)
+        ctx.term()
+
+
+class Joins:
+    """A server's view of nodes' keys that knows none and refuses every join, counting them."""
+
+    def __init__(self):
+        self.asked = []
+
+    def admits(self, key):
+        return True
+
+    def holder(self, key):
+        return None
+
+    def sign_key(self, name):
+        return None
+
+    def refusal(self, name):
+        return None
+
+    def join(self, name, token, public_key):
+        self.asked.append(name)
+        return False, "the join token is not one this cluster issued"
+
+
+def test_a_flood_of_joins_reaches_the_store_ten_times_a_second_and_each_gets_its_sentence(closing):
+    from corral.wire.curve import server_public, server_secret
+    joins = Joins()
+    srv = closing(BusServer(ANY_PORT, KEY, "rec-1", Inbox(), clock=lambda: 1000.0,   # the second never ends
+                            curve_secret=server_secret(KEY, "required"), identities=joins).start())
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.curve_publickey, sock.curve_secretkey = curve_keypair()
+    sock.curve_serverkey = server_public(KEY, "required")
+    try:
+        sock.connect(srv.endpoint)
+        answers = []
+        for i in range(30):
+            sock.send(b'join {"name": "n%d", "token": "cj1.x"}' % i)
+            answers.append(sock.recv())
+        assert len(joins.asked) == 10 and srv.stats()["rejected"]["join"] == 30
+        assert answers[:10] == [b"refused the join token is not one this cluster issued"] * 10
+        assert set(answers[10:]) == {b"refused too many joins at once; try again in a second"}
+    finally:
+        sock.close(0)
+        ctx.term()

@@ -12,7 +12,7 @@ from corral.spec import validate_document
 from corral.store import Fenced
 from reconciler.api import Api
 from reconciler.gitops.repo import GitRepos
-from reconciler.gitops.routes import gitsource_document, webhook_token
+from reconciler.gitops.routes import gitsource_document, webhook_key, webhook_token
 from reconciler.gitops.sync import GitSync
 from tests.support import fresh_store
 
@@ -176,7 +176,7 @@ def test_webhook_takes_the_source_token_and_requests_a_sync(store, repo):
     import hmac
     add_source(store, repo)
     api = Api(store, state=None, token="api-token", kick=lambda: None)
-    token = webhook_token("api-token", "fleet")
+    token = webhook_token(webhook_key(store), "fleet")
     assert call(api, "POST", "/v1/gitsources/fleet/webhook")[0] == 401
     assert call(api, "POST", "/v1/gitsources/fleet/webhook", headers={"HTTP_X_CORRAL_TOKEN": "api-token"})[0] == 401
     assert store.get_gitsource("fleet").sync_requested_at is None

@@ -21,7 +21,7 @@ import corral.green
 corral.green.patch()
 import sys
 from nodeagent.pull import _fetch_unpack
-print(_fetch_unpack(sys.argv[1], sys.argv[2], sys.argv[3], "layer"))
+print(_fetch_unpack([sys.argv[1]], sys.argv[2], sys.argv[3], "layer"))
 """
 
 

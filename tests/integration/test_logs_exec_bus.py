@@ -322,6 +322,24 @@ def test_a_client_that_goes_away_hangs_the_command_up(pair):
     wait_for(gone, f"the command (pid {pid}) to be hung up")
 
 
+def test_a_token_refused_while_its_exec_runs_ends_the_stream_with_why_and_hangs_the_command_up(pair):
+    """The API gives each stream its token's check (reconciler/credentials.py Credentials.checker): once it
+    says the token is revoked, the stream's next item is its end with that sentence, and closing it (as the
+    API does when the body ends) hangs the command up on the node."""
+    said = []
+    session = exec_open(pair, ["python", "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(120)"])
+    items = session.items(lambda: said[0] if said else None)
+    got = []
+    while not output(got).strip().isdigit():
+        got.append(next(items))
+    pid = int(output(got))
+    said.append("API token 'ops' was revoked at 2026-12-03T18:00:00Z; ask an admin for a new one")
+    assert [i for i in items] == [{"end": said[0], "error": True}]
+    pair.relay.close(session)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z",
+             f"the command (pid {pid}) to be hung up")
+
+
 def test_an_agent_that_does_not_answer_ends_the_stream_with_a_sentence(tmp_path):
     server = BusServer("tcp://127.0.0.1:*", KEY, "r1", lambda peer, msg: None).start()
     client = BusClient([server.endpoint], KEY, NODE, lambda endpoint, msg: None).start()  # hears nothing

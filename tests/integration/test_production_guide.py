@@ -98,3 +98,5 @@ def test_the_install_steps_run_as_written(tmp_path):
             assert (verified.returncode, verified.stderr.strip()) == (0, ""), verified.stderr
     assert "CORRAL_STORE=postgresql://corral@db1:5432,db2:5432/corral?target_session_attrs=read-write" in \
         (tmp_path / "etc" / "corral" / "reconciler.env").read_text()
+    agent_env = (tmp_path / "etc" / "corral" / "agent.env").read_text()   # a node joins: no cluster key on it
+    assert "CORRAL_JOIN_TOKEN=cj1." in agent_env and "CORRAL_SECRET_FILE" not in agent_env

@@ -2,8 +2,14 @@
 sync writes nothing and sends nothing; a fresh reconciler waits for reports
 before deciding; a drain moves instances off within maxUnavailable; a failed
 app is retried alone."""
+import json
+import os
+import subprocess
+
+import jsonschema
 import pytest
 
+from corral import layer_access
 from corral.settings import Timings
 from corral.store import Fenced
 from corral.store.base import DesiredInstance
@@ -12,6 +18,7 @@ from reconciler.loop import ALL, Controller
 from reconciler.observed import Observed
 from tests.support import fresh_store, mark_built
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "sha256:" + "c" * 64
 SPEC = {"source": "./x", "processes": {"web": {"command": "python app.py", "instances": 2}},
         "update": {"maxSurge": 1, "maxUnavailable": 0}}
@@ -160,6 +167,87 @@ def test_a_resync_sends_assignments_only_to_nodes_out_of_step(store):
         missed: [rows[missed]], idle: []}
 
 
+def with_layers_on(store, base):
+    """Give the app's build layers recorded by the builder at ``base``, as a builder does."""
+    build = store.list_builds("hello")[0]
+    store.set_build_layers(build.id, [{"kind": kind, "id": "sha256:" + c * 64, "sha256": c * 64, "size": 10,
+                                       "url": f"{base}/layers/{kind}/{c * 64}.tar"} for kind, c in (("env", "e"), ("code", "c"))])
+
+
+def test_each_node_is_sent_layer_urls_signed_for_it_on_every_live_builder(store):
+    """The URL the builder recorded is signed for each node apart (a 0.1.0 agent uses it as it is); the
+    layer is offered on every live builder too, the one that built it first; a credential is good only
+    for its node and layer."""
+    built_app(store)
+    with_layers_on(store, "http://b1:7072")
+    store.builder_seen("b1", "http://b1:7072")
+    store.builder_seen("b2", "http://b2:7072")
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    ctl, bus, _, clock = controller(store)
+    ctl.sync(epoch, [ALL])
+    keys = [k for _, k in store.layer_keys()]
+    sent = {node: body["instances"] for node, body, _ in bus.sent if body["instances"]}
+    assert len(sent) == 2
+    for node, instances in sent.items():
+        for layer in instances[0]["artifact"]["layers"]:
+            hexid = layer["id"][7:]
+            assert layer["url"] == layer["urls"][0]
+            assert [u.split("?")[0] for u in layer["urls"]] == [f"http://{b}:7072/layers/{layer['kind']}/{hexid}.tar"
+                                                               for b in ("b1", "b2")]
+            for url in layer["urls"]:
+                query = url.split("?")[1]
+                assert layer_access.check(query, layer["kind"], hexid, keys, clock.t) is None
+                other = ({"n1", "n2", "n3"} - {node}).pop()
+                assert layer_access.check(query.replace(f"node={node}", f"node={other}"), layer["kind"], hexid,
+                                          keys, clock.t)[0] == 403
+
+
+def test_an_agent_before_0_2_is_sent_one_url_it_knows_how_to_read(store):
+    """One URL, on a live builder (here not the silent one that built it), signed for it."""
+    built_app(store)
+    with_layers_on(store, "http://b1:7072")
+    store.builder_seen("b2", "http://b2:7072")
+    epoch = store.acquire_lease("leader", "r1", ttl=60).epoch
+    ctl, bus, observed, clock = controller(store, reports=())
+    for n in ("n1", "n2"):
+        observed.record(report(n, version="0.1.0"), clock.t)
+    ctl.sync(epoch, [ALL])
+    layers = [layer for _, body, _ in bus.sent for i in body["instances"] for layer in i["artifact"]["layers"]]
+    assert layers and all(set(layer) == {"kind", "id", "url", "sha256", "size"} for layer in layers)
+    released = subprocess.run(["git", "-C", ROOT, "show", "2782e51:schemas/wire/assign.schema.json"],
+                              capture_output=True, text=True)   # the assign schema 0.1.0 checks with
+    assert released.returncode == 0, released.stderr
+    for _, body, _ in bus.sent:
+        jsonschema.validate(body, json.loads(released.stdout))
+    assert all(layer["url"].startswith("http://b2:7072/layers/") and "&sig=" in layer["url"] for layer in layers)
+
+
+def test_layer_urls_are_signed_anew_before_they_run_out(store):
+    """A converged node is sent nothing, until the URLs it holds have half their time or less to run:
+    then it gets its assignment again with URLs that run longer (a node with no instance is not)."""
+    epoch, ctl, bus, observed, clock, rows = converged(store)
+    with_layers_on(store, "http://b1:7072")
+    ttl = ctl.timings.layer_url_ttl
+    first = layer_access.expiry(clock.t, ttl)
+    bus.sent.clear()
+    clock.t = first - ttl / 2 - 1
+    for n in ("n1", "n2", "n3"):
+        observed.record(report(n, [rows[n]] if n in rows else [], epoch_seen=epoch), clock.t)
+    ctl.sync(epoch, [ALL])
+    assert bus.sent == []
+    clock.t = first - ttl / 2
+    for n in ("n1", "n2", "n3"):
+        observed.record(report(n, [rows[n]] if n in rows else [], epoch_seen=epoch), clock.t)
+    ctl.sync(epoch, [ALL])
+    assert sorted(node for node, _, _ in bus.sent) == sorted(rows)
+    for node, body, _ in bus.sent:
+        exp = int(body["instances"][0]["artifact"]["layers"][0]["url"].split("exp=")[1].split("&")[0])
+        assert exp > first and exp - clock.t > ttl / 2
+    bus.sent.clear()
+    ctl.sync(epoch, [ALL])
+    assert bus.sent == []
+
+
 def test_the_desired_table_and_events_take_batches_of_hundreds_of_rows(store):
     """A plan of thousands of rows is written a hundred rows a statement: inserts,
     updates of some of them (the last of a repeated id wins), deletes, events and
@@ -210,3 +298,22 @@ def test_a_node_back_from_lost_is_told_which_of_its_instances_were_replaced(stor
     ctl.sync(epoch, [ALL])
     [(node, body, _)] = [s for s in bus.sent if s[0] == gone]
     assert "replaced" not in body
+
+
+def test_a_rotated_key_has_every_node_sent_urls_signed_with_it(store):
+    """After a rotation, once the leader reads the new key, each node with instances is sent its URLs
+    signed anew (so a second rotation leaves no node holding URLs no builder accepts)."""
+    epoch, ctl, bus, observed, clock, rows = converged(store)
+    with_layers_on(store, "http://b1:7072")
+    bus.sent.clear()
+    store.rotate_layer_key()
+    ctl.layer_urls.keys._read_at = None   # the leader's next read of the keys (at most a minute later)
+    ctl.sync(epoch, [ALL])
+    assert sorted(node for node, _, _ in bus.sent) == sorted(rows)
+    newest = store.layer_keys()[0][1]
+    for _, body, _ in bus.sent:
+        layer = body["instances"][0]["artifact"]["layers"][0]
+        assert layer_access.check(layer["url"].split("?")[1], layer["kind"], layer["id"][7:], [newest], clock.t) is None
+    bus.sent.clear()
+    ctl.sync(epoch, [ALL])
+    assert bus.sent == []

@@ -89,6 +89,14 @@ def test_list_apps_sorted_by_name(store):
     assert [a.name for a in store.list_apps()] == ["alpha", "mid", "zeta"]
 
 
+def test_list_apps_of_names_reads_those_that_exist_sorted_however_many_are_asked(store):
+    store.apply_apps([doc("zeta"), doc("alpha"), doc("mid")], actor="cli")
+    assert [a.name for a in store.list_apps(names=["zeta", "gone", "alpha"])] == ["alpha", "zeta"]
+    assert store.list_apps(names=[]) == []
+    many = [f"app-{i:04d}" for i in range(1200)] + ["mid"]   # more than one IN list holds
+    assert [a.name for a in store.list_apps(names=many)] == ["mid"]
+
+
 def test_owner_is_recorded(store):
     store.apply_apps([doc(owner="gitsource/infra@abc123")], actor="gitsync")
     assert store.get_app("hello").owner == "gitsource/infra@abc123"

@@ -5,7 +5,7 @@ import pytest
 
 from corral.store import Conflict, Fenced, ServiceBackupRecord, ServiceRecord
 from corral.store import sql
-from corral.store.schema import MIGRATIONS, SCHEMA_VERSION
+from corral.store.schema import MIGRATIONS
 
 
 def lead(store):
@@ -88,8 +88,9 @@ def test_a_slots_backup_is_the_leaders_and_the_slots_only_one(store):
 
 def test_the_migration_keeps_the_first_backup_of_a_slot_taken_twice_as_the_slots(store_dsn, open_twin, monkeypatch):
     """Before this schema two leaders could both record a slot: the later one stays, as a backup with no slot."""
-    monkeypatch.setattr(sql, "SCHEMA_VERSION", SCHEMA_VERSION - 1)
-    monkeypatch.setattr(sql, "MIGRATIONS", MIGRATIONS[:-1])
+    before = next(i for i, m in enumerate(MIGRATIONS) if any("service_backups_slot" in step for step in m))
+    monkeypatch.setattr(sql, "SCHEMA_VERSION", before)   # the schema before the slot's migration, whatever follows it
+    monkeypatch.setattr(sql, "MIGRATIONS", MIGRATIONS[:before])
     old = open_twin()
     old.migrate()
     for bid, at in (("later", 2.0), ("earlier", 1.0), ("other-slot", 3.0)):   # as the old release wrote them

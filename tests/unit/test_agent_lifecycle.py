@@ -158,6 +158,9 @@ class FakeLauncher:
     def probe(self, check, address, port, env, cwd, run_as=None):
         return True, None
 
+    def probe_now(self, check, address, port):
+        return None   # every check the whole way (probe), in a thread of its own
+
     def terminate(self, proc, sig):
         self.calls.append(("terminate", proc.pid, sig))
         proc.returncode = -sig

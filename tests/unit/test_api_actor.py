@@ -17,3 +17,11 @@ from reconciler.actor import MAX_CLAIM, actor
 def test_the_claim_is_marked_cut_and_plain(header, recorded):
     environ = {} if header is None else {"HTTP_X_CORRAL_ACTOR": header}
     assert actor(environ) == recorded
+
+
+def test_a_checked_token_names_the_actor_and_the_claim_follows_in_brackets():
+    from reconciler.credentials import Principal
+    token = {"corral.principal": Principal("ci", "deploy")}
+    assert actor(token) == "token/ci"
+    assert actor(dict(token, HTTP_X_CORRAL_ACTOR="alice@laptop")) == "token/ci (alice@laptop)"
+    assert actor(dict(token, HTTP_X_CORRAL_ACTOR="x) token/root (y")) == "token/ci (x??token?root??y)"

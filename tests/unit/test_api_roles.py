@@ -25,6 +25,8 @@ from reconciler.api import role_needed
     ("POST", "/v1/apps/hello/backups", {}, "deploy"),
     ("POST", "/v1/services/hello/db/rotate", {}, "deploy"),
     ("POST", "/v1/apps/hello/backups/hello-db-20261203T081500Z/restore", {}, "admin"),
+    ("POST", "/v1/node-tokens", {}, "admin"),          # lets a machine into the cluster
+    ("POST", "/v1/nodes/node-1/revoke", {}, "admin"),   # cuts a node off
 ])
 def test_role_needed(method, path, query, needed):
     assert role_needed(method, path, query) == needed
@@ -49,3 +51,9 @@ def test_each_role_has_its_own_token_and_admin_keeps_the_old_one():
     assert role_of(tokens, "Bearer " + "0" * 64) is None
     assert role_of(tokens, f"Basic {tokens['admin']}") is None
     assert role_of(tokens, None) is None
+
+
+def test_every_token_route_needs_admin_even_the_list():
+    for method, path in (("GET", "/v1/tokens"), ("POST", "/v1/tokens"), ("POST", "/v1/tokens/ci/revoke"),
+                         ("POST", "/v1/tokens/ci/rotate")):
+        assert role_needed(method, path, {}) == "admin", (method, path)

@@ -83,3 +83,62 @@ def test_power_of_two_choices_prefers_the_less_loaded_and_never_an_excluded_one(
     assert balance.pick(backends, {}, rng, exclude={"b0", "b1", "b2"}).id == "b3"
     assert balance.pick(backends, {}, rng, exclude={b.id for b in backends}) is None
     assert balance.pick(backends[:1], {}, rng).id == "b0"
+
+
+@pytest.mark.parametrize("lines", [
+    ("Host: a", "X-Empty:", "X-Spaces:   padded \t ", "X-Tab: in\tside", "X-Colon: a:b:c", "X-High: caf\xe9"),
+    ("Host: a",),
+    ("Host: a", "Connection: Keep-Alive, X-Secret", "connection: UPGRADE", "Upgrade: websocket"),
+], ids=["values", "one-header", "connection-tokens"])
+def test_the_one_pass_header_reading_agrees_with_the_line_by_line_one(lines):
+    data = req("GET / HTTP/1.1", *lines)
+    fast = http.parse_request(data)
+    slow = http._header_lines(data.split(b"\r\n")[1:])
+    assert fast.headers == slow
+    assert fast.connection == {t.strip().lower() for lower, _, v in slow if lower == b"connection"
+                               for t in v.split(b",")}
+
+
+@pytest.mark.parametrize("line, words", [
+    ("junk X: y", "no valid name"),            # a well-formed field after junk on the same line
+    ("X : y", "no valid name"),
+    (" X: y", "folded"),
+    ("X: a\x01b", "control character"),
+    ("X: a\x7fb", "control character"),
+    ("X y", "no valid name"),
+], ids=["junk-before-a-field", "space-before-colon", "folded", "control", "del", "no-colon"])
+def test_a_head_with_one_bad_line_among_good_ones_is_refused_by_that_line(line, words):
+    with pytest.raises(http.BadMessage) as e:
+        http.parse_request(req("GET / HTTP/1.1", "Host: a", line, "Accept: */*"))
+    assert e.value.status == 400 and words in str(e.value)
+
+
+def test_a_response_head_gives_its_framing_and_connection_tokens_in_one_pass():
+    resp = http.parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: Keep-Alive\r\nX: y")
+    assert (resp.start, resp.length, resp.chunked, resp.connection) == ((200, "OK"), 12, False, {b"keep-alive"})
+    assert http.parse_response(b"HTTP/1.0 204 No Content").connection == frozenset()
+    with pytest.raises(http.BadMessage):
+        http.parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2")
+
+
+class Pieces:
+    """A connection that yields ``pieces`` one read at a time, then an end."""
+
+    def __init__(self, *pieces):
+        self.pieces = list(pieces)
+
+    def recv(self, size, timeout):
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+@pytest.mark.parametrize("pieces", [
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next",),                 # whole, with the next one behind it
+    (b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next",),         # blank lines first (slow path)
+    (b"GET / HTTP/1.1\r", b"\nHost: a\r\n", b"\r", b"\nGET /next"),   # split across reads
+    (b"\r\n", b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next"),
+], ids=["whole", "leading-blank-lines", "split", "blank-then-whole"])
+def test_a_request_head_is_read_whole_however_it_arrives(pieces):
+    from router.bodies import CLIENT, Reader
+    reader = Reader(Pieces(*pieces), CLIENT)
+    assert reader.head(http.Limits(), 1.0, 1.0, lambda buf: None) == b"GET / HTTP/1.1\r\nHost: a"
+    assert bytes(reader.buf) == b"GET /next"

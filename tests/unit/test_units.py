@@ -56,6 +56,23 @@ def test_the_key_and_the_store_stay_off_the_command_line(role):
     assert ("CORRAL_SECRET_FILE=/etc/corral/secret" in env) is (role != "builder")
 
 
+def test_an_agent_given_a_join_token_has_it_in_its_environment_file_instead_of_the_key():
+    token = "cj1." + "a" * 16 + "." + "b" * 32 + "." + "c" * 64
+    o = options("agent", join_token=token)
+    assert token not in units.unit(o)
+    env = units.env_file(o)
+    assert f"CORRAL_JOIN_TOKEN={token}\n" in env and "CORRAL_SECRET_FILE" not in env
+
+
+@pytest.mark.parametrize("role,token", [("agent", "cj1.ab\nCORRAL_STORE=x"), ("agent", "a token"),
+                                        ("reconciler", "cj1." + "a" * 16)],
+                         ids=["a line of its own in the env file", "not a token", "not an agent"])
+def test_a_join_token_that_is_not_one_or_not_for_an_agent_is_refused_in_one_sentence(role, token):
+    with pytest.raises(ValueError, match=r"^--join takes a join token \(cj1\. and hex, as `corral node join-token` "
+                                         r"prints it\), for an agent's unit only$"):
+        options(role, join_token=token)
+
+
 def test_only_the_router_may_bind_low_ports_and_it_listens_on_80_unless_told():
     for role in units.ROLES:
         s = service(units.unit(options(role)))

@@ -73,7 +73,7 @@
     $("login").hidden = true;
     $("nav").hidden = false;
     $("logout").hidden = false;
-    $("who").textContent = "role: " + S.role;
+    $("who").textContent = "token " + who.name + ", role: " + S.role;   // text only: a name is no markup
     document.body.dataset.role = S.role;
     connect();
     render(true);

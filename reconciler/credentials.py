@@ -1,0 +1,120 @@
+"""Who an API request's bearer token is: a named token of the store, or a bootstrap token.
+
+Every request with a named token reads the token's row from the store (one
+indexed SELECT by the sha256 of the token, no cache), so a revocation or an
+expiry is refused by every reconciler from the next request on, whichever
+reconciler wrote it. When the store does not answer, the request is refused
+with 503 (its token cannot be checked): a revoked token is never let in.
+
+The bootstrap tokens (corral.auth.api_token, derived from the cluster key)
+are accepted only while the store holds no named token. Once this reconciler
+has seen one, it never asks again (rows are never deleted); until then it
+asks the store on each bootstrap request, and when the store does not answer
+it goes by what it saw last.
+"""
+import logging
+import time
+from typing import NamedTuple
+
+from corral.auth import bearer, is_named_token, refusal as token_refusal, role_of, token_hash
+from corral.store import StoreError
+
+log = logging.getLogger(__name__)
+
+TOUCH_EVERY = 60.0   # seconds: a token's last use is written at most this often by one reconciler
+RECHECK = 1.0        # seconds at least between two checks of an open stream's token
+WRONG = "missing or wrong API token (see CORRAL_TOKEN or the config corral up wrote)"
+BOOTSTRAP_OFF = ("the cluster-key API tokens are off for good: this cluster has named tokens (`corral token "
+                 "list`); use one of them (`corral auth rotate` writes new ones to the client config)")
+
+
+class Principal(NamedTuple):
+    """The holder of a request's token: its ``name`` (audit events say ``token/NAME``) and ``role``;
+    ``bootstrap`` when it is a cluster-key token (named ``cluster-key/ROLE``)."""
+
+    name: str
+    role: str
+    bootstrap: bool = False
+    token_hash: str = ""   # a named token's sha256: what :meth:`Credentials.refusal` looks up again
+
+
+class Refused(Exception):
+    """A request's token opens nothing (401); the message says why in one sentence."""
+
+
+class Credentials:
+    """Checks bearer tokens against the store (named) and the cluster key's (``bootstrap``: ``{role: token}``)."""
+
+    def __init__(self, store, bootstrap, clock=time.time):
+        self.store = store
+        self.bootstrap = dict(bootstrap)
+        self.clock = clock
+        self._named_seen = False
+
+    def identify(self, header):
+        """The :class:`Principal` of an ``Authorization`` header; :class:`Refused` with the reason when it
+        opens nothing; StoreError when the store cannot say."""
+        token = bearer(header)
+        if token is None:
+            raise Refused(WRONG)
+        if is_named_token(token):
+            return self._named(token)
+        role = role_of(self.bootstrap, header)
+        if role is None:
+            raise Refused(WRONG)
+        if self.named_tokens_exist():
+            raise Refused(BOOTSTRAP_OFF)
+        return Principal(f"cluster-key/{role}", role, bootstrap=True)
+
+    def named_tokens_exist(self):
+        """Whether the store holds a named token (so the bootstrap tokens are off); as last seen when the
+        store does not answer."""
+        if not self._named_seen:
+            try:
+                self._named_seen = self.store.has_api_tokens()
+            except StoreError as e:
+                log.warning("cannot tell whether the store has named API tokens (%s); going by the last answer", e)
+        return self._named_seen
+
+    def _named(self, token):
+        record = self.store.find_api_token(token_hash(token))
+        if record is None:
+            raise Refused(WRONG)
+        self._named_seen = True
+        now = self.clock()
+        why = token_refusal(record, now)
+        if why:
+            raise Refused(why)
+        if record.last_used_at is None or now - record.last_used_at >= TOUCH_EVERY:
+            try:
+                self.store.touch_api_token(record.name, now)
+            except StoreError as e:   # the request is still served: its token was checked
+                log.warning("could not record the use of token %s: %s", record.name, e)
+        return Principal(record.name, record.role, token_hash=record.token_hash)
+
+    def checker(self, principal, every=RECHECK):
+        """``() -> sentence or None``: :meth:`refusal` of ``principal``, asked of the store at most every
+        ``every`` seconds (None between): what an open stream calls each time it wakes."""
+        last = [time.monotonic()]
+
+        def check():
+            now = time.monotonic()
+            if principal is None or now - last[0] < every:
+                return None
+            last[0] = now
+            return self.refusal(principal)
+        return check
+
+    def refusal(self, principal):
+        """The sentence ``principal``'s token is refused with now (revoked, expired, its secret rotated, the
+        cluster-key tokens off), else None: what ends an open stream (changes, logs, exec). None when the store does not
+        answer: the token was good when the stream opened, and the store cannot say otherwise."""
+        try:
+            if principal.bootstrap:
+                return BOOTSTRAP_OFF if self.named_tokens_exist() else None
+            record = self.store.find_api_token(principal.token_hash)
+        except StoreError:
+            return None
+        if record is None:
+            return f"API token {principal.name!r} has a new secret now; ask for it"
+        return token_refusal(record, self.clock())

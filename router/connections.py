@@ -1,0 +1,232 @@
+"""The router's sockets: a read or a write goes to the OS socket first, and waits only when
+the kernel has nothing (or no room), with as little per wait as eventlet allows.
+
+Why not eventlet's green sockets, which do the same: on the proxy's path (a
+request in, a request out, an answer in, an answer out, tens of thousands a
+second on one core) every wait through them costs two ``epoll_ctl`` (the
+descriptor is registered with the hub and unregistered again), a timer (made,
+pushed on the hub's heap, cancelled) and an exception object made in advance.
+A :class:`Conn` instead
+
+- stays registered for reading with the hub while it is open: a wait for bytes
+  registers only the first time. Readiness nobody waits for (a peer that
+  closed a pooled connection, a client that pipelined) unregisters it, so the
+  hub never spins on it, and the next wait registers it again;
+- keeps one timer per connection, not per wait: a wait sets a deadline, and the
+  timer, when it fires, either ends a wait past its deadline or sets itself
+  again for the later deadline. A connection kept alive for a minute costs one
+  timer a minute;
+- writes on the OS socket, waiting (eventlet's ``trampoline``) only when the
+  kernel has no room, which on a loopback or a LAN is rare.
+
+One green thread reads a Conn at a time (another may write it meanwhile, as
+an upgraded connection's two pumps do). A Conn must be closed with
+:meth:`Conn.close` (the hub holds it while it is registered). A TLS socket (which buffers inside OpenSSL, where ``epoll`` cannot
+see) is served by :class:`GreenConn`, the same methods over eventlet's socket.
+"""
+import socket
+import time
+
+import greenlet
+from eventlet import hubs
+from eventlet.greenio import GreenSocket
+
+READY, TIMED_OUT, CLOSED = object(), object(), object()
+
+
+class _Socket:
+    """What both kinds of connection do the same way, on their eventlet socket ``green``."""
+
+    __slots__ = ()
+
+    def shutdown(self):
+        """Shut both directions (wakes the connection's reader with an end), ignoring a socket
+        already gone."""
+        try:
+            self.green.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def setsockopt(self, *args):
+        self.green.setsockopt(*args)
+
+
+class Conn(_Socket):
+    """A connected TCP socket of the router. ``green`` is the eventlet socket that owns the
+    descriptor (kept so that the descriptor lives as long as this); ``raw`` the OS socket
+    under it, non-blocking."""
+
+    __slots__ = ("green", "raw", "fileno", "_hub", "_listener", "_waiter", "_deadline", "_timer", "_timer_at",
+                 "closed")
+
+    def __init__(self, green):
+        self.green, self.raw = green, green.fd
+        self.fileno = self.raw.fileno()
+        self._hub = hubs.get_hub()
+        self._listener = self._waiter = self._timer = None
+        self._deadline = self._timer_at = 0.0
+        self.closed = False
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def recv(self, size, timeout):
+        """Up to ``size`` bytes, waiting at most ``timeout`` seconds for the first: ``b""`` when
+        the peer closed; :class:`socket.timeout` after ``timeout``; ``OSError`` on a reset."""
+        raw = self.raw
+        while True:
+            try:
+                return raw.recv(size)
+            except BlockingIOError:
+                self.wait_readable(timeout)
+
+    def wait_readable(self, timeout):
+        """Return when the socket has something to read (bytes, an end, an error); raise
+        :class:`socket.timeout` after ``timeout`` seconds."""
+        if self.closed:
+            raise OSError("the connection is closed")
+        if self._listener is None:
+            hub = self._hub
+            self._listener = hub.add(hub.READ, self.fileno, self._wake, self._obsoleted, self._forget)
+        self._deadline = deadline = time.monotonic() + timeout
+        if self._timer is None or self._timer_at > deadline:
+            self._arm(timeout, deadline)
+        self._waiter = greenlet.getcurrent()
+        try:
+            woke = self._hub.switch()
+        finally:
+            self._waiter = None
+        if woke is TIMED_OUT:
+            raise socket.timeout("timed out")
+        if woke is CLOSED:
+            raise OSError("the connection was closed while waiting")
+
+    def _wake(self, _fileno):
+        """The hub says the socket is readable: wake its reader, else stop listening (nobody
+        asked: a level-triggered poll would call again and again)."""
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.switch(READY)
+        else:
+            self._unlisten()
+
+    def _obsoleted(self, exc):
+        """The hub saw the descriptor number reused (closed behind this Conn's back): the
+        reader, if any, gets the hub's exception."""
+        self._listener = None
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.throw(exc)
+
+    def _forget(self):
+        self._listener = None
+
+    def _unlisten(self):
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            self._hub.remove(listener)
+
+    # -- the deadline timer ---------------------------------------------------------------------
+
+    def _arm(self, seconds, at):
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._hub.schedule_call_global(seconds, self._on_timer)
+
+    def _on_timer(self):
+        """The connection's timer fired: end a wait that is past its deadline, set the timer
+        again for a wait whose deadline is later, and let it lapse when nothing waits."""
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None:
+            return
+        left = self._deadline - time.monotonic()
+        if left <= 0.0005:
+            waiter.switch(TIMED_OUT)
+        else:
+            self._arm(left, self._deadline)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def send_all(self, data, timeout):
+        """Send all of ``data``, waiting at most ``timeout`` seconds at a time for room;
+        :class:`socket.timeout` after that, ``OSError`` when the peer is gone."""
+        raw = self.raw
+        try:
+            sent = raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
+        while view:
+            try:
+                view = view[raw.send(view):]
+                continue
+            except BlockingIOError:
+                pass
+            if self.closed:
+                raise OSError("the connection is closed")
+            hubs.trampoline(self.fileno, write=True, timeout=timeout, timeout_exc=socket.timeout("timed out"))
+
+    # -- the rest -------------------------------------------------------------------------------
+
+    def close(self):
+        """Stop listening, cancel the timer, close the socket; twice is harmless. A green thread
+        that waits to read it (another one than the caller) is woken with an error."""
+        if self.closed:
+            return
+        self.closed = True
+        self._unlisten()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and waiter is not greenlet.getcurrent():
+            self._hub.schedule_call_global(0, waiter.switch, CLOSED)
+        self.green.close()
+
+
+class GreenConn(_Socket):
+    """The methods of :class:`Conn` over an eventlet socket of any kind (a TLS one)."""
+
+    __slots__ = ("green", "closed")
+
+    def __init__(self, green):
+        self.green, self.closed = green, False
+
+    def recv(self, size, timeout):
+        """As :meth:`Conn.recv`."""
+        self.green.settimeout(timeout)
+        return self.green.recv(size)
+
+    def send_all(self, data, timeout):
+        """As :meth:`Conn.send_all`."""
+        self.green.settimeout(timeout)
+        self.green.sendall(data)
+
+    def close(self):
+        """As :meth:`Conn.close`."""
+        self.closed = True
+        self.green.close()
+
+
+def wrap(sock):
+    """The router's connection over ``sock``: a :class:`Conn` for a plain green TCP socket, a
+    :class:`GreenConn` for anything else (a TLS socket)."""
+    return Conn(sock) if type(sock) is GreenSocket else GreenConn(sock)
+
+
+def connect(address, timeout):
+    """A :class:`Conn` to ``address`` (``(host, port)``), connected within ``timeout`` seconds,
+    with ``TCP_NODELAY``; ``OSError`` when it cannot be."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    green = GreenSocket(family, socket.SOCK_STREAM)
+    try:
+        green.settimeout(timeout)
+        green.connect(address)
+        green.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        green.close()
+        raise
+    return Conn(green)

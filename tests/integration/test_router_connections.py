@@ -1,0 +1,198 @@
+"""The router's connections (router/connections.py) on real sockets, in one green process: what
+arrives in pieces is read whole, a peer that leaves mid-answer reads as an end, each wait ends at
+its own deadline, readiness nobody waits for costs nothing, and a closed connection leaves
+nothing behind in the hub."""
+import corral.green
+
+corral.green.patch()
+
+import socket  # noqa: E402
+import time  # noqa: E402
+
+import eventlet  # noqa: E402
+import pytest  # noqa: E402
+from eventlet import hubs  # noqa: E402
+
+from router.bodies import BACKEND, Reader, SideError  # noqa: E402
+from router.connections import Conn, connect  # noqa: E402
+from router.pool import Pool  # noqa: E402
+from corral.routetable import Backend  # noqa: E402
+
+
+@pytest.fixture
+def pair():
+    """``(conn, peer)``: a Conn connected to a green socket the test plays the other end with."""
+    listener = eventlet.listen(("127.0.0.1", 0))
+    conn = connect(listener.getsockname(), 2.0)
+    peer, _ = listener.accept()
+    listener.close()
+    yield conn, peer
+    conn.close()
+    peer.close()
+
+
+def registered(conn):
+    """True when the hub listens for ``conn``'s reads."""
+    hub = hubs.get_hub()
+    return conn.fileno in hub.listeners[hub.READ]
+
+
+def pending_timers(conn):
+    """How many of the hub's timers that have not fired or been cancelled call back ``conn``."""
+    hub = hubs.get_hub()
+    timers = [t for _, t in hub.timers] + [t for _, t in hub.next_timers]
+    return sum(1 for t in timers if not t.called and getattr(t.tpl[0], "__self__", None) is conn)
+
+
+def test_closing_a_connection_another_green_thread_waits_on_wakes_it(pair):
+    conn, _ = pair
+    waiting = eventlet.spawn(conn.recv, 10, 30.0)
+    eventlet.sleep(0.05)
+    started = time.monotonic()
+    conn.close()
+    with pytest.raises(OSError):
+        waiting.wait()
+    assert time.monotonic() - started < 1.0
+
+
+def later(seconds, fn, *args):
+    eventlet.spawn_after(seconds, fn, *args)
+
+
+def test_an_answer_split_across_reads_is_read_whole(pair):
+    conn, peer = pair
+    pieces = [b"HTTP/1.1 200 OK\r\nCont", b"ent-Length: 5\r", b"\n\r", b"\nhel", b"lo"]
+    for i, piece in enumerate(pieces):
+        later(0.02 * (i + 1), peer.sendall, piece)
+    reader = Reader(conn, BACKEND)
+    assert reader.until_blank_line(65536, 2.0) == b"HTTP/1.1 200 OK\r\nContent-Length: 5"
+    body = b""
+    while len(body) < 5:
+        body += reader.take(5 - len(body), 2.0)
+    assert body == b"hello"
+
+
+def test_a_peer_that_closes_mid_answer_reads_as_an_end_not_a_hang(pair):
+    conn, peer = pair
+    peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+    later(0.05, peer.close)
+    reader = Reader(conn, BACKEND)
+    started = time.monotonic()
+    with pytest.raises(SideError) as e:
+        reader.until_blank_line(65536, 5.0)
+    assert e.value.kind == "closed" and e.value.any_bytes
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_head_with_no_end_in_sight_is_refused_at_the_limit(pair):
+    conn, peer = pair
+    peer.sendall(b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70000)
+    with pytest.raises(SideError) as e:
+        Reader(conn, BACKEND).until_blank_line(65536, 2.0)
+    assert e.value.kind == "malformed"
+
+
+def test_each_wait_ends_at_its_own_deadline_not_an_earlier_waits(pair):
+    conn, peer = pair
+    peer.sendall(b"a")
+    assert conn.recv(10, 30.0) == b"a"       # the connection's timer now points 30 s ahead
+    started = time.monotonic()
+    with pytest.raises(socket.timeout):
+        conn.recv(10, 0.2)                    # a shorter wait must not wait for that timer
+    assert 0.15 < time.monotonic() - started < 1.5
+    later(0.3, peer.sendall, b"b")            # and a longer one after it is not cut short by its timer
+    assert conn.recv(10, 1.0) == b"b"
+
+
+def test_a_wait_whose_bytes_come_in_time_is_not_timed_out_later(pair):
+    conn, peer = pair
+    for _ in range(3):                         # each wait re-arms or reuses the one timer
+        later(0.05, peer.sendall, b"x")
+        assert conn.recv(10, 0.2) == b"x"
+    eventlet.sleep(0.3)                        # the timer fires with nobody waiting: nothing happens
+    later(0.05, peer.sendall, b"y")
+    assert conn.recv(10, 0.5) == b"y"
+
+
+def test_readiness_nobody_waits_for_stops_the_listening_and_costs_no_cpu(pair):
+    conn, peer = pair
+    later(0.01, peer.sendall, b"a")
+    assert conn.recv(10, 1.0) == b"a"
+    assert registered(conn)                    # kept between waits: the next wait costs no epoll_ctl
+    peer.close()                               # an end nobody reads (an idle pooled connection)
+    cpu = time.process_time()
+    eventlet.sleep(0.3)
+    assert time.process_time() - cpu < 0.1     # a level-triggered poll that kept calling would spin
+    assert not registered(conn)
+    assert conn.recv(10, 1.0) == b""           # and the end is still there for the next read
+
+
+def test_a_closed_connection_leaves_no_listener_and_no_timer(pair):
+    conn, peer = pair
+    later(0.01, peer.sendall, b"a")
+    assert conn.recv(10, 60.0) == b"a"
+    assert pending_timers(conn) == 1           # one timer for the connection, 60 s ahead
+    conn.close()
+    assert not registered(conn)
+    assert pending_timers(conn) == 0
+    conn.close()                               # twice is harmless
+    with pytest.raises(OSError):
+        conn.recv(10, 0.1)
+
+
+def test_a_reader_and_a_writer_share_one_connection(pair):
+    """Both directions at once, as an upgraded connection's two pumps do, with more bytes than
+    the socket buffers hold (the writer has to wait for room)."""
+    conn, peer = pair
+    data = b"z" * (8 << 20)
+    got = []
+
+    def drain():
+        total = 0
+        while total < len(data):
+            chunk = peer.recv(1 << 16)
+            assert chunk
+            total += len(chunk)
+        peer.sendall(b"done")
+        got.append(total)
+    reading = eventlet.spawn(conn.recv, 10, 10.0)   # waits on the same connection meanwhile
+    drainer = eventlet.spawn(drain)
+    conn.send_all(data, 10.0)
+    drainer.wait()
+    assert got == [len(data)]
+    assert reading.wait() == b"done"
+
+
+def test_a_send_to_a_peer_that_reads_nothing_times_out(pair):
+    conn, _ = pair
+    started = time.monotonic()
+    with pytest.raises(socket.timeout):
+        conn.send_all(b"z" * (32 << 20), 0.3)
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_pooled_connection_its_backend_closed_is_not_handed_out(pair):
+    conn, peer = pair
+    backend = Backend("b1", "127.0.0.1", 1)
+    pool = Pool(4)
+    pool.put(backend, conn)
+    peer.close()
+    eventlet.sleep(0.05)
+    assert pool.get(backend, peek=True) is None
+    assert conn.closed and not registered(conn)
+
+
+def test_a_conn_wraps_an_accepted_green_socket():
+    listener = eventlet.listen(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    green, _ = listener.accept()
+    conn = Conn(green)
+    try:
+        client.sendall(b"ping")
+        assert conn.recv(10, 1.0) == b"ping"
+        conn.send_all(b"pong", 1.0)
+        assert client.recv(10) == b"pong"
+    finally:
+        conn.close()
+        client.close()
+        listener.close()
