@@ -1,6 +1,6 @@
 """Builder figures against the installers alone, in one run, like with like.
 
-    .venv/bin/python bench/build.py [--repeat 3] [--requirements bench/webapp-requirements.txt]
+    .venv/bin/python bench/build.py [--repeat 3] [--requirements bench/webapp-requirements.txt] [--build-users]
 
 Every case runs ``--repeat`` times into fresh folders (nothing is deleted
 between timed runs: a disk discarding a 16k-file venv in the background slows
@@ -38,6 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from builder.buildusers import BuildUsers  # noqa: E402
 from builder.engines import find_uv  # noqa: E402
 from builder.pipconfig import read_pip_config, uv_environment, uv_index_args  # noqa: E402
 from builder.pipeline import Workshop, build_image, log_path, pack_archives  # noqa: E402
@@ -76,11 +77,13 @@ def pip_serial(work, name, req):
 class Builder:
     """build_image in this process, on a SQLite store, as the daemon's worker calls it."""
 
-    def __init__(self, work, name, index):
+    def __init__(self, work, name, index, build_users=False):
         root = os.path.join(work, name)
         self.store = open_store(f"sqlite:///{root}-corral.db")
-        self.workshop = Workshop(name="bench", images_dir=os.path.join(root, "images"),
-                                 cache_dir=os.path.join(root, "cache"), index=index)
+        cache = os.path.join(root, "cache")
+        os.makedirs(cache, mode=0o711)
+        self.workshop = Workshop(name="bench", images_dir=os.path.join(root, "images"), cache_dir=cache, index=index,
+                                 users=BuildUsers(cache) if build_users else None)
         self.src = os.path.join(root, "src")
         os.makedirs(self.src)
         self.n = 0
@@ -93,7 +96,7 @@ class Builder:
         self.n += 1
         start = time.monotonic()
         outcome = build_image(self.n, {"source_digest": digest, "requirements": requirements},
-                              store=self.store, workshop=self.workshop)
+                              store=self.store, workshop=self.workshop, app="bench")
         return time.monotonic() - start, outcome
 
     def commands(self):
@@ -126,6 +129,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--requirements", default=os.path.join(HERE, "webapp-requirements.txt"))
     parser.add_argument("--skip-pip", action="store_true", help="leave out the (slow) serial pip baseline")
+    parser.add_argument("--build-users", action="store_true",
+                        help="builds as a build user of their own, as a root builder's (root only)")
     args = parser.parse_args()
     uv = find_uv()
     if uv is None:
@@ -134,6 +139,7 @@ def main():
     with open(args.requirements) as f:
         reqs = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     work = tempfile.mkdtemp(prefix="corral-bench-build-")
+    os.chmod(work, 0o755)   # a build user passes it
     req_file = os.path.join(work, "requirements.txt")
     new_file = os.path.join(work, "requirements-new.txt")
     with open(req_file, "w") as f:
@@ -153,7 +159,7 @@ def main():
             caches[i] = cache
             if not args.skip_pip:
                 rows["pip serial"].append(pip_serial(work, f"pip{i}", req_file))
-            b = Builder(work, f"builder{i}", index)
+            b = Builder(work, f"builder{i}", index, args.build_users)
             seconds, cold = b.build("VERSION = 1\n", reqs)
             assert cold.cache == "miss", cold
             rows["builder cold"].append(seconds)

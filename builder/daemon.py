@@ -15,10 +15,13 @@ The caller calls ``corral.green.patch()`` before importing this module.
 """
 import logging
 import os
+import sys
 
 import eventlet
 import eventlet.tpool
 
+from builder import buildusers
+from builder.engines import find_uv
 from builder.metrics import BuilderMetrics
 from builder.pipconfig import read_pip_config
 from builder.pipeline import Workshop
@@ -37,6 +40,7 @@ log = logging.getLogger("corral.builder")
 
 DEFAULT_STALE_AFTER = 60.0     # a build unheard of this long is claimable by another builder
 DEFAULT_PIP_TIMEOUT = 1800.0   # seconds one pip install may take
+CACHE_FOLDERS = ("artifacts", "logs", "replicas", "resolutions", "work", "uv", "wheels")   # the builder's alone
 ANNOUNCE_EVERY = 10.0          # a builder says where it serves this often (reconciler.loop.BUILDER_SILENT: 60 s)
 
 
@@ -57,13 +61,15 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
     by default.
 
     ``store_dsn`` None takes it from ``$CORRAL_STORE`` (:func:`corral.wire.keys.store_dsn`), which
-    no build inherits; the builder is non-dumpable and its cache dir is 0700 (its own alone).
+    no build inherits (a build's environment is made afresh); the builder is non-dumpable and its
+    cache dir is its own alone (0700, or 0711 with its folders 0700 when builds run as build users
+    of their own: :mod:`builder.buildusers`).
     """
     host, port = parse_listen(listen)
     hide_process()
     store_dsn = store_dsn_from(store_dsn)
-    private.tighten_dir(cache_dir, private.DIR_MODE)
     os.makedirs(images_dir, exist_ok=True)
+    users = _build_users(cache_dir, images_dir, engine)
     stopping = Stop()
     with stopping.catching():
         store = open_store(store_dsn)
@@ -83,7 +89,7 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
                                               cache_dir=cache_dir, own_url=f"http://{address}").run, stopping,
                                      timings.layer_copy_interval)
             workshop = Workshop(name=name, images_dir=images_dir, cache_dir=cache_dir, pip_timeout=pip_timeout,
-                                engine=engine, index=read_pip_config(),
+                                engine=engine, index=read_pip_config(), users=users,
                                 layer_cache_bytes=int(_or(layer_cache_bytes, timings.builder_layer_cache)),
                                 wheel_cache_bytes=int(_or(wheel_cache_bytes, timings.builder_wheel_cache)))
             worker = Worker(store, workshop, layers_base=f"http://{address}", stale_after=stale_after,
@@ -104,6 +110,25 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
             store.close()
             heartbeat_store.close()
             metrics_store.close()
+
+
+def _build_users(cache_dir, images_dir, engine):
+    """Who builds run as (:func:`builder.buildusers.choose`), said once; the cache dir made the
+    builder's own (0700), or passable (0711) to reach each build user's folder, its other
+    folders (archives, logs, resolutions, work) then 0700 each."""
+    private.tighten_dir(cache_dir, private.DIR_MODE)
+    uv = find_uv() if engine in ("uv", "auto") else None
+    users = buildusers.choose(cache_dir, images_dir, tools=[uv] if uv else [sys.executable])
+    if users.separate:
+        for name in CACHE_FOLDERS:
+            private.tighten_dir(os.path.join(cache_dir, name), private.DIR_MODE)
+        os.chmod(cache_dir, 0o711)   # passed, never listed
+        log.info("builds run as a system user of their app's own (corral_build-...), no_new_privs, "
+                 "in a fresh environment")
+    else:
+        log.warning("%s: a build can read and change what the builder can (its other builds' caches and layers)",
+                    users.reason)
+    return users
 
 
 def announce(store, name, url, stopping, every=ANNOUNCE_EVERY):

@@ -28,7 +28,8 @@ import sys
 from builder import pinning
 from builder.commands import run_logged
 from builder.failures import BuildFailed, installer_failure_sentence
-from builder.pipconfig import uv_environment, uv_index_args
+from builder.pipconfig import pip_environment, uv_environment, uv_index_args
+from corral.reach import open_to_others
 
 PIP_PARALLEL = 4   # concurrent `pip wheel` fetches of the pip engine
 
@@ -82,29 +83,30 @@ def find_uv():
     return shutil.which("uv")
 
 
-def pick_engine(name, *, cache_dir, index, timeout):
-    """The engine called ``name`` ("uv", "pip", or "auto": uv when found, else pip)."""
+def pick_engine(name, *, box, index, timeout):
+    """The engine called ``name`` ("uv", "pip", or "auto": uv when found, else pip), running its
+    commands as ``box`` says (:class:`builder.buildusers.Box`: who, which caches, which folders)."""
     uv = find_uv() if name in ("uv", "auto") else None
     if name == "uv" and uv is None:
         raise ValueError("install engine 'uv' was asked for but no uv binary was found")
     if uv is not None:
-        return UvEngine(uv, cache_dir=cache_dir, index=index, timeout=timeout)
+        return UvEngine(uv, box=box, index=index, timeout=timeout)
     if name not in ("pip", "auto"):
         raise ValueError(f"install engine {name!r} is not one of uv, pip, auto")
-    return PipEngine(cache_dir=cache_dir, index=index, timeout=timeout)
+    return PipEngine(box=box, index=index, timeout=timeout)
 
 
 class _Engine:
     name = "?"
 
-    def __init__(self, *, cache_dir, index, timeout):
-        self.cache_dir = cache_dir
+    def __init__(self, *, box, index, timeout):
+        self.box = box
         self.index = index
         self.timeout = timeout
 
     def _run(self, argv, action, *, log, stopping, cwd=None, env=None, on_line=None):
         done = run_logged(argv, log_path=log, timeout=self.timeout, stopping=stopping, cwd=cwd, env=env,
-                          on_line=on_line)
+                          on_line=on_line, box=self.box)
         if done.timed_out:
             raise BuildFailed(f"{self.name} did not {action} the requirements within {self.timeout:g}s (see {log})")
         if done.returncode != 0:
@@ -113,7 +115,14 @@ class _Engine:
 
     def index_key(self):
         """What the engine installs from, as a list of strings (part of the resolution memo key)."""
-        return [self.name] + uv_index_args(self.index, resolving=True)
+        return [self.name] + uv_index_args(self.index, resolving=True) + ([self.box.key] if self.box.key else [])
+
+    def _read_lock(self, path):
+        """The pins of the lock the installer wrote at ``path`` (the build's own folder)."""
+        try:
+            return pinning.parse_requirements_lock(self.box.read_output(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BuildFailed(f"{self.name} left no readable lock ({exc})") from None
 
 
 class UvEngine(_Engine):
@@ -124,18 +133,17 @@ class UvEngine(_Engine):
     def __init__(self, uv, **kw):
         super().__init__(**kw)
         self.uv = uv
-        self.env = uv_environment(self.index, os.environ)
-        self.env["UV_CACHE_DIR"] = os.path.join(self.cache_dir, "uv")
+        self.env = uv_environment(self.index, self.box.env)
+        self.env["UV_CACHE_DIR"] = self.box.uv_cache
         self.env.setdefault("UV_NO_PROGRESS", "1")
 
-    def resolve(self, *, python, requirements_file, cwd, workdir, log, stopping):
+    def resolve(self, *, python, requirements_file, cwd, log, stopping):
         """The pins of ``requirements_file`` resolved for ``python`` (an Interpreter)."""
-        out = os.path.join(workdir, "lock.txt")
+        out = os.path.join(self.box.work, "lock.txt")
         self._run([self.uv, "pip", "compile", "--quiet", "--generate-hashes", "--no-header", "--no-annotate",
                    "--python", python.executable, *uv_index_args(self.index, resolving=True),
                    "-o", out, requirements_file], "resolve", log=log, stopping=stopping, cwd=cwd, env=self.env)
-        with open(out, encoding="utf-8") as f:
-            return pinning.parse_requirements_lock(f.read())
+        return self._read_lock(out)
 
     relocatable = True   # its venvs' scripts find their python relative to themselves: built aside, renamed in
 
@@ -144,13 +152,13 @@ class UvEngine(_Engine):
         self._run([self.uv, "venv", "--quiet", "--relocatable", "--python", python.executable, dest],
                   "create a venv for", log=log, stopping=stopping, env=self.env)
 
-    def install_unresolved(self, *, venv, requirements_file, cwd, workdir, log, stopping):
+    def install_unresolved(self, *, venv, requirements_file, cwd, log, stopping):
         """Resolve and install ``requirements_file`` into ``venv`` in one pass (fetches overlap the
         resolve); return the pins of the lock (see :meth:`lock_installed`)."""
         self.install_requirements(venv=venv, requirements_file=requirements_file, cwd=cwd, log=log,
                                   stopping=stopping)
-        return self.lock_installed(venv=venv, requirements_file=requirements_file, cwd=cwd, workdir=workdir,
-                                   log=log, stopping=stopping)[0]
+        return self.lock_installed(venv=venv, requirements_file=requirements_file, cwd=cwd, log=log,
+                                   stopping=stopping)[0]
 
     def install_requirements(self, *, venv, requirements_file, cwd, log, stopping, progress=lambda phase: None):
         """Resolve and install ``requirements_file`` into ``venv`` with one ``uv pip install``, its
@@ -160,26 +168,24 @@ class UvEngine(_Engine):
                    *uv_index_args(self.index, resolving=True), "-r", requirements_file],
                   "install", log=log, stopping=stopping, cwd=cwd, env=self.env, on_line=uv_progress(progress))
 
-    def lock_installed(self, *, venv, requirements_file, cwd, workdir, log, stopping):
+    def lock_installed(self, *, venv, requirements_file, cwd, log, stopping):
         """``(pins, changed)``: the lock of ``requirements_file``, made from uv's now warm cache
         (offline), checked against what ``venv`` holds; a difference is synced to the lock
         (``changed`` true, ``venv`` altered)."""
         python = os.path.join(venv, "bin", "python")
-        out = os.path.join(workdir, "lock.txt")
+        out = os.path.join(self.box.work, "lock.txt")
         self._run([self.uv, "pip", "compile", "--quiet", "--offline", "--generate-hashes", "--no-header",
                    "--no-annotate", "--python", python, *uv_index_args(self.index, resolving=True),
                    "-o", out, requirements_file], "resolve", log=log, stopping=stopping, cwd=cwd, env=self.env)
-        with open(out, encoding="utf-8") as f:
-            pins = pinning.parse_requirements_lock(f.read())
+        pins = self._read_lock(out)
         frozen = self._run([self.uv, "pip", "freeze", "--python", python], "list", log=log, stopping=stopping,
                            env=self.env).output
         installed = sorted(p.requirement for p in pinning.parse_requirements_lock(
             "\n".join(line for line in frozen.splitlines() if "==" in line and not line.startswith("$"))))
         if installed == pinning.pin_set(pins):
             return pins, False
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(pinning.lock_text(pins))
-        self.install(venv=venv, lock_file=out, log=log, stopping=stopping)
+        self.install(venv=venv, lock_file=self.box.write_input("relock.txt", pinning.lock_text(pins)), log=log,
+                     stopping=stopping)
         return pins, True
 
     def install(self, *, venv, lock_file, log, stopping, progress=lambda phase: None):
@@ -196,19 +202,31 @@ class PipEngine(_Engine):
     name = "pip"
     relocatable = False   # python -m venv scripts name their venv: built at the final path
 
-    def resolve(self, *, python, requirements_file, cwd, workdir, log, stopping):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.env = pip_environment(self.index, self.box.env)
+        if self.box.separate and not open_to_others(sys.executable):
+            raise BuildFailed(f"the pip engine runs the builder's own pip ({sys.executable}), which a build user"
+                              " cannot run: install uv, or the builder in a folder other users can reach")
+
+    def _run(self, argv, action, **kw):
+        return super()._run(argv, action, **dict(kw, env=self.env))
+
+    def resolve(self, *, python, requirements_file, cwd, log, stopping):
         """The pins of ``requirements_file`` resolved for ``python`` (an Interpreter)."""
-        report = os.path.join(workdir, "report.json")
+        report = os.path.join(self.box.work, "report.json")
         self._run([sys.executable, "-m", "pip", "--python", python.executable, "install", "--dry-run",
                    "--ignore-installed", "--no-input", "--progress-bar", "off", "--quiet", "--report", report,
                    "-r", requirements_file], "resolve", log=log, stopping=stopping, cwd=cwd)
-        with open(report, encoding="utf-8") as f:
-            return pinning.pins_from_pip_report(json.load(f))
+        try:
+            return pinning.pins_from_pip_report(json.loads(self.box.read_output(report)))
+        except (OSError, ValueError) as exc:
+            raise BuildFailed(f"pip left no readable report ({exc})") from None
 
     def make_venv(self, *, python, dest, log, stopping):
         """A new, empty virtualenv at ``dest`` (no pip in it: the builder's pip installs)."""
         done = run_logged([python.executable, "-m", "venv", "--without-pip", dest], log_path=log,
-                          timeout=self.timeout, stopping=stopping)
+                          timeout=self.timeout, stopping=stopping, env=self.env, box=self.box)
         if done.returncode != 0 or done.timed_out:
             raise BuildFailed(f"python -m venv failed with {python.executable} (exit status {done.returncode};"
                               f" see {log})")
@@ -217,7 +235,7 @@ class PipEngine(_Engine):
         """Fetch every pin's wheel in parallel into the wheelhouse, then install them offline into ``venv``."""
         with open(lock_file, encoding="utf-8") as f:
             pins = pinning.parse_requirements_lock(f.read())
-        wheelhouse = os.path.join(self.cache_dir, "wheels")
+        wheelhouse = self.box.wheelhouse
         os.makedirs(wheelhouse, exist_ok=True)
         python = os.path.join(venv, "bin", "python")
         have = _wheel_names(wheelhouse)
@@ -236,9 +254,7 @@ class PipEngine(_Engine):
             for future in [pool.submit(fetch, pin) for pin in missing]:
                 future.result()
         progress("install")
-        plain = os.path.join(os.path.dirname(lock_file), "pins.txt")
-        with open(plain, "w", encoding="utf-8") as f:
-            f.write("".join(p.requirement + "\n" for p in pins))
+        plain = self.box.write_input("pins.txt", "".join(p.requirement + "\n" for p in pins))
         self._run([sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--no-deps",
                    "--no-input", "--progress-bar", "off", "--quiet", "--find-links", wheelhouse, "-r", plain],
                   "install", log=log, stopping=stopping)

@@ -8,7 +8,10 @@ An image is two layers (see :mod:`corral.image_layout`). Each id is
                  "platform": "linux-x86_64-cpython",   # sysconfig.get_platform() + "-" + implementation
                  "pins": ["django==4.2.16 sha256:..,sha256:..", ...],  # the lock's pins and the
                                                        # files each allows (builder.pinning.content_keys)
-                 "own": "sha256:..."}                  # only when a pin has no hash: the source's digest
+                 "own": "sha256:...",                  # only when a pin has no hash: the source's digest
+                 "by": "corral_build-..."}             # only when builds run as their app's build user:
+                                                       # its name (builder.buildusers), so no app gets a
+                                                       # layer another app's build could have touched
     code layer  {"format": 2, "kind": "code",
                  "python": "3.11.7",                   # its bytecode is this interpreter's
                  "source_digest": "sha256:..."}
@@ -38,21 +41,24 @@ def _sha(doc):
     return "sha256:" + hashlib.sha256(canonical_bytes(doc, ascii_only=True)).hexdigest()
 
 
-def env_id(python, platform, keys, own=None):
+def env_id(python, platform, keys, own=None, by=None):
     """The id of the environment layer for an interpreter and the content keys of a lock
     (:func:`builder.pinning.content_keys`); ``own``: the source digest of the app whose lock has a
-    pin without a hash, whose layer is then its own."""
+    pin without a hash, whose layer is then its own; ``by``: the build identity that makes it
+    (None: one shared by every app)."""
     doc = {"format": FORMAT, "kind": "env", "python": python, "platform": platform, "pins": sorted(keys)}
     if own is not None:
         doc["own"] = own
+    if by is not None:
+        doc["by"] = by
     return _sha(doc)
 
 
-def env_id_of_lock(python, pins, source_digest):
+def env_id_of_lock(python, pins, source_digest, by=None):
     """:func:`env_id` of the lock ``pins`` (:class:`builder.pinning.Pin`) for ``python`` (an
-    Interpreter), made by the app of ``source_digest``."""
+    Interpreter), made by the app of ``source_digest`` as the build identity ``by``."""
     return env_id(python.version, python.platform, pinning.content_keys(pins),
-                  own=source_digest if any(not p.hashes for p in pins) else None)
+                  own=source_digest if any(not p.hashes for p in pins) else None, by=by)
 
 
 def code_id(python, source_digest):

@@ -29,6 +29,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 import subprocess
 import time
 import uuid
@@ -123,7 +124,7 @@ class LayerLock:
         os.close(self.fd)   # releases the flock
 
 
-def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, workdir, log,
+def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, log,
                     stopping, builder, progress=lambda phase: None):
     """Make env layer ``layer_id`` from a known lock unless finished; return its marker and whether it was there.
 
@@ -137,13 +138,11 @@ def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, wo
         final = image_layout.layer_dir(images_dir, "env", layer_id)
         _remove_tree(final)
         target = _temp_beside(final) if engine.relocatable else final
-        lock_file = os.path.join(workdir, "install-lock.txt")
-        with open(lock_file, "w", encoding="utf-8") as f:
-            f.write(lock_text)
+        lock_file = engine.box.write_input("install-lock.txt", lock_text)
         base = None
-        if engine.name == "uv":
-            base = nearest_env(finished_layers(images_dir, "env"), python.version, python.platform,
-                               pinning.content_keys(pins))
+        if engine.name == "uv":   # only from a layer of the same build identity (its own app's)
+            base = nearest_env([(i, m) for i, m in finished_layers(images_dir, "env") if m.get("by") == engine.box.key],
+                               python.version, python.platform, pinning.content_keys(pins))
         try:
             if base is not None:
                 progress("install (from a similar environment)")
@@ -152,9 +151,11 @@ def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, wo
                         raise BuildFailed(f"the environment {base} to start from was removed meanwhile")
                     image_layout.touch_layer(images_dir, "env", base)
                     _derive(image_layout.layer_dir(images_dir, "env", base), target, log=log, stopping=stopping)
+                engine.box.hand_over(target, tree=True)
             else:
-                engine.make_venv(python=python, dest=target, log=log, stopping=stopping)
+                engine.make_venv(python=python, dest=engine.box.make_folder(target), log=log, stopping=stopping)
             engine.install(venv=target, lock_file=lock_file, log=log, stopping=stopping, progress=progress)
+            seal(target, engine.box.uid)
             if target != final:
                 os.rename(target, final)
             marker = _env_marker(engine, images_dir, layer_id, python, pins, builder, base)
@@ -165,7 +166,7 @@ def build_env_layer(engine, *, images_dir, layer_id, python, pins, lock_text, wo
         return marker, False
 
 
-def build_env_unresolved(engine, *, images_dir, python, requirements_file, cwd, workdir, log,
+def build_env_unresolved(engine, *, images_dir, python, requirements_file, cwd, log,
                          stopping, builder, source_digest, progress=lambda phase: None):
     """Resolve and install in one pass (an engine with ``install_unresolved``), then file the layer.
 
@@ -177,13 +178,14 @@ def build_env_unresolved(engine, *, images_dir, python, requirements_file, cwd, 
     """
     tmp = _temp_beside(os.path.join(images_dir, "env", "unresolved"))
     try:
-        engine.make_venv(python=python, dest=tmp, log=log, stopping=stopping)
+        engine.make_venv(python=python, dest=engine.box.make_folder(tmp), log=log, stopping=stopping)
         engine.install_requirements(venv=tmp, requirements_file=requirements_file, cwd=cwd, log=log,
                                     stopping=stopping, progress=progress)
         progress("lock")
         pins, _ = engine.lock_installed(venv=tmp, requirements_file=requirements_file, cwd=cwd,
-                                        workdir=workdir, log=log, stopping=stopping)
-        layer_id = env_id_of_lock(python, pins, source_digest)
+                                        log=log, stopping=stopping)
+        seal(tmp, engine.box.uid)
+        layer_id = env_id_of_lock(python, pins, source_digest, engine.box.key)
         with LayerLock(images_dir, "env", layer_id, stopping):
             marker = image_layout.read_layer_marker(images_dir, "env", layer_id)
             if marker is not None:
@@ -206,7 +208,7 @@ def _env_marker(engine, images_dir, layer_id, python, pins, builder, base):
     marker = {"id": layer_id, "kind": "env", "python": python.version, "platform": python.platform,
               "pins": [p.requirement for p in pins], "pinned": pinning.content_keys(pins),
               "own": any(not p.hashes for p in pins), "artifact_sha256": None, "size": None,
-              "engine": engine.name, "derived_from": base, "built_by": builder}
+              "engine": engine.name, "derived_from": base, "built_by": builder, "by": engine.box.key}
     image_layout.write_layer_marker(images_dir, "env", layer_id, marker)
     return marker
 
@@ -244,6 +246,53 @@ def ensure_archive(*, images_dir, cache_dir, kind, layer_id, stopping=lambda: Fa
         return sha, size
 
 
+def seal(folder, build_uid=None):
+    """Make the layer at ``folder`` the builder's and read-only before its marker is written: every
+    entry owned by the builder's user, files ``0444`` (``0555`` when executable: no write, set-id
+    or sticky bit), folders ``0755``, no FIFO, socket or device; links are not followed. Called
+    once no process of the build runs, so nothing the build left can change the layer afterwards
+    (a file it shares an inode with, in its own cache, becomes the builder's too).
+
+    ``build_uid``: the build user who wrote it (None: the builder itself, or no one). Then only
+    what that user owns is changed; a file of anyone else, or one of the builder's that is linked
+    elsewhere and not sealed yet, is a hard link the build made to a file that is not its own
+    (where the kernel allows it) and BuildFailed is raised: sealing it would change the original.
+    """
+    uid, gid = os.getuid(), os.getgid()
+    for top, dirs, files in os.walk(folder, topdown=False):
+        for name in files + dirs:
+            _seal_entry(os.path.join(top, name), uid, gid, build_uid)
+    _seal_entry(folder, uid, gid, build_uid)
+
+
+def _sealed_mode(st):
+    """The mode a sealed layer gives an entry of ``st`` (folders 0755, files 0444/0555), or None."""
+    if stat.S_ISDIR(st.st_mode):
+        return 0o755
+    if stat.S_ISREG(st.st_mode):
+        return 0o555 if st.st_mode & 0o111 else 0o444
+    return None
+
+
+def _seal_entry(path, uid, gid, build_uid):
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        if st.st_uid == build_uid or (st.st_uid, st.st_gid) != (uid, gid) and build_uid is None:
+            os.lchown(path, uid, gid)
+        return
+    mode = _sealed_mode(st)
+    if build_uid is not None and st.st_uid != build_uid and not (
+            st.st_uid == uid and (stat.S_IMODE(st.st_mode) == mode or st.st_nlink == 1)):
+        raise BuildFailed(f"the build left {path} linked to a file that is not its own (owner uid {st.st_uid})")
+    if mode is None:   # a FIFO, socket or device has no place in a layer
+        os.unlink(path)
+        return
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.lchown(path, uid, gid)
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+
+
 def _temp_beside(final):
     """A new temporary folder name beside ``final`` (same disk, so a rename moves it)."""
     return os.path.join(os.path.dirname(final), f".tmp-{uuid.uuid4().hex}")
@@ -267,6 +316,7 @@ def build_code_layer(*, images_dir, layer_id, python, staging, own_version, log,
         else:
             run_logged([python.executable, "-m", "compileall", "-q", staging], log_path=log,
                        timeout=300, stopping=stopping)
+        seal(staging)
         os.rename(staging, final)
         marker = {"id": layer_id, "kind": "code", "python": python.version, "artifact_sha256": None,
                   "size": None, "built_by": builder}

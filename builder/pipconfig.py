@@ -21,6 +21,7 @@ value of the same key. The functions here besides :func:`read_pip_config`
 are purely computational.
 """
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -93,6 +94,18 @@ def uv_environment(settings, base):
         env["SSL_CERT_FILE"] = settings.cert
     if settings.timeout:
         env["UV_HTTP_TIMEOUT"] = settings.timeout
+    return env
+
+
+def pip_environment(settings, base):
+    """pip's environment: ``base`` (a dict) with ``settings`` as ``PIP_*`` variables, and no
+    configuration file of its own (a build's pip reads what the builder read, nothing else)."""
+    env = dict(base, PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    pairs = {"PIP_INDEX_URL": settings.index_url, "PIP_EXTRA_INDEX_URL": " ".join(settings.extra_index_urls),
+             "PIP_FIND_LINKS": " ".join(settings.find_links), "PIP_CONSTRAINT": " ".join(settings.constraints),
+             "PIP_CERT": settings.cert, "PIP_DEFAULT_TIMEOUT": settings.timeout,
+             "PIP_NO_INDEX": "1" if settings.no_index else ""}
+    env.update({k: v for k, v in pairs.items() if v})
     return env
 
 

@@ -24,6 +24,7 @@ The resolution memo means a change of code alone costs no resolve: the same
 requirement text keeps its lock (as ``six`` today and ``six`` next month
 share an image until the text changes; pin versions to move them).
 """
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -37,6 +38,7 @@ from builder.failures import BuildFailed
 from builder.imageid import code_id, env_id_of_lock, image_id, requirement_lines_text, resolution_key
 from builder.interpreters import find_interpreter, own_interpreter
 from builder.layers import build_code_layer, build_env_layer, build_env_unresolved, ensure_archive, finished_layers
+from builder.buildusers import SharedUser
 from builder.pipconfig import IndexSettings
 from corral import image_layout, private, source
 
@@ -57,6 +59,11 @@ class Workshop:
     min_free: int = 1 * GIB       # bytes that must be free on the images disk for a build to start
     layer_cache_bytes: int = 0    # layers built here (folders + archives) pruned LRU to this; 0: no limit
     wheel_cache_bytes: int = 0    # uv's cache + the pip wheelhouse pruned LRU to this; 0: no limit
+    users: object = None          # who builds run as (builder.buildusers.choose); None: the builder's own user
+
+    def build_users(self):
+        """:class:`builder.buildusers.BuildUsers`, or the builder's own user (``SharedUser``) when None."""
+        return self.users or SharedUser(self.cache_dir, "builds run as the builder's own user")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,42 +129,49 @@ def check_free_space(workshop, disk_usage=shutil.disk_usage):
                           f" less than the {workshop.min_free / GIB:.1f} GiB a build needs")
 
 
-def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, offload=run_here,
-                find_python=find_interpreter, engine=None, progress=lambda phase: None):
-    """Make the image for ``inputs`` (a build job's inputs) unless it exists; return its Outcome.
+def build_image(build_id, inputs, *, store, workshop, app="", stopping=lambda: False, offload=run_here,
+                find_python=find_interpreter, progress=lambda phase: None):
+    """Make the image for ``inputs`` (a build job's inputs, of ``app``) unless it exists; return its Outcome.
 
-    ``offload(fn, *args)`` runs a blocking, CPU-bound step (unpack, remove)
-    off the event loop; the daemon passes ``eventlet.tpool.execute``.
-    ``progress(phase)`` is told each phase as it starts. Raises BuildFailed
-    or BuildAbandoned.
+    The build's commands run as ``workshop.build_users()`` decides (app ``app``'s build user when
+    the builder is root: :mod:`builder.buildusers`). ``offload(fn, *args)`` runs a blocking,
+    CPU-bound step (unpack, remove) off the event loop; the daemon passes ``eventlet.tpool.execute``.
+    ``progress(phase)`` is told each phase as it starts. Raises BuildFailed or BuildAbandoned.
     """
-    engine = engine or pick_engine(workshop.engine, cache_dir=workshop.cache_dir, index=workshop.index,
-                                   timeout=workshop.pip_timeout)
+    token = uuid.uuid4().hex
+    with contextlib.ExitStack() as stack:
+        try:
+            box = stack.enter_context(workshop.build_users().session(app, token))
+        except OSError as exc:
+            raise BuildFailed(f"builder {workshop.name} could not prepare the build's identity: {exc}") from None
+        engine = pick_engine(workshop.engine, box=box, index=workshop.index, timeout=workshop.pip_timeout)
+        return _build(build_id, inputs, store, workshop, engine, token, stopping, offload, find_python, progress)
+
+
+def _build(build_id, inputs, store, workshop, engine, token, stopping, offload, find_python, progress):
+    """The steps of :func:`build_image`, its commands run by ``engine`` (and its box)."""
     phases = {}
     clock = time.monotonic()
     digest = inputs.get("source_digest")
     if not isinstance(digest, str) or not digest:
         raise BuildFailed(f"build {build_id} has no source digest in its inputs")
     kind, requirements = requirement_spec(inputs)
-    token = uuid.uuid4().hex
     staging = os.path.join(workshop.images_dir, "code", f".fetch-{token}")
-    workdir = os.path.join(workshop.cache_dir, "work", f"{build_id}-{token}")
     log = log_path(workshop, build_id)
     image = None
     try:
         os.makedirs(os.path.join(workshop.images_dir, "code"), exist_ok=True)
         check_free_space(workshop)
         progress("fetch")
-        text, req_file = _fetch_source(store, digest, kind, requirements, staging, workdir, offload)
+        text, req_file, cwd = _fetch_source(store, digest, kind, requirements, staging, engine.box, offload)
         python = find_python(inputs.get("python"), workshop.name)
         phases["fetch"] = _lap(clock)
 
         clock = time.monotonic()
         progress("resolve")
-        pins, env_done = _resolve(engine, workshop, python, text, req_file, staging, workdir, log, stopping,
-                                  progress, digest)
+        pins, env_done = _resolve(engine, workshop, python, text, req_file, cwd, log, stopping, progress, digest)
         lock_text = pinning.lock_text(pins)
-        env = env_id_of_lock(python, pins, digest)
+        env = env_id_of_lock(python, pins, digest, engine.box.key)
         code = code_id(python.version, digest)
         image = image_id(env, code)
         phases["resolve"] = _lap(clock)
@@ -176,7 +190,7 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
         else:
             env_marker, env_was_there = build_env_layer(
                 engine, images_dir=workshop.images_dir, layer_id=env, python=python,
-                pins=pins, lock_text=lock_text, workdir=workdir, log=log, stopping=stopping, builder=workshop.name,
+                pins=pins, lock_text=lock_text, log=log, stopping=stopping, builder=workshop.name,
                 progress=progress)
             if not env_was_there:
                 phases["install"] = _lap(clock)
@@ -189,13 +203,13 @@ def build_image(build_id, inputs, *, store, workshop, stopping=lambda: False, of
         raise BuildFailed(str(exc), image=image, phases=phases) from None
     finally:
         offload(_remove_tree, staging)
-        offload(_remove_tree, workdir)
 
 
-def _fetch_source(store, digest, kind, requirements, staging, workdir, offload):
+def _fetch_source(store, digest, kind, requirements, staging, box, offload):
     """Unpack the source ``digest`` into ``staging`` and have its requirements where the engine reads
-    them (the app's own file, or ours in ``workdir`` from the spec's lines): ``(text, file)``."""
-    os.makedirs(workdir)
+    them (the app's own file, or ours in ``box.inputs`` from the spec's lines): ``(text, file, cwd)``,
+    ``cwd`` the folder the installer runs in: a copy of the source in the build's own folder when
+    builds run as a user of their own (the staging becomes the code layer: theirs to read only)."""
     data = store.get_source(digest)
     if data is None:
         raise BuildFailed(f"source {digest} is not in the store")
@@ -203,13 +217,15 @@ def _fetch_source(store, digest, kind, requirements, staging, workdir, offload):
         offload(source.unpack_source, data, staging, digest)
     except (ValueError, OSError, tarfile.TarError) as exc:
         raise BuildFailed(f"source {digest} could not be unpacked: {exc}") from None
+    cwd = staging
+    if box.separate:
+        cwd = os.path.join(box.work, "src")
+        offload(_copy_tree, staging, cwd)
+        box.hand_over(cwd, tree=True, files=True)
     if kind == "file":
-        return read_requirements_file(staging, requirements), os.path.join(staging, os.path.normpath(requirements))
+        return read_requirements_file(staging, requirements), os.path.join(cwd, os.path.normpath(requirements)), cwd
     text = requirement_lines_text(requirements or [])
-    req_file = os.path.join(workdir, "requirements.txt")
-    with open(req_file, "w", encoding="utf-8") as f:
-        f.write(text)
-    return text, req_file
+    return text, box.write_input("requirements.txt", text), cwd
 
 
 def _link_image(workshop, image, built, token):
@@ -235,7 +251,7 @@ def pack_archives(workshop, layers, stopping=lambda: False):
     return out
 
 
-def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stopping, progress, source_digest):
+def _resolve(engine, workshop, python, text, req_file, cwd, log, stopping, progress, source_digest):
     """``(pins, env)`` of the requirement text: remembered, or resolved by ``engine`` and remembered.
 
     ``env`` is ``(marker, was there)`` when the environment was made in the
@@ -253,16 +269,15 @@ def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stoppi
         pass
     env = None
     bases = [m for _, m in finished_layers(workshop.images_dir, "env")
-             if (m.get("python"), m.get("platform")) == (python.version, python.platform)]
+             if (m.get("python"), m.get("platform"), m.get("by")) == (python.version, python.platform, engine.box.key)]
     if hasattr(engine, "install_unresolved") and not bases:
         pins, marker, was_there = build_env_unresolved(
             engine, images_dir=workshop.images_dir, python=python,
-            requirements_file=req_file, cwd=cwd, workdir=workdir, log=log, stopping=stopping,
+            requirements_file=req_file, cwd=cwd, log=log, stopping=stopping,
             builder=workshop.name, source_digest=source_digest, progress=progress)
         env = (marker, was_there)
     else:
-        pins = engine.resolve(python=python, requirements_file=req_file, cwd=cwd, workdir=workdir, log=log,
-                              stopping=stopping)
+        pins = engine.resolve(python=python, requirements_file=req_file, cwd=cwd, log=log, stopping=stopping)
     os.makedirs(os.path.dirname(memo), exist_ok=True)
     private.write_private(memo, pinning.lock_text(pins))   # whole or absent, even across a crash
     return pins, env
@@ -270,6 +285,11 @@ def _resolve(engine, workshop, python, text, req_file, cwd, workdir, log, stoppi
 
 def _remove_tree(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _copy_tree(src, dest):
+    """A copy of the folder ``src`` at ``dest`` (links copied as links)."""
+    shutil.copytree(src, dest, symlinks=True)
 
 
 def _lap(start):

@@ -6,8 +6,9 @@
     prune_layers(workshop, ...)            finished layers built here: folder, archive, marker, and
                                            the image folders linking them; last used = marker's mtime
                                            (touched when a build reuses the layer or an agent fetches it)
-    prune_wheels(workshop, uv)             the pip wheelhouse, a file per wheel (last used = mtime);
-                                           uv's cache, a package at a time (``uv cache clean NAME``,
+    prune_wheels(workshop, uv)             the pip wheelhouses, a file per wheel (last used = mtime);
+                                           uv's caches (the builder's and each build user's), a
+                                           package at a time (``uv cache clean NAME``, as the cache's owner,
                                            then ``uv cache prune``), last used = the newest env layer
                                            holding the package
 
@@ -24,12 +25,16 @@ import fcntl
 import os
 import re
 import shutil
+import stat
 import subprocess
+import warnings
 
 from builder import archives
+from builder.buildusers import SAFE_PATH
 from builder.layers import finished_layers
 from builder.pinning import normalize_name
 from corral import image_layout
+from corral.privileges import become
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,40 +153,58 @@ def _remove_broken_images(images_dir):
 
 
 def prune_wheels(workshop, uv=None, offload=lambda fn, *args: fn(*args)):
-    """Bring the wheel caches (pip's wheelhouse, uv's cache) within ``workshop.wheel_cache_bytes``
-    together, least recently used first; return the removed keys (file paths, package names).
+    """Bring the wheel caches (pip's wheelhouses, uv's caches: the builder's own and each build
+    user's, :mod:`builder.buildusers`) within ``workshop.wheel_cache_bytes`` together, least
+    recently used first; return the removed keys (file paths; package names, ``<build user>/<name>``
+    for a build user's).
 
-    ``offload(fn, *args)`` runs the walk over uv's cache (file system only);
-    the ``uv cache`` commands run in the caller's (green) thread.
+    ``offload(fn, *args)`` runs the walk over uv's caches (file system only);
+    the ``uv cache`` commands run in the caller's (green) thread, each as the owner of its cache.
     """
     if not workshop.wheel_cache_bytes:
         return []
-    entries = []
-    wheelhouse = os.path.join(workshop.cache_dir, "wheels")
-    for entry in _scandir(wheelhouse):
-        if entry.name.endswith(".whl") and entry.is_file(follow_symlinks=False):
-            st = entry.stat(follow_symlinks=False)
-            entries.append(Entry(entry.path, st.st_size, st.st_mtime))
-    uv_dir = os.path.join(workshop.cache_dir, "uv")
-    uv_sizes, uv_rest = offload(_uv_package_sizes, uv_dir)
+    entries, keep, packages = [], set(), {}
     used = _package_last_use(workshop.images_dir)
-    entries += [Entry(name, size, used.get(name, 0.0)) for name, size in uv_sizes.items()]
-    keep = {"-uv-shared-"}   # uv's metadata and interpreter info: counted, never evicted here
-    entries.append(Entry("-uv-shared-", uv_rest, float("inf")))
-    removed = []
+    for label, root in _cache_roots(workshop.cache_dir):
+        for entry in _scandir(os.path.join(root, "wheels")):
+            if entry.name.endswith(".whl") and entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                entries.append(Entry(entry.path, st.st_size, st.st_mtime))
+        uv_dir = os.path.join(root, "uv")
+        uv_sizes, uv_rest = offload(_uv_package_sizes, uv_dir)
+        for name, size in uv_sizes.items():
+            key = f"{label}/{name}" if label else name
+            packages[key] = (uv_dir, name)
+            entries.append(Entry(key, size, used.get(name, 0.0)))
+        shared = f"-uv-shared-{label}"   # uv's metadata and interpreter info: counted, never evicted here
+        keep.add(shared)
+        entries.append(Entry(shared, uv_rest, float("inf")))
+    removed, cleaned = [], set()
     for key in plan_evictions(entries, workshop.wheel_cache_bytes, keep):
-        if key in uv_sizes:
-            if uv is not None and _uv(uv, uv_dir, "clean", key):
+        if key in packages:
+            uv_dir, name = packages[key]
+            if uv is not None and _uv(uv, uv_dir, "clean", name):
                 removed.append(key)
+                cleaned.add(uv_dir)
         else:
             try:
                 os.unlink(key)
                 removed.append(key)
             except FileNotFoundError:
                 pass
-    if uv is not None and any(key in uv_sizes for key in removed):
+    for uv_dir in sorted(cleaned):
         _uv(uv, uv_dir, "prune")
     return removed
+
+
+def _cache_roots(cache_dir):
+    """``[(label, folder)]`` of the folders holding a ``uv/`` and a ``wheels/`` cache: the builder's
+    own (label "") and each build user's (label: its name)."""
+    roots = [("", cache_dir)]
+    for entry in sorted(_scandir(os.path.join(cache_dir, "builds")), key=lambda e: e.name):
+        if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+            roots.append((entry.name, entry.path))
+    return roots
 
 
 _DIST_INFO = re.compile(r"^(.+)-[^-]+\.dist-info$")
@@ -218,8 +241,21 @@ def _package_last_use(images_dir):
 
 
 def _uv(uv, uv_dir, *args):
-    done = subprocess.run([uv, "cache", *args, "--cache-dir", uv_dir], capture_output=True,
-                          stdin=subprocess.DEVNULL, check=False)
+    """Run ``uv cache ARGS`` on ``uv_dir`` as the owner of that folder (a build user's cache is
+    cleaned by that user, never by root following what it planted there)."""
+    try:
+        st = os.lstat(uv_dir)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    theirs = st.st_uid != os.getuid()
+    with warnings.catch_warnings():  # eventlet warns of any fork; the child execs at once
+        warnings.filterwarnings("ignore", message="Using fork", category=DeprecationWarning)
+        done = subprocess.run([uv, "cache", *args, "--cache-dir", uv_dir], capture_output=True,
+                              stdin=subprocess.DEVNULL, check=False,
+                              env=dict(PATH=SAFE_PATH, HOME=uv_dir) if theirs else None,
+                              preexec_fn=(lambda: become(st.st_uid, st.st_gid)) if theirs else None)
     return done.returncode == 0
 
 

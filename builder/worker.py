@@ -105,7 +105,7 @@ class Worker:
                 phase[1].send(True)
 
         try:
-            outcome = build_image(job.id, job.inputs, store=self.store, workshop=self.workshop,
+            outcome = build_image(job.id, job.inputs, store=self.store, workshop=self.workshop, app=job.app,
                                   stopping=lambda: bool(lost) or stopping(), offload=self.offload,
                                   progress=progress)
         except BuildAbandoned:

@@ -18,44 +18,14 @@ and :func:`start` starts a command that way in a session of its own.
 It imports little at the top (``subprocess`` only in :func:`start`, which
 only the agent calls), so the capture process can import it.
 """
-import ctypes
 import dataclasses
 import errno
 import os
 import warnings
 
+from corral.privileges import become, no_new_privs  # noqa: F401 (shared with the builder)
 from nodeagent import sandbox
 from nodeagent.procstat import start_ticks
-
-PR_SET_NO_NEW_PRIVS = 38
-
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl   # loaded before any fork: a child only calls it
-except (OSError, AttributeError):
-    _prctl = None
-
-
-def no_new_privs():
-    """Set ``PR_SET_NO_NEW_PRIVS`` on this process (inherited by all it starts, never cleared).
-    Raises OSError when the kernel refuses it: nothing of an app runs without it."""
-    if _prctl is None:
-        raise OSError(0, "prctl is not available")
-    if _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def become(uid, gid):
-    """Become ``uid``/``gid`` for good, with no supplementary groups and no new privileges.
-
-    Called by root in a child before exec (or by the capture process): after
-    it the process has no capability left and cannot gain one. Raises OSError
-    on the first step that fails; the caller must then not exec.
-    """
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
-    no_new_privs()
 
 
 class IdentityUnknown(Exception):
