@@ -9,12 +9,17 @@ with 503 (its token cannot be checked): a revoked token is never let in.
 The bootstrap tokens (corral.auth.api_token, derived from the cluster key)
 are accepted only while the store holds no named token. Once this reconciler
 has seen one, it never asks again (rows are never deleted); until then it
-asks the store on each bootstrap request, and when the store does not answer
-it goes by what it saw last.
+asks the store before the first bootstrap request is let in, then again at most
+every :data:`ASK_EVERY` second beside the requests (a bootstrap token is refused
+within a second of the first named token, made through any reconciler), and when
+the store does not answer it goes by what it saw last: a request during an outage
+waits for the store once (for its own work), not twice.
 """
 import logging
 import time
 from typing import NamedTuple
+
+import eventlet
 
 from corral.auth import bearer, is_named_token, refusal as token_refusal, role_of, token_hash
 from corral.store import StoreError
@@ -23,6 +28,8 @@ log = logging.getLogger(__name__)
 
 TOUCH_EVERY = 60.0   # seconds: a token's last use is written at most this often by one reconciler
 RECHECK = 1.0        # seconds at least between two checks of an open stream's token
+UNANSWERED_QUIET = 5.0   # seconds the bootstrap question is not asked again after the store did not answer it
+ASK_EVERY = 1.0          # seconds between two askings of it once answered (asked aside, the request not held)
 WRONG = "missing or wrong API token (see CORRAL_TOKEN or the config corral up wrote)"
 BOOTSTRAP_OFF = ("the cluster-key API tokens are off for good: this cluster has named tokens (`corral token "
                  "list`); use one of them (`corral auth rotate` writes new ones to the client config)")
@@ -50,6 +57,11 @@ class Credentials:
         self.bootstrap = dict(bootstrap)
         self.clock = clock
         self._named_seen = False
+        self._quiet_until = 0.0   # monotonic time before which the store is not asked again (it did not answer)
+        self._answered_at = None  # when the store last answered the bootstrap question
+        self._asking = bool(self.bootstrap)
+        if self._asking:   # asked once at start, so that no request of a running reconciler waits for it
+            eventlet.spawn_n(self._ask)
 
     def identify(self, header):
         """The :class:`Principal` of an ``Authorization`` header; :class:`Refused` with the reason when it
@@ -69,12 +81,33 @@ class Credentials:
     def named_tokens_exist(self):
         """Whether the store holds a named token (so the bootstrap tokens are off); as last seen when the
         store does not answer."""
-        if not self._named_seen:
-            try:
-                self._named_seen = self.store.has_api_tokens()
-            except StoreError as e:
-                log.warning("cannot tell whether the store has named API tokens (%s); going by the last answer", e)
+        if self._named_seen:
+            return True
+        now = time.monotonic()
+        if self._answered_at is None:   # never answered since this reconciler started: ask before going on
+            if now >= self._quiet_until:
+                self._ask()
+        elif now - self._answered_at >= ASK_EVERY and not self._asking:   # answered: asked again aside
+            self._asking = True
+            eventlet.spawn_n(self._ask)
         return self._named_seen
+
+    def named_token_made(self):
+        """A named token was just made through this reconciler: the cluster-key tokens are off from the
+        next request on, here without asking the store (the others within :data:`ASK_EVERY`)."""
+        self._named_seen = True
+
+    def _ask(self):
+        """Ask the store whether it holds a named token; when it does not answer, not again for
+        :data:`UNANSWERED_QUIET` s (each request would wait for it, then for its own work)."""
+        try:
+            self._named_seen = self.store.has_api_tokens()
+            self._answered_at = time.monotonic()
+        except StoreError as e:
+            self._quiet_until = time.monotonic() + UNANSWERED_QUIET
+            log.warning("cannot tell whether the store has named API tokens (%s); going by the last answer", e)
+        finally:
+            self._asking = False
 
     def _named(self, token):
         record = self.store.find_api_token(token_hash(token))

@@ -72,6 +72,7 @@ class TokenRoutes:
             made = self.store.add_api_token(record, actor=actor(environ))
         except Conflict as e:
             raise HttpError(409, str(e)) from None
+        self.credentials.named_token_made()
         return 201, dict(token_json(made, self.clock()), token=token)
 
     def revoke(self, environ, query, name):

@@ -15,11 +15,14 @@ Recovery: a connection that fails (server restarted, network gone) is
 dropped along with every idle one, since they share its fate. When the very
 first statement of a transaction fails on a connection taken from the pool,
 nothing reached the server, so the transaction is tried once more on a fresh
-connection: the first call after the server comes back succeeds. Otherwise
-the failure surfaces as ``StoreError("store unreachable: ...")`` and the next
-call reconnects.
+connection: the first call after the server comes back succeeds. Only when it
+failed at once (within :data:`RETRY_WITHIN`: a connection the server closed):
+one that failed by timing out (a link gone) would only time out again, and a
+call during an outage would wait twice. Otherwise the failure surfaces as
+``StoreError("store unreachable: ...")`` and the next call reconnects.
 """
 import threading
+import time
 import zlib
 
 import psycopg2
@@ -30,6 +33,7 @@ from corral.store.cursor import Cursor
 from corral.store.sql import SQLStore
 
 MIGRATION_LOCK = zlib.crc32(b"corral.store.migrate")
+RETRY_WITHIN = 1.0   # seconds: a first statement that failed sooner is tried again on a fresh connection
 
 
 def _first_line(exc: Exception) -> str:
@@ -126,7 +130,7 @@ class PostgresStore(SQLStore):
                     conn, reused = self._checkout(fresh=attempt > 1)
                 except psycopg2.Error as exc:
                     raise StoreError(f"store unreachable: {_first_line(exc)} ({self._where})") from exc
-                cur = None
+                cur, began = None, time.monotonic()
                 try:
                     cur = Cursor(conn.cursor(), "%s")
                     result = work(cur)
@@ -140,8 +144,9 @@ class PostgresStore(SQLStore):
                                      f"{_first_line(exc)} ({self._where})") from exc
                 except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
                     self._discard(conn)
-                    if reused and (cur is None or cur.executed == 0) and attempt == 1:
-                        continue  # nothing reached the server: try once on a new connection
+                    if (reused and (cur is None or cur.executed == 0) and attempt == 1
+                            and time.monotonic() - began < RETRY_WITHIN):
+                        continue  # nothing reached the server, at once (a stale connection): try once on a new one
                     raise StoreError(f"store unreachable: {_first_line(exc)} ({self._where})") from exc
                 except psycopg2.Error as exc:
                     self._rollback_and_checkin(conn)
