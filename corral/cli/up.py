@@ -98,7 +98,9 @@ def join_tokens(names, data_dir, key, store_dsn, ttl=600.0):
     """``{node: join token or None}``: a fresh one-time token (made in the store, as `corral node join-token`
     makes one) for each agent of ``names`` whose folder holds no credential the store knows, None for
     one that will start with its own (corral/wire/credentials.py). A credential whose key the store
-    does not know (a store made anew, as with another --store) is removed: its node joins again."""
+    does not know (a store made anew, as with another --store) is removed: its node joins again; a key
+    the store holds for a node whose folder does not hold it (a store restored from a backup) is revoked
+    first, so that the node can join with its new one."""
     from corral.store import StoreError, open_store
     try:
         return _join_tokens(names, data_dir, key, open_store(store_dsn), ttl)
@@ -111,7 +113,9 @@ def _join_tokens(names, data_dir, key, store, ttl):
     from corral.wire import credentials
     from corral.wire.curve import server_public
     try:
-        known = {r.public_key for r in store.list_node_keys()}
+        keys = store.list_node_keys()
+        known = {r.public_key for r in keys}
+        live = {r.name for r in keys if r.revoked_at is None and r.public_key is not None}
         out = {}
         for name in names:
             folder = os.path.join(data_dir, "nodes", name)
@@ -121,6 +125,8 @@ def _join_tokens(names, data_dir, key, store, ttl):
                 continue
             if held is not None:
                 os.unlink(credentials.credential_path(folder))
+            if name in live:   # the store knows a key of this name its folder does not hold (a store restored
+                store.revoke_node_key(name, "corral up")   # from a backup, a folder made anew): up's node, re-keyed
             token = credentials.new_join_token(server_public(key, "required"))
             store.add_join_token(token.id, token.secret_sha256(), ttl, "corral up")
             out[name] = token.text()
