@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py --nodes 100 --instances 1000 --store sqlite
     .venv/bin/python bench/scale.py --nodes 1000 --instances 10000 --store postgresql
+    .venv/bin/python bench/scale.py --nodes 1000 --instances 10000 --bus-encryption required
 
 A real reconciler daemon (``corral reconciler``) runs on the chosen store.
 Simulated agents speak the real wire protocol (signed envelopes over ZeroMQ,
@@ -50,8 +51,9 @@ class Fleet:
     reports at once and every heartbeat, as a real agent's report looks
     (``started_at``, ``seq``, a moving load)."""
 
-    def __init__(self, names, endpoint, key, context, full_reports=False):
+    def __init__(self, names, endpoint, key, context, full_reports=False, encryption="off"):
         from corral.wire.bus import BusClient
+        from corral.wire.curve import server_public
         from nodeagent.reporting import Reporting
         self.endpoint, self.full_reports = endpoint, full_reports
         self.reporting = {name: Reporting() for name in names}
@@ -60,7 +62,8 @@ class Fleet:
         self.epochs = {name: 0 for name in names}
         self.seq = {name: 0 for name in names}
         self.total, self.changed_at = 0, None
-        self.buses = {name: BusClient([endpoint], key, name, self._handler(name), context=context).start()
+        self.buses = {name: BusClient([endpoint], key, name, self._handler(name), context=context,
+                                      curve_server_public=server_public(key, encryption)).start()
                       for name in names}
 
     def report(self, name):
@@ -106,7 +109,7 @@ class Fleet:
         return on_message
 
 
-def agent_worker(names, endpoint, secret_file, heartbeat, full_reports=False):
+def agent_worker(names, endpoint, secret_file, heartbeat, full_reports=False, encryption="off"):
     """Run the simulated agents ``names`` until the parent ends; print ``RUNNING n t``
     (this worker's instance count, when it last changed) whenever it has changed."""
     from corral import green
@@ -120,7 +123,7 @@ def agent_worker(names, endpoint, secret_file, heartbeat, full_reports=False):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8 * len(names) + 1024)), hard))
     fleet = Fleet(names, endpoint, read_key(secret_file), shared_context(max_sockets=len(names) + 64),
-                  full_reports=full_reports)
+                  full_reports=full_reports, encryption=encryption)
 
     def heartbeats():  # every agent once per heartbeat, spread over it as real agents are
         due, step = time.monotonic(), heartbeat / len(names)
@@ -218,7 +221,8 @@ def measure(args, dsn):
     profile = ["-m", "cProfile", "-o", os.path.abspath(args.profile)] if args.profile else []
     reconciler = subprocess.Popen(
         [sys.executable, *profile, "-m", "corral", "reconciler", "--store", dsn, "--api", f"127.0.0.1:{api_port}",
-         "--bus", f"tcp://127.0.0.1:{bus_port}", "--secret-file", secret, "--name", "r1", "--settings", settings],
+         "--bus", f"tcp://127.0.0.1:{bus_port}", "--secret-file", secret, "--name", "r1", "--settings", settings,
+         "--bus-encryption", args.bus_encryption],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{api_port}"
     headers = {"Authorization": f"Bearer {token}"}
@@ -231,7 +235,8 @@ def measure(args, dsn):
             workers.append(subprocess.Popen(
                 [sys.executable, __file__, "--agents-worker", ",".join(names[i:i + share]),
                  "--endpoint", f"tcp://127.0.0.1:{bus_port}", "--secret-file", secret,
-                 "--heartbeat", str(args.heartbeat), *(["--full-reports"] if args.full_reports else [])],
+                 "--heartbeat", str(args.heartbeat), "--bus-encryption", args.bus_encryption,
+                 *(["--full-reports"] if args.full_reports else [])],
                 cwd=ROOT, stdout=subprocess.PIPE, text=True))
         for w in workers:
             if w.stdout.readline().strip() != "UP":
@@ -319,6 +324,8 @@ def main():
     p.add_argument("--planner-only", action="store_true")
     p.add_argument("--profile", metavar="FILE", help="run the reconciler under cProfile, its stats to FILE")
     p.add_argument("--keep", action="store_true", help="keep the work folder (reconciler log)")
+    p.add_argument("--bus-encryption", choices=["off", "required"], default="off",
+                   help="CurveZMQ on the bus, as corral up and the units run it (default off)")
     p.add_argument("--agents-worker", help=argparse.SUPPRESS)
     p.add_argument("--endpoint", help=argparse.SUPPRESS)
     p.add_argument("--secret-file", help=argparse.SUPPRESS)
@@ -330,7 +337,7 @@ def main():
         p.error(f"--instances {args.instances} is not a multiple of --per-app {args.per_app}")
     if args.agents_worker:
         return agent_worker(args.agents_worker.split(","), args.endpoint, args.secret_file, args.heartbeat,
-                            args.full_reports)
+                            args.full_reports, args.bus_encryption)
     converged, scratch = planner_pass(args.nodes, args.instances, args.per_app)
     out = {"nodes": args.nodes, "instances": args.instances, "store": args.store,
            "planner_pass_converged_ms": round(converged, 1), "planner_pass_place_all_ms": round(scratch, 1)}
