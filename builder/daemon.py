@@ -125,9 +125,9 @@ def _build_users(cache_dir, images_dir, engine):
         os.chmod(cache_dir, 0o711)   # passed, never listed
         log.info("builds run as a system user of their app's own (corral_build-...), no_new_privs, "
                  "in a fresh environment")
-    else:
-        log.warning("%s: a build can read and change what the builder can (its other builds' caches and layers)",
-                    users.reason)
+    else:   # said as a warning only where isolation was possible (root): an ordinary user's builder has none
+        (log.warning if os.geteuid() == 0 else log.info)(
+            "%s: a build can read and change what the builder can (its other builds' caches and layers)", users.reason)
     return users
 
 

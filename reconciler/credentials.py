@@ -59,9 +59,7 @@ class Credentials:
         self._named_seen = False
         self._quiet_until = 0.0   # monotonic time before which the store is not asked again (it did not answer)
         self._answered_at = None  # when the store last answered the bootstrap question
-        self._asking = bool(self.bootstrap)
-        if self._asking:   # asked once at start, so that no request of a running reconciler waits for it
-            eventlet.spawn_n(self._ask)
+        self._asking = False
 
     def identify(self, header):
         """The :class:`Principal` of an ``Authorization`` header; :class:`Refused` with the reason when it
@@ -97,6 +95,12 @@ class Credentials:
         next request on, here without asking the store (the others within :data:`ASK_EVERY`)."""
         self._named_seen = True
 
+    def warm(self):
+        """Ask the bootstrap question once, before the API serves (the reconciler's start), so that no
+        request of a running reconciler waits for it."""
+        if self.bootstrap and not self._named_seen:
+            self._ask()
+
     def _ask(self):
         """Ask the store whether it holds a named token; when it does not answer, not again for
         :data:`UNANSWERED_QUIET` s (each request would wait for it, then for its own work)."""
@@ -106,6 +110,9 @@ class Credentials:
         except StoreError as e:
             self._quiet_until = time.monotonic() + UNANSWERED_QUIET
             log.warning("cannot tell whether the store has named API tokens (%s); going by the last answer", e)
+        except Exception:   # asked aside, in a green thread of its own: said here, never let loose
+            self._quiet_until = time.monotonic() + UNANSWERED_QUIET
+            log.exception("asking the store whether it has named API tokens failed; going by the last answer")
         finally:
             self._asking = False
 

@@ -382,6 +382,7 @@ class Reconciler:
         """Start the bus and every duty, and serve the API on the listening socket ``api_sock``."""
         duties = [self.lease_loop, self.control_loop, self.gitops_loop, self.events_loop, self.prune_loop,
                   self.schedule_loop, self.services_loop]
+        self.api.credentials.warm()   # before the first request, so that none waits for the bootstrap question
         if self.node_keys is not None:
             try:
                 self.node_keys.refresh()   # before the first handshake, so a joined node is known at once
