@@ -105,7 +105,8 @@ class Credentials:
         """Ask the store whether it holds a named token; when it does not answer, not again for
         :data:`UNANSWERED_QUIET` s (each request would wait for it, then for its own work)."""
         try:
-            self._named_seen = self.store.has_api_tokens()
+            seen = self.store.has_api_tokens()
+            self._named_seen = self._named_seen or seen   # never back: a token made meanwhile stays seen
             self._answered_at = time.monotonic()
         except StoreError as e:
             self._quiet_until = time.monotonic() + UNANSWERED_QUIET
