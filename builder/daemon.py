@@ -46,7 +46,7 @@ ANNOUNCE_EVERY = 10.0          # a builder says where it serves this often (reco
 
 def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, timings=Timings(),
         stale_after=DEFAULT_STALE_AFTER, pip_timeout=DEFAULT_PIP_TIMEOUT, engine="auto", layer_cache_bytes=None,
-        wheel_cache_bytes=None, metrics="127.0.0.1:7073"):
+        wheel_cache_bytes=None, metrics="127.0.0.1:7073", stop=None):
     """Serve images on ``listen`` and work the store's build queue until SIGTERM/SIGINT.
 
     ``advertise`` (``HOST:PORT``) is the address written into artifact URLs
@@ -70,7 +70,7 @@ def run(*, store_dsn=None, listen, cache_dir, images_dir, name, advertise=None, 
     store_dsn = store_dsn_from(store_dsn)
     os.makedirs(images_dir, exist_ok=True)
     users = _build_users(cache_dir, images_dir, engine)
-    stopping = Stop()
+    stopping = Stop(early=stop)   # the signals its caller caught while it started, honoured once it is up
     with stopping.catching():
         store = open_store(store_dsn)
         heartbeat_store = open_store(store_dsn, migrate=False)

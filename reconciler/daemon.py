@@ -409,9 +409,10 @@ class Reconciler:
 
 
 def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), routes=None,
-        cluster_domain="localhost", services=ServiceServers(), bus_encryption="off", tls=None):
+        cluster_domain="localhost", services=ServiceServers(), bus_encryption="off", tls=None, stop=None):
     """Run one reconciler until SIGINT/SIGTERM. ``api`` is ``HOST:PORT``, ``bus`` a zmq endpoint;
-    ``tls`` ``(certificate file, key file)`` serves the API over HTTPS (:mod:`corral.apitls`).
+    ``tls`` ``(certificate file, key file)`` serves the API over HTTPS (:mod:`corral.apitls`); ``stop``: the
+    signals caught before this was called (the caller's early handlers), honoured once it is up.
 
     The key's path and the store DSN come from the environment when not given
     (:func:`corral.wire.keys.key_path`, :func:`corral.wire.keys.store_dsn`): never from argv."""
@@ -420,7 +421,7 @@ def run(*, store_dsn=None, api, bus, secret_file=None, name, timings=Timings(), 
     key = read_key(key_path(secret_file))
     store = open_store_retrying(store_dsn_from(store_dsn))
     git_dir = tempfile.mkdtemp(prefix="corral-git-")
-    stop = Stop()
+    stop = Stop(early=stop)
     host, _, port = api.rpartition(":")
     context = apitls.server_context(*tls) if tls else None   # a file that cannot be loaded: said before anything
     sock = eventlet.listen((host or "127.0.0.1", int(port)), backlog=1024)

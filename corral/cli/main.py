@@ -319,9 +319,11 @@ def _daemon_logging(name):
 def run_daemon(args):
     """Patch eventlet, then run the daemon the arguments name (blocking)."""
     early = []
-    if args.command == "agent":
-        # A stop asked while the agent imports and starts is kept and honoured once it is up: SIGINT then
-        # stops the instances it adopts, where Python's default would end it at once and leave them running.
+    if args.command in ("agent", "reconciler", "builder"):
+        # A stop asked while the daemon imports and starts is kept and honoured once it is up: the agent's
+        # SIGINT then stops the instances it adopts, where Python's default would end it at once and leave them
+        # running; and a SIGINT that lands inside eventlet's monkey-patching is swallowed there (it prints the
+        # KeyboardInterrupt and goes on), so a reconciler stopped as it started would run on.
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, lambda signum, frame: early.append(signum))
     from corral import green
@@ -339,7 +341,7 @@ def run_daemon(args):
         from corral.settings import load_services
         run(store_dsn=args.store, api=args.api, bus=args.bus, secret_file=args.secret_file,
             name=name, timings=timings, routes=args.routes, cluster_domain=args.cluster_domain,
-            services=load_services(args.settings), bus_encryption=args.bus_encryption,
+            services=load_services(args.settings), bus_encryption=args.bus_encryption, stop=early,
             tls=(args.tls_cert, args.tls_key) if args.tls_cert else None)
     elif args.command == "agent":
         from nodeagent.daemon import run
@@ -354,7 +356,7 @@ def run_daemon(args):
         _daemon_logging(f"builder/{name}")
         run(store_dsn=args.store, listen=args.listen, cache_dir=args.cache_dir, images_dir=args.images_dir,
             name=name, advertise=args.advertise, timings=timings, layer_cache_bytes=args.layer_cache_size,
-            wheel_cache_bytes=args.wheel_cache_size, metrics=args.metrics)
+            wheel_cache_bytes=args.wheel_cache_size, metrics=args.metrics, stop=early)
     elif args.command == "router":
         _daemon_logging("router")
         router_command.run(args, timings)
