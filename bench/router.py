@@ -94,7 +94,7 @@ def router(tmp, args, workers=1):
     proc = subprocess.Popen([PY, "-m", "corral", "router", "--listen", f"127.0.0.1:{port}",
                              "--health", f"127.0.0.1:{health}", "--workers", str(workers), *args],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "router.log"), "ab"),
-                            env=dict(os.environ, CORRAL_SECRET_FILE=os.path.join(tmp, "key")))
+                            env=dict(os.environ, CORRAL_ROUTER_CREDENTIAL=os.path.join(tmp, "router.credential")))
     wait_port(health)
     return proc, port, health
 
@@ -242,8 +242,9 @@ def publisher_main(endpoint, key_file, port, every):
     from corral.routetable import route_from_json
     from corral.wire.bus import BusPublisher
     from reconciler.route_feed import RouteFeed
+    from corral.wire.routercred import feed_key
     with open(key_file) as f:
-        key = bytes.fromhex(f.read().strip())
+        key = feed_key(bytes.fromhex(f.read().strip()))   # what the routers check the feed with
     state = {"generation": 0}
 
     def compute():
@@ -447,6 +448,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="corral-bench-router-")
     with open(os.path.join(tmp, "key"), "w") as f:
         f.write(os.urandom(32).hex())
+    subprocess.run([PY, "-m", "corral", "router-credential", "--output", os.path.join(tmp, "router.credential")],
+                   cwd=ROOT, check=True, env=dict(os.environ, CORRAL_SECRET_FILE=os.path.join(tmp, "key")))
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     try:
         if args.only in (None, "throughput"):

@@ -2,15 +2,20 @@
 
 One unit per role, ``corral-<role>.service``:
 
-- ``reconciler`` runs as the system user ``corral``; ``builder`` as
-  ``corral_builder`` (never ``corral-...``: that is the agent's namespace of
-  app users, and an app named ``builder`` would be given the builder's
-  user): neither needs root, and both are hardened
-  (``NoNewPrivileges``, ``ProtectSystem=strict`` with only their own data
-  folders writable, ``PrivateTmp``, ``ProtectHome``).
-- ``router`` runs as ``corral`` too (it reads the key, which signs the route
-  feeds), hardened as they are, with the one capability it needs to listen on
-  ports 80 and 443 (``CAP_NET_BIND_SERVICE``, ambient and alone in its bounding set).
+- ``reconciler`` runs as the system user ``corral``, hardened
+  (``NoNewPrivileges``, ``ProtectSystem=strict`` with only its own data
+  folders writable, ``PrivateTmp``, ``ProtectHome``): it needs no root.
+- ``builder`` runs as root, hardened as the reconciler is but for ``/etc``,
+  which it writes to make each app's build user (``useradd``): a build runs
+  an app author's code (``setup.py``, a build backend), and only root can run
+  each app's build as a user of its own (builder/buildusers.py); a builder
+  that is not root runs every build as itself, where one app's build could
+  poison another's caches. (``--user`` chooses another; never ``corral-...``,
+  the agent's namespace of app users.)
+- ``router`` runs as ``corral`` (it reads its credential, never the cluster
+  key: corral/wire/routercred.py), hardened as the reconciler is, with the
+  one capability it needs to listen on ports 80 and 443
+  (``CAP_NET_BIND_SERVICE``, ambient and alone in its bounding set).
 - ``agent`` runs as root (it makes app users, cgroups and private mounts)
   with ``KillMode=process``: a stop or restart of the agent ends the agent
   alone; the instances keep running and the next agent adopts them.
@@ -33,10 +38,12 @@ ENV_DIR = "/etc/corral"
 SECRET = "/etc/corral/secret"
 ENV_SECRET, ENV_STORE = "CORRAL_SECRET_FILE", "CORRAL_STORE"   # corral/wire/keys.py reads them
 ENV_JOIN = "CORRAL_JOIN_TOKEN"   # the agent reads it (corral agent --join)
+ENV_ROUTER = "CORRAL_ROUTER_CREDENTIAL"   # the router reads it (corral/wire/routercred.py)
+ROUTER_CREDENTIAL = "/etc/corral/router.credential"
 STATE = "/var/lib/corral"
 IMAGES = "/var/lib/corral/images"    # the same path on the builders and every node (DESIGN.md, Builder)
 CACHE = "/var/cache/corral"
-USERS = {"reconciler": "corral", "builder": "corral_builder", "agent": "root", "router": "corral"}
+USERS = {"reconciler": "corral", "builder": "root", "agent": "root", "router": "corral"}
 LISTEN = {"builder": "0.0.0.0:7072", "router": "0.0.0.0:80"}   # --listen when the operator names none
 
 # What a word of ExecStart may hold: no whitespace, quotes, backslashes or systemd's % and $ specifiers.
@@ -132,6 +139,8 @@ def _folders(o):
     mine = {"builder": [o.cache_dir, o.images_dir], "router": []}.get(o.role, [o.data_dir])
     if o.role == "agent":
         mine.append(o.images_dir)
+    if o.role == "builder" and o.user == "root":
+        mine.append("/etc")   # useradd: each app's build user (builder/buildusers.py)
     kinds = {"StateDirectory": [], "CacheDirectory": [], "ReadWritePaths": []}
     for path in mine:
         for prefix, kind in (("/var/lib/", "StateDirectory"), ("/var/cache/", "CacheDirectory")):
@@ -188,6 +197,8 @@ def env_file(o):
              "# keep this file 0600 root:root. Nothing here goes on a command line."]
     if o.join_token:
         lines.append(f"{ENV_JOIN}={o.join_token}")
+    elif o.role == "router":
+        lines.append(f"{ENV_ROUTER}={ROUTER_CREDENTIAL}")
     elif o.role != "builder":
         lines.append(f"{ENV_SECRET}={SECRET}")
     if o.store:

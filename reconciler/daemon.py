@@ -58,6 +58,7 @@ from corral.store import Fenced, StoreError, open_store
 from corral.wire.bus import BusPublisher, BusServer
 from corral.wire.curve import server_public, server_secret
 from corral.wire.keys import hide_process, key_path, read_key, store_dsn as store_dsn_from
+from corral.wire.routercred import feed_key, router_key_only
 from reconciler.api import Api
 from reconciler.appservices import ServiceKeeper
 from reconciler.cluster_state import ClusterState
@@ -131,8 +132,8 @@ class Reconciler:
                                     lambda: self.state.routes(cluster_domain), lambda: self.lease.epoch,
                                     in_touch=lambda: self.touch.ok(time.monotonic()))
         self.publisher = None if routes is None else \
-            BusPublisher(routes, key, name, self.route_feed.on_subscribe, window=timings.replay_window,
-                         curve_secret=curve_secret)
+            BusPublisher(routes, feed_key(key), name, self.route_feed.on_subscribe, window=timings.replay_window,
+                         curve_secret=curve_secret, admits=None if curve_secret is None else router_key_only(key))
         self.api = Api(store, self.state, api_token(key), self.kick, self.relay, tokens=role_tokens(key),
                        watch=(timings.watch_interval, timings.watch_keepalive), metrics=self.metrics,
                        metrics_token=metrics_token(key), route_table=self.route_feed.table_json,

@@ -91,8 +91,9 @@ def tls_handler(context, proxy, handshake_timeout):
     return handle
 
 
-def worker_main(index, cfg, key):
-    """One worker process: listen, follow the feeds (or the static table), serve until a signal."""
+def worker_main(index, cfg, credential):
+    """One worker process: listen, follow the feeds with ``credential`` (a
+    :class:`corral.wire.routercred.RouterCredential`; or serve the static table), serve until a signal."""
     proxy = Proxy(limits=cfg["limits"], timeouts=cfg["timeouts"], trusted=cfg["trusted"])
     listener = eventlet.listen(split_address(cfg["listen"], "--listen"), backlog=4096, reuse_port=True)
     health = eventlet.listen(split_address(cfg["health"], "--health"), backlog=128, reuse_port=True)
@@ -101,11 +102,12 @@ def worker_main(index, cfg, key):
         proxy.set_table(load_static(cfg["static"]))
     else:
         from corral.wire.bus import BusSubscriber
-        from corral.wire.curve import server_public
         feed = Feed(proxy, cfg["reconcilers"], timeout=cfg["feed_timeout"])
-        subscriber = BusSubscriber(cfg["reconcilers"], key, f"router-{os.getpid()}", feed.on_message,
+        encrypted = cfg.get("bus_encryption", "off") == "required"
+        subscriber = BusSubscriber(cfg["reconcilers"], credential.feed_key, f"router-{os.getpid()}", feed.on_message,
                                    window=cfg["replay_window"],
-                                   curve_server_public=server_public(key, cfg.get("bus_encryption", "off")))
+                                   curve_server_public=credential.server_public if encrypted else None,
+                                   curve_keypair=credential.client_keys())
         feed.subscriber = subscriber
         subscriber.start()
 
@@ -182,9 +184,10 @@ def supervise(children, stopping, spawn, grace=10.0):
             spawn(index)
 
 
-def run(cfg, key=None):
+def run(cfg, credential=None):
     """Run ``cfg["workers"]`` worker processes until SIGTERM/SIGINT; a worker that dies is
-    started again after a second. ``cfg``: see ``corral router --help``."""
+    started again after a second. ``cfg``: see ``corral router --help``; ``credential``: what the
+    feeds are followed with (None for a static table)."""
     raise_open_files_limit()   # the workers inherit it
     children = {}
     stopping = []
@@ -202,7 +205,7 @@ def run(cfg, key=None):
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
                 die_with_parent()
-                worker_main(index, cfg, key)
+                worker_main(index, cfg, credential)
             except BaseException:
                 log.exception("router worker %d failed", index)
             finally:

@@ -1,7 +1,8 @@
 """Real routers and real backends for the router's tests: processes on free ports.
 
 ``backend(name)`` starts tests/router_backend.py; ``router(routes, ...)`` starts
-`corral router --static` on a table of those routes; both yield what a test
+`corral router --static` on a table of those routes (or on route feeds, with the
+environment :func:`credential_env` gives); both yield what a test
 needs to reach them and are stopped at the end. ``raw(port, data)`` sends bytes
 as a client would and returns what came back before the router closed or
 went quiet.
@@ -53,6 +54,16 @@ class Router:
 
     def health(self):
         return requests.get(f"http://127.0.0.1:{self.health_port}/", timeout=5).json()
+
+
+def credential_env(tmp_path, cluster_key):
+    """The environment of a router that follows the feeds of the cluster whose key is ``cluster_key``:
+    ``CORRAL_ROUTER_CREDENTIAL`` naming its credential (corral/wire/routercred.py), written in ``tmp_path``."""
+    from corral.wire.routercred import ENV_VAR, RouterCredential, save_credential
+    path = tmp_path / "router.credential"
+    if not path.exists():
+        save_credential(path, RouterCredential.of_cluster(cluster_key))
+    return {**os.environ, ENV_VAR: str(path)}
 
 
 def start_router(tmp_path, *, routes=None, feeds=(), workers=1, args=(), env=None):

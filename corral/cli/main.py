@@ -390,6 +390,8 @@ def main(argv=None):
         if args.command in ("backup", "restore"):
             from corral.cli import backup
             return backup.run(args)
+        if args.command == "router-credential":
+            return router_command.make_credential(args)
         if args.command == "rotate-layer-key":
             from corral.cli import layerkey
             return layerkey.run(args)

@@ -44,10 +44,40 @@ def add_parser(sub, secret_help):
                    help="a client's whole request head from its first byte, then 408 (default 10)")
     r.add_argument("--feed-timeout", type=float, default=3.0, metavar="S",
                    help="a reconciler's feed silent this long is not live (it ticks every second; default 3)")
-    r.add_argument("--secret-file", default=None, metavar="FILE", help=secret_help)
+    r.add_argument("--credential", default=None, metavar="FILE",
+                   help="the router's credential (corral router-credential wrote it; never the cluster key); "
+                        "default $CORRAL_ROUTER_CREDENTIAL, else /etc/corral/router.credential")
     r.add_argument("--bus-encryption", choices=("required", "off"), default="off",
                    help="CurveZMQ on the route feeds, as the reconcilers have it (default off; units: required)")
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
+
+
+    c = add_verb(sub, "router-credential", "write a router's credential: what it follows the route feeds with, "
+                                           "instead of the cluster key",
+                 ["corral router-credential --output /etc/corral/router.credential"],
+                 description="Write the credential a router holds instead of the cluster key "
+                             "(corral/wire/routercred.py): the key that checks the route feeds, the key pair the "
+                             "feeds admit and the reconcilers' public key. Nothing else follows from it. Run it "
+                             "where the cluster key is (a reconciler's host) and copy the file to the router hosts, "
+                             "0600 and owned by the router's user.")
+    c.add_argument("--secret-file", default=None, metavar="FILE", help=secret_help)
+    c.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="write it here (0600; an existing file is not replaced) instead of printing it")
+
+
+def make_credential(args):
+    """`corral router-credential`: print or write the router credential of the cluster key. ValueError,
+    FileNotFoundError or FileExistsError with one sentence when the key or the output file is wrong."""
+    import corral.green  # noqa: F401  (the keys' derivation takes ZeroMQ as eventlet's: this silences its banner)
+    from corral.wire.keys import key_path, read_key
+    from corral.wire.routercred import RouterCredential, save_credential
+    credential = RouterCredential.of_cluster(read_key(key_path(args.secret_file)))
+    if args.output is None:
+        print(credential.text(), end="")
+    else:
+        save_credential(args.output, credential)
+        print(f"router credential written to {args.output} (0600); give it to `corral router --credential`")
+    return 0
 
 
 def config(args, timings):
@@ -86,9 +116,10 @@ def run(args, timings):
         access.propagate = False
     else:
         logging.getLogger("corral.router.access").setLevel(logging.WARNING)
-    key = None
+    credential = None
     if not args.static:
-        from corral.wire.keys import hide_process, key_path, read_key
+        from corral.wire.keys import hide_process
+        from corral.wire.routercred import credential_path, load_credential
         hide_process()
-        key = read_key(key_path(args.secret_file))
-    run_router(cfg, key)
+        credential = load_credential(credential_path(args.credential))
+    run_router(cfg, credential)

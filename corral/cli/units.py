@@ -29,7 +29,9 @@ def add_parser(sub):
     p.add_argument("--name", default=None, help="the daemon's (or node's) name (default: this host's name)")
     p.add_argument("--exec", dest="exe", default=None, metavar="PATH",
                    help="the corral script the unit runs (default: the one beside this Python)")
-    p.add_argument("--user", default=None, help="the user it runs as (default: corral; corral_builder for a builder, root for an agent)")
+    p.add_argument("--user", default=None,
+                   help="the user it runs as (default: corral; root for a builder, which runs each app's build "
+                        "as a user of its own, and for an agent)")
     p.add_argument("--api", default="0.0.0.0:7070", metavar="HOST:PORT", help="reconciler: its API (default 0.0.0.0:7070)")
     p.add_argument("--bus", default="tcp://0.0.0.0:7071", metavar="tcp://HOST:PORT",
                    help="reconciler: its bus (default tcp://0.0.0.0:7071)")
@@ -84,6 +86,26 @@ def options(args):
                          bus_encryption=args.bus_encryption, join_token=args.join)
 
 
+def held_in_env(role, joined):
+    """What the role's environment file holds, in words. Pure."""
+    return {"agent": "the join token" if joined else "the key's path", "builder": "the store DSN",
+            "router": "the router credential's path", "reconciler": "the key's path and the store DSN"}[role]
+
+
+def next_steps(role, user):
+    """What is left to do by hand before the unit starts, one line each. Pure."""
+    steps = []
+    if user != "root":
+        steps.append(f"useradd --system --no-create-home --shell /usr/sbin/nologin {user} (once)")
+    if role == "router":
+        steps.append(f"on a reconciler's host: corral router-credential --output router.credential; copy it here to "
+                     f"{units.ROUTER_CREDENTIAL}, then chown {user} {units.ROUTER_CREDENTIAL}; chmod 0600 "
+                     f"{units.ROUTER_CREDENTIAL} (a router never holds the cluster key)")
+    elif role != "builder" and user != "root":
+        steps.append(f"make the key readable by it: chgrp {user} {units.SECRET}; chmod 0640 {units.SECRET}")
+    return steps
+
+
 def write_new_private(path, text):
     """Write ``text`` to a new file ``path``, mode 0600, refusing to replace one that is there."""
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
@@ -111,11 +133,9 @@ def run(args):
                   f"{units.ENV_JOIN}=TOKEN in it in place of {units.ENV_SECRET}", file=sys.stderr)
     else:
         write_new_private(env, units.env_file(o))
-        held = "the join token" if args.join else "the key's path" + (" and the store DSN" if args.role != "agent" else "")
-        print(f"wrote {env} (0600: {held})")
+        print(f"wrote {env} (0600: {held_in_env(args.role, bool(args.join))})")
     user = units._defaults(o).user
-    if user != "root":
-        print(f"next: useradd --system --no-create-home --shell /usr/sbin/nologin {user} (once), and make the key "
-              f"readable by it: chgrp {user} {units.SECRET}; chmod 0640 {units.SECRET}")
+    for step in next_steps(args.role, user):
+        print(f"next: {step}")
     print(f"then: systemctl daemon-reload && systemctl enable --now {units.unit_name(args.role)}")
     return 0

@@ -28,6 +28,7 @@ from corral.auth import ROLES, metrics_token, new_token, token_hash
 from corral.private import tighten_dir, write_private
 from corral.cli.client import Client, ClientError, write_config
 from corral.wire.keys import ENV_VAR as SECRET_ENV, STORE_ENV_VAR as STORE_ENV, new_key_file, read_key
+from corral.wire.routercred import ENV_VAR as ROUTER_CREDENTIAL_ENV, RouterCredential
 
 JOIN_ENV = "CORRAL_JOIN_TOKEN"   # read by the agent (corral agent --join)
 from corral.exits import Backoff, exit_message
@@ -45,7 +46,8 @@ def default_data_dir(environ=os.environ):
 def daemon_commands(args, data_dir, secret, store, join_tokens=None):
     """``[(name, argv, env)]`` of every daemon of the cluster: ``env`` holds what it must not be
     given on its command line, which every process of the machine can read: the key's path
-    (``CORRAL_SECRET_FILE``, reconcilers, the router and agents) and the store DSN (``CORRAL_STORE``,
+    (``CORRAL_SECRET_FILE``, reconcilers and agents; the router gets its credential's,
+    ``CORRAL_ROUTER_CREDENTIAL``, and never the key) and the store DSN (``CORRAL_STORE``,
     which may carry a password; reconcilers and builder). ``join_tokens`` (``{node: token or None}``):
     the agents join with their token (``CORRAL_JOIN_TOKEN``), or start with the credential they
     have (None), and hold no cluster key; without it they hold the key. Pure."""
@@ -69,7 +71,8 @@ def daemon_commands(args, data_dir, secret, store, join_tokens=None):
     router_port = router_port_of(args)
     cmds.append(("router", py + ["router", "--listen", f"127.0.0.1:{router_port}",
                                  "--health", f"127.0.0.1:{router_port + 1}", "--workers", "1"]
-                 + [a for feed in feeds for a in ("--reconciler", feed)] + encrypted + settings, keyed))
+                 + [a for feed in feeds for a in ("--reconciler", feed)] + encrypted + settings,
+                 {ROUTER_CREDENTIAL_ENV: router_credential_path(data_dir)}))
     cmds.append(("builder", py + ["builder", "--name", "b1",
                                   "--listen", f"127.0.0.1:{args.base_port + 2}",
                                   "--metrics", f"127.0.0.1:{args.base_port + 4}",
@@ -168,6 +171,11 @@ class Keeper:
             del self.due[name]
             self.started[name] = now
         return names
+
+
+def router_credential_path(data_dir):
+    """Where `up` keeps the router's credential (corral/wire/routercred.py), made from the key at each start."""
+    return os.path.join(data_dir, "router.credential")
 
 
 def router_port_of(args):
@@ -279,6 +287,7 @@ def up(args):
     tokens = mint_tokens(store)
     config = write_config(urls, tokens["admin"], tokens=tokens, builders=[f"http://127.0.0.1:{args.base_port + 2}"])
     write_private(os.path.join(data_dir, "metrics-token"), metrics_token(key).encode("ascii"))   # docs/monitoring.md
+    write_private(router_credential_path(data_dir), RouterCredential.of_cluster(key).text())
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))

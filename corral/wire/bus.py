@@ -195,16 +195,32 @@ class _Endpoint:
 
 
 class _Bound(_Endpoint):
-    """What BusServer and BusPublisher share: one bound socket (``_sock``) and its receive loop."""
+    """What BusServer and BusPublisher share: one bound socket (``_sock``) and its receive loop, and
+    the ZAP handler (``_zap``) that decides which CURVE client keys may connect, when there is one."""
+
+    _zap = None
 
     def start(self):
         """Start receiving in a green thread; returns at once."""
         self._threads.append(eventlet.spawn(self._receive_loop, self._sock, self.endpoint))
         return self
 
+    def stats(self) -> dict:
+        """The counters of :meth:`_Endpoint.stats`, with handshakes refused by key (``key refused``)."""
+        out = super().stats()
+        if self._zap is not None and self._zap.refused:
+            out["rejected"]["key refused"] = self._zap.refused
+        return out
+
+    def _close_extra(self):
+        if self._zap is not None:
+            self._zap.close()
+            self._zap = None
+
     def close(self):
-        """Stop receiving and release the endpoint; safe to call twice."""
+        """Stop receiving and answering handshakes, release the endpoint; safe to call twice."""
         if not self._closing:
+            self._close_extra()
             self._close_sockets([self._sock])
 
 
@@ -392,23 +408,6 @@ class BusServer(_Bound):
         """Return ``{node name: clock time of its last accepted message}``."""
         return dict(self._peers)
 
-    def stats(self) -> dict:
-        """The counters of :meth:`_Endpoint.stats`, with handshakes refused by key (``key refused``)."""
-        out = super().stats()
-        if self._zap is not None and self._zap.refused:
-            out["rejected"]["key refused"] = self._zap.refused
-        return out
-
-    def _close_extra(self):
-        if self._zap is not None:
-            self._zap.close()
-            self._zap = None
-
-    def close(self):
-        """Stop receiving and answering handshakes, release the endpoint; safe to call twice."""
-        if not self._closing:
-            self._close_extra()
-        super().close()
 
 
 class _Connecting(_Endpoint):
@@ -534,12 +533,14 @@ class BusPublisher(_Bound):
     """
 
     def __init__(self, endpoint: str, key: bytes, sender: str, on_subscribe, window: float = 30.0,
-                 clock=time.time, *, curve_secret: bytes | None = None, sndhwm: int = 10000):
+                 clock=time.time, *, curve_secret: bytes | None = None, sndhwm: int = 10000, admits=None):
         super().__init__(key, sender, on_subscribe, window, clock)
+        if admits is not None and curve_secret is None:
+            raise ValueError("bus: admitting subscribers by key needs an encrypted feed (curve_secret)")
+        self._zap = None if admits is None else zap.ZapHandler(self._ctx, admits)
         self._sock = self._bind(zmq.XPUB, endpoint, curve_secret, SNDHWM=sndhwm, XPUB_VERBOSE=1)
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.subscriptions = 0
-
 
     def _on_frames(self, frames, name):
         if len(frames) == 1 and frames[0][:1] == b"\x01":
@@ -567,10 +568,10 @@ class BusSubscriber(_Connecting):
     replayed or expired ones are dropped and counted as on every bus socket."""
 
     def __init__(self, endpoints: list[str], key: bytes, sender: str, handler, window: float = 30.0,
-                 clock=time.time, *, curve_server_public: bytes | None = None):
+                 clock=time.time, *, curve_server_public: bytes | None = None, curve_keypair=None):
         super().__init__(key, sender, handler, window, clock)
         self._connect_all(endpoints, zmq.SUB, curve_server_public, "a subscriber needs at least one publisher endpoint",
-                          SUBSCRIBE=b"")
+                          curve_keypair=curve_keypair, SUBSCRIBE=b"")
 
     def resubscribe(self, endpoint: str):
         """Subscribe again at ``endpoint``: its publisher answers with a fresh snapshot."""

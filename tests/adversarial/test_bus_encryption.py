@@ -5,7 +5,9 @@
   with ``off`` (so the proxy does see the traffic).
 - A keyless peer at a real reconciler daemon (encryption required): its messages, even a
   validly signed report (as a 0.1.0 agent sends), never reach the handler; a route feed
-  subscriber without the key receives nothing, one with it the feed.
+  subscriber in the clear receives nothing, nor does one that knows the servers' public key
+  (every join token carries it) but holds no router credential: its handshake is refused;
+  a router's credential (corral/wire/routercred.py) gets the feed, and with it alone.
 """
 import corral.green
 
@@ -27,6 +29,7 @@ from corral.wire.bus import BusClient, BusSubscriber  # noqa: E402
 from corral.wire.curve import as_client, server_public, server_secret  # noqa: E402
 from corral.wire.envelope import seal  # noqa: E402
 from corral.wire.keys import new_key_file, read_key  # noqa: E402
+from corral.wire.routercred import RouterCredential  # noqa: E402
 from tests.integration.test_agent_daemon import (  # noqa: E402,F401  (fixtures)
     HTTP_SERVER, Reconciler, agent, assignment, image_server, key_file, running, wait_for)
 from tests.support import free_port  # noqa: E402
@@ -107,7 +110,7 @@ def test_a_sniffer_between_agent_and_reconciler_sees_no_secret_when_encrypted(ag
     assert (b'"assign"' in sniffer.seen) is (mode == "off")
 
 
-def handshake_refused(monitor):
+def handshake_refused(monitor, who="the cleartext peer"):
     """Wait until the socket behind ``monitor`` (a PAIR from ``get_monitor_socket``) has been refused
     or disconnected by its peer; the event seen."""
     from zmq.utils.monitor import parse_monitor_message
@@ -120,10 +123,10 @@ def handshake_refused(monitor):
         except zmq.Again:
             eventlet.sleep(0.02)
             continue
-        assert event != zmq.EVENT_HANDSHAKE_SUCCEEDED, "a cleartext peer completed the handshake"
+        assert event != zmq.EVENT_HANDSHAKE_SUCCEEDED, f"{who} completed the handshake"
         if event in ends:
             return event
-    pytest.fail("the cleartext peer was never refused")
+    pytest.fail(f"{who} was never refused")
 
 
 @pytest.fixture
@@ -179,7 +182,7 @@ def test_a_keyless_peer_never_reaches_the_reconcilers_handler(encrypted_reconcil
         ctx.term()
 
 
-def test_a_keyless_subscriber_gets_nothing_from_the_route_feed(encrypted_reconciler):
+def test_only_a_routers_credential_gets_the_route_feed(encrypted_reconciler):
     key, bus, routes, _ = encrypted_reconciler
     heard = []
     # the feed publishes while its reconciler hears agents: an encrypted agent reports
@@ -191,22 +194,29 @@ def test_a_keyless_subscriber_gets_nothing_from_the_route_feed(encrypted_reconci
             node.send_all("report", REPORT)
             eventlet.sleep(0.2)
     beat = eventlet.spawn(heartbeat)
-    feed = BusSubscriber([routes], key, "router-test", lambda endpoint, msg: heard.append(msg),
-                         curve_server_public=server_public(key, "required")).start()
+    credential = RouterCredential.of_cluster(key)
+    feed = BusSubscriber([routes], credential.feed_key, "router-test", lambda endpoint, msg: heard.append(msg),
+                         curve_server_public=credential.server_public, curve_keypair=credential.client_keys()).start()
     ctx = zmq.Context()
     cleartext = ctx.socket(zmq.SUB)
-    cleartext.setsockopt(zmq.SUBSCRIBE, b"")
-    monitor = cleartext.get_monitor_socket()
+    pinned = as_client(ctx.socket(zmq.SUB), key)   # the servers' public key, a key pair of its own
+    socks = [cleartext, pinned]
     try:
-        cleartext.connect(routes)
-        handshake_refused(monitor)
-        wait_for("the keyed subscriber's snapshot and a tick", lambda: len(heard) >= 2)
-        with pytest.raises(zmq.Again):
-            cleartext.recv(flags=zmq.NOBLOCK)
+        for sock in (cleartext, pinned):
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+            socks.append(sock.get_monitor_socket())
+            sock.connect(routes)
+        handshake_refused(socks[2])
+        assert handshake_refused(socks[3], "a subscriber without the router credential") == \
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        wait_for("the router's snapshot and a tick", lambda: len(heard) >= 2)
+        for sock in (cleartext, pinned):
+            with pytest.raises(zmq.Again):
+                sock.recv(flags=zmq.NOBLOCK)
     finally:
         beat.kill()
         node.close()
         feed.close()
-        for sock in (monitor, cleartext):
+        for sock in socks[::-1]:
             sock.close(0)
         ctx.term()

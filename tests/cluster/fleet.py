@@ -197,7 +197,7 @@ class Fleet:
                              "--access-log", os.path.join(self.logs, "rt-access.log")]
                       + (["--bus-encryption", "required"] if bus_encryption == "required" else [])
                       + [a for r in ("r1", "r2") for a in ("--reconciler", f"tcp://{dc.hosts[r].address}:{ROUTES_PORT}")],
-                      {units.ENV_SECRET: self.secret})
+                      {units.ENV_ROUTER: self.router_credential()})
         # The builder runs on the operator's host (root namespace, on the bridge's address): it needs
         # the package index the machine reaches, which the private link does not route to.
         b = dc.operator
@@ -221,6 +221,14 @@ class Fleet:
         except AssertionError:
             self.down(check=False)
             raise
+
+    def router_credential(self):
+        """The router's credential file, made from the fleet's key as an operator makes it (`corral router-credential`)."""
+        path = os.path.join(self.workdir, "router.credential")
+        if not os.path.exists(path):
+            subprocess.run([CORRAL, "router-credential", "--output", path], check=True, capture_output=True,
+                           env=dict(os.environ, **{units.ENV_SECRET: self.secret}), timeout=60)
+        return path
 
     def unit(self, role, name, **options):
         """``(argv, environment)`` of a daemon as its systemd unit runs it (corral/units.py): the unit's

@@ -161,7 +161,8 @@ class UpCluster:
         return [i for i in self.json("get", "instances") if i["app"] == app]
 
     def daemons(self, kind):
-        """``{name: pid}`` of this cluster's running daemons of one kind (reconciler, agent, builder)."""
+        """``{name: pid}`` of this cluster's running daemons of one kind (reconciler, agent, builder; the router,
+        which has no name, as ``router``)."""
         out = {}
         for pid in os.listdir("/proc"):
             if not pid.isdigit() or proc_state(pid) in (None, "Z"):
@@ -174,7 +175,7 @@ class UpCluster:
             ppid = int(stat[stat.rindex(")") + 2:].split()[1])
             argv = cmdline(pid)
             if ppid == self.proc.pid and argv[1:4] == ["-m", "corral", kind]:
-                out[argv[argv.index("--name") + 1]] = int(pid)
+                out[argv[argv.index("--name") + 1] if "--name" in argv else kind] = int(pid)
         return out
 
     def leader(self):

@@ -9,7 +9,7 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.cluster import LoadLoop, UpCluster, app_copy, wait_for
+from tests.e2e.cluster import LoadLoop, UpCluster, app_copy, proc_environ, wait_for
 from tests.e2e.test_rollout import write_app
 
 
@@ -57,6 +57,9 @@ def test_an_app_is_reached_by_host_and_a_rollout_and_a_drain_fail_no_request_thr
         r for r in cluster.json("get", "routes") if r["app"] == "roll" and r["ready"] == 2], timeout=30)
     assert (routes[0]["host"], routes[0]["path"], routes[0]["process"]) == ("roll.localhost", "/", "web")
     assert "roll.localhost" in cluster.corral("get", "routes").stdout
+    if os.geteuid() == 0:   # the router is not dumpable: only root reads what `up` started it with
+        env = proc_environ(cluster.daemons("router")["router"])
+        assert b"CORRAL_ROUTER_CREDENTIAL" in env and b"CORRAL_SECRET_FILE" not in env   # never the cluster key
 
     other = os.path.join(os.path.dirname(path), "thief.yaml")   # beside it: the same source folder
     with open(path) as f:

@@ -1,7 +1,7 @@
 """docs/PRODUCTION.md is a test: every command of its ``sh`` blocks is one this machine knows (a program on
 the PATH, or of the corral venv; each `corral ...` line parses with corral's own parser, each ``python -c``
-compiles), and the blocks marked ``<!-- run -->`` (system users, the key, the units of the three roles, the
-API token) run as written, as root, in a scratch root: ``/opt/corral/bin/`` is this checkout's venv,
+compiles), and the blocks marked ``<!-- run -->`` (system users, the key, the router credential, the units of
+the four roles, the API token) run as written, as root, in a scratch root: ``/opt/corral/bin/`` is this checkout's venv,
 ``/etc/corral`` a scratch folder, and `install-units` is given ``--unit-dir`` and ``--env-file`` there (its
 defaults are /etc/systemd/system and /etc/corral). What they wrote is then checked: each unit accepted by
 `systemd-analyze verify`, the key 0640 group corral, each environment file 0600, the token the API takes."""
@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import grp
+import pwd
 import pytest
 
 from corral.auth import api_token
@@ -26,7 +27,7 @@ GUIDE = os.path.join(ROOT, "docs", "PRODUCTION.md")
 BLOCK = re.compile(r"(<!-- run -->\n)?```sh\n(.*?)\n```", re.S)
 VENV_BIN = os.path.dirname(sys.executable)
 ELSEWHERE = {"apt-get", "systemctl", "journalctl", "pg_ctlcluster", "runuser", "useradd", "id", "install",
-             "chgrp", "chmod", "rm"}   # Debian's own: on every Debian server, if not always on this test machine
+             "chgrp", "chmod", "chown", "rm"}   # Debian's own: on every Debian server, if not always on this test machine
 
 
 def blocks():
@@ -88,7 +89,7 @@ def test_the_install_steps_run_as_written(tmp_path):
     st = key.stat()
     assert (stat.S_IMODE(st.st_mode), grp.getgrgid(st.st_gid).gr_name) == (0o640, "corral")
     assert api_token(read_key(key)) in done.stdout.split(), "the guide's token is not the API's"
-    for role in ("reconciler", "builder", "agent"):
+    for role in ("reconciler", "builder", "agent", "router"):
         env = tmp_path / "etc" / "corral" / f"{role}.env"
         assert stat.S_IMODE(env.stat().st_mode) == 0o600
         unit = tmp_path / "systemd" / f"corral-{role}.service"
@@ -100,3 +101,8 @@ def test_the_install_steps_run_as_written(tmp_path):
         (tmp_path / "etc" / "corral" / "reconciler.env").read_text()
     agent_env = (tmp_path / "etc" / "corral" / "agent.env").read_text()   # a node joins: no cluster key on it
     assert "CORRAL_JOIN_TOKEN=cj1." in agent_env and "CORRAL_SECRET_FILE" not in agent_env
+    router_env = (tmp_path / "etc" / "corral" / "router.env").read_text()   # nor on a router: its credential
+    assert "CORRAL_ROUTER_CREDENTIAL=/etc/corral/router.credential" in router_env
+    assert "CORRAL_SECRET_FILE" not in router_env
+    credential = (tmp_path / "etc" / "corral" / "router.credential").stat()
+    assert (stat.S_IMODE(credential.st_mode), pwd.getpwuid(credential.st_uid).pw_name) == (0o600, "corral")

@@ -7,7 +7,6 @@ import corral.green
 corral.green.patch()
 
 import contextlib  # noqa: E402
-import os  # noqa: E402
 
 import eventlet  # noqa: E402
 import pytest  # noqa: E402
@@ -16,7 +15,8 @@ import requests  # noqa: E402
 from corral.routetable import route_from_json  # noqa: E402
 from corral.wire.bus import BusPublisher  # noqa: E402
 from reconciler.route_feed import RouteFeed  # noqa: E402
-from tests.routerkit import backend, route, running_router  # noqa: E402
+from corral.wire.routercred import feed_key  # noqa: E402
+from tests.routerkit import backend, credential_env, route, running_router  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
 KEY = bytes(range(32))
@@ -40,7 +40,7 @@ class Feed:
     def __init__(self, endpoint, leader=False, key=KEY):
         self.table, self.leader = [], leader
         self.feed = RouteFeed(self._publish, self._compute, lambda: 7 if self.leader else None, interval=0.3)
-        self.pub = BusPublisher(endpoint, key, "r-test", self.feed.on_subscribe).start()
+        self.pub = BusPublisher(endpoint, feed_key(key), "r-test", self.feed.on_subscribe).start()
         self.drop = False
         self.feed.start()
 
@@ -62,9 +62,7 @@ class Feed:
 
 @pytest.fixture
 def env(tmp_path):
-    key = tmp_path / "key"
-    key.write_text(KEY.hex())
-    return {**os.environ, "CORRAL_SECRET_FILE": str(key)}
+    return credential_env(tmp_path, KEY)
 
 
 def answer(router, host):

@@ -1,7 +1,8 @@
 """The units' command lines start the daemons: `corral install-units` writes each role's unit and environment
 file (here into a scratch folder, with scratch data folders and free ports), and the test runs exactly the
 unit's ExecStart with exactly its EnvironmentFile, as systemd would: the reconciler and the builder answer
-their /healthz, and the agent reports to the reconciler, its version with it. Then `corral doctor` on this
+their /healthz, the agent reports to the reconciler, its version with it, and the router follows the
+reconciler's route feed with the credential `corral router-credential` wrote (never the cluster key). Then `corral doctor` on this
 machine, against those daemons, gives a clean report for either role."""
 import configparser
 import os
@@ -102,9 +103,18 @@ def test_each_units_command_line_starts_its_daemon(tmp_path, started):
     router, router_health = free_port(), free_port()
     argv, env = install(tmp_path, "router", "--listen", f"127.0.0.1:{router}", "--health",
                         f"127.0.0.1:{router_health}", "--reconciler", f"tcp://127.0.0.1:{feed}", *common)
-    env["CORRAL_SECRET_FILE"] = str(key)
+    assert "CORRAL_SECRET_FILE" not in env   # a router never holds the cluster key: its credential instead
+    credential = tmp_path / "router.credential"
+    made = subprocess.run([EXE, "router-credential", "--output", str(credential)], capture_output=True, text=True,
+                          env={**os.environ, "CORRAL_SECRET_FILE": str(key)}, timeout=60)
+    assert made.returncode == 0, made.stderr
+    env["CORRAL_ROUTER_CREDENTIAL"] = str(credential)   # the file says /etc/corral/router.credential
     started(argv, env)
-    wait_for("the router's health", lambda: answers(f"http://127.0.0.1:{router_health}/"), timeout=30)
+
+    def following():
+        health = answers(f"http://127.0.0.1:{router_health}/")
+        return health and any(s["live"] for s in health["sources"].values())
+    wait_for("the router following the reconciler's route feed", following, timeout=30)
     assert requests.get(f"http://127.0.0.1:{router}/", headers={"Host": "nobody.localhost"}, timeout=5).status_code == 404
 
     def reported():

@@ -32,7 +32,8 @@ def service(text):
 
 @pytest.mark.parametrize("role,user,kill_mode,hardened,folders", [
     ("reconciler", "corral", None, True, {"StateDirectory": "corral/reconciler", "StateDirectoryMode": "0700"}),
-    ("builder", "corral_builder", None, True, {"StateDirectory": "corral/images", "CacheDirectory": "corral/builder"}),
+    ("builder", "root", None, True, {"StateDirectory": "corral/images", "CacheDirectory": "corral/builder",
+                                     "ReadWritePaths": "/etc"}),
     ("agent", "root", "process", False, {"StateDirectory": "corral/node corral/images"}),
     ("router", "corral", None, True, {"StateDirectory": None, "AmbientCapabilities": "CAP_NET_BIND_SERVICE",
                                       "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE"}),
@@ -53,7 +54,18 @@ def test_the_key_and_the_store_stay_off_the_command_line(role):
         assert secret not in s["ExecStart"], f"{secret} on {role}'s command line"
     env = units.env_file(options(role))
     assert (f"CORRAL_STORE={DSN}" in env) is (role in ("reconciler", "builder"))
-    assert ("CORRAL_SECRET_FILE=/etc/corral/secret" in env) is (role != "builder")
+    assert ("CORRAL_SECRET_FILE=/etc/corral/secret" in env) is (role in ("reconciler", "agent"))
+    assert ("CORRAL_ROUTER_CREDENTIAL=/etc/corral/router.credential" in env) is (role == "router")
+
+
+def test_the_routers_credential_is_where_the_router_looks_for_it():
+    from corral.wire import routercred
+    assert (units.ENV_ROUTER, units.ROUTER_CREDENTIAL) == (routercred.ENV_VAR, routercred.DEFAULT_PATH)
+
+
+def test_a_builder_run_as_another_user_gets_no_write_access_to_etc():
+    s = service(units.unit(options("builder", user="corral_builder")))
+    assert s["User"] == "corral_builder" and "/etc" not in s.get("ReadWritePaths", "")
 
 
 def test_an_agent_given_a_join_token_has_it_in_its_environment_file_instead_of_the_key():
