@@ -286,7 +286,7 @@ def churn(tmp, seconds, every=10.0):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     pub = subprocess.Popen([PY, os.path.abspath(__file__), "--publish", endpoint, "--key", os.path.join(tmp, "key"),
                             "--port", str(backend_port), "--every", str(every)], cwd=ROOT)
-    rproc, rport, health = router(tmp, ["--reconciler", endpoint])
+    rproc, rport, health = router(tmp, ["--reconciler", endpoint, "--bus-encryption", "off"])   # its publisher: cleartext
     script = os.path.join(tmp, "hosts.lua")
     with open(script, "w") as f:
         f.write(f'local i = 0\nrequest = function()\n  i = i + 1\n'

@@ -121,8 +121,8 @@ def command(o):
             argv += ["--label", label]
         for bus in o.reconcilers:
             argv += ["--reconciler", bus]
-    if o.role != "builder" and o.bus_encryption == "required":   # off is the daemons' default, and 0.1.0's argv
-        argv += ["--bus-encryption", "required"]
+    if o.role != "builder":   # said either way: a unit means what it says whatever a release's default
+        argv += ["--bus-encryption", o.bus_encryption]
     argv += settings
     for word in argv:
         if not _PLAIN.match(word):

@@ -79,6 +79,8 @@ def start_router(tmp_path, *, routes=None, feeds=(), workers=1, args=(), env=Non
         argv += ["--static", str(table)]
     for feed in feeds:
         argv += ["--reconciler", feed]
+    if feeds:
+        argv += ["--bus-encryption", "off"]   # the tests' own publishers speak cleartext
     log = open(tmp_path / f"router-{port}.log", "wb")
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     router = Router(proc, port, health_port, tmp_path / f"router-{port}.log")

@@ -223,11 +223,11 @@ def _reconciler_verb(sub):
 
 
 def _bus_encryption_flag(p, what):
-    """``--bus-encryption``: CurveZMQ on ``what`` (corral/wire/curve.py). Off by default, so that a bare
-    daemon still speaks to 0.1.0 peers during an upgrade; ``corral up`` and the units say required."""
-    p.add_argument("--bus-encryption", choices=("required", "off"), default="off",
+    """``--bus-encryption``: CurveZMQ on ``what`` (corral/wire/curve.py), required by default; ``off`` only
+    while 0.1.0 daemons, which speak cleartext, remain (docs/PRODUCTION.md's upgrades)."""
+    p.add_argument("--bus-encryption", choices=("required", "off"), default="required",
                    help=f"CurveZMQ on {what}; every reconciler, agent and router must agree "
-                        "(default off, for an upgrade from 0.1.0; corral up and the units: required)")
+                        "(default required; off only while daemons of 0.1.0 remain)")
 
 
 def _agent_verb(sub):

@@ -47,8 +47,8 @@ def add_parser(sub, secret_help):
     r.add_argument("--credential", default=None, metavar="FILE",
                    help="the router's credential (corral router-credential wrote it; never the cluster key); "
                         "default $CORRAL_ROUTER_CREDENTIAL, else /etc/corral/router.credential")
-    r.add_argument("--bus-encryption", choices=("required", "off"), default="off",
-                   help="CurveZMQ on the route feeds, as the reconcilers have it (default off; units: required)")
+    r.add_argument("--bus-encryption", choices=("required", "off"), default="required",
+                   help="CurveZMQ on the route feeds, as the reconcilers have it (default required)")
     r.add_argument("--settings", metavar="FILE", help="a YAML file of timings (see corral/settings.py)")
 
 

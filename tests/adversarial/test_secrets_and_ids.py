@@ -239,7 +239,7 @@ def test_without_app_users_the_node_says_apps_are_not_isolated_and_why(up_agent,
     assert "AppUsersNotEnforced" in reconciler.latest()["node"]["conditions"], "the old name stays for its readers"
 
 
-def test_the_agent_cannot_be_read_by_a_process_of_its_own_user(reconciler, key_file, open_root, tmp_path):
+def test_the_agent_cannot_be_read_by_a_process_of_its_own_user(up_reconciler, key_file, open_root, tmp_path):
     """Where apps share the agent's uid (a non-root agent, as on a laptop), its memory and environ
     are still closed to them: it is non-dumpable. The agent runs here as ``nobody`` (the system
     python, this checkout on its path), and a capability-less process of that uid reads its
@@ -265,16 +265,16 @@ def test_the_agent_cannot_be_read_by_a_process_of_its_own_user(reconciler, key_f
     # --secret-file (kept for compatibility) rather than the environment: this is about the agent's
     # memory and environ, and an older agent must be able to start here too
     proc = subprocess.Popen(as_nobody + [SYSTEM_PYTHON3, "-c", boot, "agent", "--name", NODE,
-                                         "--reconciler", reconciler.endpoint, "--data-dir", str(data),
+                                         "--reconciler", up_reconciler.endpoint, "--data-dir", str(data),
                                          "--images-dir", str(images), "--secret-file", str(secret)],
                             env={**os.environ, "CORRAL_PROBE_ENV": "agent-environ-marker"}, stdout=log, stderr=log)
     log.close()
     try:
-        wait_for("the nobody agent's first report", reconciler.latest, timeout=30)
+        wait_for("the nobody agent's first report", up_reconciler.latest, timeout=30)
         reader = subprocess.run(as_nobody + ["cat", f"/proc/{proc.pid}/environ"], capture_output=True)
         assert b"agent-environ-marker" not in reader.stdout, "a process of the agent's own uid read its environ"
         assert reader.returncode != 0 and b"Permission denied" in reader.stderr, reader.stderr
-        isolation = reconciler.latest()["node"]["isolation"]
+        isolation = up_reconciler.latest()["node"]["isolation"]
         assert (isolation["status"], isolation["reason"]) == ("False", "AgentNotRoot")
     finally:
         proc.send_signal(signal.SIGINT)

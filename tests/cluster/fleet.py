@@ -195,7 +195,7 @@ class Fleet:
             self._add("rt", [CORRAL, "router", "--listen", f"{rt}:{ROUTER_PORT}", "--health", f"{rt}:{ROUTER_PORT + 1}",
                              "--workers", "1", "--feed-timeout", "2", "--settings", self.settings,
                              "--access-log", os.path.join(self.logs, "rt-access.log")]
-                      + (["--bus-encryption", "required"] if bus_encryption == "required" else [])
+                      + ["--bus-encryption", bus_encryption]
                       + [a for r in ("r1", "r2") for a in ("--reconciler", f"tcp://{dc.hosts[r].address}:{ROUTES_PORT}")],
                       {units.ENV_ROUTER: self.router_credential()})
         # The builder runs on the operator's host (root namespace, on the bridge's address): it needs

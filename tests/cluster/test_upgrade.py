@@ -23,7 +23,7 @@ from tests.e2e.installed import build_wheel
 
 PREVIOUS = "2782e51"          # the commit released as 0.1.0 (CHANGELOG.md)
 PREVIOUS_VERSION = "0.1.0"
-NEW_FLAGS = {"--routes"}       # flags with a value that this release's units pass and 0.1.0 does not know
+NEW_FLAGS = {"--routes", "--bus-encryption"}   # flags with a value that this release's units pass and 0.1.0 does not know
 NODES = ["n1", "n2"]           # two are enough: the second is upgraded while the first runs the new release
 
 

@@ -30,14 +30,25 @@ def test_an_unknown_mode_is_one_sentence_naming_it():
         server_secret(KEY, "on")
 
 
-@pytest.mark.parametrize("role, mode, flagged", [
-    ("reconciler", "required", True), ("agent", "required", True), ("router", "required", True),
-    ("builder", "required", False), ("reconciler", "off", False), ("agent", "off", False)])
-def test_units_pass_required_and_leave_off_to_the_daemons_default(role, mode, flagged):
+@pytest.mark.parametrize("role, mode", [("reconciler", "required"), ("agent", "required"), ("router", "required"),
+                                        ("reconciler", "off"), ("agent", "off"), ("router", "off")])
+def test_units_say_the_mode_whatever_the_daemons_default(role, mode):
     o = units.Options(role=role, exe="/opt/corral/bin/corral", name="x", reconcilers=("tcp://10.0.0.1:7071",),
                       bus_encryption=mode)
     argv = units.command(o)
-    assert (argv[argv.index("--bus-encryption") + 1] == "required" if flagged else "--bus-encryption" not in argv)
+    assert argv[argv.index("--bus-encryption") + 1] == mode
+
+
+def test_a_builders_unit_has_no_bus():
+    o = units.Options(role="builder", exe="/opt/corral/bin/corral", name="x")
+    assert "--bus-encryption" not in units.command(o)
+
+
+@pytest.mark.parametrize("verb", [["reconciler"], ["agent", "--name", "n", "--reconciler", "tcp://x:1", "--data-dir", "d"],
+                                  ["router", "--reconciler", "tcp://x:1"]])
+def test_a_bare_daemons_bus_is_encrypted_unless_told_otherwise(verb):
+    from corral.cli.main import parser
+    assert parser().parse_args(verb).bus_encryption == "required"
 
 
 def test_corral_up_encrypts_every_bus_daemon():
