@@ -15,18 +15,14 @@ that CA did not sign is refused, whatever the system trusts).
 import ipaddress
 import ssl
 
+from corral import tls
+
 
 def server_context(cert, key):
-    """The listening SSLContext of ``cert`` and ``key`` (paths): TLS 1.2 or newer. ValueError names
-    the files when they cannot be loaded."""
+    """The API's listening SSLContext of ``cert`` and ``key`` (paths), green: TLS 1.2 or newer. ValueError
+    names the files when they cannot be loaded."""
     from eventlet.green import ssl as green_ssl
-    ctx = green_ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as e:
-        raise ValueError(f"--tls-cert {cert} and --tls-key {key} cannot be loaded: {e}") from None
-    return ctx
+    return tls.server_context(cert, key, "--tls-cert and --tls-key", green_ssl.SSLContext)
 
 
 def check_pair(cert, key):

@@ -7,8 +7,7 @@ names no host, or one with no certificate here, gets the first one given (its
 handshake fails with a name mismatch, as with any server). The Host of the
 request is routed as on plain HTTP; its ``X-Forwarded-Proto`` is ``https``.
 """
-import ssl
-
+from corral import tls
 from corral.hostnames import normalize_host
 
 
@@ -38,15 +37,7 @@ def server_context(certs):
     """The listening SSLContext for ``certs`` (``[(host, cert path, key path)]``): TLS 1.2 or
     newer, each host's certificate chosen by SNI. Raises ValueError naming a file that
     cannot be loaded."""
-    contexts = {}
-    for host, cert, key in certs:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            ctx.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as e:
-            raise ValueError(f"--tls {host}: cannot load {cert} and {key}: {e}") from None
-        contexts[host] = ctx
+    contexts = {host: tls.server_context(cert, key, f"--tls {host}") for host, cert, key in certs}
     default = contexts[certs[0][0]]
 
     def choose(sslobj, server_name, _ctx):

@@ -105,4 +105,4 @@ def test_a_certificate_without_its_key_or_a_file_that_does_not_load_is_one_sente
     wrong = subprocess.run([sys.executable, "-m", "corral", "reconciler", "--api", f"127.0.0.1:{free_port()}",
                             "--secret-file", key_file, "--tls-cert", cert, "--tls-key", cert],
                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
-    assert wrong.returncode == 1 and f"--tls-cert {cert} and --tls-key {cert} cannot be loaded" in wrong.stderr
+    assert wrong.returncode == 1 and f"--tls-cert and --tls-key: cannot load {cert} and {cert}" in wrong.stderr
