@@ -2,7 +2,9 @@
 
 A join token is kept as its id and the sha256 of its secret, so that reading the store
 does not give one away; redeeming it is one transaction that spends it and records the
-node's public key, so two reconcilers given the same token cannot both take it.
+node's public key, so two reconcilers given the same token cannot both take it. The node
+that spent it may ask again with the same key (the answer to its join was lost, and it
+asks the next reconciler): it is answered as the first time; anyone else is refused.
 """
 import hmac
 from typing import Optional
@@ -40,6 +42,8 @@ class NodeKeyRows:
             if row is None or not hmac.compare_digest(row[0].encode(), secret_sha256.encode()):
                 return "the join token is not one this cluster issued"
             if row[2] is not None:
+                if row[2] == name and self._holds(cur, name, public_key):
+                    return None   # the same node and key again: the answer to its join was lost on the way
                 return f"the join token was already used (by node {row[2]}); ask for a new one"
             if row[1] <= now:
                 return "the join token has expired; ask for a new one"
@@ -54,6 +58,12 @@ class NodeKeyRows:
                             f"(join token {token_id})", f"node/{name}")
             return None
         return self._run(work, write=True)
+
+    def _holds(self, cur, name, public_key):
+        """Whether node ``name``'s live key is ``public_key``."""
+        cur.execute("SELECT 1 FROM node_keys WHERE name = ? AND public_key = ? AND revoked_at IS NULL",
+                    (name, public_key))
+        return cur.fetchone() is not None
 
     def _key_taken(self, cur, name, public_key):
         """Why ``name`` may not join with ``public_key`` (a live key of that name, or the key another

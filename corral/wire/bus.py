@@ -302,16 +302,17 @@ class BusServer(_Bound):
     def _open_keyed(self, routing_frame, frame):
         """``(routing id, data, signing key, message or None)`` of a message on a bus of nodes' own
         keys: opened with the key of the node whose CurveZMQ key its connection authenticated with
-        (the ZAP handler's User-Id), which it must name as its sender; or, from a key of no node, a
-        join request (answered here, no message) or one signed with the cluster key for a name that
-        holds no key of its own."""
+        (the ZAP handler's User-Id), which it must name as its sender; or a join request, from a key
+        of no node or again from the live key that joined (its answer was lost: the store answers
+        it as the first time), answered here, no message; or, from a key of no node, one signed with
+        the cluster key for a name that holds no key of its own."""
         routing_id, data = routing_frame.bytes, frame.bytes
         public_key = (frame.get("User-Id") or "").encode("ascii")
         holder = self._identities.holder(public_key) if public_key else None
+        if data.startswith(JOIN_PREFIX) and public_key and (holder is None or holder[1] is not None):
+            self._join(routing_id, data, public_key)
+            return routing_id, data, None, None
         if holder is None:
-            if data.startswith(JOIN_PREFIX) and public_key:
-                self._join(routing_id, data, public_key)
-                return routing_id, data, None, None
             msg = self._open(data, routing_id)
             refusal = None if msg is None else self._identities.refusal(msg.sender)
             if refusal is not None:

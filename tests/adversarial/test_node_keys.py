@@ -28,13 +28,13 @@ import pytest  # noqa: E402
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
-from corral import nodereport  # noqa: E402
 from corral.auth import api_token  # noqa: E402
 from corral.wire.bus import BusClient  # noqa: E402
 from corral.wire.credentials import credential_path, load_credential  # noqa: E402
 from corral.wire.envelope import seal  # noqa: E402
 from corral.wire.keys import new_key_file  # noqa: E402
 from tests.adversarial.test_bus_encryption import Sniffer  # noqa: E402
+from tests.impostor import alive, report  # noqa: E402
 from tests.support import free_port, wait_for  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -222,17 +222,6 @@ class Peer:
         self.client.close()
 
 
-def report(name, address="10.6.6.6", seq=1):
-    return {"node": {"name": name, "address": address, "labels": {}, "conditions": [],
-                     "capacity": {"cpu": 64, "memory": 1 << 40, "disk": 1 << 40}},
-            "epoch_seen": 0, "alive": True, "started_at": 1.0, "seq": seq, "instances": []}
-
-
-def alive(body):
-    return {"started_at": body["started_at"], "seq": body["seq"] + 1, "epoch_seen": 0,
-            "digest": nodereport.digest(body)}
-
-
 def counted(cluster, reason, at_least):
     return wait_for(f"{at_least} message(s) refused as {reason}",
                     lambda: cluster.rejected().get(reason, 0) >= at_least and cluster.rejected(), WAIT)
@@ -384,5 +373,32 @@ def test_a_node_joined_through_one_reconciler_is_known_by_the_other_and_revoked_
             assert "impersonation" not in counted_at
             wait_for(f"node-1 lost at {api}", lambda: (cluster.node("node-1", api) or {}).get("state") == "lost", WAIT)
             assert cluster.node("node-1", api)["credential"] == "revoked"
+    finally:
+        cluster.close()
+
+
+def test_a_join_whose_answer_was_lost_is_answered_again_to_its_key_and_to_no_other(tmp_path):
+    """A node's join reaches r1, which spends the token, and its answer is lost on the way back: the
+    node asks r2 with the same key pair and the same token and is answered as the first time (the same
+    signing key). A peer with another key pair who read the token is still refused."""
+    from eventlet.green import zmq
+    from corral.wire.bus import JOIN_PREFIX
+    from corral.wire.credentials import parse_join_token
+    from corral.wire.join import _ask
+    cluster = Cluster(tmp_path, reconcilers=2)
+    try:
+        token = cluster.join_token()
+        server_public = parse_join_token(token).server_public
+        keypair = zmq.curve_keypair()
+        request = JOIN_PREFIX + json.dumps({"name": "node-1", "token": token}).encode()
+        ctx = zmq.Context()
+        try:
+            first = _ask(ctx, cluster.buses[0], keypair, server_public, request, WAIT)   # answered: then "lost"
+            again = _ask(ctx, cluster.buses[1], keypair, server_public, request, WAIT)
+            other = _ask(ctx, cluster.buses[1], zmq.curve_keypair(), server_public, request, WAIT)
+        finally:
+            ctx.term()
+        assert first.startswith(b"joined ") and again == first
+        assert other == b"refused the join token was already used (by node node-1); ask for a new one"
     finally:
         cluster.close()

@@ -158,10 +158,11 @@ class Fleet:
     command line that release's unit held instead of this one's (``unit_argv`` keeps this
     release's, for an upgrade). Every daemon runs under the command line and environment of its
     systemd unit (:meth:`unit`). ``router``: whether a router runs too (no release before 0.2 has one).
+    ``join``: the agents join with one-time tokens (`install-units --join`) and never hold the cluster key.
     """
 
     def __init__(self, dc, workdir, timings=TIMINGS, nodes=NODES, agent_data_dirs=None, agent_images_dirs=None,
-                 release_env=None, release_argv=None, router=True, bus_encryption="required"):
+                 release_env=None, release_argv=None, router=True, bus_encryption="required", join=False):
         self.dc = dc
         self.workdir = str(workdir)
         self.logs = os.path.join(self.workdir, "logs")
@@ -205,11 +206,12 @@ class Fleet:
                                    store=self.store, cache_dir=os.path.join(self.workdir, "builder"),
                                    images_dir=self.images))
         agent_data_dirs, agent_images_dirs = agent_data_dirs or {}, agent_images_dirs or {}
+        tokens = self.join_tokens(nodes) if join else {}
         for n in nodes:
             # Each agent carries the label host=<its name>, so that a test can pin an app to one node.
             argv, env = self.unit("agent", n, data_dir=agent_data_dirs.get(n) or os.path.join(self.workdir, "nodes", n),
                                   images_dir=agent_images_dirs.get(n) or self.images, address=dc.hosts[n].address,
-                                  labels=(f"host={n}",),
+                                  labels=(f"host={n}",), join_token=tokens.get(n),
                                   reconcilers=tuple(f"tcp://{dc.hosts[r].address}:{BUS_PORT}" for r in ("r1", "r2")))
             self._add(n, argv, env)
         self.env = dict(os.environ, CORRAL_API=",".join(self.api_url(r) for r in ("r1", "r2")),
@@ -221,6 +223,20 @@ class Fleet:
         except AssertionError:
             self.down(check=False)
             raise
+
+    def join_tokens(self, nodes):
+        """``{node: a one-time join token}``, made in the store as `corral node join-token` makes them."""
+        from corral.store import open_store
+        from corral.wire.credentials import new_join_token
+        from corral.wire.curve import server_public
+        store = open_store(self.store)
+        try:
+            tokens = {n: new_join_token(server_public(self.key, "required")) for n in nodes}
+            for token in tokens.values():
+                store.add_join_token(token.id, token.secret_sha256(), 600.0, "cluster test")
+        finally:
+            store.close()
+        return {n: token.text() for n, token in tokens.items()}
 
     def router_credential(self):
         """The router's credential file, made from the fleet's key as an operator makes it (`corral router-credential`)."""

@@ -23,6 +23,19 @@ def test_a_join_token_records_the_nodes_key_once(store):
     assert sorted(e.reason for e in store.list_events(kind="node")) == ["JoinTokenCreated", "Joined"]
 
 
+def test_the_node_that_spent_a_token_may_ask_again_with_the_same_key_and_nobody_else(store):
+    store.add_join_token("t1", sha("s1"), ttl=600, actor="admin")
+    assert store.redeem_join_token("t1", sha("s1"), "node-1", "PUB1") is None
+    assert store.redeem_join_token("t1", sha("s1"), "node-1", "PUB1") is None   # its first answer was lost
+    used = "the join token was already used (by node node-1); ask for a new one"
+    assert store.redeem_join_token("t1", sha("s1"), "node-1", "PUB2") == used    # another key of that name
+    assert store.redeem_join_token("t1", sha("s1"), "node-2", "PUB1") == used
+    assert store.revoke_node_key("node-1", "admin")
+    assert store.redeem_join_token("t1", sha("s1"), "node-1", "PUB1") == used    # nor once it is revoked
+    [key] = store.list_node_keys()
+    assert (key.public_key, key.revoked_at is not None) == ("PUB1", True)
+
+
 @pytest.mark.parametrize("token_id, secret, ttl, sentence", [
     ("t1", "wrong", 600, "the join token is not one this cluster issued"),
     ("nope", "s1", 600, "the join token is not one this cluster issued"),
