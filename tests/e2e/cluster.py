@@ -63,6 +63,30 @@ def instance_processes(app, under=None):
     return found
 
 
+def instance_owners(app, under):
+    """``{pid: uid}`` of the live processes :func:`instance_processes` finds. Each process is read
+    through one open ``/proc/PID`` folder, which stays bound to the process it was opened for: a pid
+    reused meanwhile by another process (pids wrap around quickly while other tests run) then reads
+    as gone instead of lending its owner to the app (seen: a uid of another test's app)."""
+    owners = {}
+    for pid in instance_processes(app, under):
+        try:
+            fd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            uid = os.fstat(fd).st_uid
+            with open(os.open("environ", os.O_RDONLY, dir_fd=fd), "rb") as f:
+                environ = f.read()
+            if f"CORRAL_APP={app}".encode() in environ.split(b"\0"):
+                owners[pid] = uid
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return owners
+
+
 def _works_in(pid, folder):
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")

@@ -26,7 +26,7 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.cluster import cmdline, free_base_port, instance_processes, wait_for
+from tests.e2e.cluster import cmdline, free_base_port, instance_owners, instance_processes, wait_for
 from tests.e2e.installed import copy_checkout
 from tests.e2e.readme import EXPECT, quickstart
 from tests.support import need_root
@@ -205,7 +205,7 @@ def newcomer_up(base, user, steps):
         assert len(urls) == 2
         for url in urls:
             assert get_ok(url)["app"] == "hello"
-        who.app_uids = {os.stat(f"/proc/{pid}").st_uid for pid in instance_processes("hello", under=base)}
+        who.app_uids = set(instance_owners("hello", under=base).values())
         assert who.app_uids, "no instance process of the example found in this newcomer's folders"
         scratch = tempfile.mkdtemp(prefix="corral-readme-backup-", dir=base)
         if user != "root":
