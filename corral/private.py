@@ -95,3 +95,25 @@ def write_private(path, data, mode=FILE_MODE):
     """Replace ``path`` atomically with ``data`` (str as UTF-8, or bytes), readable by its owner only."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
     return replace_with(path, lambda f: f.write(raw), mode)
+
+
+def read_small(path, what, limit, missing):
+    """``(bytes, mode)`` of the small file ``path`` that holds a secret: at most ``limit`` bytes, a
+    regular file. FileNotFoundError (its sentence ends with ``missing``, what to do) or ValueError, each
+    one sentence beginning with ``what`` (``key file``, ``router credential``) and the path."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise ValueError(f"{what} {path} is not a regular file")
+            raw = f.read(limit + 1)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path} does not exist; {missing}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} {path} is a directory, not a file") from None
+    except OSError as e:
+        raise ValueError(f"{what} {path} cannot be read: {e.strerror or e}") from None
+    if len(raw) > limit:
+        raise ValueError(f"{what} {path} is larger than {limit} bytes; it is one line")
+    return raw, mode

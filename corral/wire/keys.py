@@ -23,6 +23,8 @@ import os
 import stat
 import tempfile
 
+from corral import private
+
 log = logging.getLogger(__name__)
 
 ENV_VAR = "CORRAL_SECRET_FILE"
@@ -73,23 +75,8 @@ def read_key(path) -> bytes:
     the file.
     """
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise ValueError(f"key file {path} is not a regular file")
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"key file {path} does not exist; create one with 'corral up' or "
-            f"python -c \"import secrets; print(secrets.token_hex(32))\" > {path}"
-        ) from None
-    except IsADirectoryError:
-        raise ValueError(f"key file {path} is a directory, not a file") from None
-    except OSError as e:
-        raise ValueError(f"key file {path} cannot be read: {e.strerror or e}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ValueError(f"key file {path} is larger than {MAX_FILE_BYTES} bytes; it should hold one line of hex")
+    raw, mode = private.read_small(path, "key file", MAX_FILE_BYTES, "create one with 'corral up' or python -c "
+                                   f"\"import secrets; print(secrets.token_hex(32))\" > {path}")
     try:
         key = bytes.fromhex(raw.decode("ascii").strip())
     except (UnicodeDecodeError, ValueError):

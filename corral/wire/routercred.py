@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import json
 import os
-import stat
 
 from eventlet.green import zmq
 
@@ -105,20 +104,8 @@ def load_credential(path) -> RouterCredential:
     """The credential in the file ``path``; FileNotFoundError or ValueError with one sentence naming it.
     A file that group or others may read is tightened to 0600 when this user owns it."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise ValueError(f"router credential {path} is not a regular file")
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"router credential {path} does not exist; make it on a reconciler's host with "
-                                f"`corral router-credential --output {path}` and copy it here (0600)") from None
-    except IsADirectoryError:
-        raise ValueError(f"router credential {path} is a directory, not a file") from None
-    except OSError as e:
-        raise ValueError(f"router credential {path} cannot be read: {e.strerror or e}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ValueError(f"router credential {path} is larger than {MAX_FILE_BYTES} bytes; it is one line of JSON")
+    raw, _ = private.read_small(path, "router credential", MAX_FILE_BYTES, "make it on a reconciler's host with "
+                                f"`corral router-credential --output {path}` and copy it here (0600)")
     cred = parse_credential(raw, path)
     try:
         private.tighten_file(path)
