@@ -106,7 +106,8 @@ def test_the_one_pass_header_reading_agrees_with_the_line_by_line_one(lines):
     ("X: a\x01b", "control character"),
     ("X: a\x7fb", "control character"),
     ("X y", "no valid name"),
-], ids=["junk-before-a-field", "space-before-colon", "folded", "control", "del", "no-colon"])
+    ("X:" + " " * 100 + "\x01", "control character"),
+], ids=["junk-before-a-field", "space-before-colon", "folded", "control", "del", "no-colon", "spaces-then-control"])
 def test_a_head_with_one_bad_line_among_good_ones_is_refused_by_that_line(line, words):
     with pytest.raises(http.BadMessage) as e:
         http.parse_request(req("GET / HTTP/1.1", "Host: a", line, "Accept: */*"))
