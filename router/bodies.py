@@ -45,10 +45,11 @@ class Reader:
     def __init__(self, conn, side):
         self.conn, self.side, self.buf, self.received = conn, side, bytearray(), 0
 
-    def fill(self, timeout):
-        """Read what is there (waiting at most ``timeout`` seconds) into the buffer."""
+    def fill(self, timeout, wait_first=False):
+        """Read what is there (waiting at most ``timeout`` seconds) into the buffer;
+        ``wait_first``: nothing is expected yet (see :meth:`router.connections.Conn.recv`)."""
         try:
-            data = self.conn.recv(PIECE, timeout)
+            data = self.conn.recv(PIECE, timeout, wait_first)
         except socket.timeout:
             raise SideError(self.side, "timeout", self.received > 0) from None
         except OSError:
@@ -66,7 +67,7 @@ class Reader:
         buf = self.buf
         if not buf:
             try:
-                self.fill(first_timeout)
+                self.fill(first_timeout, wait_first=True)
             except SideError:
                 return None
         if buf[0] not in b"\r\n":   # the common case: a head that came whole, in one read
@@ -114,7 +115,7 @@ class Reader:
             while end < 0:
                 if len(buf) > limit:
                     raise SideError(self.side, "malformed")
-                self.fill(max(0.001, deadline - time.monotonic()))
+                self.fill(max(0.001, deadline - time.monotonic()), wait_first=not buf)
                 end = buf.find(b"\r\n\r\n")
         head = bytes(buf[:end])
         del buf[:end + 4]

@@ -128,7 +128,7 @@ class Pieces:
     def __init__(self, *pieces):
         self.pieces = list(pieces)
 
-    def recv(self, size, timeout):
+    def recv(self, size, timeout, wait_first=False):
         return self.pieces.pop(0) if self.pieces else b""
 
 
