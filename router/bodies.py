@@ -115,7 +115,7 @@ class Reader:
             while end < 0:
                 if len(buf) > limit:
                     raise SideError(self.side, "malformed")
-                self.fill(max(0.001, deadline - time.monotonic()), wait_first=not buf)
+                self.fill(max(0.001, deadline - time.monotonic()))
                 end = buf.find(b"\r\n\r\n")
         head = bytes(buf[:end])
         del buf[:end + 4]

@@ -73,8 +73,8 @@ class Conn(_Socket):
         """Up to ``size`` bytes, waiting at most ``timeout`` seconds for the first: ``b""`` when
         the peer closed; :class:`socket.timeout` after ``timeout``; ``OSError`` on a reset.
         ``wait_first``: wait for readiness before reading, for a read that almost never finds
-        bytes at once (an answer just asked for, a kept-alive client's next request); the read
-        that would fail, a system call and an exception, is saved."""
+        bytes at once (a kept-alive client's next request); the read that would fail, a system
+        call and an exception, is saved."""
         raw = self.raw
         if wait_first:
             self.wait_readable(timeout)
