@@ -129,6 +129,17 @@ class Reader:
         del self.buf[:n]
         return piece
 
+    def take_all(self, n):
+        """The first ``n`` bytes of the buffer, which holds at least that many."""
+        buf = self.buf
+        if len(buf) == n:
+            piece = bytes(buf)
+            buf.clear()
+            return piece
+        piece = bytes(buf[:n])
+        del buf[:n]
+        return piece
+
     def line(self, limit, timeout):
         """One CRLF-ended line without its CRLF; a line longer than ``limit`` is a bad message."""
         while True:
