@@ -20,6 +20,7 @@ slow to send its head.
 """
 import collections
 import dataclasses
+import functools
 import ipaddress
 import logging
 import random
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 access = logging.getLogger("corral.router.access")
 
 MAX_ATTEMPTS = 4
+# Access log lines are written in batches: at most this many seconds after the first of a batch,
+# or once this many wait. A record (and a write and a flush) a line cost a worker as much CPU as
+# the request it logged.
+ACCESS_LOG_EVERY, ACCESS_LOG_LINES = 0.5, 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +87,15 @@ class Exchange:
 def access_line(x, now):
     """The access log line of exchange ``x`` (Common Log Format, then host, duration and backend)."""
     method = x.head.start[0] if x.head else "-"
-    stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+    stamp = _log_time(int(now))
     return (f'{x.peer} - - [{stamp}] "{method} {x.target} {x.head.version if x.head else "-"}" {x.status} '
             f'{x.sent} host={x.host} duration={now - x.started:.4f} backend={x.backend} rid={x.rid}')
+
+
+@functools.lru_cache(maxsize=4)
+def _log_time(second):
+    """The access log's time of ``second`` (epoch seconds, UTC): the same one for every line within it."""
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second))
 
 
 class Proxy:
@@ -101,6 +112,7 @@ class Proxy:
         self.pool = Pool(pool_size)
         self.rng = rng or random.Random()
         self._counts = collections.defaultdict(collections.Counter)   # (host, path) -> counts
+        self._access_lines = []   # not written yet (see flush_access_log)
 
     @property
     def counters(self):
@@ -208,7 +220,18 @@ class Proxy:
 
     def _log(self, x):
         if access.isEnabledFor(logging.INFO):
-            access.info("%s", access_line(x, time.time()))
+            lines = self._access_lines
+            lines.append(access_line(x, time.time()))
+            if len(lines) == 1:
+                eventlet.spawn_after(ACCESS_LOG_EVERY, self.flush_access_log)
+            elif len(lines) >= ACCESS_LOG_LINES:
+                self.flush_access_log()
+
+    def flush_access_log(self):
+        """Write the access log lines of the requests logged since the last time, as one record."""
+        lines, self._access_lines = self._access_lines, []
+        if lines:
+            access.info("%s", "\n".join(lines))
 
     # -- one request to a backend ------------------------------------------------------------
 
