@@ -8,8 +8,9 @@ Scenarios (each prints a table; nothing is asserted):
    minimal eventlet relay, no routing, no headers), and straight to the backend;
    req/s, p50 and p99 at 50 connections, the CPU each proxy's processes spent per
    request (user + system; it moves less with the machine's load than req/s),
-   and p50 at 1 connection (the latency a proxy adds when idle). The backend is
-   nginx itself (``return 200 "ok"``), the fastest thing here.
+   the router again with its access log on (as a deployment has it), and p50
+   at 1 connection (the latency a proxy adds when idle). The backend is nginx
+   itself (``return 200 "ok"``), the fastest thing here.
 2. ``churn``: 3,000 backends behind 300 hosts (10 each), every backend replaced
    every 10 s while ``wrk`` rotates over the 300 hosts for ``--churn-seconds``.
    The router follows a real route feed (reconciler/route_feed.py on a
@@ -195,10 +196,12 @@ def throughput(tmp, seconds):
     table = static_table(tmp, [{"host": "b.test", "path": "/", "app": "b", "process": "web",
                                 "backends": [{"id": "b1", "address": "127.0.0.1", "port": backend_port}]}])
     rproc, rport, _ = router(tmp, ["--static", table])
+    lproc, lport, _ = router(tmp, ["--static", table, "--access-log", os.path.join(tmp, "access.log")])
     paths = {"backend alone": (f"http://127.0.0.1:{backend_port}/", backend),
              "nginx (1 worker)": (f"http://127.0.0.1:{nginx_port}/", proxy),
              "eventlet relay (yardstick)": (f"http://127.0.0.1:{relay_port}/", relay),
-             "corral router (1 worker)": (f"http://127.0.0.1:{rport}/", rproc)}
+             "corral router (1 worker)": (f"http://127.0.0.1:{rport}/", rproc),
+             "corral router, access log on": (f"http://127.0.0.1:{lport}/", lproc)}
     router_url = paths["corral router (1 worker)"][0]
     try:
         for port in (backend_port, nginx_port, relay_port):
@@ -210,18 +213,18 @@ def throughput(tmp, seconds):
             results[name] = wrk(url, seconds, host="b.test")
             cpu[name] = (tree_cpu_seconds(proc.pid) - before) / max(1, results[name]["requests"]) * 1e6
         idle = {name: wrk(url, max(3, seconds // 2), connections=1, host="b.test")["p50"]
-                for name, (url, _) in paths.items()}
+                for name, (url, _) in paths.items() if "access log" not in name}
         peak = results["corral router (1 worker)"]["rps"]
         half = half_rate(tmp, router_url, peak, seconds)
         direct = half_rate(tmp, paths["backend alone"][0], peak, seconds)
     finally:
-        for p in (rproc, relay, proxy, backend):
+        for p in (lproc, rproc, relay, proxy, backend):
             stop(p)
     print(f"\n## throughput: wrk -t1 -c50 -d{seconds}s, a 2-byte answer\n")
     print("| path | req/s | p50 ms | p99 ms | errors | CPU us/request | p50 ms at 1 connection |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
-        print(row(name, r) + f" {cpu[name]:.1f} | {idle[name]:.3f} |")
+        print(row(name, r) + f" {cpu[name]:.1f} | " + (f"{idle[name]:.3f} |" if name in idle else "- |"))
     nginx_rps = results["nginx (1 worker)"]["rps"]
     added = idle["corral router (1 worker)"] - idle["backend alone"]
     print(f"at about half the router's peak ({half['rps']:,.0f} req/s, paced): p50 {half['p50']:.3f} ms through "
