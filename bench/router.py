@@ -3,10 +3,14 @@
 Scenarios (each prints a table; nothing is asserted):
 
 1. ``throughput``: ``wrk`` through one router worker (a static table, one route to
-   one backend) and through one nginx worker (``proxy_pass`` to an upstream with
-   ``keepalive``), and straight to the backend; req/s, p50 and p99 at 50
-   connections, and p50 at 1 connection (the latency a proxy adds when idle).
-   The backend is nginx itself (``return 200 "ok"``), the fastest thing here.
+   one backend), through one nginx worker (``proxy_pass`` to an upstream with
+   ``keepalive``), through the yardstick of issue 16 (bench/relay_yardstick.py: a
+   minimal eventlet relay, no routing, no headers), and straight to the backend;
+   req/s, p50 and p99 at 50 connections, the CPU each proxy's processes spent per
+   request (user + system; it moves less with the machine's load than req/s),
+   the router again with its access log on (as a deployment has it), and p50
+   at 1 connection (the latency a proxy adds when idle). The backend is nginx
+   itself (``return 200 "ok"``), the fastest thing here.
 2. ``churn``: 3,000 backends behind 300 hosts (10 each), every backend replaced
    every 10 s while ``wrk`` rotates over the 300 hosts for ``--churn-seconds``.
    The router follows a real route feed (reconciler/route_feed.py on a
@@ -127,6 +131,26 @@ def tree_rss_mib(pid):
     return total / 1024
 
 
+def tree_cpu_seconds(pid):
+    """User + system CPU seconds spent so far by ``pid`` and its children (not counting
+    children already reaped)."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(p) for p in f.read().split()]
+    except OSError:
+        return 0.0
+    ticks = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])   # utime, stime (fields 14 and 15 of stat)
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url, seconds, connections=50, host=None, script=None, threads=1):
     """Run wrk; returns ``{rps, p50, p99 (ms), errors, requests}``."""
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
@@ -161,44 +185,54 @@ def static_table(tmp, routes):
 
 def throughput(tmp, seconds):
     """Scenario 1 (see the module docstring)."""
-    backend_port, nginx_port = free_port(), free_port()
+    backend_port, nginx_port, relay_port = free_port(), free_port(), free_port()
     backend, _ = nginx(tmp, "backend", f'  server {{ listen 127.0.0.1:{backend_port}; '
                                        f'location / {{ return 200 "ok"; }} }}')
     proxy, _ = nginx(tmp, "proxy", f"  upstream b {{ server 127.0.0.1:{backend_port}; keepalive 64; }}\n"
                                    f"  server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://b; "
                                    f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }}')
+    relay = subprocess.Popen([PY, os.path.join(ROOT, "bench", "relay_yardstick.py"), str(relay_port),
+                              str(backend_port)])
     table = static_table(tmp, [{"host": "b.test", "path": "/", "app": "b", "process": "web",
                                 "backends": [{"id": "b1", "address": "127.0.0.1", "port": backend_port}]}])
     rproc, rport, _ = router(tmp, ["--static", table])
+    lproc, lport, _ = router(tmp, ["--static", table, "--access-log", os.path.join(tmp, "access.log")])
+    paths = {"backend alone": (f"http://127.0.0.1:{backend_port}/", backend),
+             "nginx (1 worker)": (f"http://127.0.0.1:{nginx_port}/", proxy),
+             "eventlet relay (yardstick)": (f"http://127.0.0.1:{relay_port}/", relay),
+             "corral router (1 worker)": (f"http://127.0.0.1:{rport}/", rproc),
+             "corral router, access log on": (f"http://127.0.0.1:{lport}/", lproc)}
+    router_url = paths["corral router (1 worker)"][0]
     try:
-        wait_port(backend_port)
-        wait_port(nginx_port)
-        wrk(f"http://127.0.0.1:{rport}/", 2, host="b.test")   # warm up
-        results = {
-            "backend alone": wrk(f"http://127.0.0.1:{backend_port}/", seconds),
-            "nginx (1 worker)": wrk(f"http://127.0.0.1:{nginx_port}/", seconds, host="b.test"),
-            "corral router (1 worker)": wrk(f"http://127.0.0.1:{rport}/", seconds, host="b.test"),
-        }
-        idle = {name: wrk(url, max(3, seconds // 2), connections=1, host="b.test")["p50"] for name, url in [
-            ("backend alone", f"http://127.0.0.1:{backend_port}/"),
-            ("nginx (1 worker)", f"http://127.0.0.1:{nginx_port}/"),
-            ("corral router (1 worker)", f"http://127.0.0.1:{rport}/")]}
-        half = half_rate(tmp, f"http://127.0.0.1:{rport}/", results["corral router (1 worker)"]["rps"], seconds)
-        direct = half_rate(tmp, f"http://127.0.0.1:{backend_port}/", results["corral router (1 worker)"]["rps"],
-                           seconds)
+        for port in (backend_port, nginx_port, relay_port):
+            wait_port(port)
+        wrk(router_url, 2, host="b.test")   # warm up
+        results, cpu = {}, {}
+        for name, (url, proc) in paths.items():
+            before = tree_cpu_seconds(proc.pid)
+            results[name] = wrk(url, seconds, host="b.test")
+            cpu[name] = (tree_cpu_seconds(proc.pid) - before) / max(1, results[name]["requests"]) * 1e6
+        idle = {name: wrk(url, max(3, seconds // 2), connections=1, host="b.test")["p50"]
+                for name, (url, _) in paths.items() if "access log" not in name}
+        peak = results["corral router (1 worker)"]["rps"]
+        half = half_rate(tmp, router_url, peak, seconds)
+        direct = half_rate(tmp, paths["backend alone"][0], peak, seconds)
     finally:
-        for p in (rproc, proxy, backend):
+        for p in (lproc, rproc, relay, proxy, backend):
             stop(p)
     print(f"\n## throughput: wrk -t1 -c50 -d{seconds}s, a 2-byte answer\n")
-    print("| path | req/s | p50 ms | p99 ms | errors | p50 ms at 1 connection |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| path | req/s | p50 ms | p99 ms | errors | CPU us/request | p50 ms at 1 connection |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
-        print(row(name, r) + f" {idle[name]:.3f} |")
-    ratio = results["corral router (1 worker)"]["rps"] / results["nginx (1 worker)"]["rps"]
+        print(row(name, r) + f" {cpu[name]:.1f} | " + (f"{idle[name]:.3f} |" if name in idle else "- |"))
+    nginx_rps = results["nginx (1 worker)"]["rps"]
     added = idle["corral router (1 worker)"] - idle["backend alone"]
     print(f"at about half the router's peak ({half['rps']:,.0f} req/s, paced): p50 {half['p50']:.3f} ms through "
           f"the router, {direct['p50']:.3f} ms straight to the backend: {half['p50'] - direct['p50']:.3f} ms added")
-    print(f"\nrouter / nginx per process: {ratio:.2f}x; latency the router adds at 1 connection: {added:.3f} ms")
+    print(f"\nper process, against nginx: router {peak / nginx_rps:.2f}x, yardstick relay "
+          f"{results['eventlet relay (yardstick)']['rps'] / nginx_rps:.2f}x; latency the router adds at 1 "
+          f"connection: {added:.3f} ms")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 def half_rate(tmp, url, peak, seconds, connections=20):

@@ -45,10 +45,11 @@ class Reader:
     def __init__(self, conn, side):
         self.conn, self.side, self.buf, self.received = conn, side, bytearray(), 0
 
-    def fill(self, timeout):
-        """Read what is there (waiting at most ``timeout`` seconds) into the buffer."""
+    def fill(self, timeout, wait_first=False):
+        """Read what is there (waiting at most ``timeout`` seconds) into the buffer;
+        ``wait_first``: nothing is expected yet (see :meth:`router.connections.Conn.recv`)."""
         try:
-            data = self.conn.recv(PIECE, timeout)
+            data = self.conn.recv(PIECE, timeout, wait_first)
         except socket.timeout:
             raise SideError(self.side, "timeout", self.received > 0) from None
         except OSError:
@@ -66,7 +67,7 @@ class Reader:
         buf = self.buf
         if not buf:
             try:
-                self.fill(first_timeout)
+                self.fill(first_timeout, wait_first=True)
             except SideError:
                 return None
         if buf[0] not in b"\r\n":   # the common case: a head that came whole, in one read
@@ -126,6 +127,17 @@ class Reader:
             self.fill(timeout)
         piece = bytes(self.buf[:n])
         del self.buf[:n]
+        return piece
+
+    def take_all(self, n):
+        """The first ``n`` bytes of the buffer, which holds at least that many."""
+        buf = self.buf
+        if len(buf) == n:
+            piece = bytes(buf)
+            buf.clear()
+            return piece
+        piece = bytes(buf[:n])
+        del buf[:n]
         return piece
 
     def line(self, limit, timeout):

@@ -69,10 +69,15 @@ class Conn(_Socket):
 
     # -- reading ------------------------------------------------------------------------------
 
-    def recv(self, size, timeout):
+    def recv(self, size, timeout, wait_first=False):
         """Up to ``size`` bytes, waiting at most ``timeout`` seconds for the first: ``b""`` when
-        the peer closed; :class:`socket.timeout` after ``timeout``; ``OSError`` on a reset."""
+        the peer closed; :class:`socket.timeout` after ``timeout``; ``OSError`` on a reset.
+        ``wait_first``: wait for readiness before reading, for a read that almost never finds
+        bytes at once (a kept-alive client's next request); the read that would fail, a system
+        call and an exception, is saved."""
         raw = self.raw
+        if wait_first:
+            self.wait_readable(timeout)
         while True:
             try:
                 return raw.recv(size)
@@ -195,8 +200,8 @@ class GreenConn(_Socket):
     def __init__(self, green):
         self.green, self.closed = green, False
 
-    def recv(self, size, timeout):
-        """As :meth:`Conn.recv`."""
+    def recv(self, size, timeout, wait_first=False):
+        """As :meth:`Conn.recv` (``wait_first`` is moot: eventlet's socket waits as it needs)."""
         self.green.settimeout(timeout)
         return self.green.recv(size)
 

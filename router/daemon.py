@@ -133,6 +133,7 @@ def worker_main(index, cfg, credential):
     listener.close()
     if subscriber is not None:
         subscriber.close()
+    proxy.flush_access_log()
     os._exit(0)
 
 

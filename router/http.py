@@ -6,6 +6,13 @@ a bare LF, a header line folded onto the previous one, white space before a
 colon, ``Content-Length`` beside ``Transfer-Encoding``, two different
 lengths, a length that is not digits, a transfer coding other than
 ``chunked``, ``Transfer-Encoding`` in HTTP/1.0, two ``Host`` headers.
+
+A head is read in a few C-level passes over its bytes, not line by line: two
+check that every header line is well formed, one picks out the few headers
+the router reads or drops (:data:`NOTED`); every other header passes on as
+the bytes that came. The line-by-line reading (:func:`_header_lines`) is kept
+to say which line is wrong, and for a client that names more headers in
+``Connection`` than the router knows.
 """
 import dataclasses
 import functools
@@ -13,17 +20,19 @@ import re
 
 from corral.hostnames import normalize_host
 
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"   # a character of a token (a method, a header name)
+_TOKEN = re.compile(rb"^" + _TCHAR + rb"+$")
 _VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET_BAD = re.compile(rb"[\x00-\x20\x7f]")
-# One well-formed header line: a token at the start of a line, a colon, a value without control
-# characters (but tab), CRLF. A head whose every line is one (as many matches as CRLFs) is read
-# in one C-level pass; any other is read again line by line (_header_lines), to say which
-# line is wrong.
-_HEADER_FIELD = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r\n", re.M)
-_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+# A head's header lines are checked in two passes, each linear in the head's length: no control
+# character but tab (CR and LF only as a line's CRLF), and every line start a name and a colon.
+# (A pattern that could match the same white space two ways, before a value and in it, once made
+# a line of n spaces and a control character cost n*n/2 steps: 8 s of a worker for 30,000.)
+_CONTROLS = bytes(c for c in range(32) if c not in b"\t\r\n") + b"\x7f"
+_NOT_A_FIELD = re.compile(rb"\n(?!" + _TCHAR + rb"+:)")
+# A request line whose every part is well formed (any other is read again, to say which part is wrong).
+_REQUEST_LINE = re.compile(_TCHAR + rb"+ [^\x00-\x20\x7f]+ HTTP/1\.[01]")
 _normal_host = functools.lru_cache(maxsize=4096)(normalize_host)   # Host values repeat: the same few
-_DIGITS = re.compile(rb"^[0-9]{1,18}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 # Connection-scoped headers: never passed on (RFC 9110 7.6.1); Upgrade is put back when asked.
@@ -38,8 +47,24 @@ _NOT_FORWARDED = HOP_BY_HOP | {b"expect"} | FORWARDING
 _NOT_FORWARDED_TRUSTED = HOP_BY_HOP | {b"expect", b"x-forwarded-for", b"x-request-id"}
 _NOT_ANSWERED_CHUNKED = HOP_BY_HOP | {b"content-length"}
 _NOT_ANSWERED_SWITCHING = HOP_BY_HOP - {b"connection", b"upgrade"}
+# The headers whose values the router reads, and those it may leave out: a head notes these
+# (Head.fields), and passes every other one on untouched.
+NOTED = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"expect", b"x-forwarded-proto",
+                                   b"x-forwarded-host"}
+
+
+def _names_pattern(names):
+    """An alternation of ``names`` grouped by first letter (each line start tries one group)."""
+    groups = {}
+    for name in sorted(names):
+        groups.setdefault(name[:1], []).append(re.escape(name[1:]))
+    return b"|".join(re.escape(first) + b"(?:" + b"|".join(rests) + b")" for first, rests in groups.items())
+
+
+# A noted header's line in a head's block (every line starts after a CRLF, a literal the search
+# skips to): its name and its value (white space not stripped).
+_NOTED_FIELD = re.compile(rb"\r\n(" + _names_pattern(NOTED) + rb"):([^\r]*)", re.I)
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"})   # known tokens
 
 
 class BadMessage(Exception):
@@ -61,43 +86,51 @@ class Limits:
 
 @dataclasses.dataclass(slots=True)
 class Head:
-    """A parsed request or response head. ``headers`` is ``[(lower name, raw name, value)]``;
-    ``length`` is the body's ``Content-Length`` (None: none given); ``chunked``: the body
-    is chunked; ``connection``: the tokens of its ``Connection`` headers (as :meth:`tokens`)."""
+    """A parsed request or response head. ``block``: its header lines as they came, each after
+    a CRLF (``b"\\r\\nHost: a\\r\\nAccept: */*"``: the head's bytes after its start line),
+    each checked well formed; ``fields``: ``{lower name: [values]}`` of its :data:`NOTED`
+    headers; ``length``: the body's ``Content-Length`` (None: none given); ``chunked``: the
+    body is chunked; ``connection``: the lower-cased tokens of its ``Connection`` headers."""
 
     start: tuple
     version: str
-    headers: list
+    block: bytes
+    fields: dict
     length: int = None
     chunked: bool = False
     connection: frozenset = frozenset()
 
     def get(self, name):
         """The value of header ``name`` (lower-case bytes), or None; the first when repeated."""
+        if name in NOTED:
+            values = self.fields.get(name)
+            return values[0] if values else None
         for lower, _, value in self.headers:
             if lower == name:
                 return value
         return None
 
-    def tokens(self, name):
-        """The comma-separated, lower-cased tokens of every ``name`` header, as a set of bytes."""
-        out = set()
-        for lower, _, value in self.headers:
-            if lower == name:
-                out.update(t.strip().lower() for t in value.split(b","))
-        return out
+    @property
+    def headers(self):
+        """Every header, ``[(lower name, raw name, value)]``, read line by line."""
+        return _header_lines(self.block.split(b"\r\n")[1:])
 
 
-def _headers(block, limits, request):
-    """``[(lower name, name, value)]`` of the header lines ``block`` (each ending in CRLF)."""
-    fields = _HEADER_FIELD.findall(block)
-    if len(fields) == block.count(b"\r\n"):
-        headers = [(name.lower(), name, value.rstrip(b" \t")) for name, value in fields]
-    else:
-        headers = _header_lines(block.split(b"\r\n")[:-1])
-    if request and len(headers) > limits.header_count:
-        raise BadMessage(431, f"the request has more than {limits.header_count} header lines")
-    return headers
+def _fields(block):
+    """``{lower name: [values]}`` of the :data:`NOTED` headers of ``block`` (header lines, each
+    after a CRLF, and no other CR or LF), once every line of it is known to be well formed."""
+    if len(block.translate(None, _CONTROLS)) != len(block) or _NOT_A_FIELD.search(block):
+        _header_lines(block.split(b"\r\n")[1:])   # raises, naming the line
+        raise BadMessage(400, "a header line is not well formed")
+    fields = {}
+    for name, value in _NOTED_FIELD.findall(block):
+        value = value.strip(b" \t")
+        name = name.lower()
+        if name in fields:
+            fields[name].append(value)
+        else:
+            fields[name] = [value]
+    return fields
 
 
 def _header_lines(lines):
@@ -121,78 +154,95 @@ def _header_lines(lines):
 def _framing(head, request):
     """Set ``head``'s body framing (``length``, ``chunked``) and ``connection`` tokens from its
     headers, refusing what two parsers could read two ways."""
-    found = [(name, value) for name, _, value in head.headers if name in _FRAMING]
-    if not found:
-        return
-    lengths, codings, connection = set(), [], []
-    for name, value in found:
-        if name == b"content-length":
-            lengths.add(value)
-        elif name == b"transfer-encoding":
-            codings.append(value)
-        else:
-            connection += value.lower().split(b",")
+    fields = head.fields
+    connection = fields.get(b"connection")
     if connection:
-        head.connection = frozenset([t.strip() for t in connection])
+        head.connection = frozenset().union(*map(_tokens, connection)) if len(connection) > 1 else \
+            _tokens(connection[0])
+    lengths, codings = fields.get(b"content-length"), fields.get(b"transfer-encoding")
     if codings:
         if request and lengths:
             raise BadMessage(400, "the request has both Content-Length and Transfer-Encoding")
         if request and head.version == "HTTP/1.0":
             raise BadMessage(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if len(codings) > 1 or codings[0].strip().lower() != b"chunked":
+        if len(codings) > 1 or codings[0].lower() != b"chunked":
             if request:
                 raise BadMessage(501, f"transfer coding {b', '.join(codings).decode('latin-1')!r} is not "
                                       "supported (only chunked)")
         head.chunked = True
         return
     if lengths:
-        length = lengths.pop()
-        if lengths or not _DIGITS.match(length):
+        length = lengths[0]
+        if (len(lengths) > 1 and len(set(lengths)) > 1) or not length.isdigit() or len(length) > 18:
             raise BadMessage(400, "Content-Length is not one number of digits")
         head.length = int(length)
 
 
-def split_head(data, limits):
-    """``(start line, header block)`` of the head ``data`` (bytes up to, not including, the blank
-    line; the block's lines each end in CRLF), refusing a bare LF or CR and the limits' sizes."""
-    if len(data) > limits.header_bytes:
-        raise BadMessage(431, f"the request head is larger than {limits.header_bytes} bytes")
+@functools.lru_cache(maxsize=256)
+def _tokens(value):
+    """The lower-cased tokens of one ``Connection`` value (the same few values come again and again)."""
+    return frozenset([t.strip() for t in value.lower().split(b",")])
+
+
+def _check_line_ends(data):
+    """Refuse a head with a CR or an LF that is not part of a CRLF."""
     crlf = data.count(b"\r\n")
     if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
         raise BadMessage(400, "a line of the head ends in a bare LF or CR")
-    start, _, rest = data.partition(b"\r\n")
+
+
+def split_head(data, limits):
+    """``(start line, header block)`` of the head ``data`` (bytes up to, not including, the blank
+    line; the block is the rest, its lines each after a CRLF), refusing a bare LF or CR and the
+    limits' sizes."""
+    if len(data) > limits.header_bytes:
+        raise BadMessage(431, f"the request head is larger than {limits.header_bytes} bytes")
+    _check_line_ends(data)
+    end = data.find(b"\r\n")
+    start, block = (data, b"") if end < 0 else (data[:end], data[end:])
     if len(start) > limits.request_line:
         raise BadMessage(414, f"the request line is longer than {limits.request_line} bytes")
-    return start, rest + b"\r\n" if rest else b""
+    return start, block
 
 
 def parse_request(data, limits=Limits()):
     """The :class:`Head` of a request whose head is ``data``; ``start`` is ``(method, target)``
     as str. Raises :class:`BadMessage`."""
     start, block = split_head(data, limits)
-    parts = start.split(b" ")
-    if len(parts) != 3 or not (parts[0] in _METHODS or _TOKEN.match(parts[0])) or not parts[1]:
-        raise BadMessage(400, "the request line is not METHOD TARGET VERSION")
-    if _TARGET_BAD.search(parts[1]):
-        raise BadMessage(400, "the request target holds a space or a control character")
-    version = parts[2].decode("latin-1")
-    if version != "HTTP/1.1" and version != "HTTP/1.0":
-        if version.startswith("HTTP/"):
-            raise BadMessage(505, f"{version} is not spoken here (HTTP/1.1 and 1.0 are)")
-        raise BadMessage(400, "the request line is not METHOD TARGET VERSION")
-    head = Head((parts[0].decode("latin-1"), parts[1].decode("latin-1")), version, _headers(block, limits, True))
+    if not _REQUEST_LINE.fullmatch(start):
+        _refuse_request_line(start)
+    method, target, version = start.decode("latin-1").split(" ")
+    fields = _fields(block)
+    if block.count(b"\r\n") > limits.header_count:
+        raise BadMessage(431, f"the request has more than {limits.header_count} header lines")
+    head = Head((method, target), version, block, fields)
     _framing(head, True)
     return head
 
 
+def _refuse_request_line(start):
+    """Raise the :class:`BadMessage` that says what is wrong with the request line ``start``."""
+    parts = start.split(b" ")
+    if len(parts) != 3 or not _TOKEN.match(parts[0]) or not parts[1]:
+        raise BadMessage(400, "the request line is not METHOD TARGET VERSION")
+    if _TARGET_BAD.search(parts[1]):
+        raise BadMessage(400, "the request target holds a space or a control character")
+    version = parts[2].decode("latin-1")
+    if version.startswith("HTTP/"):
+        raise BadMessage(505, f"{version} is not spoken here (HTTP/1.1 and 1.0 are)")
+    raise BadMessage(400, "the request line is not METHOD TARGET VERSION")
+
+
 def parse_response(data):
     """The :class:`Head` of a backend's response; ``start`` is ``(status int, reason)``."""
-    start, _, rest = data.partition(b"\r\n")
+    _check_line_ends(data)
+    end = data.find(b"\r\n")
+    start, block = (data, b"") if end < 0 else (data[:end], data[end:])
     parts = start.split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not _DIGITS.match(parts[1]) or len(parts[1]) != 3:
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
         raise BadMessage(502, "the backend's answer is not an HTTP/1.x status line")
-    head = Head((int(parts[1]), parts[2].decode("latin-1") if len(parts) > 2 else ""),
-                parts[0].decode("latin-1"), _headers(rest + b"\r\n" if rest else b"", None, False))
+    head = Head((int(parts[1]), parts[2].decode("latin-1") if len(parts) > 2 else ""), parts[0].decode("latin-1"),
+                block, _fields(block))
     _framing(head, False)
     return head
 
@@ -201,7 +251,7 @@ def request_host(head):
     """The normalised host a request is for (from an absolute-form target, else ``Host``) and
     its origin-form target, as ``(host, target)``. Raises :class:`BadMessage` (400)."""
     method, target = head.start
-    hosts = [v for n, _, v in head.headers if n == b"host"]
+    hosts = head.fields.get(b"host", ())
     if len(hosts) > 1:
         raise BadMessage(400, "the request has more than one Host header")
     raw = hosts[0].decode("latin-1") if hosts else None
@@ -256,7 +306,7 @@ def forwarded_for(head, peer, trusted):
     """The ``X-Forwarded-For`` to send: the trusted proxy's list with ``peer`` appended, or
     ``peer`` alone (a client's own list is a forgery until a trusted proxy vouches for it)."""
     if trusted:
-        prior = [v.decode("latin-1") for n, _, v in head.headers if n == b"x-forwarded-for"]
+        prior = [v.decode("latin-1") for v in head.fields.get(b"x-forwarded-for", ())]
         if prior:
             return ", ".join(prior + [peer])
     return peer
@@ -266,27 +316,21 @@ def backend_head(head, target, *, host_header, peer, proto, rid, trusted, upgrad
     """The bytes of the request head sent to a backend: hop-by-hop headers dropped (the body
     is re-framed: ``Transfer-Encoding: chunked`` when ``body_chunked``), forwarding headers
     set (a client's kept only when ``trusted``), ``Upgrade`` kept when switching protocols."""
-    method = head.start[0]
-    drop_forwarding = not trusted
+    drop = _NOT_FORWARDED_TRUSTED if trusted else _NOT_FORWARDED
     # Headers the client calls hop-by-hop (its Connection tokens) are not passed on either.
-    drop = _NOT_FORWARDED if drop_forwarding else _NOT_FORWARDED_TRUSTED
-    if head.connection:
-        drop = drop | head.connection
-    out = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
-    for lower, name, value in head.headers:
-        if lower not in drop:
-            out.append(name + b": " + value + b"\r\n")
-    xff = forwarded_for(head, peer, trusted)
-    out.append(f"X-Forwarded-For: {xff}\r\nX-Request-Id: {rid}\r\n".encode("latin-1"))
-    if drop_forwarding or head.get(b"x-forwarded-proto") is None:
-        out.append(f"X-Forwarded-Proto: {proto}\r\n".encode("latin-1"))
-    if drop_forwarding or head.get(b"x-forwarded-host") is None:
-        out.append(b"X-Forwarded-Host: " + host_header + b"\r\n")
+    named = head.connection - drop if head.connection else None
+    out = [f"{head.start[0]} {target} HTTP/1.1".encode("latin-1"), _lines_without(head, drop, named),
+           f"\r\nX-Forwarded-For: {forwarded_for(head, peer, trusted)}\r\nX-Request-Id: {rid}".encode("latin-1")]
+    fields = head.fields
+    if not trusted or b"x-forwarded-proto" not in fields:
+        out.append(f"\r\nX-Forwarded-Proto: {proto}".encode("latin-1"))
+    if not trusted or b"x-forwarded-host" not in fields:
+        out.append(b"\r\nX-Forwarded-Host: " + host_header)
     if body_chunked:
-        out.append(b"Transfer-Encoding: chunked\r\n")
+        out.append(b"\r\nTransfer-Encoding: chunked")
     if upgrade is not None:
-        out.append(b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n")
-    out.append(b"\r\n")
+        out.append(b"\r\nConnection: Upgrade\r\nUpgrade: " + upgrade)
+    out.append(b"\r\n\r\n")
     return b"".join(out)
 
 
@@ -297,18 +341,39 @@ def client_head(head, *, chunked, close, rid):
     status, reason = head.start
     switching = status == 101
     drop = _NOT_ANSWERED_SWITCHING if switching else _NOT_ANSWERED_CHUNKED if chunked else HOP_BY_HOP
-    out = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
-    for lower, name, value in head.headers:
-        if lower not in drop:
-            out.append(name + b": " + value + b"\r\n")
+    out = [f"HTTP/1.1 {status} {reason}".encode("latin-1"), _lines_without(head, drop)]
     if chunked:
-        out.append(b"Transfer-Encoding: chunked\r\n")
+        out.append(b"\r\nTransfer-Encoding: chunked")
     if close and not switching:
-        out.append(b"Connection: close\r\n")
-    if head.get(b"x-request-id") is None:
-        out.append(f"X-Request-Id: {rid}\r\n".encode("latin-1"))
-    out.append(b"\r\n")
+        out.append(b"\r\nConnection: close")
+    if b"x-request-id" not in head.fields:
+        out.append(f"\r\nX-Request-Id: {rid}".encode("latin-1"))
+    out.append(b"\r\n\r\n")
     return b"".join(out)
+
+
+def _lines_without(head, drop, named=None):
+    """``head``'s header lines (a block: each after a CRLF) without those of the headers
+    ``drop`` (one of the sets of :data:`_LINE_REMOVERS`), each line as it came; and without
+    ``named`` ones (a client's Connection tokens, any name), the lines then read and written
+    one by one."""
+    if named:
+        drop = drop | named
+        return b"".join(b"\r\n" + name + b": " + value for lower, name, value in head.headers if lower not in drop)
+    if drop.isdisjoint(head.fields):
+        return head.block
+    return _LINE_REMOVERS[drop].sub(b"", head.block)
+
+
+def _line_remover(names):
+    """A pattern of the lines of the headers ``names`` in a head's block, each with the CRLF
+    before it."""
+    return re.compile(rb"\r\n(?:" + b"|".join(re.escape(n) for n in sorted(names)) + rb"):[^\r]*", re.I)
+
+
+# The sets of headers a head may be passed on without, each with its pattern.
+_LINE_REMOVERS = {names: _line_remover(names) for names in (
+    _NOT_FORWARDED, _NOT_FORWARDED_TRUSTED, _NOT_ANSWERED_CHUNKED, _NOT_ANSWERED_SWITCHING, HOP_BY_HOP)}
 
 
 def has_no_body(method, status):

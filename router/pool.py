@@ -42,7 +42,10 @@ class Pool:
 
     def put(self, backend, sock):
         """Keep ``sock`` for the next request to ``backend``, or close it when the pool is full."""
-        idle = self._idle.setdefault((backend.address, backend.port), [])
+        key = (backend.address, backend.port)
+        idle = self._idle.get(key)
+        if idle is None:
+            idle = self._idle[key] = []
         if len(idle) < self.size:
             idle.append(sock)
         else:

@@ -20,6 +20,7 @@ slow to send its head.
 """
 import collections
 import dataclasses
+import functools
 import ipaddress
 import logging
 import random
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 access = logging.getLogger("corral.router.access")
 
 MAX_ATTEMPTS = 4
+# Access log lines are written in batches: at most this many seconds after the first of a batch,
+# or once this many wait. A record (and a write and a flush) a line cost a worker as much CPU as
+# the request it logged.
+ACCESS_LOG_EVERY, ACCESS_LOG_LINES = 0.5, 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,30 +71,31 @@ class Retry(Exception):
     """The request may go to another backend (nothing of it reached an app, or it can be sent again)."""
 
 
-@dataclasses.dataclass(slots=True)
 class Exchange:
-    """One request in flight: what the access log and the counters need."""
+    """One request in flight: what the access log and the counters need. What is not set yet
+    reads as the class's default (one object a request, made with three attributes)."""
 
-    peer: str
-    head: object
-    host: str
-    target: str
-    trusted: bool
-    rid: str
-    started: float
-    proto: str = "http"
-    status: int = 0
-    sent: int = 0
-    backend: str = "-"
-    close: bool = False
+    head = None
+    host = target = rid = backend = "-"
+    trusted = close = False
+    status = sent = 0
+
+    def __init__(self, peer, started, proto):
+        self.peer, self.started, self.proto = peer, started, proto
 
 
 def access_line(x, now):
     """The access log line of exchange ``x`` (Common Log Format, then host, duration and backend)."""
     method = x.head.start[0] if x.head else "-"
-    stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+    stamp = _log_time(int(now))
     return (f'{x.peer} - - [{stamp}] "{method} {x.target} {x.head.version if x.head else "-"}" {x.status} '
             f'{x.sent} host={x.host} duration={now - x.started:.4f} backend={x.backend} rid={x.rid}')
+
+
+@functools.lru_cache(maxsize=4)
+def _log_time(second):
+    """The access log's time of ``second`` (epoch seconds, UTC): the same one for every line within it."""
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second))
 
 
 class Proxy:
@@ -105,7 +111,13 @@ class Proxy:
         self.outstanding = collections.Counter()
         self.pool = Pool(pool_size)
         self.rng = rng or random.Random()
-        self.counters = collections.defaultdict(collections.Counter)   # "host path" -> counts
+        self._counts = collections.defaultdict(collections.Counter)   # (host, path) -> counts
+        self._access_lines = []   # not written yet (see flush_access_log)
+
+    @property
+    def counters(self):
+        """The counts of each route that had requests, by ``"host path"``."""
+        return {f"{host} {path}": counts for (host, path), counts in self._counts.items()}
 
     def set_table(self, table):
         """Serve ``table`` from the next request on; idle connections to backends it no longer has are closed."""
@@ -154,7 +166,7 @@ class Proxy:
     def _one_request(self, sock, client, peer, proto):
         """Read and answer one request; True when the connection may carry another."""
         t = self.timeouts
-        x = Exchange(peer, None, "-", "-", False, "-", time.time(), proto)
+        x = Exchange(peer, time.time(), proto)
         try:
             raw = client.head(self.limits, t.idle, t.header, self._too_big)
             if raw is None:
@@ -185,32 +197,41 @@ class Proxy:
 
     def _route(self, sock, client, x):
         head = x.head
-        path = x.target.split("?", 1)[0]
+        path = x.target.partition("?")[0]
         route = self.table.match(x.host, path)
-        has_body = head.chunked or bool(head.length)
-        keep = http.keep_alive(head)
         if route is None:
             return self._answer(sock, x, 404, "Not Found", f"no app is served at {x.host}{path}",
-                                close=has_body or not keep)
-        counts = self.counters[f"{route.host} {route.path}"]
+                                close=_closes_after_own_page(head))
+        counts = self._counts[(route.host, route.path)]
         counts["requests"] += 1
         if not route.backends:
             counts["unavailable"] += 1
             return self._answer(sock, x, 503, "Service Unavailable", f"app {route.app} has no ready instance "
-                                f"of process {route.process}", close=has_body or not keep, retry_after=1)
+                                f"of process {route.process}", close=_closes_after_own_page(head), retry_after=1)
         try:
-            keep = self._forward(sock, client, x, route) and keep
+            keep = self._forward(sock, client, x, route)
         except Failure as e:
             counts[f"{e.status}"] += 1
             return self._answer(sock, x, e.status, e.reason, str(e), close=True)
         counts[_STATUS_CLASS.get(x.status // 100) or f"{x.status // 100}xx"] += 1
         if x.status != 101:   # an upgrade was logged when it began
             self._log(x)
-        return keep and not x.close
+        return keep
 
     def _log(self, x):
         if access.isEnabledFor(logging.INFO):
-            access.info("%s", access_line(x, time.time()))
+            lines = self._access_lines
+            lines.append(access_line(x, time.time()))
+            if len(lines) == 1:
+                eventlet.spawn_after(ACCESS_LOG_EVERY, self.flush_access_log)
+            elif len(lines) >= ACCESS_LOG_LINES:
+                self.flush_access_log()
+
+    def flush_access_log(self):
+        """Write the access log lines of the requests logged since the last time, as one record."""
+        lines, self._access_lines = self._access_lines, []
+        if lines:
+            access.info("%s", "\n".join(lines))
 
     # -- one request to a backend ------------------------------------------------------------
 
@@ -218,8 +239,8 @@ class Proxy:
         """Send the request to a backend of ``route`` (retrying on another where safe) and the
         answer back; True when the client connection may carry another request."""
         head = x.head
-        replayable = not head.chunked and len(client.buf) >= (head.length or 0)
-        replayable = replayable and head.start[0] in http.IDEMPOTENT
+        held = not head.chunked and len(client.buf) >= (head.length or 0)   # the whole body is read
+        replayable = held and head.start[0] in http.IDEMPOTENT
         tried, refused = set(), 0   # backends that refused or reset: not tried again
         for _ in range(MAX_ATTEMPTS):
             backend = balance.pick(route.backends, self.outstanding, self.rng, tried)
@@ -237,7 +258,7 @@ class Proxy:
             x.backend = backend.id
             self.outstanding[backend.id] += 1
             try:
-                return self._exchange(sock, client, x, backend, conn, replayable)
+                return self._exchange(sock, client, x, backend, conn, held, replayable)
             except Retry:
                 conn.close()
                 if reused:
@@ -252,17 +273,17 @@ class Proxy:
         raise Failure(502, "Bad Gateway", f"no instance of app {route.app} accepted the request "
                                           f"({refused} refused the connection, {len(route.backends)} ready)")
 
-    def _exchange(self, sock, client, x, backend, conn, may_retry):
-        """One attempt on ``conn``. Raises :class:`Retry` when the backend failed before any
-        answer byte and the request may be sent again (``may_retry``: idempotent, and its body
-        is held whole), :class:`Failure` for an answer of the router's own; returns whether the
-        client connection may carry another request."""
+    def _exchange(self, sock, client, x, backend, conn, held, may_retry):
+        """One attempt on ``conn``, the request's body ``held`` whole in the client's buffer or
+        not. Raises :class:`Retry` when the backend failed before any answer byte and the
+        request may be sent again (``may_retry``: idempotent, and its body held), :class:`Failure`
+        for an answer of the router's own; returns whether the client connection may carry another
+        request."""
         head, t = x.head, self.timeouts
         upgrade = http.wants_upgrade(head)
         out = http.backend_head(head, x.target, host_header=head.get(b"host") or x.host.encode(), peer=x.peer,
                                 proto=x.proto, rid=x.rid, trusted=x.trusted, upgrade=upgrade,
                                 body_chunked=head.chunked)
-        held = not head.chunked and len(client.buf) >= (head.length or 0)
         body_len = head.length or 0
         reader = Reader(conn, BACKEND)
         try:
@@ -302,7 +323,12 @@ class Proxy:
     def _response_head(self, reader):
         """The backend's response head (1xx informational answers skipped, 101 kept)."""
         while True:
-            raw = _read_response_head(reader, self.timeouts.response)
+            try:
+                raw = reader.until_blank_line(65536, self.timeouts.response)
+            except SideError as e:
+                if e.kind == "malformed":
+                    raise Failure(502, "Bad Gateway", "the instance's answer head is larger than 64 KiB") from None
+                raise
             try:
                 resp = http.parse_response(raw)
             except http.BadMessage as e:
@@ -332,19 +358,14 @@ class Proxy:
         chunked_out = not no_body and (resp.chunked or until_close) and not old_client
         x.close = x.close or (until_close and old_client) or not http.keep_alive(x.head)
         head_bytes = http.client_head(resp, chunked=chunked_out, close=x.close, rid=x.rid)
-
-        def to_client(piece):
-            send(sock, piece, CLIENT, t.client_io)
         if no_body:
-            x.sent = 0
-            to_client(head_bytes)
-        elif resp.length is not None and len(reader.buf) >= resp.length:
-            to_client(head_bytes + bytes(reader.buf[:resp.length]))
-            del reader.buf[:resp.length]
+            send(sock, head_bytes, CLIENT, t.client_io)
+        elif resp.length is not None and len(reader.buf) >= resp.length:   # the whole body came with the head
+            send(sock, head_bytes + reader.take_all(resp.length), CLIENT, t.client_io)
             x.sent = resp.length
         else:
-            to_client(head_bytes)
-            x.sent = self._relay_response(reader, resp, to_client, chunked_out)
+            send(sock, head_bytes, CLIENT, t.client_io)
+            x.sent = self._relay_response(sock, reader, resp, chunked_out)
         tokens = resp.connection
         reusable = not until_close and not reader.buf and b"close" not in tokens and \
             (resp.version == "HTTP/1.1" or b"keep-alive" in tokens)
@@ -354,8 +375,11 @@ class Proxy:
             conn.close()
         return not x.close
 
-    def _relay_response(self, reader, resp, to_client, chunked_out):
+    def _relay_response(self, sock, reader, resp, chunked_out):
         t = self.timeouts
+
+        def to_client(piece):
+            send(sock, piece, CLIENT, t.client_io)
         try:
             if resp.chunked:
                 return relay_chunked(reader, to_client, t.backend_io, chunked_out=chunked_out)
@@ -368,14 +392,10 @@ class Proxy:
             raise
 
 
-def _read_response_head(reader, timeout):
-    """The raw head of the backend's next answer; a silence of ``timeout`` is a timeout."""
-    try:
-        return reader.until_blank_line(65536, timeout)
-    except SideError as e:
-        if e.kind == "malformed":
-            raise Failure(502, "Bad Gateway", "the instance's answer head is larger than 64 KiB") from None
-        raise
+def _closes_after_own_page(head):
+    """True when the connection of a request the router answers itself is closed after it: the
+    client will not send another, or sent a body the router did not read."""
+    return head.chunked or bool(head.length) or not http.keep_alive(head)
 
 
 def tunnel(sock, client, conn, idle):

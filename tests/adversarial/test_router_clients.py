@@ -67,6 +67,19 @@ def test_malformed_and_smuggling_heads_get_an_answer_of_the_router_and_never_rea
     assert app_count(front) == before + 1   # only our own /count
 
 
+# A header line of white space and then a control character: a header pattern that matched the
+# white space twice over (before the value, and as the value) took n*n/2 steps to refuse it, 8 s of
+# the worker's only thread for 30,000 spaces, with every other client waiting.
+BACKTRACKING_HEAD = b"GET / HTTP/1.1\r\n" + H + b"X-Pad:" + b" " * 30000 + b"\x01\r\n\r\n"
+
+
+def test_a_head_made_to_make_the_parser_backtrack_is_refused_at_once(front):
+    before = app_count(front)
+    for _ in range(3):   # each within the client's 5 s, where each cost the worker 8 s
+        assert status_of(raw(front.port, BACKTRACKING_HEAD, wait=5)) == 400
+    assert app_count(front) == before + 1
+
+
 def test_a_chunked_body_with_a_smuggled_request_inside_stays_a_body(front):
     body = b"5\r\nhello\r\n0\r\n\r\n"
     answer = raw(front.port, b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"

@@ -32,6 +32,8 @@ def hostile(conn):
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
         elif path == b"/silent":
             time.sleep(3)
+        elif path == b"/backtracking-head":   # white space the parser once matched twice over (see below)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Pad:" + b" " * 60000 + b"\x01\r\nContent-Length: 0\r\n\r\n")
 
 
 @contextlib.contextmanager
@@ -86,6 +88,14 @@ def test_an_answer_dribbled_a_byte_at_a_time_reaches_the_client_whole(front):
 def test_a_head_cut_off_or_never_sent_is_the_routers_own_answer(front, path, status):
     answer = fetch(front, path)
     assert answer.startswith(b"HTTP/1.1 " + status)
+    assert still_serving(front)
+
+
+def test_an_answer_head_made_to_make_the_parser_backtrack_is_a_502_at_once(front):
+    # A header line of 60,000 spaces and a control character cost the worker half a minute to
+    # refuse, while a header pattern matched the white space twice over (before the value, and in it).
+    for _ in range(2):
+        assert fetch(front, b"/backtracking-head").startswith(b"HTTP/1.1 502")   # within fetch's 5 s
     assert still_serving(front)
 
 

@@ -127,6 +127,23 @@ def test_readiness_nobody_waits_for_stops_the_listening_and_costs_no_cpu(pair):
     assert conn.recv(10, 1.0) == b""           # and the end is still there for the next read
 
 
+def test_a_read_that_waits_first_finds_bytes_already_there_and_bytes_to_come(pair):
+    conn, peer = pair
+    peer.sendall(b"a")
+    eventlet.sleep(0.05)                       # there before the read, and nobody listening yet
+    assert not registered(conn)
+    assert conn.recv(10, 1.0, wait_first=True) == b"a"
+    peer.sendall(b"b")
+    eventlet.sleep(0.05)                       # there before the read, the connection listened to
+    assert conn.recv(10, 1.0, wait_first=True) == b"b"
+    later(0.05, peer.sendall, b"c")
+    assert conn.recv(10, 1.0, wait_first=True) == b"c"
+    with pytest.raises(socket.timeout):
+        conn.recv(10, 0.1, wait_first=True)
+    peer.close()
+    assert conn.recv(10, 1.0, wait_first=True) == b""
+
+
 def test_a_closed_connection_leaves_no_listener_and_no_timer(pair):
     conn, peer = pair
     later(0.01, peer.sendall, b"a")

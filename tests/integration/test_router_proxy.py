@@ -146,6 +146,21 @@ def test_the_access_log_has_a_line_per_request(farm, tmp_path):
     assert '"GET /logged-path HTTP/1.1" 200' in line and "host=one.test" in line and "backend=one-" in line
 
 
+def test_a_stopped_router_leaves_every_request_in_its_access_log(tmp_path):
+    from tests.routerkit import start_router, stop
+    with backend("a") as port:
+        router = start_router(tmp_path, routes=[route("a.test", [port])], workers=1)
+        try:
+            for i in range(30):   # lines the router keeps to write in one batch, a moment later
+                assert get(router, "a.test", f"/batch-{i}").status_code == 200
+        finally:
+            stop(router)
+    logged = [line for line in (tmp_path / "access.log").read_text().splitlines() if "/batch-" in line]
+    assert len(logged) == 30 and {line.split('"')[1] for line in logged} == {f"GET /batch-{i} HTTP/1.1"
+                                                                              for i in range(30)}
+    assert all(line.startswith("127.0.0.1 - - [") and '" 200 ' in line and "host=a.test" in line for line in logged)
+
+
 def test_workers_share_the_port(farm):
     pids = set()
     wait_for("both workers to answer", lambda: pids.add(farm.health()["pid"]) or len(pids) == 2, 10, 0.01)

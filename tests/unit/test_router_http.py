@@ -89,14 +89,37 @@ def test_power_of_two_choices_prefers_the_less_loaded_and_never_an_excluded_one(
     ("Host: a", "X-Empty:", "X-Spaces:   padded \t ", "X-Tab: in\tside", "X-Colon: a:b:c", "X-High: caf\xe9"),
     ("Host: a",),
     ("Host: a", "Connection: Keep-Alive, X-Secret", "connection: UPGRADE", "Upgrade: websocket"),
-], ids=["values", "one-header", "connection-tokens"])
+    ("HOST:   a \t", "X-Forwarded-For:  1.2.3.4 ", "x-FORWARDED-for: 5.6.7.8", "TE: trailers", "Te-Extra: x",
+     "Transfer-Encoding-Like: y", "Content-Length: 0"),
+], ids=["values", "one-header", "connection-tokens", "names-in-any-case"])
 def test_the_one_pass_header_reading_agrees_with_the_line_by_line_one(lines):
     data = req("GET / HTTP/1.1", *lines)
     fast = http.parse_request(data)
     slow = http._header_lines(data.split(b"\r\n")[1:])
-    assert fast.headers == slow
+    noted = {}
+    for lower, _, value in slow:
+        if lower in http.NOTED:
+            noted.setdefault(lower, []).append(value)
+    assert fast.fields == noted
+    assert fast.block == data[data.index(b"\r\n"):]
     assert fast.connection == {t.strip().lower() for lower, _, v in slow if lower == b"connection"
                                for t in v.split(b",")}
+
+
+def test_every_header_a_head_does_not_drop_passes_on_as_it_came():
+    head = http.parse_request(req("GET /p?q HTTP/1.1", "Host: a.test", "TE: trailers", "Te-Extra:  kept  ",
+                                  "X-Forwarded-For-Me: kept", "keep-alive: 5", "Cookie: a=b", "X-Real-IP: 6.6.6.6"))
+    assert http.backend_head(head, "/p?q", host_header=b"a.test", peer="10.0.0.9", proto="http", rid="r",
+                             trusted=False) == (
+        b"GET /p?q HTTP/1.1\r\nHost: a.test\r\nTe-Extra:  kept  \r\nX-Forwarded-For-Me: kept\r\nCookie: a=b\r\n"
+        b"X-Forwarded-For: 10.0.0.9\r\nX-Request-Id: r\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a.test\r\n\r\n")
+    answer = http.parse_response(b"HTTP/1.0 200 OK\r\nServer: s\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n"
+                                 b"Content-Length: 2\r\nX-Keep:  as it came ")
+    assert http.client_head(answer, chunked=False, close=False, rid="r") == (
+        b"HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 2\r\nX-Keep:  as it came \r\nX-Request-Id: r\r\n\r\n")
+    assert http.client_head(answer, chunked=True, close=True, rid="r") == (
+        b"HTTP/1.1 200 OK\r\nServer: s\r\nX-Keep:  as it came \r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\nX-Request-Id: r\r\n\r\n")
 
 
 @pytest.mark.parametrize("line, words", [
@@ -106,7 +129,8 @@ def test_the_one_pass_header_reading_agrees_with_the_line_by_line_one(lines):
     ("X: a\x01b", "control character"),
     ("X: a\x7fb", "control character"),
     ("X y", "no valid name"),
-], ids=["junk-before-a-field", "space-before-colon", "folded", "control", "del", "no-colon"])
+    ("X:" + " " * 100 + "\x01", "control character"),
+], ids=["junk-before-a-field", "space-before-colon", "folded", "control", "del", "no-colon", "spaces-then-control"])
 def test_a_head_with_one_bad_line_among_good_ones_is_refused_by_that_line(line, words):
     with pytest.raises(http.BadMessage) as e:
         http.parse_request(req("GET / HTTP/1.1", "Host: a", line, "Accept: */*"))
@@ -121,13 +145,23 @@ def test_a_response_head_gives_its_framing_and_connection_tokens_in_one_pass():
         http.parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2")
 
 
+@pytest.mark.parametrize("data", [
+    b"HTTP/1.1 200 OK\r\nX: a\nContent-Length: 2",      # was read as Content-Length alone
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\nX: a",      # was read as X alone: no length, a body until close
+    b"HTTP/1.1 200 OK\nContent-Length: 2",
+], ids=["lf-before-length", "lf-after-length", "lf-after-status"])
+def test_an_answer_head_with_a_bare_lf_is_refused_not_read_as_fewer_lines(data):
+    with pytest.raises(http.BadMessage):
+        http.parse_response(data)
+
+
 class Pieces:
     """A connection that yields ``pieces`` one read at a time, then an end."""
 
     def __init__(self, *pieces):
         self.pieces = list(pieces)
 
-    def recv(self, size, timeout):
+    def recv(self, size, timeout, wait_first=False):
         return self.pieces.pop(0) if self.pieces else b""
 
 
