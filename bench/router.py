@@ -480,7 +480,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"bench/router.py needs {tool} (apt-get install wrk nginx-light)")
     tmp = tempfile.mkdtemp(prefix="corral-bench-router-")
-    with open(os.path.join(tmp, "key"), "w") as f:
+    with open(os.open(os.path.join(tmp, "key"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
         f.write(os.urandom(32).hex())
     subprocess.run([PY, "-m", "corral", "router-credential", "--output", os.path.join(tmp, "router.credential")],
                    cwd=ROOT, check=True, env=dict(os.environ, CORRAL_SECRET_FILE=os.path.join(tmp, "key")))
