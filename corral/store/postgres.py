@@ -20,6 +20,14 @@ failed at once (within :data:`RETRY_WITHIN`: a connection the server closed):
 one that failed by timing out (a link gone) would only time out again, and a
 call during an outage would wait twice. Otherwise the failure surfaces as
 ``StoreError("store unreachable: ...")`` and the next call reconnects.
+
+Outages: once a call has found the server unreachable, and until one succeeds,
+one call at a time tries it again (and waits out its timeouts); every other
+call fails at once with the same sentence. So during an outage an API request
+is answered 503 in a moment instead of after the connect or network timeout,
+and a reconciler's many callers do not all wait at once, while the server is
+still tried continually (the leader's lease renewal, the next request) and
+found the moment it is back.
 """
 import threading
 import time
@@ -84,6 +92,8 @@ class PostgresStore(SQLStore):
         self._idle_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._closed = False
+        self._unreachable = None            # the sentence of the last outage, until a call succeeds
+        self._probing = threading.Lock()    # held by the one call that tries the server during an outage
 
     def __repr__(self):
         return f"PostgresStore({self._where})"
@@ -124,6 +134,25 @@ class PostgresStore(SQLStore):
 
     # --- what SQLStore needs ------------------------------------------------
     def _run(self, work, write: bool, commit: bool = True):
+        """:meth:`_attempt`, or StoreError at once during an outage while another call tries the server
+        (the module docstring's Outages)."""
+        probing = self._unreachable is not None
+        if probing and not self._probing.acquire(blocking=False):
+            raise StoreError(f"{self._unreachable}; not tried again while another call tries it")
+        try:
+            result = self._attempt(work, write, commit)
+        except StoreError as exc:
+            self._unreachable = str(exc) if str(exc).startswith("store unreachable") else None
+            raise
+        else:
+            self._unreachable = None
+            return result
+        finally:
+            if probing:
+                self._probing.release()
+
+    def _attempt(self, work, write, commit):
+        """Run ``work`` once, or twice when the first try failed on a stale pooled connection at once."""
         for attempt in (1, 2):
             with self._slots:
                 try:

@@ -90,3 +90,90 @@ def test_statement_timeout_cancels_and_the_store_carries_on(server, pg_store):
     finally:
         blocker.close()
         slow.close()
+
+
+class Link:
+    """A TCP relay in front of PostgreSQL that can be cut: while cut, it takes connections and sends
+    nothing either way (a link gone silent, as a partition looks); counts the connections it took."""
+
+    def __init__(self, port):
+        import socket
+        self.port, self.cut, self.taken = port, True, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self.listener.getsockname()
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.taken += 1
+            if self.cut:
+                self.held.append(client)
+                continue
+            server = socket.create_connection(("127.0.0.1", self.port))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+        for s in self.held:
+            s.close()
+
+
+def test_during_an_outage_one_call_tries_the_server_and_the_others_fail_at_once_until_it_is_back(server, pg_store):
+    link = Link(int(psycopg2.extensions.parse_dsn(server.dsn)["port"]))
+    params = psycopg2.extensions.parse_dsn(server.dsn)
+    dsn = f"postgresql://{params.get('user', 'postgres')}@127.0.0.1:{link.address[1]}/{params['dbname']}"
+    store = PostgresStore(dsn, connect_timeout=1)
+    try:
+        with pytest.raises(StoreError, match=r"^store unreachable: .*timeout"):
+            store.list_apps()                      # the outage found: waited out connect_timeout
+        assert link.taken == 1
+        started, outcomes = threading.Event(), []
+
+        def probe():
+            started.set()
+            try:
+                store.list_apps()
+            except StoreError as e:
+                outcomes.append(str(e))
+        prober = threading.Thread(target=probe)
+        prober.start()
+        started.wait()
+        from tests.support import wait_for
+        wait_for("the probe's connection", lambda: link.taken == 2, 10)
+        for _ in range(5):                          # while it waits, the others do not
+            with pytest.raises(StoreError, match=r"^store unreachable: .*; not tried again while another call "
+                                                 r"tries it$"):
+                store.list_apps()
+        assert link.taken == 2, "another call tried the server meanwhile"
+        prober.join()
+        assert outcomes and outcomes[0].startswith("store unreachable")
+        link.cut = False                            # the server is back: the next call finds it
+        assert store.list_apps() == []
+        assert store.list_apps() == [] and link.taken >= 3
+    finally:
+        store.close()
+        link.close()
