@@ -110,7 +110,8 @@ def load_full_config(environ=os.environ):
 
 
 CONNECT_TIMEOUT = 3.0    # seconds: a reconciler's host that drops packets is passed over this soon
-FAILOVER_READ = 5.0      # seconds a reading call waits for an answer while another URL remains
+FAILOVER_READ = 6.0      # seconds a reading call waits for an answer while another URL remains: longer than
+                         # a reconciler waits for an unreachable store (5 s), so that its 503 comes back
 
 
 class Unreachable(Exception):

@@ -21,9 +21,12 @@ one that failed by timing out (a link gone) would only time out again, and a
 call during an outage would wait twice. Otherwise the failure surfaces as
 ``StoreError("store unreachable: ...")`` and the next call reconnects.
 
-Outages: once a call has found the server unreachable, and until one succeeds,
-one call at a time tries it again (and waits out its timeouts); every other
-call fails at once with the same sentence. So during an outage an API request
+Outages: once a call has found the server unreachable by waiting out a
+timeout (a link gone silent: longer than :data:`RETRY_WITHIN`; a refused
+connection fails at once and costs nothing to try again), and until a call
+succeeds, calls fail at once with the same sentence, but for one at a time
+that tries the server again (and waits out its timeouts) once ``retry_after``
+seconds have passed since the last failure. So during an outage an API request
 is answered 503 in a moment instead of after the connect or network timeout,
 and a reconciler's many callers do not all wait at once, while the server is
 still tried continually (the leader's lease renewal, the next request) and
@@ -66,7 +69,7 @@ class PostgresStore(SQLStore):
                         "AND table_name = ?")
 
     def __init__(self, dsn: str, pool_size: int = 4, statement_timeout: float = 10.0,
-                 connect_timeout: float = 5.0):
+                 connect_timeout: float = 5.0, retry_after: float = 1.0):
         try:
             params = psycopg2.extensions.parse_dsn(dsn)
         except psycopg2.ProgrammingError as exc:
@@ -93,6 +96,8 @@ class PostgresStore(SQLStore):
         self._slots = threading.BoundedSemaphore(pool_size)
         self._closed = False
         self._unreachable = None            # the sentence of the last outage, until a call succeeds
+        self._failed_at = 0.0               # when a call last found the server unreachable (monotonic)
+        self._retry_after = retry_after
         self._probing = threading.Lock()    # held by the one call that tries the server during an outage
 
     def __repr__(self):
@@ -137,12 +142,17 @@ class PostgresStore(SQLStore):
         """:meth:`_attempt`, or StoreError at once during an outage while another call tries the server
         (the module docstring's Outages)."""
         probing = self._unreachable is not None
-        if probing and not self._probing.acquire(blocking=False):
-            raise StoreError(f"{self._unreachable}; not tried again while another call tries it")
+        if probing and (time.monotonic() - self._failed_at < self._retry_after
+                        or not self._probing.acquire(blocking=False)):
+            raise StoreError(f"{self._unreachable}; not tried again yet (one call at a time tries it, at most "
+                             f"every {self._retry_after:g}s)")
+        began = time.monotonic()
         try:
             result = self._attempt(work, write, commit)
         except StoreError as exc:
-            self._unreachable = str(exc) if str(exc).startswith("store unreachable") else None
+            slow = time.monotonic() - began >= RETRY_WITHIN
+            self._unreachable = str(exc) if slow and str(exc).startswith("store unreachable") else None
+            self._failed_at = time.monotonic()
             raise
         else:
             self._unreachable = None
