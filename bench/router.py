@@ -113,14 +113,20 @@ def stop(proc):
             proc.wait()
 
 
+def tree_pids(pid):
+    """``pid`` and its children's pids, or None when ``pid`` is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [pid] + [int(p) for p in f.read().split()]
+    except OSError:
+        return None
+
+
 def tree_rss_mib(pid):
     """RSS of ``pid`` and its children, MiB."""
     total = 0
-    pids = [pid]
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            pids += [int(p) for p in f.read().split()]
-    except OSError:
+    pids = tree_pids(pid)
+    if pids is None:
         return 0.0
     for p in pids:
         try:
@@ -134,11 +140,8 @@ def tree_rss_mib(pid):
 def tree_cpu_seconds(pid):
     """User + system CPU seconds spent so far by ``pid`` and its children (not counting
     children already reaped)."""
-    pids = [pid]
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            pids += [int(p) for p in f.read().split()]
-    except OSError:
+    pids = tree_pids(pid)
+    if pids is None:
         return 0.0
     ticks = 0
     for p in pids:

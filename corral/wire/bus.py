@@ -410,7 +410,6 @@ class BusServer(_Bound):
         return dict(self._peers)
 
 
-
 class _Connecting(_Endpoint):
     """What BusClient and BusSubscriber share: one connected socket per endpoint, a receive
     loop on each, one frame per message."""
