@@ -240,11 +240,15 @@ def throughput(tmp, seconds):
 
 def half_rate(tmp, url, peak, seconds, connections=20):
     """wrk paced (each connection waits between requests, wrk's ``delay()``) to about half of
-    ``peak`` req/s; wrk's latency leaves the pause out."""
+    ``peak`` req/s; wrk's latency leaves the pause out. Each pause is drawn at random (an
+    exponential one: requests arrive as a Poisson stream, as many independent clients' do);
+    the same pause for every connection keeps them in step, and each request then waits for
+    the other 19 of its burst."""
     script = os.path.join(tmp, "paced.lua")
-    pause_ms = max(1, int(connections * 1000 / (peak / 2)))
+    pause_ms = max(1.0, connections * 1000 / (peak / 2))
     with open(script, "w") as f:
-        f.write(f'wrk.headers["Host"] = "b.test"\nfunction delay()\n  return {pause_ms}\nend\n')
+        f.write(f'wrk.headers["Host"] = "b.test"\nfunction delay()\n'
+                f'  return math.floor(-math.log(1 - math.random()) * {pause_ms:.3f} + 0.5)\nend\n')
     return wrk(url, max(3, seconds // 2), connections=connections, script=script)
 
 

@@ -17,7 +17,14 @@ A :class:`Conn` instead
   again for the later deadline. A connection kept alive for a minute costs one
   timer a minute;
 - writes on the OS socket, waiting (eventlet's ``trampoline``) only when the
-  kernel has no room, which on a loopback or a LAN is rare.
+  kernel has no room, which on a loopback or a LAN is rare;
+- can hold a write until the hub has run every green thread its last poll woke
+  (:meth:`Conn.send_soon`, the hub's :class:`Outbox`): the writes of a round go
+  out together, so a peer asleep in its poll is woken once for many of them,
+  not once for each. Waking another process costs the writer more than the
+  write (on a virtual machine an interrupt between cores exits to the
+  hypervisor): a request the router passes on and an answer it passes back
+  both go this way.
 
 One green thread reads a Conn at a time (another may write it meanwhile, as
 an upgraded connection's two pumps do). A Conn must be closed with
@@ -26,12 +33,14 @@ see) is served by :class:`GreenConn`, the same methods over eventlet's socket.
 """
 import socket
 import time
+import weakref
 
 import greenlet
 from eventlet import hubs
 from eventlet.greenio import GreenSocket
 
-READY, TIMED_OUT, CLOSED = object(), object(), object()
+READY, TIMED_OUT, CLOSED, UNSENT = object(), object(), object(), object()
+CLOSING_WRITE = 5.0   # seconds close() waits for room to send what send_soon still holds
 
 
 class _Socket:
@@ -56,14 +65,15 @@ class Conn(_Socket):
     descriptor (kept so that the descriptor lives as long as this); ``raw`` the OS socket
     under it, non-blocking."""
 
-    __slots__ = ("green", "raw", "fileno", "_hub", "_listener", "_waiter", "_deadline", "_timer", "_timer_at",
-                 "closed")
+    __slots__ = ("green", "raw", "fileno", "_hub", "_outbox", "_listener", "_waiter", "_deadline", "_timer",
+                 "_timer_at", "_unsent", "closed")
 
     def __init__(self, green):
         self.green, self.raw = green, green.fd
         self.fileno = self.raw.fileno()
-        self._hub = hubs.get_hub()
-        self._listener = self._waiter = self._timer = None
+        self._hub = hub = hubs.get_hub()
+        self._outbox = Outbox.of(hub)
+        self._listener = self._waiter = self._timer = self._unsent = None
         self._deadline = self._timer_at = 0.0
         self.closed = False
 
@@ -95,15 +105,23 @@ class Conn(_Socket):
         self._deadline = deadline = time.monotonic() + timeout
         if self._timer is None or self._timer_at > deadline:
             self._arm(timeout, deadline)
-        self._waiter = greenlet.getcurrent()
-        try:
-            woke = self._hub.switch()
-        finally:
-            self._waiter = None
-        if woke is TIMED_OUT:
-            raise socket.timeout("timed out")
-        if woke is CLOSED:
-            raise OSError("the connection was closed while waiting")
+        while True:
+            self._waiter = greenlet.getcurrent()
+            try:
+                woke = self._hub.switch()
+            finally:
+                self._waiter = None
+            if woke is READY:
+                return
+            if woke is TIMED_OUT:
+                raise socket.timeout("timed out")
+            if woke is CLOSED:
+                raise OSError("the connection was closed while waiting")
+            if woke is UNSENT:   # the outbox left part of this connection's write: finish it, then wait on
+                data, self._unsent = self._unsent, None
+                self.send_all(data, timeout)
+                if self._timer is None:   # it lapsed meanwhile, nobody waiting
+                    self._arm(max(0.0, deadline - time.monotonic()), deadline)
 
     def _wake(self, _fileno):
         """The hub says the socket is readable: wake its reader, else stop listening (nobody
@@ -154,8 +172,11 @@ class Conn(_Socket):
     # -- writing --------------------------------------------------------------------------------
 
     def send_all(self, data, timeout):
-        """Send all of ``data``, waiting at most ``timeout`` seconds at a time for room;
-        :class:`socket.timeout` after that, ``OSError`` when the peer is gone."""
+        """Send all of ``data`` (after what :meth:`send_soon` holds), waiting at most ``timeout``
+        seconds at a time for room; :class:`socket.timeout` after that, ``OSError`` when the
+        peer is gone."""
+        if self._unsent is not None:   # the outbox finds nothing left for it
+            data, self._unsent = self._unsent + data, None
         raw = self.raw
         try:
             sent = raw.send(data)
@@ -174,6 +195,39 @@ class Conn(_Socket):
                 raise OSError("the connection is closed")
             hubs.trampoline(self.fileno, write=True, timeout=timeout, timeout_exc=socket.timeout("timed out"))
 
+    def send_soon(self, data, timeout):
+        """Send ``data`` when the hub has run the green threads its last poll woke, with the
+        writes they made (see :class:`Outbox`). The caller's next wait must be a read of this
+        connection: a write the kernel does not take whole is finished by that wait (waiting
+        at most ``timeout`` for room), and a failed one shows as that read's end or reset."""
+        if self._unsent is not None:
+            self._unsent += data
+            return
+        self._unsent = data
+        self._outbox.hold(self)
+
+    def _send_held(self):
+        """The outbox's turn: write what :meth:`send_soon` holds. What the kernel does not take is
+        left for this connection's reader to finish; with no reader (a backend that answered
+        before it was asked), the connection is shut."""
+        data, self._unsent = self._unsent, None
+        if data is None or self.closed:
+            return
+        try:
+            sent = self.raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return   # the peer is gone: the reader's next read says so
+        if sent == len(data):
+            return
+        self._unsent = data[sent:]
+        if self._waiter is not None:
+            self._waiter.switch(UNSENT)
+        else:
+            self._unsent = None
+            self.shutdown()
+
     # -- the rest -------------------------------------------------------------------------------
 
     def close(self):
@@ -181,6 +235,15 @@ class Conn(_Socket):
         that waits to read it (another one than the caller) is woken with an error."""
         if self.closed:
             return
+        if self._unsent is not None:   # a last answer the outbox has not sent yet is sent first
+            data, self._unsent = self._unsent, None
+            try:
+                if greenlet.getcurrent() is self._hub.greenlet:
+                    self.raw.send(data)   # the hub cannot wait: one try
+                else:
+                    self.send_all(data, CLOSING_WRITE)
+            except OSError:
+                pass
         self.closed = True
         self._unlisten()
         if self._timer is not None:
@@ -190,6 +253,38 @@ class Conn(_Socket):
         if waiter is not None and waiter is not greenlet.getcurrent():
             self._hub.schedule_call_global(0, waiter.switch, CLOSED)
         self.green.close()
+
+
+class Outbox:
+    """A hub's held writes (:meth:`Conn.send_soon`): made in one go, as the hub's next
+    timer, once the green threads its last poll woke have run. A peer asleep in its poll is
+    woken by the first of its writes and finds the rest already there."""
+
+    __slots__ = ("hub", "conns")
+    _of_hub = weakref.WeakKeyDictionary()
+
+    def __init__(self, hub):
+        self.hub, self.conns = hub, []
+
+    @classmethod
+    def of(cls, hub):
+        """The outbox of ``hub`` (one a hub)."""
+        box = cls._of_hub.get(hub)
+        if box is None:
+            box = cls._of_hub[hub] = cls(hub)
+        return box
+
+    def hold(self, conn):
+        """Make ``conn``'s held write with the others of this round."""
+        if not self.conns:
+            self.hub.schedule_call_global(0, self.send)
+        self.conns.append(conn)
+
+    def send(self):
+        """Make every held write (a connection's failure is its own)."""
+        conns, self.conns = self.conns, []
+        for conn in conns:
+            conn._send_held()
 
 
 class GreenConn(_Socket):
@@ -209,6 +304,10 @@ class GreenConn(_Socket):
         """As :meth:`Conn.send_all`."""
         self.green.settimeout(timeout)
         self.green.sendall(data)
+
+    def send_soon(self, data, timeout):
+        """As :meth:`Conn.send_soon`, but sent at once (a TLS socket writes through OpenSSL)."""
+        self.send_all(data, timeout)
 
     def close(self):
         """As :meth:`Conn.close`."""

@@ -287,8 +287,8 @@ class Proxy:
         body_len = head.length or 0
         reader = Reader(conn, BACKEND)
         try:
-            if held:
-                send(conn, out + bytes(client.buf[:body_len]) if body_len else out, BACKEND, t.backend_io)
+            if held:   # sent with the round's other writes (the next step reads this connection)
+                conn.send_soon(out + bytes(client.buf[:body_len]) if body_len else out, t.backend_io)
             else:
                 send(conn, out, BACKEND, t.backend_io)
                 self._stream_request_body(sock, client, conn, head)
@@ -358,11 +358,14 @@ class Proxy:
         chunked_out = not no_body and (resp.chunked or until_close) and not old_client
         x.close = x.close or (until_close and old_client) or not http.keep_alive(x.head)
         head_bytes = http.client_head(resp, chunked=chunked_out, close=x.close, rid=x.rid)
-        if no_body:
-            send(sock, head_bytes, CLIENT, t.client_io)
-        elif resp.length is not None and len(reader.buf) >= resp.length:   # the whole body came with the head
-            send(sock, head_bytes + reader.take_all(resp.length), CLIENT, t.client_io)
-            x.sent = resp.length
+        if no_body or (resp.length is not None and len(reader.buf) >= resp.length):   # the whole answer is here
+            if not no_body:
+                head_bytes += reader.take_all(resp.length)
+                x.sent = resp.length
+            if x.close or client.buf:
+                send(sock, head_bytes, CLIENT, t.client_io)
+            else:   # with the round's other writes: the next step waits for this client's next request
+                sock.send_soon(head_bytes, t.client_io)
         else:
             send(sock, head_bytes, CLIENT, t.client_io)
             x.sent = self._relay_response(sock, reader, resp, chunked_out)

@@ -213,3 +213,113 @@ def test_a_conn_wraps_an_accepted_green_socket():
         conn.close()
         client.close()
         listener.close()
+
+
+# -- writes held for the round (send_soon and the hub's outbox) ----------------------------------------
+
+
+def waiting_bytes(peer):
+    """What ``peer`` (a green socket) can read right now without waiting, b"" when nothing."""
+    try:
+        return peer.fd.recv(1 << 20, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return b""
+
+
+@pytest.fixture
+def two_pairs():
+    listener = eventlet.listen(("127.0.0.1", 0))
+    pairs = []
+    for _ in range(2):
+        conn = connect(listener.getsockname(), 2.0)
+        peer, _ = listener.accept()
+        pairs.append((conn, peer))
+    listener.close()
+    yield pairs
+    for conn, peer in pairs:
+        conn.close()
+        peer.close()
+
+
+def test_writes_held_in_a_round_go_out_together_once_the_writer_waits(two_pairs):
+    """Nothing is written while the green thread that held the writes runs; both are written
+    before its wait for an answer returns."""
+    (a, peer_a), (b, peer_b) = two_pairs
+    a.send_soon(b"to a", 1.0)
+    b.send_soon(b"to b", 1.0)
+    # (a write on loopback is in the peer's buffer when send returns: none was made yet)
+    assert waiting_bytes(peer_a) == b"" and waiting_bytes(peer_b) == b""
+
+    def answer(peer, what):
+        assert peer.recv(10) == what
+        peer.sendall(b"ok")
+    answering = [eventlet.spawn(answer, peer_a, b"to a"), eventlet.spawn(answer, peer_b, b"to b")]
+    assert a.recv(10, 2.0) == b"ok"
+    assert b.recv(10, 2.0) == b"ok"
+    for g in answering:
+        g.wait()
+
+
+def test_a_held_write_too_big_for_the_kernel_is_finished_by_the_wait_for_its_answer(pair):
+    conn, peer = pair
+    conn.raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    data = bytes(range(256)) * (1 << 12)   # 1 MiB, far more than the buffers hold, in an order the peer checks
+
+    def read_all_then_answer():
+        got = bytearray()
+        while len(got) < len(data):
+            chunk = peer.recv(1 << 16)
+            assert chunk
+            got += chunk
+        peer.sendall(b"all here")
+        return bytes(got)
+    reading = eventlet.spawn(read_all_then_answer)
+    conn.send_soon(data, 10.0)
+    assert conn.recv(100, 10.0) == b"all here"
+    assert reading.wait() == data
+
+
+def test_a_write_after_a_held_one_comes_after_it(pair):
+    conn, peer = pair
+    conn.send_soon(b"first ", 1.0)
+    conn.send_soon(b"second ", 1.0)
+    conn.send_all(b"third", 1.0)
+    eventlet.sleep(0)   # the outbox's turn: nothing is left for it
+    got = b""
+    while len(got) < len(b"first second third"):
+        got += peer.recv(100)
+    assert got == b"first second third"
+    assert waiting_bytes(peer) == b""
+
+
+def test_closing_a_connection_sends_what_it_still_holds(pair):
+    conn, peer = pair
+    conn.send_soon(b"last answer", 1.0)
+    conn.close()
+    got = b""
+    while True:
+        chunk = peer.recv(100)
+        if not chunk:
+            break
+        got += chunk
+    assert got == b"last answer"
+
+
+def test_a_held_write_nobody_waits_to_finish_shuts_the_connection(pair):
+    """A write the kernel cannot take whole, held for a connection nobody reads (a backend
+    that answered before it was asked, say): the connection is shut, not left half-written
+    with a green thread spinning on it."""
+    conn, peer = pair
+    conn.raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    conn.send_soon(b"z" * (16 << 20), 1.0)
+    eventlet.sleep(0)   # the outbox's turn
+    eventlet.sleep(0)
+    total = 0
+    while True:
+        chunk = peer.recv(1 << 16)
+        if not chunk:
+            break
+        total += len(chunk)
+    assert 0 < total < 16 << 20
+    with pytest.raises(OSError):
+        conn.send_all(b"more", 1.0)
