@@ -1,4 +1,5 @@
-"""Keep-alive connections to backends, at most ``size`` idle ones per backend.
+"""Keep-alive connections to backends, at most ``size`` idle ones per backend (by its id: an
+instance that a new one replaces at the same address and port is another backend).
 
 A pooled connection the backend has closed meanwhile (its own keep-alive
 timeout, or the backend died) is found before use by a non-blocking peek: it
@@ -22,7 +23,7 @@ def _alive(conn):
 
 
 class Pool:
-    """Idle keep-alive connections by backend ``(address, port)``."""
+    """Idle keep-alive connections by backend id."""
 
     def __init__(self, size=32):
         self.size = size
@@ -32,7 +33,7 @@ class Pool:
         """An idle connection to ``backend``, or None; with ``peek``, one that is still open.
         The router peeks only for a request it may not send twice: one it may is sent again
         on another connection when this one turns out closed, and saves the system call."""
-        idle = self._idle.get((backend.address, backend.port))
+        idle = self._idle.get(backend.id)
         while idle:
             sock = idle.pop()
             if not peek or _alive(sock):
@@ -42,10 +43,9 @@ class Pool:
 
     def put(self, backend, sock):
         """Keep ``sock`` for the next request to ``backend``, or close it when the pool is full."""
-        key = (backend.address, backend.port)
-        idle = self._idle.get(key)
+        idle = self._idle.get(backend.id)
         if idle is None:
-            idle = self._idle[key] = []
+            idle = self._idle[backend.id] = []
         if len(idle) < self.size:
             idle.append(sock)
         else:
@@ -53,12 +53,12 @@ class Pool:
 
     def drop(self, backend):
         """Close every idle connection to ``backend`` (one of them failed: the rest likely will)."""
-        for sock in self._idle.pop((backend.address, backend.port), ()):
+        for sock in self._idle.pop(backend.id, ()):
             sock.close()
 
-    def keep_only(self, addresses):
-        """Close the idle connections of every backend not in ``addresses`` (gone from the table)."""
-        for key in [k for k in self._idle if k not in addresses]:
+    def keep_only(self, ids):
+        """Close the idle connections of every backend whose id is not in ``ids`` (gone from the table)."""
+        for key in [k for k in self._idle if k not in ids]:
             for sock in self._idle.pop(key):
                 sock.close()
 

@@ -122,7 +122,7 @@ class Proxy:
     def set_table(self, table):
         """Serve ``table`` from the next request on; idle connections to backends it no longer has are closed."""
         self.table = table
-        self.pool.keep_only({(b.address, b.port) for r in table.routes.values() for b in r.backends})
+        self.pool.keep_only({b.id for r in table.routes.values() for b in r.backends})
 
     def is_trusted(self, peer):
         """True when ``peer`` (an address) is in a trusted proxy network (cached per address)."""

@@ -323,3 +323,15 @@ def test_a_held_write_nobody_waits_to_finish_shuts_the_connection(pair):
     assert 0 < total < 16 << 20
     with pytest.raises(OSError):
         conn.send_all(b"more", 1.0)
+
+
+def test_idle_connections_belong_to_an_instance_not_to_its_address(pair):
+    """A new instance at the address and port of one that is gone does not get the old one's
+    idle connections: they are closed when the table no longer has the old one."""
+    conn, _ = pair
+    old, new = Backend("i1", "127.0.0.1", 8000), Backend("i2", "127.0.0.1", 8000)
+    pool = Pool(4)
+    pool.put(old, conn)
+    assert pool.get(new) is None
+    pool.keep_only({new.id})
+    assert conn.closed and pool.idle_count() == 0
