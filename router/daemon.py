@@ -53,6 +53,7 @@ def health_app(proxy, feed, worker):
     def app(environ, start_response):
         body = {"ok": True, "worker": worker, "pid": os.getpid(),
                 "in_flight": sum(proxy.outstanding.values()), "idle_backend_connections": proxy.pool.idle_count(),
+                "resting": sorted(proxy.resting),
                 "counters": {k: dict(v) for k, v in proxy.counters.items()}}
         if feed is not None:
             body.update(feed.health())

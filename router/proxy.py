@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 access = logging.getLogger("corral.router.access")
 
 MAX_ATTEMPTS = 4
+REST = 5.0   # seconds a backend that failed a connection gets no request while another is left
 # Access log lines are written in batches: at most this many seconds after the first of a batch,
 # or once this many wait. A record (and a write and a flush) a line cost a worker as much CPU as
 # the request it logged.
@@ -112,6 +113,7 @@ class Proxy:
         self.pool = Pool(pool_size)
         self.rng = rng or random.Random()
         self._counts = collections.defaultdict(collections.Counter)   # (host, path) -> counts
+        self.resting = {}   # backend id -> when (time.monotonic()) it may have requests again
         self._access_lines = []   # not written yet (see flush_access_log)
 
     @property
@@ -122,7 +124,9 @@ class Proxy:
     def set_table(self, table):
         """Serve ``table`` from the next request on; idle connections to backends it no longer has are closed."""
         self.table = table
-        self.pool.keep_only({b.id for r in table.routes.values() for b in r.backends})
+        ids = {b.id for r in table.routes.values() for b in r.backends}
+        self.pool.keep_only(ids)
+        self.resting = {k: until for k, until in self.resting.items() if k in ids}
 
     def is_trusted(self, peer):
         """True when ``peer`` (an address) is in a trusted proxy network (cached per address)."""
@@ -242,36 +246,53 @@ class Proxy:
         held = not head.chunked and len(client.buf) >= (head.length or 0)   # the whole body is read
         replayable = held and head.start[0] in http.IDEMPOTENT
         tried, refused = set(), 0   # backends that refused or reset: not tried again
+        resting = self.resting
+        if resting:
+            now = time.monotonic()
+            for backend_id in [b for b, until in resting.items() if until <= now]:
+                del resting[backend_id]
         for _ in range(MAX_ATTEMPTS):
-            backend = balance.pick(route.backends, self.outstanding, self.rng, tried)
+            backend = balance.pick(route.backends, self.outstanding, self.rng, tried, resting)
             if backend is None:
                 break
-            conn, reused = self.pool.get(backend, peek=not replayable), True
-            if conn is None:
-                reused = False
-                try:
-                    conn = connect((backend.address, backend.port), self.timeouts.connect)
-                except OSError:
-                    tried.add(backend.id)
-                    refused += 1
-                    continue
-            x.backend = backend.id
-            self.outstanding[backend.id] += 1
+            self.outstanding[backend.id] += 1   # a connect under way counts: others go elsewhere meanwhile
             try:
-                return self._exchange(sock, client, x, backend, conn, held, replayable)
-            except Retry:
-                conn.close()
-                if reused:
-                    self.pool.drop(backend)   # its other idle connections are likely dead too
-                else:
-                    tried.add(backend.id)
-            except BaseException:
-                conn.close()
-                raise
+                conn, reused = self.pool.get(backend, peek=not replayable), True
+                if conn is None:
+                    reused = False
+                    try:
+                        conn = connect((backend.address, backend.port), self.timeouts.connect)
+                    except OSError as e:
+                        self._failed_connection(route, backend, f"did not take a connection ({_why(e)})")
+                        tried.add(backend.id)
+                        refused += 1
+                        continue
+                x.backend = backend.id
+                try:
+                    return self._exchange(sock, client, x, backend, conn, held, replayable)
+                except Retry:
+                    conn.close()
+                    if reused:
+                        self.pool.drop(backend)   # its other idle connections are likely dead too
+                    else:
+                        self._failed_connection(route, backend, "closed a new connection before it answered")
+                        tried.add(backend.id)
+                except BaseException:
+                    conn.close()
+                    raise
             finally:
                 self.outstanding[backend.id] -= 1
         raise Failure(502, "Bad Gateway", f"no instance of app {route.app} accepted the request "
                                           f"({refused} refused the connection, {len(route.backends)} ready)")
+
+    def _failed_connection(self, route, backend, what):
+        """``backend`` failed a connection: it rests for :data:`REST` seconds (see
+        :mod:`router.balance`), said once a rest, and the route counts it."""
+        if backend.id not in self.resting:
+            log.warning("instance %s at %s:%s %s: it gets no request for %g s unless no other is left",
+                        backend.id, backend.address, backend.port, what, REST)
+        self.resting[backend.id] = time.monotonic() + REST
+        self._counts[(route.host, route.path)]["connect_failed"] += 1
 
     def _exchange(self, sock, client, x, backend, conn, held, may_retry):
         """One attempt on ``conn``, the request's body ``held`` whole in the client's buffer or
@@ -393,6 +414,11 @@ class Proxy:
             if e.side == BACKEND:   # the head went out already: all the client can learn is a cut
                 raise SideError(CLIENT, "cut") from None
             raise
+
+
+def _why(error):
+    """What an ``OSError`` of a connect says, briefly (``timed out``, ``Connection refused``)."""
+    return error.strerror or str(error) or type(error).__name__
 
 
 def _closes_after_own_page(head):

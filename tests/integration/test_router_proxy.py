@@ -125,6 +125,45 @@ def test_a_connect_failure_or_a_reset_is_retried_on_another_instance(farm):
         assert get(farm, "flaky.test").text == "hello from a"    # GET is idempotent: sent again
 
 
+@contextlib.contextmanager
+def blackhole():
+    """A port whose connects hang (a listener that accepts nothing, its queue full: the kernel
+    drops further SYNs), as an instance on a node that is gone does; yields the port."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued = [socket.create_connection(("127.0.0.1", port), timeout=2)]   # fills a queue of 0
+        try:
+            yield port
+        finally:
+            for s in queued:
+                s.close()
+
+
+def test_an_instance_that_fails_a_connection_rests_while_others_serve(tmp_path):
+    """A refused connect and a connect that times out (a node gone, not yet declared lost) each
+    cost one failed connection, not one per request: the instance rests (gets no request while
+    another is ready), the health says so, and every GET is answered by the other one."""
+    with contextlib.ExitStack() as stack:
+        a = stack.enter_context(backend("a"))
+        hole = stack.enter_context(blackhole())
+        refusing = free_port()
+        router = stack.enter_context(running_router(tmp_path, workers=1, routes=[
+            route("refusing.test", [refusing, a], app="refusing"), route("hole.test", [hole, a], app="hole")],
+            args=["--connect-timeout", "0.5"]))
+        for host in ("refusing.test", "hole.test"):
+            answers = [requests.get(router.url(), headers={"Host": host}, timeout=10).text for _ in range(20)]
+            assert answers == ["hello from a"] * 20
+        health = router.health()
+        assert health["counters"]["refusing.test /"]["connect_failed"] == 1
+        assert health["counters"]["hole.test /"]["connect_failed"] == 1
+        assert health["resting"] == sorted([f"refusing-{refusing}", f"hole-{hole}"])
+        log = router.log.read_text()
+        assert f"instance hole-{hole} at 127.0.0.1:{hole} did not take a connection (timed out): it gets no " \
+               "request for 5 s unless no other is left" in log
+
+
 def test_failures_say_which_they_were(farm):
     r = get(farm, "alldead.test")
     assert r.status_code == 502 and "refused the connection" in r.text

@@ -85,6 +85,15 @@ def test_power_of_two_choices_prefers_the_less_loaded_and_never_an_excluded_one(
     assert balance.pick(backends[:1], {}, rng).id == "b0"
 
 
+def test_a_resting_backend_is_drawn_only_when_no_other_is_left():
+    backends = [Backend(f"b{i}", "127.0.0.1", 1000 + i) for i in range(3)]
+    rng = random.Random(2)
+    picks = collections.Counter(balance.pick(backends, {}, rng, resting={"b0"}).id for _ in range(300))
+    assert set(picks) == {"b1", "b2"}
+    assert balance.pick(backends, {}, rng, exclude={"b1", "b2"}, resting={"b0"}).id == "b0"
+    assert balance.pick(backends, {}, rng, resting={"b0", "b1", "b2"}) is not None   # all rest: still one
+
+
 @pytest.mark.parametrize("lines", [
     ("Host: a", "X-Empty:", "X-Spaces:   padded \t ", "X-Tab: in\tside", "X-Colon: a:b:c", "X-High: caf\xe9"),
     ("Host: a",),
