@@ -1,7 +1,7 @@
 """The router end to end on a `corral up` cluster: the app reached by its host name, `corral get
-routes`, a conflicting route refused at apply, and a rolling update and a node drain under a
-steady load through the router that fail no request (instances leave the routers' tables when
-the leader decides to stop them, before their drain ends)."""
+routes`, a conflicting route refused at apply, and a rolling update, a node drain and a
+scale-down under a steady load through the router that fail no request (instances leave the
+routers' tables when the leader decides to stop them, before their drain ends)."""
 import os
 import time
 
@@ -48,7 +48,7 @@ def via_router(cluster, host):
     return r.json() if r.status_code == 200 else None
 
 
-def test_an_app_is_reached_by_host_and_a_rollout_and_a_drain_fail_no_request_through_the_router(cluster, tmp_path):
+def test_an_app_is_reached_by_host_and_a_rollout_a_drain_and_a_scale_down_fail_no_request_through_the_router(cluster, tmp_path):
     path = write_app(app_copy(tmp_path, "roll"), "roll", greeting="one")
     cluster.corral("apply", "-f", path, "--wait", "--timeout", "180s")
     assert wait_for("the app through the router", lambda: via_router(cluster, "roll.localhost"),
@@ -91,3 +91,14 @@ def test_an_app_is_reached_by_host_and_a_rollout_and_a_drain_fail_no_request_thr
             and all(i["node"] != node for i in cluster.instances("roll") if i["ready"])], timeout=60)
         time.sleep(1)
     assert load.failures == [], f"{len(load.failures)} of {load.ok + len(load.failures)} failed in the drain"
+
+    with RouterLoad(cluster.router_port, "roll.localhost") as load:   # a scale-down stops one of the two
+        wait_for("requests flowing", lambda: load.ok > 20, timeout=30)
+        write_app(path, "roll", instances=1, greeting="two")
+        cluster.corral("apply", "-f", path)
+        wait_for("one instance left, and one in the route table", lambda: [
+            i["state"] for i in cluster.instances("roll") if i["state"] in ("running", "stopping")] == ["running"]
+            and [r for r in cluster.json("get", "routes") if r["app"] == "roll" and r["ready"] == 1], timeout=60)
+        ok = load.ok
+        wait_for("requests served by the one left", lambda: load.ok > ok + 20, timeout=30)
+    assert load.failures == [], f"{len(load.failures)} of {load.ok + len(load.failures)} failed in the scale-down"
