@@ -14,8 +14,10 @@ CLIENT, BACKEND = "client", "backend"
 
 class SideError(Exception):
     """A read or write failed on ``side`` (:data:`CLIENT` or :data:`BACKEND`); ``kind`` is
-    ``timeout``, ``closed`` (EOF) or ``reset``; ``any_bytes``: whether that side had
-    sent anything on this exchange before it failed."""
+    ``timeout`` (the router's own wait ran out), ``lost`` (the peer's kernel acknowledged
+    nothing sent for the connection's ``TCP_USER_TIMEOUT``: its host or the network is gone),
+    ``closed`` (EOF) or ``reset``; ``any_bytes``: whether that side had sent anything on this
+    exchange before it failed."""
 
     def __init__(self, side, kind, any_bytes=True):
         super().__init__(f"{side} {kind}")
@@ -31,10 +33,16 @@ def send(conn, data, side, timeout):
     seconds of no progress."""
     try:
         conn.send_all(data, timeout)
-    except socket.timeout:
-        raise SideError(side, "timeout") from None
+    except socket.timeout as e:
+        raise SideError(side, _timeout_kind(e)) from None
     except OSError:
         raise SideError(side, "reset") from None
+
+
+def _timeout_kind(error):
+    """``timeout`` for the router's own deadline (raised without an errno), ``lost`` for the
+    kernel's ``ETIMEDOUT`` (nothing acknowledged within the connection's user timeout)."""
+    return "timeout" if error.errno is None else "lost"
 
 
 class Reader:
@@ -50,8 +58,8 @@ class Reader:
         ``wait_first``: nothing is expected yet (see :meth:`router.connections.Conn.recv`)."""
         try:
             data = self.conn.recv(PIECE, timeout, wait_first)
-        except socket.timeout:
-            raise SideError(self.side, "timeout", self.received > 0) from None
+        except socket.timeout as e:
+            raise SideError(self.side, _timeout_kind(e), self.received > 0) from None
         except OSError:
             raise SideError(self.side, "reset", self.received > 0) from None
         if not data:

@@ -325,11 +325,18 @@ def wrap(sock):
 
 def connect(address, timeout):
     """A :class:`Conn` to ``address`` (``(host, port)``), connected within ``timeout`` seconds,
-    with ``TCP_NODELAY``; ``OSError`` when it cannot be."""
+    with ``TCP_NODELAY``; ``OSError`` when it cannot be.
+
+    Bytes sent on it that the peer's kernel does not acknowledge within ``timeout`` either end
+    the connection (``TCP_USER_TIMEOUT``: a read or write then fails with ``ETIMEDOUT``). A
+    kept-alive connection to a host that is gone (powered off, cut off) would otherwise take a
+    request and keep it until the response timeout; a live host acknowledges at once, however
+    slow its app is to answer."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     green = GreenSocket(family, socket.SOCK_STREAM)
     try:
         green.settimeout(timeout)
+        green.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(timeout * 1000)))
         green.connect(address)
         green.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:

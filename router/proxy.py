@@ -69,7 +69,12 @@ class Failure(Exception):
 
 
 class Retry(Exception):
-    """The request may go to another backend (nothing of it reached an app, or it can be sent again)."""
+    """The request may go to another backend (nothing of it reached an app, or it can be sent
+    again); ``lost``: the backend's host acknowledged nothing (see :mod:`router.connections`)."""
+
+    def __init__(self, lost=False):
+        super().__init__()
+        self.lost = lost
 
 
 class Exchange:
@@ -269,13 +274,14 @@ class Proxy:
                         continue
                 x.backend = backend.id
                 try:
-                    return self._exchange(sock, client, x, backend, conn, held, replayable)
-                except Retry:
+                    return self._exchange(sock, client, x, route, backend, conn, held, replayable)
+                except Retry as retry:
                     conn.close()
                     if reused:
                         self.pool.drop(backend)   # its other idle connections are likely dead too
-                    else:
-                        self._failed_connection(route, backend, "closed a new connection before it answered")
+                    if retry.lost or not reused:
+                        self._failed_connection(route, backend, _LOST if retry.lost else
+                                                "closed a new connection before it answered")
                         tried.add(backend.id)
                 except BaseException:
                     conn.close()
@@ -294,7 +300,7 @@ class Proxy:
         self.resting[backend.id] = time.monotonic() + REST
         self._counts[(route.host, route.path)]["connect_failed"] += 1
 
-    def _exchange(self, sock, client, x, backend, conn, held, may_retry):
+    def _exchange(self, sock, client, x, route, backend, conn, held, may_retry):
         """One attempt on ``conn``, the request's body ``held`` whole in the client's buffer or
         not. Raises :class:`Retry` when the backend failed before any answer byte and the
         request may be sent again (``may_retry``: idempotent, and its body held), :class:`Failure`
@@ -320,8 +326,12 @@ class Proxy:
             if e.kind == "timeout":
                 raise Failure(504, "Gateway Timeout", f"instance {backend.id} did not answer within "
                                                       f"{t.response:g} s") from None
+            lost = e.kind == "lost"
             if may_retry and not reader.received:
-                raise Retry() from None
+                raise Retry(lost) from None
+            if lost:
+                self._failed_connection(route, backend, _LOST)
+                raise Failure(502, "Bad Gateway", f"instance {backend.id} {_LOST}") from None
             raise Failure(502, "Bad Gateway", f"instance {backend.id} closed the connection before it "
                                               "answered") from None
         if held and body_len:
@@ -414,6 +424,9 @@ class Proxy:
             if e.side == BACKEND:   # the head went out already: all the client can learn is a cut
                 raise SideError(CLIENT, "cut") from None
             raise
+
+
+_LOST = "acknowledged nothing sent within the connect timeout (its host or the network is gone)"
 
 
 def _why(error):

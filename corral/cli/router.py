@@ -35,7 +35,8 @@ def add_parser(sub, secret_help):
                         "every client's own are replaced)")
     r.add_argument("--access-log", metavar="FILE", help="write one line per request here ('-': stderr)")
     r.add_argument("--connect-timeout", type=float, default=2.0, metavar="S",
-                   help="a backend's connect, then the next backend is tried (default 2)")
+                   help="a backend's connect, and its host's acknowledgement of what is sent, then the next "
+                        "backend is tried (default 2)")
     r.add_argument("--response-timeout", type=float, default=60.0, metavar="S",
                    help="a backend's answer, then 504 (default 60)")
     r.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",

@@ -1,4 +1,5 @@
-"""The cluster suite's app: answers every GET with its instance id, on all addresses, port $PORT."""
+"""The cluster suite's app: answers every GET with its instance id, on all addresses, port $PORT;
+HTTP/1.1 with keep-alive when $KEEP_ALIVE is set (a pooled connection then outlives a request)."""
 import http.server
 import json
 import os
@@ -8,6 +9,8 @@ BODY = json.dumps({"instance": os.environ.get("CORRAL_INSTANCE"), "node": os.env
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1" if os.environ.get("KEEP_ALIVE") else "HTTP/1.0"
+
     def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
