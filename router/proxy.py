@@ -298,7 +298,7 @@ class Proxy:
             log.warning("instance %s at %s:%s %s: it gets no request for %g s unless no other is left",
                         backend.id, backend.address, backend.port, what, REST)
         self.resting[backend.id] = time.monotonic() + REST
-        self._counts[(route.host, route.path)]["connect_failed"] += 1
+        self._counts[(route.host, route.path)]["connections_failed"] += 1
 
     def _exchange(self, sock, client, x, route, backend, conn, held, may_retry):
         """One attempt on ``conn``, the request's body ``held`` whole in the client's buffer or

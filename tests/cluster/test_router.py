@@ -99,7 +99,7 @@ def test_the_router_serves_through_a_leader_kill_a_partition_from_both_reconcile
         load.phase = f"{victim} healed"
         fleet.dc.heal(victim)
         wait_for(f"{victim} ready again", lambda: fleet.nodes()[victim]["state"] == "ready", timeout=30)
-    failed_connects = sum(c.get("connect_failed", 0) for c in (fleet.router_health() or {}).get("counters", {}).values())
+    failed_connects = sum(c.get("connections_failed", 0) for c in (fleet.router_health() or {}).get("counters", {}).values())
     said = [line for line in fleet.daemons["rt"].tail(2000).splitlines() if "gets no request for" in line]
     figures.record("11 router: leader SIGKILLed, both cut, a node lost", detect=noticed, recover=switched,
                    failed=len(load.failures), requests_sent=load.sent, died=len(fleet.died()),

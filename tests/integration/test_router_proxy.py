@@ -156,8 +156,8 @@ def test_an_instance_that_fails_a_connection_rests_while_others_serve(tmp_path):
             answers = [requests.get(router.url(), headers={"Host": host}, timeout=10).text for _ in range(20)]
             assert answers == ["hello from a"] * 20
         health = router.health()
-        assert health["counters"]["refusing.test /"]["connect_failed"] == 1
-        assert health["counters"]["hole.test /"]["connect_failed"] == 1
+        assert health["counters"]["refusing.test /"]["connections_failed"] == 1
+        assert health["counters"]["hole.test /"]["connections_failed"] == 1
         assert health["resting"] == sorted([f"refusing-{refusing}", f"hole-{hole}"])
         log = router.log.read_text()
         assert f"instance hole-{hole} at 127.0.0.1:{hole} did not take a connection (timed out): it gets no " \
