@@ -12,6 +12,7 @@ router that serves fixed backends, for benchmarks and for tests of the proxy.
 """
 import ctypes
 import ctypes.util
+import gc
 import json
 import logging
 import os
@@ -117,6 +118,11 @@ def worker_main(index, cfg, credential):
                 eventlet.sleep(0.5)
                 feed.refresh()
         eventlet.spawn(refresher)
+    # What the worker holds by now (modules, functions, classes: some 44,000 objects) stays for
+    # its life: out of the cyclic collector's sight, a full collection in the middle of a route
+    # churn walks what comes and goes (connections, tables) only. One took 65 ms with 3,000 idle
+    # backend connections, a pause every request in flight waits through.
+    gc.freeze()
     stopping = []
     signal.signal(signal.SIGTERM, lambda *a: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *a: stopping.append(True))

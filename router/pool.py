@@ -9,6 +9,10 @@ request on such a connection would fail, and one that may not be sent twice
 """
 import socket
 
+import eventlet
+
+CLOSE_BATCH = 100   # idle connections closed between two turns of the hub
+
 
 def _alive(conn):
     """True when ``conn`` (a :class:`router.connections.Conn`) is open and has nothing unread: the
@@ -20,6 +24,15 @@ def _alive(conn):
         return True
     except OSError:
         return False
+
+
+def _close_all(socks):
+    """Close ``socks``, letting the hub run between batches."""
+    for i in range(0, len(socks), CLOSE_BATCH):
+        if i:
+            eventlet.sleep(0)
+        for sock in socks[i:i + CLOSE_BATCH]:
+            sock.close()
 
 
 class Pool:
@@ -57,10 +70,13 @@ class Pool:
             sock.close()
 
     def keep_only(self, ids):
-        """Close the idle connections of every backend whose id is not in ``ids`` (gone from the table)."""
-        for key in [k for k in self._idle if k not in ids]:
-            for sock in self._idle.pop(key):
-                sock.close()
+        """Take out the idle connections of every backend whose id is not in ``ids`` (gone from
+        the table), and close them in a green thread of their own, :data:`CLOSE_BATCH` at a time
+        with requests served between batches: a table that replaced 3,000 backends closed their
+        3,000 connections in one go, 80 ms in which the worker served no one."""
+        gone = [sock for key in [k for k in self._idle if k not in ids] for sock in self._idle.pop(key)]
+        if gone:
+            eventlet.spawn_n(_close_all, gone)
 
     def idle_count(self):
         """How many idle connections the pool holds."""

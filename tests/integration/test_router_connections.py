@@ -17,6 +17,7 @@ from router.bodies import BACKEND, Reader, SideError  # noqa: E402
 from router.connections import Conn, connect  # noqa: E402
 from router.pool import Pool  # noqa: E402
 from corral.routetable import Backend  # noqa: E402
+from tests.support import wait_for  # noqa: E402
 
 
 @pytest.fixture
@@ -334,4 +335,26 @@ def test_idle_connections_belong_to_an_instance_not_to_its_address(pair):
     pool.put(old, conn)
     assert pool.get(new) is None
     pool.keep_only({new.id})
-    assert conn.closed and pool.idle_count() == 0
+    assert pool.idle_count() == 0
+    wait_for("the old instance's connection closed", lambda: conn.closed, timeout=2)
+
+
+def test_the_idle_connections_of_a_replaced_table_close_a_batch_at_a_time_between_requests():
+    """3,000 backends replaced at once: their idle connections leave the pool at once, and are
+    closed a batch at a time with the hub's other work in between, not in one 80 ms stretch."""
+    closed = []
+
+    class Idle:
+        def __init__(self, i):
+            self.i = i
+
+        def close(self):
+            closed.append(self.i)
+    pool = Pool(4)
+    for i in range(250):
+        pool.put(Backend(f"i{i}", "127.0.0.1", 8000 + i), Idle(i))
+    pool.keep_only(set())
+    assert pool.idle_count() == 0 and closed == []
+    eventlet.sleep(0)   # one turn of the hub: one batch
+    assert 0 < len(closed) < 250
+    wait_for("every one closed", lambda: sorted(closed) == list(range(250)), timeout=2)
