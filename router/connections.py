@@ -283,10 +283,16 @@ class Outbox:
         self.conns.append(conn)
 
     def send(self):
-        """Make every held write (a connection's failure is its own)."""
+        """Make every held write. An error out of one (a green thread that ended with one while
+        this switched to it to finish its write) leaves the others held for the next turn."""
         conns, self.conns = self.conns, []
-        for conn in conns:
-            conn._send_held()
+        for i, conn in enumerate(conns):
+            try:
+                conn._send_held()
+            except BaseException:
+                for rest in conns[i + 1:]:
+                    self.hold(rest)
+                raise
 
 
 class GreenConn(_Socket):

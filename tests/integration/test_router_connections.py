@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 from eventlet import hubs  # noqa: E402
 
 from router.bodies import BACKEND, Reader, SideError  # noqa: E402
-from router.connections import Conn, connect  # noqa: E402
+from router.connections import Conn, Outbox, connect  # noqa: E402
 from router.pool import Pool  # noqa: E402
 from corral.routetable import Backend  # noqa: E402
 from tests.support import wait_for  # noqa: E402
@@ -358,3 +358,24 @@ def test_the_idle_connections_of_a_replaced_table_close_a_batch_at_a_time_betwee
     eventlet.sleep(0)   # one turn of the hub: one batch
     assert 0 < len(closed) < 250
     wait_for("every one closed", lambda: sorted(closed) == list(range(250)), timeout=2)
+
+
+def test_an_error_out_of_one_held_write_leaves_the_others_for_the_next_turn():
+    made = []
+
+    class Held:
+        def __init__(self, name, fails=False):
+            self.name, self.fails = name, fails
+
+        def _send_held(self):
+            made.append(self.name)
+            if self.fails:
+                raise RuntimeError("a green thread ended with an error")
+    box = Outbox(hubs.get_hub())
+    for held in (Held("a"), Held("b", fails=True), Held("c"), Held("d")):
+        box.hold(held)
+    with pytest.raises(RuntimeError):
+        box.send()
+    assert made == ["a", "b"] and [h.name for h in box.conns] == ["c", "d"]
+    box.send()
+    assert made == ["a", "b", "c", "d"]
